@@ -1,0 +1,91 @@
+package fastcgi
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Address is where a FastCGI server listens: a unix socket path or a TCP
+// host:port.
+type Address struct {
+	Network string // "unix" or "tcp"
+	Addr    string // socket path, or host:port
+}
+
+// String gives the canonical form, the one ParseAddress reads back.
+func (a Address) String() string {
+	if a.Network == "unix" {
+		return "unix://" + a.Addr
+	}
+	return "tcp://" + a.Addr
+}
+
+// IsZero reports whether the address was never set.
+func (a Address) IsZero() bool { return a.Addr == "" }
+
+// ParseAddress reads the forms operators write for a php-fpm listener:
+// unix:///run/php/www.sock, /run/php/www.sock, unix:/run/php/www.sock (as
+// nginx writes it), tcp://127.0.0.1:9000, 127.0.0.1:9000 and [::1]:9000.
+func ParseAddress(s string) (Address, error) {
+	raw := strings.TrimSpace(s)
+	switch {
+	case strings.HasPrefix(raw, "unix://"):
+		return unixAddress(s, strings.TrimPrefix(raw, "unix://"))
+	case strings.HasPrefix(raw, "unix:"):
+		return unixAddress(s, strings.TrimPrefix(raw, "unix:"))
+	case strings.HasPrefix(raw, "/"):
+		return unixAddress(s, raw)
+	case strings.HasPrefix(raw, "tcp://"):
+		return tcpAddress(s, strings.TrimPrefix(raw, "tcp://"))
+	}
+	return tcpAddress(s, raw)
+}
+
+func unixAddress(orig, path string) (Address, error) {
+	if !strings.HasPrefix(path, "/") || path == "/" {
+		return Address{}, badAddress(orig, "a unix socket needs an absolute path")
+	}
+	if strings.ContainsRune(path, 0) {
+		return Address{}, badAddress(orig, "the path holds a NUL byte")
+	}
+	return Address{Network: "unix", Addr: path}, nil
+}
+
+func tcpAddress(orig, hostport string) (Address, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return Address{}, badAddress(orig, "expected host:port")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return Address{}, badAddress(orig, "the port must be a number from 1 to 65535")
+	}
+	if host == "" {
+		return Address{}, badAddress(orig, "the host is missing")
+	}
+	// A literal IP is the common case; a host name is allowed too, since
+	// php-fpm in another container is often reached by name.
+	if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+		return Address{}, badAddress(orig, "the host is neither an IP address nor a host name")
+	}
+	return Address{Network: "tcp", Addr: net.JoinHostPort(host, port)}, nil
+}
+
+func validHostName(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !(r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(h, "-") && !strings.HasPrefix(h, ".")
+}
+
+func badAddress(value, why string) error {
+	return fmt.Errorf("bad FastCGI address %q: %s; use unix:///run/php/www.sock, /run/php/www.sock, 127.0.0.1:9000 or [::1]:9000", value, why)
+}

@@ -1,0 +1,370 @@
+// Package fastcgi talks to php-fpm the way nginx does: one short FastCGI
+// request per connection, bounded in time and size. It also knows php-fpm's
+// two built-in endpoints, the ping and the status page, and the status page's
+// data model. It knows nothing of pools' configs, processes or metrics.
+package fastcgi
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/yookoala/gofast"
+)
+
+// Defaults for a Client's zero fields.
+const (
+	DefaultTimeout = 2 * time.Second
+	DefaultMaxBody = 8 << 20
+	maxStderr      = 64 << 10
+)
+
+// Client sends FastCGI requests. The zero value is ready to use.
+//
+// gofast encodes the request and reads the records, but it has no dial
+// timeout, no deadline and no size limit, it ignores record ids and it cannot
+// tell a finished response from a dropped connection. So every request gets
+// its own connection with a deadline, and the connection is wrapped in a
+// recorder that checks each record and keeps the output within bounds.
+type Client struct {
+	Timeout time.Duration // bounds dial and exchange together; DefaultTimeout if 0
+	MaxBody int64         // bytes of stdout accepted; DefaultMaxBody if 0
+}
+
+// Request is one CGI request. SCRIPT_NAME, SCRIPT_FILENAME, REQUEST_URI and
+// DOCUMENT_URI are derived from Path and Script the way nginx's stock
+// fastcgi_params set them.
+type Request struct {
+	Method string            // GET if empty
+	Path   string            // the URI path, e.g. /status
+	Query  string            // without the leading '?'
+	Script string            // SCRIPT_FILENAME; Path if empty
+	Params map[string]string // extra parameters, set last
+}
+
+// Response is php-fpm's complete answer.
+type Response struct {
+	Status int // 200 when php-fpm sent no Status header
+	Header http.Header
+	Body   []byte
+	Stderr []byte // what PHP logged for this request, e.g. "Primary script unknown"
+}
+
+func (c Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (c Client) maxBody() int64 {
+	if c.MaxBody > 0 {
+		return c.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+// Do sends req to addr and waits for the whole response, at most until the
+// client's timeout or ctx's deadline, whichever comes first. It returns an
+// *Error for every failure. An answer with status 400 or above is an error
+// too, returned with the response.
+func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, error) {
+	timeout := c.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	op := req.describe()
+
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	if err != nil {
+		return nil, classify(op, addr, timeout, err)
+	}
+	defer nc.Close()
+	deadline, _ := ctx.Deadline()
+	if err := nc.SetDeadline(deadline); err != nil {
+		return nil, classify(op, addr, timeout, err)
+	}
+	// A cancelled ctx must wake a blocked read as the deadline would.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	rec := newRecorder(nc, c.maxBody())
+	fc, err := gofast.SimpleClientFactory(func() (net.Conn, error) { return rec, nil })()
+	if err != nil {
+		return nil, classify(op, addr, timeout, err)
+	}
+	greq := gofast.NewRequest(nil)
+	greq.Params = req.params()
+	pipe, err := fc.Do(greq)
+	if err != nil {
+		return nil, &Error{Op: op, Addr: addr, Class: ClassBadResponse, Err: err}
+	}
+	// The recorder keeps the output; closing gofast's pipes at once means its
+	// reader never blocks on a pipe nobody reads.
+	pipe.Close()
+	<-rec.done
+	nc.Close() // ends gofast's goroutines if the peer sent more after the end
+
+	if rec.err != nil {
+		if ctx.Err() != nil && !errors.Is(rec.err, errTooLarge) {
+			return nil, classify(op, addr, timeout, context.DeadlineExceeded)
+		}
+		return nil, classify(op, addr, timeout, rec.err)
+	}
+	resp, err := parseCGI(rec.stdout.Bytes())
+	if err != nil {
+		return nil, classify(op, addr, timeout, err)
+	}
+	resp.Stderr = rec.stderr.Bytes()
+	if resp.Status >= http.StatusBadRequest {
+		return resp, answerError(req, addr, resp)
+	}
+	return resp, nil
+}
+
+func (r Request) describe() string {
+	m := r.Method
+	if m == "" {
+		m = http.MethodGet
+	}
+	if r.Query != "" {
+		return m + " " + r.Path + "?" + r.Query
+	}
+	return m + " " + r.Path
+}
+
+func (r Request) params() map[string]string {
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	script := r.Script
+	if script == "" {
+		script = r.Path
+	}
+	uri := r.Path
+	if r.Query != "" {
+		uri += "?" + r.Query
+	}
+	p := map[string]string{
+		"GATEWAY_INTERFACE": "CGI/1.1",
+		"SERVER_PROTOCOL":   "HTTP/1.1",
+		"SERVER_SOFTWARE":   "fpmguard",
+		"REQUEST_METHOD":    method,
+		"SCRIPT_FILENAME":   script,
+		"SCRIPT_NAME":       r.Path,
+		"DOCUMENT_URI":      r.Path,
+		"REQUEST_URI":       uri,
+		"QUERY_STRING":      r.Query,
+		"REMOTE_ADDR":       "127.0.0.1",
+		"SERVER_NAME":       "localhost",
+		"CONTENT_LENGTH":    "0",
+	}
+	for k, v := range r.Params {
+		p[k] = v
+	}
+	return p
+}
+
+// parseCGI splits a CGI response into status, headers and body.
+func parseCGI(out []byte) (*Response, error) {
+	end := bytes.Index(out, []byte("\r\n\r\n"))
+	sep := 4
+	if lf := bytes.Index(out, []byte("\n\n")); lf >= 0 && (end < 0 || lf < end) {
+		end, sep = lf, 2
+	}
+	if end < 0 {
+		return nil, fmt.Errorf("%w: no CGI headers in %d bytes of output", errBadCGI, len(out))
+	}
+	resp := &Response{Status: http.StatusOK, Header: make(http.Header), Body: out[end+sep:]}
+	for _, line := range strings.Split(string(out[:end]), "\n") {
+		line = strings.TrimRight(line, "\r")
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("%w: bad header line %q", errBadCGI, truncate(line, 80))
+		}
+		value = strings.TrimSpace(value)
+		if strings.EqualFold(name, "Status") {
+			code, err := strconv.Atoi(strings.SplitN(value, " ", 2)[0])
+			if err != nil || code < 100 || code > 999 {
+				return nil, fmt.Errorf("%w: bad Status header %q", errBadCGI, truncate(value, 40))
+			}
+			resp.Status = code
+			continue
+		}
+		resp.Header.Add(textproto.CanonicalMIMEHeaderKey(name), value)
+	}
+	return resp, nil
+}
+
+var errBadCGI = errors.New("bad CGI response")
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// FastCGI record types and the request id gofast gives the first request on
+// a fresh connection.
+const (
+	typeEndRequest = 3
+	typeStdout     = 6
+	typeStderr     = 7
+	requestID      = 1
+	headerLen      = 8
+)
+
+// recorder sits between gofast and the connection. It follows the record
+// stream gofast reads, rejects what php-fpm would never send, keeps stdout
+// and stderr within bounds, and signals done when the request has ended or
+// the stream failed.
+type recorder struct {
+	net.Conn
+	maxBody int64
+
+	hdr      [headerLen]byte
+	hdrN     int
+	typ      byte
+	content  int // content bytes left in the current record
+	padding  int // padding bytes left in the current record
+	endBody  [8]byte
+	endBodyN int
+
+	stdout, stderr bytes.Buffer
+	ended          bool
+
+	once sync.Once
+	err  error // set once, before done is closed
+	done chan struct{}
+}
+
+func newRecorder(c net.Conn, maxBody int64) *recorder {
+	return &recorder{Conn: c, maxBody: maxBody, done: make(chan struct{})}
+}
+
+func (r *recorder) finish(err error) {
+	r.once.Do(func() {
+		r.err = err
+		close(r.done)
+	})
+}
+
+// Read is called by gofast's reader goroutine only. gofast reads exactly one
+// record header or body at a time and stops after END_REQUEST, so the
+// recorder never sees bytes past the end.
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if perr := r.follow(p[:n]); perr != nil {
+		r.finish(perr)
+		return 0, perr
+	}
+	if r.ended {
+		r.finish(nil)
+		return n, nil
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errEndedEarly
+		}
+		r.finish(err)
+	}
+	return n, err
+}
+
+// follow advances the record state machine over b.
+func (r *recorder) follow(b []byte) error {
+	for len(b) > 0 {
+		switch {
+		case r.hdrN < headerLen:
+			k := copy(r.hdr[r.hdrN:], b)
+			r.hdrN += k
+			b = b[k:]
+			if r.hdrN == headerLen {
+				if err := r.startRecord(); err != nil {
+					return err
+				}
+			}
+		case r.content > 0:
+			k := min(r.content, len(b))
+			if err := r.keep(b[:k]); err != nil {
+				return err
+			}
+			r.content -= k
+			b = b[k:]
+		case r.padding > 0:
+			k := min(r.padding, len(b))
+			r.padding -= k
+			b = b[k:]
+		}
+		if r.hdrN == headerLen && r.content == 0 && r.padding == 0 {
+			if r.typ == typeEndRequest {
+				return r.endRequest()
+			}
+			r.hdrN = 0
+		}
+	}
+	return nil
+}
+
+func (r *recorder) startRecord() error {
+	version, typ := r.hdr[0], r.hdr[1]
+	id := binary.BigEndian.Uint16(r.hdr[2:4])
+	if version != 1 {
+		return fmt.Errorf("%w: FastCGI version %d, want 1", errBadRecord, version)
+	}
+	if id != requestID {
+		return fmt.Errorf("%w: record for request id %d, want %d", errBadRecord, id, requestID)
+	}
+	switch typ {
+	case typeStdout, typeStderr, typeEndRequest:
+	default:
+		return fmt.Errorf("%w: unexpected record type %d", errBadRecord, typ)
+	}
+	r.typ = typ
+	r.content = int(binary.BigEndian.Uint16(r.hdr[4:6]))
+	r.padding = int(r.hdr[6])
+	if typ == typeEndRequest && r.content != 8 {
+		return fmt.Errorf("%w: END_REQUEST of %d bytes, want 8", errBadRecord, r.content)
+	}
+	return nil
+}
+
+func (r *recorder) keep(b []byte) error {
+	switch r.typ {
+	case typeStdout:
+		if int64(r.stdout.Len()+len(b)) > r.maxBody {
+			return fmt.Errorf("%w of %d bytes", errTooLarge, r.maxBody)
+		}
+		r.stdout.Write(b)
+	case typeStderr:
+		// PHP's log lines matter only for their first part; drop the rest.
+		if room := maxStderr - r.stderr.Len(); room > 0 {
+			r.stderr.Write(b[:min(room, len(b))])
+		}
+	case typeEndRequest:
+		r.endBodyN += copy(r.endBody[r.endBodyN:], b)
+	}
+	return nil
+}
+
+func (r *recorder) endRequest() error {
+	if proto := r.endBody[4]; proto != 0 {
+		return fmt.Errorf("%w: php-fpm refused the request (protocol status %d)", errBadRecord, proto)
+	}
+	r.ended = true
+	return nil
+}
+
+var errBadRecord = errors.New("bad FastCGI record")

@@ -1,0 +1,301 @@
+package fastcgi_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"go.uber.org/goleak"
+)
+
+const sleepPHP = `<?php usleep((int)($_GET['ms'] ?? 1000) * 1000); echo "slept\n";`
+
+func unixAddr(path string) fastcgi.Address { return fastcgi.Address{Network: "unix", Addr: path} }
+
+func TestPingAndStatusAgainstPHPFPM(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}},
+		Files: map[string]string{"hello.php": `<?php header("X-Test: yes"); echo "hello ", $_SERVER["QUERY_STRING"];`},
+	})
+	pool := fpm.Pools["www"]
+	c := fastcgi.Client{Timeout: 2 * time.Second}
+	ctx := context.Background()
+
+	if _, err := c.Ping(ctx, unixAddr(pool.Listen), "/ping", "pong"); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	resp, err := c.Do(ctx, unixAddr(pool.Listen), fastcgi.Request{Path: "/hello.php", Query: "a=1", Script: filepath.Join(fpm.DocRoot, "hello.php")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 200 || string(resp.Body) != "hello a=1" || resp.Header.Get("X-Test") != "yes" {
+		t.Errorf("got %d %q %v", resp.Status, resp.Body, resp.Header)
+	}
+	for _, addr := range []string{pool.Listen, pool.StatusSocket} {
+		st, err := c.Status(ctx, unixAddr(addr), "/status")
+		if err != nil {
+			t.Fatalf("status via %s: %v", addr, err)
+		}
+		if st.Pool != "www" || len(st.Processes) != 3 || st.ProcessManager != "static" {
+			t.Errorf("status via %s: %+v", addr, st)
+		}
+		for _, p := range st.Processes {
+			if p.PID <= 0 || p.State == "" {
+				t.Errorf("bad process %+v", p)
+			}
+		}
+	}
+}
+
+func TestAnswersAreClassified(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Files: map[string]string{"notes.txt": "secret"}})
+	pool := fpm.Pools["www"]
+	c := fastcgi.Client{}
+	ctx := context.Background()
+	addr := unixAddr(pool.Listen)
+
+	_, err := c.Status(ctx, addr, "/wrong-status")
+	assertClass(t, err, fastcgi.ClassNotFound, 404, "add `pm.status_path = /wrong-status` to the pool")
+
+	_, err = c.Ping(ctx, addr, "/nope", "pong")
+	assertClass(t, err, fastcgi.ClassNotFound, 404, "add `ping.path = /nope`")
+
+	_, err = c.Ping(ctx, addr, "/ping", "PONG!")
+	assertClass(t, err, fastcgi.ClassBadResponse, 502, `ping.response = PONG!`)
+
+	_, err = c.Do(ctx, addr, fastcgi.Request{Path: "/notes.txt", Script: filepath.Join(fpm.DocRoot, "notes.txt")})
+	assertClass(t, err, fastcgi.ClassForbidden, 403, "security.limit_extensions")
+	if !strings.Contains(err.Error(), "Access denied.") {
+		t.Errorf("error should quote php-fpm's answer: %v", err)
+	}
+}
+
+func TestTransportFailuresAreClassified(t *testing.T) {
+	dir := t.TempDir()
+	c := fastcgi.Client{Timeout: 500 * time.Millisecond}
+	ctx := context.Background()
+
+	// A socket file nothing listens on: what a SIGKILLed php-fpm leaves.
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	_, err = c.Ping(ctx, unixAddr(stale), "/ping", "pong")
+	assertClass(t, err, fastcgi.ClassRefused, 502, "nothing listens there")
+
+	_, err = c.Ping(ctx, unixAddr(filepath.Join(dir, "missing.sock")), "/ping", "pong")
+	assertClass(t, err, fastcgi.ClassMissing, 502, "does not exist")
+
+	// A listener that accepts and never answers.
+	silent := filepath.Join(dir, "silent.sock")
+	sl, err := net.Listen("unix", silent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := sl.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	start := time.Now()
+	_, err = c.Ping(ctx, unixAddr(silent), "/ping", "pong")
+	assertClass(t, err, fastcgi.ClassTimeout, 504, "busy or hung")
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("a 500ms timeout took %v", el)
+	}
+	if !strings.Contains(err.Error(), "timeout after 500ms") {
+		t.Errorf("error should say the timeout: %v", err)
+	}
+}
+
+// TestEveryWorkerBusy: the ping through the main socket waits in the backlog
+// and times out, as nginx would with 504, while the status page over
+// pm.status_listen still answers and shows the busy workers.
+func TestEveryWorkerBusy(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	pool := fpm.Pools["www"]
+	script := filepath.Join(fpm.DocRoot, "sleep.php")
+	slow := fastcgi.Client{Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			_, _ = slow.Do(context.Background(), unixAddr(pool.Listen), fastcgi.Request{Path: "/sleep.php", Query: "ms=4000", Script: script})
+		})
+	}
+	defer wg.Wait()
+
+	c := fastcgi.Client{Timeout: 300 * time.Millisecond}
+	running := waitFor(t, 3*time.Second, func() (int, bool) {
+		st, err := c.Status(context.Background(), unixAddr(pool.StatusSocket), "/status")
+		if err != nil {
+			t.Fatalf("status over pm.status_listen: %v", err)
+		}
+		n := 0
+		for _, p := range st.Processes {
+			if p.State == "Running" && strings.HasPrefix(p.RequestURI, "/sleep.php") {
+				n++
+			}
+		}
+		return n, n == 2
+	})
+	if running != 2 {
+		t.Fatalf("%d workers in sleep.php, want 2", running)
+	}
+	_, err := c.Ping(context.Background(), unixAddr(pool.Listen), "/ping", "pong")
+	assertClass(t, err, fastcgi.ClassTimeout, 504, "busy or hung")
+}
+
+// TestWorkerKilledMidRequest: SIGTERM to a worker ends it at once; the
+// client sees the connection end early, which nginx turns into 502.
+func TestWorkerKilledMidRequest(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 1, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	pool := fpm.Pools["www"]
+	errc := make(chan error, 1)
+	go func() {
+		_, err := fastcgi.Client{Timeout: 20 * time.Second}.Do(context.Background(), unixAddr(pool.Listen),
+			fastcgi.Request{Path: "/sleep.php", Query: "ms=10000", Script: filepath.Join(fpm.DocRoot, "sleep.php")})
+		errc <- err
+	}()
+	c := fastcgi.Client{Timeout: time.Second}
+	pid := waitFor(t, 3*time.Second, func() (int, bool) {
+		st, err := c.Status(context.Background(), unixAddr(pool.StatusSocket), "/status")
+		if err != nil {
+			return 0, false
+		}
+		for _, p := range st.Processes {
+			if p.State == "Running" {
+				return p.PID, true
+			}
+		}
+		return 0, false
+	})
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		assertClass(t, err, fastcgi.ClassReset, 502, "closed the connection")
+	case <-time.After(5 * time.Second):
+		t.Fatal("request did not end after its worker was killed")
+	}
+}
+
+// TestTimeoutLeavesNothingBehind: a request that times out on a hung worker
+// leaves no goroutine and no file descriptor behind, and does not pin the
+// worker once the hung request ends.
+func TestTimeoutLeavesNothingBehind(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 1}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	pool := fpm.Pools["www"]
+	script := filepath.Join(fpm.DocRoot, "sleep.php")
+	ignore := goleak.IgnoreCurrent()
+	fdsBefore := openFDs(t)
+
+	c := fastcgi.Client{Timeout: 200 * time.Millisecond}
+	for range 5 {
+		_, err := c.Do(context.Background(), unixAddr(pool.Listen), fastcgi.Request{Path: "/sleep.php", Query: "ms=600", Script: script})
+		assertClass(t, err, fastcgi.ClassTimeout, 504, "")
+	}
+	// A cancelled context ends a request the same way.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	_, err := fastcgi.Client{Timeout: 10 * time.Second}.Do(ctx, unixAddr(pool.Listen), fastcgi.Request{Path: "/sleep.php", Query: "ms=600", Script: script})
+	assertClass(t, err, fastcgi.ClassTimeout, 504, "")
+
+	goleak.VerifyNone(t, ignore)
+	if after := openFDs(t); after != fdsBefore {
+		t.Errorf("open fds: %d before, %d after", fdsBefore, after)
+	}
+	// The only worker is free again once its last abandoned request ends.
+	waitFor(t, 10*time.Second, func() (int, bool) {
+		_, err := fastcgi.Client{Timeout: time.Second}.Ping(context.Background(), unixAddr(pool.Listen), "/ping", "pong")
+		return 0, err == nil
+	})
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// waitFor polls fn until it reports done or the deadline passes.
+func waitFor[T any](t *testing.T, d time.Duration, fn func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		v, ok := fn()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v (last value %v)", d, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func assertClass(t *testing.T, err error, class fastcgi.Class, nginx int, hint string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want a %v error, got none", class)
+	}
+	fe, ok := fastcgi.AsError(err)
+	if !ok {
+		t.Fatalf("error %v (%T) is not a *fastcgi.Error", err, err)
+	}
+	if fe.Class != class {
+		t.Errorf("class = %v, want %v (error: %v)", fe.Class, class, err)
+	}
+	if fe.NginxStatus() != nginx {
+		t.Errorf("nginx status = %d, want %d", fe.NginxStatus(), nginx)
+	}
+	if !strings.Contains(fe.Hint, hint) {
+		t.Errorf("hint %q does not contain %q", fe.Hint, hint)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is not one line: %q", err)
+	}
+	if errors.Unwrap(err) == nil {
+		t.Errorf("error %v wraps nothing", err)
+	}
+}

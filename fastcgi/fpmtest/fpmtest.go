@@ -1,0 +1,363 @@
+// Package fpmtest starts a real php-fpm for tests, the way httptest starts
+// an HTTP server: a master of its own in a temporary directory, with its own
+// sockets and config, stopped with every worker when the test ends, even if
+// the test fails.
+package fpmtest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Pool describes one pool of the test master.
+type Pool struct {
+	Name         string   // "www" if empty
+	PM           string   // "static" if empty
+	MaxChildren  int      // 2 if 0
+	StatusPath   string   // pm.status_path; "/status" if empty, "-" for none
+	PingPath     string   // ping.path; "/ping" if empty, "-" for none
+	StatusListen bool     // give the pool a pm.status_listen socket
+	Slowlog      bool     // request_slowlog_timeout = 1s with a slowlog file
+	Extra        []string // more "key = value" lines for the pool
+}
+
+// Options describe the master.
+type Options struct {
+	Pools   []Pool            // one default pool if empty
+	Defines map[string]string // php.ini settings passed as -d, e.g. opcache sizes
+	Files   map[string]string // PHP files written into the document root
+}
+
+// FPM is a running test master.
+type FPM struct {
+	Dir     string // the temporary directory holding everything
+	DocRoot string // where Files are written
+	Conf    string // the php-fpm.conf path
+	Pools   map[string]*RunningPool
+	cmd     *exec.Cmd
+	waited  chan struct{}
+	waitErr error
+}
+
+// RunningPool tells where a pool listens.
+type RunningPool struct {
+	Pool
+	Listen       string // unix socket path nginx would use
+	StatusSocket string // pm.status_listen socket, or ""
+	SlowlogPath  string
+}
+
+// Binary finds the php-fpm binary: $PHP_FPM, then php-fpm, php-fpm8.x on
+// PATH and in /usr/sbin.
+func Binary() (string, error) {
+	if b := os.Getenv("PHP_FPM"); b != "" {
+		return b, nil
+	}
+	names := []string{"php-fpm", "php-fpm8.4", "php-fpm8.3", "php-fpm8.2", "php-fpm8.1", "php-fpm8.0", "php-fpm7.4"}
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+		if p := filepath.Join("/usr/sbin", n); isExec(p) {
+			return p, nil
+		}
+	}
+	return "", errors.New("php-fpm not found: run `make deps` (installs php8.2-fpm) or set PHP_FPM")
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// Start writes the config, starts `php-fpm -F -y`, waits until every pool's
+// socket accepts connections and registers the cleanup. It fails the test if
+// php-fpm is missing: integration tests must not pass by skipping.
+func Start(t testing.TB, opts Options) *FPM {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// Workers run as another user when the test runs as root, and
+	// t.TempDir and its parent are 0700.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &FPM{Dir: dir, DocRoot: filepath.Join(dir, "www"), Conf: filepath.Join(dir, "php-fpm.conf"), Pools: map[string]*RunningPool{}, waited: make(chan struct{})}
+	if err := os.Mkdir(f.DocRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range opts.Files {
+		f.WriteFile(t, name, body)
+	}
+	if len(opts.Pools) == 0 {
+		opts.Pools = []Pool{{}}
+	}
+	conf := f.config(opts.Pools)
+	if err := os.WriteFile(f.Conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	args := []string{"-F", "-y", f.Conf}
+	keys := make([]string, 0, len(opts.Defines))
+	for k := range opts.Defines {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-d", k+"="+opts.Defines[k])
+	}
+	f.cmd = exec.Command(bin, args...)
+	f.cmd.Dir = dir
+	// A group of its own, so cleanup reaches workers orphaned by a test
+	// that kills the master.
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logf, err := os.Create(filepath.Join(dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cmd.Stdout, f.cmd.Stderr = logf, logf
+	if err := f.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	go func() {
+		f.waitErr = f.cmd.Wait()
+		logf.Close()
+		close(f.waited)
+	}()
+	t.Cleanup(func() { f.stop(t) })
+
+	deadline := time.Now().Add(15 * time.Second)
+	for _, p := range f.Pools {
+		for _, sock := range []string{p.Listen, p.StatusSocket} {
+			if sock == "" {
+				continue
+			}
+			if err := waitSocket(sock, deadline, f.waited); err != nil {
+				t.Fatalf("php-fpm did not start: %v\n%s", err, f.Log())
+			}
+		}
+	}
+	return f
+}
+
+// WriteFile writes a file into the document root, readable by the workers,
+// and returns its path.
+func (f *FPM) WriteFile(t testing.TB, name, body string) string {
+	t.Helper()
+	p := filepath.Join(f.DocRoot, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (f *FPM) config(pools []Pool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\npid = %s\nerror_log = %s\ndaemonize = no\nlog_level = notice\n",
+		filepath.Join(f.Dir, "php-fpm.pid"), filepath.Join(f.Dir, "error.log"))
+	asRoot := os.Geteuid() == 0
+	for _, p := range pools {
+		rp := &RunningPool{Pool: p}
+		if rp.Name == "" {
+			rp.Name = "www"
+		}
+		if rp.PM == "" {
+			rp.PM = "static"
+		}
+		if rp.MaxChildren == 0 {
+			rp.MaxChildren = 2
+		}
+		if rp.StatusPath == "" {
+			rp.StatusPath = "/status"
+		}
+		if rp.PingPath == "" {
+			rp.PingPath = "/ping"
+		}
+		rp.Listen = filepath.Join(f.Dir, rp.Name+".sock")
+		fmt.Fprintf(&b, "\n[%s]\nlisten = %s\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, rp.Listen, rp.PM, rp.MaxChildren)
+		if rp.PM == "dynamic" {
+			fmt.Fprintf(&b, "pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = %d\n", rp.MaxChildren)
+		}
+		if asRoot {
+			usr, grp := unprivileged()
+			fmt.Fprintf(&b, "user = %s\ngroup = %s\n", usr, grp)
+		}
+		if rp.StatusPath != "-" {
+			fmt.Fprintf(&b, "pm.status_path = %s\n", rp.StatusPath)
+		}
+		if rp.PingPath != "-" {
+			fmt.Fprintf(&b, "ping.path = %s\n", rp.PingPath)
+		}
+		if rp.StatusListen {
+			rp.StatusSocket = filepath.Join(f.Dir, rp.Name+"-status.sock")
+			fmt.Fprintf(&b, "pm.status_listen = %s\n", rp.StatusSocket)
+		}
+		if rp.Slowlog {
+			rp.SlowlogPath = filepath.Join(f.Dir, rp.Name+"-slow.log")
+			fmt.Fprintf(&b, "slowlog = %s\nrequest_slowlog_timeout = 1s\n", rp.SlowlogPath)
+		}
+		b.WriteString("catch_workers_output = yes\n")
+		for _, l := range rp.Extra {
+			b.WriteString(l + "\n")
+		}
+		f.Pools[rp.Name] = rp
+	}
+	return b.String()
+}
+
+// unprivileged names the user and group workers run as under a root master.
+func unprivileged() (string, string) {
+	usr := "nobody"
+	if _, err := user.Lookup("www-data"); err == nil {
+		usr = "www-data"
+	}
+	for _, g := range []string{"www-data", "nogroup", "nobody"} {
+		if _, err := user.LookupGroup(g); err == nil {
+			return usr, g
+		}
+	}
+	return usr, usr
+}
+
+func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
+	for {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("php-fpm exited before %s accepted connections", path)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// MasterPID is the master's pid.
+func (f *FPM) MasterPID() int { return f.cmd.Process.Pid }
+
+// Exited is closed when the master has exited and been reaped.
+func (f *FPM) Exited() <-chan struct{} { return f.waited }
+
+// Log returns php-fpm's error log and stderr, for failure messages.
+func (f *FPM) Log() string {
+	var b strings.Builder
+	for _, n := range []string{"error.log", "stderr.log"} {
+		if data, err := os.ReadFile(filepath.Join(f.Dir, n)); err == nil {
+			b.Write(data)
+		}
+	}
+	return b.String()
+}
+
+// Signal sends sig to the master.
+func (f *FPM) Signal(sig syscall.Signal) error { return f.cmd.Process.Signal(sig) }
+
+// WorkerPIDs lists the pids of the pool's workers from the process table.
+func (f *FPM) WorkerPIDs(pool string) []int {
+	return ChildrenTitled(f.MasterPID(), "php-fpm: pool "+pool)
+}
+
+// ChildrenTitled lists the live children of ppid whose process title is title.
+func ChildrenTitled(ppid int, title string) []int {
+	var out []int
+	eachProc(func(pid int, state byte, parent, _ int) {
+		if parent != ppid || state == 'Z' {
+			return
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if strings.TrimRight(strings.ReplaceAll(string(cmd), "\x00", " "), " ") == title {
+			out = append(out, pid)
+		}
+	})
+	sort.Ints(out)
+	return out
+}
+
+// stop ends the master gracefully, then the whole group by force, and waits
+// until no process of the group is left.
+func (f *FPM) stop(t testing.TB) {
+	pgid := f.cmd.Process.Pid
+	_ = syscall.Kill(pgid, syscall.SIGQUIT)
+	select {
+	case <-f.waited:
+	case <-time.After(3 * time.Second):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-f.waited
+	deadline := time.Now().Add(5 * time.Second)
+	for groupAlive(pgid) {
+		if time.Now().After(deadline) {
+			t.Errorf("php-fpm process group %d still has processes after cleanup", pgid)
+			return
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if t.Failed() {
+		t.Logf("php-fpm log:\n%s", f.Log())
+	}
+}
+
+// groupAlive reports whether a live process of group pgid is left. Zombies
+// do not count: orphans are reparented to PID 1, which may never reap them.
+func groupAlive(pgid int) bool {
+	found := false
+	eachProc(func(pid int, state byte, ppid, pgrp int) {
+		if pgrp == pgid && state != 'Z' && state != 'X' {
+			found = true
+		}
+	})
+	return found
+}
+
+// eachProc calls fn for every process in /proc with fields of its stat line.
+func eachProc(fn func(pid int, state byte, ppid, pgrp int)) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 3 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		pgrp, _ := strconv.Atoi(f[2])
+		fn(pid, f[0][0], ppid, pgrp)
+	}
+}

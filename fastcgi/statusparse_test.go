@@ -1,0 +1,146 @@
+package fastcgi
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from what was produced:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestParseStatusCaptures(t *testing.T) {
+	tests := []struct {
+		file      string
+		procs     int
+		uris      map[int]string // pid -> request URI
+		durations map[int]time.Duration
+	}{
+		{
+			file:  "php82_status_full.json",
+			procs: 3,
+			uris:  map[int]string{8457: `/sleep.php?s=8&token=abc"x`, 8458: "-"},
+			durations: map[int]time.Duration{
+				8457: 3503076 * time.Microsecond,
+			},
+		},
+		{
+			file:  "php82_status_full.txt",
+			procs: 3,
+			uris:  map[int]string{8457: `/sleep.php?s=8&token=abc"x`, 8458: "-"},
+			durations: map[int]time.Duration{
+				8457: 3504286 * time.Microsecond,
+			},
+		},
+		{
+			file:  "unescaped_status_full.json",
+			procs: 3,
+			uris: map[int]string{
+				8457: `/sleep.php?s=8&token=abc"x`,
+				8458: "/a\\q?q=\"x\",\"pid\":1}\nz",
+			},
+		},
+		{
+			file:  "newline_status_full.txt",
+			procs: 3,
+			uris:  map[int]string{8457: `/sleep.php?s=8&token=abc"x`, 8458: "/multi?x=1\nsecond line: not a key"},
+		},
+		{file: "php82_status.json"},
+		{file: "php82_status.txt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := ParseStatus(data)
+			if err != nil {
+				t.Fatalf("ParseStatus: %v", err)
+			}
+			if st.Pool != "www" || st.ProcessManager != "static" || st.TotalProcesses != 3 || st.SlowRequests != 2 {
+				t.Errorf("pool fields wrong: %+v", st)
+			}
+			if st.StartTime.Unix() != 1795683363 {
+				t.Errorf("start time = %v (%d), want Unix 1795683363", st.StartTime, st.StartTime.Unix())
+			}
+			if len(st.Processes) != tt.procs {
+				t.Fatalf("got %d processes, want %d", len(st.Processes), tt.procs)
+			}
+			for _, p := range st.Processes {
+				if want, ok := tt.uris[p.PID]; ok && p.RequestURI != want {
+					t.Errorf("pid %d uri = %q, want %q", p.PID, p.RequestURI, want)
+				}
+				if want, ok := tt.durations[p.PID]; ok && p.RequestDuration != want {
+					t.Errorf("pid %d duration = %v, want %v", p.PID, p.RequestDuration, want)
+				}
+			}
+			out, err := json.MarshalIndent(st, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, strings.TrimSuffix(tt.file, filepath.Ext(tt.file))+filepath.Ext(tt.file)+".golden", append(out, '\n'))
+		})
+	}
+}
+
+func TestParseStatusRejects(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", "no pool line"},
+		{"html", "<html>File not found.</html>", "no pool line"},
+		{"truncated json", `{"pool":"www","process manager":"sta`, "unterminated string"},
+		{"bad number", `{"pool":"www","process manager":"static","accepted conn":x}`, `accepted conn "x" is not a count`},
+		{"bad pid", `{"pool":"www","processes":[{"pid":-4}]}`, "pid -4 out of range"},
+		{"no pool", `{"accepted conn":1}`, "no pool name"},
+		{"bad text start", "pool: www\nstart time: yesterday\n", `start time "yesterday"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := ParseStatus([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("ParseStatus(%q) = %+v, want an error", tt.in, st)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseStatusUnknownOrder reads a layout whose string fields come in an
+// order this reader does not know, as a future php-fpm might write it.
+func TestParseStatusUnknownOrder(t *testing.T) {
+	in := `{"pool":"www","processes":[{"script":"/x.php","pid":7,"request uri":"/x","state":"Idle"}],"process manager":"ondemand"}`
+	st, err := ParseStatus([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ProcessManager != "ondemand" || len(st.Processes) != 1 || st.Processes[0].Script != "/x.php" || st.Processes[0].RequestURI != "/x" {
+		t.Errorf("got %+v", st)
+	}
+}
