@@ -1,0 +1,174 @@
+// Command fpmguard supervises php-fpm pools and their opcache. It parses
+// flags and prints; the work is done in the packages it calls.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli holds every flag.
+type cli struct {
+	config     string
+	pools      []string
+	fpmConfigs []string
+	timeout    time.Duration
+	hungAfter  time.Duration
+	showQuery  bool
+	logLevel   string
+	logFormat  string
+
+	output string // status: table or json
+	color  string // status: auto, always, never
+
+	check supervisor.CheckThresholds
+}
+
+// usageError is a bad flag or config: one line, no stack trace.
+type usageError struct{ error }
+
+func newApp(c *cli) *kingpin.Application {
+	app := kingpin.New("fpmguard", "Supervisor, prober and exporter for php-fpm and its opcache.")
+	app.HelpFlag.Short('h')
+	app.Flag("config", "YAML file holding any of these flags by long name; flags on the command line win.").PlaceHolder("FILE").StringVar(&c.config)
+	app.Flag("pool", "A pool to watch: ADDR[,name=N,pm.status_path=/status,pm.status_listen=ADDR,ping.path=/ping,ping.response=pong,pid=FILE,pm=static,pm.max_children=N]. Repeatable.").PlaceHolder("SPEC").StringsVar(&c.pools)
+	app.Flag("fpm-config", "Watch every pool of this php-fpm config (php-fpm.conf). Repeatable.").PlaceHolder("PATH").StringsVar(&c.fpmConfigs)
+	app.Flag("timeout", "Bound on each FastCGI request.").Default("2s").DurationVar(&c.timeout)
+	app.Flag("hung-after", "A request older than this makes its worker hung.").Default(supervisor.DefaultHungAfter.String()).DurationVar(&c.hungAfter)
+	app.Flag("show-query", "Keep query strings in request URIs (they may hold tokens).").BoolVar(&c.showQuery)
+	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
+	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
+
+	status := app.Command("status", "Show each pool's verdict, counters and workers.")
+	status.Flag("output", "Output format: table or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
+	status.Flag("color", "Colour the table: auto (on a terminal), always or never.").Default("auto").EnumVar(&c.color, "auto", "always", "never")
+
+	check := app.Command("check", "One status line with perfdata; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+	check.Flag("warning-latency", "WARNING when a heartbeat takes this long (0: off).").Default("0").DurationVar(&c.check.WarnLatency)
+	check.Flag("critical-latency", "CRITICAL when a heartbeat takes this long (0: off).").Default("0").DurationVar(&c.check.CritLatency)
+	check.Flag("warning-queue", "WARNING at this listen queue (0: off).").Default("0").Int64Var(&c.check.WarnQueue)
+	check.Flag("critical-queue", "CRITICAL at this listen queue (0: off).").Default("0").Int64Var(&c.check.CritQueue)
+	check.Flag("warning-busy", "WARNING when this share of workers is busy, 0 to 1 (0: off).").Default("0").Float64Var(&c.check.WarnBusy)
+	check.Flag("critical-busy", "CRITICAL when this share of workers is busy, 0 to 1 (0: off).").Default("0").Float64Var(&c.check.CritBusy)
+
+	app.Command("version", "Print the version.")
+	return app
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c cli
+	app := newApp(&c)
+	app.UsageWriter(stdout).ErrorWriter(stderr)
+	exited := -1
+	app.Terminate(func(code int) { exited = code })
+	cmd, err := parseArgs(app, &c, args)
+	if exited >= 0 { // --help printed its text
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		if cmd == "check" || (cmd == "" && slices.Contains(args, "check")) {
+			fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
+			return supervisor.CheckUnknown
+		}
+		return 2
+	}
+	logger := newLogger(stderr, c.logLevel, c.logFormat)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "version":
+		fmt.Fprintf(stdout, "fpmguard %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "status":
+		return cmdStatus(ctx, &c, stdout, stderr, logger)
+	case "check":
+		return cmdCheck(ctx, &c, stdout, stderr)
+	}
+	fmt.Fprintln(stderr, "fpmguard: error: no command given; try fpmguard --help")
+	return 2
+}
+
+// probeOnce resolves the pools and probes them all once.
+func probeOnce(ctx context.Context, c *cli) (*supervisor.Report, error) {
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	if err != nil && len(targets) == 0 {
+		return nil, err
+	}
+	pr := &supervisor.Prober{
+		Client:     fastcgi.Client{Timeout: c.timeout},
+		Procs:      supervisor.SystemProcs,
+		Thresholds: supervisor.Thresholds{HungAfter: c.hungAfter},
+		ShowQuery:  c.showQuery,
+	}
+	return pr.ProbeAll(ctx, targets, nil), err
+}
+
+func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *slog.Logger) int {
+	rep, err := probeOnce(ctx, c)
+	if rep == nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		return 1
+	}
+	if err != nil {
+		logger.Warn("some pools were not found", "err", oneLine(err.Error()))
+	}
+	if c.output == "json" {
+		if err := writeJSON(stdout, rep); err != nil {
+			fmt.Fprintf(stderr, "fpmguard: error: writing JSON: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	writeTable(stdout, rep, useColor(c.color, stdout))
+	return 0
+}
+
+func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
+	rep, err := probeOnce(ctx, c)
+	if rep == nil {
+		fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		return supervisor.CheckUnknown
+	}
+	res := supervisor.Check(rep, c.check)
+	fmt.Fprintln(stdout, res.Line)
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmguard: %s\n", oneLine(err.Error()))
+	}
+	return res.Code
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

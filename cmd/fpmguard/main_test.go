@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (go test -update creates it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+// fixedReport is a report with one of everything, for golden output.
+func fixedReport() *supervisor.Report {
+	rep := &supervisor.Report{
+		Version: supervisor.ReportVersion,
+		Time:    time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC),
+		Pools: []supervisor.PoolReport{
+			{
+				Name: "www", Address: "unix:///run/php/www.sock", StatusAddress: "unix:///run/php/www-status.sock",
+				Heartbeat: supervisor.Heartbeat{Error: "heartbeat of pool www: GET /ping on unix:///run/php/www.sock: timeout after 2s",
+					Failure: &supervisor.Failure{Error: "GET /ping on unix:///run/php/www.sock: timeout after 2s", Reason: "timeout", Class: "timeout", NginxStatus: 504, Hint: "no answer in time"}},
+				Status: supervisor.StatusRead{OK: true, Via: "status_listen"},
+				Master: &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
+				Counters: &supervisor.Counters{ProcessManager: "static", StartTime: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC), StartSinceSeconds: 3600,
+					AcceptedConn: 1234, IdleProcesses: 0, ActiveProcesses: 2, TotalProcesses: 2, MaxActiveProcesses: 2, MaxChildrenReached: 3, SlowRequests: 1},
+				Config: supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
+				Processes: []supervisor.ProcessState{
+					{PID: 101, State: "Running", OSState: supervisor.OSSleeping, ParentOK: true, RequestDuration: 45.2, RequestMethod: "GET", RequestURI: "/report.php", Script: "/var/www/report.php", Requests: 10, CPUSeconds: 0.12, RSSBytes: 24 << 20},
+					{PID: 102, State: "Running", OSState: supervisor.OSRunning, ParentOK: true, RequestDuration: 1.5, RequestMethod: "POST", RequestURI: "/api/save", Script: "/var/www/index.php", Requests: 99, CPUSeconds: 3.4, RSSBytes: 30 << 20},
+				},
+			},
+			{
+				Name: "api", Address: "tcp://127.0.0.1:9000",
+				Heartbeat: supervisor.Heartbeat{Error: "heartbeat of pool api: connection refused",
+					Failure: &supervisor.Failure{Error: "dial: connection refused", Reason: "refused", Class: "connection refused", NginxStatus: 502, Hint: "nothing listens there"}},
+				Status:    supervisor.StatusRead{Skipped: true},
+				Processes: []supervisor.ProcessState{},
+			},
+		},
+	}
+	supervisor.Judge(&rep.Pools[0], nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
+	supervisor.Judge(&rep.Pools[1], nil, supervisor.Thresholds{})
+	rep.Pools[1].Advice = []string{"add `pm.status_path = /status` to pool [api] so fpmguard can see its workers"}
+	return rep
+}
+
+func TestStatusOutputGolden(t *testing.T) {
+	var table, colored, js bytes.Buffer
+	writeTable(&table, fixedReport(), false)
+	golden(t, "status.txt", table.Bytes())
+	writeTable(&colored, fixedReport(), true)
+	golden(t, "status-color.txt", colored.Bytes())
+	if err := writeJSON(&js, fixedReport()); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status.json", js.Bytes())
+
+	res := supervisor.Check(fixedReport(), supervisor.CheckThresholds{})
+	golden(t, "check.txt", []byte(res.Line+"\n"))
+	if res.Code != supervisor.CheckCritical {
+		t.Errorf("check code %d, want CRITICAL", res.Code)
+	}
+}
+
+// runCLI runs the command in-process.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestBadInputIsOneClearLine(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(cfg, []byte("timeout: 2s\ncolour: blue\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"status", "--pool", "www.sock"}, 1, `bad FastCGI address "www.sock"`},
+		{[]string{"status", "--pool", "/run/a.sock,pm=lazy"}, 1, `pm "lazy" must be static, dynamic or ondemand`},
+		{[]string{"status", "--timeout", "soon"}, 2, `soon`},
+		{[]string{"status", "-o", "xml"}, 2, `xml`},
+		{[]string{"check", "--pool", "nope"}, 3, `bad FastCGI address "nope"`},
+		{[]string{"check", "--warning-queue", "x"}, 3, `"x"`},
+		{[]string{"status", "--config", cfg}, 2, `unknown key "colour"`},
+		{[]string{"status", "--config", "/nonexistent.yaml"}, 2, `no such file`},
+		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 1, `/nonexistent.conf`},
+		{[]string{"frobnicate"}, 2, `frobnicate`},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runCLI(t, tt.args...)
+		if code != tt.code {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", tt.args, code, tt.code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "fpmguard: error: ") || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%q: stderr %q, want one line with %q", tt.args, stderr, tt.want)
+		}
+		if strings.Contains(stderr+stdout, "goroutine ") {
+			t.Errorf("%q: stack trace in output", tt.args)
+		}
+	}
+}
+
+func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+	p := fpm.Pools["www"]
+	spec := "unix://" + p.Listen + ",pm.status_listen=" + p.StatusSocket + ",pm=static,pm.max_children=2"
+
+	code, out, stderr := runCLI(t, "status", "-o", "json", "--pool", spec)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep supervisor.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
+	}
+	if len(rep.Pools) != 1 || rep.Pools[0].Health != supervisor.HealthOK || len(rep.Pools[0].Processes) != 2 || rep.Pools[0].Master.PID != fpm.MasterPID() {
+		t.Errorf("report: %s", out)
+	}
+	// The documented schema's field names are there.
+	for _, field := range []string{`"pools"`, `"name"`, `"address"`, `"health"`, `"reasons"`, `"heartbeat"`, `"latency_seconds"`, `"processes"`,
+		`"pid"`, `"state"`, `"os_state"`, `"request_duration_seconds"`, `"request_method"`, `"request_uri"`, `"script"`, `"requests"`, `"cpu_seconds"`, `"rss_bytes"`, `"hung"`} {
+		if !strings.Contains(out, field) {
+			t.Errorf("JSON lacks %s", field)
+		}
+	}
+
+	code, out, _ = runCLI(t, "status", "--pool", spec)
+	if code != 0 || !strings.Contains(out, "pool www  unix://"+p.Listen+"  OK") || strings.Contains(out, "\x1b[") {
+		t.Errorf("table (exit %d):\n%s", code, out)
+	}
+
+	code, out, _ = runCLI(t, "check", "--pool", spec)
+	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok | 'www_latency'=") {
+		t.Errorf("check exit %d: %q", code, out)
+	}
+	code, out, _ = runCLI(t, "check", "--pool", spec, "--critical-latency", "1ns")
+	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ok heartbeat") {
+		t.Errorf("check with a latency limit: exit %d: %q", code, out)
+	}
+
+	// The same through a config file, pools as maps.
+	cfg := filepath.Join(t.TempDir(), "fpmguard.yaml")
+	yaml := "timeout: 1s\npool:\n  - listen: unix://" + p.Listen + "\n    pm.status_listen: " + p.StatusSocket + "\n    name: fromfile\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = runCLI(t, "check", "--config", cfg)
+	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - fromfile ok") {
+		t.Errorf("check --config: exit %d: %q %q", code, out, stderr)
+	}
+
+	if err := fpm.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	<-fpm.Exited()
+	code, out, _ = runCLI(t, "check", "--pool", spec)
+	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
+		t.Errorf("check after master stop: exit %d: %q", code, out)
+	}
+}
+
+// TestPermissionDenied runs the real binary as an unprivileged user against
+// a socket only root may use.
+func TestPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		requireIntegration(t, "switching to an unprivileged user needs root")
+	}
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Extra: []string{"listen.owner = root", "listen.group = root", "listen.mode = 0600"}}}})
+	bin := buildBinary(t)
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	cmd := exec.Command(bin, "status", "--pool", fpm.Pools["www"].Listen)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, _ := cmd.CombinedOutput()
+	for _, want := range []string{"UNHEALTHY", "permission denied", "run fpmguard as root or as the pool's listen.owner"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "fpmguard")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// requireIntegration skips a test that cannot run here, but fails it when
+// make test asked for every integration test to run.
+func requireIntegration(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
+		t.Fatalf("integration test cannot run: %s", why)
+	}
+	t.Skip(why)
+}

@@ -1,0 +1,1 @@
+../../opcache/fpmguard-opcache.php

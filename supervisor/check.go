@@ -1,0 +1,136 @@
+package supervisor
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Monitoring-plugins exit codes, as Nagios, Icinga and exec probes read them.
+const (
+	CheckOK       = 0
+	CheckWarning  = 1
+	CheckCritical = 2
+	CheckUnknown  = 3
+)
+
+var checkNames = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
+
+// CheckThresholds add numeric limits on top of the verdict. A zero limit is
+// off. The verdict alone already makes degraded a WARNING and unhealthy or
+// down a CRITICAL.
+type CheckThresholds struct {
+	WarnLatency, CritLatency time.Duration // heartbeat round trip
+	WarnQueue, CritQueue     int64         // php-fpm's listen queue
+	WarnBusy, CritBusy       float64       // busy workers / all workers, 0..1
+}
+
+// CheckResult is one status line with perfdata, and its exit code.
+type CheckResult struct {
+	Code int
+	Line string
+}
+
+// Check turns a report into a monitoring-plugins result.
+func Check(rep *Report, th CheckThresholds) CheckResult {
+	if len(rep.Pools) == 0 {
+		return CheckResult{Code: CheckUnknown, Line: "FPMGUARD UNKNOWN - no pools to check"}
+	}
+	code := CheckOK
+	var texts, perf []string
+	raise := func(c int) {
+		if c > code {
+			code = c
+		}
+	}
+	for i := range rep.Pools {
+		p := &rep.Pools[i]
+		switch p.Health {
+		case HealthDegraded:
+			raise(CheckWarning)
+		case HealthUnhealthy, HealthDown:
+			raise(CheckCritical)
+		}
+		text := p.Name + " " + string(p.Health)
+		if len(p.Reasons) > 0 {
+			text += " (" + p.Reasons[0]
+			if n := len(p.Reasons) - 1; n > 0 {
+				text += fmt.Sprintf("; +%d more", n)
+			}
+			text += ")"
+		}
+		label := perfLabel(p.Name)
+		if p.Heartbeat.OK {
+			lat := p.Heartbeat.LatencySeconds
+			c := level(lat, th.WarnLatency.Seconds(), th.CritLatency.Seconds())
+			raise(c)
+			if c > CheckOK {
+				text += fmt.Sprintf(" heartbeat %s over %s", seconds(lat), thresholdFor(c, th.WarnLatency, th.CritLatency))
+			}
+			perf = append(perf, fmt.Sprintf("'%s_latency'=%.6fs;%s;%s;0", label, lat, limit(th.WarnLatency.Seconds()), limit(th.CritLatency.Seconds())))
+		}
+		if c := p.Counters; c != nil {
+			q := level(float64(c.ListenQueue), float64(th.WarnQueue), float64(th.CritQueue))
+			raise(q)
+			if q > CheckOK {
+				text += fmt.Sprintf(" listen queue %d", c.ListenQueue)
+			}
+			perf = append(perf, fmt.Sprintf("'%s_queue'=%d;%s;%s;0", label, c.ListenQueue, limit(float64(th.WarnQueue)), limit(float64(th.CritQueue))))
+		}
+		if p.Status.OK {
+			busy, total := p.Busy()
+			if total > 0 {
+				ratio := float64(busy) / float64(total)
+				b := level(ratio, th.WarnBusy, th.CritBusy)
+				raise(b)
+				if b > CheckOK {
+					text += fmt.Sprintf(" %d of %d workers busy", busy, total)
+				}
+			}
+			maxChildren := ""
+			if p.Config.MaxChildren > 0 {
+				maxChildren = fmt.Sprint(p.Config.MaxChildren)
+			}
+			perf = append(perf, fmt.Sprintf("'%s_busy'=%d;;;0;%s", label, busy, maxChildren), fmt.Sprintf("'%s_total'=%d;;;0;%s", label, total, maxChildren), fmt.Sprintf("'%s_hung'=%d;;;0", label, p.HungCount()))
+		}
+		texts = append(texts, text)
+	}
+	line := "FPMGUARD " + checkNames[code] + " - " + strings.Join(texts, ", ")
+	if len(perf) > 0 {
+		line += " | " + strings.Join(perf, " ")
+	}
+	return CheckResult{Code: code, Line: line}
+}
+
+func level(v, warn, crit float64) int {
+	switch {
+	case crit > 0 && v >= crit:
+		return CheckCritical
+	case warn > 0 && v >= warn:
+		return CheckWarning
+	}
+	return CheckOK
+}
+
+func limit(v float64) string {
+	if v <= 0 {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func thresholdFor(code int, warn, crit time.Duration) time.Duration {
+	if code == CheckCritical {
+		return crit
+	}
+	return warn
+}
+
+func seconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String()
+}
+
+// perfLabel keeps a pool name usable inside a quoted perfdata label.
+func perfLabel(name string) string {
+	return strings.NewReplacer("'", "_", "=", "_", " ", "_").Replace(name)
+}

@@ -1,0 +1,253 @@
+package supervisor
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+)
+
+const sleepPHP = `<?php usleep((int)($_GET['ms'] ?? 1000) * 1000); echo "slept\n";`
+
+func testProber(timeout time.Duration) *Prober {
+	return &Prober{Client: fastcgi.Client{Timeout: timeout}, Procs: SystemProcs, Thresholds: Thresholds{HungAfter: time.Second}}
+}
+
+// fpmTargets reads the test master's own config, as --fpm-config would.
+func fpmTargets(t *testing.T, fpm *fpmtest.FPM) map[string]Target {
+	t.Helper()
+	ts, err := LoadFPMConfig(fpm.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]Target{}
+	for _, tg := range ts {
+		out[tg.Name] = tg
+	}
+	return out
+}
+
+func TestProbeHealthyPool(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}}})
+	tg := fpmTargets(t, fpm)["www"]
+	r := testProber(2*time.Second).Probe(context.Background(), tg, nil)
+
+	if r.Health != HealthOK || len(r.Reasons) != 0 {
+		t.Fatalf("health %s, reasons %q", r.Health, r.Reasons)
+	}
+	if !r.Heartbeat.OK || r.Heartbeat.LatencySeconds <= 0 || r.Status.Via != "status_listen" {
+		t.Errorf("heartbeat %+v status %+v", r.Heartbeat, r.Status)
+	}
+	if r.Master == nil || r.Master.PID != fpm.MasterPID() || !r.Master.Alive {
+		t.Fatalf("master %+v, want pid %d alive", r.Master, fpm.MasterPID())
+	}
+	want := fpm.WorkerPIDs("www")
+	if len(r.Processes) != len(want) || len(want) != 3 {
+		t.Fatalf("processes %+v, OS says workers %v", r.Processes, want)
+	}
+	for _, p := range r.Processes {
+		if !p.ParentOK || (p.OSState != OSSleeping && p.OSState != OSRunning) || p.RSSBytes == 0 || p.State != "Idle" || p.Hung {
+			t.Errorf("worker %+v", p)
+		}
+	}
+	if r.Counters == nil || r.Counters.ProcessManager != "static" || r.Config.MinWorkers != 3 {
+		t.Errorf("counters %+v config %+v", r.Counters, r.Config)
+	}
+}
+
+// TestProbeEveryWorkerBusy: the heartbeat times out as nginx would (504),
+// status over pm.status_listen still answers, and the verdict names the
+// busy, hung workers.
+func TestProbeEveryWorkerBusy(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	tg := fpmTargets(t, fpm)["www"]
+	hold(t, fpm, tg, 2, "ms=5000")
+	pr := testProber(500 * time.Millisecond)
+
+	r := poll(t, 5*time.Second, func() (PoolReport, bool) {
+		r := pr.Probe(context.Background(), tg, nil)
+		return r, r.HungCount() == 2
+	})
+	if r.Health != HealthUnhealthy {
+		t.Errorf("health %s, want unhealthy; reasons %q", r.Health, r.Reasons)
+	}
+	if f := r.Heartbeat.Failure; f == nil || f.Reason != "timeout" || f.NginxStatus != 504 {
+		t.Errorf("heartbeat %+v, want a timeout (504)", r.Heartbeat)
+	}
+	if !r.Status.OK {
+		t.Fatalf("status over pm.status_listen failed: %+v", r.Status)
+	}
+	reasons := strings.Join(r.Reasons, "\n")
+	for _, want := range []string{"all 2 workers are busy", "GET /sleep.php for", "heartbeat failed (nginx would answer 504)"} {
+		if !strings.Contains(reasons, want) {
+			t.Errorf("reasons %q lack %q", r.Reasons, want)
+		}
+	}
+	for _, p := range r.Processes {
+		if strings.Contains(p.RequestURI, "?") {
+			t.Errorf("query string kept: %q", p.RequestURI)
+		}
+	}
+}
+
+// TestProbeStoppedIdleWorker: php-fpm keeps calling a SIGSTOPped worker
+// Idle; fpmguard says degraded, and why.
+func TestProbeStoppedIdleWorker(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+	tg := fpmTargets(t, fpm)["www"]
+	pid := fpm.WorkerPIDs("www")[0]
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	r := poll(t, 3*time.Second, func() (PoolReport, bool) {
+		r := testProber(time.Second).Probe(context.Background(), tg, nil)
+		return r, r.Health == HealthDegraded
+	})
+	var found bool
+	for _, p := range r.Processes {
+		if p.PID == pid {
+			found = true
+			if p.State != "Idle" || p.OSState != OSStopped {
+				t.Errorf("worker %d: fpm %q os %q, want Idle and stopped", pid, p.State, p.OSState)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("worker %d not in %+v", pid, r.Processes)
+	}
+	if !strings.Contains(strings.Join(r.Reasons, "\n"), "worker "+strconv.Itoa(pid)+" is stopped") {
+		t.Errorf("reasons %q do not name the stopped worker", r.Reasons)
+	}
+}
+
+func TestProbeMasterGone(t *testing.T) {
+	t.Run("SIGKILL leaves workers serving", func(t *testing.T) {
+		fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+		tg := fpmTargets(t, fpm)["www"]
+		if err := fpm.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-fpm.Exited()
+		r := testProber(time.Second).Probe(context.Background(), tg, nil)
+		if r.Health != HealthDown || !strings.Contains(strings.Join(r.Reasons, "\n"), "is gone") {
+			t.Errorf("health %s reasons %q, want down: master gone", r.Health, r.Reasons)
+		}
+		for _, p := range r.Processes {
+			if p.ParentOK {
+				t.Errorf("orphaned worker %d still counts as the master's", p.PID)
+			}
+		}
+	})
+	t.Run("SIGQUIT removes the sockets", func(t *testing.T) {
+		fpm := fpmtest.Start(t, fpmtest.Options{})
+		tg := fpmTargets(t, fpm)["www"]
+		if err := fpm.Signal(syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		<-fpm.Exited()
+		r := testProber(time.Second).Probe(context.Background(), tg, nil)
+		if r.Health != HealthDown {
+			t.Errorf("health %s reasons %q, want down", r.Health, r.Reasons)
+		}
+		if f := r.Heartbeat.Failure; f == nil || f.Reason != "refused" || f.NginxStatus != 502 {
+			t.Errorf("heartbeat %+v", r.Heartbeat)
+		}
+	})
+}
+
+func TestProbeWrongStatusPath(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	tg := fpmTargets(t, fpm)["www"]
+	tg.StatusPath = "/fpm-status"
+	r := testProber(time.Second).Probe(context.Background(), tg, nil)
+	if r.Health != HealthDegraded {
+		t.Errorf("health %s, want degraded", r.Health)
+	}
+	if !strings.Contains(strings.Join(r.Advice, "\n"), "add `pm.status_path = /fpm-status` to the pool") {
+		t.Errorf("advice %q lacks the status_path line", r.Advice)
+	}
+}
+
+func TestProbeUnconfiguredEndpoints(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusPath: "-", PingPath: "-"}}})
+	tg := fpmTargets(t, fpm)["www"]
+	r := testProber(time.Second).Probe(context.Background(), tg, nil)
+	advice := strings.Join(r.Advice, "\n")
+	for _, want := range []string{"add `pm.status_path = /status` to pool [www]", "add `ping.path = /ping` to pool [www]"} {
+		if !strings.Contains(advice, want) {
+			t.Errorf("advice %q lacks %q", r.Advice, want)
+		}
+	}
+	if !r.Heartbeat.Skipped || !r.Status.Skipped {
+		t.Errorf("heartbeat %+v status %+v, want both skipped", r.Heartbeat, r.Status)
+	}
+}
+
+func TestDiscoverRunningMaster(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "alpha", StatusListen: true}, {Name: "beta"}}})
+	targets, err := Discover(context.Background())
+	// Other masters on the machine may fail to load; ours must not.
+	found := map[string]Target{}
+	for _, tg := range targets {
+		if tg.MasterPID == fpm.MasterPID() {
+			found[tg.Name] = tg
+		}
+	}
+	if len(found) != 2 {
+		t.Fatalf("discovered %+v (err %v), want pools alpha and beta of master %d", targets, err, fpm.MasterPID())
+	}
+	a := found["alpha"]
+	if a.Address.Addr != fpm.Pools["alpha"].Listen || a.StatusAddress.Addr != fpm.Pools["alpha"].StatusSocket || a.Source != "discovered" {
+		t.Errorf("alpha = %+v", a)
+	}
+	rep := testProber(time.Second).ProbeAll(context.Background(), []Target{found["alpha"], found["beta"]}, nil)
+	for _, p := range rep.Pools {
+		if p.Health != HealthOK {
+			t.Errorf("pool %s: %s %q", p.Name, p.Health, p.Reasons)
+		}
+	}
+}
+
+// hold starts n requests that keep workers busy until the test ends.
+func hold(t *testing.T, fpm *fpmtest.FPM, tg Target, n int, query string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	c := fastcgi.Client{Timeout: 30 * time.Second}
+	for range n {
+		wg.Go(func() {
+			_, _ = c.Do(ctx, tg.Address, fastcgi.Request{Path: "/sleep.php", Query: query, Script: filepath.Join(fpm.DocRoot, "sleep.php")})
+		})
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+func poll[T any](t *testing.T, d time.Duration, fn func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		v, ok := fn()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v; last: %+v", d, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

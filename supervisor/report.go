@@ -1,0 +1,187 @@
+package supervisor
+
+import (
+	"strings"
+	"time"
+)
+
+// ReportVersion is the version of the JSON schema of Report. It changes
+// only when a field changes meaning or goes away.
+const ReportVersion = 1
+
+// Report is what `fpmguard status -o json` prints and `/status` serves.
+type Report struct {
+	Version int          `json:"version"`
+	Time    time.Time    `json:"time"`
+	Pools   []PoolReport `json:"pools"`
+}
+
+// Health is a pool's verdict.
+type Health string
+
+// The verdicts, from best to worst.
+const (
+	HealthOK        Health = "ok"
+	HealthDegraded  Health = "degraded"
+	HealthUnhealthy Health = "unhealthy"
+	HealthDown      Health = "down"
+)
+
+// Rank orders verdicts: a higher rank is worse.
+func (h Health) Rank() int {
+	switch h {
+	case HealthOK:
+		return 0
+	case HealthDegraded:
+		return 1
+	case HealthUnhealthy:
+		return 2
+	}
+	return 3
+}
+
+// Worst returns the worst of the pools' verdicts, ok for none.
+func (r *Report) Worst() Health {
+	w := HealthOK
+	for _, p := range r.Pools {
+		if p.Health.Rank() > w.Rank() {
+			w = p.Health
+		}
+	}
+	return w
+}
+
+// PoolReport is one pool's state at one moment.
+type PoolReport struct {
+	Name          string   `json:"name"`
+	Address       string   `json:"address"`
+	StatusAddress string   `json:"status_address,omitempty"`
+	Health        Health   `json:"health"`
+	Reasons       []string `json:"reasons"`
+	// Advice holds config lines or steps that would let fpmguard see more.
+	Advice    []string       `json:"advice,omitempty"`
+	Heartbeat Heartbeat      `json:"heartbeat"`
+	Status    StatusRead     `json:"status"`
+	Master    *MasterReport  `json:"master,omitempty"`
+	Counters  *Counters      `json:"counters,omitempty"`
+	Config    PoolLimits     `json:"config"`
+	Processes []ProcessState `json:"processes"`
+}
+
+// Failure is a classified FastCGI failure as reported.
+type Failure struct {
+	Error string `json:"error"`
+	// Reason is one of refused, permission, backlog, reset, timeout,
+	// bad_response.
+	Reason      string `json:"reason"`
+	Class       string `json:"class"`
+	NginxStatus int    `json:"nginx_status,omitempty"`
+	Hint        string `json:"hint,omitempty"`
+}
+
+// Heartbeat is the result of the ping through the main socket.
+type Heartbeat struct {
+	OK             bool     `json:"ok"`
+	Skipped        bool     `json:"skipped,omitempty"` // the pool has no ping.path
+	LatencySeconds float64  `json:"latency_seconds"`
+	Error          string   `json:"error,omitempty"`
+	Failure        *Failure `json:"failure,omitempty"`
+}
+
+// StatusRead says whether the status page could be read, and from where.
+type StatusRead struct {
+	OK      bool     `json:"ok"`
+	Skipped bool     `json:"skipped,omitempty"` // the pool has no pm.status_path
+	Via     string   `json:"via,omitempty"`     // "status_listen" or "main"
+	Error   string   `json:"error,omitempty"`
+	Failure *Failure `json:"failure,omitempty"`
+}
+
+// MasterReport is the pool's master process.
+type MasterReport struct {
+	PID     int     `json:"pid"`
+	Alive   bool    `json:"alive"`
+	Error   string  `json:"error,omitempty"` // why it could not be found
+	OSState OSState `json:"os_state,omitempty"`
+	Config  string  `json:"config,omitempty"`
+}
+
+// Counters are the pool-level numbers of the status page.
+type Counters struct {
+	ProcessManager     string    `json:"process_manager"`
+	StartTime          time.Time `json:"start_time"`
+	StartSinceSeconds  int64     `json:"start_since_seconds"`
+	AcceptedConn       uint64    `json:"accepted_connections"`
+	ListenQueue        int64     `json:"listen_queue"`
+	MaxListenQueue     int64     `json:"max_listen_queue"`
+	ListenQueueLen     int64     `json:"listen_queue_length"`
+	IdleProcesses      int64     `json:"idle_processes"`
+	ActiveProcesses    int64     `json:"active_processes"`
+	TotalProcesses     int64     `json:"total_processes"`
+	MaxActiveProcesses int64     `json:"max_active_processes"`
+	MaxChildrenReached uint64    `json:"max_children_reached"`
+	SlowRequests       uint64    `json:"slow_requests"`
+	MemoryPeakBytes    int64     `json:"memory_peak_bytes,omitempty"`
+}
+
+// PoolLimits is what the pool's config promises, where known.
+type PoolLimits struct {
+	PM          string `json:"pm,omitempty"`
+	MaxChildren int    `json:"max_children,omitempty"`
+	MinWorkers  int    `json:"min_workers,omitempty"`
+}
+
+// ProcessState is one worker: php-fpm's view and the kernel's side by side.
+type ProcessState struct {
+	PID               int     `json:"pid"`
+	State             string  `json:"state"`
+	OSState           OSState `json:"os_state"`
+	ParentOK          bool    `json:"parent_ok"` // its parent is the pool's master
+	RequestDuration   float64 `json:"request_duration_seconds"`
+	RequestMethod     string  `json:"request_method"`
+	RequestURI        string  `json:"request_uri"`
+	Script            string  `json:"script"`
+	Requests          uint64  `json:"requests"`
+	LastRequestCPU    float64 `json:"last_request_cpu_percent"`
+	LastRequestMemory int64   `json:"last_request_memory_bytes"`
+	CPUSeconds        float64 `json:"cpu_seconds"`
+	RSSBytes          uint64  `json:"rss_bytes"`
+	Hung              bool    `json:"hung"`
+
+	parent int // the OS parent pid
+
+	// probeRequest marks a worker serving a status or ping request: a
+	// probe, not load.
+	probeRequest bool
+}
+
+// StripQuery removes the query string (and fragment) from a request URI:
+// queries carry tokens and session ids.
+func StripQuery(uri string) string {
+	if i := strings.IndexAny(uri, "?#"); i >= 0 {
+		return uri[:i]
+	}
+	return uri
+}
+
+// Busy counts the workers serving a request, not counting status and ping
+// requests, and all workers.
+func (r *PoolReport) Busy() (busy, total int) {
+	for _, p := range r.Processes {
+		if p.State != "Idle" && !p.probeRequest {
+			busy++
+		}
+	}
+	return busy, len(r.Processes)
+}
+
+// HungCount counts the workers marked hung.
+func (r *PoolReport) HungCount() int {
+	n := 0
+	for _, p := range r.Processes {
+		if p.Hung {
+			n++
+		}
+	}
+	return n
+}

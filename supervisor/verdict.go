@@ -1,0 +1,101 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+)
+
+// Thresholds tune the verdict.
+type Thresholds struct {
+	// HungAfter is the request age past which a worker counts as hung.
+	HungAfter time.Duration
+}
+
+// DefaultHungAfter is --hung-after's default.
+const DefaultHungAfter = 30 * time.Second
+
+// Judge gives a pool its verdict from what was observed, with a reason for
+// every finding. prev is the pool's previous report, or nil: counters that
+// matter only when they rise are judged against it. Judge also marks hung
+// workers. It is the one verdict every command uses.
+func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
+	if th.HungAfter <= 0 {
+		th.HungAfter = DefaultHungAfter
+	}
+	r.Health = HealthOK
+	r.Reasons = nil
+	worse := func(h Health, format string, args ...any) {
+		if h.Rank() > r.Health.Rank() {
+			r.Health = h
+		}
+		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+	}
+
+	if m := r.Master; m != nil && !m.Alive {
+		if m.PID == 0 {
+			worse(HealthDown, "master not running: %s", m.Error)
+		} else {
+			worse(HealthDown, "master process %d is gone: nothing will respawn workers; restart php-fpm", m.PID)
+		}
+	}
+	if f := r.Heartbeat.Failure; f != nil {
+		switch f.Reason {
+		case "refused":
+			worse(HealthDown, "nothing listens on %s (%s): %s", r.Address, f.Class, f.Hint)
+		case "backlog":
+			worse(HealthUnhealthy, "saturated: %s", f.Error)
+		case "bad_response":
+			if f.NginxStatus == 404 || f.NginxStatus == 403 {
+				// A worker answered: the pool serves, the ping is misconfigured.
+				worse(HealthDegraded, "heartbeat misconfigured: %s", f.Error)
+				break
+			}
+			worse(HealthUnhealthy, "heartbeat failed: %s", f.Error)
+		default:
+			worse(HealthUnhealthy, "heartbeat failed (nginx would answer %d): %s", f.NginxStatus, f.Error)
+		}
+	}
+	if !r.Status.OK && !r.Status.Skipped && r.Health.Rank() < HealthDown.Rank() {
+		worse(HealthDegraded, "cannot see the workers: %s", r.Status.Error)
+	}
+
+	for i := range r.Processes {
+		p := &r.Processes[i]
+		active := p.State != "Idle"
+		p.Hung = active && time.Duration(p.RequestDuration*float64(time.Second)) > th.HungAfter
+		if p.Hung {
+			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), th.HungAfter)
+		}
+		switch p.OSState {
+		case OSStopped:
+			worse(HealthDegraded, "worker %d is stopped (SIGSTOP or a tracer) while php-fpm says %s: it serves nothing", p.PID, p.State)
+		case OSZombie:
+			worse(HealthDegraded, "worker %d is a zombie: it exited and its master has not reaped it", p.PID)
+		}
+	}
+	if c := r.Counters; c != nil {
+		if c.ListenQueue > 0 {
+			worse(HealthDegraded, "listen queue %d: requests are waiting for a worker", c.ListenQueue)
+		}
+		if prev != nil && prev.Counters != nil && c.MaxChildrenReached > prev.Counters.MaxChildrenReached {
+			worse(HealthDegraded, "max children reached went up by %d (now %d): pm.max_children = %d is too low for the load, or workers are held up",
+				c.MaxChildrenReached-prev.Counters.MaxChildrenReached, c.MaxChildrenReached, r.Config.MaxChildren)
+		}
+	}
+	if r.Status.OK {
+		busy, total := r.Busy()
+		if total > 0 && busy == total {
+			worse(HealthDegraded, "all %d workers are busy: new requests wait in the listen queue", total)
+		}
+		if r.Config.MinWorkers > 0 && total < r.Config.MinWorkers {
+			worse(HealthDegraded, "%d workers, the config promises at least %d (pm = %s)", total, r.Config.MinWorkers, r.Config.PM)
+		}
+	}
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+}
+
+func roundSeconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Second)
+}

@@ -1,0 +1,260 @@
+package supervisor
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func idle(pid int) ProcessState {
+	return ProcessState{PID: pid, State: "Idle", OSState: OSSleeping, ParentOK: true, RequestMethod: "-", RequestURI: "-"}
+}
+
+func running(pid int, age float64, uri string) ProcessState {
+	return ProcessState{PID: pid, State: "Running", OSState: OSSleeping, ParentOK: true, RequestDuration: age, RequestMethod: "GET", RequestURI: uri}
+}
+
+// healthy is a pool report with nothing wrong, to be spoiled by each case.
+func healthy() PoolReport {
+	return PoolReport{
+		Name:      "www",
+		Address:   "unix:///run/php/www.sock",
+		Heartbeat: Heartbeat{OK: true, LatencySeconds: 0.0002},
+		Status:    StatusRead{OK: true, Via: "status_listen"},
+		Master:    &MasterReport{PID: 100, Alive: true, OSState: OSSleeping},
+		Counters:  &Counters{ProcessManager: "static", TotalProcesses: 2},
+		Config:    PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
+		Processes: []ProcessState{idle(101), idle(102)},
+	}
+}
+
+func TestJudge(t *testing.T) {
+	tests := []struct {
+		name   string
+		spoil  func(r *PoolReport)
+		prev   func(r *PoolReport)
+		health Health
+		reason string
+	}{
+		{name: "ok", spoil: func(*PoolReport) {}, health: HealthOK},
+		{
+			name:   "socket missing",
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("refused", "socket missing", 502) },
+			health: HealthDown, reason: "nothing listens on unix:///run/php/www.sock (socket missing)",
+		},
+		{
+			name:   "master gone",
+			spoil:  func(r *PoolReport) { r.Master.Alive = false },
+			health: HealthDown, reason: "master process 100 is gone",
+		},
+		{
+			name:   "pid file missing",
+			spoil:  func(r *PoolReport) { r.Master = &MasterReport{Error: "reading php-fpm pid file: no such file"} },
+			health: HealthDown, reason: "master not running: reading php-fpm pid file",
+		},
+		{
+			name:   "heartbeat timeout",
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("timeout", "timeout", 504) },
+			health: HealthUnhealthy, reason: "heartbeat failed (nginx would answer 504)",
+		},
+		{
+			name:   "backlog full",
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("backlog", "listen backlog full", 502) },
+			health: HealthUnhealthy, reason: "saturated",
+		},
+		{
+			name:   "ping path wrong",
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("bad_response", "not found", 404) },
+			health: HealthDegraded, reason: "heartbeat misconfigured",
+		},
+		{
+			name:   "hung worker",
+			spoil:  func(r *PoolReport) { r.Processes[0] = running(101, 45, "/report.php") },
+			health: HealthDegraded, reason: "worker 101 has run GET /report.php for 45s (hung after 30s)",
+		},
+		{
+			name:   "long idle is not hung",
+			spoil:  func(r *PoolReport) { r.Processes[0].RequestDuration = 600 },
+			health: HealthOK,
+		},
+		{
+			name: "all busy",
+			spoil: func(r *PoolReport) {
+				r.Processes = []ProcessState{running(101, 1, "/a.php"), running(102, 2, "/b.php")}
+			},
+			health: HealthDegraded, reason: "all 2 workers are busy",
+		},
+		{
+			name: "status request is not load",
+			spoil: func(r *PoolReport) {
+				r.Status.Via = "main"
+				st := running(102, 0.001, "/status")
+				st.probeRequest = true
+				r.Processes = []ProcessState{running(101, 1, "/a.php"), st}
+			},
+			health: HealthOK,
+		},
+		{
+			name:   "stopped worker",
+			spoil:  func(r *PoolReport) { r.Processes[1].OSState = OSStopped },
+			health: HealthDegraded, reason: "worker 102 is stopped (SIGSTOP or a tracer) while php-fpm says Idle",
+		},
+		{
+			name:   "zombie worker",
+			spoil:  func(r *PoolReport) { r.Processes[1].OSState = OSZombie },
+			health: HealthDegraded, reason: "worker 102 is a zombie",
+		},
+		{
+			name:   "listen queue",
+			spoil:  func(r *PoolReport) { r.Counters.ListenQueue = 3 },
+			health: HealthDegraded, reason: "listen queue 3",
+		},
+		{
+			name:   "max children reached rising",
+			spoil:  func(r *PoolReport) { r.Counters.MaxChildrenReached = 7 },
+			prev:   func(r *PoolReport) { r.Counters.MaxChildrenReached = 5 },
+			health: HealthDegraded, reason: "max children reached went up by 2 (now 7)",
+		},
+		{
+			name:   "max children reached without history",
+			spoil:  func(r *PoolReport) { r.Counters.MaxChildrenReached = 7 },
+			health: HealthOK,
+		},
+		{
+			name:   "fewer workers than promised",
+			spoil:  func(r *PoolReport) { r.Processes = r.Processes[:1] },
+			health: HealthDegraded, reason: "1 workers, the config promises at least 2 (pm = static)",
+		},
+		{
+			name: "status unreadable",
+			spoil: func(r *PoolReport) {
+				r.Status = StatusRead{Via: "main", Error: "reading status of pool www: php-fpm answered 404"}
+				r.Processes = nil
+				r.Counters = nil
+			},
+			health: HealthDegraded, reason: "cannot see the workers: reading status of pool www: php-fpm answered 404",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := healthy()
+			tt.spoil(&r)
+			var prev *PoolReport
+			if tt.prev != nil {
+				p := healthy()
+				tt.prev(&p)
+				prev = &p
+			}
+			Judge(&r, prev, Thresholds{HungAfter: 30 * time.Second})
+			if r.Health != tt.health {
+				t.Errorf("health = %s, want %s; reasons %q", r.Health, tt.health, r.Reasons)
+			}
+			if tt.reason == "" && len(r.Reasons) != 0 && tt.health == HealthOK {
+				t.Errorf("reasons %q for an ok pool", r.Reasons)
+			}
+			if tt.reason != "" && !strings.Contains(strings.Join(r.Reasons, "\n"), tt.reason) {
+				t.Errorf("reasons %q lack %q", r.Reasons, tt.reason)
+			}
+		})
+	}
+}
+
+func failedHeartbeat(reason, class string, nginx int) Heartbeat {
+	return Heartbeat{Error: "heartbeat of pool www: " + class, Failure: &Failure{Error: class, Reason: reason, Class: class, NginxStatus: nginx, Hint: "a hint"}}
+}
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name  string
+		spoil func(r *PoolReport)
+		th    CheckThresholds
+		code  int
+		line  string
+	}{
+		{
+			name: "ok", spoil: func(*PoolReport) {}, code: CheckOK,
+			line: "FPMGUARD OK - www ok | 'www_latency'=0.000200s;;;0 'www_queue'=0;;;0 'www_busy'=0;;;0;2 'www_total'=2;;;0;2 'www_hung'=0;;;0",
+		},
+		{
+			name: "degraded is a warning", spoil: func(r *PoolReport) { r.Counters.ListenQueue = 2 }, code: CheckWarning,
+			line: "FPMGUARD WARNING - www degraded (listen queue 2: requests are waiting for a worker)",
+		},
+		{
+			name: "down is critical", spoil: func(r *PoolReport) { r.Heartbeat = failedHeartbeat("refused", "connection refused", 502) }, code: CheckCritical,
+			line: "FPMGUARD CRITICAL - www down (nothing listens",
+		},
+		{
+			name: "latency threshold", spoil: func(*PoolReport) {}, th: CheckThresholds{WarnLatency: 100 * time.Microsecond, CritLatency: time.Second}, code: CheckWarning,
+			line: "FPMGUARD WARNING - www ok heartbeat 200µs over 100µs | 'www_latency'=0.000200s;0.0001;1;0",
+		},
+		{
+			name: "busy threshold", spoil: func(r *PoolReport) { r.Processes[0] = running(101, 1, "/a.php") }, th: CheckThresholds{CritBusy: 0.5}, code: CheckCritical,
+			line: "FPMGUARD CRITICAL - www ok 1 of 2 workers busy",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := healthy()
+			tt.spoil(&r)
+			Judge(&r, nil, Thresholds{})
+			res := Check(&Report{Pools: []PoolReport{r}}, tt.th)
+			if res.Code != tt.code || !strings.HasPrefix(res.Line, tt.line) || strings.Contains(res.Line, "\n") {
+				t.Errorf("got %d %q\nwant %d %q…", res.Code, res.Line, tt.code, tt.line)
+			}
+		})
+	}
+	if res := Check(&Report{}, CheckThresholds{}); res.Code != CheckUnknown {
+		t.Errorf("no pools: %+v, want UNKNOWN", res)
+	}
+}
+
+func TestParsePoolSpec(t *testing.T) {
+	tests := []struct {
+		spec    string
+		check   func(Target) bool
+		wantErr string
+	}{
+		{spec: "/run/php/www.sock", check: func(t Target) bool {
+			return t.Name == "www" && t.StatusPath == "/status" && t.PingPath == "/ping" && t.PingResponse == "pong" && t.StatusAddress.IsZero()
+		}},
+		{spec: "127.0.0.1:9000,name=api,pm.status_path=/fpm-status,pm.status_listen=127.0.0.1:9001,ping.path=/health,ping.response=ok", check: func(t Target) bool {
+			return t.Name == "api" && t.StatusPath == "/fpm-status" && t.StatusAddress.String() == "tcp://127.0.0.1:9001" && t.PingPath == "/health" && t.PingResponse == "ok"
+		}},
+		{spec: "/run/php/www.sock,pm=static,pm.max_children=5", check: func(t Target) bool { return t.MinWorkers == 5 && t.MaxChildren == 5 }},
+		{spec: "/run/php/www.sock,pm.max_children=5,pm=static", check: func(t Target) bool { return t.MinWorkers == 5 }},
+		{spec: "/run/php/www.sock,pid=/run/php/fpm.pid", check: func(t Target) bool { return t.MasterPIDFile == "/run/php/fpm.pid" }},
+		{spec: "www.sock", wantErr: `bad FastCGI address "www.sock"`},
+		{spec: "/run/php/www.sock,status", wantErr: `option "status" is not key=value`},
+		{spec: "/run/php/www.sock,colour=blue", wantErr: `unknown option "colour"; use one of name, pm.status_path`},
+		{spec: "/run/php/www.sock,pm.status_path=status", wantErr: `must be a path starting with /`},
+		{spec: "/run/php/www.sock,pm=lazy", wantErr: `pm "lazy" must be static, dynamic or ondemand`},
+		{spec: "/run/php/www.sock,pid=fpm.pid", wantErr: `must be an absolute path`},
+		{spec: "/run/php/www.sock,pm.max_children=ten", wantErr: `pm.max_children "ten" must be a whole number`},
+	}
+	for _, tt := range tests {
+		got, err := ParsePoolSpec(tt.spec)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), tt.spec) {
+				t.Errorf("ParsePoolSpec(%q) error = %v, want one naming the spec and %q", tt.spec, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !tt.check(got) {
+			t.Errorf("ParsePoolSpec(%q) = %+v, %v", tt.spec, got, err)
+		}
+	}
+}
+
+func TestStripQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"/a.php?token=x": "/a.php",
+		"/a.php#frag":    "/a.php",
+		"/a.php":         "/a.php",
+		"-":              "-",
+		"/?":             "/",
+	} {
+		if got := StripQuery(in); got != want {
+			t.Errorf("StripQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
