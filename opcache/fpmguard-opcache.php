@@ -88,7 +88,8 @@ $status = @opcache_get_status(false);
 $config = @opcache_get_configuration();
 $out['status'] = $status === false ? null : $status;
 $out['configuration'] = $config === false ? null : $config;
-if ($status === false && $out['error'] === null) {
+// A disabled opcache has no status to give; that is not an error.
+if ($status === false && $out['error'] === null && ini_get('opcache.enable')) {
     $err = error_get_last();
     $out['error'] = 'opcache_get_status() failed' . ($err ? ': ' . $err['message'] : '');
 }

@@ -48,11 +48,11 @@ func Judge(s *Status, prev *Status, pendingFor time.Duration) Verdict {
 	case s.Error != "":
 		worse(Degraded, "cannot read the opcache: %s", s.Error)
 		return v
-	case !s.Enabled:
-		worse(Degraded, "the opcache is disabled (opcache.enable=%v): every request compiles its PHP; set opcache.enable=1", s.Config.Enable)
-		return v
 	case s.FileCacheOnly:
 		return v // no shared memory to judge
+	case !s.Enabled:
+		worse(Degraded, "the opcache is disabled: every request compiles its PHP; set opcache.enable=1")
+		return v
 	}
 
 	if s.RestartPending {

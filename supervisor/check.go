@@ -95,6 +95,22 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		}
 		texts = append(texts, text)
 	}
+	for _, o := range rep.Opcache {
+		switch o.Health {
+		case HealthDegraded:
+			raise(CheckWarning)
+		case HealthUnhealthy:
+			raise(CheckCritical)
+		}
+		text := fmt.Sprintf("opcache of master %d %s", o.MasterPID, o.Health)
+		if len(o.Reasons) > 0 {
+			text += " (" + o.Reasons[0] + ")"
+		}
+		texts = append(texts, text)
+		if o.Error == "" {
+			perf = append(perf, fmt.Sprintf("'opcache_%d_fill'=%.4f;;;0;1", o.MasterPID, o.FillRatio), fmt.Sprintf("'opcache_%d_hit_rate'=%.4f;;;0;1", o.MasterPID, o.HitRate))
+		}
+	}
 	line := "FPMGUARD " + checkNames[code] + " - " + strings.Join(texts, ", ")
 	if len(perf) > 0 {
 		line += " | " + strings.Join(perf, " ")

@@ -21,7 +21,8 @@ type Prober struct {
 	Client     fastcgi.Client
 	Procs      ProcReader
 	Thresholds Thresholds
-	ShowQuery  bool // keep query strings in request URIs
+	ShowQuery  bool           // keep query strings in request URIs
+	Opcache    *OpcacheProber // nil: do not read the opcache
 }
 
 // Probe reads the status page, then runs the heartbeat, then reads the OS
@@ -241,14 +242,28 @@ func suggestStatusListen(t Target) string {
 	return "127.0.0.1:9001"
 }
 
-// ProbeAll probes every target at once and returns the report in target
-// order. prev maps pool names to their previous reports.
-func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev map[string]*PoolReport) *Report {
+// ProbeAll probes every target at once, then reads the opcache of each
+// master, and returns the report in target order. prev is the previous
+// report, or nil.
+func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) *Report {
 	rep := &Report{Version: ReportVersion, Time: time.Now().UTC(), Pools: make([]PoolReport, len(targets))}
+	prevPools := map[string]*PoolReport{}
+	prevOpcache := map[int]*OpcacheReport{}
+	if prev != nil {
+		for i := range prev.Pools {
+			prevPools[prev.Pools[i].Address] = &prev.Pools[i]
+		}
+		for i := range prev.Opcache {
+			prevOpcache[prev.Opcache[i].MasterPID] = &prev.Opcache[i]
+		}
+	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { rep.Pools[i] = pr.Probe(ctx, t, prev[t.Name]) })
+		wg.Go(func() { rep.Pools[i] = pr.Probe(ctx, t, prevPools[t.Address.String()]) })
 	}
 	wg.Wait()
+	if pr.Opcache != nil {
+		rep.Opcache = pr.Opcache.Probe(ctx, targets, rep.Pools, prevOpcache)
+	}
 	return rep
 }

@@ -14,6 +14,8 @@ type Report struct {
 	Version int          `json:"version"`
 	Time    time.Time    `json:"time"`
 	Pools   []PoolReport `json:"pools"`
+	// Opcache has one entry per master, when the opcache was read.
+	Opcache []OpcacheReport `json:"opcache,omitempty"`
 }
 
 // Health is a pool's verdict.
@@ -40,12 +42,17 @@ func (h Health) Rank() int {
 	return 3
 }
 
-// Worst returns the worst of the pools' verdicts, ok for none.
+// Worst returns the worst verdict of the pools and the opcaches, ok for none.
 func (r *Report) Worst() Health {
 	w := HealthOK
 	for _, p := range r.Pools {
 		if p.Health.Rank() > w.Rank() {
 			w = p.Health
+		}
+	}
+	for _, o := range r.Opcache {
+		if o.Health.Rank() > w.Rank() {
+			w = o.Health
 		}
 	}
 	return w

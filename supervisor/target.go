@@ -27,6 +27,7 @@ type Target struct {
 	MasterPIDFile string
 	MasterConfig  string // the php-fpm.conf the master runs
 	Root          string // /proc/PID/root when the master lives in another mount namespace
+	Chroot        string // the pool's chroot: PHP sees paths below it
 
 	PM          string // static, dynamic or ondemand; "" when unknown
 	MaxChildren int
@@ -186,6 +187,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MasterPIDFile:           cfg.PIDFile,
 			MasterConfig:            cfg.Path,
 			Root:                    root,
+			Chroot:                  p.Chroot,
 			PM:                      p.PM,
 			MaxChildren:             p.MaxChildren,
 			MinWorkers:              p.MinWorkers(),

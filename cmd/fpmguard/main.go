@@ -17,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
@@ -38,14 +39,18 @@ type cli struct {
 	logLevel   string
 	logFormat  string
 
+	opcacheScript string
+	opcacheDir    string
+	noOpcache     bool
+
 	output string // status: table or json
 	color  string // status: auto, always, never
 
+	invalidatePaths []string
+	invalidateGlob  string
+
 	check supervisor.CheckThresholds
 }
-
-// usageError is a bad flag or config: one line, no stack trace.
-type usageError struct{ error }
 
 func newApp(c *cli) *kingpin.Application {
 	app := kingpin.New("fpmguard", "Supervisor, prober and exporter for php-fpm and its opcache.")
@@ -56,12 +61,15 @@ func newApp(c *cli) *kingpin.Application {
 	app.Flag("timeout", "Bound on each FastCGI request.").Default("2s").DurationVar(&c.timeout)
 	app.Flag("hung-after", "A request older than this makes its worker hung.").Default(supervisor.DefaultHungAfter.String()).DurationVar(&c.hungAfter)
 	app.Flag("show-query", "Keep query strings in request URIs (they may hold tokens).").BoolVar(&c.showQuery)
+	app.Flag("opcache-script", "The opcache script's path as php-fpm sees it, deployed by you (examples/php/fpmguard-opcache.php). Default: fpmguard installs its own copy into --opcache-dir.").PlaceHolder("PATH").StringVar(&c.opcacheScript)
+	app.Flag("opcache-dir", "Directory, writable only by root or fpmguard's user, where fpmguard installs its opcache script.").Default(opcache.DefaultDir).StringVar(&c.opcacheDir)
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
 
 	status := app.Command("status", "Show each pool's verdict, counters and workers.")
 	status.Flag("output", "Output format: table or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
 	status.Flag("color", "Colour the table: auto (on a terminal), always or never.").Default("auto").EnumVar(&c.color, "auto", "always", "never")
+	status.Flag("no-opcache", "Do not read the opcache.").BoolVar(&c.noOpcache)
 
 	check := app.Command("check", "One status line with perfdata; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
 	check.Flag("warning-latency", "WARNING when a heartbeat takes this long (0: off).").Default("0").DurationVar(&c.check.WarnLatency)
@@ -70,6 +78,16 @@ func newApp(c *cli) *kingpin.Application {
 	check.Flag("critical-queue", "CRITICAL at this listen queue (0: off).").Default("0").Int64Var(&c.check.CritQueue)
 	check.Flag("warning-busy", "WARNING when this share of workers is busy, 0 to 1 (0: off).").Default("0").Float64Var(&c.check.WarnBusy)
 	check.Flag("critical-busy", "CRITICAL when this share of workers is busy, 0 to 1 (0: off).").Default("0").Float64Var(&c.check.CritBusy)
+
+	check.Flag("no-opcache", "Do not read the opcache.").BoolVar(&c.noOpcache)
+
+	oc := app.Command("opcache", "Read, reset or invalidate the opcache inside php-fpm, once per master.")
+	ocStatus := oc.Command("status", "Show each master's opcache and its verdict.")
+	ocStatus.Flag("output", "Output format: table or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
+	oc.Command("reset", "Run opcache_reset() inside php-fpm.")
+	inv := oc.Command("invalidate", "Run opcache_invalidate(PATH, true) inside php-fpm, for deploy scripts.")
+	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").StringsVar(&c.invalidatePaths)
+	inv.Flag("glob", "Also every file matching this glob, expanded by PHP inside php-fpm.").StringVar(&c.invalidateGlob)
 
 	app.Command("version", "Print the version.")
 	return app
@@ -106,28 +124,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(ctx, &c, stdout, stderr, logger)
 	case "check":
 		return cmdCheck(ctx, &c, stdout, stderr)
+	case "opcache status":
+		return cmdOpcacheStatus(ctx, &c, stdout, stderr)
+	case "opcache reset", "opcache invalidate":
+		return cmdOpcacheAction(ctx, &c, cmd, stdout, stderr)
 	}
 	fmt.Fprintln(stderr, "fpmguard: error: no command given; try fpmguard --help")
 	return 2
 }
 
-// probeOnce resolves the pools and probes them all once.
-func probeOnce(ctx context.Context, c *cli) (*supervisor.Report, error) {
-	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
-	if err != nil && len(targets) == 0 {
-		return nil, err
-	}
+func newProber(c *cli) *supervisor.Prober {
+	client := fastcgi.Client{Timeout: c.timeout}
 	pr := &supervisor.Prober{
-		Client:     fastcgi.Client{Timeout: c.timeout},
+		Client:     client,
 		Procs:      supervisor.SystemProcs,
 		Thresholds: supervisor.Thresholds{HungAfter: c.hungAfter},
 		ShowQuery:  c.showQuery,
 	}
-	return pr.ProbeAll(ctx, targets, nil), err
+	if !c.noOpcache {
+		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir}
+	}
+	return pr
+}
+
+// probeOnce resolves the pools and probes them all once. It returns the
+// targets too, and an error for pools it could not resolve.
+func probeOnce(ctx context.Context, c *cli) ([]supervisor.Target, *supervisor.Report, error) {
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	if err != nil && len(targets) == 0 {
+		return nil, nil, err
+	}
+	return targets, newProber(c).ProbeAll(ctx, targets, nil), err
 }
 
 func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *slog.Logger) int {
-	rep, err := probeOnce(ctx, c)
+	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
 		return 1
@@ -147,7 +178,7 @@ func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *sl
 }
 
 func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
-	rep, err := probeOnce(ctx, c)
+	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
 		fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
@@ -172,3 +203,57 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func cmdOpcacheStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
+	_, rep, err := probeOnce(ctx, c)
+	if rep == nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		return 1
+	}
+	if c.output == "json" {
+		out := struct {
+			Version int                        `json:"version"`
+			Time    time.Time                  `json:"time"`
+			Opcache []supervisor.OpcacheReport `json:"opcache"`
+		}{rep.Version, rep.Time, rep.Opcache}
+		if err := writeJSON(stdout, out); err != nil {
+			fmt.Fprintf(stderr, "fpmguard: error: writing JSON: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	writeOpcacheTable(stdout, rep.Opcache)
+	return 0
+}
+
+func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io.Writer) int {
+	if cmd == "opcache invalidate" && len(c.invalidatePaths) == 0 && c.invalidateGlob == "" {
+		fmt.Fprintln(stderr, "fpmguard: error: opcache invalidate needs paths or --glob; e.g. fpmguard opcache invalidate /var/www/index.php")
+		return 2
+	}
+	c.noOpcache = false
+	targets, rep, err := probeOnce(ctx, c)
+	if rep == nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		return 1
+	}
+	pr := newProber(c).Opcache
+	var results []supervisor.OpcacheAction
+	if cmd == "opcache reset" {
+		results = pr.Reset(ctx, targets, rep.Pools)
+	} else {
+		results = pr.Invalidate(ctx, targets, rep.Pools, c.invalidatePaths, c.invalidateGlob)
+	}
+	if len(results) == 0 {
+		fmt.Fprintln(stderr, "fpmguard: error: no running php-fpm master to act on")
+		return 1
+	}
+	code := 0
+	for _, r := range results {
+		writeOpcacheAction(stdout, cmd, r)
+		if !r.OK {
+			code = 1
+		}
+	}
+	return code
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,6 +89,67 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		for _, a := range p.Advice {
 			fmt.Fprintf(w, "  advice: %s\n", a)
 		}
+	}
+	if len(rep.Opcache) > 0 {
+		fmt.Fprintln(w)
+		writeOpcacheTable(w, rep.Opcache)
+	}
+}
+
+// writeOpcacheTable prints one block per master.
+func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
+	for i, o := range reports {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "opcache of master %d (pools %s)  %s\n", o.MasterPID, strings.Join(o.Pools, ", "), strings.ToUpper(string(o.Health)))
+		for _, r := range o.Reasons {
+			fmt.Fprintf(w, "  - %s\n", r)
+		}
+		if o.Error != "" {
+			continue
+		}
+		total := uint64(o.MemoryUsedBytes + o.MemoryFreeBytes + o.MemoryWastedBytes)
+		fmt.Fprintf(w, "  enabled %v  cache full %v  restart pending %v  in progress %v\n", o.Enabled, o.CacheFull, o.RestartPending, o.RestartInProgress)
+		fmt.Fprintf(w, "  memory %s used, %s free, %s wasted of %s (fill %.0f%%, wasted %.1f%% of max %.0f%%)\n",
+			bytesText(uint64(o.MemoryUsedBytes)), bytesText(uint64(o.MemoryFreeBytes)), bytesText(uint64(o.MemoryWastedBytes)), bytesText(total),
+			100*o.FillRatio, 100*o.WastedRatio, 100*o.MaxWastedRatio)
+		fmt.Fprintf(w, "  scripts %d  keys %d/%d  interned strings %s/%s  hits %d  misses %d (hit rate %.1f%%)\n",
+			o.CachedScripts, o.CachedKeys, o.MaxCachedKeys, bytesText(uint64(o.InternedStringsUsedBytes)), bytesText(uint64(o.InternedStringsBufferBytes)),
+			o.Hits, o.Misses, 100*o.HitRate)
+		fmt.Fprintf(w, "  restarts: oom %d  hash %d  manual %d", o.OOMRestarts, o.HashRestarts, o.ManualRestarts)
+		if o.LastRestartTime != nil {
+			fmt.Fprintf(w, "  (last %s)", o.LastRestartTime.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+		if o.JITEnabled {
+			fmt.Fprintf(w, "  jit buffer %s, %.0f%% full\n", bytesText(uint64(o.JITBufferSizeBytes)), 100*o.JITBufferFill)
+		}
+	}
+}
+
+func writeOpcacheAction(w io.Writer, cmd string, a supervisor.OpcacheAction) {
+	what := fmt.Sprintf("master %d (pools %s) via %s", a.MasterPID, strings.Join(a.Pools, ", "), a.Via)
+	if !a.OK {
+		fmt.Fprintf(w, "%s: FAILED: %s\n", what, a.Error)
+		return
+	}
+	if cmd == "opcache reset" {
+		fmt.Fprintf(w, "%s: opcache_reset() done; manual restarts now %d\n", what, a.ManualRestarts)
+		return
+	}
+	paths := make([]string, 0, len(a.Paths))
+	for p := range a.Paths {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	fmt.Fprintf(w, "%s: %d path(s)\n", what, len(paths))
+	for _, p := range paths {
+		state := "invalidated"
+		if !a.Paths[p] {
+			state = "not cached"
+		}
+		fmt.Fprintf(w, "  %s  %s\n", p, state)
 	}
 }
 
