@@ -181,7 +181,11 @@ func (o *OpcacheProber) Reset(ctx context.Context, targets []Target, pools []Poo
 		}
 		// php counts the restart when it happens, at a later request once
 		// no worker uses the old cache: wait for it, within the timeout.
-		ctx, cancel := context.WithTimeout(ctx, o.Client.Timeout+time.Second)
+		wait := o.Client.Timeout
+		if wait <= 0 {
+			wait = fastcgi.DefaultTimeout
+		}
+		ctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		for {
 			now, err := c.Read(ctx, addr)

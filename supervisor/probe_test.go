@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -249,5 +250,32 @@ func poll[T any](t *testing.T, d time.Duration, fn func() (T, bool)) T {
 			t.Fatalf("condition not met within %v; last: %+v", d, v)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOpcacheOncePerMaster: two pools under one master share one opcache,
+// read once, through the pool with pm.status_listen.
+func TestOpcacheOncePerMaster(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "alpha"}, {Name: "beta", StatusListen: true}}})
+	ts := fpmTargets(t, fpm)
+	targets := []Target{ts["alpha"], ts["beta"]}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := testProber(2 * time.Second)
+	pr.Opcache = &OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "fpmguard")}
+	rep := pr.ProbeAll(context.Background(), targets, nil)
+	if len(rep.Opcache) != 1 {
+		t.Fatalf("opcache reports: %+v, want one for master %d", rep.Opcache, fpm.MasterPID())
+	}
+	o := rep.Opcache[0]
+	if o.MasterPID != fpm.MasterPID() || strings.Join(o.Pools, ",") != "alpha,beta" || o.Via != "unix://"+fpm.Pools["beta"].StatusSocket {
+		t.Errorf("opcache report %+v", o)
+	}
+	if o.Error != "" || !o.Enabled || o.Health != HealthOK || o.MemoryFreeBytes <= 0 || o.MaxCachedKeys <= 0 {
+		t.Errorf("opcache report %+v", o)
 	}
 }

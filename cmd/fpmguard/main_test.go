@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -74,6 +75,14 @@ func fixedReport() *supervisor.Report {
 	supervisor.Judge(&rep.Pools[0], nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
 	supervisor.Judge(&rep.Pools[1], nil, supervisor.Thresholds{})
 	rep.Pools[1].Advice = []string{"add `pm.status_path = /status` to pool [api] so fpmguard can see its workers"}
+	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	rep.Opcache = []supervisor.OpcacheReport{{
+		MasterPID: 100, Pools: []string{"www"}, Via: "unix:///run/php/www-status.sock", Script: "/var/lib/fpmguard/fpmguard-opcache-0123456789ab.php",
+		Enabled: true, CacheFull: true, MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 16 << 10, FillRatio: 0.998, MaxWastedRatio: 0.05,
+		CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
+		Hits: 1000, Misses: 400, HitRate: 1000.0 / 1400, StartTime: &start, Health: supervisor.HealthDegraded,
+		Reasons: []string{"cache full (keys 223/223) and no restart will come: wasted 0% < max_wasted_percentage 5%; new scripts compile on every request — raise opcache.max_accelerated_files to at least 446"},
+	}}
 	return rep
 }
 
@@ -143,8 +152,9 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
 	p := fpm.Pools["www"]
 	spec := "unix://" + p.Listen + ",pm.status_listen=" + p.StatusSocket + ",pm=static,pm.max_children=2"
+	ocDir := "--opcache-dir=" + opcacheDir(t)
 
-	code, out, stderr := runCLI(t, "status", "-o", "json", "--pool", spec)
+	code, out, stderr := runCLI(t, "status", "-o", "json", "--pool", spec, ocDir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -155,6 +165,9 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 	if len(rep.Pools) != 1 || rep.Pools[0].Health != supervisor.HealthOK || len(rep.Pools[0].Processes) != 2 || rep.Pools[0].Master.PID != fpm.MasterPID() {
 		t.Errorf("report: %s", out)
 	}
+	if len(rep.Opcache) != 1 || rep.Opcache[0].MasterPID != fpm.MasterPID() || !rep.Opcache[0].Enabled || rep.Opcache[0].Health != supervisor.HealthOK {
+		t.Errorf("opcache in report: %+v", rep.Opcache)
+	}
 	// The documented schema's field names are there.
 	for _, field := range []string{`"pools"`, `"name"`, `"address"`, `"health"`, `"reasons"`, `"heartbeat"`, `"latency_seconds"`, `"processes"`,
 		`"pid"`, `"state"`, `"os_state"`, `"request_duration_seconds"`, `"request_method"`, `"request_uri"`, `"script"`, `"requests"`, `"cpu_seconds"`, `"rss_bytes"`, `"hung"`} {
@@ -163,23 +176,24 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 		}
 	}
 
-	code, out, _ = runCLI(t, "status", "--pool", spec)
-	if code != 0 || !strings.Contains(out, "pool www  unix://"+p.Listen+"  OK") || strings.Contains(out, "\x1b[") {
+	code, out, _ = runCLI(t, "status", "--pool", spec, ocDir)
+	if code != 0 || !strings.Contains(out, "pool www  unix://"+p.Listen+"  OK") || strings.Contains(out, "\x1b[") ||
+		!strings.Contains(out, "opcache of master "+strconv.Itoa(fpm.MasterPID())+" (pools www)  OK") {
 		t.Errorf("table (exit %d):\n%s", code, out)
 	}
 
-	code, out, _ = runCLI(t, "check", "--pool", spec)
-	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok | 'www_latency'=") {
+	code, out, _ = runCLI(t, "check", "--pool", spec, ocDir)
+	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of master "+strconv.Itoa(fpm.MasterPID())+" ok | 'www_latency'=") {
 		t.Errorf("check exit %d: %q", code, out)
 	}
-	code, out, _ = runCLI(t, "check", "--pool", spec, "--critical-latency", "1ns")
+	code, out, _ = runCLI(t, "check", "--pool", spec, "--no-opcache", "--critical-latency", "1ns")
 	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ok heartbeat") {
 		t.Errorf("check with a latency limit: exit %d: %q", code, out)
 	}
 
 	// The same through a config file, pools as maps.
 	cfg := filepath.Join(t.TempDir(), "fpmguard.yaml")
-	yaml := "timeout: 1s\npool:\n  - listen: unix://" + p.Listen + "\n    pm.status_listen: " + p.StatusSocket + "\n    name: fromfile\n"
+	yaml := "timeout: 1s\nno-opcache: true\npool:\n  - listen: unix://" + p.Listen + "\n    pm.status_listen: " + p.StatusSocket + "\n    name: fromfile\n"
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +206,7 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-fpm.Exited()
-	code, out, _ = runCLI(t, "check", "--pool", spec)
+	code, out, _ = runCLI(t, "check", "--pool", spec, ocDir)
 	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
 		t.Errorf("check after master stop: exit %d: %q", code, out)
 	}
@@ -219,6 +233,69 @@ func TestPermissionDenied(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// opcacheDir is a directory for the opcache script that workers can read.
+func opcacheDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "fpmguard")
+}
+
+func TestOpcacheCommands(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools:   []fpmtest.Pool{{Name: "a", StatusListen: true}, {Name: "b"}},
+		Defines: map[string]string{"opcache.file_update_protection": "0"},
+		Files:   map[string]string{"app.php": "<?php echo 1;"},
+	})
+	args := []string{"--fpm-config", fpm.Conf, "--opcache-dir", opcacheDir(t)}
+	code, out, stderr := runCLI(t, append([]string{"opcache", "status", "-o", "json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Opcache []map[string]any `json:"opcache"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Opcache) != 1 {
+		t.Fatalf("opcache status -o json: %v\n%s", err, out)
+	}
+	o := doc.Opcache[0]
+	for _, k := range []string{"master_pid", "pools", "enabled", "cache_full", "restart_pending", "memory_used_bytes", "memory_free_bytes",
+		"memory_wasted_bytes", "cached_scripts", "cached_keys", "max_cached_keys", "hits", "misses", "oom_restarts", "hash_restarts",
+		"manual_restarts", "health", "reasons"} {
+		if _, ok := o[k]; !ok {
+			t.Errorf("opcache JSON lacks %q", k)
+		}
+	}
+	if int(o["master_pid"].(float64)) != fpm.MasterPID() || len(o["pools"].([]any)) != 2 {
+		t.Errorf("opcache JSON %v", o)
+	}
+	before := o["manual_restarts"].(float64)
+
+	code, out, stderr = runCLI(t, append([]string{"opcache", "reset"}, args...)...)
+	want := fmt.Sprintf("master %d (pools a, b) via unix://%s: opcache_reset() done; manual restarts now %d", fpm.MasterPID(), fpm.Pools["a"].StatusSocket, int(before)+1)
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("opcache reset: exit %d %q %q, want %q", code, out, stderr, want)
+	}
+
+	app := filepath.Join(fpm.DocRoot, "app.php")
+	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", app}, args...)...)
+	if code != 0 || !strings.Contains(out, app+"  invalidated") {
+		t.Errorf("opcache invalidate: exit %d %q", code, out)
+	}
+	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
+	if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
+		t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
+	}
+	code, _, stderr = runCLI(t, append([]string{"opcache", "invalidate"}, args...)...)
+	if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
+		t.Errorf("opcache invalidate without paths: exit %d %q", code, stderr)
 	}
 }
 

@@ -147,7 +147,7 @@ func writeOpcacheAction(w io.Writer, cmd string, a supervisor.OpcacheAction) {
 	for _, p := range paths {
 		state := "invalidated"
 		if !a.Paths[p] {
-			state = "not cached"
+			state = "not invalidated (opcache_invalidate returned false)"
 		}
 		fmt.Fprintf(w, "  %s  %s\n", p, state)
 	}
