@@ -48,6 +48,7 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 		r.Counters = counters(st)
 		r.Processes = pr.processes(ctx, t, st)
 	}
+	r.at = time.Now()
 	if r.Processes == nil {
 		r.Processes = []ProcessState{}
 	}
@@ -148,6 +149,8 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 			ps.CPUSeconds = osp.CPUSeconds
 			ps.RSSBytes = osp.RSSBytes
 			ps.parent = osp.PPID
+			ps.startMillis = osp.StartMillis
+			ps.onCPU, ps.runQueue = osp.OnCPU, osp.RunQueue
 			// A pid the status page names is ours only with the pool's title.
 			ps.ParentOK = osp.Title == title
 		}

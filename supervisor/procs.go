@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shirou/gopsutil/v4/process"
 )
@@ -33,6 +35,12 @@ type OSProcess struct {
 	State      OSState
 	CPUSeconds float64 // user + system
 	RSSBytes   uint64
+	// StartMillis is when the process started (Unix ms): with the pid, it
+	// names one process, so a reused pid is told apart.
+	StartMillis int64
+	// OnCPU and RunQueue are the kernel's schedstat: time run on a CPU and
+	// time spent runnable, waiting for one.
+	OnCPU, RunQueue time.Duration
 }
 
 // Titles php-fpm gives its processes.
@@ -114,7 +122,27 @@ func (gopsutilReader) ReadProcess(ctx context.Context, pid int) (OSProcess, erro
 	if title, err := p.CmdlineWithContext(ctx); err == nil {
 		out.Title = strings.TrimSpace(title)
 	}
+	if ms, err := p.CreateTimeWithContext(ctx); err == nil {
+		out.StartMillis = ms
+	}
+	out.OnCPU, out.RunQueue = readSchedstat(pid)
 	return out, nil
+}
+
+// readSchedstat reads /proc/PID/schedstat: ns on a CPU, ns waiting on a run
+// queue, timeslices. gopsutil does not read it. Zero when unavailable.
+func readSchedstat(pid int) (onCPU, runQueue time.Duration) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/schedstat")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, 0
+	}
+	a, _ := strconv.ParseInt(f[0], 10, 64)
+	r, _ := strconv.ParseInt(f[1], 10, 64)
+	return time.Duration(a), time.Duration(r)
 }
 
 func osState(s string) OSState {

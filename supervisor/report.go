@@ -73,6 +73,8 @@ type PoolReport struct {
 	Counters  *Counters      `json:"counters,omitempty"`
 	Config    PoolLimits     `json:"config"`
 	Processes []ProcessState `json:"processes"`
+
+	at time.Time // when the OS view was read
 }
 
 // Failure is a classified FastCGI failure as reported.
@@ -154,8 +156,15 @@ type ProcessState struct {
 	CPUSeconds        float64 `json:"cpu_seconds"`
 	RSSBytes          uint64  `json:"rss_bytes"`
 	Hung              bool    `json:"hung"`
+	// HungKind tells a hung worker's last interval: "spinning" (on a CPU or
+	// waiting for one most of the time) or "blocked" (waiting on I/O, a
+	// lock, a remote service). Only the watch loop knows it.
+	HungKind string `json:"hung_kind,omitempty"`
 
-	parent int // the OS parent pid
+	parent      int   // the OS parent pid
+	startMillis int64 // the OS start time, to tell a reused pid apart
+	onCPU       time.Duration
+	runQueue    time.Duration
 
 	// probeRequest marks a worker serving a status or ping request: a
 	// probe, not load.

@@ -50,6 +50,26 @@ type cli struct {
 	invalidateGlob  string
 
 	check supervisor.CheckThresholds
+
+	serve, run  watchFlags
+	runArgv     []string
+	stopTimeout time.Duration
+}
+
+// watchFlags returns the watch flags of serve or run.
+func (c *cli) watchFlags(cmd string) *watchFlags {
+	if cmd == "run" {
+		return &c.run
+	}
+	return &c.serve
+}
+
+// runConfig is the php-fpm config on run's command line, as a list.
+func (c *cli) runConfig() []string {
+	if conf := supervisor.ConfigPath(c.runArgv); conf != "" {
+		return []string{conf}
+	}
+	return nil
 }
 
 func newApp(c *cli) *kingpin.Application {
@@ -89,6 +109,13 @@ func newApp(c *cli) *kingpin.Application {
 	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").StringsVar(&c.invalidatePaths)
 	inv.Flag("glob", "Also every file matching this glob, expanded by PHP inside php-fpm.").StringVar(&c.invalidateGlob)
 
+	serve := app.Command("serve", "Watch the pools continuously; serve /healthz, /readyz, /status, /events and /metrics; act when asked.")
+	addWatchFlags(serve, &c.serve)
+	run := app.Command("run", "Run php-fpm as a child (the container entrypoint), restart it when it dies, and do all serve does: fpmguard run [flags] -- php-fpm -F -y CONF")
+	addWatchFlags(run, &c.run)
+	run.Flag("stop-timeout", "On SIGTERM: time php-fpm gets after SIGQUIT to finish its requests, before SIGTERM.").Default("10s").DurationVar(&c.stopTimeout)
+	run.Arg("command", "php-fpm's command line, after --.").Required().StringsVar(&c.runArgv)
+
 	app.Command("version", "Print the version.")
 	return app
 }
@@ -113,10 +140,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := newLogger(stderr, c.logLevel, c.logFormat)
 
+	if cmd == "run" {
+		// run handles its own signals: they go to php-fpm first.
+		return cmdRun(ctx, args, &c, stderr, logger)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	switch cmd {
+	case "serve":
+		return cmdServe(ctx, args, &c, stderr, logger)
 	case "version":
 		fmt.Fprintf(stdout, "fpmguard %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -1,0 +1,435 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ActionConfig switches actions on. Everything is off by default: fpmguard
+// reports only.
+type ActionConfig struct {
+	// KillHungAfter: SIGTERM a worker whose request is older than this,
+	// SIGKILL after KillGrace if it is still there. 0 is off.
+	KillHungAfter time.Duration
+	KillGrace     time.Duration // 5s if 0
+	// MaxKillRatio caps the workers of a pool killed in one interval (at
+	// least one): a slow database must not turn into a kill storm.
+	MaxKillRatio float64 // 0.5 if 0
+	// ReloadUnhealthy: when the heartbeat keeps failing and killing hung
+	// workers did not help, test the config and SIGUSR2 the master.
+	ReloadUnhealthy bool
+	// Budget actions per pool in each BudgetWindow; beyond it fpmguard
+	// reports and stops acting.
+	Budget       int           // 10 if 0
+	BudgetWindow time.Duration // 10m if 0
+	// DryRun logs and counts what would be done, and does nothing.
+	DryRun bool
+}
+
+// Defaults of ActionConfig.
+const (
+	DefaultKillGrace    = 5 * time.Second
+	DefaultMaxKillRatio = 0.5
+	DefaultBudget       = 10
+	DefaultBudgetWindow = 10 * time.Minute
+	// reloadCooldown keeps reloads apart while a reloaded master settles.
+	reloadCooldown = 30 * time.Second
+	maxSlowlogRead = 256 << 10
+	maxSlowlogKept = 4 << 10
+)
+
+func (c *ActionConfig) fill() {
+	if c.KillGrace <= 0 {
+		c.KillGrace = DefaultKillGrace
+	}
+	if c.MaxKillRatio <= 0 {
+		c.MaxKillRatio = DefaultMaxKillRatio
+	}
+	if c.Budget <= 0 {
+		c.Budget = DefaultBudget
+	}
+	if c.BudgetWindow <= 0 {
+		c.BudgetWindow = DefaultBudgetWindow
+	}
+}
+
+// ActionKey labels an action count.
+type ActionKey struct {
+	Pool   string
+	Action string // kill, sigkill, reload, restart
+	Result string // ok, error, dry_run, refused, budget, config_invalid
+}
+
+// Actor carries out actions with every safety check: only processes whose
+// parent is the pool's master and whose title is the pool's, never an idle
+// worker, a capped share per interval, a budget per pool.
+type Actor struct {
+	cfg    ActionConfig
+	prober *Prober
+	events *EventLog
+	// signal is the one place a signal leaves fpmguard.
+	signal func(pid int, sig syscall.Signal) error
+	// output runs a command without a shell; under `run` it goes through
+	// the reaper, the only caller of wait.
+	output func(ctx context.Context, name string, args ...string) ([]byte, error)
+
+	mu         sync.Mutex
+	spent      map[string][]time.Time // pool -> action times in the window
+	pending    map[int]int64          // SIGTERMed pid -> its start time, until it is gone
+	lastKill   map[string]time.Time
+	lastReload map[string]time.Time
+	counts     map[ActionKey]uint64
+	escalating sync.WaitGroup
+}
+
+func newActor(cfg ActionConfig, pr *Prober, events *EventLog) *Actor {
+	return &Actor{
+		cfg: cfg, prober: pr, events: events,
+		signal:     func(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) },
+		output: func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			return exec.CommandContext(ctx, name, args...).CombinedOutput()
+		},
+		spent:      map[string][]time.Time{},
+		pending:    map[int]int64{},
+		lastKill:   map[string]time.Time{},
+		lastReload: map[string]time.Time{},
+		counts:     map[ActionKey]uint64{},
+	}
+}
+
+// Counts returns how many actions of each kind were taken, or refused.
+func (a *Actor) Counts() map[ActionKey]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[ActionKey]uint64, len(a.counts))
+	for k, v := range a.counts {
+		out[k] = v
+	}
+	return out
+}
+
+func (a *Actor) count(pool, action, result string) {
+	a.mu.Lock()
+	a.counts[ActionKey{pool, action, result}]++
+	a.mu.Unlock()
+}
+
+// wait lets pending escalations finish.
+func (a *Actor) wait() { a.escalating.Wait() }
+
+// act decides and carries out this interval's actions for one pool.
+func (a *Actor) act(ctx context.Context, t Target, r *PoolReport, heartbeatFailing bool) {
+	killed := 0
+	if a.cfg.KillHungAfter > 0 {
+		killed = a.killHung(ctx, t, r)
+	}
+	if a.cfg.ReloadUnhealthy && heartbeatFailing && killed == 0 {
+		a.mu.Lock()
+		quiet := time.Since(a.lastKill[t.Name]) > a.cfg.KillGrace+time.Second && time.Since(a.lastReload[t.Name]) > reloadCooldown
+		a.mu.Unlock()
+		if quiet {
+			a.reload(ctx, t, r)
+		}
+	}
+}
+
+func (a *Actor) event(t Target, r *PoolReport, kind string, pid int, w *WorkerRecord, format string, args ...any) {
+	e := Event{Pool: t.Name, PID: pid, Kind: kind, Worker: w, Message: fmt.Sprintf(format, args...)}
+	if r.Master != nil {
+		e.Master = r.Master.PID
+	}
+	a.events.Add(e)
+}
+
+// takeBudget spends one action of the pool's budget, or says it is spent.
+func (a *Actor) takeBudget(pool string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	kept := a.spent[pool][:0]
+	for _, at := range a.spent[pool] {
+		if now.Sub(at) < a.cfg.BudgetWindow {
+			kept = append(kept, at)
+		}
+	}
+	a.spent[pool] = kept
+	if len(kept) >= a.cfg.Budget {
+		return false
+	}
+	a.spent[pool] = append(kept, now)
+	return true
+}
+
+// killHung SIGTERMs the oldest hung workers, at most MaxKillRatio of the
+// pool, and returns how many it signalled.
+func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
+	a.mu.Lock()
+	var cands []ProcessState
+	for _, p := range r.Processes {
+		_, pending := a.pending[p.PID]
+		if p.State != "Idle" && !p.probeRequest && !pending && p.RequestDuration > a.cfg.KillHungAfter.Seconds() {
+			cands = append(cands, p)
+		}
+	}
+	a.mu.Unlock()
+	if len(cands) == 0 {
+		return 0
+	}
+	if r.Master == nil || !r.Master.Alive {
+		a.count(t.Name, "kill", "refused")
+		a.event(t, r, EventActionRefused, 0, nil, "not killing %d hung workers of pool %s: its master is not known to be alive, so nothing would respawn them", len(cands), t.Name)
+		return 0
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].RequestDuration > cands[j].RequestDuration })
+	limit := max(1, int(a.cfg.MaxKillRatio*float64(len(r.Processes))))
+
+	// The status page was read a moment ago; read it again so that a
+	// request that just ended does not cost an idle worker its life.
+	busy, err := a.stillBusy(ctx, t)
+	if err != nil {
+		a.count(t.Name, "kill", "refused")
+		a.event(t, r, EventActionRefused, 0, nil, "not killing hung workers of pool %s: cannot re-read its status page: %v", t.Name, err)
+		return 0
+	}
+	killed := 0
+	for i, p := range cands {
+		if killed >= limit {
+			a.count(t.Name, "kill", "capped")
+			a.event(t, r, EventActionRefused, 0, nil, "%d more hung workers of pool %s wait for a later interval: at most %d of %d workers are killed per interval (--max-kill-ratio %.2f)",
+				len(cands)-i, t.Name, limit, len(r.Processes), a.cfg.MaxKillRatio)
+			break
+		}
+		if !busy[p.PID] {
+			continue // its request ended meanwhile
+		}
+		if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startMillis); why != "" {
+			a.count(t.Name, "kill", "refused")
+			a.event(t, r, EventActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, why)
+			continue
+		}
+		if !a.takeBudget(t.Name) {
+			a.count(t.Name, "kill", "budget")
+			a.event(t, r, EventBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
+			return killed
+		}
+		rec := &WorkerRecord{URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDuration,
+			CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
+		kind := p.HungKind
+		if kind == "" {
+			kind = "hung"
+		}
+		if a.cfg.DryRun {
+			a.count(t.Name, "kill", "dry_run")
+			a.event(t, r, EventAction, p.PID, rec, "dry run: would SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s",
+				p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), a.cfg.KillHungAfter)
+			killed++
+			continue
+		}
+		if err := a.signal(p.PID, syscall.SIGTERM); err != nil {
+			a.count(t.Name, "kill", "error")
+			a.event(t, r, EventAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
+			continue
+		}
+		a.count(t.Name, "kill", "ok")
+		a.event(t, r, EventAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s; the master respawns it",
+			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), a.cfg.KillHungAfter)
+		killed++
+		a.mu.Lock()
+		a.pending[p.PID] = p.startMillis
+		a.lastKill[t.Name] = time.Now()
+		a.mu.Unlock()
+		a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
+	}
+	return killed
+}
+
+// stillBusy re-reads the status page and returns the pids serving a request.
+func (a *Actor) stillBusy(ctx context.Context, t Target) (map[int]bool, error) {
+	if t.StatusPath == "" {
+		return nil, fmt.Errorf("the pool has no pm.status_path")
+	}
+	st, err := a.prober.Client.Status(ctx, t.StatusVia(), t.StatusPath)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]bool{}
+	for _, p := range st.Processes {
+		if !p.Idle() {
+			out[p.PID] = true
+		}
+	}
+	return out, nil
+}
+
+// notOurs returns why pid must not be signalled as a worker of t, or "" when
+// it may: its parent must be the pool's master, its title the pool's, and
+// its start time the one observed, so a reused pid is never hit.
+func (a *Actor) notOurs(ctx context.Context, t Target, master, pid int, startMillis int64) string {
+	osp, err := a.prober.Procs.ReadProcess(ctx, pid)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("cannot read it: %v", err)
+	case osp.PPID != master:
+		return fmt.Sprintf("its parent is %d, not the pool's master %d", osp.PPID, master)
+	case osp.Title != PoolTitle(t.Name):
+		return fmt.Sprintf("its title is %q, not %q", osp.Title, PoolTitle(t.Name))
+	case startMillis != 0 && osp.StartMillis != startMillis:
+		return "its pid was reused by another process"
+	case osp.State == OSZombie || osp.State == OSGone:
+		return "it has already exited"
+	}
+	return ""
+}
+
+// escalate SIGKILLs a SIGTERMed worker still there after the grace period.
+func (a *Actor) escalate(ctx context.Context, t Target, r *PoolReport, p ProcessState) {
+	defer func() {
+		a.mu.Lock()
+		delete(a.pending, p.PID)
+		a.mu.Unlock()
+	}()
+	timer := time.NewTimer(a.cfg.KillGrace)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-timer.C:
+	}
+	osp, err := a.prober.Procs.ReadProcess(ctx, p.PID)
+	if err != nil || osp.StartMillis != p.startMillis || osp.State == OSZombie {
+		return // it ended, as SIGTERM asked
+	}
+	if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startMillis); why != "" {
+		a.count(t.Name, "sigkill", "refused")
+		a.event(t, r, EventActionRefused, p.PID, nil, "not sending SIGKILL to pid %d: %s", p.PID, why)
+		return
+	}
+	if err := a.signal(p.PID, syscall.SIGKILL); err != nil {
+		a.count(t.Name, "sigkill", "error")
+		a.event(t, r, EventAction, p.PID, nil, "SIGKILL to worker %d of pool %s failed: %v", p.PID, t.Name, err)
+		return
+	}
+	a.count(t.Name, "sigkill", "ok")
+	a.event(t, r, EventAction, p.PID, nil, "SIGKILL worker %d of pool %s: still there %s after SIGTERM (os state %s)", p.PID, t.Name, a.cfg.KillGrace, osp.State)
+}
+
+// reload tests the master's config with php-fpm -t, then sends SIGUSR2 for
+// a graceful reload. A config that fails the test is reported, never loaded.
+func (a *Actor) reload(ctx context.Context, t Target, r *PoolReport) {
+	m := r.Master
+	if m == nil || !m.Alive {
+		return // nothing to reload; the verdict already says the master is gone
+	}
+	a.mu.Lock()
+	a.lastReload[t.Name] = time.Now()
+	a.mu.Unlock()
+	if t.Root != "" {
+		a.count(t.Name, "reload", "refused")
+		a.event(t, r, EventActionRefused, 0, nil, "not reloading master %d of pool %s: it runs in another container, whose config fpmguard cannot test", m.PID, t.Name)
+		return
+	}
+	conf := m.Config
+	if conf == "" {
+		a.count(t.Name, "reload", "refused")
+		a.event(t, r, EventActionRefused, 0, nil, "not reloading master %d of pool %s: its config path is unknown", m.PID, t.Name)
+		return
+	}
+	if !a.takeBudget(t.Name) {
+		a.count(t.Name, "reload", "budget")
+		a.event(t, r, EventBudget, 0, nil, "action budget of pool %s spent (%d per %s): reporting only, not reloading master %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, m.PID)
+		return
+	}
+	if err := TestFPMConfig(ctx, a.output, m.PID, conf); err != nil {
+		a.count(t.Name, "reload", "config_invalid")
+		a.event(t, r, EventActionRefused, 0, nil, "not reloading master %d of pool %s: %v", m.PID, t.Name, err)
+		return
+	}
+	if a.cfg.DryRun {
+		a.count(t.Name, "reload", "dry_run")
+		a.event(t, r, EventAction, 0, nil, "dry run: would SIGUSR2 master %d of pool %s (heartbeat failing, config test passed)", m.PID, t.Name)
+		return
+	}
+	osp, err := a.prober.Procs.ReadProcess(ctx, m.PID)
+	if err != nil || !IsMasterTitle(osp.Title) {
+		a.count(t.Name, "reload", "refused")
+		a.event(t, r, EventActionRefused, 0, nil, "not reloading pid %d: it is no longer a php-fpm master", m.PID)
+		return
+	}
+	if err := a.signal(m.PID, syscall.SIGUSR2); err != nil {
+		a.count(t.Name, "reload", "error")
+		a.event(t, r, EventAction, 0, nil, "SIGUSR2 to master %d failed: %v", m.PID, err)
+		return
+	}
+	a.count(t.Name, "reload", "ok")
+	a.event(t, r, EventAction, 0, nil, "SIGUSR2 master %d of pool %s: graceful reload, since the heartbeat kept failing and no hung worker was left to kill (config test passed)", m.PID, t.Name)
+}
+
+// TestFPMConfig runs `php-fpm -t` with the master's own binary and config,
+// through output. No shell is involved: the arguments go to the binary as
+// they are.
+func TestFPMConfig(ctx context.Context, output func(context.Context, string, ...string) ([]byte, error), masterPID int, conf string) error {
+	bin, err := os.Readlink("/proc/" + strconv.Itoa(masterPID) + "/exe")
+	if err != nil {
+		return fmt.Errorf("finding php-fpm's binary: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	args := []string{"-t", "-y", conf}
+	if os.Geteuid() == 0 {
+		args = append(args, "-R") // the master may run pools as root itself
+	}
+	out, err := output(ctx, strings.TrimSuffix(bin, " (deleted)"), args...)
+	if err != nil {
+		return fmt.Errorf("config test `php-fpm -t -y %s` failed: %s", conf, lastLine(out))
+	}
+	return nil
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// slowlogEntry returns the pool's newest slowlog entry for pid, or "".
+func slowlogEntry(t Target, pid int) string {
+	if t.Slowlog == "" {
+		return ""
+	}
+	f, err := os.Open(filepath.Join(t.Root, t.Slowlog))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxSlowlogRead {
+		_, _ = f.Seek(fi.Size()-maxSlowlogRead, io.SeekStart)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSlowlogRead))
+	if err != nil {
+		return ""
+	}
+	marker := []byte("] pid " + strconv.Itoa(pid) + "\n")
+	at := bytes.LastIndex(data, marker)
+	if at < 0 {
+		return ""
+	}
+	start := bytes.LastIndexByte(data[:at], '\n') + 1
+	entry := data[start:]
+	if end := bytes.Index(entry, []byte("\n\n")); end >= 0 {
+		entry = entry[:end]
+	}
+	if len(entry) > maxSlowlogKept {
+		entry = entry[:maxSlowlogKept]
+	}
+	return strings.TrimSpace(string(entry))
+}

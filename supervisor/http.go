@@ -1,0 +1,122 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HTTP limits: every answer comes from memory, so these bound slow or
+// greedy clients, never php-fpm.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpWriteTimeout      = 30 * time.Second
+	httpIdleTimeout       = 60 * time.Second
+	httpMaxHeaderBytes    = 16 << 10
+)
+
+// NewHTTPServer wraps h with fpmguard's timeouts and size limits.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadHeaderTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+	}
+}
+
+// NewHTTPHandler serves the state of the watcher current returns (it
+// changes when SIGHUP reloads the config): /healthz, /readyz, /status,
+// /events and, at telemetryPath, metrics (nil: the route answers 404 until
+// metrics exist). Everything is read-only and answered from memory.
+func NewHTTPHandler(current func() *Watcher, metrics http.Handler, telemetryPath string) http.Handler {
+	mux := http.NewServeMux()
+	watching := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(rw http.ResponseWriter, r *http.Request) {
+			if current() == nil {
+				http.Error(rw, "not watching any pool: see fpmguard's log", http.StatusServiceUnavailable)
+				return
+			}
+			h(rw, r)
+		}
+	}
+	mux.HandleFunc("/healthz", watching(func(rw http.ResponseWriter, _ *http.Request) {
+		ok, reasons := current().Live()
+		probeAnswer(rw, ok, reasons)
+	}))
+	mux.HandleFunc("/readyz", watching(func(rw http.ResponseWriter, _ *http.Request) {
+		ok, reasons := current().Ready()
+		probeAnswer(rw, ok, reasons)
+	}))
+	mux.HandleFunc("/status", watching(func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, current().Snapshot())
+	}))
+	mux.HandleFunc("/events", watching(func(rw http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil || n <= 0 {
+			n = 100
+		}
+		writeJSON(rw, struct {
+			Events []Event `json:"events"`
+		}{current().Events().Recent(n)})
+	}))
+	if telemetryPath == "" {
+		telemetryPath = "/metrics"
+	}
+	if metrics == nil {
+		metrics = http.NotFoundHandler()
+	}
+	mux.Handle(telemetryPath, metrics)
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(rw, r)
+			return
+		}
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(rw, "<!doctype html><title>fpmguard</title><h1>fpmguard</h1><ul>")
+		for _, p := range []string{telemetryPath, "/status", "/events", "/healthz", "/readyz"} {
+			fmt.Fprintf(rw, `<li><a href="%s">%s</a>`, html.EscapeString(p), html.EscapeString(p))
+		}
+		fmt.Fprintf(rw, "</ul>")
+	})
+	return readOnly(mux)
+}
+
+// readOnly refuses every method that could change something: nothing
+// reachable over HTTP acts.
+func readOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			rw.Header().Set("Allow", "GET, HEAD")
+			http.Error(rw, "read-only: use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		rw.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(rw, r)
+	})
+}
+
+func probeAnswer(rw http.ResponseWriter, ok bool, reasons []string) {
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rw.Header().Set("Cache-Control", "no-store")
+	if ok {
+		fmt.Fprintln(rw, "ok")
+		return
+	}
+	rw.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(rw, strings.Join(reasons, "\n"))
+}
+
+func writeJSON(rw http.ResponseWriter, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(rw)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

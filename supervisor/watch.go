@@ -1,0 +1,460 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WatchConfig tunes the watch loop.
+type WatchConfig struct {
+	Interval       time.Duration // between probes of a pool; 1s if 0
+	UnhealthyAfter int           // heartbeat failures in a row that count; 3 if 0
+	ReadyMaxQueue  int64         // /readyz: a saturated pool may have this many waiting
+	OpcacheEvery   time.Duration // between opcache reads; 5s if 0
+	Actions        ActionConfig
+}
+
+// Defaults of WatchConfig.
+const (
+	DefaultInterval       = time.Second
+	DefaultUnhealthyAfter = 3
+	DefaultOpcacheEvery   = 5 * time.Second
+	// DiskSleepAfter is how long a worker may stay in D state before it
+	// is reported: short stays are ordinary disk I/O.
+	DiskSleepAfter = 5 * time.Second
+	// spinShare is the share of an interval a spinning worker spends on a
+	// CPU or waiting for one.
+	spinShare = 0.5
+)
+
+func (c *WatchConfig) fill() {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.UnhealthyAfter <= 0 {
+		c.UnhealthyAfter = DefaultUnhealthyAfter
+	}
+	if c.OpcacheEvery <= 0 {
+		c.OpcacheEvery = DefaultOpcacheEvery
+	}
+	c.Actions.fill()
+}
+
+// Watcher probes every pool continuously, each in a loop of its own, keeps
+// the latest snapshot, records events and acts when asked.
+type Watcher struct {
+	prober  *Prober
+	cfg     WatchConfig
+	events  *EventLog
+	actions *Actor
+	pools   []*poolWatch
+
+	mu      sync.Mutex
+	opcache []OpcacheReport
+	started time.Time
+}
+
+// poolWatch is one pool's loop state.
+type poolWatch struct {
+	target Target
+
+	// probeStart is when the probe in flight began (Unix ns), 0 if none.
+	probeStart atomic.Int64
+
+	mu        sync.Mutex
+	report    *PoolReport // the latest, published
+	failures  int         // heartbeat failures in a row
+	lastBeat  time.Time   // last successful heartbeat
+	dSince    map[int]time.Time
+	announced map[condition]bool // conditions already reported, to report each once
+}
+
+// condition is something reported once when it starts: of a worker when pid
+// is set, else of the pool.
+type condition struct {
+	what string
+	pid  int
+}
+
+// NewWatcher builds a watcher of targets. events may be shared with other
+// parts of fpmguard.
+func NewWatcher(pr *Prober, targets []Target, cfg WatchConfig, events *EventLog) *Watcher {
+	cfg.fill()
+	if cfg.Actions.KillHungAfter > 0 && (pr.Thresholds.HungAfter <= 0 || cfg.Actions.KillHungAfter < pr.Thresholds.HungAfter) {
+		// A worker fpmguard kills for its age is hung by definition.
+		pr.Thresholds.HungAfter = cfg.Actions.KillHungAfter
+	}
+	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now()}
+	w.actions = newActor(cfg.Actions, pr, events)
+	for _, t := range targets {
+		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
+	}
+	return w
+}
+
+// UseReaper sends the commands the watcher runs (php-fpm -t) through r,
+// which under `run` is the only caller of wait.
+func (w *Watcher) UseReaper(r *Reaper) { w.actions.output = r.Output }
+
+// SetMasterPID tells every pool the pid of its master, for `run`, which
+// starts a new master after each crash.
+func (w *Watcher) SetMasterPID(pid int) {
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		pw.target.MasterPID = pid
+		pw.mu.Unlock()
+	}
+}
+
+// Events is the watcher's event log.
+func (w *Watcher) Events() *EventLog { return w.events }
+
+// Actor is the watcher's actor, for its counters.
+func (w *Watcher) Actor() *Actor { return w.actions }
+
+// Run watches until ctx ends. Each pool has its own loop, so a hung pool
+// never delays another.
+func (w *Watcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, pw := range w.pools {
+		wg.Go(func() { w.watchPool(ctx, pw) })
+	}
+	if w.prober.Opcache != nil {
+		wg.Go(func() { w.watchOpcache(ctx) })
+	}
+	wg.Wait()
+	w.actions.wait()
+}
+
+func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
+	tick := time.NewTicker(w.cfg.Interval)
+	defer tick.Stop()
+	for {
+		w.tick(ctx, pw)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// tick probes one pool once, detects what changed, acts, and publishes.
+func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
+	pw.mu.Lock()
+	prev, target := pw.report, pw.target
+	pw.mu.Unlock()
+
+	pw.probeStart.Store(time.Now().UnixNano())
+	r := w.prober.Probe(ctx, target, prev)
+	pw.probeStart.Store(0)
+	if ctx.Err() != nil {
+		return
+	}
+	classifyHung(&r, prev)
+
+	pw.mu.Lock()
+	if r.Heartbeat.OK {
+		pw.failures = 0
+		pw.lastBeat = time.Now()
+	} else if !r.Heartbeat.Skipped {
+		pw.failures++
+	}
+	failures := pw.failures
+	w.detect(pw, prev, &r)
+	pw.mu.Unlock()
+
+	w.actions.act(ctx, target, &r, failures >= w.cfg.UnhealthyAfter)
+
+	pw.mu.Lock()
+	pw.report = &r
+	pw.mu.Unlock()
+}
+
+// classifyHung tells spinning from blocked for each hung worker, from what
+// the kernel says it did since the previous probe: time on a CPU plus time
+// waiting for one. Counting the run-queue wait keeps a spinning worker on a
+// busy machine or a CPU-limited container from looking blocked.
+func classifyHung(r, prev *PoolReport) {
+	old := map[int]ProcessState{}
+	if prev != nil {
+		for _, p := range prev.Processes {
+			old[p.PID] = p
+		}
+	}
+	elapsed := time.Duration(0)
+	if prev != nil {
+		elapsed = r.at.Sub(prev.at)
+	}
+	for i := range r.Processes {
+		p := &r.Processes[i]
+		if !p.Hung {
+			continue
+		}
+		o, ok := old[p.PID]
+		if ok && o.startMillis == p.startMillis && elapsed > 0 && (p.onCPU > 0 || p.runQueue > 0) {
+			busy := (p.onCPU - o.onCPU) + (p.runQueue - o.runQueue)
+			if float64(busy) >= spinShare*float64(elapsed) {
+				p.HungKind = "spinning"
+			} else {
+				p.HungKind = "blocked"
+			}
+			continue
+		}
+		// No earlier sample: the state at this instant is all there is.
+		if p.OSState == OSRunning {
+			p.HungKind = "spinning"
+		} else {
+			p.HungKind = "blocked"
+		}
+	}
+}
+
+// detect records the events between prev and r. pw.mu is held.
+func (w *Watcher) detect(pw *poolWatch, prev, r *PoolReport) {
+	pool, master := r.Name, 0
+	if r.Master != nil {
+		master = r.Master.PID
+	}
+	add := func(kind string, pid int, format string, args ...any) {
+		w.events.Add(Event{Pool: pool, Master: master, PID: pid, Kind: kind, Message: fmt.Sprintf(format, args...)})
+	}
+	// once reports a condition when it starts, and forgets it when it ends.
+	once := func(key condition, on bool) bool {
+		was := pw.announced[key]
+		pw.announced[key] = on
+		return on && !was
+	}
+
+	prevHealth := HealthOK
+	if prev != nil {
+		prevHealth = prev.Health
+	}
+	if r.Health != prevHealth {
+		if r.Health == HealthOK {
+			add(EventRecovered, 0, "pool %s recovered (was %s)", pool, prevHealth)
+		} else {
+			add(EventHealth, 0, "pool %s is %s: %s", pool, r.Health, strings.Join(r.Reasons, "; "))
+		}
+	}
+
+	now := time.Now()
+	live := map[int]bool{}
+	for _, p := range r.Processes {
+		live[p.PID] = true
+		if once(condition{"hung", p.PID}, p.Hung) {
+			add(EventHung, p.PID, "worker %d hung (%s): %s %s for %s in %s", p.PID, p.HungKind, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), p.Script)
+		}
+		if once(condition{"stopped", p.PID}, p.OSState == OSStopped) {
+			add(EventStopped, p.PID, "worker %d is stopped (SIGSTOP or a tracer) while php-fpm says %s: it serves nothing; SIGCONT it or kill it", p.PID, p.State)
+		}
+		if once(condition{"zombie", p.PID}, p.OSState == OSZombie) {
+			add(EventZombie, p.PID, "worker %d is a zombie: its master has not reaped it", p.PID)
+		}
+		if p.OSState == OSDiskSleep {
+			if _, ok := pw.dSince[p.PID]; !ok {
+				pw.dSince[p.PID] = now
+			}
+		} else {
+			delete(pw.dSince, p.PID)
+		}
+		inD := p.OSState == OSDiskSleep && now.Sub(pw.dSince[p.PID]) >= DiskSleepAfter
+		if once(condition{"dsleep", p.PID}, inD) {
+			add(EventDiskSleep, p.PID, "worker %d has been in disk sleep (D) for %s: stuck on storage (NFS, a full or failing disk); signals wait until the I/O ends", p.PID, now.Sub(pw.dSince[p.PID]).Round(time.Second))
+		}
+	}
+	for pid := range pw.dSince {
+		if !live[pid] {
+			delete(pw.dSince, pid)
+		}
+	}
+	for key := range pw.announced {
+		if key.pid > 0 && !live[key.pid] {
+			delete(pw.announced, key)
+		}
+	}
+
+	if once(condition{what: "heartbeat"}, pw.failures >= w.cfg.UnhealthyAfter) {
+		add(EventHeartbeat, 0, "heartbeat of pool %s failed %d times in a row: %s", pool, pw.failures, r.Heartbeat.Error)
+	}
+	if m := r.Master; m != nil {
+		if once(condition{what: "master-gone"}, !m.Alive) {
+			if m.PID == 0 {
+				add(EventMaster, 0, "master of pool %s is not running: %s", pool, m.Error)
+			} else {
+				add(EventMaster, 0, "master %d of pool %s is gone: nothing respawns its workers", m.PID, pool)
+			}
+		}
+		if once(condition{what: "master-stopped"}, m.Alive && m.OSState == OSStopped) {
+			add(EventMaster, 0, "master %d of pool %s is stopped (SIGSTOP): it respawns nothing until SIGCONT", m.PID, pool)
+		}
+		foreign := slices.IndexFunc(r.Processes, func(p ProcessState) bool { return !p.ParentOK && p.OSState != OSGone })
+		if once(condition{what: "children"}, m.Alive && foreign >= 0) {
+			p := r.Processes[foreign]
+			add(EventMaster, p.PID, "the status page of pool %s names pid %d, which is not a worker of master %d (its parent is %d): fpmguard will not touch it", pool, p.PID, m.PID, p.parent)
+		}
+	}
+	if prev != nil && prev.Counters != nil && r.Counters != nil && r.Counters.MaxChildrenReached > prev.Counters.MaxChildrenReached {
+		add(EventMaxChildren, 0, "pool %s reached pm.max_children (%d) again: %d times since start", pool, r.Config.MaxChildren, r.Counters.MaxChildrenReached)
+	}
+	if q := r.queue(); once(condition{what: "queue"}, q > 0) {
+		add(EventListenQueue, 0, "%d requests wait in the listen queue of pool %s", q, pool)
+	}
+}
+
+// queue is the listen queue as far as it is known.
+func (r *PoolReport) queue() int64 {
+	if r.Counters == nil {
+		return 0
+	}
+	return r.Counters.ListenQueue
+}
+
+func (w *Watcher) watchOpcache(ctx context.Context) {
+	tick := time.NewTicker(w.cfg.OpcacheEvery)
+	defer tick.Stop()
+	prev := map[int]*OpcacheReport{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		targets, pools := w.current()
+		if len(pools) == 0 {
+			continue
+		}
+		reports := w.prober.Opcache.Probe(ctx, targets, pools, prev)
+		if ctx.Err() != nil {
+			return
+		}
+		next := map[int]*OpcacheReport{}
+		for i := range reports {
+			o := &reports[i]
+			if p := prev[o.MasterPID]; (p == nil && o.Health != HealthOK) || (p != nil && p.Health != o.Health) {
+				w.events.Add(Event{Master: o.MasterPID, Kind: EventOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
+			}
+			next[o.MasterPID] = o
+		}
+		prev = next
+		w.mu.Lock()
+		w.opcache = reports
+		w.mu.Unlock()
+	}
+}
+
+// current returns the targets and their latest reports, skipping pools not
+// probed yet.
+func (w *Watcher) current() ([]Target, []PoolReport) {
+	var targets []Target
+	var pools []PoolReport
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		r := pw.report
+		t := pw.target
+		pw.mu.Unlock()
+		if r != nil {
+			targets = append(targets, t)
+			pools = append(pools, *r)
+		}
+	}
+	return targets, pools
+}
+
+// Snapshot is the latest report of every pool, never waiting on php-fpm.
+// A pool not probed yet is reported as unhealthy, waiting for its first
+// probe.
+func (w *Watcher) Snapshot() *Report {
+	rep := &Report{Version: ReportVersion, Time: time.Now().UTC(), Pools: make([]PoolReport, 0, len(w.pools))}
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		r := pw.report
+		pw.mu.Unlock()
+		if r == nil {
+			rep.Pools = append(rep.Pools, PoolReport{Name: pw.target.Name, Address: pw.target.Address.String(), Health: HealthUnhealthy,
+				Reasons: []string{"not probed yet"}, Processes: []ProcessState{}})
+			continue
+		}
+		rep.Pools = append(rep.Pools, *r)
+	}
+	w.mu.Lock()
+	rep.Opcache = w.opcache
+	w.mu.Unlock()
+	return rep
+}
+
+// Live answers the liveness probe: every master alive, and every pool's
+// heartbeat good within the last UnhealthyAfter intervals. The reasons say
+// which pool and why.
+func (w *Watcher) Live() (bool, []string) {
+	var reasons []string
+	window := time.Duration(w.cfg.UnhealthyAfter) * w.cfg.Interval
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		r, last := pw.report, pw.lastBeat
+		pw.mu.Unlock()
+		if r == nil {
+			if time.Since(w.started) > window {
+				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", pw.target.Name))
+			}
+			continue
+		}
+		if r.Master != nil && !r.Master.Alive {
+			reasons = append(reasons, fmt.Sprintf("pool %s: master is gone", r.Name))
+			continue
+		}
+		if r.Heartbeat.Skipped {
+			continue
+		}
+		since := last
+		if since.IsZero() {
+			since = w.started
+		}
+		if time.Since(since) > window+w.cfg.Interval {
+			why := r.Heartbeat.Error
+			if why == "" {
+				why = "no heartbeat finished"
+			}
+			reasons = append(reasons, fmt.Sprintf("pool %s: no good heartbeat for %s: %s", r.Name, time.Since(since).Round(time.Second), why))
+		}
+	}
+	return len(reasons) == 0, reasons
+}
+
+// Ready answers the readiness probe: every pool can take a request now.
+func (w *Watcher) Ready() (bool, []string) {
+	var reasons []string
+	for _, pw := range w.pools {
+		name := pw.target.Name
+		if start := pw.probeStart.Load(); start != 0 && time.Since(time.Unix(0, start)) > w.cfg.Interval {
+			reasons = append(reasons, fmt.Sprintf("pool %s: a heartbeat has been outstanding for %s", name, time.Since(time.Unix(0, start)).Round(time.Millisecond)))
+			continue
+		}
+		pw.mu.Lock()
+		r := pw.report
+		pw.mu.Unlock()
+		switch {
+		case r == nil:
+			reasons = append(reasons, fmt.Sprintf("pool %s: not probed yet", name))
+		case !r.Heartbeat.OK && !r.Heartbeat.Skipped:
+			reasons = append(reasons, fmt.Sprintf("pool %s: last heartbeat failed: %s", name, r.Heartbeat.Error))
+		case r.saturated(w.cfg.ReadyMaxQueue):
+			reasons = append(reasons, fmt.Sprintf("pool %s: saturated: no idle worker and %d requests waiting", name, r.queue()))
+		}
+	}
+	return len(reasons) == 0, reasons
+}
+
+// saturated: no idle worker, and more requests waiting than allowed.
+func (r *PoolReport) saturated(maxQueue int64) bool {
+	if !r.Status.OK {
+		return false
+	}
+	busy, total := r.Busy()
+	return total > 0 && busy == total && r.queue() > maxQueue
+}
