@@ -96,7 +96,7 @@ type Actor struct {
 func newActor(cfg ActionConfig, pr *Prober, events *EventLog) *Actor {
 	return &Actor{
 		cfg: cfg, prober: pr, events: events,
-		signal:     func(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) },
+		signal: func(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) },
 		output: func(ctx context.Context, name string, args ...string) ([]byte, error) {
 			return exec.CommandContext(ctx, name, args...).CombinedOutput()
 		},

@@ -36,23 +36,23 @@ type WorkerRecord struct {
 
 // Event kinds.
 const (
-	EventHealth         = "health"          // a pool's verdict changed
-	EventHung           = "hung"            // a worker became hung
-	EventStopped        = "stopped"         // a worker is stopped (T)
-	EventZombie         = "zombie"          // a worker is a zombie
-	EventDiskSleep      = "disk_sleep"      // a worker stays in D state
-	EventHeartbeat      = "heartbeat"       // the heartbeat failed N times in a row
-	EventMaster         = "master"          // the master is gone, stopped, or its children do not match
-	EventMaxChildren    = "max_children"    // max children reached rose
-	EventListenQueue    = "listen_queue"    // requests wait in the listen queue
-	EventRecovered      = "recovered"       // a pool is ok again
-	EventAction         = "action"          // fpmguard acted, or would have under --dry-run
-	EventActionRefused  = "action_refused"  // a safety rule stopped an action
-	EventBudget         = "budget"          // the action budget is spent: report only
-	EventOpcache        = "opcache"         // an opcache verdict changed
-	EventMasterRestart  = "master_restart"  // run restarted php-fpm
-	EventNginxUpstream  = "nginx_upstream"  // nginx logged upstream failures
-	maxEventsKept       = 1000
+	EventHealth        = "health"         // a pool's verdict changed
+	EventHung          = "hung"           // a worker became hung
+	EventStopped       = "stopped"        // a worker is stopped (T)
+	EventZombie        = "zombie"         // a worker is a zombie
+	EventDiskSleep     = "disk_sleep"     // a worker stays in D state
+	EventHeartbeat     = "heartbeat"      // the heartbeat failed N times in a row
+	EventMaster        = "master"         // the master is gone, stopped, or its children do not match
+	EventMaxChildren   = "max_children"   // max children reached rose
+	EventListenQueue   = "listen_queue"   // requests wait in the listen queue
+	EventRecovered     = "recovered"      // a pool is ok again
+	EventAction        = "action"         // fpmguard acted, or would have under --dry-run
+	EventActionRefused = "action_refused" // a safety rule stopped an action
+	EventBudget        = "budget"         // the action budget is spent: report only
+	EventOpcache       = "opcache"        // an opcache verdict changed
+	EventMasterRestart = "master_restart" // run restarted php-fpm
+	EventNginxUpstream = "nginx_upstream" // nginx logged upstream failures
+	maxEventsKept      = 1000
 )
 
 // EventLog keeps the recent events in memory and logs each as it comes.

@@ -27,7 +27,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 )
@@ -51,26 +50,33 @@ type Config struct {
 // Pool is one pool section, with php-fpm's defaults and derived values
 // filled in.
 type Pool struct {
-	Name                                 string
-	Listen                               string // the listen value after expansion, resolved (absolute unix path, or host:port / port as written)
-	ListenAddress                        string // where a client on this host connects: "unix:///abs/path" or "tcp://127.0.0.1:9000"; a unix path gets Root prepended when Root != ""
+	Name          string
+	Listen        string // the listen value after expansion, resolved (absolute unix path, or host:port / port as written)
+	ListenAddress string // where a client on this host connects: "unix:///abs/path" or "tcp://127.0.0.1:9000"; a unix path gets Root prepended when Root != ""
+
 	ListenOwner, ListenGroup, ListenMode string
 	User, Group                          string
-	PM                                   string // static | dynamic | ondemand
-	// The pm limits as php-fpm applies them: an unset pm.start_servers of a
-	// dynamic pool is computed, and an ondemand pool has no spare servers.
+
+	PM string // static | dynamic | ondemand
+	// The limits as php-fpm applies them: it computes an unset
+	// pm.start_servers of a dynamic pool, and zeroes the spare servers of
+	// an ondemand one.
 	MaxChildren, StartServers, MinSpareServers, MaxSpareServers int
-	StatusPath                                                  string // pm.status_path, "" if unset; "/" if only pm.status_listen is set, as php-fpm does
-	StatusListen                                                string // pm.status_listen raw value, "" if unset
-	StatusListenAddress                                         string // same conversion as ListenAddress, "" if unset
-	PingPath                                                    string // "" if unset
-	PingResponse                                                string // default "pong"; "" when there is no PingPath, as php-fpm drops it
-	RequestTerminateTimeout                                     time.Duration
-	RequestSlowlogTimeout                                       time.Duration
-	Slowlog                                                     string // resolved path, "" if unset
-	Chroot, Chdir, Prefix                                       string // resolved paths, "" if unset
-	Line                                                        int    // line of the [name] section header, for messages
-	File                                                        string // file holding the section
+
+	StatusPath          string // pm.status_path, "" if unset; "/" if only pm.status_listen is set, as php-fpm does
+	StatusListen        string // pm.status_listen raw value, "" if unset
+	StatusListenAddress string // same conversion as ListenAddress, "" if unset
+	PingPath            string // "" if unset
+	PingResponse        string // default "pong"; "" when there is no PingPath, as php-fpm drops it
+
+	RequestTerminateTimeout time.Duration
+	RequestSlowlogTimeout   time.Duration
+
+	Slowlog               string // resolved path, "" if unset
+	Chroot, Chdir, Prefix string // resolved paths, "" if unset
+
+	Line int    // line of the [name] section header, for messages
+	File string // file holding the section
 }
 
 // MinWorkers is how many workers the pool's config promises at least when
@@ -100,7 +106,7 @@ func Load(path string, opts Options) (*Config, error) {
 	}
 	data, err := l.readFile(inRoot)
 	if err != nil {
-		return nil, fmt.Errorf("reading php-fpm config %s: %w", path, err)
+		return nil, errorf("reading php-fpm config %s: %w", path, err)
 	}
 	return l.run(data)
 }
@@ -115,10 +121,10 @@ func Parse(r io.Reader, name string, opts Options) (*Config, error) {
 	defer l.close()
 	data, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading php-fpm config %s: %w", name, err)
+		return nil, errorf("reading php-fpm config %s: %w", name, err)
 	}
 	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("reading php-fpm config %s: larger than %d MiB; that is not a php-fpm config", name, maxFileSize>>20)
+		return nil, errorf("reading php-fpm config %s: larger than %d MiB; that is not a php-fpm config", name, maxFileSize>>20)
 	}
 	return l.run(data)
 }
@@ -134,9 +140,9 @@ const (
 	maxFiles     = 1000
 )
 
-// PHP_PREFIX and PHP_LOCALSTATEDIR as Debian and Ubuntu build php-fpm; the
-// upstream default is /usr/local for both. They are where relative paths
-// go when there is no -p prefix.
+// PHP_PREFIX and PHP_LOCALSTATEDIR as Debian and Ubuntu build php-fpm
+// (upstream: /usr/local and /usr/local/var). Relative paths resolve
+// against them when there is no -p prefix.
 const (
 	defaultPrefix   = "/usr"
 	defaultStateDir = "/var"
@@ -163,17 +169,26 @@ type where struct {
 }
 
 func (w where) errorf(format string, args ...any) error {
-	return fmt.Errorf("reading %s:%d: "+format, append([]any{quoteOdd(w.file), w.line}, args...)...)
+	return errorf("reading %s:%d: "+format, append([]any{w.file, w.line}, args...)...)
 }
 
-// quoteOdd quotes a name holding control characters, such as a newline in
-// a file name, so that messages stay on one line.
-func quoteOdd(s string) string {
-	if strings.ContainsFunc(s, unicode.IsControl) {
-		return strconv.Quote(s)
+// errorf is fmt.Errorf for messages that must stay on one line although
+// they may name files, and a file name may hold a newline.
+func errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if msg := err.Error(); strings.ContainsAny(msg, "\n\r") {
+		return &oneLineError{msg: strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(msg), err: err}
 	}
-	return s
+	return err
 }
+
+type oneLineError struct {
+	msg string
+	err error
+}
+
+func (e *oneLineError) Error() string { return e.msg }
+func (e *oneLineError) Unwrap() error { return e.err }
 
 // section is [global] or one pool, with each directive as last set.
 type section struct {
@@ -216,16 +231,16 @@ func newLoader(path string, opts Options) (*loader, error) {
 		l.getenv = os.LookupEnv
 	}
 	if opts.Prefix != "" && !filepath.IsAbs(opts.Prefix) {
-		return nil, fmt.Errorf("php-fpm prefix %q is not an absolute path; pass the -p value of the running master", opts.Prefix)
+		return nil, errorf("php-fpm prefix %q is not an absolute path; pass the -p value of the running master", opts.Prefix)
 	}
 	if opts.Root != "" && filepath.Clean(opts.Root) != "/" {
 		root, err := filepath.Abs(opts.Root)
 		if err != nil {
-			return nil, fmt.Errorf("reading php-fpm config %s: root %q: %w", path, opts.Root, err)
+			return nil, errorf("reading php-fpm config %s: root %q: %w", path, opts.Root, err)
 		}
 		l.fsys, err = os.OpenRoot(root)
 		if err != nil {
-			return nil, fmt.Errorf("reading php-fpm config %s: opening root: %w", path, err)
+			return nil, errorf("reading php-fpm config %s: opening root: %w", path, err)
 		}
 		l.root = root
 	}
@@ -305,7 +320,7 @@ func (l *loader) parseLine(at where, line []byte) (*string, error) {
 			if strings.HasPrefix(st.name, "#") {
 				return at.errorf("%q: php-fpm takes only ; comments, not #", truncate(st.name, 60))
 			}
-			return at.errorf("%q has no value; write %s = value", truncate(st.name, 60), truncate(st.name, 60))
+			return at.errorf("%q has no value; php-fpm wants name = value", truncate(st.name, 60))
 		}
 		// php-fpm matches include case-sensitively, before anything else.
 		if st.name == "include" {
@@ -391,25 +406,25 @@ func (l *loader) array(at where, st stmt) error {
 	full := fmt.Sprintf("%s[%s]", st.name, st.key)
 	if st.name == "access.suppress_path" {
 		if st.key != "" {
-			return at.errorf("%s: access.suppress_path takes no key; write access.suppress_path[] = /path", truncate(full, 60))
+			return at.errorf("%q: access.suppress_path takes no key; write access.suppress_path[] = /path", truncate(full, 60))
 		}
 		if !strings.HasPrefix(st.value, "/") {
 			return at.errorf("access.suppress_path[] %q must start with /", truncate(st.value, 80))
 		}
 	} else if st.key == "" {
-		return at.errorf("%s[] needs a key, as in %s[name] = value", st.name, st.name)
+		return at.errorf("%q needs a key, as in php_value[name] = value", truncate(full, 60))
 	}
 	if l.cur == l.global {
-		return at.errorf("%s is in [global]; arrays belong in a pool section", truncate(full, 60))
+		return at.errorf("%q is in [global]; arrays belong in a pool section", truncate(full, 60))
 	}
 	switch st.name {
 	case "env":
 		if st.value == "" {
-			return at.errorf("%s is empty; php-fpm needs a value", truncate(full, 60))
+			return at.errorf("%q is empty; php-fpm needs a value", truncate(full, 60))
 		}
 	case "php_flag", "php_admin_flag":
 		if _, err := normalize(kBool, st.value); err != nil {
-			return at.errorf("%s %q %s", truncate(full, 60), truncate(st.value, 80), err)
+			return at.errorf("%q %q %s", truncate(full, 60), truncate(st.value, 80), err)
 		}
 	case "php_value", "php_admin_value", "access.suppress_path":
 	default:
@@ -425,9 +440,6 @@ func (l *loader) include(at where, pattern string) error {
 	full := l.fullPath(pattern, nil, "")
 	if full == "" {
 		return nil
-	}
-	if !strings.HasPrefix(full, "/") {
-		return at.errorf("include %q: not an absolute path, and the prefix %q is not one either", truncate(pattern, 80), l.opts.Prefix)
 	}
 	matches, err := l.glob(full)
 	if err != nil {
@@ -490,7 +502,7 @@ func (l *loader) finish() error {
 	l.cfg.ErrorLog = errorLog
 
 	if len(l.pools) == 0 {
-		return fmt.Errorf("reading php-fpm config %s: no pool sections; php-fpm needs at least one, such as [www] with a listen address", l.cfg.Path)
+		return errorf("reading php-fpm config %s: no pool sections; php-fpm needs at least one, such as [www] with a listen address", l.cfg.Path)
 	}
 	// listens holds every listen address with its pool, the hidden
 	// <pool>_status pools of pm.status_listen included, in php-fpm's order.
@@ -656,14 +668,16 @@ func (l *loader) finishPool(s *section) (Pool, error) {
 }
 
 func checkDynamic(s *section, p *Pool) error {
-	at := func(key string) where { return s.at(key) }
+	at := s.at
 	switch {
 	case p.MinSpareServers <= 0:
 		return at("pm.min_spare_servers").errorf("pool %q pm.min_spare_servers %d must be at least 1 for pm = dynamic", s.name, p.MinSpareServers)
 	case p.MaxSpareServers <= 0:
 		return at("pm.max_spare_servers").errorf("pool %q pm.max_spare_servers %d must be at least 1 for pm = dynamic", s.name, p.MaxSpareServers)
-	case p.MinSpareServers > p.MaxChildren || p.MaxSpareServers > p.MaxChildren:
-		return at("pm.max_spare_servers").errorf("pool %q pm.min_spare_servers %d and pm.max_spare_servers %d must not exceed pm.max_children %d", s.name, p.MinSpareServers, p.MaxSpareServers, p.MaxChildren)
+	case p.MinSpareServers > p.MaxChildren:
+		return at("pm.min_spare_servers").errorf("pool %q pm.min_spare_servers %d must not exceed pm.max_children %d", s.name, p.MinSpareServers, p.MaxChildren)
+	case p.MaxSpareServers > p.MaxChildren:
+		return at("pm.max_spare_servers").errorf("pool %q pm.max_spare_servers %d must not exceed pm.max_children %d", s.name, p.MaxSpareServers, p.MaxChildren)
 	case p.MaxSpareServers < p.MinSpareServers:
 		return at("pm.max_spare_servers").errorf("pool %q pm.max_spare_servers %d is below pm.min_spare_servers %d", s.name, p.MaxSpareServers, p.MinSpareServers)
 	}
@@ -795,7 +809,8 @@ func (l *loader) clientAddress(listen string) (string, error) {
 	}
 	a, err := fastcgi.ParseAddress("tcp://" + net.JoinHostPort(host, port))
 	if err != nil {
-		return "", err
+		// The port is fine, so it is the host.
+		return "", fmt.Errorf("the host %q is neither an IP address nor a host name", host)
 	}
 	return a.String(), nil
 }
@@ -1122,6 +1137,22 @@ func (l *loader) stat(p string) (fs.FileInfo, error) {
 	return l.fsys.Stat(rel(r))
 }
 
+// exists reports whether a path names anything, a dangling symbolic link
+// included, as glob(3) checks names without wildcards.
+func (l *loader) exists(p string) bool {
+	if l.root == "" {
+		_, err := os.Lstat(p)
+		return err == nil
+	}
+	p = cleanAbs(p)
+	dir, err := l.resolve(path.Dir(p))
+	if err != nil {
+		return false
+	}
+	_, err = l.fsys.Lstat(rel(path.Join(dir, path.Base(p))))
+	return err == nil
+}
+
 // readFile reads a config file, which must be a regular file: a FIFO would
 // block and a device could be endless. O_NONBLOCK keeps the open itself
 // from blocking on a FIFO.
@@ -1193,7 +1224,7 @@ func (l *loader) readDirNames(dir string) ([]string, error) {
 func (l *loader) glob(pattern string) ([]string, error) {
 	pattern = cleanAbs(pattern)
 	if !hasMeta(pattern) {
-		if _, err := l.stat(pattern); err != nil {
+		if !l.exists(pattern) {
 			return nil, nil
 		}
 		return []string{pattern}, nil
@@ -1205,9 +1236,7 @@ func (l *loader) glob(pattern string) ([]string, error) {
 		for _, dir := range matches {
 			if !hasMeta(comp) {
 				p := path.Join(dir, comp)
-				if !seenMeta {
-					next = append(next, p)
-				} else if _, err := l.stat(p); err == nil {
+				if !seenMeta || l.exists(p) {
 					next = append(next, p)
 				}
 				continue
@@ -1650,6 +1679,11 @@ func (p *iniLine) token() (vtok, error) {
 		if s, ok := p.raw(); ok {
 			return vtok{kind: vText, text: s}, nil
 		}
+		// A quote that opens nothing ends the line, except that php-fpm
+		// refuses '' outright.
+		if p.peek(1) == '\'' {
+			return vtok{}, p.errorf("'' is not an empty string here; use \"\"")
+		}
 		return vtok{kind: vEnd}, nil
 	case '=':
 		return vtok{kind: vEquals}, nil
@@ -1701,6 +1735,9 @@ func (p *iniLine) value() (string, error) {
 		v = vp.t.text
 		if err := vp.next(); err != nil {
 			return "", err
+		}
+		if vp.t.kind != vEOL && vp.t.kind != vEnd {
+			vp.t.kind = vBool // it is the yes/no word that does not fit
 		}
 	default:
 		var err error
