@@ -45,6 +45,7 @@ type FPM struct {
 	DocRoot string // where Files are written
 	Conf    string // the php-fpm.conf path
 	Pools   map[string]*RunningPool
+	argv    []string
 	cmd     *exec.Cmd
 	waited  chan struct{}
 	waitErr error
@@ -86,6 +87,15 @@ func isExec(p string) bool {
 // php-fpm is missing: integration tests must not pass by skipping.
 func Start(t testing.TB, opts Options) *FPM {
 	t.Helper()
+	f := New(t, opts)
+	f.Start(t)
+	return f
+}
+
+// New writes the config and the files without starting php-fpm, for tests
+// that start it their own way (Argv gives the command line).
+func New(t testing.TB, opts Options) *FPM {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -112,29 +122,37 @@ func Start(t testing.TB, opts Options) *FPM {
 	if err := os.WriteFile(f.Conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	args := []string{"-F", "-y", f.Conf}
+	f.argv = []string{bin, "-F", "-y", f.Conf}
 	keys := make([]string, 0, len(opts.Defines))
 	for k := range opts.Defines {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		args = append(args, "-d", k+"="+opts.Defines[k])
+		f.argv = append(f.argv, "-d", k+"="+opts.Defines[k])
 	}
-	f.cmd = exec.Command(bin, args...)
-	f.cmd.Dir = dir
+	return f
+}
+
+// Argv is the php-fpm command line for this config.
+func (f *FPM) Argv() []string { return append([]string(nil), f.argv...) }
+
+// Start starts php-fpm and waits for its sockets.
+func (f *FPM) Start(t testing.TB) {
+	t.Helper()
+	f.cmd = exec.Command(f.argv[0], f.argv[1:]...)
+	f.cmd.Dir = f.Dir
 	// A group of its own, so cleanup reaches workers orphaned by a test
 	// that kills the master.
 	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, err := os.Create(filepath.Join(dir, "stderr.log"))
+	logf, err := os.Create(filepath.Join(f.Dir, "stderr.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.cmd.Stdout, f.cmd.Stderr = logf, logf
 	if err := f.cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("starting %s: %v", bin, err)
+		t.Fatalf("starting %s: %v", f.argv[0], err)
 	}
 	go func() {
 		f.waitErr = f.cmd.Wait()
@@ -142,19 +160,25 @@ func Start(t testing.TB, opts Options) *FPM {
 		close(f.waited)
 	}()
 	t.Cleanup(func() { f.stop(t) })
+	if err := f.WaitSockets(15 * time.Second); err != nil {
+		t.Fatalf("php-fpm did not start: %v\n%s", err, f.Log())
+	}
+}
 
-	deadline := time.Now().Add(15 * time.Second)
+// WaitSockets waits until every pool's sockets accept connections.
+func (f *FPM) WaitSockets(d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for _, p := range f.Pools {
 		for _, sock := range []string{p.Listen, p.StatusSocket} {
 			if sock == "" {
 				continue
 			}
 			if err := waitSocket(sock, deadline, f.waited); err != nil {
-				t.Fatalf("php-fpm did not start: %v\n%s", err, f.Log())
+				return err
 			}
 		}
 	}
-	return f
+	return nil
 }
 
 // WriteFile writes a file into the document root, readable by the workers,
