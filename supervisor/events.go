@@ -34,6 +34,22 @@ type WorkerRecord struct {
 	Slowlog    string  `json:"slowlog,omitempty"` // the pool's slowlog entry for this pid
 }
 
+// LogValue logs the record as a group.
+func (w *WorkerRecord) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("request_method", w.Method), slog.String("request_uri", w.URI), slog.String("script", w.Script),
+		slog.Float64("request_age_seconds", w.AgeSeconds), slog.Float64("cpu_seconds", w.CPUSeconds),
+		slog.Uint64("rss_bytes", w.RSSBytes), slog.String("os_state", string(w.OSState)),
+	}
+	if w.HungKind != "" {
+		attrs = append(attrs, slog.String("hung_kind", w.HungKind))
+	}
+	if w.Slowlog != "" {
+		attrs = append(attrs, slog.String("slowlog", w.Slowlog))
+	}
+	return slog.GroupValue(attrs...)
+}
+
 // Event kinds.
 const (
 	EventHealth        = "health"         // a pool's verdict changed

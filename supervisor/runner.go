@@ -22,6 +22,9 @@ type RunConfig struct {
 	// Backoff between restarts: starts at BackoffStart, doubles up to
 	// BackoffMax, and starts over after HealthyReset of uptime.
 	BackoffStart, BackoffMax, HealthyReset time.Duration
+	// Stdout and Stderr receive php-fpm's output; os.Stdout and os.Stderr
+	// if nil. Files, so that no goroutine copies them.
+	Stdout, Stderr *os.File
 }
 
 // Defaults of RunConfig.
@@ -66,6 +69,12 @@ func NewRunner(cfg RunConfig, events *EventLog) (*Runner, error) {
 	}
 	if cfg.HealthyReset <= 0 {
 		cfg.HealthyReset = DefaultHealthyReset
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
 	}
 	reaper, err := NewReaper()
 	if err != nil {
@@ -130,7 +139,7 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 	backoff := rn.cfg.BackoffStart
 	for attempt := 1; ; attempt++ {
 		cmd := exec.Command(rn.cfg.Argv[0], rn.cfg.Argv[1:]...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.Stdout, cmd.Stderr = rn.cfg.Stdout, rn.cfg.Stderr
 		// A group of its own: the group is the master and all its workers,
 		// so orphans of a killed master can be found and stopped.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -153,6 +162,7 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 		rn.pid.Store(0)
 		rn.killGroup(pid)
 		if stopped {
+			rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: fmt.Sprintf("php-fpm master %d stopped (%s)", pid, describeExit(ws))})
 			return exitCode(ws)
 		}
 		up := time.Since(started)
@@ -199,6 +209,7 @@ func (rn *Runner) stop(pid int, exited <-chan syscall.WaitStatus) syscall.WaitSt
 		{syscall.SIGTERM, false, orphanWait},
 		{syscall.SIGKILL, true, orphanWait},
 	}
+	rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: fmt.Sprintf("stopping php-fpm master %d: SIGQUIT, SIGTERM after %s", pid, rn.cfg.StopTimeout)})
 	for _, s := range steps {
 		target := pid
 		if s.group {

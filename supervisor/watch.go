@@ -16,7 +16,10 @@ type WatchConfig struct {
 	UnhealthyAfter int           // heartbeat failures in a row that count; 3 if 0
 	ReadyMaxQueue  int64         // /readyz: a saturated pool may have this many waiting
 	OpcacheEvery   time.Duration // between opcache reads; 5s if 0
-	Actions        ActionConfig
+	// FirstProbeAfter delays the first probe, for `run`, whose php-fpm is
+	// starting at the same moment.
+	FirstProbeAfter time.Duration
+	Actions         ActionConfig
 }
 
 // Defaults of WatchConfig.
@@ -132,6 +135,13 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
+	if d := w.cfg.FirstProbeAfter; d > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	for {

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -323,4 +326,131 @@ func requireIntegration(t *testing.T, why string) {
 		t.Fatalf("integration test cannot run: %s", why)
 	}
 	t.Skip(why)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// httpGet returns the status and body of a GET, or 0 when nothing answers.
+func httpGet(url string) (int, string) {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func waitHTTP(t *testing.T, url string, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := httpGet(url)
+		if code == want {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %d %q, want %d", url, code, body, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startBinary starts fpmguard with args and stops it with SIGTERM at the
+// end of the test, unless the test did.
+func startBinary(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("fpmguard output:\n%s", out.String())
+		}
+	})
+	return cmd, &out
+}
+
+func TestServeBinary(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	addr := freePort(t)
+	cmd, _ := startBinary(t, "serve", "--fpm-config", fpm.Conf, "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t))
+	base := "http://" + addr
+	waitHTTP(t, base+"/healthz", 200)
+	waitHTTP(t, base+"/readyz", 200)
+	var rep supervisor.Report
+	if err := json.Unmarshal([]byte(waitHTTP(t, base+"/status", 200)), &rep); err != nil || len(rep.Pools) != 1 || rep.Pools[0].Master.PID != fpm.MasterPID() {
+		t.Errorf("/status: %v %+v", err, rep)
+	}
+	if body := waitHTTP(t, base+"/events", 200); !strings.Contains(body, `"events"`) {
+		t.Errorf("/events: %s", body)
+	}
+	resp, err := http.Post(base+"/status", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /status = %d", resp.StatusCode)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+}
+
+// TestRunBinary: fpmguard run owns php-fpm; SIGTERM stops php-fpm
+// gracefully, leaves no process behind and passes on its exit status.
+func TestRunBinary(t *testing.T) {
+	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	addr := freePort(t)
+	args := append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t), "--"}, fpm.Argv()...)
+	cmd, out := startBinary(t, args...)
+	base := "http://" + addr
+	waitHTTP(t, base+"/healthz", 200)
+	// The first probe comes one interval after php-fpm starts.
+	waitHTTP(t, base+"/readyz", 200)
+	var rep supervisor.Report
+	if err := json.Unmarshal([]byte(waitHTTP(t, base+"/status", 200)), &rep); err != nil || len(rep.Pools) != 1 || rep.Pools[0].Master == nil {
+		t.Fatalf("/status: %v %+v", err, rep)
+	}
+	master := rep.Pools[0].Master.PID
+	workers := fpmtest.ChildrenTitled(master, "php-fpm: pool www")
+	if len(workers) == 0 {
+		t.Fatalf("no workers under master %d", master)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
+	}
+	for _, pid := range append([]int{master}, workers...) {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("process %d of php-fpm is left", pid)
+		}
+	}
+	if !strings.Contains(fpm.Log(), "exiting, bye-bye") {
+		t.Errorf("php-fpm did not stop gracefully:\n%s", fpm.Log())
+	}
+	if !strings.Contains(out.String(), "stopping php-fpm master") {
+		t.Errorf("no stop event in the log:\n%s", out)
+	}
 }

@@ -191,6 +191,8 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
 		return 2
 	}
+	// php-fpm starts with the watcher: give it an interval to listen.
+	f.cfg.FirstProbeAfter = f.cfg.Interval
 	conf := supervisor.ConfigPath(c.runArgv)
 	if conf == "" {
 		fmt.Fprintf(stderr, "fpmguard: error: run needs php-fpm's config on its command line: fpmguard run -- php-fpm -F -y /etc/php/8.2/fpm/php-fpm.conf\n")

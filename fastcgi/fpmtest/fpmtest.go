@@ -165,10 +165,29 @@ func (f *FPM) Start(t testing.TB) {
 	}
 }
 
-// WaitSockets waits until every pool's sockets accept connections.
+// WaitSockets waits until php-fpm is ready: its pid file written, every
+// pool's sockets accepting connections and a static pool's workers forked.
 func (f *FPM) WaitSockets(d time.Duration) error {
 	deadline := time.Now().Add(d)
+	for {
+		pid, _ := os.ReadFile(filepath.Join(f.Dir, "php-fpm.pid"))
+		if len(strings.TrimSpace(string(pid))) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("php-fpm wrote no pid file within %v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, p := range f.Pools {
+		if p.PM == "static" && f.cmd != nil {
+			for len(f.WorkerPIDs(p.Name)) < p.MaxChildren {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("pool %s forked fewer than %d workers within %v", p.Name, p.MaxChildren, d)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 		for _, sock := range []string{p.Listen, p.StatusSocket} {
 			if sock == "" {
 				continue

@@ -1,0 +1,403 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/fcgi"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+)
+
+const spinPHP = `<?php $end = microtime(true) + (int)($_GET['s'] ?? 30); $x = 0; while (microtime(true) < $end) { $x++; } echo $x;`
+
+// watcherFor builds a watcher of the test master's pools.
+func watcherFor(t *testing.T, fpm *fpmtest.FPM, cfg WatchConfig) *Watcher {
+	t.Helper()
+	var targets []Target
+	for _, tg := range fpmTargets(t, fpm) {
+		targets = append(targets, tg)
+	}
+	pr := &Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: SystemProcs, Thresholds: Thresholds{HungAfter: 30 * time.Second}}
+	return NewWatcher(pr, targets, cfg, NewEventLog(nil))
+}
+
+// run runs the watcher until the test ends.
+func run(t *testing.T, w *Watcher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		w.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func eventsOf(w *Watcher, kind string) []Event {
+	var out []Event
+	for _, e := range w.Events().Recent(0) {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// request sends one request for name with query to the pool, with a long
+// timeout, and reports its error on errc.
+func request(fpm *fpmtest.FPM, ctx context.Context, name, query string) error {
+	_, err := fastcgi.Client{Timeout: 60 * time.Second}.Do(ctx, fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].Listen},
+		fastcgi.Request{Path: "/" + name, Query: query, Script: filepath.Join(fpm.DocRoot, name)})
+	return err
+}
+
+// background starts n requests that end with the test.
+func background(t *testing.T, fpm *fpmtest.FPM, n int, name, query string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { _ = request(fpm, ctx, name, query) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+// TestKillHungBlockedWorker: with --kill-hung-after 2s the sleeping worker
+// is killed within the threshold + one interval + grace, the master
+// respawns it, other requests run throughout, and the event names the URI
+// and says blocked.
+func TestKillHungBlockedWorker(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true, Slowlog: true}},
+		Files: map[string]string{"sleep.php": sleepPHP, "ok.php": "<?php echo 'ok';"},
+	})
+	interval, grace, after := 500*time.Millisecond, 2*time.Second, 2*time.Second
+	w := watcherFor(t, fpm, WatchConfig{Interval: interval, Actions: ActionConfig{KillHungAfter: after, KillGrace: grace}})
+	run(t, w)
+	before := fpm.WorkerPIDs("www")
+
+	start := time.Now()
+	hungErr := make(chan error, 1)
+	go func() { hungErr <- request(fpm, context.Background(), "sleep.php", "ms=30000&token=secret") }()
+
+	// Normal requests keep working on the other workers meanwhile.
+	var okErrs []error
+	deadline := start.Add(after + interval + grace + time.Second)
+	var killed Event
+	for time.Now().Before(deadline) {
+		if err := request(fpm, context.Background(), "ok.php", ""); err != nil {
+			okErrs = append(okErrs, err)
+		}
+		if ev := eventsOf(w, EventAction); len(ev) > 0 {
+			killed = ev[0]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if killed.PID == 0 {
+		t.Fatalf("no kill within %v; events %+v", after+interval+grace, w.Events().Recent(0))
+	}
+	if len(okErrs) > 0 {
+		t.Errorf("normal requests failed meanwhile: %v", okErrs)
+	}
+	select {
+	case err := <-hungErr:
+		if fastcgi.ClassOf(err) != fastcgi.ClassReset {
+			t.Errorf("the hung request ended with %v, want a reset (nginx: 502)", err)
+		}
+	case <-time.After(grace + time.Second):
+		t.Fatal("the hung request did not end after the kill")
+	}
+	if !strings.Contains(killed.Message, "SIGTERM worker") || !strings.Contains(killed.Message, "(blocked)") || !strings.Contains(killed.Message, "/sleep.php") {
+		t.Errorf("kill event %q", killed.Message)
+	}
+	if strings.Contains(killed.Message, "secret") || killed.Worker == nil || killed.Worker.URI != "/sleep.php" || killed.Worker.HungKind != "blocked" {
+		t.Errorf("kill record %+v", killed.Worker)
+	}
+	if !strings.Contains(killed.Worker.Slowlog, fmt.Sprintf("pid %d", killed.PID)) || !strings.Contains(killed.Worker.Slowlog, "sleep.php") {
+		t.Errorf("slowlog entry %q", killed.Worker.Slowlog)
+	}
+	if !slices.Contains(before, killed.PID) {
+		t.Errorf("killed pid %d was not a worker (%v)", killed.PID, before)
+	}
+	// The master respawns: three workers again, the killed one not among them.
+	poll(t, 5*time.Second, func() ([]int, bool) {
+		now := fpm.WorkerPIDs("www")
+		return now, len(now) == 3 && !slices.Contains(now, killed.PID)
+	})
+}
+
+func TestKillHungSpinningWorker(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"spin.php": spinPHP},
+	})
+	w := watcherFor(t, fpm, WatchConfig{Interval: 500 * time.Millisecond, Actions: ActionConfig{KillHungAfter: 2 * time.Second}})
+	run(t, w)
+	background(t, fpm, 1, "spin.php", "s=30")
+	ev := poll(t, 6*time.Second, func() ([]Event, bool) {
+		ev := eventsOf(w, EventAction)
+		return ev, len(ev) > 0
+	})
+	if !strings.Contains(ev[0].Message, "(spinning)") || ev[0].Worker.HungKind != "spinning" {
+		t.Errorf("kill event %q, want spinning", ev[0].Message)
+	}
+	if hung := eventsOf(w, EventHung); len(hung) == 0 || !strings.Contains(hung[0].Message, "hung (spinning)") {
+		t.Errorf("hung events %+v", hung)
+	}
+}
+
+// TestReadyzWhenEveryWorkerHangs: /readyz goes 503 within two intervals of
+// every worker hanging, and comes back once they are killed; /healthz
+// follows the heartbeat.
+func TestReadyzWhenEveryWorkerHangs(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	interval := 500 * time.Millisecond
+	w := watcherFor(t, fpm, WatchConfig{Interval: interval, Actions: ActionConfig{KillHungAfter: 3 * time.Second}})
+	run(t, w)
+	srv := httptest.NewServer(NewHTTPHandler(func() *Watcher { return w }, nil, "/metrics"))
+	defer srv.Close()
+	get := func(path string) int {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	poll(t, 3*time.Second, func() (int, bool) { c := get("/readyz"); return c, c == 200 })
+	if c := get("/healthz"); c != 200 {
+		t.Fatalf("/healthz %d on a healthy pool", c)
+	}
+
+	background(t, fpm, 2, "sleep.php", "ms=30000")
+	hung := time.Now()
+	poll(t, 2*interval+time.Second, func() (int, bool) { c := get("/readyz"); return c, c == 503 })
+	t.Logf("/readyz went 503 %v after every worker hung", time.Since(hung).Round(time.Millisecond))
+	poll(t, 3*time.Second+interval+DefaultKillGrace+2*time.Second, func() (int, bool) { c := get("/readyz"); return c, c == 200 })
+	if n := len(eventsOf(w, EventAction)); n != 2 {
+		t.Errorf("%d kill events, want 2", n)
+	}
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+		req, _ := http.NewRequest(method, srv.URL+"/status", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s /status = %d, want 405", method, resp.StatusCode)
+		}
+	}
+}
+
+// TestHealthzWhenMasterGone: liveness fails when the master dies.
+func TestHealthzWhenMasterGone(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	w := watcherFor(t, fpm, WatchConfig{Interval: 200 * time.Millisecond})
+	run(t, w)
+	poll(t, 3*time.Second, func() (bool, bool) { ok, _ := w.Live(); return ok, ok })
+	if err := fpm.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	reasons := poll(t, 3*time.Second, func() ([]string, bool) { ok, r := w.Live(); return r, !ok })
+	if !strings.Contains(strings.Join(reasons, "\n"), "pool www: master is gone") {
+		t.Errorf("liveness reasons %q", reasons)
+	}
+	if len(eventsOf(w, EventMaster)) == 0 {
+		t.Error("no master event")
+	}
+}
+
+// TestEscalationToSIGKILL: php-fpm workers die on SIGTERM at once, so a
+// stopped worker stands in for one that cannot act on it.
+func TestEscalationToSIGKILL(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	w := watcherFor(t, fpm, WatchConfig{Interval: 300 * time.Millisecond, Actions: ActionConfig{KillHungAfter: time.Second, KillGrace: time.Second}})
+	background(t, fpm, 1, "sleep.php", "ms=30000")
+	pid := poll(t, 3*time.Second, func() (int, bool) {
+		r := testProber(time.Second).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
+		for _, p := range r.Processes {
+			if p.State == "Running" {
+				return p.PID, true
+			}
+		}
+		return 0, false
+	})
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	ev := poll(t, 6*time.Second, func() ([]Event, bool) {
+		for _, e := range eventsOf(w, EventAction) {
+			if strings.HasPrefix(e.Message, "SIGKILL worker") {
+				return []Event{e}, true
+			}
+		}
+		return nil, false
+	})
+	if ev[0].PID != pid || !strings.Contains(ev[0].Message, "os state stopped") {
+		t.Errorf("SIGKILL event %+v for pid %d", ev[0], pid)
+	}
+	poll(t, 3*time.Second, func() ([]int, bool) { now := fpm.WorkerPIDs("www"); return now, !slices.Contains(now, pid) })
+}
+
+// TestKillCap: with four workers hung and --max-kill-ratio 0.5, one
+// interval kills two.
+func TestKillCap(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 4, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 500 * time.Millisecond}})
+	background(t, fpm, 4, "sleep.php", "ms=30000")
+	poll(t, 5*time.Second, func() (int, bool) {
+		r := testProber(time.Second).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
+		n := 0
+		for _, p := range r.Processes {
+			if p.State == "Running" && p.RequestDuration > 0.6 {
+				n++
+			}
+		}
+		return n, n == 4
+	})
+	w.tick(context.Background(), w.pools[0])
+	counts := w.Actor().Counts()
+	if got := counts[ActionKey{"www", "kill", "ok"}]; got != 2 {
+		t.Errorf("one interval killed %d workers, want 2; counts %v", got, counts)
+	}
+	if counts[ActionKey{"www", "kill", "capped"}] != 1 {
+		t.Errorf("the cap was not reported: %v", counts)
+	}
+}
+
+// TestIdleWorkersAreNeverTouched: a threshold shorter than any request
+// still leaves idle workers alone, dry run or not.
+func TestIdleWorkersAreNeverTouched(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	// Give the workers a last request that took a while: idle workers
+	// report its duration.
+	for range 2 {
+		if err := request(fpm, context.Background(), "sleep.php", "ms=50"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := fpm.WorkerPIDs("www")
+	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Millisecond}})
+	var signalled []int
+	w.actions.signal = func(pid int, _ syscall.Signal) error { signalled = append(signalled, pid); return nil }
+	for range 3 {
+		w.tick(context.Background(), w.pools[0])
+	}
+	if len(signalled) > 0 || len(eventsOf(w, EventAction)) > 0 {
+		t.Errorf("idle workers signalled: %v", signalled)
+	}
+	if after := fpm.WorkerPIDs("www"); !slices.Equal(before, after) {
+		t.Errorf("workers changed: %v -> %v", before, after)
+	}
+}
+
+func TestDryRunSignalsNothing(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": sleepPHP},
+	})
+	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 300 * time.Millisecond, DryRun: true}})
+	var signalled []int
+	w.actions.signal = func(pid int, _ syscall.Signal) error { signalled = append(signalled, pid); return nil }
+	background(t, fpm, 1, "sleep.php", "ms=30000")
+	poll(t, 5*time.Second, func() (uint64, bool) {
+		w.tick(context.Background(), w.pools[0])
+		n := w.Actor().Counts()[ActionKey{"www", "kill", "dry_run"}]
+		return n, n > 0
+	})
+	if len(signalled) > 0 {
+		t.Errorf("dry run signalled %v", signalled)
+	}
+	ev := eventsOf(w, EventAction)
+	if len(ev) == 0 || !strings.HasPrefix(ev[0].Message, "dry run: would SIGTERM worker") {
+		t.Errorf("events %+v", ev)
+	}
+}
+
+// TestForgedStatusPageNeverSignalsAStranger: a status page that names a
+// process which is not a worker of the master (here a sleep of the test's
+// own) gets it refused, never signalled.
+func TestForgedStatusPageNeverSignalsAStranger(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	stranger := exec.Command("sleep", "60")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stranger.Process.Kill()
+		_ = stranger.Wait()
+	})
+	forged := forgeStatus(t, stranger.Process.Pid)
+	tg := fpmTargets(t, fpm)["www"]
+	tg.StatusAddress = forged
+	pr := &Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: SystemProcs}
+	w := NewWatcher(pr, []Target{tg}, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Second}}, NewEventLog(nil))
+	var signalled []int
+	w.actions.signal = func(pid int, sig syscall.Signal) error {
+		signalled = append(signalled, pid)
+		return syscall.Kill(pid, sig)
+	}
+	w.tick(context.Background(), w.pools[0])
+	if len(signalled) > 0 {
+		t.Fatalf("signalled %v", signalled)
+	}
+	refused := eventsOf(w, EventActionRefused)
+	want := fmt.Sprintf("not killing pid %d named by the status page of pool www: its parent is", stranger.Process.Pid)
+	if len(refused) != 1 || !strings.Contains(refused[0].Message, want) {
+		t.Errorf("refusals %+v, want %q", refused, want)
+	}
+	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the stranger is gone: %v", err)
+	}
+}
+
+// forgeStatus serves a status page over FastCGI that names pid as a worker
+// running one request for 100 s. This is a hostile peer, not php-fpm.
+func forgeStatus(t *testing.T, pid int) fastcgi.Address {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "forged.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := fmt.Sprintf(`{"pool":"www","process manager":"static","start time":1,"start since":100,"accepted conn":1,"listen queue":0,"max listen queue":0,"listen queue len":0,"idle processes":0,"active processes":1,"total processes":1,"max active processes":1,"max children reached":0,"slow requests":0, "processes":[{"pid":%d,"state":"Running","start time":1,"start since":100,"requests":1,"request duration":100000000,"request method":"GET","request uri":"\/x.php","content length":0,"user":"-","script":"\/x.php","last request cpu":0.00,"last request memory":0}]}`, pid)
+	go func() {
+		_ = fcgi.Serve(l, http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+			rw.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(rw, page)
+		}))
+	}()
+	t.Cleanup(func() { l.Close() })
+	return fastcgi.Address{Network: "unix", Addr: sock}
+}
