@@ -86,7 +86,7 @@ type Actor struct {
 
 	mu         sync.Mutex
 	spent      map[string][]time.Time // pool -> action times in the window
-	pending    map[int]int64          // SIGTERMed pid -> its start time, until it is gone
+	pending    map[int]uint64         // SIGTERMed pid -> its start time, until it is gone
 	lastKill   map[string]time.Time
 	lastReload map[string]time.Time
 	counts     map[ActionKey]uint64
@@ -101,7 +101,7 @@ func newActor(cfg ActionConfig, pr *Prober, events *EventLog) *Actor {
 			return exec.CommandContext(ctx, name, args...).CombinedOutput()
 		},
 		spent:      map[string][]time.Time{},
-		pending:    map[int]int64{},
+		pending:    map[int]uint64{},
 		lastKill:   map[string]time.Time{},
 		lastReload: map[string]time.Time{},
 		counts:     map[ActionKey]uint64{},
@@ -213,7 +213,7 @@ func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
 		if !busy[p.PID] {
 			continue // its request ended meanwhile
 		}
-		if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startMillis); why != "" {
+		if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startTicks); why != "" {
 			a.count(t.Name, "kill", "refused")
 			a.event(t, r, EventActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, why)
 			continue
@@ -246,7 +246,7 @@ func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
 			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), a.cfg.KillHungAfter)
 		killed++
 		a.mu.Lock()
-		a.pending[p.PID] = p.startMillis
+		a.pending[p.PID] = p.startTicks
 		a.lastKill[t.Name] = time.Now()
 		a.mu.Unlock()
 		a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
@@ -275,7 +275,7 @@ func (a *Actor) stillBusy(ctx context.Context, t Target) (map[int]bool, error) {
 // notOurs returns why pid must not be signalled as a worker of t, or "" when
 // it may: its parent must be the pool's master, its title the pool's, and
 // its start time the one observed, so a reused pid is never hit.
-func (a *Actor) notOurs(ctx context.Context, t Target, master, pid int, startMillis int64) string {
+func (a *Actor) notOurs(ctx context.Context, t Target, master, pid int, startTicks uint64) string {
 	osp, err := a.prober.Procs.ReadProcess(ctx, pid)
 	switch {
 	case err != nil:
@@ -284,7 +284,7 @@ func (a *Actor) notOurs(ctx context.Context, t Target, master, pid int, startMil
 		return fmt.Sprintf("its parent is %d, not the pool's master %d", osp.PPID, master)
 	case osp.Title != PoolTitle(t.Name):
 		return fmt.Sprintf("its title is %q, not %q", osp.Title, PoolTitle(t.Name))
-	case startMillis != 0 && osp.StartMillis != startMillis:
+	case startTicks != 0 && osp.StartTicks != startTicks:
 		return "its pid was reused by another process"
 	case osp.State == OSZombie || osp.State == OSGone:
 		return "it has already exited"
@@ -307,10 +307,10 @@ func (a *Actor) escalate(ctx context.Context, t Target, r *PoolReport, p Process
 	case <-timer.C:
 	}
 	osp, err := a.prober.Procs.ReadProcess(ctx, p.PID)
-	if err != nil || osp.StartMillis != p.startMillis || osp.State == OSZombie {
+	if err != nil || osp.StartTicks != p.startTicks || osp.State == OSZombie {
 		return // it ended, as SIGTERM asked
 	}
-	if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startMillis); why != "" {
+	if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startTicks); why != "" {
 		a.count(t.Name, "sigkill", "refused")
 		a.event(t, r, EventActionRefused, p.PID, nil, "not sending SIGKILL to pid %d: %s", p.PID, why)
 		return

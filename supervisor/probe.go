@@ -149,8 +149,12 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 			ps.CPUSeconds = osp.CPUSeconds
 			ps.RSSBytes = osp.RSSBytes
 			ps.parent = osp.PPID
-			ps.startMillis = osp.StartMillis
-			ps.onCPU, ps.runQueue = osp.OnCPU, osp.RunQueue
+			ps.startTicks = osp.StartTicks
+			if !p.Idle() {
+				// Only a busy worker can be hung, and only a hung one needs
+				// telling spinning from blocked.
+				ps.onCPU, ps.runQueue = ReadSchedstat(p.PID)
+			}
 			// A pid the status page names is ours only with the pool's title.
 			ps.ParentOK = osp.Title == title
 		}

@@ -97,6 +97,12 @@ type Heartbeat struct {
 	Failure        *Failure `json:"failure,omitempty"`
 }
 
+// misconfigured reports a ping a worker answered with 404 or 403: the pool
+// serves, only its ping.path or ping.response is wrong.
+func (h Heartbeat) misconfigured() bool {
+	return h.Failure != nil && (h.Failure.NginxStatus == 404 || h.Failure.NginxStatus == 403)
+}
+
 // StatusRead says whether the status page could be read, and from where.
 type StatusRead struct {
 	OK      bool     `json:"ok"`
@@ -162,7 +168,7 @@ type ProcessState struct {
 	HungKind string `json:"hung_kind,omitempty"`
 
 	parent      int   // the OS parent pid
-	startMillis int64 // the OS start time, to tell a reused pid apart
+	startTicks  uint64 // the OS start time, to tell a reused pid apart
 	onCPU       time.Duration
 	runQueue    time.Duration
 

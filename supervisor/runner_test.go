@@ -150,4 +150,3 @@ func TestRunBrokenConfigBacksOff(t *testing.T) {
 		}
 	}
 }
-

@@ -45,8 +45,7 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		case "backlog":
 			worse(HealthUnhealthy, "saturated: %s", f.Error)
 		case "bad_response":
-			if f.NginxStatus == 404 || f.NginxStatus == 403 {
-				// A worker answered: the pool serves, the ping is misconfigured.
+			if r.Heartbeat.misconfigured() {
 				worse(HealthDegraded, "heartbeat misconfigured: %s", f.Error)
 				break
 			}

@@ -169,7 +169,8 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	classifyHung(&r, prev)
 
 	pw.mu.Lock()
-	if r.Heartbeat.OK {
+	if r.Heartbeat.OK || r.Heartbeat.misconfigured() {
+		// A worker answered a misconfigured ping: the pool serves.
 		pw.failures = 0
 		pw.lastBeat = time.Now()
 	} else if !r.Heartbeat.Skipped {
@@ -207,7 +208,7 @@ func classifyHung(r, prev *PoolReport) {
 			continue
 		}
 		o, ok := old[p.PID]
-		if ok && o.startMillis == p.startMillis && elapsed > 0 && (p.onCPU > 0 || p.runQueue > 0) {
+		if ok && o.startTicks == p.startTicks && elapsed > 0 && (p.onCPU > 0 || p.runQueue > 0) {
 			busy := (p.onCPU - o.onCPU) + (p.runQueue - o.runQueue)
 			if float64(busy) >= spinShare*float64(elapsed) {
 				p.HungKind = "spinning"

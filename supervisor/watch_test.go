@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/fcgi"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -400,4 +401,59 @@ func forgeStatus(t *testing.T, pid int) fastcgi.Address {
 	}()
 	t.Cleanup(func() { l.Close() })
 	return fastcgi.Address{Network: "unix", Addr: sock}
+}
+
+// stopAllWorkers SIGSTOPs every worker: the heartbeat fails, yet php-fpm
+// calls them idle, so no hung worker is left to kill.
+func stopAllWorkers(t *testing.T, fpm *fpmtest.FPM) {
+	t.Helper()
+	for _, pid := range fpm.WorkerPIDs("www") {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	}
+}
+
+// TestReloadUnhealthy: a failing heartbeat with nothing to kill leads to a
+// config test and SIGUSR2; a config that fails the test is never loaded.
+func TestReloadUnhealthy(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("config broken %v", broken), func(t *testing.T) {
+			fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+			w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, UnhealthyAfter: 2, Actions: ActionConfig{KillHungAfter: time.Second, ReloadUnhealthy: true}})
+			w.prober.Client.Timeout = 300 * time.Millisecond
+			var signalled []syscall.Signal
+			w.actions.signal = func(pid int, sig syscall.Signal) error {
+				if pid != fpm.MasterPID() {
+					t.Errorf("signal %v to %d, not the master", sig, pid)
+				}
+				signalled = append(signalled, sig)
+				return nil
+			}
+			if broken {
+				if err := os.WriteFile(fpm.Conf, []byte("[www]\npm = sometimes\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stopAllWorkers(t, fpm)
+			for range 2 {
+				w.tick(context.Background(), w.pools[0])
+			}
+			counts := w.Actor().Counts()
+			if broken {
+				if len(signalled) != 0 || counts[ActionKey{"www", "reload", "config_invalid"}] != 1 {
+					t.Errorf("signals %v counts %v, want a refused reload", signalled, counts)
+				}
+				ev := eventsOf(w, EventActionRefused)
+				if len(ev) != 1 || !strings.Contains(ev[0].Message, "config test `php-fpm -t -y "+fpm.Conf+"` failed") {
+					t.Errorf("refusal events %+v", ev)
+				}
+				return
+			}
+			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{"www", "reload", "ok"}] != 1 {
+				t.Errorf("signals %v counts %v, want one SIGUSR2", signalled, counts)
+			}
+		})
+	}
 }

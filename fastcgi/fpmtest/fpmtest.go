@@ -174,6 +174,11 @@ func (f *FPM) WaitSockets(d time.Duration) error {
 		if len(strings.TrimSpace(string(pid))) > 0 {
 			break
 		}
+		select {
+		case <-f.waited:
+			return fmt.Errorf("php-fpm exited while starting")
+		default:
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("php-fpm wrote no pid file within %v", d)
 		}
@@ -216,7 +221,8 @@ func (f *FPM) WriteFile(t testing.TB, name, body string) string {
 
 func (f *FPM) config(pools []Pool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[global]\npid = %s\nerror_log = %s\ndaemonize = no\nlog_level = notice\n",
+	// Paths are quoted: a test name may put '=' or ';' in them.
+	fmt.Fprintf(&b, "[global]\npid = %q\nerror_log = %q\ndaemonize = no\nlog_level = notice\n",
 		filepath.Join(f.Dir, "php-fpm.pid"), filepath.Join(f.Dir, "error.log"))
 	asRoot := os.Geteuid() == 0
 	for _, p := range pools {
@@ -237,7 +243,7 @@ func (f *FPM) config(pools []Pool) string {
 			rp.PingPath = "/ping"
 		}
 		rp.Listen = filepath.Join(f.Dir, rp.Name+".sock")
-		fmt.Fprintf(&b, "\n[%s]\nlisten = %s\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, rp.Listen, rp.PM, rp.MaxChildren)
+		fmt.Fprintf(&b, "\n[%s]\nlisten = %q\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, rp.Listen, rp.PM, rp.MaxChildren)
 		if rp.PM == "dynamic" {
 			fmt.Fprintf(&b, "pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = %d\n", rp.MaxChildren)
 		}
@@ -253,11 +259,11 @@ func (f *FPM) config(pools []Pool) string {
 		}
 		if rp.StatusListen {
 			rp.StatusSocket = filepath.Join(f.Dir, rp.Name+"-status.sock")
-			fmt.Fprintf(&b, "pm.status_listen = %s\n", rp.StatusSocket)
+			fmt.Fprintf(&b, "pm.status_listen = %q\n", rp.StatusSocket)
 		}
 		if rp.Slowlog {
 			rp.SlowlogPath = filepath.Join(f.Dir, rp.Name+"-slow.log")
-			fmt.Fprintf(&b, "slowlog = %s\nrequest_slowlog_timeout = 1s\n", rp.SlowlogPath)
+			fmt.Fprintf(&b, "slowlog = %q\nrequest_slowlog_timeout = 1s\n", rp.SlowlogPath)
 		}
 		b.WriteString("catch_workers_output = yes\n")
 		for _, l := range rp.Extra {
