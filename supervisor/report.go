@@ -167,10 +167,10 @@ type ProcessState struct {
 	// lock, a remote service). Only the watch loop knows it.
 	HungKind string `json:"hung_kind,omitempty"`
 
-	parent      int   // the OS parent pid
-	startTicks  uint64 // the OS start time, to tell a reused pid apart
-	onCPU       time.Duration
-	runQueue    time.Duration
+	parent     int    // the OS parent pid
+	startTicks uint64 // the OS start time, to tell a reused pid apart
+	onCPU      time.Duration
+	runQueue   time.Duration
 
 	// probeRequest marks a worker serving a status or ping request: a
 	// probe, not load.
