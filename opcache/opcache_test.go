@@ -352,3 +352,37 @@ func TestJudgeRestartPending(t *testing.T) {
 		t.Errorf("a new OOM restart: %+v", v)
 	}
 }
+
+// BenchmarkRead measures reading the opcache status: one FastCGI request
+// to the embedded script and one JSON decode. ping is the baseline: the
+// same round trip to php-fpm's own ping, which runs no PHP.
+func BenchmarkRead(b *testing.B) {
+	dir := b.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	script, err := opcache.Install(filepath.Join(dir, "fpmguard"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+	addr := fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}
+	ctx := context.Background()
+	b.Run("opcacheStatus", func(b *testing.B) {
+		c := opcache.Client{Script: script}
+		for b.Loop() {
+			if _, err := c.Read(ctx, addr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pingBaseline", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := (fastcgi.Client{}).Ping(ctx, addr, "/ping", "pong"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -240,7 +240,7 @@ func TestPermissionDenied(t *testing.T) {
 }
 
 // opcacheDir is a directory for the opcache script that workers can read.
-func opcacheDir(t *testing.T) string {
+func opcacheDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -302,7 +302,7 @@ func TestOpcacheCommands(t *testing.T) {
 	}
 }
 
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -328,7 +328,7 @@ func requireIntegration(t *testing.T, why string) {
 	t.Skip(why)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
