@@ -69,13 +69,14 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			}
 			perf = append(perf, fmt.Sprintf("'%s_latency'=%.6fs;%s;%s;0", label, lat, limit(th.WarnLatency.Seconds()), limit(th.CritLatency.Seconds())))
 		}
-		if c := p.Counters; c != nil {
-			q := level(float64(c.ListenQueue), float64(th.WarnQueue), float64(th.CritQueue))
+		if p.Counters != nil || p.SocketQueue != nil {
+			queue := p.queue()
+			q := level(float64(queue), float64(th.WarnQueue), float64(th.CritQueue))
 			raise(q)
 			if q > CheckOK {
-				text += fmt.Sprintf(" listen queue %d", c.ListenQueue)
+				text += fmt.Sprintf(" listen queue %d", queue)
 			}
-			perf = append(perf, fmt.Sprintf("'%s_queue'=%d;%s;%s;0", label, c.ListenQueue, limit(float64(th.WarnQueue)), limit(float64(th.CritQueue))))
+			perf = append(perf, fmt.Sprintf("'%s_queue'=%d;%s;%s;0", label, queue, limit(float64(th.WarnQueue)), limit(float64(th.CritQueue))))
 		}
 		if p.Status.OK {
 			busy, total := p.Busy()

@@ -23,7 +23,20 @@ type Prober struct {
 	Thresholds Thresholds
 	ShowQuery  bool           // keep query strings in request URIs
 	Opcache    *OpcacheProber // nil: do not read the opcache
+	// ReadPSS reads each worker's proportional memory, at most every
+	// pssEvery per worker: it walks the process's mappings.
+	ReadPSS bool
+
+	pssMu sync.Mutex
+	pss   map[titleKey]pssSample
 }
+
+type pssSample struct {
+	bytes uint64
+	at    time.Time
+}
+
+const pssEvery = 10 * time.Second
 
 // Probe reads the status page, then runs the heartbeat, then reads the OS
 // view of the master and of every worker the status page names, and judges
@@ -49,6 +62,9 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 		r.Processes = pr.processes(ctx, t, st)
 	}
 	r.at = time.Now()
+	if q, err := ReadSocketQueue(t.Address); err == nil {
+		r.SocketQueue = q
+	}
 	if r.Processes == nil {
 		r.Processes = []ProcessState{}
 	}
@@ -155,12 +171,34 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 				// telling spinning from blocked.
 				ps.onCPU, ps.runQueue = ReadSchedstat(p.PID)
 			}
+			if pr.ReadPSS {
+				ps.PSSBytes = pr.pssOf(p.PID, osp.StartTicks)
+			}
 			// A pid the status page names is ours only with the pool's title.
 			ps.ParentOK = osp.Title == title
 		}
 		out = append(out, ps)
 	}
 	return out
+}
+
+// pssOf returns a worker's PSS, read again when older than pssEvery.
+func (pr *Prober) pssOf(pid int, start uint64) uint64 {
+	key := titleKey{pid, start}
+	pr.pssMu.Lock()
+	s, ok := pr.pss[key]
+	pr.pssMu.Unlock()
+	if ok && time.Since(s.at) < pssEvery {
+		return s.bytes
+	}
+	s = pssSample{bytes: ReadPSS(pid), at: time.Now()}
+	pr.pssMu.Lock()
+	if pr.pss == nil || len(pr.pss) >= maxTitles {
+		pr.pss = map[titleKey]pssSample{}
+	}
+	pr.pss[key] = s
+	pr.pssMu.Unlock()
+	return s.bytes
 }
 
 // master finds and reads the pool's master: the known pid, else the pid

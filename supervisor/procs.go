@@ -244,3 +244,19 @@ func ReadSchedstat(pid int) (onCPU, runQueue time.Duration) {
 	r, _ := strconv.ParseInt(f[1], 10, 64)
 	return time.Duration(a), time.Duration(r)
 }
+
+// ReadPSS reads a process's proportional set size from
+// /proc/PID/smaps_rollup, 0 when unavailable.
+func ReadPSS(pid int) uint64 {
+	b, err := readProcFile(pid, "smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

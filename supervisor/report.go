@@ -71,6 +71,8 @@ type PoolReport struct {
 	Status    StatusRead     `json:"status"`
 	Master    *MasterReport  `json:"master,omitempty"`
 	Counters  *Counters      `json:"counters,omitempty"`
+	// SocketQueue is the kernel's view of the listen socket's queue.
+	SocketQueue *SocketQueue `json:"socket_queue,omitempty"`
 	Config    PoolLimits     `json:"config"`
 	Processes []ProcessState `json:"processes"`
 
@@ -161,7 +163,11 @@ type ProcessState struct {
 	LastRequestMemory int64   `json:"last_request_memory_bytes"`
 	CPUSeconds        float64 `json:"cpu_seconds"`
 	RSSBytes          uint64  `json:"rss_bytes"`
-	Hung              bool    `json:"hung"`
+	// PSSBytes is the proportional set size: RSS with shared pages (the
+	// opcache segment) divided among the processes sharing them. Read by
+	// serve and run only.
+	PSSBytes uint64 `json:"pss_bytes,omitempty"`
+	Hung     bool   `json:"hung"`
 	// HungKind tells a hung worker's last interval: "spinning" (on a CPU or
 	// waiting for one most of the time) or "blocked" (waiting on I/O, a
 	// lock, a remote service). Only the watch loop knows it.

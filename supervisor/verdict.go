@@ -72,10 +72,10 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 			worse(HealthDegraded, "worker %d is a zombie: it exited and its master has not reaped it", p.PID)
 		}
 	}
+	if q := r.queue(); q > 0 {
+		worse(HealthDegraded, "listen queue %d: requests are waiting for a worker", q)
+	}
 	if c := r.Counters; c != nil {
-		if c.ListenQueue > 0 {
-			worse(HealthDegraded, "listen queue %d: requests are waiting for a worker", c.ListenQueue)
-		}
 		if prev != nil && prev.Counters != nil && c.MaxChildrenReached > prev.Counters.MaxChildrenReached {
 			worse(HealthDegraded, "max children reached went up by %d (now %d): pm.max_children = %d is too low for the load, or workers are held up",
 				c.MaxChildrenReached-prev.Counters.MaxChildrenReached, c.MaxChildrenReached, r.Config.MaxChildren)

@@ -318,12 +318,17 @@ func (w *Watcher) detect(pw *poolWatch, prev, r *PoolReport) {
 	}
 }
 
-// queue is the listen queue as far as it is known.
+// queue is the listen queue as far as it is known: the kernel's count, or
+// php-fpm's (which is 0 on unix sockets).
 func (r *PoolReport) queue() int64 {
-	if r.Counters == nil {
-		return 0
+	var q int64
+	if r.Counters != nil {
+		q = r.Counters.ListenQueue
 	}
-	return r.Counters.ListenQueue
+	if r.SocketQueue != nil {
+		q = max(q, r.SocketQueue.Length)
+	}
+	return q
 }
 
 func (w *Watcher) watchOpcache(ctx context.Context) {
