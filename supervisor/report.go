@@ -66,15 +66,15 @@ type PoolReport struct {
 	Health        Health   `json:"health"`
 	Reasons       []string `json:"reasons"`
 	// Advice holds config lines or steps that would let fpmguard see more.
-	Advice    []string       `json:"advice,omitempty"`
-	Heartbeat Heartbeat      `json:"heartbeat"`
-	Status    StatusRead     `json:"status"`
-	Master    *MasterReport  `json:"master,omitempty"`
-	Counters  *Counters      `json:"counters,omitempty"`
+	Advice    []string      `json:"advice,omitempty"`
+	Heartbeat Heartbeat     `json:"heartbeat"`
+	Status    StatusRead    `json:"status"`
+	Master    *MasterReport `json:"master,omitempty"`
+	Counters  *Counters     `json:"counters,omitempty"`
 	// SocketQueue is the kernel's view of the listen socket's queue.
-	SocketQueue *SocketQueue `json:"socket_queue,omitempty"`
-	Config    PoolLimits     `json:"config"`
-	Processes []ProcessState `json:"processes"`
+	SocketQueue *SocketQueue   `json:"socket_queue,omitempty"`
+	Config      PoolLimits     `json:"config"`
+	Processes   []ProcessState `json:"processes"`
 
 	at time.Time // when the OS view was read
 }
