@@ -16,6 +16,7 @@ import (
 // shares one segment, so it is reported once per master, not per pool.
 type OpcacheReport struct {
 	MasterPID int      `json:"master_pid"`
+	Master    string   `json:"master"` // the master's config path: a name that survives restarts
 	Pools     []string `json:"pools"`
 	Via       string   `json:"via,omitempty"` // the address the script ran through
 	Script    string   `json:"script,omitempty"`
@@ -109,6 +110,7 @@ func masterKey(p PoolReport) string {
 // masterGroup is one master and the pools under it.
 type masterGroup struct {
 	pid    int
+	name   string
 	pools  []string
 	target Target // the pool the script runs through
 }
@@ -127,7 +129,7 @@ func groupByMaster(targets []Target, pools []PoolReport) []masterGroup {
 		k := masterKey(p)
 		j, seen := index[k]
 		if !seen {
-			g := masterGroup{target: targets[i]}
+			g := masterGroup{target: targets[i], name: p.masterName()}
 			if p.Master != nil {
 				g.pid = p.Master.PID
 			}
@@ -150,7 +152,9 @@ func (o *OpcacheProber) Probe(ctx context.Context, targets []Target, pools []Poo
 	groups := groupByMaster(targets, pools)
 	out := make([]OpcacheReport, 0, len(groups))
 	for _, g := range groups {
-		out = append(out, o.read(ctx, g.pid, g.pools, g.target, prev[g.pid]))
+		r := o.read(ctx, g.pid, g.pools, g.target, prev[g.pid])
+		r.Master = g.name
+		out = append(out, r)
 	}
 	return out
 }

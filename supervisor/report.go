@@ -213,3 +213,12 @@ func (r *PoolReport) HungCount() int {
 	}
 	return n
 }
+
+// masterName names the pool's master for metrics: its config path, which
+// stays the same across restarts, else the pool's address. Never a pid.
+func (r *PoolReport) masterName() string {
+	if r.Master != nil && r.Master.Config != "" {
+		return r.Master.Config
+	}
+	return r.Address
+}

@@ -56,10 +56,19 @@ type Watcher struct {
 	events  *EventLog
 	actions *Actor
 	pools   []*poolWatch
+	nginx   *NginxLogs // nil unless --nginx-error-log
 
-	mu      sync.Mutex
-	opcache []OpcacheReport
-	started time.Time
+	mu       sync.Mutex
+	opcache  []OpcacheReport
+	started  time.Time
+	masters  map[string]*masterSeen // by master name
+}
+
+// masterSeen counts the masters seen under one name: a new pid is a
+// restart, whoever restarted it.
+type masterSeen struct {
+	pid      int
+	restarts uint64
 }
 
 // poolWatch is one pool's loop state.
@@ -71,6 +80,7 @@ type poolWatch struct {
 
 	mu        sync.Mutex
 	report    *PoolReport // the latest, published
+	stats     poolStats   // counts since fpmguard started
 	failures  int         // heartbeat failures in a row
 	lastBeat  time.Time   // last successful heartbeat
 	dSince    map[int]time.Time
@@ -92,7 +102,7 @@ func NewWatcher(pr *Prober, targets []Target, cfg WatchConfig, events *EventLog)
 		// A worker fpmguard kills for its age is hung by definition.
 		pr.Thresholds.HungAfter = cfg.Actions.KillHungAfter
 	}
-	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now()}
+	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}}
 	w.actions = newActor(cfg.Actions, pr, events)
 	for _, t := range targets {
 		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
@@ -129,6 +139,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	if w.prober.Opcache != nil {
 		wg.Go(func() { w.watchOpcache(ctx) })
+	}
+	if w.nginx != nil {
+		wg.Go(func() { w.nginx.Run(ctx) })
 	}
 	wg.Wait()
 	w.actions.wait()
@@ -169,6 +182,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	classifyHung(&r, prev)
 
 	pw.mu.Lock()
+	pw.stats.add(&r)
 	if r.Heartbeat.OK || r.Heartbeat.misconfigured() {
 		// A worker answered a misconfigured ping: the pool serves.
 		pw.failures = 0
@@ -181,6 +195,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	pw.mu.Unlock()
 
 	w.actions.act(ctx, target, &r, failures >= w.cfg.UnhealthyAfter)
+	w.seeMaster(&r)
 
 	pw.mu.Lock()
 	pw.report = &r
@@ -316,6 +331,94 @@ func (w *Watcher) detect(pw *poolWatch, prev, r *PoolReport) {
 	if q := r.queue(); once(condition{what: "queue"}, q > 0) {
 		add(EventListenQueue, 0, "%d requests wait in the listen queue of pool %s", q, pool)
 	}
+}
+
+// seeMaster counts a new master pid under a known name as a restart.
+func (w *Watcher) seeMaster(r *PoolReport) {
+	m := r.Master
+	if m == nil || !m.Alive || m.PID == 0 {
+		return
+	}
+	name := r.masterName()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := w.masters[name]
+	switch {
+	case seen == nil:
+		w.masters[name] = &masterSeen{pid: m.PID}
+	case seen.pid != m.PID:
+		seen.pid = m.PID
+		seen.restarts++
+	}
+}
+
+// poolStats are a pool's counts since fpmguard started.
+type poolStats struct {
+	heartbeats     uint64
+	heartbeatSum   float64
+	buckets        []uint64 // cumulative counts at HeartbeatBuckets
+	failures       map[string]uint64
+	scrapeFailures uint64
+}
+
+// HeartbeatBuckets are the upper bounds of the heartbeat histogram, from a
+// fast unix-socket ping to the default timeout.
+var HeartbeatBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+func (s *poolStats) add(r *PoolReport) {
+	if s.failures == nil {
+		s.failures = map[string]uint64{}
+		s.buckets = make([]uint64, len(HeartbeatBuckets))
+	}
+	if !r.Status.OK && !r.Status.Skipped {
+		s.scrapeFailures++
+	}
+	if r.Heartbeat.Skipped {
+		return
+	}
+	if f := r.Heartbeat.Failure; f != nil {
+		s.failures[f.Reason]++
+	}
+	d := r.Heartbeat.LatencySeconds
+	s.heartbeats++
+	s.heartbeatSum += d
+	for i, b := range HeartbeatBuckets {
+		if d <= b {
+			s.buckets[i]++
+		}
+	}
+}
+
+func (s poolStats) clone() poolStats {
+	c := s
+	c.buckets = append([]uint64(nil), s.buckets...)
+	c.failures = make(map[string]uint64, len(s.failures))
+	for k, v := range s.failures {
+		c.failures[k] = v
+	}
+	return c
+}
+
+// stats returns each pool's counts, in target order.
+func (w *Watcher) stats() []poolStats {
+	out := make([]poolStats, len(w.pools))
+	for i, pw := range w.pools {
+		pw.mu.Lock()
+		out[i] = pw.stats.clone()
+		pw.mu.Unlock()
+	}
+	return out
+}
+
+// masterRestarts returns the restarts seen per master name.
+func (w *Watcher) masterRestarts() map[string]uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]uint64, len(w.masters))
+	for name, m := range w.masters {
+		out[name] = m.restarts
+	}
+	return out
 }
 
 // queue is the listen queue as far as it is known: the kernel's count, or
@@ -473,4 +576,20 @@ func (r *PoolReport) saturated(maxQueue int64) bool {
 	}
 	busy, total := r.Busy()
 	return total > 0 && busy == total && r.queue() > maxQueue
+}
+
+// NginxKey labels a count of upstream failures nginx logged.
+type NginxKey struct {
+	Pool   string
+	Status int    // what nginx answered: 502 or 504
+	Cause  string // refused, missing, permission, backlog, reset, timeout
+}
+
+// nginxCounts returns the upstream failures counted from nginx's error
+// logs, when the watcher follows any.
+func (w *Watcher) nginxCounts() map[NginxKey]uint64 {
+	if w.nginx == nil {
+		return nil
+	}
+	return w.nginx.Counts()
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	promversion "github.com/prometheus/common/version"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -121,6 +122,7 @@ func newApp(c *cli) *kingpin.Application {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	promversion.Version = version
 	var c cli
 	app := newApp(&c)
 	app.UsageWriter(stdout).ErrorWriter(stderr)

@@ -22,9 +22,11 @@ import (
 
 // watchFlags are the flags of serve and run.
 type watchFlags struct {
-	cfg           supervisor.WatchConfig
-	web           *web.FlagConfig
-	telemetryPath string
+	cfg              supervisor.WatchConfig
+	web              *web.FlagConfig
+	telemetryPath    string
+	noProcessMetrics bool
+	nginxLogs        []string
 }
 
 func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
@@ -41,6 +43,8 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("action-budget-window", "Window of --action-budget.").Default("10m").DurationVar(&a.BudgetWindow)
 	cmd.Flag("dry-run", "Log and count the actions that would be taken; take none.").BoolVar(&a.DryRun)
 	cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetryPath)
+	cmd.Flag("no-process-metrics", "Leave out the per-worker series, for large pools.").BoolVar(&f.noProcessMetrics)
+	cmd.Flag("nginx-error-log", "Follow this nginx error log and count upstream failures per pool. Repeatable.").PlaceHolder("PATH").StringsVar(&f.nginxLogs)
 	f.web = kingpinflag.AddFlags(cmd, ":9253")
 }
 
@@ -76,7 +80,12 @@ func watch(ctx context.Context, args []string, cmd string, c *cli, f *watchFlags
 		if err != nil {
 			logger.Warn("some pools were not found", "err", oneLine(err.Error()))
 		}
-		w := supervisor.NewWatcher(newProber(c), targets, f.cfg, events)
+		pr := newProber(c)
+		pr.ReadPSS = !f.noProcessMetrics
+		w := supervisor.NewWatcher(pr, targets, f.cfg, events)
+		if len(f.nginxLogs) > 0 {
+			w.FollowNginx(f.nginxLogs)
+		}
 		if setup != nil {
 			setup(w)
 		}
@@ -118,7 +127,8 @@ func watch(ctx context.Context, args []string, cmd string, c *cli, f *watchFlags
 
 // serve starts the HTTP server and the watch loop.
 func serveHTTP(ctx context.Context, f *watchFlags, s *session, logger *slog.Logger) (<-chan error, func()) {
-	handler := supervisor.NewHTTPHandler(s.current.Load, nil, f.telemetryPath)
+	metrics := supervisor.NewMetricsHandler(supervisor.NewCollector(s.current.Load, !f.noProcessMetrics), logger)
+	handler := supervisor.NewHTTPHandler(s.current.Load, metrics, f.telemetryPath)
 	srv := supervisor.NewHTTPServer(handler)
 	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	errc := make(chan error, 1)

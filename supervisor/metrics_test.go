@@ -1,0 +1,362 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/opcache"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fixedWatcher is a watcher whose state is set by hand, not probed: pools
+// of workers each, with one of every interesting thing.
+func fixedWatcher(t testing.TB, pools, workers int) *Watcher {
+	var targets []Target
+	for i := range pools {
+		name := fmt.Sprintf("pool%d", i)
+		targets = append(targets, Target{Name: name, Address: fastcgi.Address{Network: "unix", Addr: "/run/php/" + name + ".sock"},
+			StatusAddress: fastcgi.Address{Network: "unix", Addr: "/run/php/" + name + "-status.sock"}, StatusPath: "/status", PingPath: "/ping"})
+	}
+	w := NewWatcher(&Prober{}, targets, WatchConfig{}, NewEventLog(nil))
+	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	for i, pw := range w.pools {
+		r := &PoolReport{
+			Name: pw.target.Name, Address: pw.target.Address.String(),
+			Heartbeat: Heartbeat{OK: true, LatencySeconds: 0.0003},
+			Status:    StatusRead{OK: true, Via: "status_listen"},
+			Master:    &MasterReport{PID: 100, Alive: true, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
+			Counters: &Counters{ProcessManager: "static", StartTime: start, StartSinceSeconds: 3600, AcceptedConn: 1234, MaxListenQueue: 2,
+				ListenQueueLen: 0, MaxActiveProcesses: 7, MaxChildrenReached: 3, SlowRequests: 5},
+			SocketQueue: &SocketQueue{Length: 1, Max: 511},
+			Config:      PoolLimits{PM: "static", MaxChildren: workers, MinWorkers: workers},
+		}
+		for j := range workers {
+			p := ProcessState{PID: 1000*i + j + 101, State: "Idle", OSState: OSSleeping, ParentOK: true, RequestMethod: "-", RequestURI: "-",
+				Requests: uint64(10 + j), LastRequestCPU: 12.5, LastRequestMemory: 2 << 20, CPUSeconds: 1.5, RSSBytes: 30 << 20, PSSBytes: 12 << 20}
+			switch j {
+			case 0:
+				p.State, p.RequestDuration, p.RequestMethod, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "GET", "/report.php", true, "blocked"
+			case 1:
+				p.State, p.RequestDuration, p.OSState, p.RequestMethod, p.RequestURI = "Running", 0.5, OSRunning, "POST", "/api"
+			}
+			r.Processes = append(r.Processes, p)
+		}
+		Judge(r, nil, Thresholds{})
+		pw.report = r
+		pw.stats.add(r)
+		pw.stats.add(&PoolReport{Heartbeat: Heartbeat{Failure: &Failure{Reason: "timeout"}, LatencySeconds: 2}, Status: StatusRead{Error: "x"}})
+	}
+	w.opcache = []OpcacheReport{{MasterPID: 100, Master: "/etc/php/8.2/fpm/php-fpm.conf", Pools: []string{"pool0"}, Enabled: true, CacheFull: true,
+		MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 1 << 10, MemoryWastedBytes: 0, CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223,
+		Hits: 1000, Misses: 400, OOMRestarts: 1, HashRestarts: 2, ManualRestarts: 3, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
+		JITBufferFreeBytes: 0, Health: HealthDegraded}}
+	w.actions.count("pool0", "kill", "ok")
+	w.seeMaster(w.pools[0].report)
+	return w
+}
+
+func TestCollectorLintAndGolden(t *testing.T) {
+	w := fixedWatcher(t, 1, 3)
+	c := NewCollector(func() *Watcher { return w }, true)
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join("testdata", "metrics.golden")
+	if *update {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("exposition differs from %s:\n%s", path, buf.String())
+	}
+}
+
+// TestNoProcessMetrics: the per-worker series go away, the pool ones stay.
+func TestNoProcessMetrics(t *testing.T) {
+	w := fixedWatcher(t, 1, 3)
+	n := testutil.CollectAndCount(NewCollector(func() *Watcher { return w }, false), "phpfpm_process_requests", "phpfpm_process_cpu_seconds_total")
+	if n != 0 {
+		t.Errorf("%d per-worker series with --no-process-metrics", n)
+	}
+	if n := testutil.CollectAndCount(NewCollector(func() *Watcher { return w }, false), "phpfpm_total_processes"); n != 1 {
+		t.Errorf("phpfpm_total_processes: %d series", n)
+	}
+}
+
+// scrape returns the exposition of a metrics handler.
+func scrape(t testing.TB, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+// metricValue finds the value of the series with all the given labels.
+func metricValue(t *testing.T, exposition, name string, labels ...string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(exposition, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(line, l)
+		}
+		if all {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no series %s%v in the exposition", name, labels)
+	return 0
+}
+
+// TestMetricsMatchPHPFPM: against a real php-fpm, /metrics says what the
+// status page and the opcache script say when read right after.
+func TestMetricsMatchPHPFPM(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}}, Files: map[string]string{"a.php": "<?php echo 1;"}})
+	if err := request(fpm, context.Background(), "a.php", "x=1"); err != nil {
+		t.Fatal(err)
+	}
+	tg := fpmTargets(t, fpm)["www"]
+	// No heartbeat: its request would change the counters between reads.
+	tg.PingPath = ""
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := &Prober{Client: fastcgi.Client{Timeout: 2 * time.Second}, Procs: SystemProcs}
+	pr.Opcache = &OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "oc")}
+	w := NewWatcher(pr, []Target{tg}, WatchConfig{Interval: time.Hour}, NewEventLog(nil))
+	w.tick(context.Background(), w.pools[0])
+	_, pools := w.current()
+	w.opcache = pr.Opcache.Probe(context.Background(), []Target{tg}, pools, nil)
+	w.opcache = pr.Opcache.Probe(context.Background(), []Target{tg}, pools, nil) // the script is cached now
+	out := scrape(t, NewMetricsHandler(NewCollector(func() *Watcher { return w }, true), nil))
+
+	st, err := pr.Client.Status(context.Background(), tg.StatusVia(), tg.StatusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := `pool="www"`
+	for _, tt := range []struct {
+		name string
+		want float64
+	}{
+		{"phpfpm_accepted_connections", float64(st.AcceptedConn)},
+		{"phpfpm_total_processes", float64(len(st.Processes))},
+		{"phpfpm_listen_queue", float64(st.ListenQueue)},
+		{"phpfpm_max_listen_queue", float64(st.MaxListenQueue)},
+		{"phpfpm_listen_queue_length", float64(st.ListenQueueLen)},
+		{"phpfpm_max_active_processes", float64(st.MaxActiveProcesses)},
+		{"phpfpm_max_children_reached", float64(st.MaxChildrenReached)},
+		{"phpfpm_slow_requests", float64(st.SlowRequests)},
+		{"phpfpm_max_children", 3},
+		{"phpfpm_up", 1},
+	} {
+		if got := metricValue(t, out, tt.name, pool); got != tt.want {
+			t.Errorf("%s = %v, the status page says %v", tt.name, got, tt.want)
+		}
+	}
+	for i, p := range st.Processes {
+		child := fmt.Sprintf(`child="%d"`, i)
+		if got := metricValue(t, out, "phpfpm_process_requests", pool, child); got != float64(p.Requests) {
+			t.Errorf("process_requests of child %d = %v, status page %d", i, got, p.Requests)
+		}
+	}
+	if d := metricValue(t, out, "phpfpm_start_since", pool) - float64(st.StartSince); d < -1 || d > 0 {
+		t.Errorf("start_since off by %v", d)
+	}
+
+	oc, err := opcache.Client{FastCGI: pr.Client, Script: w.opcache[0].Script}.Read(context.Background(), tg.StatusVia())
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := `master="` + fpm.Conf + `"`
+	for _, tt := range []struct {
+		name string
+		want int64
+	}{
+		{"phpfpm_opcache_memory_used_bytes", oc.MemoryUsed},
+		{"phpfpm_opcache_memory_free_bytes", oc.MemoryFree},
+		{"phpfpm_opcache_memory_wasted_bytes", oc.MemoryWasted},
+		{"phpfpm_opcache_cached_scripts", oc.CachedScripts},
+		{"phpfpm_opcache_cached_keys", oc.CachedKeys},
+		{"phpfpm_opcache_max_cached_keys", oc.MaxCachedKeys},
+		{"phpfpm_opcache_interned_strings_buffer_bytes", oc.InternedSize},
+	} {
+		if got := metricValue(t, out, tt.name, master); got != float64(tt.want) {
+			t.Errorf("%s = %v, the opcache script says %d", tt.name, got, tt.want)
+		}
+	}
+	// The read for this comparison is one more lookup: a hit, or a miss
+	// while the new script is younger than opcache.file_update_protection.
+	lookups := metricValue(t, out, "phpfpm_opcache_hits_total", master) + metricValue(t, out, "phpfpm_opcache_misses_total", master)
+	if lookups+1 != float64(oc.Hits+oc.Misses) {
+		t.Errorf("hits + misses = %v, the opcache script says %d before its own lookup", lookups, oc.Hits+oc.Misses-1)
+	}
+	if metricValue(t, out, "phpfpm_opcache_up", master) != 1 || metricValue(t, out, "fpmguard_build_info") != 1 {
+		t.Error("opcache_up or build info missing")
+	}
+}
+
+// TestMetricsWhileEveryWorkerHangs: a scrape reads memory only, so it
+// answers at once while php-fpm does not.
+func TestMetricsWhileEveryWorkerHangs(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}, Files: map[string]string{"sleep.php": sleepPHP}})
+	w := watcherFor(t, fpm, WatchConfig{Interval: 200 * time.Millisecond})
+	w.prober.Client.Timeout = 5 * time.Second
+	run(t, w)
+	srv := httptest.NewServer(NewHTTPHandler(func() *Watcher { return w }, NewMetricsHandler(NewCollector(func() *Watcher { return w }, true), nil), "/metrics"))
+	defer srv.Close()
+	background(t, fpm, 2, "sleep.php", "ms=20000")
+	// Wait until a probe is stuck on the hung pool: its status page goes
+	// through a busy main socket.
+	poll(t, 5*time.Second, func() (int64, bool) {
+		start := w.pools[0].probeStart.Load()
+		return start, start != 0 && time.Since(time.Unix(0, start)) > time.Second
+	})
+	for range 5 {
+		start := time.Now()
+		resp, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if el := time.Since(start); resp.StatusCode != 200 || el > 500*time.Millisecond {
+			t.Errorf("/metrics: %d after %v while php-fpm hangs", resp.StatusCode, el)
+		}
+	}
+}
+
+// TestSocketListenQueue: requests waiting on a saturated unix-socket pool
+// show in the kernel's count, which php-fpm's status page leaves at 0.
+func TestSocketListenQueue(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 1, StatusListen: true}}, Files: map[string]string{"sleep.php": sleepPHP}})
+	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour})
+	w.pools[0].target.PingPath = "" // a ping would wait in the queue too
+	background(t, fpm, 4, "sleep.php", "ms=20000")
+	out := poll(t, 5*time.Second, func() (string, bool) {
+		w.tick(context.Background(), w.pools[0])
+		out := scrape(t, NewMetricsHandler(NewCollector(func() *Watcher { return w }, true), nil))
+		return out, strings.Contains(out, `phpfpm_socket_listen_queue{pool="www"} 3`)
+	})
+	if got := metricValue(t, out, "phpfpm_listen_queue", `pool="www"`); got != 0 {
+		t.Logf("php-fpm's own listen_queue is %v", got)
+	}
+	if metricValue(t, out, "phpfpm_socket_listen_queue_max", `pool="www"`) <= 0 {
+		t.Error("no backlog size")
+	}
+	r := w.pools[0].report
+	if r.Health != HealthDegraded || !strings.Contains(strings.Join(r.Reasons, "\n"), "listen queue 3") {
+		t.Errorf("verdict %s %q", r.Health, r.Reasons)
+	}
+	if ev := eventsOf(w, EventListenQueue); len(ev) != 1 {
+		t.Errorf("listen queue events %+v", ev)
+	}
+}
+
+// TestNoURIOrPIDInLabels: with requests in flight whose URIs carry tokens,
+// no label value holds a URI, a query or a pid.
+func TestNoURIOrPIDInLabels(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Files: map[string]string{"sleep.php": sleepPHP}})
+	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Hour}})
+	background(t, fpm, 1, "sleep.php", "ms=20000&token=s3cr3t")
+	poll(t, 5*time.Second, func() (int, bool) {
+		w.tick(context.Background(), w.pools[0])
+		busy, _ := w.pools[0].report.Busy()
+		return busy, busy == 1
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(func() *Watcher { return w }, true))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]bool{strconv.Itoa(fpm.MasterPID()): true}
+	for _, pid := range fpm.WorkerPIDs("www") {
+		pids[strconv.Itoa(pid)] = true
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				v := l.GetValue()
+				if strings.Contains(v, "sleep.php") || strings.Contains(v, "s3cr3t") || strings.Contains(v, "?") || pids[v] {
+					t.Errorf("%s{%s=%q} holds a URI or a pid", f.GetName(), l.GetName(), v)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkScrape measures a whole /metrics scrape of a snapshot, for one
+// pool of 50 workers and for 100 pools of 50 workers, with the per-worker
+// series and without them (--no-process-metrics).
+func BenchmarkScrape(b *testing.B) {
+	for _, tt := range []struct {
+		pools     int
+		processes bool
+	}{{1, true}, {100, true}, {1, false}, {100, false}} {
+		b.Run(fmt.Sprintf("pools=%d/workers=50/process-metrics=%v", tt.pools, tt.processes), func(b *testing.B) {
+			w := fixedWatcher(b, tt.pools, 50)
+			h := NewMetricsHandler(NewCollector(func() *Watcher { return w }, tt.processes), nil)
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatal(rec.Code)
+				}
+			}
+		})
+	}
+}
