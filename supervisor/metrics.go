@@ -23,15 +23,15 @@ type Collector struct {
 	// Status-page metrics under the names of the established exporter
 	// (hipages/php-fpm_exporter, and php-fpm's own ?openmetrics).
 	up, scrapeFailures, startSince, acceptedConn, listenQueue, maxListenQueue, listenQueueLen *prometheus.Desc
-	idle, active, total, maxActive, maxChildrenReached, slowRequests                           *prometheus.Desc
-	procRequests, procLastMemory, procLastCPU, procDuration, procState                         *prometheus.Desc
+	idle, active, total, maxActive, maxChildrenReached, slowRequests                          *prometheus.Desc
+	procRequests, procLastMemory, procLastCPU, procDuration, procState                        *prometheus.Desc
 
 	// fpmguard's own.
-	heartbeatUp, heartbeatDuration, heartbeatFailures           *prometheus.Desc
-	poolHealth, hung, osState                                   *prometheus.Desc
-	procCPU, procRSS, procPSS                                   *prometheus.Desc
-	maxChildren, socketQueue, socketQueueMax                    *prometheus.Desc
-	actions, masterUp, masterRestarts                           *prometheus.Desc
+	heartbeatUp, heartbeatDuration, heartbeatFailures            *prometheus.Desc
+	poolHealth, hung, osState                                    *prometheus.Desc
+	procCPU, procRSS, procPSS                                    *prometheus.Desc
+	maxChildren, socketQueue, socketQueueMax                     *prometheus.Desc
+	actions, masterUp, masterRestarts                            *prometheus.Desc
 	ocUp, ocEnabled, ocUsed, ocFree, ocWasted, ocFull, ocPending *prometheus.Desc
 	ocScripts, ocKeys, ocMaxKeys, ocHits, ocMisses, ocRestarts   *prometheus.Desc
 	ocInternedUsed, ocInternedSize, ocJITFree                    *prometheus.Desc
@@ -231,7 +231,7 @@ func (c *Collector) collectStatus(p *PoolReport, st poolStats, uri string, gauge
 		counter(c.procRequests, float64(w.Requests), p.Name, child, uri)
 		gauge(c.procLastMemory, float64(w.LastRequestMemory), p.Name, child, uri)
 		gauge(c.procLastCPU, w.LastRequestCPU, p.Name, child, uri)
-		gauge(c.procDuration, float64((time.Duration(w.RequestDuration*float64(time.Second))).Microseconds()), p.Name, child, uri)
+		gauge(c.procDuration, float64((time.Duration(w.RequestDuration * float64(time.Second))).Microseconds()), p.Name, child, uri)
 		// Only the current state: the other states' zeros add nothing to
 		// sum by (state) and cost five series per worker.
 		gauge(c.procState, 1, p.Name, child, w.State, uri)

@@ -58,10 +58,10 @@ type Watcher struct {
 	pools   []*poolWatch
 	nginx   *NginxLogs // nil unless --nginx-error-log
 
-	mu       sync.Mutex
-	opcache  []OpcacheReport
-	started  time.Time
-	masters  map[string]*masterSeen // by master name
+	mu      sync.Mutex
+	opcache []OpcacheReport
+	started time.Time
+	masters map[string]*masterSeen // by master name
 }
 
 // masterSeen counts the masters seen under one name: a new pid is a

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	promversion "github.com/prometheus/common/version"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/supervisor"
+	promversion "github.com/prometheus/common/version"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
