@@ -128,19 +128,17 @@ func (a *Actor) count(pool, action, result string) {
 // wait lets pending escalations finish.
 func (a *Actor) wait() { a.escalating.Wait() }
 
-// act decides and carries out this interval's actions for one pool.
-func (a *Actor) act(ctx context.Context, t Target, r *PoolReport, heartbeatFailing bool) {
-	killed := 0
-	if a.cfg.KillHungAfter > 0 {
-		killed = a.killHung(ctx, t, r)
+// maybeReload reloads the master when the heartbeat keeps failing and no
+// hung worker was killed this interval, nor just before.
+func (a *Actor) maybeReload(ctx context.Context, t Target, r *PoolReport, heartbeatFailing bool, killed int) {
+	if !a.cfg.ReloadUnhealthy || !heartbeatFailing || killed > 0 {
+		return
 	}
-	if a.cfg.ReloadUnhealthy && heartbeatFailing && killed == 0 {
-		a.mu.Lock()
-		quiet := time.Since(a.lastKill[t.Name]) > a.cfg.KillGrace+time.Second && time.Since(a.lastReload[t.Name]) > reloadCooldown
-		a.mu.Unlock()
-		if quiet {
-			a.reload(ctx, t, r)
-		}
+	a.mu.Lock()
+	quiet := time.Since(a.lastKill[t.Name]) > a.cfg.KillGrace+time.Second && time.Since(a.lastReload[t.Name]) > reloadCooldown
+	a.mu.Unlock()
+	if quiet {
+		a.reload(ctx, t, r)
 	}
 }
 
@@ -174,6 +172,9 @@ func (a *Actor) takeBudget(pool string) bool {
 // killHung SIGTERMs the oldest hung workers, at most MaxKillRatio of the
 // pool, and returns how many it signalled.
 func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
+	if a.cfg.KillHungAfter <= 0 {
+		return 0
+	}
 	a.mu.Lock()
 	var cands []ProcessState
 	for _, p := range r.Processes {

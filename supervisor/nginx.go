@@ -311,6 +311,8 @@ func (w *Watcher) FollowNginx(paths []string) *NginxLogs {
 		targets[i] = pw.target
 	}
 	n := NewNginxLogs(paths, targets, w.events)
+	// A few intervals gather a burst of failures into one event.
+	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
 	n.context = w.poolContext
 	w.nginx = n
 	return n

@@ -43,6 +43,15 @@ const pssEvery = 10 * time.Second
 // the pool. prev is the pool's previous report, or nil. The status page
 // comes first so that it never shows the heartbeat's own request as load.
 func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolReport {
+	r := pr.Observe(ctx, t)
+	pr.Beat(ctx, t, &r)
+	Judge(&r, prev, pr.Thresholds)
+	return r
+}
+
+// Observe reads everything but the heartbeat: the status page, the OS view
+// of the master and of every worker it names, and the socket's queue.
+func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 	r := PoolReport{
 		Name:    t.Name,
 		Address: t.Address.String(),
@@ -51,12 +60,8 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
 	}
-
 	st, status := pr.readStatus(ctx, t)
 	r.Status = status
-	r.Heartbeat = pr.heartbeat(ctx, t)
-
-	r.Advice = advice(t, r)
 	if st != nil {
 		r.Counters = counters(st)
 		r.Processes = pr.processes(ctx, t, st)
@@ -74,8 +79,13 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 			r.Processes[i].ParentOK = r.Processes[i].ParentOK && r.Master.Alive && r.Processes[i].parent == r.Master.PID
 		}
 	}
-	Judge(&r, prev, pr.Thresholds)
 	return r
+}
+
+// Beat runs the heartbeat into r, and the advice that depends on it.
+func (pr *Prober) Beat(ctx context.Context, t Target, r *PoolReport) {
+	r.Heartbeat = pr.heartbeat(ctx, t)
+	r.Advice = advice(t, *r)
 }
 
 func (pr *Prober) heartbeat(ctx context.Context, t Target) Heartbeat {

@@ -160,8 +160,8 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 
 		ws, stopped := rn.wait(ctx, pid, exited, forward)
 		rn.pid.Store(0)
-		rn.killGroup(pid)
 		if stopped {
+			rn.killGroup(pid)
 			rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: fmt.Sprintf("php-fpm master %d stopped (%s)", pid, describeExit(ws))})
 			return exitCode(ws)
 		}
@@ -171,11 +171,15 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 		}
 		rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: fmt.Sprintf("php-fpm master %d exited unexpectedly (%s) after %s; restarting in %s (attempt %d)",
 			pid, describeExit(ws), up.Round(time.Millisecond), backoff, attempt)})
+		// The old master's workers may still serve meanwhile: they go only
+		// right before the new master needs their sockets.
 		select {
 		case <-ctx.Done():
+			rn.killGroup(pid)
 			return exitCode(ws)
 		case <-time.After(backoff):
 		}
+		rn.killGroup(pid)
 		backoff = min(2*backoff, rn.cfg.BackoffMax)
 		rn.restarts.Add(1)
 	}

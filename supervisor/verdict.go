@@ -58,10 +58,9 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		worse(HealthDegraded, "cannot see the workers: %s", r.Status.Error)
 	}
 
+	markHung(r, th.HungAfter)
 	for i := range r.Processes {
 		p := &r.Processes[i]
-		active := p.State != "Idle"
-		p.Hung = active && time.Duration(p.RequestDuration*float64(time.Second)) > th.HungAfter
 		if p.Hung {
 			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), th.HungAfter)
 		}
@@ -92,6 +91,15 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	}
 	if r.Reasons == nil {
 		r.Reasons = []string{}
+	}
+}
+
+// markHung marks the workers whose request in flight is older than
+// hungAfter. An idle worker's duration is its last request's: never hung.
+func markHung(r *PoolReport, hungAfter time.Duration) {
+	for i := range r.Processes {
+		p := &r.Processes[i]
+		p.Hung = p.State != "Idle" && time.Duration(p.RequestDuration*float64(time.Second)) > hungAfter
 	}
 }
 

@@ -168,18 +168,24 @@ func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
 }
 
 // tick probes one pool once, detects what changed, acts, and publishes.
+// Hung workers are judged and killed on a fresh status page, before the
+// heartbeat: with every worker hung the heartbeat takes its whole timeout.
 func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	pw.mu.Lock()
 	prev, target := pw.report, pw.target
 	pw.mu.Unlock()
 
 	pw.probeStart.Store(time.Now().UnixNano())
-	r := w.prober.Probe(ctx, target, prev)
+	r := w.prober.Observe(ctx, target)
+	markHung(&r, w.prober.Thresholds.HungAfter)
+	classifyHung(&r, prev)
+	killed := w.actions.killHung(ctx, target, &r)
+	w.prober.Beat(ctx, target, &r)
 	pw.probeStart.Store(0)
 	if ctx.Err() != nil {
 		return
 	}
-	classifyHung(&r, prev)
+	Judge(&r, prev, w.prober.Thresholds)
 
 	pw.mu.Lock()
 	pw.stats.add(&r)
@@ -194,7 +200,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.detect(pw, prev, &r)
 	pw.mu.Unlock()
 
-	w.actions.act(ctx, target, &r, failures >= w.cfg.UnhealthyAfter)
+	w.actions.maybeReload(ctx, target, &r, failures >= w.cfg.UnhealthyAfter, killed)
 	w.seeMaster(&r)
 
 	pw.mu.Lock()

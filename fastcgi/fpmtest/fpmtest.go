@@ -1,7 +1,8 @@
 // Package fpmtest starts a real php-fpm for tests, the way httptest starts
 // an HTTP server: a master of its own in a temporary directory, with its own
 // sockets and config, stopped with every worker when the test ends, even if
-// the test fails.
+// the test fails. It starts a real nginx in front of it too, for tests of
+// what nginx users see.
 package fpmtest
 
 import (

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+)
+
+// End-to-end tests: a real nginx in front of a real php-fpm, with the
+// fpmguard binary beside them, as users run it.
+
+const (
+	indexPHP = `<?php echo "ok";`
+	hangPHP  = `<?php sleep((int)($_GET['s'] ?? 60)); echo "woke";`
+)
+
+// stack is nginx + php-fpm under `fpmguard run`.
+type stack struct {
+	fpm     *fpmtest.FPM
+	nginx   *fpmtest.Nginx
+	metrics string // fpmguard's base URL
+}
+
+// runStack starts php-fpm under `fpmguard run` with extra flags, then nginx
+// in front of it.
+func runStack(t *testing.T, pool fpmtest.Pool, readTimeout time.Duration, flags ...string) stack {
+	t.Helper()
+	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{pool}, Files: map[string]string{"index.php": indexPHP, "hang.php": hangPHP}})
+	addr := freePort(t)
+	// nginx's error log path is known before nginx starts: it lives in the
+	// php-fpm test directory.
+	args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t), "--nginx-error-log", fpm.Dir + "/nginx/error.log"}, flags...)
+	args = append(append(args, "--"), fpm.Argv()...)
+	startBinary(t, args...)
+	if err := fpm.WaitSockets(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := stack{fpm: fpm, metrics: "http://" + addr}
+	s.nginx = fpmtest.StartNginx(t, fpm, "www", fpmtest.NginxOptions{ReadTimeout: readTimeout})
+	waitHTTP(t, s.metrics+"/readyz", 200)
+	return s
+}
+
+// hang sends n requests that sleep through nginx and returns their statuses
+// and durations when they end.
+func hang(n *fpmtest.Nginx, count int, seconds int) func() ([]int, []time.Duration) {
+	var wg sync.WaitGroup
+	codes := make([]int, count)
+	took := make([]time.Duration, count)
+	for i := range count {
+		wg.Go(func() {
+			start := time.Now()
+			codes[i] = n.Get(fmt.Sprintf("/hang.php?s=%d&token=secret", seconds), 90*time.Second)
+			took[i] = time.Since(start)
+		})
+	}
+	return func() ([]int, []time.Duration) {
+		wg.Wait()
+		return codes, took
+	}
+}
+
+// waitBusy waits until php-fpm reports count busy workers.
+func waitBusy(t *testing.T, fpm *fpmtest.FPM, count int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out, _ := runCLI(t, "check", "--no-opcache", "--pool", "unix://"+fpm.Pools["www"].Listen+",pm.status_listen="+fpm.Pools["www"].StatusSocket)
+		if strings.Contains(out, fmt.Sprintf("'www_busy'=%d;", count)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers never all busy: %d %s", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestE2EHealthyStack(t *testing.T) {
+	s := runStack(t, fpmtest.Pool{MaxChildren: 2, StatusListen: true}, 0, "--interval", "200ms")
+	if code := s.nginx.Get("/index.php", 5*time.Second); code != 200 {
+		t.Errorf("nginx answered %d", code)
+	}
+	waitHTTP(t, s.metrics+"/healthz", 200)
+	waitHTTP(t, s.metrics+"/readyz", 200)
+}
+
+// TestE2EHungWithoutFpmguard: four workers asleep for a minute behind
+// fastcgi_read_timeout 5s: a normal request fails with 504.
+func TestE2EHungWithoutFpmguard(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 4, StatusListen: true}}, Files: map[string]string{"index.php": indexPHP, "hang.php": hangPHP}})
+	n := fpmtest.StartNginx(t, fpm, "www", fpmtest.NginxOptions{ReadTimeout: 5 * time.Second})
+	hang(n, 4, 60)
+	waitBusy(t, fpm, 4)
+	start := time.Now()
+	if code := n.Get("/index.php", 30*time.Second); code != 504 {
+		t.Errorf("normal request while every worker hangs: %d, want 504", code)
+	}
+	t.Logf("without fpmguard: a normal request failed with 504 after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestE2EHungWithFpmguard: with --kill-hung-after 2s, normal requests
+// succeed again within 2s + one interval + grace, the hung requests end in
+// 502 at once instead of waiting out fastcgi_read_timeout, and the nginx
+// log correlation counts them.
+func TestE2EHungWithFpmguard(t *testing.T) {
+	const interval, after, grace = 500 * time.Millisecond, 2 * time.Second, 5 * time.Second
+	s := runStack(t, fpmtest.Pool{MaxChildren: 4, StatusListen: true}, 5*time.Second,
+		"--interval", interval.String(), "--kill-hung-after", after.String(), "--kill-grace", grace.String(), "--max-kill-ratio", "1")
+	hungStart := time.Now()
+	ended := hang(s.nginx, 4, 60)
+	waitBusy(t, s.fpm, 4)
+
+	deadline := hungStart.Add(after + interval + grace + time.Second)
+	var recovered time.Duration
+	for time.Now().Before(deadline) {
+		if code := s.nginx.Get("/index.php", 10*time.Second); code == 200 {
+			recovered = time.Since(hungStart)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if recovered == 0 {
+		t.Fatalf("normal requests did not succeed within %v", after+interval+grace)
+	}
+	codes, took := ended()
+	t.Logf("with fpmguard: normal requests succeed %v after the hang began; hung requests ended %v %v", recovered.Round(time.Millisecond), codes, took)
+	for i := range codes {
+		if codes[i] != 502 || took[i] >= 5*time.Second {
+			t.Errorf("hung request %d: %d after %v, want 502 before fastcgi_read_timeout (5s)", i, codes[i], took[i])
+		}
+	}
+	// The correlation counts the resets and says why.
+	waitMetric(t, s.metrics, `phpfpm_nginx_upstream_errors_total{cause="reset",pool="www",status="502"} 4`)
+	events := waitHTTP(t, s.metrics+"/events", 200)
+	for !strings.Contains(events, "× 502 upstream closed the connection early on unix://"+s.fpm.Pools["www"].Listen) {
+		if time.Since(hungStart) > 30*time.Second {
+			t.Fatalf("no nginx correlation event:\n%s", events)
+		}
+		time.Sleep(200 * time.Millisecond)
+		events = waitHTTP(t, s.metrics+"/events", 200)
+	}
+	if strings.Contains(events, "secret") {
+		t.Error("a query string reached the events")
+	}
+}
+
+// waitMetric waits until /metrics holds line.
+func waitMetric(t *testing.T, base, line string) string {
+	t.Helper()
+	return waitMetricMatch(t, base, regexp.QuoteMeta(line))
+}
+
+// waitMetricMatch waits until a line of /metrics matches pattern.
+func waitMetricMatch(t *testing.T, base, pattern string) string {
+	t.Helper()
+	re := regexp.MustCompile("(?m)^" + pattern)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, body := httpGet(base + "/metrics")
+		if re.MatchString(body) {
+			return body
+		}
+		if time.Now().After(deadline) {
+			var ours []string
+			for _, l := range strings.Split(body, "\n") {
+				if strings.HasPrefix(l, "phpfpm_nginx") || strings.HasPrefix(l, "phpfpm_socket") {
+					ours = append(ours, l)
+				}
+			}
+			t.Fatalf("/metrics never matched %q; it shows:\n%s", pattern, strings.Join(ours, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestE2EMasterKilled: SIGKILL to the master under run; nginx serves 200
+// again after the restart. The test measures how long it takes and how many
+// requests failed meanwhile.
+func TestE2EMasterKilled(t *testing.T) {
+	s := runStack(t, fpmtest.Pool{MaxChildren: 2, StatusListen: true}, 5*time.Second, "--interval", "200ms")
+	_, body := httpGet(s.metrics + "/status")
+	master := masterPID(t, body)
+
+	var mu sync.Mutex
+	var codes []int
+	var firstFail, back time.Time
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			code := s.nginx.Get("/index.php", 5*time.Second)
+			now := time.Now()
+			mu.Lock()
+			codes = append(codes, code)
+			if code != 200 && firstFail.IsZero() {
+				firstFail = now
+			}
+			if code == 200 && !firstFail.IsZero() && back.IsZero() {
+				back = now
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	killed := time.Now()
+	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		ok := !back.IsZero() || (firstFail.IsZero() && time.Since(killed) > 5*time.Second)
+		mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	failures := map[int]int{}
+	for _, c := range codes {
+		if c != 200 {
+			failures[c]++
+		}
+	}
+	recovery := time.Duration(0)
+	if !back.IsZero() {
+		recovery = back.Sub(killed)
+	}
+	t.Logf("master SIGKILLed: nginx served 200 again %v later; non-200 answers meanwhile: %v of %d requests", recovery.Round(time.Millisecond), failures, len(codes))
+	if !firstFail.IsZero() && back.IsZero() {
+		t.Fatalf("nginx never served 200 again; answers %v", failures)
+	}
+	if recovery > 4*time.Second {
+		t.Errorf("recovery took %v, want within the 1s backoff + 2s", recovery)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_, body = httpGet(s.metrics + "/status")
+		if strings.Contains(body, `"master": {`) && masterPID(t, body) != master {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fpmguard still reports the killed master")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func masterPID(t *testing.T, statusJSON string) int {
+	t.Helper()
+	i := strings.Index(statusJSON, `"master": {`)
+	if i < 0 {
+		t.Fatalf("no master in /status: %s", statusJSON)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(statusJSON[i:], "\"master\": {\n        \"pid\": %d", &pid); err != nil {
+		t.Fatalf("reading the master pid: %v in %s", err, statusJSON[i:i+80])
+	}
+	return pid
+}
+
+// TestE2ESaturation: more concurrent slow requests than workers plus
+// backlog. The socket listen queue and nginx's 502s from EAGAIN show in the
+// metrics and the events.
+func TestE2ESaturation(t *testing.T) {
+	s := runStack(t, fpmtest.Pool{MaxChildren: 1, StatusListen: true, Extra: []string{"listen.backlog = 2"}}, 30*time.Second, "--interval", "200ms")
+	ended := hang(s.nginx, 8, 3)
+	defer ended()
+	// One request runs, the backlog holds the next few, nginx gets EAGAIN
+	// for the rest.
+	for _, q := range []string{"1", "2", "3"} {
+		if _, body := httpGet(s.metrics + "/metrics"); strings.Contains(body, `phpfpm_socket_listen_queue{pool="www"} `+q) {
+			t.Logf("socket listen queue %s", q)
+		}
+	}
+	waitMetricMatch(t, s.metrics, `phpfpm_socket_listen_queue{pool="www"} [1-9]`)
+	waitMetricMatch(t, s.metrics, `phpfpm_nginx_upstream_errors_total{cause="backlog",pool="www",status="502"} [1-9]`)
+	events := waitHTTP(t, s.metrics+"/events", 200)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(events, "listen backlog full (EAGAIN)") || !strings.Contains(events, "wait in the listen queue") {
+		if time.Now().After(deadline) {
+			t.Fatalf("events lack the saturation:\n%s", events)
+		}
+		time.Sleep(200 * time.Millisecond)
+		events = waitHTTP(t, s.metrics+"/events", 200)
+	}
+}
