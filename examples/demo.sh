@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: a self-contained nginx + php-fpm stack in a fresh temporary
-# directory, watched by fpmguard. Ctrl-C stops everything and removes the
-# directory.
+# directory, with php-fpm owned by `fpmguard run` and hung-worker killing on.
+# Ctrl-C stops everything and removes the directory.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,10 +35,16 @@ free_port() {
 dir=$(mktemp -d -t fpmguard-demo.XXXXXX)
 chmod 755 "$dir"
 pids=()
+fpmguard_pid=
 cleanup() {
 	trap - EXIT INT TERM
 	echo
 	echo "demo: stopping"
+	# fpmguard stops its php-fpm gracefully on SIGTERM; nginx on SIGQUIT.
+	if [ -n "$fpmguard_pid" ]; then
+		kill -TERM "$fpmguard_pid" 2>/dev/null || true
+		wait "$fpmguard_pid" 2>/dev/null || true
+	fi
 	for pid in "${pids[@]}"; do kill -QUIT "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do
 		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -53,6 +59,7 @@ trap 'exit 130' INT TERM
 mkdir -p "$dir/php" "$dir/writable" "$dir/nginx-tmp"
 cp -L "$repo"/examples/php/*.php "$dir/php/"
 port=$(free_port 18080)
+fpmguard_port=$(free_port $((port + 1)))
 
 userlines=""
 nginxuser=""
@@ -77,34 +84,43 @@ fill() {
 fill "$here/demo/php-fpm.conf.in" "$dir/php-fpm.conf"
 fill "$here/demo/nginx.conf.in" "$dir/nginx.conf"
 
-"$fpm_bin" -F -y "$dir/php-fpm.conf" >"$dir/php-fpm.out" 2>&1 &
-pids+=($!)
+# fpmguard owns php-fpm: it restarts it if it dies, and kills workers
+# hung for more than 10 s. Its log goes to the terminal.
+"$bin" run --web.listen-address "127.0.0.1:$fpmguard_port" --kill-hung-after 10s --hung-after 5s \
+	--opcache-dir "$dir/opcache" --nginx-error-log "$dir/nginx-error.log" \
+	-- "$fpm_bin" -F -y "$dir/php-fpm.conf" &
+fpmguard_pid=$!
+for _ in $(seq 100); do
+	[ -S "$dir/www.sock" ] && break
+	sleep 0.1
+done
 "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" >"$dir/nginx.out" 2>&1 &
 pids+=($!)
-
 for _ in $(seq 100); do
-	[ -S "$dir/www.sock" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$fpmguard_port") 2>/dev/null && break
 	sleep 0.1
 done
 
 app="http://127.0.0.1:$port"
+fg="http://127.0.0.1:$fpmguard_port"
 cat <<MSG
 
 fpmguard demo in $dir
-  the app:      $app/
-  hangs:        $app/hang.php?s=60
-  spins:        $app/spin.php?s=60
-  crashes:      $app/crash.php
-  fills opcache $app/fill-opcache.php?n=20000
+  the app:        $app/
+  fpmguard:       $fg/status  $fg/metrics  $fg/healthz  $fg/readyz  $fg/events
 
 Try, in another terminal:
-  curl '$app/hang.php?s=60' &   # four of these hang every worker
-  $bin status --fpm-config $dir/php-fpm.conf --opcache-dir $dir/opcache --hung-after 5s
-  $bin check --fpm-config $dir/php-fpm.conf --opcache-dir $dir/opcache
+  curl '$app/hang.php?s=60' &        # hangs a worker (sleep); do it 4 times to hang them all
+  curl '$app/spin.php?s=60' &        # spins a worker (busy loop)
+  curl '$app/crash.php'              # the worker exits mid-request: nginx answers 502
+  curl '$app/fill-opcache.php?n=20000'   # fills the opcache
+  $bin status --fpm-config $dir/php-fpm.conf --opcache-dir $dir/opcache
+  curl $fg/events                    # what fpmguard saw and did
+After 10 s fpmguard kills the hung and spinning workers; the master respawns them.
 
 fpmguard status now:
 MSG
-"$bin" status --fpm-config "$dir/php-fpm.conf" --opcache-dir "$dir/opcache" || true
+"$bin" status --fpm-config "$dir/php-fpm.conf" --opcache-dir "$dir/opcache" --hung-after 5s || true
 
 if [ -t 0 ]; then
 	echo

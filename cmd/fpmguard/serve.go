@@ -216,10 +216,11 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	}
 	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
 
-	// SIGTERM and SIGINT stop php-fpm gracefully; the context of main is
-	// replaced so the runner, not the signal, decides when fpmguard ends.
+	// SIGTERM, SIGINT and SIGQUIT stop php-fpm gracefully; the context of
+	// main is replaced so the runner, not the signal, decides when fpmguard
+	// ends. (Go's own SIGQUIT would dump goroutines and leave php-fpm.)
 	stopSigs := make(chan os.Signal, 1)
-	signal.Notify(stopSigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(stopSigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	forward := make(chan os.Signal, 4)
 	signal.Notify(forward, syscall.SIGUSR1, syscall.SIGUSR2)
 	hup := make(chan os.Signal, 1)
