@@ -26,11 +26,19 @@ lint:
 test: deps lint
 	FPMGUARD_INTEGRATION=require $(GO) test -race -count=1 -timeout 20m ./...
 
+# The Go benchmarks of every package (6 runs each, for benchstat medians),
+# then the end-to-end scenario through nginx: hung workers with nothing
+# acting, with fpmguard, and with php-fpm's request_terminate_timeout.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.out
+	FPMGUARD_SCENARIO=1 $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count 1 ./cmd/fpmguard/ | tee bench-scenario.out
+	@echo
+	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms:"
+	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); \
+		printf "  %-28s nginx 5xx %5s   recovery %6s s\n", n[2], $$4, $$6 }' bench-scenario.out
 
 demo: deps build
 	./examples/demo.sh
 
 clean:
-	rm -rf bin bench.out
+	rm -rf bin bench.out bench-scenario.out

@@ -366,7 +366,7 @@ func waitHTTP(t *testing.T, url string, want int) string {
 
 // startBinary starts fpmguard with args and stops it with SIGTERM at the
 // end of the test, unless the test did.
-func startBinary(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+func startBinary(t testing.TB, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
 	var out bytes.Buffer
