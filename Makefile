@@ -35,7 +35,7 @@ bench: deps
 	@echo
 	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms:"
 	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); \
-		printf "  %-28s nginx 5xx %5s   recovery %6s s\n", n[2], $$4, $$6 }' bench-scenario.out
+		printf "  %-28s nginx 5xx %5s   recovery %6s s\n", n[2], $$5, $$7 }' bench-scenario.out
 
 demo: deps build
 	./examples/demo.sh
