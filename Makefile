@@ -5,7 +5,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test lint bench demo clean
+.PHONY: all build deps test lint bench demo soak clean
+
+# The chaos soak's length: make soak SOAK=10m.
+SOAK ?= 60s
 
 all: build
 
@@ -25,13 +28,18 @@ lint:
 # not skip, when php-fpm is missing.
 test: deps lint
 	FPMGUARD_INTEGRATION=require $(GO) test -race -count=1 -timeout 20m ./...
+	FPMGUARD_INTEGRATION=require SOAK=60s $(GO) test -count=1 -timeout 10m -run '^TestSoak$$' -v ./cmd/fpmguard/
+
+# The chaos soak alone, SOAK long (60s by default).
+soak: deps
+	FPMGUARD_INTEGRATION=require SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/fpmguard/
 
 # The Go benchmarks of every package (6 runs each, for benchstat medians),
 # then the end-to-end scenario through nginx: hung workers with nothing
 # acting, with fpmguard, and with php-fpm's request_terminate_timeout.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.out
-	FPMGUARD_SCENARIO=1 $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count 1 ./cmd/fpmguard/ | tee bench-scenario.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... > bench.out; status=$$?; cat bench.out; exit $$status
+	FPMGUARD_SCENARIO=1 $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count 1 ./cmd/fpmguard/ > bench-scenario.out; status=$$?; cat bench-scenario.out; exit $$status
 	@echo
 	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms:"
 	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); \
