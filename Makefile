@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test lint bench demo soak clean
+.PHONY: all build deps test lint vulncheck bench demo soak clean
 
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
@@ -26,7 +26,11 @@ lint:
 
 # Every test, integration tests against a real php-fpm included. They fail,
 # not skip, when php-fpm is missing.
-test: deps lint
+# govulncheck, offline, against a database built from the vulndb module.
+vulncheck:
+	./.ci/vulncheck
+
+test: deps lint vulncheck
 	FPMGUARD_INTEGRATION=require $(GO) test -race -count=1 -timeout 20m ./...
 	FPMGUARD_INTEGRATION=require SOAK=60s $(GO) test -count=1 -timeout 10m -run '^TestSoak$$' -v ./cmd/fpmguard/
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -297,6 +298,10 @@ func readStatusJSON(r *jsonReader) (*Status, error) {
 			if err := r.object(p.set, nil); err != nil {
 				return err
 			}
+			// fpmguard acts on workers by pid; php-fpm writes one for each.
+			if p.PID == 0 {
+				return r.fail("a process without a pid")
+			}
 			st.Processes = append(st.Processes, p)
 			if r.expect(',') {
 				continue
@@ -322,29 +327,41 @@ func readStatusJSON(r *jsonReader) (*Status, error) {
 func parseStatusText(b []byte) (*Status, error) {
 	st := &Status{MemoryPeak: -1}
 	var cur *Process
-	var lastSet func(string)
+	// A value's continuation lines are gathered in more and added once the
+	// value ends: adding them one by one is quadratic, and a body of many
+	// short lines stalled the watcher for hours.
+	var more strings.Builder
+	var moreTo func(string)
+	flush := func() {
+		if moreTo != nil && more.Len() > 0 {
+			moreTo(more.String())
+		}
+		more.Reset()
+		moreTo = nil
+	}
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimRight(line, "\r")
 		if strings.HasPrefix(line, "*****") {
+			flush() // before the append moves the process it points to
 			st.Processes = append(st.Processes, Process{})
 			cur = &st.Processes[len(st.Processes)-1]
-			lastSet = nil
 			continue
 		}
 		k, v, ok := strings.Cut(line, ":")
 		k = strings.ToLower(k)
 		if !ok || !statusKeys[k] {
-			if lastSet != nil {
-				lastSet("\n" + line)
+			if moreTo != nil {
+				more.WriteString("\n")
+				more.WriteString(line)
 			}
 			continue
 		}
+		flush()
 		v = strings.TrimSpace(v)
 		if cur == nil {
 			if err := st.set(k, v); err != nil {
 				return nil, err
 			}
-			lastSet = nil
 			continue
 		}
 		p := cur
@@ -353,13 +370,17 @@ func parseStatusText(b []byte) (*Status, error) {
 		}
 		if k == "request uri" || k == "script" || k == "user" {
 			key := k
-			lastSet = func(more string) { p.appendTo(key, more) }
-		} else {
-			lastSet = nil
+			moreTo = func(s string) { p.appendTo(key, s) }
 		}
 	}
+	flush()
 	if st.Pool == "" {
 		return nil, errors.New("not a php-fpm status page: no pool line")
+	}
+	for i, p := range st.Processes {
+		if p.PID == 0 {
+			return nil, fmt.Errorf("not a php-fpm status page: process %d has no pid", i+1)
+		}
 	}
 	return st, nil
 }
@@ -436,7 +457,9 @@ func (p *Process) set(k, v string) error {
 		p.Script = v
 	case "last request cpu":
 		p.LastRequestCPU, err = strconv.ParseFloat(v, 64)
-		if err != nil {
+		// ParseFloat takes NaN and Inf, which php-fpm never writes and
+		// the report's JSON cannot hold.
+		if err != nil || math.IsNaN(p.LastRequestCPU) || math.IsInf(p.LastRequestCPU, 0) {
 			err = fmt.Errorf("last request cpu %q is not a number", truncate(v, 20))
 		}
 	case "last request memory":

@@ -1,0 +1,281 @@
+package fpmtest
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Hostile FastCGI peers: servers that misbehave on purpose, for tests of how
+// a client bounds what a broken or malicious php-fpm can do to it. The
+// framing is written by hand so that it can be wrong on purpose.
+
+// FastCGI record types.
+const (
+	TypeBeginRequest = 1
+	TypeEndRequest   = 3
+	TypeParams       = 4
+	TypeStdin        = 5
+	TypeStdout       = 6
+	TypeStderr       = 7
+)
+
+// END_REQUEST protocol statuses.
+const (
+	RequestComplete = 0
+	CantMpxConn     = 1
+	Overloaded      = 2
+	UnknownRole     = 3
+)
+
+// Peer serves one accepted connection. ctx ends when the server closes; the
+// server closes conn once Peer returns.
+type Peer func(ctx context.Context, conn net.Conn)
+
+// Hostile is a listening hostile peer.
+type Hostile struct {
+	Network string // "unix" or "tcp"
+	Addr    string // the socket path or host:port
+
+	ln     net.Listener
+	dir    string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // nil once closed
+}
+
+// StartHostile listens on a fresh unix socket or on loopback TCP and serves
+// every connection with peer. Close, or the test's cleanup, stops it.
+func StartHostile(t testing.TB, network string, peer Peer) *Hostile {
+	t.Helper()
+	h := &Hostile{Network: network, conns: map[net.Conn]struct{}{}}
+	var err error
+	switch network {
+	case "unix":
+		// Not t.TempDir: subtest names can push the path past 108 bytes.
+		if h.dir, err = os.MkdirTemp("", "fpmguard-hostile"); err != nil {
+			t.Fatal(err)
+		}
+		h.Addr = filepath.Join(h.dir, "fpm.sock")
+		h.ln, err = net.Listen("unix", h.Addr)
+	case "tcp":
+		h.ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err == nil {
+			h.Addr = h.ln.Addr().String()
+		}
+	default:
+		err = fmt.Errorf("unknown network %q", network)
+	}
+	if err != nil {
+		if h.dir != "" {
+			os.RemoveAll(h.dir)
+		}
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	t.Cleanup(h.Close)
+	h.wg.Go(func() { h.serve(ctx, peer) })
+	return h
+}
+
+func (h *Hostile) serve(ctx context.Context, peer Peer) {
+	for {
+		conn, err := h.ln.Accept()
+		if err != nil {
+			return
+		}
+		h.mu.Lock()
+		if h.conns == nil {
+			h.mu.Unlock()
+			conn.Close()
+			return
+		}
+		h.conns[conn] = struct{}{}
+		h.mu.Unlock()
+		h.wg.Go(func() {
+			defer func() {
+				h.mu.Lock()
+				if h.conns != nil {
+					delete(h.conns, conn)
+				}
+				h.mu.Unlock()
+				conn.Close()
+			}()
+			peer(ctx, conn)
+		})
+	}
+}
+
+// Close stops listening, closes every connection and returns once every
+// goroutine of the server has ended. It may be called more than once.
+func (h *Hostile) Close() {
+	h.once.Do(func() {
+		h.cancel()
+		h.ln.Close()
+		h.mu.Lock()
+		for c := range h.conns {
+			c.Close()
+		}
+		h.conns = nil
+		h.mu.Unlock()
+		h.wg.Wait()
+		if h.dir != "" {
+			os.RemoveAll(h.dir)
+		}
+	})
+}
+
+// Header encodes a record header as it is, even when it lies about the
+// content that follows.
+func Header(typ byte, id uint16, contentLen uint16, padding byte) []byte {
+	h := []byte{1, typ, 0, 0, 0, 0, padding, 0}
+	binary.BigEndian.PutUint16(h[2:], id)
+	binary.BigEndian.PutUint16(h[4:], contentLen)
+	return h
+}
+
+// Record encodes one record, padded to a multiple of 8 as php-fpm pads.
+// content must not exceed 65535 bytes.
+func Record(typ byte, id uint16, content []byte) []byte {
+	pad := byte(-len(content) & 7)
+	b := append(Header(typ, id, uint16(len(content)), pad), content...)
+	return append(b, make([]byte, pad)...)
+}
+
+// EndRequest encodes END_REQUEST.
+func EndRequest(id uint16, appStatus uint32, protocolStatus byte) []byte {
+	body := make([]byte, 8)
+	binary.BigEndian.PutUint32(body, appStatus)
+	body[4] = protocolStatus
+	return Record(TypeEndRequest, id, body)
+}
+
+// Response encodes a whole answer the way php-fpm sends it: the CGI output
+// (headers, blank line, body) as STDOUT, the empty STDOUT that ends the
+// stream, and END_REQUEST.
+func Response(id uint16, stdout string) []byte {
+	b := Record(TypeStdout, id, []byte(stdout))
+	b = append(b, Record(TypeStdout, id, nil)...)
+	return append(b, EndRequest(id, 0, RequestComplete)...)
+}
+
+// ReadRequest reads a client's request up to its empty STDIN record and
+// returns the request id of its BEGIN_REQUEST.
+func ReadRequest(r io.Reader) (uint16, error) {
+	var hdr [8]byte
+	body := make([]byte, 65535+255)
+	var id uint16
+	for first := true; ; first = false {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return 0, err
+		}
+		if hdr[0] != 1 {
+			return 0, fmt.Errorf("FastCGI version %d", hdr[0])
+		}
+		typ := hdr[1]
+		n := int(binary.BigEndian.Uint16(hdr[4:])) + int(hdr[6])
+		if _, err := io.ReadFull(r, body[:n]); err != nil {
+			return 0, err
+		}
+		if first {
+			if typ != TypeBeginRequest {
+				return 0, fmt.Errorf("first record of type %d", typ)
+			}
+			id = binary.BigEndian.Uint16(hdr[2:])
+		}
+		if typ == TypeStdin && binary.BigEndian.Uint16(hdr[4:]) == 0 {
+			return id, nil
+		}
+	}
+}
+
+// hold keeps the connection open until the client or the server closes it,
+// reading whatever the client still sends.
+func hold(conn net.Conn) { _, _ = io.Copy(io.Discard, conn) }
+
+// Silent reads the request and never answers.
+func Silent(_ context.Context, conn net.Conn) {
+	if _, err := ReadRequest(conn); err == nil {
+		hold(conn)
+	}
+}
+
+// Answer reads the request, writes raw and keeps the connection open.
+func Answer(raw []byte) Peer {
+	return func(_ context.Context, conn net.Conn) {
+		if _, err := ReadRequest(conn); err != nil {
+			return
+		}
+		_, _ = conn.Write(raw)
+		hold(conn)
+	}
+}
+
+// Hangup reads the request, writes raw and closes the connection.
+func Hangup(raw []byte) Peer {
+	return func(_ context.Context, conn net.Conn) {
+		if _, err := ReadRequest(conn); err != nil {
+			return
+		}
+		_, _ = conn.Write(raw)
+	}
+}
+
+// Dribble reads the request and writes raw one byte per interval.
+func Dribble(raw []byte, interval time.Duration) Peer {
+	return func(ctx context.Context, conn net.Conn) {
+		if _, err := ReadRequest(conn); err != nil {
+			return
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for i := range raw {
+			if _, err := conn.Write(raw[i : i+1]); err != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		hold(conn)
+	}
+}
+
+// Flood reads the request and answers with total bytes of body in full
+// 65535-byte STDOUT records, as fast as the connection takes them, then ends
+// the request. It stops at the first failed write.
+func Flood(total int) Peer {
+	return func(_ context.Context, conn net.Conn) {
+		if _, err := ReadRequest(conn); err != nil {
+			return
+		}
+		if _, err := conn.Write(Record(TypeStdout, 1, []byte("Content-Type: text/plain\r\n\r\n"))); err != nil {
+			return
+		}
+		chunk := make([]byte, 65535)
+		for i := range chunk {
+			chunk[i] = 'x'
+		}
+		rec := Record(TypeStdout, 1, chunk)
+		for sent := 0; sent < total; sent += len(chunk) {
+			if _, err := conn.Write(rec); err != nil {
+				return // the client gave up: EPIPE or ECONNRESET
+			}
+		}
+		_, _ = conn.Write(EndRequest(1, 0, RequestComplete))
+		hold(conn)
+	}
+}
