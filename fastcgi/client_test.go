@@ -258,20 +258,10 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// waitFor polls fn until it reports done or the deadline passes.
+// waitFor waits for fn with fpmtest.Poll.
 func waitFor[T any](t *testing.T, d time.Duration, fn func() (T, bool)) T {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		v, ok := fn()
-		if ok {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v (last value %v)", d, v)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return fpmtest.Poll(t, d, fn)
 }
 
 func assertClass(t *testing.T, err error, class fastcgi.Class, nginx int, hint string) {

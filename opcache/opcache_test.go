@@ -18,15 +18,9 @@ import (
 
 // scriptDir installs the embedded script into a fresh directory workers can
 // read.
-func scriptDir(t *testing.T) string {
+func scriptDir(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path, err := opcache.Install(filepath.Join(dir, "fpmguard"))
+	path, err := opcache.Install(filepath.Join(fpmtest.Dir(t), "fpmguard"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,16 +351,7 @@ func TestJudgeRestartPending(t *testing.T) {
 // to the embedded script and one JSON decode. ping is the baseline: the
 // same round trip to php-fpm's own ping, which runs no PHP.
 func BenchmarkRead(b *testing.B) {
-	dir := b.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			b.Fatal(err)
-		}
-	}
-	script, err := opcache.Install(filepath.Join(dir, "fpmguard"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	script := scriptDir(b)
 	fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
 	addr := fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}
 	ctx := context.Background()

@@ -167,12 +167,7 @@ func TestMetricsMatchPHPFPM(t *testing.T) {
 	tg := fpmTargets(t, fpm)["www"]
 	// No heartbeat: its request would change the counters between reads.
 	tg.PingPath = ""
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := fpmtest.Dir(t)
 	pr := &Prober{Client: fastcgi.Client{Timeout: 2 * time.Second}, Procs: SystemProcs}
 	pr.Opcache = &OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "oc")}
 	w := NewWatcher(pr, []Target{tg}, WatchConfig{Interval: time.Hour}, NewEventLog(nil))

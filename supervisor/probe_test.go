@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -238,19 +237,10 @@ func hold(t *testing.T, fpm *fpmtest.FPM, tg Target, n int, query string) {
 	})
 }
 
+// poll waits for fn with fpmtest.Poll.
 func poll[T any](t *testing.T, d time.Duration, fn func() (T, bool)) T {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		v, ok := fn()
-		if ok {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v; last: %+v", d, v)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return fpmtest.Poll(t, d, fn)
 }
 
 // TestOpcacheOncePerMaster: two pools under one master share one opcache,
@@ -259,12 +249,7 @@ func TestOpcacheOncePerMaster(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "alpha"}, {Name: "beta", StatusListen: true}}})
 	ts := fpmTargets(t, fpm)
 	targets := []Target{ts["alpha"], ts["beta"]}
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := fpmtest.Dir(t)
 	pr := testProber(2 * time.Second)
 	pr.Opcache = &OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "fpmguard")}
 	rep := pr.ProbeAll(context.Background(), targets, nil)

@@ -242,13 +242,7 @@ func TestPermissionDenied(t *testing.T) {
 // opcacheDir is a directory for the opcache script that workers can read.
 func opcacheDir(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(dir, "fpmguard")
+	return filepath.Join(fpmtest.Dir(t), "fpmguard")
 }
 
 func TestOpcacheCommands(t *testing.T) {
@@ -304,13 +298,7 @@ func TestOpcacheCommands(t *testing.T) {
 
 func buildBinary(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(dir, "fpmguard")
+	bin := filepath.Join(fpmtest.Dir(t), "fpmguard")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

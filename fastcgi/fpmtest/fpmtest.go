@@ -101,14 +101,7 @@ func New(t testing.TB, opts Options) *FPM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	// Workers run as another user when the test runs as root, and
-	// t.TempDir and its parent are 0700.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := Dir(t)
 	f := &FPM{Dir: dir, DocRoot: filepath.Join(dir, "www"), Conf: filepath.Join(dir, "php-fpm.conf"), Pools: map[string]*RunningPool{}, waited: make(chan struct{})}
 	if err := os.Mkdir(f.DocRoot, 0o755); err != nil {
 		t.Fatal(err)
@@ -409,5 +402,36 @@ func eachProc(fn func(pid int, state byte, ppid, pgrp int)) {
 		ppid, _ := strconv.Atoi(f[1])
 		pgrp, _ := strconv.Atoi(f[2])
 		fn(pid, f[0][0], ppid, pgrp)
+	}
+}
+
+// Dir returns a new temporary directory that php-fpm's workers, which run
+// as another user under a root test, can read: t.TempDir and its parent are
+// 0700.
+func Dir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Poll calls fn until it reports done and returns its value, failing the
+// test when d passes first. Tests wait with it instead of sleeping.
+func Poll[T any](t testing.TB, d time.Duration, fn func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		v, ok := fn()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v; last: %+v", d, v)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
