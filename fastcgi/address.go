@@ -71,7 +71,8 @@ func tcpAddress(orig, hostport string) (Address, error) {
 	if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
 		return Address{}, badAddress(orig, "the host is neither an IP address nor a host name")
 	}
-	return Address{Network: "tcp", Addr: net.JoinHostPort(host, port)}, nil
+	// The port as a number: 09000 and 9000 are one listener.
+	return Address{Network: "tcp", Addr: net.JoinHostPort(host, strconv.Itoa(n))}, nil
 }
 
 func validHostName(h string) bool {

@@ -40,10 +40,21 @@ var nginxCauses = []struct {
 
 // ParseNginxLine reads one line of nginx's error log and returns the
 // upstream failure it records, if it records one of a FastCGI upstream.
+//
+// Parts of the line come from clients: the request line, the Host header
+// and the Referer are written as they came. So the cause is looked for only
+// in nginx's own message, before ", client: ", and the upstream is the
+// first upstream field: it comes right after the request line, which holds
+// no spaces (nginx refuses one that does), and before the host and the
+// referrer, which could forge another.
 func ParseNginxLine(line string) (NginxError, bool) {
 	var e NginxError
+	msg, fields, ok := strings.Cut(line, ", client: ")
+	if !ok || !strings.Contains(msg, "upstream") {
+		return e, false
+	}
 	for _, c := range nginxCauses {
-		if strings.Contains(line, c.text) {
+		if strings.Contains(msg, c.text) {
 			e.Status, e.Cause = c.status, c.cause
 			break
 		}
@@ -51,12 +62,12 @@ func ParseNginxLine(line string) (NginxError, bool) {
 	if e.Status == 0 {
 		return e, false
 	}
-	const key = `upstream: "fastcgi://`
-	i := strings.Index(line, key)
+	const key = `, upstream: "fastcgi://`
+	i := strings.Index(fields, key)
 	if i < 0 {
 		return e, false
 	}
-	rest := line[i+len(key):]
+	rest := fields[i+len(key):]
 	end := strings.IndexByte(rest, '"')
 	if end < 0 {
 		return e, false
@@ -65,6 +76,9 @@ func ParseNginxLine(line string) (NginxError, bool) {
 	// nginx writes a unix upstream as unix:/path: with a trailing colon.
 	if strings.HasPrefix(up, "unix:") {
 		up = strings.TrimSuffix(up, ":")
+	}
+	if up == "" {
+		return e, false // no address: nothing to count it against
 	}
 	e.Upstream = up
 	return e, true
