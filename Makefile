@@ -1,6 +1,7 @@
 # fpmguard: build, test, benchmark and demo.
 GO        ?= go
 BIN       := bin/fpmguard
+# A static binary: no libc needed where it runs.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -13,7 +14,7 @@ SOAK ?= 60s
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fpmguard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fpmguard
 
 # php-fpm with opcache and nginx, from the distribution's packages, when missing.
 deps:

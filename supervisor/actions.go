@@ -407,11 +407,20 @@ func slowlogEntry(t Target, pid int) string {
 	if t.Slowlog == "" {
 		return ""
 	}
-	f, err := os.Open(filepath.Join(t.Root, t.Slowlog))
+	// Only a regular file: a container's slowlog is often /proc/self/fd/2,
+	// which from here is fpmguard's own stderr, and a read would never end.
+	path := filepath.Join(t.Root, t.Slowlog)
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
 	if fi, err := f.Stat(); err == nil && fi.Size() > maxSlowlogRead {
 		_, _ = f.Seek(fi.Size()-maxSlowlogRead, io.SeekStart)
 	}

@@ -170,12 +170,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		uri := w.pools[i].target.StatusVia().String() + ";" + w.pools[i].target.StatusPath
 		c.collectStatus(p, st, uri, gauge, untyped)
 		c.collectPool(p, st, gauge, counter, ch)
-		if p.Master != nil && p.Master.PID > 0 {
+		if p.Master != nil {
 			name := p.masterName()
 			masters[name] = masters[name] || p.Master.Alive
 		}
 	}
+	// A master seen once stays in the metrics: a stopped one reads 0, so an
+	// alert on master_up == 0 can fire.
 	restarts := w.masterRestarts()
+	for name := range restarts {
+		if _, ok := masters[name]; !ok {
+			masters[name] = false
+		}
+	}
 	for name, alive := range masters {
 		gauge(c.masterUp, b2f(alive), name)
 		counter(c.masterRestarts, float64(restarts[name]), name)

@@ -111,6 +111,23 @@ func TestCollectorLintAndGolden(t *testing.T) {
 	}
 }
 
+// TestMasterUpStaysWhenTheMasterStops: a master once seen reads 0 when it
+// is gone, instead of vanishing, so an alert on master_up == 0 fires.
+func TestMasterUpStaysWhenTheMasterStops(t *testing.T) {
+	w := fixedWatcher(t, 1, 2)
+	c := NewCollector(func() *Watcher { return w }, false)
+	master := `master="/etc/php/8.2/fpm/php-fpm.conf"`
+	out := scrape(t, NewMetricsHandler(c, nil))
+	if metricValue(t, out, "phpfpm_master_up", master) != 1 {
+		t.Fatal("master_up is not 1 while the master runs")
+	}
+	w.pools[0].report.Master = &MasterReport{Config: "/etc/php/8.2/fpm/php-fpm.conf", Error: "reading php-fpm pid file: no such file"}
+	out = scrape(t, NewMetricsHandler(c, nil))
+	if metricValue(t, out, "phpfpm_master_up", master) != 0 {
+		t.Error("master_up is not 0 after the master stopped")
+	}
+}
+
 // TestNoProcessMetrics: the per-worker series go away, the pool ones stay.
 func TestNoProcessMetrics(t *testing.T) {
 	w := fixedWatcher(t, 1, 3)

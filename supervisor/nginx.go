@@ -90,6 +90,7 @@ func ParseNginxLine(line string) (NginxError, bool) {
 type NginxLogs struct {
 	paths  []string
 	pools  map[string]string // canonical address -> pool name
+	addrs  map[string]string // pool name -> its address as nginx names it
 	events *EventLog
 	// ReportEvery is how often new failures become an event.
 	ReportEvery time.Duration
@@ -104,10 +105,18 @@ type NginxLogs struct {
 
 // NewNginxLogs follows paths for the pools of targets.
 func NewNginxLogs(paths []string, targets []Target, events *EventLog) *NginxLogs {
-	n := &NginxLogs{paths: paths, pools: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
+	n := &NginxLogs{paths: paths, pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
 		counts: map[NginxKey]uint64{}, recent: map[NginxKey][]time.Time{}, fresh: map[NginxKey]bool{}}
 	for _, t := range targets {
+		addr := t.Address
+		// A master in another container is reached through /proc/PID/root;
+		// nginx, beside it, names the socket by its own path.
+		if t.Root != "" && addr.Network == "unix" {
+			addr.Addr = strings.TrimPrefix(addr.Addr, t.Root)
+		}
+		n.pools[addr.String()] = t.Name
 		n.pools[t.Address.String()] = t.Name
+		n.addrs[t.Name] = addr.String()
 	}
 	return n
 }
@@ -170,7 +179,6 @@ func (n *NginxLogs) report() {
 	type item struct {
 		k     NginxKey
 		count int
-		addr  string
 	}
 	var items []item
 	for k, times := range n.recent {
@@ -189,12 +197,7 @@ func (n *NginxLogs) report() {
 	n.mu.Unlock()
 	sort.Slice(items, func(i, j int) bool { return items[i].k.Pool+items[i].k.Cause < items[j].k.Pool+items[j].k.Cause })
 	for _, it := range items {
-		for addr, pool := range n.pools {
-			if pool == it.k.Pool {
-				it.addr = addr
-			}
-		}
-		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), it.addr)
+		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), n.addrs[it.k.Pool])
 		if n.context != nil {
 			if ctx := n.context(it.k.Pool); ctx != "" {
 				msg += " — " + ctx

@@ -71,11 +71,29 @@ type session struct {
 
 // watch resolves the pools and runs a watcher until ctx ends, starting a
 // new one on every value from reload. It returns the first resolve error.
+// setup is called with each new watcher, and with nil when discovery found
+// no master and watch waits for one.
 func watch(ctx context.Context, args []string, cmd string, c *cli, f *watchFlags, events *supervisor.EventLog, s *session, setup func(*supervisor.Watcher), reload <-chan os.Signal, logger *slog.Logger) error {
+	waiting := false
 	for {
 		targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
 		if err != nil && len(targets) == 0 {
-			return err
+			if len(c.pools) > 0 || len(c.fpmConfigs) > 0 {
+				return err
+			}
+			// Discovery: php-fpm may start after fpmguard, as a sidecar's
+			// does. Look again every interval meanwhile.
+			if !waiting {
+				logger.Warn("no php-fpm master to watch yet; looking again every interval", "err", oneLine(err.Error()))
+				waiting = true
+				setup(nil)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(f.cfg.Interval):
+			}
+			continue
 		}
 		if err != nil {
 			logger.Warn("some pools were not found", "err", oneLine(err.Error()))
@@ -86,9 +104,7 @@ func watch(ctx context.Context, args []string, cmd string, c *cli, f *watchFlags
 		if len(f.nginxLogs) > 0 {
 			w.FollowNginx(f.nginxLogs)
 		}
-		if setup != nil {
-			setup(w)
-		}
+		setup(w)
 		s.current.Store(w)
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -247,9 +263,11 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	wg.Go(func() {
 		defer readyOnce.Do(func() { close(ready) })
 		err := watch(watchCtx, args, "run", c, f, events, &s, func(w *supervisor.Watcher) {
-			w.UseReaper(runner.Reaper())
-			w.SetMasterPID(runner.PID())
-			runner.OnStart(w.SetMasterPID)
+			if w != nil {
+				w.UseReaper(runner.Reaper())
+				w.SetMasterPID(runner.PID())
+				runner.OnStart(w.SetMasterPID)
+			}
 			readyOnce.Do(func() { close(ready) })
 		}, hup, logger)
 		if err != nil {
