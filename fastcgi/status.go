@@ -63,6 +63,9 @@ const (
 // Status reads the full status page of the pool whose status listener is
 // addr, at path (pm.status_path).
 func (c Client) Status(ctx context.Context, addr Address, path string) (*Status, error) {
+	// The fallback to plain text shares the one timeout.
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
 	st, err := c.statusPage(ctx, addr, Request{Path: path, Query: StatusQuery})
 	if fe, ok := AsError(err); ok && fe.Class == ClassBadResponse && errors.Is(err, errSyntax) {
 		// One URI php-fpm did not escape must not cost the whole pool.

@@ -121,12 +121,16 @@ func (c Client) call(ctx context.Context, addr fastcgi.Address, action string, e
 		}
 		return nil, fmt.Errorf("opcache %s: %w", action, err)
 	}
+	bad := func(err error) error {
+		return &fastcgi.Error{Op: "opcache " + action, Addr: addr, Class: fastcgi.ClassBadResponse, Err: err,
+			Hint: fmt.Sprintf("%s did not answer as fpmguard's opcache script: check that it is this fpmguard's copy and that php-fpm runs it as PHP", c.Script)}
+	}
 	var a answer
 	if err := json.Unmarshal(resp.Body, &a); err != nil {
-		return nil, fmt.Errorf("opcache %s via %s: the script's answer is not JSON: %w", action, addr, err)
+		return nil, bad(fmt.Errorf("the script's answer is not JSON: %w", err))
 	}
 	if a.Schema != 1 {
-		return nil, fmt.Errorf("opcache %s via %s: the script speaks schema %d, want 1: install this fpmguard's copy", action, addr, a.Schema)
+		return nil, bad(fmt.Errorf("the script speaks schema %d, want 1", a.Schema))
 	}
 	return &a, nil
 }
