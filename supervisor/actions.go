@@ -224,7 +224,7 @@ func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
 			a.event(t, r, EventBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
 			return killed
 		}
-		rec := &WorkerRecord{URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDuration,
+		rec := &WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDuration,
 			CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
 		kind := p.HungKind
 		if kind == "" {

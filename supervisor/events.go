@@ -23,6 +23,7 @@ type Event struct {
 
 // WorkerRecord is a worker as seen before fpmguard acted on it.
 type WorkerRecord struct {
+	State      string  `json:"state"` // php-fpm's word for it: never Idle
 	URI        string  `json:"request_uri"`
 	Script     string  `json:"script"`
 	Method     string  `json:"request_method"`
@@ -37,7 +38,7 @@ type WorkerRecord struct {
 // LogValue logs the record as a group.
 func (w *WorkerRecord) LogValue() slog.Value {
 	attrs := []slog.Attr{
-		slog.String("request_method", w.Method), slog.String("request_uri", w.URI), slog.String("script", w.Script),
+		slog.String("state", w.State), slog.String("request_method", w.Method), slog.String("request_uri", w.URI), slog.String("script", w.Script),
 		slog.Float64("request_age_seconds", w.AgeSeconds), slog.Float64("cpu_seconds", w.CPUSeconds),
 		slog.Uint64("rss_bytes", w.RSSBytes), slog.String("os_state", string(w.OSState)),
 	}
