@@ -66,7 +66,7 @@ func TestSoak(t *testing.T) {
 		mu      sync.Mutex
 		codes   = map[int]int{}
 		sent    int
-		workers = map[int]bool{} // every php-fpm worker pid seen
+		workers = map[int]bool{}         // every php-fpm worker pid seen
 		stopped = map[int][2]time.Time{} // idle workers we SIGSTOPped: from, to
 		chaos   = map[string]int{}
 	)
