@@ -442,3 +442,30 @@ func TestRunBinary(t *testing.T) {
 		t.Errorf("no stop event in the log:\n%s", out)
 	}
 }
+
+// TestRunSignals: SIGUSR2 to fpmguard run reaches php-fpm (a graceful
+// reload), and SIGHUP reloads fpmguard's own config.
+func TestRunSignals(t *testing.T) {
+	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	addr := freePort(t)
+	args := append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--no-opcache", "--"}, fpm.Argv()...)
+	cmd, _ := startBinary(t, args...)
+	base := "http://" + addr
+	waitHTTP(t, base+"/readyz", 200)
+
+	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	fpmtest.Poll(t, 5*time.Second, func() (string, bool) {
+		log := fpm.Log()
+		return log, strings.Contains(log, "Reloading in progress")
+	})
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	fpmtest.Poll(t, 5*time.Second, func() (string, bool) {
+		_, body := httpGet(base + "/events")
+		return body, strings.Contains(body, "SIGHUP: configuration reloaded")
+	})
+	waitHTTP(t, base+"/readyz", 200)
+}

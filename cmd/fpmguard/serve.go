@@ -26,6 +26,7 @@ type watchFlags struct {
 	web              *web.FlagConfig
 	telemetryPath    string
 	noProcessMetrics bool
+	noOpcache        bool
 	nginxLogs        []string
 }
 
@@ -44,6 +45,7 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("dry-run", "Log and count the actions that would be taken; take none.").BoolVar(&a.DryRun)
 	cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	cmd.Flag("no-process-metrics", "Leave out the per-worker series, for large pools.").BoolVar(&f.noProcessMetrics)
+	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
 	cmd.Flag("nginx-error-log", "Follow this nginx error log and count upstream failures per pool. Repeatable.").PlaceHolder("PATH").StringsVar(&f.nginxLogs)
 	f.web = kingpinflag.AddFlags(cmd, ":9253")
 }
@@ -98,6 +100,7 @@ func watch(ctx context.Context, args []string, cmd string, c *cli, f *watchFlags
 		if err != nil {
 			logger.Warn("some pools were not found", "err", oneLine(err.Error()))
 		}
+		c.noOpcache = c.noOpcache || f.noOpcache
 		pr := newProber(c)
 		pr.ReadPSS = !f.noProcessMetrics
 		w := supervisor.NewWatcher(pr, targets, f.cfg, events)
