@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -225,7 +224,7 @@ func TestTimeoutLeavesNothingBehind(t *testing.T) {
 	pool := fpm.Pools["www"]
 	script := filepath.Join(fpm.DocRoot, "sleep.php")
 	ignore := goleak.IgnoreCurrent()
-	fdsBefore := openFDs(t)
+	fdsBefore := fpmtest.OpenFDs(t)
 
 	c := fastcgi.Client{Timeout: 200 * time.Millisecond}
 	for range 5 {
@@ -239,7 +238,7 @@ func TestTimeoutLeavesNothingBehind(t *testing.T) {
 	assertClass(t, err, fastcgi.ClassTimeout, 504, "")
 
 	goleak.VerifyNone(t, ignore)
-	if after := openFDs(t); after != fdsBefore {
+	if after := fpmtest.OpenFDs(t); after != fdsBefore {
 		t.Errorf("open fds: %d before, %d after", fdsBefore, after)
 	}
 	// The only worker is free again once its last abandoned request ends.
@@ -247,15 +246,6 @@ func TestTimeoutLeavesNothingBehind(t *testing.T) {
 		_, err := fastcgi.Client{Timeout: time.Second}.Ping(context.Background(), unixAddr(pool.Listen), "/ping", "pong")
 		return 0, err == nil
 	})
-}
-
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // waitFor waits for fn with fpmtest.Poll.

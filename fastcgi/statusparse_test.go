@@ -1,36 +1,16 @@
-package fastcgi
+package fastcgi_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from what was produced:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
 
 func TestParseStatusCaptures(t *testing.T) {
 	tests := []struct {
@@ -77,7 +57,7 @@ func TestParseStatusCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := ParseStatus(data)
+			st, err := fastcgi.ParseStatus(data)
 			if err != nil {
 				t.Fatalf("ParseStatus: %v", err)
 			}
@@ -102,7 +82,7 @@ func TestParseStatusCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, strings.TrimSuffix(tt.file, filepath.Ext(tt.file))+filepath.Ext(tt.file)+".golden", append(out, '\n'))
+			fpmtest.Golden(t, strings.TrimSuffix(tt.file, filepath.Ext(tt.file))+filepath.Ext(tt.file)+".golden", append(out, '\n'))
 		})
 	}
 }
@@ -121,9 +101,9 @@ func TestParseStatusRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := ParseStatus([]byte(tt.in))
+			st, err := fastcgi.ParseStatus([]byte(tt.in))
 			if err == nil {
-				t.Fatalf("ParseStatus(%q) = %+v, want an error", tt.in, st)
+				t.Fatalf("fastcgi.ParseStatus(%q) = %+v, want an error", tt.in, st)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
@@ -136,7 +116,7 @@ func TestParseStatusRejects(t *testing.T) {
 // order this reader does not know, as a future php-fpm might write it.
 func TestParseStatusUnknownOrder(t *testing.T) {
 	in := `{"pool":"www","processes":[{"script":"/x.php","pid":7,"request uri":"/x","state":"Idle"}],"process manager":"ondemand"}`
-	st, err := ParseStatus([]byte(in))
+	st, err := fastcgi.ParseStatus([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}

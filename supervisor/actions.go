@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,11 +113,7 @@ func newActor(cfg ActionConfig, pr *Prober, events *EventLog) *Actor {
 func (a *Actor) Counts() map[ActionKey]uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[ActionKey]uint64, len(a.counts))
-	for k, v := range a.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.counts)
 }
 
 func (a *Actor) count(pool, action, result string) {

@@ -3,12 +3,10 @@ package supervisor
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,8 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // fixedWatcher is a watcher whose state is set by hand, not probed: pools
 // of workers each, with one of every interesting thing.
@@ -96,19 +92,7 @@ func TestCollectorLintAndGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	path := filepath.Join("testdata", "metrics.golden")
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Errorf("exposition differs from %s:\n%s", path, buf.String())
-	}
+	fpmtest.Golden(t, "metrics.golden", buf.Bytes())
 }
 
 // TestMasterUpStaysWhenTheMasterStops: a master once seen reads 0 when it

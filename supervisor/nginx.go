@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -125,11 +126,7 @@ func NewNginxLogs(paths []string, targets []Target, events *EventLog) *NginxLogs
 func (n *NginxLogs) Counts() map[NginxKey]uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make(map[NginxKey]uint64, len(n.counts))
-	for k, v := range n.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(n.counts)
 }
 
 // Run follows every log until ctx ends.

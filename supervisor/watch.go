@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -398,10 +399,7 @@ func (s *poolStats) add(r *PoolReport) {
 func (s poolStats) clone() poolStats {
 	c := s
 	c.buckets = append([]uint64(nil), s.buckets...)
-	c.failures = make(map[string]uint64, len(s.failures))
-	for k, v := range s.failures {
-		c.failures[k] = v
-	}
+	c.failures = maps.Clone(s.failures)
 	return c
 }
 

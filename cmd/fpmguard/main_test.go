@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,29 +20,6 @@ import (
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (go test -update creates it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", path, got, want)
-	}
-}
 
 // fixedReport is a report with one of everything, for golden output.
 func fixedReport() *supervisor.Report {
@@ -92,16 +67,16 @@ func fixedReport() *supervisor.Report {
 func TestStatusOutputGolden(t *testing.T) {
 	var table, colored, js bytes.Buffer
 	writeTable(&table, fixedReport(), false)
-	golden(t, "status.txt", table.Bytes())
+	fpmtest.Golden(t, "status.txt", table.Bytes())
 	writeTable(&colored, fixedReport(), true)
-	golden(t, "status-color.txt", colored.Bytes())
+	fpmtest.Golden(t, "status-color.txt", colored.Bytes())
 	if err := writeJSON(&js, fixedReport()); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "status.json", js.Bytes())
+	fpmtest.Golden(t, "status.json", js.Bytes())
 
 	res := supervisor.Check(fixedReport(), supervisor.CheckThresholds{})
-	golden(t, "check.txt", []byte(res.Line+"\n"))
+	fpmtest.Golden(t, "check.txt", []byte(res.Line+"\n"))
 	if res.Code != supervisor.CheckCritical {
 		t.Errorf("check code %d, want CRITICAL", res.Code)
 	}
@@ -318,12 +293,7 @@ func requireIntegration(t *testing.T, why string) {
 
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + fpmtest.FreePort(t)
 }
 
 // httpGet returns the status and body of a GET, or 0 when nothing answers.

@@ -6,7 +6,9 @@
 package fpmtest
 
 import (
+	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -434,4 +436,41 @@ func Poll[T any](t testing.TB, d time.Duration, fn func() (T, bool)) T {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// Golden compares got with the file testdata/name, or writes got there with
+// go test -update.
+func Golden(t testing.TB, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (go test -update creates it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from what was produced:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// FreePort returns a local TCP port nothing listens on now.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }

@@ -93,7 +93,7 @@ func RunHostile(t *testing.T, network string, hc HostileCase, read func(context.
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		ignore := goleak.IgnoreCurrent()
-		fds := openFDs(t)
+		fds := OpenFDs(t)
 		srv := StartHostile(t, network, hc.Peer)
 		runtime.GC()
 		var before, after runtime.MemStats
@@ -137,7 +137,7 @@ func noLeak(t *testing.T, ignore goleak.Option, fds int) {
 	// A socket's fd is released when its last pending read returns, which
 	// goleak has just waited for; allow the close a moment all the same.
 	deadline := time.Now().Add(time.Second)
-	for n := openFDs(t); n != fds; n = openFDs(t) {
+	for n := OpenFDs(t); n != fds; n = OpenFDs(t) {
 		if time.Now().After(deadline) {
 			t.Errorf("open fds: %d before, %d after", fds, n)
 			return
@@ -173,7 +173,7 @@ func checkHostileError(t *testing.T, err error, hc HostileCase) {
 }
 
 // OpenFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
+func OpenFDs(t testing.TB) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

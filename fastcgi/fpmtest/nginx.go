@@ -55,7 +55,7 @@ func StartNginx(t testing.TB, f *FPM, pool string, opts NginxOptions) *Nginx {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := FreePort(t)
 	n := &Nginx{URL: "http://127.0.0.1:" + port, ErrorLog: filepath.Join(dir, "error.log"), dir: dir, waited: make(chan struct{})}
 	user := ""
 	if os.Geteuid() == 0 {
@@ -160,15 +160,4 @@ func (n *Nginx) Get(path string, timeout time.Duration) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
