@@ -189,19 +189,7 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 			fastcgi.Request{Path: "/sleep.php", Query: "ms=10000", Script: filepath.Join(fpm.DocRoot, "sleep.php")})
 		errc <- err
 	}()
-	c := fastcgi.Client{Timeout: time.Second}
-	pid := waitFor(t, 3*time.Second, func() (int, bool) {
-		st, err := c.Status(context.Background(), unixAddr(pool.StatusSocket), "/status")
-		if err != nil {
-			return 0, false
-		}
-		for _, p := range st.Processes {
-			if p.State == "Running" {
-				return p.PID, true
-			}
-		}
-		return 0, false
-	})
+	pid := fpm.WaitWorker(t, "www", fpmtest.Running)
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

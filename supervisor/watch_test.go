@@ -245,15 +245,7 @@ func TestEscalationToSIGKILL(t *testing.T) {
 	})
 	w := watcherFor(t, fpm, WatchConfig{Interval: 300 * time.Millisecond, Actions: ActionConfig{KillHungAfter: time.Second, KillGrace: time.Second}})
 	background(t, fpm, 1, "sleep.php", "ms=30000")
-	pid := poll(t, 3*time.Second, func() (int, bool) {
-		r := testProber(time.Second).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
-		for _, p := range r.Processes {
-			if p.State == "Running" {
-				return p.PID, true
-			}
-		}
-		return 0, false
-	})
+	pid := fpm.WaitWorker(t, "www", fpmtest.Running)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package fpmtest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
 )
 
 // Pool describes one pool of the test master.
@@ -474,3 +477,31 @@ func FreePort(t testing.TB) string {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
 }
+
+// WaitWorker waits until pool's status page shows a worker for which want
+// is true, and returns its pid. It reads the page through pm.status_listen
+// when the pool has it, so busy workers do not delay it.
+func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) bool) int {
+	t.Helper()
+	p := f.Pools[pool]
+	sock := p.StatusSocket
+	if sock == "" {
+		sock = p.Listen
+	}
+	c := fastcgi.Client{Timeout: time.Second}
+	return Poll(t, 5*time.Second, func() (int, bool) {
+		st, err := c.Status(context.Background(), fastcgi.Address{Network: "unix", Addr: sock}, p.StatusPath)
+		if err != nil {
+			return 0, false
+		}
+		for _, w := range st.Processes {
+			if want(w) {
+				return w.PID, true
+			}
+		}
+		return 0, false
+	})
+}
+
+// Running is WaitWorker's test for a worker serving a request.
+func Running(p fastcgi.Process) bool { return p.State == "Running" }
