@@ -22,7 +22,6 @@ import (
 type Reaper struct {
 	mu      sync.Mutex
 	waiting map[int]chan syscall.WaitStatus
-	orphans uint64
 }
 
 // NewReaper makes this process a child subreaper, so orphaned php-fpm
@@ -79,11 +78,10 @@ func (r *Reaper) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		// Anything not waited for is an orphan: reaping it is all it needs.
 		if ch, ok := r.waiting[pid]; ok {
 			ch <- ws
 			delete(r.waiting, pid)
-		} else {
-			r.orphans++
 		}
 	}
 }
