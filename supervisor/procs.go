@@ -226,8 +226,6 @@ func stateLetter(s string) OSState {
 	return OSUnknown
 }
 
-// IsGone reports whether err says the process does not exist.
-func IsGone(err error) bool { return errors.Is(err, errGone) }
 
 // ReadSchedstat reads /proc/PID/schedstat: ns on a CPU, ns waiting on a
 // run queue, timeslices. gopsutil does not read it. Zero when unavailable.
