@@ -226,7 +226,6 @@ func stateLetter(s string) OSState {
 	return OSUnknown
 }
 
-
 // ReadSchedstat reads /proc/PID/schedstat: ns on a CPU, ns waiting on a
 // run queue, timeslices. gopsutil does not read it. Zero when unavailable.
 func ReadSchedstat(pid int) (onCPU, runQueue time.Duration) {
