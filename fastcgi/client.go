@@ -87,7 +87,11 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
 	if err != nil {
-		return nil, classify(op, addr, timeout, err)
+		e := classify(op, addr, timeout, err)
+		if e.Class == ClassTimeout {
+			e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
+		}
+		return nil, e
 	}
 	defer nc.Close()
 	deadline, _ := ctx.Deadline()
@@ -116,10 +120,15 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	nc.Close() // ends gofast's goroutines if the peer sent more after the end
 
 	if rec.err != nil {
+		err := rec.err
 		if ctx.Err() != nil && !errors.Is(rec.err, errTooLarge) {
-			return nil, classify(op, addr, timeout, context.DeadlineExceeded)
+			err = context.DeadlineExceeded
 		}
-		return nil, classify(op, addr, timeout, rec.err)
+		e := classify(op, addr, timeout, err)
+		if e.Class == ClassTimeout {
+			e.Err = fmt.Errorf("%w, %s", e.Err, rec.waiting)
+		}
+		return nil, e
 	}
 	resp, err := parseCGI(rec.stdout.Bytes())
 	if err != nil {
@@ -244,10 +253,12 @@ type recorder struct {
 
 	stdout, stderr bytes.Buffer
 	ended          bool
+	got            int64 // bytes read from php-fpm
 
-	once sync.Once
-	err  error // set once, before done is closed
-	done chan struct{}
+	once    sync.Once
+	err     error  // set once, before done is closed
+	waiting string // what was still awaited when the stream failed
+	done    chan struct{}
 }
 
 func newRecorder(c net.Conn, maxBody int64) *recorder {
@@ -257,6 +268,11 @@ func newRecorder(c net.Conn, maxBody int64) *recorder {
 func (r *recorder) finish(err error) {
 	r.once.Do(func() {
 		r.err = err
+		if r.got == 0 {
+			r.waiting = "waiting for the first byte of the answer"
+		} else {
+			r.waiting = fmt.Sprintf("waiting for the end of the answer (%d bytes received)", r.got)
+		}
 		close(r.done)
 	})
 }
@@ -266,6 +282,7 @@ func (r *recorder) finish(err error) {
 // recorder never sees bytes past the end.
 func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
+	r.got += int64(n)
 	if perr := r.follow(p[:n]); perr != nil {
 		r.finish(perr)
 		return 0, perr

@@ -39,7 +39,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 	code := CheckOK
 	var texts, perf []string
 	raise := func(c int) {
-		if c > code {
+		if checkRank(c) > checkRank(code) {
 			code = c
 		}
 	}
@@ -59,8 +59,13 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			}
 			text += ")"
 		}
+		if len(p.Inconclusive) > 0 {
+			// fpmguard could not judge: say so, as monitoring plugins do.
+			raise(CheckUnknown)
+			text += " [not judged: " + p.Inconclusive[0] + "]"
+		}
 		label := perfLabel(p.Name)
-		if p.Heartbeat.OK {
+		if p.Heartbeat.OK && p.Heartbeat.Inconclusive == "" {
 			lat := p.Heartbeat.LatencySeconds
 			c := level(lat, th.WarnLatency.Seconds(), th.CritLatency.Seconds())
 			raise(c)
@@ -107,6 +112,10 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		if len(o.Reasons) > 0 {
 			text += " (" + o.Reasons[0] + ")"
 		}
+		if o.Inconclusive != "" {
+			raise(CheckUnknown)
+			text += " [not judged: " + o.Inconclusive + "]"
+		}
 		texts = append(texts, text)
 		if o.Error == "" {
 			perf = append(perf, fmt.Sprintf("'opcache_%d_fill'=%.4f;;;0;1", o.MasterPID, o.FillRatio), fmt.Sprintf("'opcache_%d_hit_rate'=%.4f;;;0;1", o.MasterPID, o.HitRate))
@@ -117,6 +126,18 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		line += " | " + strings.Join(perf, " ")
 	}
 	return CheckResult{Code: code, Line: line}
+}
+
+// checkRank orders exit codes by severity: UNKNOWN (fpmguard could not
+// judge) is worse than WARNING and better than CRITICAL.
+func checkRank(code int) int {
+	switch code {
+	case CheckUnknown:
+		return 2
+	case CheckCritical:
+		return 3
+	}
+	return code
 }
 
 func level(v, warn, crit float64) int {

@@ -69,6 +69,8 @@ const (
 	EventOpcache       = "opcache"        // an opcache verdict changed
 	EventMasterRestart = "master_restart" // run restarted php-fpm
 	EventNginxUpstream = "nginx_upstream" // nginx logged upstream failures
+	EventStarved       = "starved"        // fpmguard is starved of CPU and probes less often, or has CPU again
+	EventConfig        = "config"         // SIGHUP reloaded the configuration
 	maxEventsKept      = 1000
 )
 

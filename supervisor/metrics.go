@@ -172,7 +172,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectPool(p, st, gauge, counter, ch)
 		if p.Master != nil {
 			name := p.masterName()
-			masters[name] = masters[name] || p.Master.Alive
+			// Up unless known dead: a master fpmguard cannot read is not
+			// reported down on a guess.
+			masters[name] = masters[name] || !p.Master.Gone()
 		}
 	}
 	// A master seen once stays in the metrics: a stopped one reads 0, so an

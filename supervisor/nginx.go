@@ -341,7 +341,7 @@ func (w *Watcher) poolContext(pool string) string {
 		if r == nil || r.Name != pool {
 			continue
 		}
-		if r.Master != nil && !r.Master.Alive {
+		if r.Master != nil && r.Master.Gone() {
 			return "the master is gone"
 		}
 		var uris []string

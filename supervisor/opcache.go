@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/lag"
 	"github.com/fpmguard/fpmguard/opcache"
 )
 
@@ -62,6 +64,9 @@ type OpcacheReport struct {
 
 	Health  Health   `json:"health"`
 	Reasons []string `json:"reasons"`
+	// Inconclusive says why this read proved nothing: it timed out while
+	// fpmguard was starved of CPU. The figures are then the last read's.
+	Inconclusive string `json:"inconclusive,omitempty"`
 
 	status *opcache.Status // for the next verdict's comparisons
 }
@@ -74,6 +79,8 @@ type OpcacheProber struct {
 	// into Dir.
 	Script string
 	Dir    string
+	// Lag is fpmguard's own lag, as in Prober.
+	Lag *lag.Monitor
 }
 
 // scriptFor decides the script's path for target t: what php-fpm sees, and
@@ -150,12 +157,16 @@ func groupByMaster(targets []Target, pools []PoolReport) []masterGroup {
 // the previous reports by master pid.
 func (o *OpcacheProber) Probe(ctx context.Context, targets []Target, pools []PoolReport, prev map[int]*OpcacheReport) []OpcacheReport {
 	groups := groupByMaster(targets, pools)
-	out := make([]OpcacheReport, 0, len(groups))
-	for _, g := range groups {
-		r := o.read(ctx, g.pid, g.pools, g.target, prev[g.pid])
-		r.Master = g.name
-		out = append(out, r)
+	out := make([]OpcacheReport, len(groups))
+	// Masters are read at once: one silent master must not delay another.
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() {
+			out[i] = o.read(ctx, g.pid, g.pools, g.target, prev[g.pid])
+			out[i].Master = g.name
+		})
 	}
+	wg.Wait()
 	return out
 }
 
@@ -236,15 +247,34 @@ func (o *OpcacheProber) each(targets []Target, pools []PoolReport, do func(opcac
 }
 
 func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Target, prev *OpcacheReport) OpcacheReport {
-	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}}
+	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}, Health: HealthOK}
+	if ctx.Err() != nil {
+		// The one-shot commands read the opcache in what time the pools'
+		// probes left: none is left when a pool used all of it.
+		r.Inconclusive = "the opcache was not read: the pools' probes used the whole timeout"
+		return r
+	}
 	script, err := o.scriptFor(t)
 	if err != nil {
 		return failedOpcache(r, err)
 	}
 	r.Script = script
 	c := opcache.Client{FastCGI: o.Client, Script: script}
+	start := time.Now()
 	st, err := c.Read(ctx, t.StatusVia())
 	if err != nil {
+		if fastcgi.ClassOf(err) == fastcgi.ClassTimeout {
+			if starved, why := o.Lag.Judge("opcache read", start, time.Now()); starved {
+				// Keep the last figures and verdict: this read says nothing.
+				if prev != nil {
+					r = *prev
+				} else {
+					r.Health = HealthOK
+				}
+				r.Inconclusive = why + ": " + err.Error()
+				return r
+			}
+		}
 		return failedOpcache(r, err)
 	}
 	fillOpcache(&r, st)

@@ -5,15 +5,18 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/lag"
 )
 
 // Prober probes pools. Its zero value is not ready: set Procs.
@@ -26,6 +29,9 @@ type Prober struct {
 	// ReadPSS reads each worker's proportional memory, at most every
 	// pssEvery per worker: it walks the process's mappings.
 	ReadPSS bool
+	// Lag is fpmguard's own lag: a read that timed out or answered late
+	// while fpmguard was starved of CPU is inconclusive. nil: never.
+	Lag *lag.Monitor
 
 	pssMu sync.Mutex
 	pss   map[titleKey]pssSample
@@ -92,15 +98,42 @@ func (pr *Prober) heartbeat(ctx context.Context, t Target) Heartbeat {
 	if t.PingPath == "" {
 		return Heartbeat{Skipped: true}
 	}
+	start := time.Now()
 	d, err := pr.Client.Ping(ctx, t.Address, t.PingPath, t.PingResponse)
 	hb := Heartbeat{LatencySeconds: d.Seconds()}
 	if err != nil {
 		hb.Error = fmt.Sprintf("heartbeat of pool %s: %v", t.Name, err)
+		if why := pr.starved("heartbeat", start, err); why != "" {
+			hb.Error, hb.Inconclusive = "", why+": "+hb.Error
+			return hb
+		}
 		hb.Failure = failure(err)
 		return hb
 	}
 	hb.OK = true
+	if d >= lateAnswer {
+		// The answer came, so the pool serves; only its latency may be
+		// fpmguard's own.
+		hb.Inconclusive = pr.starved("heartbeat latency", start, nil)
+	}
 	return hb
+}
+
+// lateAnswer is the latency from which a successful read is checked for
+// fpmguard's own starvation: below it, no verdict depends on it.
+const lateAnswer = 10 * time.Millisecond
+
+// starved says why a read that began at start and failed with err (or
+// answered late, err nil) is inconclusive: fpmguard itself was starved of
+// CPU for a large part of it. Only a timeout can be fpmguard's own fault:
+// a refused or reset connection is php-fpm's answer, whenever it is read.
+// "" when the read is conclusive.
+func (pr *Prober) starved(what string, start time.Time, err error) string {
+	if err != nil && fastcgi.ClassOf(err) != fastcgi.ClassTimeout {
+		return ""
+	}
+	_, why := pr.Lag.Judge(what, start, time.Now())
+	return why
 }
 
 func (pr *Prober) readStatus(ctx context.Context, t Target) (*fastcgi.Status, StatusRead) {
@@ -111,9 +144,14 @@ func (pr *Prober) readStatus(ctx context.Context, t Target) (*fastcgi.Status, St
 	if !t.StatusAddress.IsZero() {
 		via = "status_listen"
 	}
+	start := time.Now()
 	st, err := pr.Client.Status(ctx, t.StatusVia(), t.StatusPath)
 	if err != nil {
-		return nil, StatusRead{Via: via, Error: fmt.Sprintf("reading status of pool %s: %v", t.Name, err), Failure: failure(err)}
+		msg := fmt.Sprintf("reading status of pool %s: %v", t.Name, err)
+		if why := pr.starved("status page", start, err); why != "" {
+			return nil, StatusRead{Via: via, Inconclusive: why + ": " + msg}
+		}
+		return nil, StatusRead{Via: via, Error: msg, Failure: failure(err)}
 	}
 	return st, StatusRead{OK: true, Via: via}
 }
@@ -218,7 +256,12 @@ func (pr *Prober) master(ctx context.Context, t Target, procs []ProcessState) *M
 	if pid == 0 && t.MasterPIDFile != "" {
 		n, err := readPIDFile(filepath.Join(t.Root, t.MasterPIDFile))
 		if err != nil {
-			return &MasterReport{Config: t.MasterConfig, Error: err.Error()}
+			m := &MasterReport{Config: t.MasterConfig, Error: err.Error()}
+			if !errors.Is(err, os.ErrNotExist) {
+				// No pid file means no master; an unreadable one proves nothing.
+				m.Unknown = "cannot tell whether the master is alive: " + err.Error()
+			}
+			return m
 		}
 		pid = n
 	}
@@ -236,12 +279,63 @@ func (pr *Prober) master(ctx context.Context, t Target, procs []ProcessState) *M
 	m := &MasterReport{PID: pid, Config: t.MasterConfig}
 	osp, err := pr.Procs.ReadProcess(ctx, pid)
 	m.OSState = osp.State
-	// A pid that now belongs to something else is a master that is gone.
-	m.Alive = err == nil && osp.State != OSZombie && IsMasterTitle(osp.Title)
 	if cfg, ok := MasterConfigFromTitle(osp.Title); ok && m.Config == "" {
 		m.Config = cfg
 	}
+	switch {
+	case err == nil && osp.State != OSZombie && IsMasterTitle(osp.Title):
+		m.Alive = true
+	case osp.State == OSZombie:
+		// It exited; only its parent has not collected it yet.
+	case osp.State == OSGone:
+		// /proc says no such process; the kernel must say so too.
+		if kerr := syscall.Kill(pid, 0); !errors.Is(kerr, syscall.ESRCH) {
+			m.Unknown = fmt.Sprintf("cannot tell whether master %d is alive: /proc has no such process, but kill(%d, 0) answered %v", pid, pid, kerr)
+		}
+	case err != nil:
+		m.Unknown = fmt.Sprintf("cannot tell whether master %d is alive: %v", pid, err)
+	default:
+		m.Unknown = pr.foreignMaster(ctx, pid, osp)
+	}
 	return m
+}
+
+// secondLook is the pause before the second read that confirms a pid now
+// belongs to something other than a php-fpm master.
+const secondLook = 100 * time.Millisecond
+
+// foreignMaster looks twice at a master's pid that shows a title that is
+// not a master's. It returns "" when the pid now surely belongs to another
+// program (the master is gone), else why fpmguard cannot tell.
+func (pr *Prober) foreignMaster(ctx context.Context, pid int, first OSProcess) string {
+	unknown := func(title string) string {
+		switch {
+		case title == "":
+			return fmt.Sprintf("cannot tell whether master %d is alive: its title could not be read", pid)
+		case strings.Contains(title, "php-fpm"):
+			// A master shows its command line until it has set its title.
+			return fmt.Sprintf("master %d is starting: its title is still %q", pid, truncate(title, 80))
+		}
+		return ""
+	}
+	if why := unknown(first.Title); why != "" {
+		return why
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Sprintf("cannot tell whether master %d is alive: its pid shows %q, and there was no time to look again", pid, truncate(first.Title, 80))
+	case <-time.After(secondLook):
+	}
+	again, err := pr.Procs.ReadProcess(ctx, pid)
+	switch {
+	case again.State == OSGone:
+		return ""
+	case err != nil:
+		return fmt.Sprintf("cannot tell whether master %d is alive: %v", pid, err)
+	case IsMasterTitle(again.Title):
+		return fmt.Sprintf("cannot tell whether master %d is alive: it showed %q, then a master's title", pid, truncate(first.Title, 80))
+	}
+	return unknown(again.Title)
 }
 
 // isProbe reports whether a request path is a status or ping request.
@@ -297,10 +391,17 @@ func suggestStatusListen(t Target) string {
 	return "127.0.0.1:9001"
 }
 
-// ProbeAll probes every target at once, then reads the opcache of each
-// master, and returns the report in target order. prev is the previous
-// report, or nil.
+// ProbeAll probes every target once, for the one-shot commands, and
+// returns the report in target order. The whole of it ends within the
+// client's timeout (and ctx): the pools, and each pool's status read and
+// heartbeat, run at once; the opcache of each master is read right after,
+// in what time is left. prev is the previous report, or nil.
 func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) *Report {
+	ctx, cancel := context.WithTimeout(ctx, pr.timeout())
+	defer cancel()
+	if pr.Lag != nil {
+		go pr.Lag.Run(ctx)
+	}
 	rep := &Report{Version: ReportVersion, Time: time.Now().UTC(), Pools: make([]PoolReport, len(targets))}
 	prevPools := map[string]*PoolReport{}
 	prevOpcache := map[int]*OpcacheReport{}
@@ -314,11 +415,37 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { rep.Pools[i] = pr.Probe(ctx, t, prevPools[t.Address.String()]) })
+		wg.Go(func() { rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()]) })
 	}
 	wg.Wait()
 	if pr.Opcache != nil {
 		rep.Opcache = pr.Opcache.Probe(ctx, targets, rep.Pools, prevOpcache)
 	}
 	return rep
+}
+
+// probeAtOnce is Probe with the heartbeat sent while the status page is
+// read, so that a silent pool costs one timeout, not two. The status page
+// may then show the heartbeat's request, which it marks as a probe's.
+func (pr *Prober) probeAtOnce(ctx context.Context, t Target, prev *PoolReport) PoolReport {
+	var hb Heartbeat
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hb = pr.heartbeat(ctx, t)
+	}()
+	r := pr.Observe(ctx, t)
+	<-done
+	r.Heartbeat = hb
+	r.Advice = advice(t, r)
+	Judge(&r, prev, pr.Thresholds)
+	return r
+}
+
+// timeout is the client's bound on one request.
+func (pr *Prober) timeout() time.Duration {
+	if pr.Client.Timeout > 0 {
+		return pr.Client.Timeout
+	}
+	return fastcgi.DefaultTimeout
 }

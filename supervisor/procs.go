@@ -128,11 +128,18 @@ func (pr *procReader) ReadProcess(ctx context.Context, pid int) (OSProcess, erro
 	if err := parseStat(stat, &out); err != nil {
 		return out, fmt.Errorf("reading process %d: %w", pid, err)
 	}
-	out.Title = pr.title(ctx, pid, out.StartTicks)
+	out.Title = pr.title(ctx, pid, out.StartTicks, out.PPID)
 	return out, nil
 }
 
-func (pr *procReader) title(ctx context.Context, pid int, start uint64) string {
+// title returns a process's title, cached once it is final. A title is
+// final when php-fpm has set it: a worker's "php-fpm: pool NAME", or a
+// master's title on a process whose parent is no master. Before that a
+// process shows its command line for some milliseconds (longer on a loaded
+// machine), and a worker fresh from fork shows its master's title: a cache
+// of either would make a live master "gone" and a worker a stranger for
+// the life of the process.
+func (pr *procReader) title(ctx context.Context, pid int, start uint64, ppid int) string {
 	key := titleKey{pid, start}
 	pr.mu.Lock()
 	title, ok := pr.titles[key]
@@ -140,12 +147,11 @@ func (pr *procReader) title(ctx context.Context, pid int, start uint64) string {
 	if ok {
 		return title
 	}
-	p := &process.Process{Pid: int32(pid)}
-	cmdline, err := p.CmdlineWithContext(ctx)
-	if err != nil {
-		return ""
+	title = readTitle(ctx, pid)
+	final := strings.HasPrefix(title, poolTitlePrefix) || (IsMasterTitle(title) && !IsMasterTitle(readTitle(ctx, ppid)))
+	if !final {
+		return title
 	}
-	title = strings.TrimSpace(cmdline)
 	pr.mu.Lock()
 	if len(pr.titles) >= maxTitles {
 		clear(pr.titles)
@@ -153,6 +159,19 @@ func (pr *procReader) title(ctx context.Context, pid int, start uint64) string {
 	pr.titles[key] = title
 	pr.mu.Unlock()
 	return title
+}
+
+// readTitle reads a process's title, "" when it cannot be read.
+func readTitle(ctx context.Context, pid int) string {
+	if pid <= 0 {
+		return ""
+	}
+	p := &process.Process{Pid: int32(pid)}
+	cmdline, err := p.CmdlineWithContext(ctx)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(cmdline)
 }
 
 // readProcFile reads a small file of /proc/PID. /proc files claim size 0,

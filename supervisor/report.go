@@ -65,6 +65,10 @@ type PoolReport struct {
 	StatusAddress string   `json:"status_address,omitempty"`
 	Health        Health   `json:"health"`
 	Reasons       []string `json:"reasons"`
+	// Inconclusive says what fpmguard could not judge and why: reads that
+	// timed out while fpmguard itself was starved of CPU. They count for
+	// nothing, neither failure nor success.
+	Inconclusive []string `json:"inconclusive,omitempty"`
 	// Advice holds config lines or steps that would let fpmguard see more.
 	Advice    []string      `json:"advice,omitempty"`
 	Heartbeat Heartbeat     `json:"heartbeat"`
@@ -97,7 +101,18 @@ type Heartbeat struct {
 	LatencySeconds float64  `json:"latency_seconds"`
 	Error          string   `json:"error,omitempty"`
 	Failure        *Failure `json:"failure,omitempty"`
+	// Inconclusive, when set, says why this heartbeat proves nothing: it
+	// timed out, or answered late, while fpmguard was starved of CPU.
+	// With OK set the pool answered, and only the latency is in doubt.
+	Inconclusive string `json:"inconclusive,omitempty"`
 }
+
+// Failed reports a heartbeat that failed, and proves it.
+func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && h.Inconclusive == "" }
+
+// Up is the heartbeat as a gauge: not failed. A skipped heartbeat is not
+// up: nothing was seen.
+func (h Heartbeat) Up() bool { return h.OK || (!h.Skipped && h.Inconclusive != "") }
 
 // misconfigured reports a ping a worker answered with 404 or 403: the pool
 // serves, only its ping.path or ping.response is wrong.
@@ -112,16 +127,29 @@ type StatusRead struct {
 	Via     string   `json:"via,omitempty"`     // "status_listen" or "main"
 	Error   string   `json:"error,omitempty"`
 	Failure *Failure `json:"failure,omitempty"`
+	// Inconclusive, when set, says why the read failed without proving
+	// anything: it timed out while fpmguard was starved of CPU.
+	Inconclusive string `json:"inconclusive,omitempty"`
 }
+
+// Failed reports a status read that failed, and proves it.
+func (s StatusRead) Failed() bool { return !s.OK && !s.Skipped && s.Inconclusive == "" }
 
 // MasterReport is the pool's master process.
 type MasterReport struct {
 	PID     int     `json:"pid"`
 	Alive   bool    `json:"alive"`
 	Error   string  `json:"error,omitempty"` // why it could not be found
+	// Unknown says why fpmguard cannot tell whether the master is alive:
+	// a read failed, or it is still starting. Death needs a witness: the
+	// kernel's "no such process", or its pid seen twice on another program.
+	Unknown string  `json:"unknown,omitempty"`
 	OSState OSState `json:"os_state,omitempty"`
 	Config  string  `json:"config,omitempty"`
 }
+
+// Gone reports a master known to be dead: not alive, and not unknown.
+func (m *MasterReport) Gone() bool { return !m.Alive && m.Unknown == "" }
 
 // Counters are the pool-level numbers of the status page.
 type Counters struct {

@@ -31,7 +31,17 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
 	}
 
-	if m := r.Master; m != nil && !m.Alive {
+	r.Inconclusive = nil
+	if m := r.Master; m != nil && m.Unknown != "" {
+		r.Inconclusive = append(r.Inconclusive, m.Unknown)
+	}
+	if r.Heartbeat.Inconclusive != "" {
+		r.Inconclusive = append(r.Inconclusive, r.Heartbeat.Inconclusive)
+	}
+	if r.Status.Inconclusive != "" {
+		r.Inconclusive = append(r.Inconclusive, r.Status.Inconclusive)
+	}
+	if m := r.Master; m != nil && m.Gone() {
 		if m.PID == 0 {
 			worse(HealthDown, "master not running: %s", m.Error)
 		} else {
@@ -54,11 +64,16 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 			worse(HealthUnhealthy, "heartbeat failed (nginx would answer %d): %s", f.NginxStatus, f.Error)
 		}
 	}
-	if !r.Status.OK && !r.Status.Skipped && r.Health.Rank() < HealthDown.Rank() {
+	if r.Status.Failed() && r.Health.Rank() < HealthDown.Rank() {
 		worse(HealthDegraded, "cannot see the workers: %s", r.Status.Error)
 	}
 
 	markHung(r, th.HungAfter)
+	if hung, total := r.HungCount(), len(r.Processes); total > 0 && hung == total {
+		// php-fpm's own clock says so: no timing of fpmguard's is involved,
+		// so this holds even while fpmguard is starved.
+		worse(HealthUnhealthy, "all %d workers are hung: the pool takes no new request until one ends", total)
+	}
 	for i := range r.Processes {
 		p := &r.Processes[i]
 		if p.Hung {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fpmguard/fpmguard/lag"
 )
 
 // WatchConfig tunes the watch loop.
@@ -58,6 +60,12 @@ type Watcher struct {
 	actions *Actor
 	pools   []*poolWatch
 	nginx   *NginxLogs // nil unless --nginx-error-log
+	// pace stretches the interval while fpmguard is starved of CPU.
+	pace *lag.Pacer
+	// probed is closed when every pool has finished its first probe.
+	probed     chan struct{}
+	unprobed   atomic.Int64
+	probedOnce sync.Once
 
 	mu      sync.Mutex
 	opcache []OpcacheReport
@@ -82,8 +90,9 @@ type poolWatch struct {
 	mu        sync.Mutex
 	report    *PoolReport // the latest, published
 	stats     poolStats   // counts since fpmguard started
-	failures  int         // heartbeat failures in a row
+	failures  int         // heartbeat failures in a row, inconclusive ones not counted
 	lastBeat  time.Time   // last successful heartbeat
+	lastProbe time.Time   // last probe that finished, whatever its outcome
 	dSince    map[int]time.Time
 	announced map[condition]bool // conditions already reported, to report each once
 }
@@ -103,8 +112,14 @@ func NewWatcher(pr *Prober, targets []Target, cfg WatchConfig, events *EventLog)
 		// A worker fpmguard kills for its age is hung by definition.
 		pr.Thresholds.HungAfter = cfg.Actions.KillHungAfter
 	}
-	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}}
+	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}, probed: make(chan struct{})}
 	w.actions = newActor(cfg.Actions, pr, events)
+	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
+	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(Event{Kind: EventStarved, Message: why}) }
+	w.unprobed.Store(int64(len(targets)))
+	if len(targets) == 0 {
+		close(w.probed)
+	}
 	for _, t := range targets {
 		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
 	}
@@ -135,6 +150,9 @@ func (w *Watcher) Actor() *Actor { return w.actions }
 // never delays another.
 func (w *Watcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	if w.prober.Lag != nil {
+		wg.Go(func() { w.prober.Lag.Run(ctx) })
+	}
 	for _, pw := range w.pools {
 		wg.Go(func() { w.watchPool(ctx, pw) })
 	}
@@ -156,15 +174,20 @@ func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
 		case <-time.After(d):
 		}
 	}
-	tick := time.NewTicker(w.cfg.Interval)
-	defer tick.Stop()
+	// A timer, not a ticker: the next probe is one (possibly stretched)
+	// interval after this one began, and a probe that overran its interval
+	// is followed at once by one more, never by a queue of them.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		w.tick(ctx, pw)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
+		began := time.Now()
+		w.tick(ctx, pw)
+		timer.Reset(w.pace.Interval() - time.Since(began))
 	}
 }
 
@@ -190,11 +213,14 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 
 	pw.mu.Lock()
 	pw.stats.add(&r)
+	pw.lastProbe = time.Now()
 	if r.Heartbeat.OK || r.Heartbeat.misconfigured() {
 		// A worker answered a misconfigured ping: the pool serves.
 		pw.failures = 0
-		pw.lastBeat = time.Now()
-	} else if !r.Heartbeat.Skipped {
+		pw.lastBeat = pw.lastProbe
+	} else if r.Heartbeat.Failed() {
+		// An inconclusive heartbeat neither fails nor succeeds: the streak
+		// stays where it was.
 		pw.failures++
 	}
 	failures := pw.failures
@@ -205,8 +231,12 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.seeMaster(&r)
 
 	pw.mu.Lock()
+	first := pw.report == nil
 	pw.report = &r
 	pw.mu.Unlock()
+	if first && w.unprobed.Add(-1) == 0 {
+		w.probedOnce.Do(func() { close(w.probed) })
+	}
 }
 
 // classifyHung tells spinning from blocked for each hung worker, from what
@@ -316,7 +346,7 @@ func (w *Watcher) detect(pw *poolWatch, prev, r *PoolReport) {
 		add(EventHeartbeat, 0, "heartbeat of pool %s failed %d times in a row: %s", pool, pw.failures, r.Heartbeat.Error)
 	}
 	if m := r.Master; m != nil {
-		if once(condition{what: "master-gone"}, !m.Alive) {
+		if once(condition{what: "master-gone"}, m.Gone()) {
 			if m.PID == 0 {
 				add(EventMaster, 0, "master of pool %s is not running: %s", pool, m.Error)
 			} else {
@@ -366,6 +396,7 @@ type poolStats struct {
 	buckets        []uint64 // cumulative counts at HeartbeatBuckets
 	failures       map[string]uint64
 	scrapeFailures uint64
+	inconclusive   uint64 // heartbeats that proved nothing: fpmguard was starved
 }
 
 // HeartbeatBuckets are the upper bounds of the heartbeat histogram, from a
@@ -377,10 +408,15 @@ func (s *poolStats) add(r *PoolReport) {
 		s.failures = map[string]uint64{}
 		s.buckets = make([]uint64, len(HeartbeatBuckets))
 	}
-	if !r.Status.OK && !r.Status.Skipped {
+	if r.Status.Failed() {
 		s.scrapeFailures++
 	}
 	if r.Heartbeat.Skipped {
+		return
+	}
+	if r.Heartbeat.Inconclusive != "" {
+		// Its latency is fpmguard's own lag, not php-fpm's.
+		s.inconclusive++
 		return
 	}
 	if f := r.Heartbeat.Failure; f != nil {
@@ -438,15 +474,27 @@ func (r *PoolReport) queue() int64 {
 	return q
 }
 
+// watchOpcache reads the opcache as soon as every pool has been probed
+// once (its masters are known then), and every OpcacheEvery after that.
 func (w *Watcher) watchOpcache(ctx context.Context) {
+	first := time.NewTimer(w.cfg.OpcacheEvery)
+	defer first.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-w.probed:
+	case <-first.C:
+	}
 	tick := time.NewTicker(w.cfg.OpcacheEvery)
 	defer tick.Stop()
 	prev := map[int]*OpcacheReport{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	for read := true; ; read = false {
+		if !read {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		targets, pools := w.current()
 		if len(pools) == 0 {
@@ -511,42 +559,51 @@ func (w *Watcher) Snapshot() *Report {
 	return rep
 }
 
-// Live answers the liveness probe: every master alive, and every pool's
-// heartbeat good within the last UnhealthyAfter intervals. The reasons say
-// which pool and why.
+// Live answers the liveness probe: every master alive, and no pool whose
+// heartbeat failed UnhealthyAfter times in a row. A heartbeat that proved
+// nothing, because fpmguard itself was starved, counts neither way. The
+// reasons say which pool and why.
 func (w *Watcher) Live() (bool, []string) {
 	var reasons []string
-	window := time.Duration(w.cfg.UnhealthyAfter) * w.cfg.Interval
+	interval := w.pace.Interval()
+	window := time.Duration(w.cfg.UnhealthyAfter) * interval
 	for _, pw := range w.pools {
 		pw.mu.Lock()
-		r, last := pw.report, pw.lastBeat
+		r, failures, last := pw.report, pw.failures, pw.lastProbe
 		pw.mu.Unlock()
 		if r == nil {
-			if time.Since(w.started) > window {
+			if time.Since(w.started) > window+w.stuckAfter() {
 				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", pw.target.Name))
 			}
 			continue
 		}
-		if r.Master != nil && !r.Master.Alive {
+		if r.Master != nil && r.Master.Gone() {
 			reasons = append(reasons, fmt.Sprintf("pool %s: master is gone", r.Name))
 			continue
 		}
 		if r.Heartbeat.Skipped {
 			continue
 		}
-		since := last
-		if since.IsZero() {
-			since = w.started
-		}
-		if time.Since(since) > window+w.cfg.Interval {
-			why := r.Heartbeat.Error
-			if why == "" {
-				why = "no heartbeat finished"
-			}
-			reasons = append(reasons, fmt.Sprintf("pool %s: no good heartbeat for %s: %s", r.Name, time.Since(since).Round(time.Second), why))
+		switch {
+		case failures >= w.cfg.UnhealthyAfter:
+			reasons = append(reasons, fmt.Sprintf("pool %s: heartbeat failed %d times in a row: %s", r.Name, failures, r.Heartbeat.Error))
+		case w.stuck(last, interval):
+			reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished for %s", r.Name, time.Since(last).Round(time.Second)))
 		}
 	}
 	return len(reasons) == 0, reasons
+}
+
+// stuckAfter is how long a probe may take at the most: its status read and
+// heartbeat each end by the client's timeout.
+func (w *Watcher) stuckAfter() time.Duration { return 2*w.prober.timeout() + w.cfg.Interval }
+
+// stuck reports a pool whose probes stopped finishing since last, not
+// counting the time fpmguard itself could not run.
+func (w *Watcher) stuck(last time.Time, interval time.Duration) bool {
+	now := time.Now()
+	idle := now.Sub(last) - w.prober.Lag.Starved(last, now)
+	return idle > time.Duration(w.cfg.UnhealthyAfter)*interval+w.stuckAfter()
 }
 
 // Ready answers the readiness probe: every pool can take a request now.
@@ -554,9 +611,14 @@ func (w *Watcher) Ready() (bool, []string) {
 	var reasons []string
 	for _, pw := range w.pools {
 		name := pw.target.Name
-		if start := pw.probeStart.Load(); start != 0 && time.Since(time.Unix(0, start)) > w.cfg.Interval {
-			reasons = append(reasons, fmt.Sprintf("pool %s: a heartbeat has been outstanding for %s", name, time.Since(time.Unix(0, start)).Round(time.Millisecond)))
-			continue
+		if start := pw.probeStart.Load(); start != 0 {
+			began := time.Unix(0, start)
+			// A heartbeat outstanding while fpmguard could not run proves
+			// nothing.
+			if ok, _ := w.prober.Lag.Judge("heartbeat", began, time.Now()); !ok && time.Since(began) > w.cfg.Interval {
+				reasons = append(reasons, fmt.Sprintf("pool %s: a heartbeat has been outstanding for %s", name, time.Since(began).Round(time.Millisecond)))
+				continue
+			}
 		}
 		pw.mu.Lock()
 		r := pw.report
@@ -564,10 +626,12 @@ func (w *Watcher) Ready() (bool, []string) {
 		switch {
 		case r == nil:
 			reasons = append(reasons, fmt.Sprintf("pool %s: not probed yet", name))
-		case !r.Heartbeat.OK && !r.Heartbeat.Skipped:
+		case r.Heartbeat.Failed():
 			reasons = append(reasons, fmt.Sprintf("pool %s: last heartbeat failed: %s", name, r.Heartbeat.Error))
 		case r.saturated(w.cfg.ReadyMaxQueue):
 			reasons = append(reasons, fmt.Sprintf("pool %s: saturated: no idle worker and %d requests waiting", name, r.queue()))
+		case r.Health == HealthUnhealthy || r.Health == HealthDown:
+			reasons = append(reasons, fmt.Sprintf("pool %s: %s: %s", name, r.Health, strings.Join(r.Reasons, "; ")))
 		}
 	}
 	return len(reasons) == 0, reasons

@@ -17,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/lag"
 	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/supervisor"
 	promversion "github.com/prometheus/common/version"
@@ -170,14 +171,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func newProber(c *cli) *supervisor.Prober {
 	client := fastcgi.Client{Timeout: c.timeout}
+	self := lag.New(0)
 	pr := &supervisor.Prober{
 		Client:     client,
 		Procs:      supervisor.SystemProcs,
 		Thresholds: supervisor.Thresholds{HungAfter: c.hungAfter},
 		ShowQuery:  c.showQuery,
+		Lag:        self,
 	}
 	if !c.noOpcache {
-		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir}
+		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir, Lag: self}
 	}
 	return pr
 }

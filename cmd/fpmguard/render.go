@@ -60,6 +60,9 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		for _, r := range p.Reasons {
 			fmt.Fprintf(w, "  - %s\n", r)
 		}
+		for _, r := range p.Inconclusive {
+			fmt.Fprintf(w, "  ? %s\n", r)
+		}
 		fmt.Fprintf(w, "  heartbeat: %s   status: %s\n", heartbeatText(p.Heartbeat), statusText(p.Status))
 		if m := p.Master; m != nil {
 			fmt.Fprintf(w, "  master: %s\n", masterText(m))
@@ -106,7 +109,10 @@ func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
 		for _, r := range o.Reasons {
 			fmt.Fprintf(w, "  - %s\n", r)
 		}
-		if o.Error != "" {
+		if o.Inconclusive != "" {
+			fmt.Fprintf(w, "  ? %s\n", o.Inconclusive)
+		}
+		if o.Error != "" || (o.Inconclusive != "" && !o.Enabled) {
 			continue
 		}
 		total := uint64(o.MemoryUsedBytes + o.MemoryFreeBytes + o.MemoryWastedBytes)
@@ -157,8 +163,12 @@ func heartbeatText(h supervisor.Heartbeat) string {
 	switch {
 	case h.Skipped:
 		return "not configured"
+	case h.OK && h.Inconclusive != "":
+		return "ok " + duration(h.LatencySeconds) + " (latency not judged)"
 	case h.OK:
 		return "ok " + duration(h.LatencySeconds)
+	case h.Inconclusive != "":
+		return "NOT JUDGED (fpmguard was starved)"
 	case h.Failure != nil:
 		return fmt.Sprintf("FAILED (%s, nginx would answer %d)", h.Failure.Class, h.Failure.NginxStatus)
 	}
@@ -171,6 +181,8 @@ func statusText(s supervisor.StatusRead) string {
 		return "not configured"
 	case s.OK:
 		return "ok via " + s.Via
+	case s.Inconclusive != "":
+		return "NOT JUDGED via " + s.Via + " (fpmguard was starved)"
 	case s.Failure != nil:
 		return fmt.Sprintf("FAILED via %s (%s)", s.Via, s.Failure.Class)
 	}
@@ -182,8 +194,11 @@ func masterText(m *supervisor.MasterReport) string {
 		return "not running: " + m.Error
 	}
 	state := "gone"
-	if m.Alive {
+	switch {
+	case m.Alive:
 		state = "alive, " + string(m.OSState)
+	case m.Unknown != "":
+		state = "unknown"
 	}
 	s := fmt.Sprintf("%d (%s)", m.PID, state)
 	if m.Config != "" {

@@ -1,0 +1,231 @@
+// Package lag measures fpmguard's own lag: how late its timers fire and how
+// often the kernel throttles its cgroup. A probe that timed out while
+// fpmguard itself could not run is evidence of nothing, so the prober asks
+// this package how much of a probe's time fpmguard was starved.
+//
+// It imports nothing of fpmguard's: every other package may use it.
+package lag
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Defaults of a Monitor.
+const (
+	// DefaultPeriod is how often the sampler asks to wake. 10 wake-ups a
+	// second cost a few microseconds of CPU each.
+	DefaultPeriod = 100 * time.Millisecond
+	// tolerance is lateness that counts as none: timer slack and an
+	// ordinary wake-up on a busy machine.
+	tolerance = 2 * time.Millisecond
+	// keep is how far back late spans are kept: longer than any probe.
+	keep = 2 * time.Minute
+	// maxSpans bounds the memory of the span ring.
+	maxSpans = 4096
+)
+
+// StarvedShare is the share of a probe's time during which fpmguard could
+// not run that makes the probe's timeout or lateness its own fault.
+const StarvedShare = 0.25
+
+// span is a stretch of time during which the sampler wanted to run and
+// could not.
+type span struct{ from, to time.Time }
+
+// Monitor samples fpmguard's own scheduling lag. Its zero value is not
+// ready: use New.
+type Monitor struct {
+	period time.Duration
+	cgroup *cgroupCPU // nil when no cpu controller is found
+
+	mu        sync.Mutex
+	spans     []span    // late spans, oldest first, within keep
+	next      time.Time // when the sampler expects to wake next
+	running   bool
+	lateTotal time.Duration
+	maxLate   time.Duration // the largest lateness since the last Take
+	first     Throttling    // the cgroup's counters when sampling began
+	last      Throttling
+}
+
+// Throttling is the cgroup cpu controller's count of fpmguard's cgroup.
+type Throttling struct {
+	Periods   uint64        // enforcement periods with runnable tasks
+	Throttled uint64        // periods in which the quota ran out
+	Time      time.Duration // total time throttled
+}
+
+// New returns a monitor that samples every period (DefaultPeriod if 0).
+// It reads the cgroup of this process, when it has a cpu controller.
+func New(period time.Duration) *Monitor {
+	if period <= 0 {
+		period = DefaultPeriod
+	}
+	return &Monitor{period: period, cgroup: findCgroupCPU()}
+}
+
+// Run samples until ctx ends. A second Run while one runs returns at once.
+func (m *Monitor) Run(ctx context.Context) {
+	now := time.Now()
+	m.mu.Lock()
+	if m.running {
+		m.mu.Unlock()
+		return
+	}
+	m.next = now.Add(m.period)
+	m.running = true
+	if m.cgroup != nil {
+		m.first, _ = m.cgroup.read()
+		m.last = m.first
+	}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.running = false
+		m.mu.Unlock()
+	}()
+	timer := time.NewTimer(m.period)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		var th Throttling
+		ok := false
+		if m.cgroup != nil {
+			th, ok = m.cgroup.readOK()
+		}
+		m.mu.Lock()
+		m.record(m.next, now)
+		if ok {
+			m.last = th
+		}
+		m.next = now.Add(m.period)
+		m.mu.Unlock()
+		timer.Reset(m.period)
+	}
+}
+
+// record notes that the sampler meant to wake at want and woke at got.
+// m.mu is held.
+func (m *Monitor) record(want, got time.Time) {
+	late := got.Sub(want)
+	if late <= tolerance {
+		return
+	}
+	m.lateTotal += late
+	m.maxLate = max(m.maxLate, late)
+	cut := 0
+	for cut < len(m.spans) && got.Sub(m.spans[cut].to) > keep {
+		cut++
+	}
+	if len(m.spans)-cut >= maxSpans {
+		cut++
+	}
+	m.spans = append(m.spans[cut:], span{want, got})
+}
+
+// Starved returns how much of [from, to] fpmguard spent unable to run: the
+// late spans of the sampler within it, and the lateness of a sampler that
+// has not woken yet. A nil Monitor is never starved.
+func (m *Monitor) Starved(from, to time.Time) time.Duration {
+	if m == nil || !to.After(from) {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum time.Duration
+	for i := len(m.spans) - 1; i >= 0; i-- {
+		s := m.spans[i]
+		if !s.to.After(from) {
+			break
+		}
+		sum += overlap(s.from, s.to, from, to)
+	}
+	// The sampler itself may be waiting for a CPU right now.
+	if m.running {
+		if now := time.Now(); now.Sub(m.next) > tolerance {
+			sum += overlap(m.next, now, from, to)
+		}
+	}
+	return sum
+}
+
+func overlap(a0, a1, b0, b1 time.Time) time.Duration {
+	lo, hi := a0, a1
+	if b0.After(lo) {
+		lo = b0
+	}
+	if b1.Before(hi) {
+		hi = b1
+	}
+	if !hi.After(lo) {
+		return 0
+	}
+	return hi.Sub(lo)
+}
+
+// Judge says whether a probe that ran over [from, to] was starved for a
+// large part of its time, and if so why, in words for a person.
+func (m *Monitor) Judge(what string, from, to time.Time) (bool, string) {
+	starved := m.Starved(from, to)
+	took := to.Sub(from)
+	if took <= 0 || float64(starved) < StarvedShare*float64(took) {
+		return false, ""
+	}
+	return true, fmt.Sprintf("fpmguard could not judge the %s: it was itself starved of CPU for %s of its %s%s",
+		what, starved.Round(time.Millisecond), took.Round(time.Millisecond), m.throttleNote())
+}
+
+// throttleNote says how often the cgroup was throttled, when it was.
+func (m *Monitor) throttleNote() string {
+	t := m.Throttling()
+	if t.Throttled == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (its cgroup was throttled %d times since start: raise its CPU limit)", t.Throttled)
+}
+
+// Throttling returns the cgroup's throttling since sampling began: zero
+// without a cpu controller.
+func (m *Monitor) Throttling() Throttling {
+	if m == nil {
+		return Throttling{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Throttling{
+		Periods:   m.last.Periods - m.first.Periods,
+		Throttled: m.last.Throttled - m.first.Throttled,
+		Time:      m.last.Time - m.first.Time,
+	}
+}
+
+// LateTotal is the sum of the sampler's lateness since start.
+func (m *Monitor) LateTotal() time.Duration {
+	if m == nil {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lateTotal
+}
+
+// TakeMaxLate returns the largest lateness since the last call, and starts
+// over.
+func (m *Monitor) TakeMaxLate() time.Duration {
+	if m == nil {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.maxLate
+	m.maxLate = 0
+	return d
+}
