@@ -137,9 +137,9 @@ func (s StatusRead) Failed() bool { return !s.OK && !s.Skipped && s.Inconclusive
 
 // MasterReport is the pool's master process.
 type MasterReport struct {
-	PID     int     `json:"pid"`
-	Alive   bool    `json:"alive"`
-	Error   string  `json:"error,omitempty"` // why it could not be found
+	PID   int    `json:"pid"`
+	Alive bool   `json:"alive"`
+	Error string `json:"error,omitempty"` // why it could not be found
 	// Unknown says why fpmguard cannot tell whether the master is alive:
 	// a read failed, or it is still starting. Death needs a witness: the
 	// kernel's "no such process", or its pid seen twice on another program.
