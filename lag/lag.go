@@ -46,8 +46,7 @@ type Monitor struct {
 	next      time.Time // when the sampler expects to wake next
 	running   bool
 	lateTotal time.Duration
-	maxLate   time.Duration // the largest lateness since the last Take
-	first     Throttling    // the cgroup's counters when sampling began
+	first     Throttling // the cgroup's counters when sampling began
 	last      Throttling
 }
 
@@ -120,7 +119,6 @@ func (m *Monitor) record(want, got time.Time) {
 		return
 	}
 	m.lateTotal += late
-	m.maxLate = max(m.maxLate, late)
 	cut := 0
 	for cut < len(m.spans) && got.Sub(m.spans[cut].to) > keep {
 		cut++
@@ -215,17 +213,4 @@ func (m *Monitor) LateTotal() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.lateTotal
-}
-
-// TakeMaxLate returns the largest lateness since the last call, and starts
-// over.
-func (m *Monitor) TakeMaxLate() time.Duration {
-	if m == nil {
-		return 0
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	d := m.maxLate
-	m.maxLate = 0
-	return d
 }

@@ -36,6 +36,9 @@ type Collector struct {
 	ocScripts, ocKeys, ocMaxKeys, ocHits, ocMisses, ocRestarts   *prometheus.Desc
 	ocInternedUsed, ocInternedSize, ocJITFree                    *prometheus.Desc
 	nginxErrors                                                  *prometheus.Desc
+	heartbeatInconclusive                                        *prometheus.Desc
+	// fpmguard's own lag, so an operator can raise its CPU limit.
+	selfLag, cpuPeriods, cpuThrottled, cpuThrottledTime, probeInterval *prometheus.Desc
 }
 
 // The label values fpmguard always emits, so each series exists from the
@@ -51,6 +54,9 @@ var (
 func NewCollector(current func() *Watcher, processMetrics bool) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("phpfpm_"+name, help, labels, nil)
+	}
+	self := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("fpmguard_"+name, help, nil, nil)
 	}
 	pool := []string{"pool", "scrape_uri"}
 	child := []string{"pool", "child", "scrape_uri"}
@@ -110,6 +116,13 @@ func NewCollector(current func() *Watcher, processMetrics bool) *Collector {
 		ocJITFree:      d("opcache_jit_buffer_free_bytes", "JIT buffer free.", "master"),
 
 		nginxErrors: d("nginx_upstream_errors_total", "Upstream failures nginx logged for the pool, by the status it answered and the cause.", "pool", "status", "cause"),
+
+		heartbeatInconclusive: d("heartbeat_inconclusive_total", "Heartbeats that proved nothing: they timed out or answered late while fpmguard itself was starved of CPU.", "pool"),
+		selfLag:               self("lag_seconds_total", "Time fpmguard's own timers fired late: time it wanted a CPU and had none."),
+		cpuPeriods:            self("cpu_periods_total", "CFS enforcement periods of fpmguard's cgroup since fpmguard started."),
+		cpuThrottled:          self("cpu_throttled_periods_total", "Periods in which fpmguard's cgroup ran out of CPU quota since fpmguard started."),
+		cpuThrottledTime:      self("cpu_throttled_seconds_total", "Time fpmguard's cgroup was throttled since fpmguard started."),
+		probeInterval:         self("probe_interval_seconds", "The interval between probes of a pool now: longer than --interval while fpmguard is starved of CPU."),
 	}
 }
 
@@ -125,6 +138,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.ocUp, c.ocEnabled, c.ocUsed, c.ocFree, c.ocWasted, c.ocFull, c.ocPending,
 		c.ocScripts, c.ocKeys, c.ocMaxKeys, c.ocHits, c.ocMisses, c.ocRestarts,
 		c.ocInternedUsed, c.ocInternedSize, c.ocJITFree, c.nginxErrors,
+		c.heartbeatInconclusive, c.selfLag, c.cpuPeriods, c.cpuThrottled, c.cpuThrottledTime, c.probeInterval,
 	} {
 		ch <- d
 	}
@@ -198,6 +212,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range w.nginxCounts() {
 		counter(c.nginxErrors, float64(v), k.Pool, strconv.Itoa(k.Status), k.Cause)
 	}
+	self := w.prober.Lag
+	counter(c.selfLag, self.LateTotal().Seconds())
+	th := self.Throttling()
+	counter(c.cpuPeriods, float64(th.Periods))
+	counter(c.cpuThrottled, float64(th.Throttled))
+	counter(c.cpuThrottledTime, th.Time.Seconds())
+	gauge(c.probeInterval, w.pace.Interval().Seconds())
 }
 
 type emit func(d *prometheus.Desc, v float64, labels ...string)
@@ -249,7 +270,8 @@ func (c *Collector) collectStatus(p *PoolReport, st poolStats, uri string, gauge
 
 // collectPool emits fpmguard's own pool metrics.
 func (c *Collector) collectPool(p *PoolReport, st poolStats, gauge, counter emit, ch chan<- prometheus.Metric) {
-	gauge(c.heartbeatUp, b2f(p.Heartbeat.OK), p.Name)
+	gauge(c.heartbeatUp, b2f(p.Heartbeat.Up()), p.Name)
+	counter(c.heartbeatInconclusive, float64(st.inconclusive), p.Name)
 	if st.heartbeats > 0 {
 		buckets := make(map[float64]uint64, len(HeartbeatBuckets))
 		for i, b := range HeartbeatBuckets {

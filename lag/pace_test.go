@@ -1,0 +1,60 @@
+package lag
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// starve makes m report fpmguard starved for all of the last d.
+func starve(m *Monitor, d time.Duration) {
+	now := time.Now()
+	m.mu.Lock()
+	m.record(now.Add(-d), now)
+	m.mu.Unlock()
+}
+
+// elapse makes the pacer's window over.
+func elapse(p *Pacer) {
+	p.mu.Lock()
+	p.since = p.since.Add(-2 * p.window())
+	p.mu.Unlock()
+}
+
+func TestPacer(t *testing.T) {
+	m := New(0)
+	m.cgroup = nil
+	p := NewPacer(m, time.Second)
+	var changes []string
+	p.OnChange = func(d time.Duration, why string) { changes = append(changes, why) }
+	if d := p.Interval(); d != time.Second {
+		t.Fatalf("calm: %v", d)
+	}
+	// Starved windows double the interval up to MaxStretch.
+	for _, want := range []time.Duration{2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		starve(m, 10*time.Second)
+		elapse(p)
+		if d := p.Interval(); d != want {
+			t.Errorf("starved: %v, want %v", d, want)
+		}
+	}
+	if !p.Stretched() || len(changes) != 2 || !strings.Contains(changes[0], "starved of CPU") || !strings.Contains(changes[1], "probing every 4s instead of 1s") {
+		t.Errorf("changes: %q", changes)
+	}
+	// Two calm windows give back half the stretch each time.
+	m.mu.Lock()
+	m.spans = nil
+	m.mu.Unlock()
+	for _, want := range []time.Duration{4 * time.Second, 2 * time.Second, 2 * time.Second, time.Second} {
+		elapse(p)
+		if d := p.Interval(); d != want {
+			t.Errorf("calm: %v, want %v", d, want)
+		}
+	}
+	if p.Stretched() || !strings.Contains(changes[len(changes)-1], "has CPU again; probing every 1s") {
+		t.Errorf("changes: %q", changes)
+	}
+	if d := NewPacer(nil, time.Second).Interval(); d != time.Second {
+		t.Errorf("no monitor: %v", d)
+	}
+}
