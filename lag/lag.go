@@ -88,13 +88,16 @@ func (m *Monitor) Run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(m.period)
 	defer timer.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		}
 		now := time.Now()
+		if n%refindEvery == 0 {
+			m.refind()
+		}
 		var th Throttling
 		ok := false
 		if m.cgroup != nil {
@@ -109,6 +112,40 @@ func (m *Monitor) Run(ctx context.Context) {
 		m.mu.Unlock()
 		timer.Reset(m.period)
 	}
+}
+
+// refindEvery is how many samples pass between looks for this process's
+// cgroup: a process can be moved to another one while it runs (systemctl
+// set-property, a test's own group).
+const refindEvery = 50
+
+// refind follows this process into another cgroup. The counts of the old
+// one are kept as a base, so the totals never go back.
+func (m *Monitor) refind() {
+	c := findCgroupCPU()
+	if c == nil {
+		return
+	}
+	m.mu.Lock()
+	same := m.cgroup != nil && m.cgroup.path == c.path
+	m.mu.Unlock()
+	if same {
+		return
+	}
+	th, err := c.read()
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Whatever the old group counted stays counted.
+	m.first = Throttling{
+		Periods:   th.Periods - (m.last.Periods - m.first.Periods),
+		Throttled: th.Throttled - (m.last.Throttled - m.first.Throttled),
+		Time:      th.Time - (m.last.Time - m.first.Time),
+	}
+	m.last = th
+	m.cgroup = c
 }
 
 // record notes that the sampler meant to wake at want and woke at got.

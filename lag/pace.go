@@ -75,14 +75,16 @@ func (p *Pacer) Interval() time.Duration {
 	d := p.base * time.Duration(stretch)
 	p.mu.Unlock()
 
-	if stretch != old && p.OnChange != nil {
+	// Said once when the starvation begins and once when it ends: the
+	// metric fpmguard_probe_interval_seconds follows every step.
+	if (old == 1) != (stretch == 1) && p.OnChange != nil {
 		var why string
 		if stretch > old {
 			why = fmt.Sprintf("fpmguard is starved of CPU: unable to run %.0f%% of the last %s", share*100, took.Round(time.Second))
 			if throttled > 0 {
 				why += fmt.Sprintf(", its cgroup throttled %d times", throttled)
 			}
-			why += fmt.Sprintf("; probing every %s instead of %s", d, p.base)
+			why += fmt.Sprintf("; probing every %s instead of %s, up to %s while it lasts", d, p.base, MaxStretch*p.base)
 		} else {
 			why = fmt.Sprintf("fpmguard has CPU again; probing every %s", d)
 		}

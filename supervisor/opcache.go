@@ -248,7 +248,7 @@ func (o *OpcacheProber) each(targets []Target, pools []PoolReport, do func(opcac
 
 func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Target, prev *OpcacheReport) OpcacheReport {
 	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}, Health: HealthOK}
-	if ctx.Err() != nil {
+	if past(ctx) {
 		// The one-shot commands read the opcache in what time the pools'
 		// probes left: none is left when a pool used all of it.
 		r.Inconclusive = "the opcache was not read: the pools' probes used the whole timeout"
@@ -263,6 +263,11 @@ func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Tar
 	start := time.Now()
 	st, err := c.Read(ctx, t.StatusVia())
 	if err != nil {
+		if past(ctx) {
+			// The one-shot commands give the whole probe one deadline.
+			r.Inconclusive = "the opcache read did not finish before the deadline: " + err.Error()
+			return r
+		}
 		if fastcgi.ClassOf(err) == fastcgi.ClassTimeout {
 			if starved, why := o.Lag.Judge("opcache read", start, time.Now()); starved {
 				// Keep the last figures and verdict: this read says nothing.
@@ -332,4 +337,11 @@ func fillOpcache(r *OpcacheReport, st *opcache.Status) {
 		t := st.LastRestartTime
 		r.LastRestartTime = &t
 	}
+}
+
+// past reports a context whose deadline has come, or that has ended. Its
+// Err may not say so yet at the very instant of the deadline.
+func past(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ctx.Err() != nil || (ok && !time.Now().Before(d))
 }

@@ -2,6 +2,9 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -263,4 +266,86 @@ func TestOpcacheOncePerMaster(t *testing.T) {
 	if o.Error != "" || !o.Enabled || o.Health != HealthOK || o.MemoryFreeBytes <= 0 || o.MaxCachedKeys <= 0 {
 		t.Errorf("opcache report %+v", o)
 	}
+}
+
+// TestMasterNeedsAWitness: a master is gone only when the kernel says the
+// pid is free, or the pid shows another program on two reads. A master
+// still starting, or one that cannot be read, is unknown.
+func TestMasterNeedsAWitness(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	start := func(name string, args ...string) int {
+		cmd := exec.Command(name, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		return cmd.Process.Pid
+	}
+	freed := exec.Command("true")
+	if err := freed.Run(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		pid     int
+		procs   ProcReader
+		alive   bool
+		unknown string // "" for gone or alive
+	}{
+		{"a running master", fpm.MasterPID(), SystemProcs, true, ""},
+		{"a free pid", freed.Process.Pid, SystemProcs, false, ""},
+		{"another program", start("sleep", "300"), SystemProcs, false, ""},
+		// bash's exec -a sets the command line a starting php-fpm shows.
+		{"a master still starting", start("bash", "-c", `exec -a "/usr/sbin/php-fpm8.2 -F -y /etc/php-fpm.conf" sleep 300`), SystemProcs, false, "is starting"},
+		{"an unreadable process", fpm.MasterPID(), failingProcs{}, false, "cannot tell whether master"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pr := testProber(time.Second)
+			pr.Procs = tt.procs
+			m := pr.master(context.Background(), Target{Name: "www", MasterPID: tt.pid}, nil)
+			if m.Alive != tt.alive || !strings.Contains(m.Unknown, tt.unknown) || (tt.unknown == "") != (m.Unknown == "") {
+				t.Errorf("master %d: alive %v unknown %q, want alive %v unknown %q", tt.pid, m.Alive, m.Unknown, tt.alive, tt.unknown)
+			}
+		})
+	}
+}
+
+// failingProcs fails every read the way /proc does for another user's
+// process under hidepid.
+type failingProcs struct{}
+
+func (failingProcs) ReadProcess(_ context.Context, pid int) (OSProcess, error) {
+	return OSProcess{PID: pid, State: OSUnknown}, fmt.Errorf("reading process %d: %w", pid, os.ErrPermission)
+}
+
+// TestTitleNotCachedBeforeRename: php-fpm shows its command line for a few
+// milliseconds before it names itself "php-fpm: master process"; a title
+// read then must not stick to the process for good.
+func TestTitleNotCachedBeforeRename(t *testing.T) {
+	fpm := fpmtest.New(t, fpmtest.Options{})
+	argv := fpm.Argv()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	procs := &procReader{titles: map[titleKey]string{}}
+	var seen []string
+	poll(t, 30*time.Second, func() (bool, bool) {
+		p, err := procs.ReadProcess(context.Background(), pid)
+		if len(seen) == 0 || seen[len(seen)-1] != p.Title {
+			seen = append(seen, p.Title)
+		}
+		return true, err == nil && IsMasterTitle(p.Title)
+	})
+	t.Logf("titles seen: %q", seen)
 }

@@ -35,6 +35,8 @@ func TestJudge(t *testing.T) {
 		prev   func(r *PoolReport)
 		health Health
 		reason string
+		// notJudged: the report must say what fpmguard could not judge.
+		notJudged bool
 	}{
 		{name: "ok", spoil: func(*PoolReport) {}, health: HealthOK},
 		{
@@ -126,6 +128,42 @@ func TestJudge(t *testing.T) {
 			health: HealthDegraded, reason: "1 workers, the config promises at least 2 (pm = static)",
 		},
 		{
+			name: "heartbeat inconclusive",
+			spoil: func(r *PoolReport) {
+				r.Heartbeat = Heartbeat{Inconclusive: "fpmguard could not judge the heartbeat: it was itself starved of CPU for 1.9s of its 2s"}
+			},
+			health: HealthOK, notJudged: true,
+		},
+		{
+			name: "status inconclusive",
+			spoil: func(r *PoolReport) {
+				r.Status = StatusRead{Via: "status_listen", Inconclusive: "fpmguard could not judge the status page: starved"}
+				r.Processes, r.Counters = nil, nil
+			},
+			health: HealthOK, notJudged: true,
+		},
+		{
+			name: "master unknown",
+			spoil: func(r *PoolReport) {
+				r.Master = &MasterReport{PID: 100, Unknown: "cannot tell whether master 100 is alive: permission denied"}
+			},
+			health: HealthOK, notJudged: true,
+		},
+		{
+			name: "master pid file unreadable",
+			spoil: func(r *PoolReport) {
+				r.Master = &MasterReport{Error: "permission denied", Unknown: "cannot tell whether the master is alive: permission denied"}
+			},
+			health: HealthOK, notJudged: true,
+		},
+		{
+			name: "all hung",
+			spoil: func(r *PoolReport) {
+				r.Processes = []ProcessState{running(101, 45, "/a.php"), running(102, 31, "/b.php")}
+			},
+			health: HealthUnhealthy, reason: "all 2 workers are hung: the pool takes no new request until one ends",
+		},
+		{
 			name: "status unreadable",
 			spoil: func(r *PoolReport) {
 				r.Status = StatusRead{Via: "main", Error: "reading status of pool www: php-fpm answered 404"}
@@ -154,6 +192,9 @@ func TestJudge(t *testing.T) {
 			}
 			if tt.reason != "" && !strings.Contains(strings.Join(r.Reasons, "\n"), tt.reason) {
 				t.Errorf("reasons %q lack %q", r.Reasons, tt.reason)
+			}
+			if (len(r.Inconclusive) > 0) != tt.notJudged {
+				t.Errorf("inconclusive %q, want some: %v", r.Inconclusive, tt.notJudged)
 			}
 		})
 	}
