@@ -424,18 +424,30 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	return rep
 }
 
-// probeAtOnce is Probe with the heartbeat sent while the status page is
-// read, so that a silent pool costs one timeout, not two. The status page
-// may then show the heartbeat's request, which it marks as a probe's.
+// headStart is how long the one-shot heartbeat waits for the status page
+// and the OS view before it goes anyway.
+const headStart = 200 * time.Millisecond
+
+// probeAtOnce is Probe bounded by one timeout. The heartbeat follows the
+// observation, as in Probe, so that the status page and the kernel's queue
+// never count it as load; but when the observation is slow (a silent
+// pool), the heartbeat goes after headStart, and the two wait out the
+// timeout together instead of one after the other.
 func (pr *Prober) probeAtOnce(ctx context.Context, t Target, prev *PoolReport) PoolReport {
-	var hb Heartbeat
-	done := make(chan struct{})
+	var r PoolReport
+	observed := make(chan struct{})
 	go func() {
-		defer close(done)
-		hb = pr.heartbeat(ctx, t)
+		defer close(observed)
+		r = pr.Observe(ctx, t)
 	}()
-	r := pr.Observe(ctx, t)
-	<-done
+	timer := time.NewTimer(headStart)
+	select {
+	case <-observed:
+	case <-timer.C:
+	}
+	timer.Stop()
+	hb := pr.heartbeat(ctx, t)
+	<-observed
 	r.Heartbeat = hb
 	r.Advice = advice(t, r)
 	Judge(&r, prev, pr.Thresholds)
