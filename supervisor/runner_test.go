@@ -3,7 +3,9 @@ package supervisor
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"golang.org/x/sys/unix"
 )
 
 // startRunner runs php-fpm under a Runner until the test ends. It returns
@@ -59,22 +62,25 @@ func ping(fpm *fpmtest.FPM) error {
 
 // TestRunRestartsAKilledMaster: SIGKILL to the master leaves its workers
 // holding the sockets; the runner kills them and starts a new master that
-// serves within the backoff + 2s, with no "Address already in use".
+// serves after the backoff, with no "Address already in use".
 func TestRunRestartsAKilledMaster(t *testing.T) {
 	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
 	events := NewEventLog(nil)
 	rn, _, _ := startRunner(t, fpm.Argv(), events)
-	first := poll(t, 5*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
-	orphans := fpmtest.ChildrenTitled(first, "php-fpm: pool www")
-	if len(orphans) != 2 {
-		t.Fatalf("workers of master %d: %v", first, orphans)
-	}
+	first := poll(t, 15*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
+	// One worker can answer the ping before the master has forked the
+	// second, or before the second has renamed itself from the master's
+	// title to its pool's: wait for both.
+	orphans := poll(t, 15*time.Second, func() ([]int, bool) {
+		w := fpmtest.ChildrenTitled(first, "php-fpm: pool www")
+		return w, len(w) == 2
+	})
 
 	killed := time.Now()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	second := poll(t, DefaultBackoffStart+2*time.Second, func() (int, bool) {
+	second := poll(t, 15*time.Second, func() (int, bool) {
 		pid := rn.PID()
 		return pid, pid != 0 && pid != first && ping(fpm) == nil
 	})
@@ -106,7 +112,7 @@ func TestRunRestartsAKilledMaster(t *testing.T) {
 func TestRunStopsGracefully(t *testing.T) {
 	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
 	rn, cancel, wait := startRunner(t, fpm.Argv(), NewEventLog(nil))
-	pid := poll(t, 5*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
+	pid := poll(t, 15*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
 	cancel()
 	code, ok := wait()
 	if !ok {
@@ -148,5 +154,104 @@ func TestRunBrokenConfigBacksOff(t *testing.T) {
 		if strings.Contains(a, "\n") || !strings.Contains(a, "exit status 78") {
 			t.Errorf("attempt line %q", a)
 		}
+	}
+}
+
+// TestMasterOutlivesTheThreadOfItsCaller: the parent-death signal comes
+// when the thread that forked a process ends, not the process
+// (golang/go#27505). A master started from a goroutine whose thread then
+// ends must live on; a control forked on that thread itself is signalled.
+func TestMasterOutlivesTheThreadOfItsCaller(t *testing.T) {
+	reaper, err := NewReaper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go reaper.Run(ctx)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn := &Runner{cfg: RunConfig{Argv: []string{sleep, "600"}, Stdout: os.Stdout, Stderr: os.Stderr}, reaper: reaper}
+
+	type started struct {
+		pid    int
+		exited <-chan syscall.WaitStatus
+		err    error
+	}
+	var control, master started
+	for {
+		ok := make(chan bool)
+		go func() {
+			// Locked and never unlocked: Go ends the thread when this
+			// goroutine returns. The main thread is never ended, so try
+			// again on another.
+			runtime.LockOSThread()
+			if unix.Gettid() == unix.Getpid() {
+				runtime.UnlockOSThread()
+				ok <- false
+				return
+			}
+			ctl := exec.Command(sleep, "600")
+			ctl.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+			control.exited, control.err = reaper.Start(ctl)
+			if control.err == nil {
+				control.pid = ctl.Process.Pid
+			}
+			master.pid, master.exited, master.err = rn.startMaster()
+			ok <- true
+		}()
+		if <-ok {
+			break
+		}
+	}
+	for _, p := range []started{control, master} {
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(-p.pid, syscall.SIGKILL) })
+	}
+
+	select {
+	case ws := <-control.exited:
+		if !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+			t.Fatalf("control: %s, want its parent-death signal SIGTERM", describeExit(ws))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the control forked on the ended thread got no parent-death signal")
+	}
+	// The control's signal and the master's, had it been forked on that
+	// thread, were sent at the same moment.
+	select {
+	case ws := <-master.exited:
+		t.Fatalf("master forked through the fork thread ended with its caller's thread: %s", describeExit(ws))
+	case <-time.After(time.Second):
+	}
+}
+
+// TestGroupMembers: a group is fpmguard's to kill only while a member is
+// its child.
+func TestGroupMembers(t *testing.T) {
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	pgid := cmd.Process.Pid
+	if members, ours := groupMembers(pgid, os.Getpid()); !members || !ours {
+		t.Errorf("group of a child: members %v, ours %v", members, ours)
+	}
+	if members, ours := groupMembers(pgid, 1); !members || ours {
+		t.Errorf("group checked for another parent: members %v, ours %v", members, ours)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if members, _ := groupMembers(pgid, os.Getpid()); members {
+		t.Errorf("group %d has members after its only one was reaped", pgid)
 	}
 }

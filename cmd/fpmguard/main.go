@@ -27,7 +27,24 @@ import (
 var version = "dev"
 
 func main() {
+	drainSIGPIPE()
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// drainSIGPIPE keeps fpmguard alive when its stdout or stderr is a pipe
+// nobody reads any more (`fpmguard run ... 2>&1 | head`): Go kills a
+// program that writes to a broken pipe on fd 1 or 2 unless SIGPIPE is
+// handled. Handled, the write fails with EPIPE instead, and the logger
+// drops the line (supervisor.LogWriter). Not signal.Ignore: an ignored
+// signal stays ignored across exec, into php-fpm; a handled one is reset
+// to the default there.
+func drainSIGPIPE() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGPIPE)
+	go func() {
+		for range c {
+		}
+	}()
 }
 
 // cli holds every flag.
@@ -230,7 +247,10 @@ func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	return res.Code
 }
 
+// newLogger logs to w through a supervisor.LogWriter: a line that cannot
+// be written is dropped and counted, never an error that stops fpmguard.
 func newLogger(w io.Writer, level, format string) *slog.Logger {
+	w = supervisor.NewLogWriter(w)
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}

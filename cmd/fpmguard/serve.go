@@ -18,6 +18,7 @@ import (
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"golang.org/x/sys/unix"
 )
 
 // watchFlags are the flags of serve and run.
@@ -235,11 +236,13 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	}
 	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
 
-	// SIGTERM, SIGINT and SIGQUIT stop php-fpm gracefully; the context of
-	// main is replaced so the runner, not the signal, decides when fpmguard
-	// ends. (Go's own SIGQUIT would dump goroutines and leave php-fpm.)
+	// SIGTERM, SIGINT, SIGQUIT and every other signal that would end
+	// fpmguard (supervisor.StopSignals) stop php-fpm gracefully; the
+	// context of main is replaced so the runner, not the signal, decides
+	// when fpmguard ends. (Go's own SIGQUIT or SIGABRT would dump
+	// goroutines and leave php-fpm.)
 	stopSigs := make(chan os.Signal, 1)
-	signal.Notify(stopSigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	signal.Notify(stopSigs, supervisor.StopSignals...)
 	forward := make(chan os.Signal, 4)
 	signal.Notify(forward, syscall.SIGUSR1, syscall.SIGUSR2)
 	hup := make(chan os.Signal, 1)
@@ -252,7 +255,8 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	defer stopFPM()
 	go func() {
 		select {
-		case <-stopSigs:
+		case sig := <-stopSigs:
+			logger.Warn("got a stop signal: stopping php-fpm", "signal", signalName(sig))
 		case <-ctx.Done():
 		}
 		stopFPM()
@@ -280,10 +284,16 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	})
 	<-ready
 	errc, shutdown := serveHTTP(watchCtx, f, &s, logger)
+	// A fatal error stops php-fpm the graceful way too, and fpmguard then
+	// exits 1, so that whatever restarts it knows.
+	var failed atomic.Bool
 	go func() {
-		if err := <-errc; err != nil {
-			logger.Error("serving HTTP", "err", oneLine(err.Error()))
+		select {
+		case err := <-errc:
+			logger.Error("serving HTTP: stopping php-fpm", "err", oneLine(err.Error()))
+			failed.Store(true)
 			stopFPM()
+		case <-watchCtx.Done():
 		}
 	}()
 
@@ -291,5 +301,18 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	stopWatch()
 	shutdown()
 	wg.Wait()
+	if failed.Load() && code == 0 {
+		return 1
+	}
 	return code
+}
+
+// signalName is a signal's name as kill(1) takes it, e.g. SIGXCPU.
+func signalName(sig os.Signal) string {
+	if s, ok := sig.(syscall.Signal); ok {
+		if name := unix.SignalName(s); name != "" {
+			return name
+		}
+	}
+	return sig.String()
 }
