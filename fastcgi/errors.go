@@ -50,22 +50,40 @@ func (c Class) String() string {
 	return "unknown"
 }
 
-// Reason is the short, fixed label used in metrics: one of refused,
-// permission, backlog, reset, timeout, bad_response.
-func (c Class) Reason() string {
+// MarshalText writes the class as its name, as reports show it.
+func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// Reason is the short, fixed label of a failure used in metrics.
+type Reason string
+
+// The reasons, each covering one or more classes.
+const (
+	ReasonRefused     Reason = "refused" // refused, or the socket missing
+	ReasonPermission  Reason = "permission"
+	ReasonBacklog     Reason = "backlog"
+	ReasonReset       Reason = "reset"
+	ReasonTimeout     Reason = "timeout"
+	ReasonBadResponse Reason = "bad_response" // anything else
+)
+
+// Reasons lists every reason, for metrics that show each from the start.
+var Reasons = []Reason{ReasonRefused, ReasonPermission, ReasonBacklog, ReasonReset, ReasonTimeout, ReasonBadResponse}
+
+// Reason is the class's reason.
+func (c Class) Reason() Reason {
 	switch c {
 	case ClassRefused, ClassMissing:
-		return "refused"
+		return ReasonRefused
 	case ClassPermission:
-		return "permission"
+		return ReasonPermission
 	case ClassBacklog:
-		return "backlog"
+		return ReasonBacklog
 	case ClassReset:
-		return "reset"
+		return ReasonReset
 	case ClassTimeout:
-		return "timeout"
+		return ReasonTimeout
 	}
-	return "bad_response"
+	return ReasonBadResponse
 }
 
 // Transport reports whether the failure happened before php-fpm could answer

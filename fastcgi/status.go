@@ -51,7 +51,10 @@ type Process struct {
 
 // Idle reports whether php-fpm counts the worker as idle. For an idle worker
 // RequestDuration is the length of its last request, not an age.
-func (p Process) Idle() bool { return p.State == "Idle" }
+func (p Process) Idle() bool { return p.State == StateIdle }
+
+// StateIdle is php-fpm's word for a worker waiting for a request.
+const StateIdle = "Idle"
 
 // The status page queries fpmguard sends: JSON, and plain text when a
 // broken JSON document cannot be read.

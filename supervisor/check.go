@@ -75,7 +75,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			perf = append(perf, fmt.Sprintf("'%s_latency'=%.6fs;%s;%s;0", label, lat, limit(th.WarnLatency.Seconds()), limit(th.CritLatency.Seconds())))
 		}
 		if p.Counters != nil || p.SocketQueue != nil {
-			queue := p.queue()
+			queue := p.Queue()
 			q := level(float64(queue), float64(th.WarnQueue), float64(th.CritQueue))
 			raise(q)
 			if q > CheckOK {

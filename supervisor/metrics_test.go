@@ -48,9 +48,9 @@ func fixedWatcher(t testing.TB, pools, workers int) *Watcher {
 				Requests: uint64(10 + j), LastRequestCPU: 12.5, LastRequestMemory: 2 << 20, CPUSeconds: 1.5, RSSBytes: 30 << 20, PSSBytes: 12 << 20}
 			switch j {
 			case 0:
-				p.State, p.RequestDuration, p.RequestMethod, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "GET", "/report.php", true, "blocked"
+				p.State, p.RequestDurationSeconds, p.RequestMethod, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "GET", "/report.php", true, "blocked"
 			case 1:
-				p.State, p.RequestDuration, p.OSState, p.RequestMethod, p.RequestURI = "Running", 0.5, OSRunning, "POST", "/api"
+				p.State, p.RequestDurationSeconds, p.OSState, p.RequestMethod, p.RequestURI = "Running", 0.5, OSRunning, "POST", "/api"
 			}
 			r.Processes = append(r.Processes, p)
 		}

@@ -50,6 +50,7 @@ const pssEvery = 10 * time.Second
 // comes first so that it never shows the heartbeat's own request as load.
 func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolReport {
 	r := pr.Observe(ctx, t)
+	Mark(&r, prev, pr.Thresholds)
 	pr.Beat(ctx, t, &r)
 	Judge(&r, prev, pr.Thresholds)
 	return r
@@ -159,9 +160,9 @@ func (pr *Prober) readStatus(ctx context.Context, t Target) (*fastcgi.Status, St
 func failure(err error) *Failure {
 	fe, ok := fastcgi.AsError(err)
 	if !ok {
-		return &Failure{Error: err.Error(), Reason: "bad_response", Class: "unknown"}
+		return &Failure{Error: err.Error(), Reason: fastcgi.ReasonBadResponse}
 	}
-	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class.String(), NginxStatus: fe.NginxStatus(), Hint: fe.Hint}
+	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint}
 }
 
 func counters(st *fastcgi.Status) *Counters {
@@ -196,16 +197,16 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 			uri = StripQuery(uri)
 		}
 		ps := ProcessState{
-			PID:               p.PID,
-			State:             p.State,
-			RequestDuration:   p.RequestDuration.Seconds(),
-			RequestMethod:     p.RequestMethod,
-			RequestURI:        uri,
-			Script:            p.Script,
-			Requests:          p.Requests,
-			LastRequestCPU:    p.LastRequestCPU,
-			LastRequestMemory: p.LastRequestMemory,
-			probeRequest:      !p.Idle() && isProbe(t, StripQuery(p.RequestURI)),
+			PID:                    p.PID,
+			State:                  p.State,
+			RequestDurationSeconds: p.RequestDuration.Seconds(),
+			RequestMethod:          p.RequestMethod,
+			RequestURI:             uri,
+			Script:                 p.Script,
+			Requests:               p.Requests,
+			LastRequestCPU:         p.LastRequestCPU,
+			LastRequestMemory:      p.LastRequestMemory,
+			probeRequest:           !p.Idle() && isProbe(t, StripQuery(p.RequestURI)),
 		}
 		osp, err := pr.Procs.ReadProcess(ctx, p.PID)
 		ps.OSState = osp.State
@@ -397,7 +398,7 @@ func suggestStatusListen(t Target) string {
 // heartbeat, run at once; the opcache of each master is read right after,
 // in what time is left. prev is the previous report, or nil.
 func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) *Report {
-	ctx, cancel := context.WithTimeout(ctx, pr.timeout())
+	ctx, cancel := context.WithTimeout(ctx, pr.Timeout())
 	defer cancel()
 	if pr.Lag != nil {
 		go pr.Lag.Run(ctx)
@@ -450,12 +451,13 @@ func (pr *Prober) probeAtOnce(ctx context.Context, t Target, prev *PoolReport) P
 	<-observed
 	r.Heartbeat = hb
 	r.Advice = advice(t, r)
+	Mark(&r, prev, pr.Thresholds)
 	Judge(&r, prev, pr.Thresholds)
 	return r
 }
 
-// timeout is the client's bound on one request.
-func (pr *Prober) timeout() time.Duration {
+// Timeout is the client's bound on one request.
+func (pr *Prober) Timeout() time.Duration {
 	if pr.Client.Timeout > 0 {
 		return pr.Client.Timeout
 	}

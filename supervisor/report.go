@@ -1,8 +1,13 @@
 package supervisor
 
 import (
+	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -85,13 +90,11 @@ type PoolReport struct {
 
 // Failure is a classified FastCGI failure as reported.
 type Failure struct {
-	Error string `json:"error"`
-	// Reason is one of refused, permission, backlog, reset, timeout,
-	// bad_response.
-	Reason      string `json:"reason"`
-	Class       string `json:"class"`
-	NginxStatus int    `json:"nginx_status,omitempty"`
-	Hint        string `json:"hint,omitempty"`
+	Error       string         `json:"error"`
+	Reason      fastcgi.Reason `json:"reason"`
+	Class       fastcgi.Class  `json:"class"` // 0 for an error that is not FastCGI's: "unknown"
+	NginxStatus int            `json:"nginx_status,omitempty"`
+	Hint        string         `json:"hint,omitempty"`
 }
 
 // Heartbeat is the result of the ping through the main socket.
@@ -114,9 +117,9 @@ func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && h.Inconclusive 
 // up: nothing was seen.
 func (h Heartbeat) Up() bool { return h.OK || (!h.Skipped && h.Inconclusive != "") }
 
-// misconfigured reports a ping a worker answered with 404 or 403: the pool
+// Misconfigured reports a ping a worker answered with 404 or 403: the pool
 // serves, only its ping.path or ping.response is wrong.
-func (h Heartbeat) misconfigured() bool {
+func (h Heartbeat) Misconfigured() bool {
 	return h.Failure != nil && (h.Failure.NginxStatus == 404 || h.Failure.NginxStatus == 403)
 }
 
@@ -178,28 +181,27 @@ type PoolLimits struct {
 
 // ProcessState is one worker: php-fpm's view and the kernel's side by side.
 type ProcessState struct {
-	PID               int     `json:"pid"`
-	State             string  `json:"state"`
-	OSState           OSState `json:"os_state"`
-	ParentOK          bool    `json:"parent_ok"` // its parent is the pool's master
-	RequestDuration   float64 `json:"request_duration_seconds"`
-	RequestMethod     string  `json:"request_method"`
-	RequestURI        string  `json:"request_uri"`
-	Script            string  `json:"script"`
-	Requests          uint64  `json:"requests"`
-	LastRequestCPU    float64 `json:"last_request_cpu_percent"`
-	LastRequestMemory int64   `json:"last_request_memory_bytes"`
-	CPUSeconds        float64 `json:"cpu_seconds"`
-	RSSBytes          uint64  `json:"rss_bytes"`
+	PID                    int     `json:"pid"`
+	State                  string  `json:"state"`
+	OSState                OSState `json:"os_state"`
+	ParentOK               bool    `json:"parent_ok"` // its parent is the pool's master
+	RequestDurationSeconds float64 `json:"request_duration_seconds"`
+	RequestMethod          string  `json:"request_method"`
+	RequestURI             string  `json:"request_uri"`
+	Script                 string  `json:"script"`
+	Requests               uint64  `json:"requests"`
+	LastRequestCPU         float64 `json:"last_request_cpu_percent"`
+	LastRequestMemory      int64   `json:"last_request_memory_bytes"`
+	CPUSeconds             float64 `json:"cpu_seconds"`
+	RSSBytes               uint64  `json:"rss_bytes"`
 	// PSSBytes is the proportional set size: RSS with shared pages (the
 	// opcache segment) divided among the processes sharing them. Read by
 	// serve and run only.
 	PSSBytes uint64 `json:"pss_bytes,omitempty"`
 	Hung     bool   `json:"hung"`
-	// HungKind tells a hung worker's last interval: "spinning" (on a CPU or
-	// waiting for one most of the time) or "blocked" (waiting on I/O, a
-	// lock, a remote service). Only the watch loop knows it.
-	HungKind string `json:"hung_kind,omitempty"`
+	// HungKind tells a hung worker's last interval. Only the watch loop
+	// knows it.
+	HungKind HungKind `json:"hung_kind,omitempty"`
 
 	parent     int    // the OS parent pid
 	startTicks uint64 // the OS start time, to tell a reused pid apart
@@ -210,6 +212,41 @@ type ProcessState struct {
 	// probe, not load.
 	probeRequest bool
 }
+
+// HungKind tells what a hung worker did over the last interval.
+type HungKind string
+
+// The hung kinds.
+const (
+	// HungSpinning: on a CPU, or waiting for one, most of the time.
+	HungSpinning HungKind = "spinning"
+	// HungBlocked: waiting on I/O, a lock, a remote service.
+	HungBlocked HungKind = "blocked"
+)
+
+// HungKinds lists every hung kind, for metrics.
+var HungKinds = []HungKind{HungBlocked, HungSpinning}
+
+// Age is the request's age for a busy worker, or its last request's
+// length for an idle one, to the second.
+func (p *ProcessState) Age() time.Duration {
+	return time.Duration(p.RequestDurationSeconds * float64(time.Second)).Round(time.Second)
+}
+
+// Parent is the worker's parent pid, as the OS said.
+func (p *ProcessState) Parent() int { return p.parent }
+
+// StartTicks is when the worker started, in ticks since boot: with its pid
+// it names one process, so a reused pid is told apart.
+func (p *ProcessState) StartTicks() uint64 { return p.startTicks }
+
+// ProbeRequest reports a worker serving a status or ping request: a
+// probe's, not load.
+func (p *ProcessState) ProbeRequest() bool { return p.probeRequest }
+
+// Idle reports a worker php-fpm calls idle: its request duration is its
+// last request's, not the age of one in flight.
+func (p *ProcessState) Idle() bool { return p.State == fastcgi.StateIdle }
 
 // StripQuery removes the query string (and fragment) from a request URI:
 // queries carry tokens and session ids.
@@ -224,7 +261,7 @@ func StripQuery(uri string) string {
 // requests, and all workers.
 func (r *PoolReport) Busy() (busy, total int) {
 	for _, p := range r.Processes {
-		if p.State != "Idle" && !p.probeRequest {
+		if !p.Idle() && !p.probeRequest {
 			busy++
 		}
 	}
@@ -242,11 +279,70 @@ func (r *PoolReport) HungCount() int {
 	return n
 }
 
-// masterName names the pool's master for metrics: its config path, which
+// MasterName names the pool's master for metrics: its config path, which
 // stays the same across restarts, else the pool's address. Never a pid.
-func (r *PoolReport) masterName() string {
+func (r *PoolReport) MasterName() string {
 	if r.Master != nil && r.Master.Config != "" {
 		return r.Master.Config
 	}
 	return r.Address
+}
+
+// Queue is the listen queue as far as it is known: the kernel's count, or
+// php-fpm's (which is 0 on unix sockets).
+func (r *PoolReport) Queue() int64 {
+	var q int64
+	if r.Counters != nil {
+		q = r.Counters.ListenQueue
+	}
+	if r.SocketQueue != nil {
+		q = max(q, r.SocketQueue.Length)
+	}
+	return q
+}
+
+// Saturated: no idle worker, and more requests waiting than allowed.
+func (r *PoolReport) Saturated(maxQueue int64) bool {
+	if !r.Status.OK {
+		return false
+	}
+	busy, total := r.Busy()
+	return total > 0 && busy == total && r.Queue() > maxQueue
+}
+
+// Summary says in a few words why the pool may be failing its clients
+// now, for the events that report nginx's failures.
+func (r *PoolReport) Summary() string {
+	if r.Master != nil && r.Master.Gone() {
+		return "the master is gone"
+	}
+	var uris []string
+	kinds := map[HungKind]bool{}
+	hung := 0
+	for _, p := range r.Processes {
+		if p.Hung {
+			hung++
+			if !slices.Contains(uris, p.RequestURI) {
+				uris = append(uris, p.RequestURI)
+			}
+			kinds[p.HungKind] = true
+		}
+	}
+	busy, total := r.Busy()
+	switch {
+	case hung > 0:
+		var ks []string
+		for k := range kinds {
+			if k != "" {
+				ks = append(ks, string(k))
+			}
+		}
+		sort.Strings(ks)
+		return fmt.Sprintf("%d of %d workers hung in %s (%s)", hung, total, strings.Join(uris, ", "), strings.Join(ks, ", "))
+	case total > 0 && busy == total:
+		return fmt.Sprintf("all %d workers busy, listen queue %d", total, r.Queue())
+	case !r.Heartbeat.OK && r.Heartbeat.Error != "":
+		return r.Heartbeat.Error
+	}
+	return fmt.Sprintf("%d of %d workers busy now", busy, total)
 }

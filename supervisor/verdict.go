@@ -3,6 +3,8 @@ package supervisor
 import (
 	"fmt"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
 )
 
 // Thresholds tune the verdict.
@@ -11,17 +13,21 @@ type Thresholds struct {
 	HungAfter time.Duration
 }
 
-// DefaultHungAfter is --hung-after's default.
+// DefaultHungAfter is the default of HungAfter.
 const DefaultHungAfter = 30 * time.Second
 
-// Judge gives a pool its verdict from what was observed, with a reason for
-// every finding. prev is the pool's previous report, or nil: counters that
-// matter only when they rise are judged against it. Judge also marks hung
-// workers. It is the one verdict every command uses.
-func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
+func (th *Thresholds) fill() {
 	if th.HungAfter <= 0 {
 		th.HungAfter = DefaultHungAfter
 	}
+}
+
+// Judge gives a pool its verdict from what was observed, with a reason for
+// every finding. prev is the pool's previous report, or nil: counters that
+// matter only when they rise are judged against it. Hung workers are those
+// Mark marked. It is the one verdict every command uses.
+func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
+	th.fill()
 	r.Health = HealthOK
 	r.Reasons = nil
 	worse := func(h Health, format string, args ...any) {
@@ -50,12 +56,12 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	}
 	if f := r.Heartbeat.Failure; f != nil {
 		switch f.Reason {
-		case "refused":
+		case fastcgi.ReasonRefused:
 			worse(HealthDown, "nothing listens on %s (%s): %s", r.Address, f.Class, f.Hint)
-		case "backlog":
+		case fastcgi.ReasonBacklog:
 			worse(HealthUnhealthy, "saturated: %s", f.Error)
-		case "bad_response":
-			if r.Heartbeat.misconfigured() {
+		case fastcgi.ReasonBadResponse:
+			if r.Heartbeat.Misconfigured() {
 				worse(HealthDegraded, "heartbeat misconfigured: %s", f.Error)
 				break
 			}
@@ -68,7 +74,6 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		worse(HealthDegraded, "cannot see the workers: %s", r.Status.Error)
 	}
 
-	markHung(r, th.HungAfter)
 	if hung, total := r.HungCount(), len(r.Processes); total > 0 && hung == total {
 		// php-fpm's own clock says so: no timing of fpmguard's is involved,
 		// so this holds even while fpmguard is starved.
@@ -77,7 +82,7 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	for i := range r.Processes {
 		p := &r.Processes[i]
 		if p.Hung {
-			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), th.HungAfter)
+			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, p.Age(), th.HungAfter)
 		}
 		switch p.OSState {
 		case OSStopped:
@@ -86,7 +91,7 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 			worse(HealthDegraded, "worker %d is a zombie: it exited and its master has not reaped it", p.PID)
 		}
 	}
-	if q := r.queue(); q > 0 {
+	if q := r.Queue(); q > 0 {
 		worse(HealthDegraded, "listen queue %d: requests are waiting for a worker", q)
 	}
 	if c := r.Counters; c != nil {
@@ -107,17 +112,4 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	if r.Reasons == nil {
 		r.Reasons = []string{}
 	}
-}
-
-// markHung marks the workers whose request in flight is older than
-// hungAfter. An idle worker's duration is its last request's: never hung.
-func markHung(r *PoolReport, hungAfter time.Duration) {
-	for i := range r.Processes {
-		p := &r.Processes[i]
-		p.Hung = p.State != "Idle" && time.Duration(p.RequestDuration*float64(time.Second)) > hungAfter
-	}
-}
-
-func roundSeconds(s float64) time.Duration {
-	return time.Duration(s * float64(time.Second)).Round(time.Second)
 }

@@ -11,7 +11,7 @@ func idle(pid int) ProcessState {
 }
 
 func running(pid int, age float64, uri string) ProcessState {
-	return ProcessState{PID: pid, State: "Running", OSState: OSSleeping, ParentOK: true, RequestDuration: age, RequestMethod: "GET", RequestURI: uri}
+	return ProcessState{PID: pid, State: "Running", OSState: OSSleeping, ParentOK: true, RequestDurationSeconds: age, RequestMethod: "GET", RequestURI: uri}
 }
 
 // healthy is a pool report with nothing wrong, to be spoiled by each case.
@@ -76,7 +76,7 @@ func TestJudge(t *testing.T) {
 		},
 		{
 			name:   "long idle is not hung",
-			spoil:  func(r *PoolReport) { r.Processes[0].RequestDuration = 600 },
+			spoil:  func(r *PoolReport) { r.Processes[0].RequestDurationSeconds = 600 },
 			health: HealthOK,
 		},
 		{

@@ -277,7 +277,7 @@ func TestKillCap(t *testing.T) {
 		r := testProber(time.Second).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
 		n := 0
 		for _, p := range r.Processes {
-			if p.State == "Running" && p.RequestDuration > 0.6 {
+			if p.State == "Running" && p.RequestDurationSeconds > 0.6 {
 				n++
 			}
 		}

@@ -77,8 +77,8 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 			fmt.Fprintln(tw, "  PID\tSTATE\tOS\tAGE\tMETHOD\tURI\tSCRIPT\tCPU\tRSS\tHUNG")
 			for _, pr := range p.Processes {
 				age := "-"
-				if pr.State != "Idle" {
-					age = duration(pr.RequestDuration)
+				if !pr.Idle() {
+					age = duration(pr.RequestDurationSeconds)
 				}
 				hung := "no"
 				if pr.Hung {

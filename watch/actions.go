@@ -1,4 +1,4 @@
-package supervisor
+package watch
 
 import (
 	"bytes"
@@ -15,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // ActionConfig switches actions on. Everything is off by default: fpmguard
@@ -65,11 +68,35 @@ func (c *ActionConfig) fill() {
 	}
 }
 
+// Action is what fpmguard does to php-fpm.
+type Action string
+
+// The actions.
+const (
+	ActionKill    Action = "kill"    // SIGTERM a hung worker
+	ActionSIGKILL Action = "sigkill" // SIGKILL a worker still there after the grace
+	ActionReload  Action = "reload"  // SIGUSR2 the master
+)
+
+// Result is how an action went.
+type Result string
+
+// The results.
+const (
+	ResultOK            Result = "ok"
+	ResultError         Result = "error"
+	ResultDryRun        Result = "dry_run"        // only reported, under --dry-run
+	ResultRefused       Result = "refused"        // a safety rule said no
+	ResultCapped        Result = "capped"         // more than the share per interval
+	ResultBudget        Result = "budget"         // the pool's action budget is spent
+	ResultConfigInvalid Result = "config_invalid" // php-fpm -t failed: no reload
+)
+
 // ActionKey labels an action count.
 type ActionKey struct {
 	Pool   string
-	Action string // kill, sigkill, reload, restart
-	Result string // ok, error, dry_run, refused, budget, config_invalid
+	Action Action
+	Result Result
 }
 
 // Actor carries out actions with every safety check: only processes whose
@@ -77,8 +104,8 @@ type ActionKey struct {
 // worker, a capped share per interval, a budget per pool.
 type Actor struct {
 	cfg    ActionConfig
-	prober *Prober
-	events *EventLog
+	prober *supervisor.Prober
+	events *event.Log
 	// signal is the one place a signal leaves fpmguard.
 	signal func(pid int, sig syscall.Signal) error
 	// output runs a command without a shell; under `run` it goes through
@@ -94,7 +121,7 @@ type Actor struct {
 	escalating sync.WaitGroup
 }
 
-func newActor(cfg ActionConfig, pr *Prober, events *EventLog) *Actor {
+func newActor(cfg ActionConfig, pr *supervisor.Prober, events *event.Log) *Actor {
 	return &Actor{
 		cfg: cfg, prober: pr, events: events,
 		signal: func(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) },
@@ -116,7 +143,7 @@ func (a *Actor) Counts() map[ActionKey]uint64 {
 	return maps.Clone(a.counts)
 }
 
-func (a *Actor) count(pool, action, result string) {
+func (a *Actor) count(pool string, action Action, result Result) {
 	a.mu.Lock()
 	a.counts[ActionKey{pool, action, result}]++
 	a.mu.Unlock()
@@ -127,7 +154,7 @@ func (a *Actor) wait() { a.escalating.Wait() }
 
 // maybeReload reloads the master when the heartbeat keeps failing and no
 // hung worker was killed this interval, nor just before.
-func (a *Actor) maybeReload(ctx context.Context, t Target, r *PoolReport, heartbeatFailing bool, killed int) {
+func (a *Actor) maybeReload(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, heartbeatFailing bool, killed int) {
 	if !a.cfg.ReloadUnhealthy || !heartbeatFailing || killed > 0 {
 		return
 	}
@@ -139,8 +166,8 @@ func (a *Actor) maybeReload(ctx context.Context, t Target, r *PoolReport, heartb
 	}
 }
 
-func (a *Actor) event(t Target, r *PoolReport, kind string, pid int, w *WorkerRecord, format string, args ...any) {
-	e := Event{Pool: t.Name, PID: pid, Kind: kind, Worker: w, Message: fmt.Sprintf(format, args...)}
+func (a *Actor) event(t supervisor.Target, r *supervisor.PoolReport, kind event.Kind, pid int, w *event.WorkerRecord, format string, args ...any) {
+	e := event.Event{Pool: t.Name, PID: pid, Kind: kind, Worker: w, Message: fmt.Sprintf(format, args...)}
 	if r.Master != nil {
 		e.Master = r.Master.PID
 	}
@@ -168,15 +195,15 @@ func (a *Actor) takeBudget(pool string) bool {
 
 // killHung SIGTERMs the oldest hung workers, at most MaxKillRatio of the
 // pool, and returns how many it signalled.
-func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
+func (a *Actor) killHung(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport) int {
 	if a.cfg.KillHungAfter <= 0 {
 		return 0
 	}
 	a.mu.Lock()
-	var cands []ProcessState
+	var cands []supervisor.ProcessState
 	for _, p := range r.Processes {
 		_, pending := a.pending[p.PID]
-		if p.State != "Idle" && !p.probeRequest && !pending && p.RequestDuration > a.cfg.KillHungAfter.Seconds() {
+		if !p.Idle() && !p.ProbeRequest() && !pending && p.RequestDurationSeconds > a.cfg.KillHungAfter.Seconds() {
 			cands = append(cands, p)
 		}
 	}
@@ -185,66 +212,66 @@ func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
 		return 0
 	}
 	if r.Master == nil || !r.Master.Alive {
-		a.count(t.Name, "kill", "refused")
-		a.event(t, r, EventActionRefused, 0, nil, "not killing %d hung workers of pool %s: its master is not known to be alive, so nothing would respawn them", len(cands), t.Name)
+		a.count(t.Name, ActionKill, ResultRefused)
+		a.event(t, r, event.KindActionRefused, 0, nil, "not killing %d hung workers of pool %s: its master is not known to be alive, so nothing would respawn them", len(cands), t.Name)
 		return 0
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].RequestDuration > cands[j].RequestDuration })
+	sort.Slice(cands, func(i, j int) bool { return cands[i].RequestDurationSeconds > cands[j].RequestDurationSeconds })
 	limit := max(1, int(a.cfg.MaxKillRatio*float64(len(r.Processes))))
 
 	// The status page was read a moment ago; read it again so that a
 	// request that just ended does not cost an idle worker its life.
 	busy, err := a.stillBusy(ctx, t)
 	if err != nil {
-		a.count(t.Name, "kill", "refused")
-		a.event(t, r, EventActionRefused, 0, nil, "not killing hung workers of pool %s: cannot re-read its status page: %v", t.Name, err)
+		a.count(t.Name, ActionKill, ResultRefused)
+		a.event(t, r, event.KindActionRefused, 0, nil, "not killing hung workers of pool %s: cannot re-read its status page: %v", t.Name, err)
 		return 0
 	}
 	killed := 0
 	for i, p := range cands {
 		if killed >= limit {
-			a.count(t.Name, "kill", "capped")
-			a.event(t, r, EventActionRefused, 0, nil, "%d more hung workers of pool %s wait for a later interval: at most %d of %d workers are killed per interval (--max-kill-ratio %.2f)",
+			a.count(t.Name, ActionKill, ResultCapped)
+			a.event(t, r, event.KindActionRefused, 0, nil, "%d more hung workers of pool %s wait for a later interval: at most %d of %d workers are killed per interval (--max-kill-ratio %.2f)",
 				len(cands)-i, t.Name, limit, len(r.Processes), a.cfg.MaxKillRatio)
 			break
 		}
 		if !busy[p.PID] {
 			continue // its request ended meanwhile
 		}
-		if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startTicks); why != "" {
-			a.count(t.Name, "kill", "refused")
-			a.event(t, r, EventActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, why)
+		if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); why != "" {
+			a.count(t.Name, ActionKill, ResultRefused)
+			a.event(t, r, event.KindActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, why)
 			continue
 		}
 		if !a.takeBudget(t.Name) {
-			a.count(t.Name, "kill", "budget")
-			a.event(t, r, EventBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
+			a.count(t.Name, ActionKill, ResultBudget)
+			a.event(t, r, event.KindBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
 			return killed
 		}
-		rec := &WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDuration,
+		rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
 			CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
 		kind := p.HungKind
 		if kind == "" {
 			kind = "hung"
 		}
 		if a.cfg.DryRun {
-			a.count(t.Name, "kill", "dry_run")
-			a.event(t, r, EventAction, p.PID, rec, "dry run: would SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s",
-				p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), a.cfg.KillHungAfter)
+			a.count(t.Name, ActionKill, ResultDryRun)
+			a.event(t, r, event.KindAction, p.PID, rec, "dry run: would SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s",
+				p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), a.cfg.KillHungAfter)
 			killed++
 			continue
 		}
 		if err := a.signal(p.PID, syscall.SIGTERM); err != nil {
-			a.count(t.Name, "kill", "error")
-			a.event(t, r, EventAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
+			a.count(t.Name, ActionKill, ResultError)
+			a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
 			continue
 		}
-		a.count(t.Name, "kill", "ok")
-		a.event(t, r, EventAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s; the master respawns it",
-			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, roundSeconds(p.RequestDuration), a.cfg.KillHungAfter)
+		a.count(t.Name, ActionKill, ResultOK)
+		a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s; the master respawns it",
+			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), a.cfg.KillHungAfter)
 		killed++
 		a.mu.Lock()
-		a.pending[p.PID] = p.startTicks
+		a.pending[p.PID] = p.StartTicks()
 		a.lastKill[t.Name] = time.Now()
 		a.mu.Unlock()
 		a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
@@ -253,7 +280,7 @@ func (a *Actor) killHung(ctx context.Context, t Target, r *PoolReport) int {
 }
 
 // stillBusy re-reads the status page and returns the pids serving a request.
-func (a *Actor) stillBusy(ctx context.Context, t Target) (map[int]bool, error) {
+func (a *Actor) stillBusy(ctx context.Context, t supervisor.Target) (map[int]bool, error) {
 	if t.StatusPath == "" {
 		return nil, fmt.Errorf("the pool has no pm.status_path")
 	}
@@ -273,25 +300,25 @@ func (a *Actor) stillBusy(ctx context.Context, t Target) (map[int]bool, error) {
 // notOurs returns why pid must not be signalled as a worker of t, or "" when
 // it may: its parent must be the pool's master, its title the pool's, and
 // its start time the one observed, so a reused pid is never hit.
-func (a *Actor) notOurs(ctx context.Context, t Target, master, pid int, startTicks uint64) string {
+func (a *Actor) notOurs(ctx context.Context, t supervisor.Target, master, pid int, startTicks uint64) string {
 	osp, err := a.prober.Procs.ReadProcess(ctx, pid)
 	switch {
 	case err != nil:
 		return fmt.Sprintf("cannot read it: %v", err)
 	case osp.PPID != master:
 		return fmt.Sprintf("its parent is %d, not the pool's master %d", osp.PPID, master)
-	case osp.Title != PoolTitle(t.Name):
-		return fmt.Sprintf("its title is %q, not %q", osp.Title, PoolTitle(t.Name))
+	case osp.Title != supervisor.PoolTitle(t.Name):
+		return fmt.Sprintf("its title is %q, not %q", osp.Title, supervisor.PoolTitle(t.Name))
 	case startTicks != 0 && osp.StartTicks != startTicks:
 		return "its pid was reused by another process"
-	case osp.State == OSZombie || osp.State == OSGone:
+	case osp.State == supervisor.OSZombie || osp.State == supervisor.OSGone:
 		return "it has already exited"
 	}
 	return ""
 }
 
 // escalate SIGKILLs a SIGTERMed worker still there after the grace period.
-func (a *Actor) escalate(ctx context.Context, t Target, r *PoolReport, p ProcessState) {
+func (a *Actor) escalate(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState) {
 	defer func() {
 		a.mu.Lock()
 		delete(a.pending, p.PID)
@@ -305,26 +332,26 @@ func (a *Actor) escalate(ctx context.Context, t Target, r *PoolReport, p Process
 	case <-timer.C:
 	}
 	osp, err := a.prober.Procs.ReadProcess(ctx, p.PID)
-	if err != nil || osp.StartTicks != p.startTicks || osp.State == OSZombie {
+	if err != nil || osp.StartTicks != p.StartTicks() || osp.State == supervisor.OSZombie {
 		return // it ended, as SIGTERM asked
 	}
-	if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.startTicks); why != "" {
-		a.count(t.Name, "sigkill", "refused")
-		a.event(t, r, EventActionRefused, p.PID, nil, "not sending SIGKILL to pid %d: %s", p.PID, why)
+	if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); why != "" {
+		a.count(t.Name, ActionSIGKILL, ResultRefused)
+		a.event(t, r, event.KindActionRefused, p.PID, nil, "not sending SIGKILL to pid %d: %s", p.PID, why)
 		return
 	}
 	if err := a.signal(p.PID, syscall.SIGKILL); err != nil {
-		a.count(t.Name, "sigkill", "error")
-		a.event(t, r, EventAction, p.PID, nil, "SIGKILL to worker %d of pool %s failed: %v", p.PID, t.Name, err)
+		a.count(t.Name, ActionSIGKILL, ResultError)
+		a.event(t, r, event.KindAction, p.PID, nil, "SIGKILL to worker %d of pool %s failed: %v", p.PID, t.Name, err)
 		return
 	}
-	a.count(t.Name, "sigkill", "ok")
-	a.event(t, r, EventAction, p.PID, nil, "SIGKILL worker %d of pool %s: still there %s after SIGTERM (os state %s)", p.PID, t.Name, a.cfg.KillGrace, osp.State)
+	a.count(t.Name, ActionSIGKILL, ResultOK)
+	a.event(t, r, event.KindAction, p.PID, nil, "SIGKILL worker %d of pool %s: still there %s after SIGTERM (os state %s)", p.PID, t.Name, a.cfg.KillGrace, osp.State)
 }
 
 // reload tests the master's config with php-fpm -t, then sends SIGUSR2 for
 // a graceful reload. A config that fails the test is reported, never loaded.
-func (a *Actor) reload(ctx context.Context, t Target, r *PoolReport) {
+func (a *Actor) reload(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport) {
 	m := r.Master
 	if m == nil || !m.Alive {
 		return // nothing to reload; the verdict already says the master is gone
@@ -333,50 +360,50 @@ func (a *Actor) reload(ctx context.Context, t Target, r *PoolReport) {
 	a.lastReload[t.Name] = time.Now()
 	a.mu.Unlock()
 	if t.Root != "" {
-		a.count(t.Name, "reload", "refused")
-		a.event(t, r, EventActionRefused, 0, nil, "not reloading master %d of pool %s: it runs in another container, whose config fpmguard cannot test", m.PID, t.Name)
+		a.count(t.Name, ActionReload, ResultRefused)
+		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading master %d of pool %s: it runs in another container, whose config fpmguard cannot test", m.PID, t.Name)
 		return
 	}
 	conf := m.Config
 	if conf == "" {
-		a.count(t.Name, "reload", "refused")
-		a.event(t, r, EventActionRefused, 0, nil, "not reloading master %d of pool %s: its config path is unknown", m.PID, t.Name)
+		a.count(t.Name, ActionReload, ResultRefused)
+		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading master %d of pool %s: its config path is unknown", m.PID, t.Name)
 		return
 	}
 	if !a.takeBudget(t.Name) {
-		a.count(t.Name, "reload", "budget")
-		a.event(t, r, EventBudget, 0, nil, "action budget of pool %s spent (%d per %s): reporting only, not reloading master %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, m.PID)
+		a.count(t.Name, ActionReload, ResultBudget)
+		a.event(t, r, event.KindBudget, 0, nil, "action budget of pool %s spent (%d per %s): reporting only, not reloading master %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, m.PID)
 		return
 	}
-	if err := TestFPMConfig(ctx, a.output, m.PID, conf); err != nil {
-		a.count(t.Name, "reload", "config_invalid")
-		a.event(t, r, EventActionRefused, 0, nil, "not reloading master %d of pool %s: %v", m.PID, t.Name, err)
+	if err := CheckConfig(ctx, a.output, m.PID, conf); err != nil {
+		a.count(t.Name, ActionReload, ResultConfigInvalid)
+		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading master %d of pool %s: %v", m.PID, t.Name, err)
 		return
 	}
 	if a.cfg.DryRun {
-		a.count(t.Name, "reload", "dry_run")
-		a.event(t, r, EventAction, 0, nil, "dry run: would SIGUSR2 master %d of pool %s (heartbeat failing, config test passed)", m.PID, t.Name)
+		a.count(t.Name, ActionReload, ResultDryRun)
+		a.event(t, r, event.KindAction, 0, nil, "dry run: would SIGUSR2 master %d of pool %s (heartbeat failing, config test passed)", m.PID, t.Name)
 		return
 	}
 	osp, err := a.prober.Procs.ReadProcess(ctx, m.PID)
-	if err != nil || !IsMasterTitle(osp.Title) {
-		a.count(t.Name, "reload", "refused")
-		a.event(t, r, EventActionRefused, 0, nil, "not reloading pid %d: it is no longer a php-fpm master", m.PID)
+	if err != nil || !supervisor.IsMasterTitle(osp.Title) {
+		a.count(t.Name, ActionReload, ResultRefused)
+		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading pid %d: it is no longer a php-fpm master", m.PID)
 		return
 	}
 	if err := a.signal(m.PID, syscall.SIGUSR2); err != nil {
-		a.count(t.Name, "reload", "error")
-		a.event(t, r, EventAction, 0, nil, "SIGUSR2 to master %d failed: %v", m.PID, err)
+		a.count(t.Name, ActionReload, ResultError)
+		a.event(t, r, event.KindAction, 0, nil, "SIGUSR2 to master %d failed: %v", m.PID, err)
 		return
 	}
-	a.count(t.Name, "reload", "ok")
-	a.event(t, r, EventAction, 0, nil, "SIGUSR2 master %d of pool %s: graceful reload, since the heartbeat kept failing and no hung worker was left to kill (config test passed)", m.PID, t.Name)
+	a.count(t.Name, ActionReload, ResultOK)
+	a.event(t, r, event.KindAction, 0, nil, "SIGUSR2 master %d of pool %s: graceful reload, since the heartbeat kept failing and no hung worker was left to kill (config test passed)", m.PID, t.Name)
 }
 
-// TestFPMConfig runs `php-fpm -t` with the master's own binary and config,
+// CheckConfig runs `php-fpm -t` with the master's own binary and config,
 // through output. No shell is involved: the arguments go to the binary as
 // they are.
-func TestFPMConfig(ctx context.Context, output func(context.Context, string, ...string) ([]byte, error), masterPID int, conf string) error {
+func CheckConfig(ctx context.Context, output func(context.Context, string, ...string) ([]byte, error), masterPID int, conf string) error {
 	bin, err := os.Readlink("/proc/" + strconv.Itoa(masterPID) + "/exe")
 	if err != nil {
 		return fmt.Errorf("finding php-fpm's binary: %w", err)
@@ -400,7 +427,7 @@ func lastLine(b []byte) string {
 }
 
 // slowlogEntry returns the pool's newest slowlog entry for pid, or "".
-func slowlogEntry(t Target, pid int) string {
+func slowlogEntry(t supervisor.Target, pid int) string {
 	if t.Slowlog == "" {
 		return ""
 	}

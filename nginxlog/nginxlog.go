@@ -1,4 +1,8 @@
-package supervisor
+// Package nginxlog follows nginx's error logs and counts the upstream
+// failures of each pool: what nginx answered (502, 504) and why. It imports
+// supervisor for the pools and event for what it reports; it must not
+// import watch, runner or web.
+package nginxlog
 
 import (
 	"bufio"
@@ -15,32 +19,34 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
-// NginxError is one upstream failure nginx logged.
-type NginxError struct {
-	Status   int    // what nginx answered the client: 502 or 504
-	Cause    string // refused, missing, permission, backlog, reset, timeout
+// Failure is one upstream failure nginx logged.
+type Failure struct {
+	Status   int // what nginx answered the client: 502 or 504
+	Cause    Cause
 	Upstream string // the upstream's address as nginx writes it, e.g. unix:/run/php/www.sock
 }
 
-// nginxCauses map the error text nginx writes to what it answered.
-var nginxCauses = []struct {
+// causes map the error text nginx writes to what it answered.
+var causes = []struct {
 	text   string
 	status int
-	cause  string
+	cause  Cause
 }{
-	{"(111: Connection refused)", 502, "refused"},
-	{"(2: No such file or directory)", 502, "missing"},
-	{"(13: Permission denied)", 502, "permission"},
-	{"(11: Resource temporarily unavailable)", 502, "backlog"},
-	{"upstream prematurely closed connection", 502, "reset"},
-	{"(104: Connection reset by peer)", 502, "reset"},
-	{"upstream timed out (110:", 504, "timeout"},
+	{"(111: Connection refused)", 502, CauseRefused},
+	{"(2: No such file or directory)", 502, CauseMissing},
+	{"(13: Permission denied)", 502, CausePermission},
+	{"(11: Resource temporarily unavailable)", 502, CauseBacklog},
+	{"upstream prematurely closed connection", 502, CauseReset},
+	{"(104: Connection reset by peer)", 502, CauseReset},
+	{"upstream timed out (110:", 504, CauseTimeout},
 }
 
-// ParseNginxLine reads one line of nginx's error log and returns the
+// ParseLine reads one line of nginx's error log and returns the
 // upstream failure it records, if it records one of a FastCGI upstream.
 //
 // Parts of the line come from clients: the request line, the Host header
@@ -49,13 +55,13 @@ var nginxCauses = []struct {
 // first upstream field: it comes right after the request line, which holds
 // no spaces (nginx refuses one that does), and before the host and the
 // referrer, which could forge another.
-func ParseNginxLine(line string) (NginxError, bool) {
-	var e NginxError
+func ParseLine(line string) (Failure, bool) {
+	var e Failure
 	msg, fields, ok := strings.Cut(line, ", client: ")
 	if !ok || !strings.Contains(msg, "upstream") {
 		return e, false
 	}
-	for _, c := range nginxCauses {
+	for _, c := range causes {
 		if strings.Contains(msg, c.text) {
 			e.Status, e.Cause = c.status, c.cause
 			break
@@ -86,18 +92,19 @@ func ParseNginxLine(line string) (NginxError, bool) {
 	return e, true
 }
 
-// NginxLogs follows nginx error logs, counts the upstream failures of each
+// Follower follows nginx error logs, counts the upstream failures of each
 // pool (matched by its socket address) and turns them into events that say
 // what fpmguard saw of the pool at the time.
-type NginxLogs struct {
+type Follower struct {
 	paths  []string
 	pools  map[string]string // canonical address -> pool name
 	addrs  map[string]string // pool name -> its address as nginx names it
-	events *EventLog
+	events *event.Log
 	// ReportEvery is how often new failures become an event.
 	ReportEvery time.Duration
-	// context describes a pool's state for an event; set by the watcher.
-	context func(pool string) string
+	// Describe, when set, says in a few words what fpmguard saw of a pool,
+	// for the events.
+	Describe func(pool string) string
 	// poll is how often the logs are read; drainQuiet how long a rotated
 	// log must stay quiet, once nginx writes to the new one, to be closed.
 	poll, drainQuiet time.Duration
@@ -109,16 +116,16 @@ type NginxLogs struct {
 	long   atomic.Uint64 // lines dropped for passing maxNginxLine
 
 	mu     sync.Mutex
-	counts map[NginxKey]uint64
-	recent map[NginxKey][]time.Time // within the last minute
-	fresh  map[NginxKey]bool        // seen since the last event
+	counts map[Key]uint64
+	recent map[Key][]time.Time // within the last minute
+	fresh  map[Key]bool        // seen since the last event
 }
 
-// NewNginxLogs follows paths for the pools of targets.
-func NewNginxLogs(paths []string, targets []Target, events *EventLog) *NginxLogs {
-	n := &NginxLogs{paths: paths, pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
+// NewFollower follows paths for the pools of targets.
+func NewFollower(paths []string, targets []supervisor.Target, events *event.Log) *Follower {
+	n := &Follower{paths: paths, pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
 		poll: 250 * time.Millisecond, drainQuiet: 10 * time.Second,
-		counts: map[NginxKey]uint64{}, recent: map[NginxKey][]time.Time{}, fresh: map[NginxKey]bool{}}
+		counts: map[Key]uint64{}, recent: map[Key][]time.Time{}, fresh: map[Key]bool{}}
 	for _, t := range targets {
 		addr := t.Address
 		// A master in another container is reached through /proc/PID/root;
@@ -134,14 +141,14 @@ func NewNginxLogs(paths []string, targets []Target, events *EventLog) *NginxLogs
 }
 
 // Counts returns the failures counted per pool, status and cause.
-func (n *NginxLogs) Counts() map[NginxKey]uint64 {
+func (n *Follower) Counts() map[Key]uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return maps.Clone(n.counts)
 }
 
 // Run follows every log until ctx ends.
-func (n *NginxLogs) Run(ctx context.Context) {
+func (n *Follower) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, p := range n.paths {
 		wg.Go(func() { n.follow(ctx, p) })
@@ -162,7 +169,7 @@ func (n *NginxLogs) Run(ctx context.Context) {
 }
 
 // record counts one failure.
-func (n *NginxLogs) record(e NginxError) {
+func (n *Follower) record(e Failure) {
 	addr, err := fastcgi.ParseAddress(e.Upstream)
 	if err != nil {
 		return
@@ -171,7 +178,7 @@ func (n *NginxLogs) record(e NginxError) {
 	if !ok {
 		return // another upstream: not ours
 	}
-	k := NginxKey{Pool: pool, Status: e.Status, Cause: e.Cause}
+	k := Key{Pool: pool, Status: e.Status, Cause: e.Cause}
 	n.mu.Lock()
 	n.counts[k]++
 	n.recent[k] = append(n.recent[k], time.Now())
@@ -181,11 +188,11 @@ func (n *NginxLogs) record(e NginxError) {
 
 // report turns the failures seen since the last report into events, with
 // the count of the last minute.
-func (n *NginxLogs) report() {
+func (n *Follower) report() {
 	n.mu.Lock()
 	cutoff := time.Now().Add(-time.Minute)
 	type item struct {
-		k     NginxKey
+		k     Key
 		count int
 	}
 	var items []item
@@ -203,34 +210,56 @@ func (n *NginxLogs) report() {
 		delete(n.fresh, k)
 	}
 	n.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].k.Pool+items[i].k.Cause < items[j].k.Pool+items[j].k.Cause })
+	sort.Slice(items, func(i, j int) bool {
+		return items[i].k.Pool+string(items[i].k.Cause) < items[j].k.Pool+string(items[j].k.Cause)
+	})
 	for _, it := range items {
 		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), n.addrs[it.k.Pool])
-		if n.context != nil {
-			if ctx := n.context(it.k.Pool); ctx != "" {
-				msg += " — " + ctx
+		if n.Describe != nil {
+			if seen := n.Describe(it.k.Pool); seen != "" {
+				msg += " — " + seen
 			}
 		}
-		n.events.Add(Event{Pool: it.k.Pool, Kind: EventNginxUpstream, Message: msg})
+		n.events.Add(event.Event{Pool: it.k.Pool, Kind: event.KindNginxUpstream, Message: msg})
 	}
 }
 
-func causeText(cause string) string {
+// Cause is why nginx could not use the upstream, as its message says.
+type Cause string
+
+// The causes fpmguard counts.
+const (
+	CauseRefused    Cause = "refused"
+	CauseMissing    Cause = "missing"
+	CausePermission Cause = "permission"
+	CauseBacklog    Cause = "backlog"
+	CauseReset      Cause = "reset"
+	CauseTimeout    Cause = "timeout"
+)
+
+// Key labels a count of upstream failures nginx logged.
+type Key struct {
+	Pool   string
+	Status int // what nginx answered: 502 or 504
+	Cause  Cause
+}
+
+func causeText(cause Cause) string {
 	switch cause {
-	case "timeout":
+	case CauseTimeout:
 		return "upstream timed out"
-	case "reset":
+	case CauseReset:
 		return "upstream closed the connection early"
-	case "backlog":
+	case CauseBacklog:
 		return "listen backlog full (EAGAIN)"
-	case "refused":
+	case CauseRefused:
 		return "connection refused"
-	case "missing":
+	case CauseMissing:
 		return "socket missing"
-	case "permission":
+	case CausePermission:
 		return "permission denied"
 	}
-	return cause
+	return string(cause)
 }
 
 // follow reads new lines of one log as they come, surviving rotation (a
@@ -251,7 +280,7 @@ func causeText(cause string) string {
 // (then the new file stays empty and the old one is followed for as long
 // as that lasts). Copytruncate loses, by design, what nginx wrote between
 // the copy and the truncation: that is gone before anyone can read it.
-func (n *NginxLogs) follow(ctx context.Context, path string) {
+func (n *Follower) follow(ctx context.Context, path string) {
 	var cur *logFile   // the file at the path, as last seen
 	var old []*logFile // rotated away, oldest first, still read
 	rotations := 0
@@ -393,7 +422,7 @@ func (l *logFile) rewind() error {
 // ReadSlice, unlike ReadString, never returns more than the reader's
 // buffer: a run of bytes without a newline, however long, costs at most
 // the buffer and maxNginxLine.
-func (n *NginxLogs) drain(l *logFile) bool {
+func (n *Follower) drain(l *logFile) bool {
 	read := false
 	for {
 		chunk, err := l.r.ReadSlice('\n')
@@ -440,81 +469,21 @@ func appendBounded(line, chunk []byte) []byte {
 }
 
 // line handles one complete line of the log.
-func (n *NginxLogs) line(line string) {
+func (n *Follower) line(line string) {
 	if n.onLine != nil {
 		n.onLine(line)
 	}
-	if e, ok := ParseNginxLine(line); ok {
+	if e, ok := ParseLine(line); ok {
 		n.record(e)
 	}
 }
 
 // LongLines returns how many lines were dropped for passing maxNginxLine.
-func (n *NginxLogs) LongLines() uint64 { return n.long.Load() }
+func (n *Follower) LongLines() uint64 { return n.long.Load() }
 
 func nlink(fi os.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return uint64(st.Nlink)
 	}
 	return 1 // unknown: take the file for still linked
-}
-
-// FollowNginx makes the watcher follow nginx's error logs, with the pools'
-// state as the context of each event.
-func (w *Watcher) FollowNginx(paths []string) *NginxLogs {
-	targets := make([]Target, len(w.pools))
-	for i, pw := range w.pools {
-		targets[i] = pw.target
-	}
-	n := NewNginxLogs(paths, targets, w.events)
-	// A few intervals gather a burst of failures into one event.
-	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
-	n.context = w.poolContext
-	w.nginx = n
-	return n
-}
-
-// poolContext says in a few words why a pool may be failing nginx now.
-func (w *Watcher) poolContext(pool string) string {
-	for _, pw := range w.pools {
-		pw.mu.Lock()
-		r := pw.report
-		pw.mu.Unlock()
-		if r == nil || r.Name != pool {
-			continue
-		}
-		if r.Master != nil && r.Master.Gone() {
-			return "the master is gone"
-		}
-		var uris []string
-		kinds := map[string]bool{}
-		hung := 0
-		for _, p := range r.Processes {
-			if p.Hung {
-				hung++
-				if !slices.Contains(uris, p.RequestURI) {
-					uris = append(uris, p.RequestURI)
-				}
-				kinds[p.HungKind] = true
-			}
-		}
-		busy, total := r.Busy()
-		switch {
-		case hung > 0:
-			var ks []string
-			for k := range kinds {
-				if k != "" {
-					ks = append(ks, k)
-				}
-			}
-			sort.Strings(ks)
-			return fmt.Sprintf("%d of %d workers hung in %s (%s)", hung, total, strings.Join(uris, ", "), strings.Join(ks, ", "))
-		case total > 0 && busy == total:
-			return fmt.Sprintf("all %d workers busy, listen queue %d", total, r.queue())
-		case !r.Heartbeat.OK && r.Heartbeat.Error != "":
-			return r.Heartbeat.Error
-		}
-		return fmt.Sprintf("%d of %d workers busy now", busy, total)
-	}
-	return ""
 }

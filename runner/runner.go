@@ -1,4 +1,8 @@
-package supervisor
+// Package runner runs php-fpm as fpmguard's child for `fpmguard run`: it
+// starts it, restarts it when it dies, stops it gracefully, and reaps every
+// process that ends up in its care. It imports event for what it reports;
+// it must not import watch or web.
+package runner
 
 import (
 	"context"
@@ -15,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,7 +90,7 @@ func signalsNamed(names ...string) []os.Signal {
 type Runner struct {
 	cfg    RunConfig
 	reaper *Reaper
-	events *EventLog
+	events *event.Log
 
 	pid      atomic.Int64
 	restarts atomic.Uint64
@@ -93,7 +99,7 @@ type Runner struct {
 }
 
 // NewRunner checks the command line and makes this process a subreaper.
-func NewRunner(cfg RunConfig, events *EventLog) (*Runner, error) {
+func NewRunner(cfg RunConfig, events *event.Log) (*Runner, error) {
 	if len(cfg.Argv) == 0 {
 		return nil, errors.New("run needs the php-fpm command after --, e.g. fpmguard run -- php-fpm -F -y /etc/php/8.2/fpm/php-fpm.conf")
 	}
@@ -179,7 +185,7 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 	go rn.reaper.Run(reapCtx)
 
 	if others := rn.otherMasters(0); len(others) > 0 {
-		rn.events.Add(Event{Master: others[0], Kind: EventMasterRestart, Message: fmt.Sprintf("%s: php-fpm cannot listen on the same sockets until it ends; fpmguard leaves it alone", rn.describeOthers(others))})
+		rn.events.Add(event.Event{Master: others[0], Kind: event.KindMasterRestart, Message: fmt.Sprintf("%s: php-fpm cannot listen on the same sockets until it ends; fpmguard leaves it alone", rn.describeOthers(others))})
 	}
 	if ctx.Err() != nil {
 		return 0 // asked to stop before php-fpm ever ran
@@ -188,7 +194,7 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 	for attempt := 1; ; attempt++ {
 		pid, exited, err := rn.startMaster()
 		if err != nil {
-			rn.events.Add(Event{Kind: EventMasterRestart, Message: fmt.Sprintf("cannot start %s: %v", rn.cfg.Argv[0], err)})
+			rn.events.Add(event.Event{Kind: event.KindMasterRestart, Message: fmt.Sprintf("cannot start %s: %v", rn.cfg.Argv[0], err)})
 			return 127
 		}
 		rn.pid.Store(int64(pid))
@@ -204,7 +210,7 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 		rn.pid.Store(0)
 		if stopped {
 			rn.killGroup(pid)
-			rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: fmt.Sprintf("php-fpm master %d stopped (%s)", pid, describeExit(ws))})
+			rn.events.Add(event.Event{Master: pid, Kind: event.KindMasterRestart, Message: fmt.Sprintf("php-fpm master %d stopped (%s)", pid, describeExit(ws))})
 			return exitCode(ws)
 		}
 		up := time.Since(started)
@@ -216,7 +222,7 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 		if others := rn.otherMasters(pid); len(others) > 0 {
 			msg += "; " + rn.describeOthers(others) + " and may hold its sockets"
 		}
-		rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: msg})
+		rn.events.Add(event.Event{Master: pid, Kind: event.KindMasterRestart, Message: msg})
 		// The old master's workers may still serve meanwhile: they go only
 		// right before the new master needs their sockets.
 		select {
@@ -303,7 +309,7 @@ func (rn *Runner) otherMasters(ours int) []int {
 	if err != nil {
 		return nil
 	}
-	masters, err := FindMasters(context.Background())
+	masters, err := supervisor.FindMasters(context.Background())
 	if err != nil {
 		return nil
 	}
@@ -353,7 +359,7 @@ func (rn *Runner) stop(pid int, exited <-chan syscall.WaitStatus) syscall.WaitSt
 		{syscall.SIGTERM, false, orphanWait},
 		{syscall.SIGKILL, true, orphanWait},
 	}
-	rn.events.Add(Event{Master: pid, Kind: EventMasterRestart, Message: fmt.Sprintf("stopping php-fpm master %d: SIGQUIT, SIGTERM after %s", pid, rn.cfg.StopTimeout)})
+	rn.events.Add(event.Event{Master: pid, Kind: event.KindMasterRestart, Message: fmt.Sprintf("stopping php-fpm master %d: SIGQUIT, SIGTERM after %s", pid, rn.cfg.StopTimeout)})
 	for _, s := range steps {
 		target := pid
 		if s.group {
@@ -384,12 +390,12 @@ func (rn *Runner) killGroup(pgid int) {
 			return
 		}
 		if !ours {
-			rn.events.Add(Event{Master: pgid, Kind: EventMasterRestart, Message: fmt.Sprintf("process group %d is no longer php-fpm's: left alone", pgid)})
+			rn.events.Add(event.Event{Master: pgid, Kind: event.KindMasterRestart, Message: fmt.Sprintf("process group %d is no longer php-fpm's: left alone", pgid)})
 			return
 		}
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		if time.Now().After(deadline) {
-			rn.events.Add(Event{Master: pgid, Kind: EventMasterRestart, Message: fmt.Sprintf("processes of the old php-fpm group %d are still there after SIGKILL", pgid)})
+			rn.events.Add(event.Event{Master: pgid, Kind: event.KindMasterRestart, Message: fmt.Sprintf("processes of the old php-fpm group %d are still there after SIGKILL", pgid)})
 			return
 		}
 		rn.reaper.reap()
@@ -402,11 +408,10 @@ func (rn *Runner) killGroup(pgid int) {
 func groupMembers(pgid, parent int) (members, ours bool) {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		stat, err := readProcFile(pid, "stat")
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue // gone meanwhile
 		}

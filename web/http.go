@@ -1,4 +1,8 @@
-package supervisor
+// Package web serves what fpmguard knows over HTTP: the health probes, the
+// status and events as JSON, and Prometheus metrics, all read-only and
+// answered from the latest snapshot. It reads watch; nothing imports it
+// but the command.
+package web
 
 import (
 	"encoding/json"
@@ -8,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/watch"
 )
 
 // HTTP limits: every answer comes from memory, so these bound slow or
@@ -31,11 +38,21 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// NewHTTPHandler serves the state of the watcher current returns (it
-// changes when SIGHUP reloads the config): /healthz, /readyz, /status,
-// /events and, at telemetryPath, metrics (nil: the route answers 404 until
-// metrics exist). Everything is read-only and answered from memory.
-func NewHTTPHandler(current func() *Watcher, metrics http.Handler, telemetryPath string) http.Handler {
+// Source is what the handlers read: a watcher's snapshot, its probes'
+// answers and its events.
+type Source interface {
+	Snapshot() *watch.Snapshot
+	Live() (ok bool, reasons []string)
+	Ready() (ok bool, reasons []string)
+	Events() *event.Log
+}
+
+// NewHTTPHandler serves the source current returns (it changes when
+// SIGHUP reloads the config; nil while nothing is watched): /healthz,
+// /readyz, /status, /events and, at telemetryPath, metrics (nil: the route
+// answers 404 until metrics exist). Everything is read-only and answered
+// from memory.
+func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath string) http.Handler {
 	mux := http.NewServeMux()
 	watching := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(rw http.ResponseWriter, r *http.Request) {
@@ -55,7 +72,7 @@ func NewHTTPHandler(current func() *Watcher, metrics http.Handler, telemetryPath
 		probeAnswer(rw, ok, reasons)
 	}))
 	mux.HandleFunc("/status", watching(func(rw http.ResponseWriter, _ *http.Request) {
-		writeJSON(rw, current().Snapshot())
+		writeJSON(rw, current().Snapshot().Report())
 	}))
 	mux.HandleFunc("/events", watching(func(rw http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
@@ -63,7 +80,7 @@ func NewHTTPHandler(current func() *Watcher, metrics http.Handler, telemetryPath
 			n = 100
 		}
 		writeJSON(rw, struct {
-			Events []Event `json:"events"`
+			Events []event.Event `json:"events"`
 		}{current().Events().Recent(n)})
 	}))
 	if telemetryPath == "" {

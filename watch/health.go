@@ -1,0 +1,94 @@
+package watch
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+// Live answers the liveness probe: every master alive, and no pool whose
+// heartbeat failed UnhealthyAfter times in a row. A heartbeat that proved
+// nothing, because fpmguard itself was starved, counts neither way. The
+// reasons say which pool and why.
+func (w *Watcher) Live() (bool, []string) {
+	var reasons []string
+	interval := w.pace.Interval()
+	window := time.Duration(w.cfg.UnhealthyAfter) * interval
+	for _, pw := range w.pools {
+		v := pw.view.Load()
+		if v == nil {
+			if time.Since(w.started) > window+w.stuckAfter() {
+				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", w.name(pw)))
+			}
+			continue
+		}
+		r := v.Report
+		if r.Master != nil && r.Master.Gone() {
+			reasons = append(reasons, fmt.Sprintf("pool %s: master is gone", r.Name))
+			continue
+		}
+		if r.Heartbeat.Skipped {
+			continue
+		}
+		switch {
+		case v.Failures >= w.cfg.UnhealthyAfter:
+			reasons = append(reasons, fmt.Sprintf("pool %s: heartbeat failed %d times in a row: %s", r.Name, v.Failures, r.Heartbeat.Error))
+		case w.stuck(v.LastProbe, interval):
+			reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished for %s", r.Name, time.Since(v.LastProbe).Round(time.Second)))
+		}
+	}
+	return len(reasons) == 0, reasons
+}
+
+// stuckAfter is how long a probe may take at the most: its status read and
+// heartbeat each end by the client's timeout.
+func (w *Watcher) stuckAfter() time.Duration { return 2*w.prober.Timeout() + w.cfg.Interval }
+
+// stuck reports a pool whose probes stopped finishing since last, not
+// counting the time fpmguard itself could not run.
+func (w *Watcher) stuck(last time.Time, interval time.Duration) bool {
+	now := time.Now()
+	idle := now.Sub(last) - w.prober.Lag.Starved(last, now)
+	return idle > time.Duration(w.cfg.UnhealthyAfter)*interval+w.stuckAfter()
+}
+
+// Ready answers the readiness probe: every pool can take a request now.
+func (w *Watcher) Ready() (bool, []string) {
+	var reasons []string
+	for _, pw := range w.pools {
+		name := w.name(pw)
+		if start := pw.probeStart.Load(); start != 0 {
+			began := time.Unix(0, start)
+			// A heartbeat outstanding while fpmguard could not run proves
+			// nothing.
+			if ok, _ := w.prober.Lag.Judge("heartbeat", began, time.Now()); !ok && time.Since(began) > w.cfg.Interval {
+				reasons = append(reasons, fmt.Sprintf("pool %s: a heartbeat has been outstanding for %s", name, time.Since(began).Round(time.Millisecond)))
+				continue
+			}
+		}
+		v := pw.view.Load()
+		if v == nil {
+			reasons = append(reasons, fmt.Sprintf("pool %s: not probed yet", name))
+			continue
+		}
+		r := v.Report
+		switch {
+		case r.Heartbeat.Failed():
+			reasons = append(reasons, fmt.Sprintf("pool %s: last heartbeat failed: %s", name, r.Heartbeat.Error))
+		case r.Saturated(w.cfg.ReadyMaxQueue):
+			reasons = append(reasons, fmt.Sprintf("pool %s: saturated: no idle worker and %d requests waiting", name, r.Queue()))
+		case r.Health == supervisor.HealthUnhealthy || r.Health == supervisor.HealthDown:
+			reasons = append(reasons, fmt.Sprintf("pool %s: %s: %s", name, r.Health, strings.Join(r.Reasons, "; ")))
+		}
+	}
+	return len(reasons) == 0, reasons
+}
+
+// name is the pool's name.
+func (w *Watcher) name(pw *poolWatch) string {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.target.Name
+}

@@ -1,0 +1,353 @@
+// Package watch is fpmguard's loop: it probes every pool continuously,
+// judges, acts when asked, records events, and publishes each result as an
+// immutable Snapshot that every output reads. It imports supervisor, event,
+// nginxlog and lag; it must not import runner or web, which read it.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/lag"
+	"github.com/fpmguard/fpmguard/nginxlog"
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+// Config tunes the watch loop.
+type Config struct {
+	Interval       time.Duration // between probes of a pool; 1s if 0
+	UnhealthyAfter int           // heartbeat failures in a row that count; 3 if 0
+	ReadyMaxQueue  int64         // readiness: a saturated pool may have this many waiting
+	OpcacheEvery   time.Duration // between opcache reads; 5s if 0
+	// FirstProbeAfter delays the first probe, for `run`, whose php-fpm is
+	// starting at the same moment.
+	FirstProbeAfter time.Duration
+	Actions         ActionConfig
+}
+
+// Defaults of Config.
+const (
+	DefaultInterval       = time.Second
+	DefaultUnhealthyAfter = 3
+	DefaultOpcacheEvery   = 5 * time.Second
+	// DiskSleepAfter is how long a worker may stay in D state before it
+	// is reported: short stays are ordinary disk I/O.
+	DiskSleepAfter = 5 * time.Second
+)
+
+func (c *Config) fill() {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.UnhealthyAfter <= 0 {
+		c.UnhealthyAfter = DefaultUnhealthyAfter
+	}
+	if c.OpcacheEvery <= 0 {
+		c.OpcacheEvery = DefaultOpcacheEvery
+	}
+	c.Actions.fill()
+}
+
+// HungAfter is the age past which a worker counts as hung, given the
+// verdict's threshold and the age past which fpmguard kills: a worker
+// fpmguard kills for its age is hung by definition.
+func HungAfter(hungAfter, killHungAfter time.Duration) time.Duration {
+	if killHungAfter > 0 && (hungAfter <= 0 || killHungAfter < hungAfter) {
+		return killHungAfter
+	}
+	return hungAfter
+}
+
+// Watcher probes every pool, each in a loop of its own, and publishes what
+// it finds.
+type Watcher struct {
+	prober  *supervisor.Prober
+	cfg     Config
+	events  *event.Log
+	actions *Actor
+	pools   []*poolWatch
+	nginx   *nginxlog.Follower // nil unless nginx logs are followed
+	// pace stretches the interval while fpmguard is starved of CPU.
+	pace    *lag.Pacer
+	started time.Time
+	// probed is closed when every pool has finished its first probe.
+	probed     chan struct{}
+	unprobed   atomic.Int64
+	probedOnce sync.Once
+
+	mu      sync.Mutex
+	opcache []supervisor.OpcacheReport
+	masters map[string]*masterSeen // by master name
+}
+
+// masterSeen counts the masters seen under one name: a new pid is a
+// restart, whoever restarted it.
+type masterSeen struct {
+	pid      int
+	restarts uint64
+}
+
+// poolWatch is one pool's loop. Only its own goroutine touches the loop
+// state; what others read is published in view.
+type poolWatch struct {
+	mu     sync.Mutex // guards target, which SetMasterPID changes
+	target supervisor.Target
+
+	// probeStart is when the probe in flight began (Unix ns), 0 if none.
+	probeStart atomic.Int64
+	// view is the latest published state, nil before the first probe.
+	view atomic.Pointer[PoolView]
+
+	// Loop state.
+	stats     PoolStats
+	failures  int
+	lastBeat  time.Time
+	dSince    map[int]time.Time
+	announced map[condition]bool // conditions already reported, to report each once
+}
+
+// condition is something reported once when it starts: of a worker when pid
+// is set, else of the pool.
+type condition struct {
+	what string
+	pid  int
+}
+
+// New builds a watcher of targets with pr, which it uses as given. events
+// may be shared with other parts of fpmguard.
+func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events *event.Log) *Watcher {
+	cfg.fill()
+	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}, probed: make(chan struct{})}
+	w.actions = newActor(cfg.Actions, pr, events)
+	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
+	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(event.Event{Kind: event.KindStarved, Message: why}) }
+	w.unprobed.Store(int64(len(targets)))
+	if len(targets) == 0 {
+		close(w.probed)
+	}
+	for _, t := range targets {
+		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
+	}
+	return w
+}
+
+// UseOutput runs the commands the watcher runs (php-fpm -t) through
+// output: under `run`, the reaper's, the only caller of wait.
+func (w *Watcher) UseOutput(output func(ctx context.Context, name string, args ...string) ([]byte, error)) {
+	w.actions.output = output
+}
+
+// SetMasterPID tells every pool the pid of its master, for `run`, which
+// starts a new master after each crash.
+func (w *Watcher) SetMasterPID(pid int) {
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		pw.target.MasterPID = pid
+		pw.mu.Unlock()
+	}
+}
+
+// Events is the watcher's event log.
+func (w *Watcher) Events() *event.Log { return w.events }
+
+// FollowNginx makes the watcher follow nginx's error logs at paths, with
+// what it saw of each pool in the events.
+func (w *Watcher) FollowNginx(paths []string) {
+	targets := make([]supervisor.Target, len(w.pools))
+	for i, pw := range w.pools {
+		targets[i] = pw.target
+	}
+	n := nginxlog.NewFollower(paths, targets, w.events)
+	// A few intervals gather a burst of failures into one event.
+	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
+	n.Describe = func(pool string) string {
+		for _, pw := range w.pools {
+			if v := pw.view.Load(); v != nil && v.Report.Name == pool {
+				return v.Report.Summary()
+			}
+		}
+		return ""
+	}
+	w.nginx = n
+}
+
+// Run watches until ctx ends. Each pool has its own loop, so a hung pool
+// never delays another.
+func (w *Watcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if w.prober.Lag != nil {
+		wg.Go(func() { w.prober.Lag.Run(ctx) })
+	}
+	for _, pw := range w.pools {
+		wg.Go(func() { w.watchPool(ctx, pw) })
+	}
+	if w.prober.Opcache != nil {
+		wg.Go(func() { w.watchOpcache(ctx) })
+	}
+	if w.nginx != nil {
+		wg.Go(func() { w.nginx.Run(ctx) })
+	}
+	wg.Wait()
+	w.actions.wait()
+}
+
+func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
+	if d := w.cfg.FirstProbeAfter; d > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+	// A timer, not a ticker: the next probe is one (possibly stretched)
+	// interval after this one began, and a probe that overran its interval
+	// is followed at once by one more, never by a queue of them.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		began := time.Now()
+		w.tick(ctx, pw)
+		timer.Reset(w.pace.Interval() - time.Since(began))
+	}
+}
+
+// tick probes one pool once, detects what changed, acts, and publishes:
+// each of the probe's steps runs once. Hung workers are judged and killed
+// on a fresh status page, before the heartbeat: with every worker hung the
+// heartbeat takes its whole timeout.
+func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
+	pw.mu.Lock()
+	target := pw.target
+	pw.mu.Unlock()
+	var prev *supervisor.PoolReport
+	if v := pw.view.Load(); v != nil {
+		prev = v.Report
+	}
+
+	pw.probeStart.Store(time.Now().UnixNano())
+	r := w.prober.Observe(ctx, target)
+	supervisor.Mark(&r, prev, w.prober.Thresholds)
+	killed := w.actions.killHung(ctx, target, &r)
+	w.prober.Beat(ctx, target, &r)
+	pw.probeStart.Store(0)
+	if ctx.Err() != nil {
+		return
+	}
+	supervisor.Judge(&r, prev, w.prober.Thresholds)
+
+	pw.stats.add(&r)
+	now := time.Now()
+	if r.Heartbeat.OK || r.Heartbeat.Misconfigured() {
+		// A worker answered a misconfigured ping: the pool serves.
+		pw.failures = 0
+		pw.lastBeat = now
+	} else if r.Heartbeat.Failed() {
+		// An inconclusive heartbeat neither fails nor succeeds: the streak
+		// stays where it was.
+		pw.failures++
+	}
+	w.detect(pw, prev, &r)
+	w.actions.maybeReload(ctx, target, &r, pw.failures >= w.cfg.UnhealthyAfter, killed)
+	w.seeMaster(&r)
+
+	first := prev == nil
+	pw.view.Store(&PoolView{
+		Report: &r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
+		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: now,
+	})
+	if first && w.unprobed.Add(-1) == 0 {
+		w.probedOnce.Do(func() { close(w.probed) })
+	}
+}
+
+// seeMaster counts a new master pid under a known name as a restart.
+func (w *Watcher) seeMaster(r *supervisor.PoolReport) {
+	m := r.Master
+	if m == nil || !m.Alive || m.PID == 0 {
+		return
+	}
+	name := r.MasterName()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := w.masters[name]
+	switch {
+	case seen == nil:
+		w.masters[name] = &masterSeen{pid: m.PID}
+	case seen.pid != m.PID:
+		seen.pid = m.PID
+		seen.restarts++
+	}
+}
+
+// watchOpcache reads the opcache as soon as every pool has been probed
+// once (its masters are known then), and every OpcacheEvery after that.
+func (w *Watcher) watchOpcache(ctx context.Context) {
+	first := time.NewTimer(w.cfg.OpcacheEvery)
+	defer first.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-w.probed:
+	case <-first.C:
+	}
+	tick := time.NewTicker(w.cfg.OpcacheEvery)
+	defer tick.Stop()
+	prev := map[int]*supervisor.OpcacheReport{}
+	for read := true; ; read = false {
+		if !read {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		targets, pools := w.probedPools()
+		if len(pools) == 0 {
+			continue
+		}
+		reports := w.prober.Opcache.Probe(ctx, targets, pools, prev)
+		if ctx.Err() != nil {
+			return
+		}
+		next := map[int]*supervisor.OpcacheReport{}
+		for i := range reports {
+			o := &reports[i]
+			if p := prev[o.MasterPID]; (p == nil && o.Health != supervisor.HealthOK) || (p != nil && p.Health != o.Health) {
+				w.events.Add(event.Event{Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
+			}
+			next[o.MasterPID] = o
+		}
+		prev = next
+		w.mu.Lock()
+		w.opcache = reports
+		w.mu.Unlock()
+	}
+}
+
+// probedPools returns the targets and their latest reports, skipping pools
+// not probed yet.
+func (w *Watcher) probedPools() ([]supervisor.Target, []supervisor.PoolReport) {
+	var targets []supervisor.Target
+	var pools []supervisor.PoolReport
+	for _, pw := range w.pools {
+		v := pw.view.Load()
+		if v == nil {
+			continue
+		}
+		pw.mu.Lock()
+		targets = append(targets, pw.target)
+		pw.mu.Unlock()
+		pools = append(pools, *v.Report)
+	}
+	return targets, pools
+}

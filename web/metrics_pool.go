@@ -1,0 +1,119 @@
+package web
+
+import (
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/watch"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The label values fpmguard always emits, so each series exists from the
+// first scrape on.
+var (
+	healths  = []supervisor.Health{supervisor.HealthOK, supervisor.HealthDegraded, supervisor.HealthUnhealthy, supervisor.HealthDown}
+	osStates = []supervisor.OSState{supervisor.OSRunning, supervisor.OSSleeping, supervisor.OSDiskSleep, supervisor.OSStopped, supervisor.OSZombie}
+)
+
+// poolCollector emits fpmguard's view of each pool and its master: the
+// heartbeat, the verdict, hung and OS states, the kernel's queue, and what
+// fpmguard did.
+type poolCollector struct {
+	heartbeatUp, heartbeatDuration, heartbeatFailures, heartbeatInconclusive *prometheus.Desc
+	poolHealth, hung, osState, maxChildren, socketQueue, socketQueueMax      *prometheus.Desc
+	actions, masterUp, masterRestarts                                        *prometheus.Desc
+}
+
+func newPoolCollector() *poolCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return desc("phpfpm", name, help, labels...)
+	}
+	return &poolCollector{
+		heartbeatUp:           d("heartbeat_up", "1 when the last heartbeat through the pool's main socket (the one nginx uses) succeeded.", "pool"),
+		heartbeatDuration:     d("heartbeat_duration_seconds", "Round trip of the heartbeat through a worker.", "pool"),
+		heartbeatFailures:     d("heartbeat_failures_total", "Failed heartbeats by reason: refused, permission, backlog, reset, timeout, bad_response.", "pool", "reason"),
+		heartbeatInconclusive: d("heartbeat_inconclusive_total", "Heartbeats that proved nothing: they timed out or answered late while fpmguard itself was starved of CPU.", "pool"),
+		poolHealth:            d("pool_health", "1 for the pool's current verdict: ok, degraded, unhealthy or down.", "pool", "health"),
+		hung:                  d("hung_processes", "Workers whose request is older than --hung-after, by what they did over the last interval.", "pool", "kind"),
+		osState:               d("os_state_processes", "Workers by the kernel's process state.", "pool", "os_state"),
+		maxChildren:           d("max_children", "pm.max_children of the pool, when its config is known.", "pool"),
+		socketQueue:           d("socket_listen_queue", "Connections waiting on the pool's listen socket, as the kernel counts them (ss Recv-Q).", "pool"),
+		socketQueueMax:        d("socket_listen_queue_max", "Size of the pool's listen backlog, as the kernel counts it (ss Send-Q); when full, nginx answers 502.", "pool"),
+		actions:               d("actions_total", "Actions fpmguard took or declined, by action and result.", "pool", "action", "result"),
+		masterUp:              d("master_up", "1 when the php-fpm master is alive.", "master"),
+		masterRestarts:        d("master_restarts_total", "Times a new master pid appeared under this master's name.", "master"),
+	}
+}
+
+func (c *poolCollector) describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.heartbeatUp, c.heartbeatDuration, c.heartbeatFailures, c.heartbeatInconclusive,
+		c.poolHealth, c.hung, c.osState, c.maxChildren, c.socketQueue, c.socketQueueMax,
+		c.actions, c.masterUp, c.masterRestarts,
+	} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) collect(s *watch.Snapshot, m emitter) {
+	masters := map[string]bool{}
+	for _, v := range byName(s) {
+		p, st := v.Report, &v.Stats
+		m.gauge(c.heartbeatUp, b2f(p.Heartbeat.Up()), p.Name)
+		m.counter(c.heartbeatInconclusive, float64(st.Inconclusive), p.Name)
+		if st.Heartbeats > 0 {
+			buckets := make(map[float64]uint64, len(watch.HeartbeatBuckets))
+			for i, b := range watch.HeartbeatBuckets {
+				buckets[b] = st.Buckets[i]
+			}
+			m.ch <- prometheus.MustNewConstHistogram(c.heartbeatDuration, st.Heartbeats, st.HeartbeatSumSeconds, buckets, p.Name)
+		}
+		for _, r := range fastcgi.Reasons {
+			m.counter(c.heartbeatFailures, float64(st.Failures[r]), p.Name, string(r))
+		}
+		for _, h := range healths {
+			m.gauge(c.poolHealth, b2f(p.Health == h), p.Name, string(h))
+		}
+		hung := map[supervisor.HungKind]int{}
+		states := map[supervisor.OSState]int{}
+		for i := range p.Processes {
+			w := &p.Processes[i]
+			if w.Hung && w.HungKind != "" {
+				hung[w.HungKind]++
+			}
+			states[w.OSState]++
+		}
+		for _, kind := range supervisor.HungKinds {
+			m.gauge(c.hung, float64(hung[kind]), p.Name, string(kind))
+		}
+		for _, st := range osStates {
+			m.gauge(c.osState, float64(states[st]), p.Name, string(st))
+		}
+		if p.Config.MaxChildren > 0 {
+			m.gauge(c.maxChildren, float64(p.Config.MaxChildren), p.Name)
+		}
+		if q := p.SocketQueue; q != nil {
+			m.gauge(c.socketQueue, float64(q.Length), p.Name)
+			m.gauge(c.socketQueueMax, float64(q.Max), p.Name)
+		}
+		if p.Master != nil {
+			name := p.MasterName()
+			// Up unless known dead: a master fpmguard cannot read is not
+			// reported down on a guess.
+			masters[name] = masters[name] || !p.Master.Gone()
+		}
+	}
+	// A master seen once stays in the metrics: a stopped one reads 0, so an
+	// alert on master_up == 0 can fire.
+	for name := range s.MasterRestarts {
+		if _, ok := masters[name]; !ok {
+			masters[name] = false
+		}
+	}
+	for name, alive := range masters {
+		m.gauge(c.masterUp, b2f(alive), name)
+		m.counter(c.masterRestarts, float64(s.MasterRestarts[name]), name)
+	}
+	for k, v := range s.Actions {
+		m.counter(c.actions, float64(v), k.Pool, string(k.Action), string(k.Result))
+	}
+}

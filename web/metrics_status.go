@@ -1,0 +1,106 @@
+package web
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/fpmguard/fpmguard/watch"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// statusCollector emits the status page under the names of the established
+// exporter (hipages/php-fpm_exporter, and php-fpm's own ?openmetrics): a
+// dashboard built on them needs no change.
+type statusCollector struct {
+	processMetrics bool
+
+	up, scrapeFailures, startSince, acceptedConn, listenQueue, maxListenQueue, listenQueueLen *prometheus.Desc
+	idle, active, total, maxActive, maxChildrenReached, slowRequests                          *prometheus.Desc
+	procRequests, procLastMemory, procLastCPU, procDuration, procState                        *prometheus.Desc
+}
+
+func newStatusCollector(processMetrics bool) *statusCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return desc("phpfpm", name, help, labels...)
+	}
+	pool := []string{"pool", "scrape_uri"}
+	child := []string{"pool", "child", "scrape_uri"}
+	return &statusCollector{
+		processMetrics:     processMetrics,
+		up:                 d("up", "Could PHP-FPM be reached? 1 when the status page was read.", pool...),
+		scrapeFailures:     d("scrape_failures", "The number of failures scraping from PHP-FPM.", pool...),
+		startSince:         d("start_since", "The number of seconds since FPM has started.", pool...),
+		acceptedConn:       d("accepted_connections", "The number of requests accepted by the pool.", pool...),
+		listenQueue:        d("listen_queue", "The number of requests in the queue of pending connections (php-fpm fills it for TCP listeners only).", pool...),
+		maxListenQueue:     d("max_listen_queue", "The maximum number of requests in the queue of pending connections since FPM has started.", pool...),
+		listenQueueLen:     d("listen_queue_length", "The size of the socket queue of pending connections.", pool...),
+		idle:               d("idle_processes", "The number of idle processes.", pool...),
+		active:             d("active_processes", "The number of active processes.", pool...),
+		total:              d("total_processes", "The number of idle + active processes.", pool...),
+		maxActive:          d("max_active_processes", "The maximum number of active processes since FPM has started.", pool...),
+		maxChildrenReached: d("max_children_reached", "The number of times, the process limit has been reached, when pm tries to start more children (works only for pm 'dynamic' and 'ondemand').", pool...),
+		slowRequests:       d("slow_requests", "The number of requests that exceeded your 'request_slowlog_timeout' value.", pool...),
+		procRequests:       d("process_requests", "The number of requests the process has served.", child...),
+		procLastMemory:     d("process_last_request_memory", "The max amount of memory the last request consumed.", child...),
+		procLastCPU:        d("process_last_request_cpu", "The %cpu the last request consumed.", child...),
+		procDuration:       d("process_request_duration", "The duration in microseconds of the requests.", child...),
+		procState:          d("process_state", "The state of the process (Idle, Running, ...).", "pool", "child", "state", "scrape_uri"),
+	}
+}
+
+func (c *statusCollector) describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.up, c.scrapeFailures, c.startSince, c.acceptedConn, c.listenQueue, c.maxListenQueue, c.listenQueueLen,
+		c.idle, c.active, c.total, c.maxActive, c.maxChildrenReached, c.slowRequests,
+		c.procRequests, c.procLastMemory, c.procLastCPU, c.procDuration, c.procState,
+	} {
+		ch <- d
+	}
+}
+
+func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
+	for _, v := range byName(s) {
+		p, uri := v.Report, v.ScrapeURI
+		m.untyped(c.scrapeFailures, float64(v.Stats.ScrapeFailures), p.Name, uri)
+		m.gauge(c.up, b2f(p.Status.OK), p.Name, uri)
+		cn := p.Counters
+		if !p.Status.OK || cn == nil {
+			continue
+		}
+		m.untyped(c.startSince, float64(cn.StartSinceSeconds), p.Name, uri)
+		m.untyped(c.acceptedConn, float64(cn.AcceptedConn), p.Name, uri)
+		m.gauge(c.listenQueue, float64(cn.ListenQueue), p.Name, uri)
+		m.untyped(c.maxListenQueue, float64(cn.MaxListenQueue), p.Name, uri)
+		m.gauge(c.listenQueueLen, float64(cn.ListenQueueLen), p.Name, uri)
+		// php-fpm's own counts can disagree with its process list ("max
+		// active processes" can be nonsense); the list is what the page
+		// shows.
+		active := 0
+		for i := range p.Processes {
+			if !p.Processes[i].Idle() {
+				active++
+			}
+		}
+		m.gauge(c.idle, float64(len(p.Processes)-active), p.Name, uri)
+		m.gauge(c.active, float64(active), p.Name, uri)
+		m.gauge(c.total, float64(len(p.Processes)), p.Name, uri)
+		m.untyped(c.maxActive, float64(cn.MaxActiveProcesses), p.Name, uri)
+		m.untyped(c.maxChildrenReached, float64(cn.MaxChildrenReached), p.Name, uri)
+		m.untyped(c.slowRequests, float64(cn.SlowRequests), p.Name, uri)
+		if !c.processMetrics {
+			continue
+		}
+		for _, i := range childOrder(len(p.Processes)) {
+			// child is the worker's place on the status page, as the
+			// established exporter names it: never its pid.
+			w, child := &p.Processes[i], strconv.Itoa(i)
+			m.untyped(c.procRequests, float64(w.Requests), p.Name, child, uri)
+			m.gauge(c.procLastMemory, float64(w.LastRequestMemory), p.Name, child, uri)
+			m.gauge(c.procLastCPU, w.LastRequestCPU, p.Name, child, uri)
+			m.gauge(c.procDuration, float64(time.Duration(w.RequestDurationSeconds*float64(time.Second)).Microseconds()), p.Name, child, uri)
+			// Only the current state: the other states' zeros add nothing
+			// to sum by (state) and cost five series per worker.
+			m.gauge(c.procState, 1, p.Name, child, w.State, uri)
+		}
+	}
+}
