@@ -27,6 +27,11 @@ func scriptDir(t testing.TB) string {
 	return path
 }
 
+// patient is the client of calls that must get php-fpm's answer: its timeout
+// is far above what an answer takes on a loaded runner, so that it never
+// decides a test. A call returns with the answer, so it costs nothing.
+var patient = fastcgi.Client{Timeout: 30 * time.Second}
+
 func startFPM(t *testing.T, defines map[string]string, files map[string]string) (*fpmtest.FPM, fastcgi.Address) {
 	t.Helper()
 	if defines == nil {
@@ -42,7 +47,7 @@ func startFPM(t *testing.T, defines map[string]string, files map[string]string) 
 
 func get(t *testing.T, addr fastcgi.Address, fpm *fpmtest.FPM, name string) string {
 	t.Helper()
-	resp, err := fastcgi.Client{}.Do(context.Background(), addr, fastcgi.Request{Path: "/" + name, Script: filepath.Join(fpm.DocRoot, name)})
+	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/" + name, Script: filepath.Join(fpm.DocRoot, name)})
 	if err != nil {
 		t.Fatalf("GET %s: %v", name, err)
 	}
@@ -56,7 +61,7 @@ const ownStatusPHP = `<?php header('Content-Type: application/json'); echo json_
 func TestReadMatchesPHP(t *testing.T) {
 	script := scriptDir(t)
 	fpm, addr := startFPM(t, nil, map[string]string{"own.php": ownStatusPHP, "a.php": "<?php echo 1;"})
-	c := opcache.Client{Script: script}
+	c := opcache.Client{FastCGI: patient, Script: script}
 	get(t, addr, fpm, "a.php")
 	// Cache both scripts first so that nothing changes between the reads
 	// but the hit counter.
@@ -122,7 +127,7 @@ func TestFullCacheWithoutRestart(t *testing.T) {
 	for i := range 400 {
 		get(t, addr, fpm, fmt.Sprintf("gen/s%03d.php", i))
 	}
-	st, err := opcache.Client{Script: script}.Read(context.Background(), addr)
+	st, err := opcache.Client{FastCGI: patient, Script: script}.Read(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +145,7 @@ func TestFullCacheWithoutRestart(t *testing.T) {
 func TestResetCountsAManualRestart(t *testing.T) {
 	script := scriptDir(t)
 	_, addr := startFPM(t, nil, nil)
-	c := opcache.Client{Script: script}
+	c := opcache.Client{FastCGI: patient, Script: script}
 	before, err := c.Read(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +156,7 @@ func TestResetCountsAManualRestart(t *testing.T) {
 	}
 	// php counts the restart when it happens: at a later request, once no
 	// worker still uses the old cache.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patient.Timeout)
 	for {
 		after, err := c.Read(context.Background(), addr)
 		if err != nil {
@@ -179,7 +184,7 @@ func TestInvalidateRecompiles(t *testing.T) {
 	if got := get(t, addr, fpm, "app.php"); got != "v1" {
 		t.Fatalf("before invalidate got %q, want the cached v1", got)
 	}
-	res, err := opcache.Client{Script: script}.Invalidate(context.Background(), addr, []string{path}, "")
+	res, err := opcache.Client{FastCGI: patient, Script: script}.Invalidate(context.Background(), addr, []string{path}, "")
 	if err != nil || !res[path] {
 		t.Fatalf("invalidate: %v %v", res, err)
 	}
@@ -188,7 +193,7 @@ func TestInvalidateRecompiles(t *testing.T) {
 	}
 	// A glob is expanded by PHP inside php-fpm.
 	fpm.WriteFile(t, "app.php", "<?php echo 'v3';")
-	res, err = opcache.Client{Script: script}.Invalidate(context.Background(), addr, nil, filepath.Join(fpm.DocRoot, "*.php"))
+	res, err = opcache.Client{FastCGI: patient, Script: script}.Invalidate(context.Background(), addr, nil, filepath.Join(fpm.DocRoot, "*.php"))
 	if err != nil || !res[path] {
 		t.Fatalf("invalidate --glob: %v %v", res, err)
 	}
@@ -203,13 +208,13 @@ func TestInvalidateRecompiles(t *testing.T) {
 func TestScriptRefusesWithoutGuard(t *testing.T) {
 	script := scriptDir(t)
 	_, addr := startFPM(t, nil, nil)
-	c := opcache.Client{Script: script}
+	c := opcache.Client{FastCGI: patient, Script: script}
 	before, err := c.Read(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What nginx would pass for a request with a forged header.
-	resp, err := fastcgi.Client{}.Do(context.Background(), addr, fastcgi.Request{Path: "/x.php", Script: script,
+	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/x.php", Script: script,
 		Params: map[string]string{"HTTP_FPMGUARD_OPCACHE": "reset", "QUERY_STRING": "FPMGUARD_OPCACHE=reset"}, Query: "FPMGUARD_OPCACHE=reset"})
 	if fastcgi.ClassOf(err) != fastcgi.ClassNotFound || resp == nil || resp.Status != 404 || bytes.Contains(resp.Body, []byte("opcache")) {
 		t.Fatalf("without the guard: %v %+v", err, resp)
@@ -237,7 +242,7 @@ func TestOpcacheStates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, addr := startFPM(t, tt.defines, nil)
-			st, err := opcache.Client{Script: script}.Read(context.Background(), addr)
+			st, err := opcache.Client{FastCGI: patient, Script: script}.Read(context.Background(), addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +261,7 @@ func TestOpcacheStates(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, addr := startFPM(t, map[string]string{"opcache.file_cache": cache, "opcache.file_cache_only": "1"}, nil)
-		st, err := opcache.Client{Script: script}.Read(context.Background(), addr)
+		st, err := opcache.Client{FastCGI: patient, Script: script}.Read(context.Background(), addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -139,13 +139,25 @@ func TestSoak(t *testing.T) {
 			chaos["crash (SIGKILL itself)"]++
 			count(&mu, codes, &sent, n.Get("/kill.php", 10*time.Second))
 		case 4:
-			if pid := idleWorker(fpm); pid > 0 && syscall.Kill(pid, syscall.SIGSTOP) == nil {
-				chaos["SIGSTOP idle worker"]++
-				mu.Lock()
-				stopped[pid] = [2]time.Time{time.Now(), time.Now().Add(4 * time.Second)}
-				mu.Unlock()
-				time.AfterFunc(4*time.Second, func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+			pid := idleWorker(fpm)
+			from := time.Now()
+			if pid <= 0 || syscall.Kill(pid, syscall.SIGSTOP) != nil {
+				continue
 			}
+			// The worker may have taken a request between the read and
+			// the stop, the more likely the slower the machine: only one
+			// that php-fpm still calls idle once it is stopped, when it
+			// can no longer change its state, counts as stopped while idle.
+			if !stillIdle(fpm, pid) {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+				chaos["SIGSTOP undone: busy by then"]++
+				continue
+			}
+			chaos["SIGSTOP idle worker"]++
+			mu.Lock()
+			stopped[pid] = [2]time.Time{from, time.Now().Add(4 * time.Second)}
+			mu.Unlock()
+			time.AfterFunc(4*time.Second, func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
 		}
 	}
 	close(stop)
@@ -156,7 +168,7 @@ func TestSoak(t *testing.T) {
 	after := resources(t, guard.Process.Pid, base)
 
 	// Every action fpmguard took, checked against what the test knows.
-	_, body := httpGet(base + "/events?n=1000")
+	body := waitHTTP(t, base+"/events?n=1000", 200) // retried, unlike httpGet
 	var evs struct {
 		Events []supervisor.Event `json:"events"`
 	}
@@ -243,11 +255,17 @@ func resources(t *testing.T, pid int, base string) usage {
 		t.Fatal(err)
 	}
 	u.fds = len(fds)
-	_, metrics := httpGet(base + "/metrics")
+	// waitHTTP retries: a scrape slower than httpGet's timeout on a loaded
+	// runner must not read as 0 goroutines, which would pass for growth.
+	metrics := waitHTTP(t, base+"/metrics", 200)
+	u.goroutines = -1
 	for _, l := range strings.Split(metrics, "\n") {
 		if rest, ok := strings.CutPrefix(l, "go_goroutines "); ok {
 			u.goroutines, _ = strconv.Atoi(rest)
 		}
+	}
+	if u.goroutines < 0 {
+		t.Fatalf("no go_goroutines in fpmguard's /metrics")
 	}
 	return u
 }
@@ -266,6 +284,34 @@ func currentMaster(t *testing.T, base string) int {
 		return 0
 	}
 	return rep.Pools[0].Master.PID
+}
+
+// stillIdle waits until the SIGSTOPped pid is stopped, then reports whether
+// php-fpm calls it idle: a stopped worker cannot change what its status
+// page entry says.
+func stillIdle(fpm *fpmtest.FPM, pid int) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return false // gone
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'T' {
+			break
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	st, err := fastcgi.Client{Timeout: 10 * time.Second}.Status(context.Background(), fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}, "/status")
+	if err != nil {
+		return false
+	}
+	for _, p := range st.Processes {
+		if p.PID == pid {
+			return p.Idle()
+		}
+	}
+	return false
 }
 
 // idleWorker picks a worker php-fpm calls idle.

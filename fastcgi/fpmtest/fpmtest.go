@@ -159,7 +159,9 @@ func (f *FPM) Start(t testing.TB) {
 		close(f.waited)
 	}()
 	t.Cleanup(func() { f.stop(t) })
-	if err := f.WaitSockets(15 * time.Second); err != nil {
+	// Generous: a loaded runner may take seconds to start php-fpm, and the
+	// wait ends as soon as it is ready.
+	if err := f.WaitSockets(60 * time.Second); err != nil {
 		t.Fatalf("php-fpm did not start: %v\n%s", err, f.Log())
 	}
 }
@@ -480,7 +482,8 @@ func FreePort(t testing.TB) string {
 
 // WaitWorker waits until pool's status page shows a worker for which want
 // is true, and returns its pid. It reads the page through pm.status_listen
-// when the pool has it, so busy workers do not delay it.
+// when the pool has it, so busy workers do not delay it. Its limits are
+// generous, for a loaded runner: it returns as soon as the worker shows.
 func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) bool) int {
 	t.Helper()
 	p := f.Pools[pool]
@@ -488,8 +491,8 @@ func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) b
 	if sock == "" {
 		sock = p.Listen
 	}
-	c := fastcgi.Client{Timeout: time.Second}
-	return Poll(t, 5*time.Second, func() (int, bool) {
+	c := fastcgi.Client{Timeout: 10 * time.Second}
+	return Poll(t, 30*time.Second, func() (int, bool) {
 		st, err := c.Status(context.Background(), fastcgi.Address{Network: "unix", Addr: sock}, p.StatusPath)
 		if err != nil {
 			return 0, false

@@ -232,7 +232,9 @@ func Hangup(raw []byte) Peer {
 	}
 }
 
-// Dribble reads the request and writes raw one byte per interval.
+// Dribble reads the request and writes raw one byte per interval. It does
+// not catch up after a delay: by any time t since it read the request it has
+// written at most 2 + t/interval bytes.
 func Dribble(raw []byte, interval time.Duration) Peer {
 	return func(ctx context.Context, conn net.Conn) {
 		if _, err := ReadRequest(conn); err != nil {

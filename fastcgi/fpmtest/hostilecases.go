@@ -2,13 +2,11 @@ package fpmtest
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,36 +15,51 @@ import (
 	"go.uber.org/goleak"
 )
 
-// HostileTimeout is the readers' timeout against hostile peers; every call
-// must end within it plus HostileSlack.
+// The settings of the client under test against the hostile peers. Each
+// case's outcome must follow from them and from what the peer sends, never
+// from how fast the machine runs the peer and the client.
 const (
-	HostileTimeout = 500 * time.Millisecond
-	HostileSlack   = 500 * time.Millisecond
+	// HostileTimeout is the timeout of every case that ends by the peer's
+	// doing: a bad record, an answer, a hangup, a body over the cap. It
+	// only has to never come first: reading those few KB takes a
+	// millisecond, and a starved runner was seen to hold a call up for half
+	// a second. A call returns as soon as the peer has done its part, so
+	// the margin costs nothing.
+	HostileTimeout = 10 * time.Second
+	// HostileShortTimeout is the timeout of the cases that can only end in
+	// a timeout: a peer that never answers, and one that dribbles an answer
+	// so slowly that it needs many times the timeout to finish.
+	HostileShortTimeout = 250 * time.Millisecond
+	// HostileSlack is how long past its timeout a call may take to return.
+	// It is there to catch a call that does not end at its deadline, not
+	// to time the client: it is generous for a loaded runner.
+	HostileSlack = 10 * time.Second
+	// HostileMaxBody is the body cap of the client under test. A flood
+	// passes it within its first record, so the cap, not the timeout, is
+	// what ends the read, however slowly the client reads.
+	HostileMaxBody = 4 << 10
+	// hostileDribbleInterval is the dribbling peer's pace: a byte every
+	// fifth of the timeout, so that a timeout per read would never fire and
+	// only the deadline on the whole exchange can end the call.
+	hostileDribbleInterval = HostileShortTimeout / 5
 )
 
-// hostileMaxAlloc bounds what one reader call may allocate. The body cap is
-// 8 MiB and the body buffer doubles as it grows, so a capped read allocates
-// about 18 MiB, never anything near the 100 MB a peer sends. A race build
-// allocates twice that: it does not elide the make in bytes.Buffer's
-// append([]byte(nil), make([]byte, n)...).
-var hostileMaxAlloc = func() uint64 {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				return 64 << 20
-			}
-		}
-	}
-	return 32 << 20
-}()
+// hostileMaxAlloc bounds what one reader call may allocate, counting the
+// peer's own buffers, which run in this process: about 130 KiB for a flood's
+// record, 64 KiB for gofast's record buffer, the request, the pipes, and at
+// most HostileMaxBody of body kept, doubled as the buffer grows. A call that
+// kept what a flood sends would allocate 100 MB. It does not depend on
+// timing: the body kept is bounded by the cap, not by how long it was read.
+const hostileMaxAlloc = 2<<20 + 4*HostileMaxBody
 
 // HostileCase is a misbehaving php-fpm and what every reader must make of it.
 type HostileCase struct {
-	Name  string
-	Peer  Peer
-	Class fastcgi.Class
-	Nginx int    // what nginx would answer
-	Msg   string // in the error
+	Name   string
+	Peer   Peer
+	Client fastcgi.Client // the settings under which Class is the only outcome
+	Class  fastcgi.Class
+	Nginx  int    // what nginx would answer
+	Msg    string // in the error
 }
 
 // HostileCases are the misbehaving peers; answer is the CGI output a good
@@ -61,90 +74,108 @@ func HostileCases(answer string) []HostileCase {
 	v2[0] = 2
 	notFound := append(Record(TypeStderr, 1, []byte("Primary script unknown")),
 		Response(1, "Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n")...)
+	// The dribble needs len-1 intervals to finish: at least ten times the
+	// timeout, so that no scheduling delay of the peer or the client can
+	// let the answer complete before the deadline. (The peer cannot catch
+	// up after a delay: its ticker keeps one missed tick at most.)
+	dribble := Response(1, answer)
+	if need := time.Duration(len(dribble)-1) * hostileDribbleInterval; need < 10*HostileShortTimeout {
+		panic(fmt.Sprintf("fpmtest: a dribbled answer of %d bytes takes %v, too close to the %v timeout", len(dribble), need, HostileShortTimeout))
+	}
+	// Only the timeout ends these: a short one, so that they are quick.
+	short := fastcgi.Client{Timeout: HostileShortTimeout, MaxBody: HostileMaxBody}
+	timedOut := fmt.Sprintf("timeout after %v", HostileShortTimeout)
+	// The peer ends these: a timeout that can never come first.
+	c := fastcgi.Client{Timeout: HostileTimeout, MaxBody: HostileMaxBody}
 	return []HostileCase{
-		{"silent", Silent, fastcgi.ClassTimeout, 504, "timeout after 500ms"},
-		{"dribble", Dribble(Response(1, answer), time.Second), fastcgi.ClassTimeout, 504, "timeout after 500ms"},
-		{"garbage", Answer(garbage), fastcgi.ClassBadResponse, 502, "bad FastCGI record"},
-		{"http", Answer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong")), fastcgi.ClassBadResponse, 502, "FastCGI version 72, want 1"},
-		{"version2", Answer(v2), fastcgi.ClassBadResponse, 502, "FastCGI version 2, want 1"},
-		{"requestID2", Answer(Response(2, answer)), fastcgi.ClassBadResponse, 502, "request id 2, want 1"},
-		{"flood100MB", Flood(100 << 20), fastcgi.ClassBadResponse, 502, "larger than the limit"},
-		{"closeMidRecord", Hangup(append(Header(TypeStdout, 1, 1000, 0), "Status: 20"...)), fastcgi.ClassReset, 502, "closed before the response ended"},
-		{"closeUnanswered", Hangup(nil), fastcgi.ClassReset, 502, "closed before the response ended"},
+		{"silent", Silent, short, fastcgi.ClassTimeout, 504, timedOut},
+		{"dribble", Dribble(dribble, hostileDribbleInterval), short, fastcgi.ClassTimeout, 504, timedOut},
+		{"garbage", Answer(garbage), c, fastcgi.ClassBadResponse, 502, "bad FastCGI record"},
+		{"http", Answer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong")), c, fastcgi.ClassBadResponse, 502, "FastCGI version 72, want 1"},
+		{"version2", Answer(v2), c, fastcgi.ClassBadResponse, 502, "FastCGI version 2, want 1"},
+		{"requestID2", Answer(Response(2, answer)), c, fastcgi.ClassBadResponse, 502, "request id 2, want 1"},
+		// 100 MB against a cap of a few KB: the cap is passed in the first
+		// record whatever the pace of either side.
+		{"flood100MB", Flood(100 << 20), c, fastcgi.ClassBadResponse, 502, "larger than the limit"},
+		// The peer reads the whole request before it closes, so the close
+		// is a clean end of stream (a FIN, not a reset) on both networks.
+		{"closeMidRecord", Hangup(append(Header(TypeStdout, 1, 1000, 0), "Status: 20"...)), c, fastcgi.ClassReset, 502, "closed before the response ended"},
+		{"closeUnanswered", Hangup(nil), c, fastcgi.ClassReset, 502, "closed before the response ended"},
 		// Closed before the request is read: the client may see EOF, EPIPE
-		// or ECONNRESET, all of them a reset.
-		{"closeAtAccept", func(context.Context, net.Conn) {}, fastcgi.ClassReset, 502, ""},
-		{"endOnly", Answer(EndRequest(1, 0, RequestComplete)), fastcgi.ClassBadResponse, 502, "no CGI headers in 0 bytes"},
-		{"noBlankLine", Answer(Response(1, "Content-Type: text/plain\r\nX-Powered-By: PHP/8.2")), fastcgi.ClassBadResponse, 502, "no CGI headers"},
-		{"status500", Answer(Response(1, "Status: 500 Internal Server Error\r\nContent-Type: text/html\r\n\r\n<h1>boom</h1>")), fastcgi.ClassHTTPStatus, 500, "answered 500: <h1>boom</h1>"},
-		{"status404", Answer(notFound), fastcgi.ClassNotFound, 404, "answered 404: File not found. (Primary script unknown)"},
-		{"cantMpxConn", Answer(EndRequest(1, 0, CantMpxConn)), fastcgi.ClassBadResponse, 502, "protocol status 1"},
-		{"overloaded", Answer(append(Record(TypeStdout, 1, []byte(answer)), EndRequest(1, 0, Overloaded)...)), fastcgi.ClassBadResponse, 502, "protocol status 2"},
+		// or ECONNRESET, depending on who ran first, all of them a reset.
+		{"closeAtAccept", func(context.Context, net.Conn) {}, c, fastcgi.ClassReset, 502, ""},
+		{"endOnly", Answer(EndRequest(1, 0, RequestComplete)), c, fastcgi.ClassBadResponse, 502, "no CGI headers in 0 bytes"},
+		{"noBlankLine", Answer(Response(1, "Content-Type: text/plain\r\nX-Powered-By: PHP/8.2")), c, fastcgi.ClassBadResponse, 502, "no CGI headers"},
+		{"status500", Answer(Response(1, "Status: 500 Internal Server Error\r\nContent-Type: text/html\r\n\r\n<h1>boom</h1>")), c, fastcgi.ClassHTTPStatus, 500, "answered 500: <h1>boom</h1>"},
+		{"status404", Answer(notFound), c, fastcgi.ClassNotFound, 404, "answered 404: File not found. (Primary script unknown)"},
+		{"cantMpxConn", Answer(EndRequest(1, 0, CantMpxConn)), c, fastcgi.ClassBadResponse, 502, "protocol status 1"},
+		{"overloaded", Answer(append(Record(TypeStdout, 1, []byte(answer)), EndRequest(1, 0, Overloaded)...)), c, fastcgi.ClassBadResponse, 502, "protocol status 2"},
 	}
 }
 
-// RunHostile serves one reader call with hc's peer and checks the outcome:
-// a classified error with a hint, the time taken, the memory allocated, and
-// that no goroutine or fd is left once the peer is gone. It returns the
-// error for the reader's own checks. A deadline missed while the process's
-// threads waited for a CPU for half the timeout tells of a starved test
-// machine, not of the client: such a call is tried again, twice at most.
-func RunHostile(t *testing.T, network string, hc HostileCase, read func(context.Context, fastcgi.Address) error) error {
+// RunHostile serves one reader call with hc's peer, the reader using
+// hc.Client, and checks the outcome: a classified error with a hint, a call
+// that ended at its deadline and not before when the class is a timeout,
+// the memory allocated, and that no goroutine or fd is left once the peer
+// is gone. It returns the error for the reader's own checks. No check
+// depends on the machine's speed: see HostileCases.
+func RunHostile(t *testing.T, network string, hc HostileCase, read func(context.Context, fastcgi.Client, fastcgi.Address) error) error {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		ignore := goleak.IgnoreCurrent()
-		fds := OpenFDs(t)
-		srv := StartHostile(t, network, hc.Peer)
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		waited := runqueueWait()
-		start := time.Now()
-		err := read(context.Background(), fastcgi.Address{Network: srv.Network, Addr: srv.Addr})
-		elapsed := time.Since(start)
-		waited = runqueueWait() - waited
-		runtime.ReadMemStats(&after)
-		srv.Close()
-		noLeak(t, ignore, fds)
+	ignore := goleak.IgnoreCurrent()
+	fds := OpenFDs(t)
+	srv := StartHostile(t, network, hc.Peer)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	err := read(context.Background(), hc.Client, fastcgi.Address{Network: srv.Network, Addr: srv.Addr})
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	srv.Close()
+	NoLeak(t, ignore, fds)
 
-		allocated := after.TotalAlloc - before.TotalAlloc
-		t.Logf("%v in %v (%v waiting for a CPU), %.1f MiB allocated", err, elapsed.Round(time.Millisecond), waited.Round(time.Millisecond), float64(allocated)/(1<<20))
-		late := elapsed > HostileTimeout+HostileSlack || fastcgi.ClassOf(err) == fastcgi.ClassTimeout && hc.Class != fastcgi.ClassTimeout
-		if late && waited >= HostileTimeout/2 && attempt < 3 {
-			t.Logf("attempt %d starved of CPU: trying again", attempt)
-			continue
-		}
-		if elapsed > HostileTimeout+HostileSlack {
-			t.Errorf("took %v, want at most %v (the process's threads waited %v for a CPU meanwhile)",
-				elapsed, HostileTimeout+HostileSlack, waited.Round(time.Millisecond))
-		}
-		if hc.Class == fastcgi.ClassTimeout && elapsed < HostileTimeout {
-			t.Errorf("timed out after %v, before the %v timeout", elapsed, HostileTimeout)
-		}
-		if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); allocated > hostileMaxAlloc || grown > int64(hostileMaxAlloc) {
-			t.Errorf("allocated %d MiB, heap grew by %d MiB: want at most %d MiB", allocated>>20, grown>>20, hostileMaxAlloc>>20)
-		}
-		checkHostileError(t, err, hc)
-		return err
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%v in %v, %.2f MiB allocated", err, elapsed.Round(time.Millisecond), float64(allocated)/(1<<20))
+	// Deadlines never fire early: a timeout before it is a wrong class.
+	if hc.Class == fastcgi.ClassTimeout && elapsed < hc.Client.Timeout {
+		t.Errorf("timed out after %v, before the %v timeout", elapsed, hc.Client.Timeout)
 	}
+	if limit := hc.Client.Timeout + HostileSlack; elapsed > limit {
+		t.Errorf("took %v, want at most %v: the call did not end at its deadline", elapsed, limit)
+	}
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); allocated > hostileMaxAlloc || grown > hostileMaxAlloc {
+		t.Errorf("allocated %d KiB, heap grew by %d KiB: want at most %d KiB", allocated>>10, grown>>10, hostileMaxAlloc>>10)
+	}
+	checkHostileError(t, err, hc)
+	return err
 }
 
-// noLeak checks, once the peer is closed, that no goroutine started since
-// ignore and no file descriptor opened since fds is left.
-func noLeak(t *testing.T, ignore goleak.Option, fds int) {
+// NoLeak checks that no goroutine started since ignore and no file
+// descriptor opened since fds is left. What a finished call leaves winding
+// down (gofast's goroutines, a socket closed as its last read returns) may
+// take a while to end on a loaded machine: it waits up to leakGrace for
+// them, far longer than they need, and returns as soon as they are gone.
+func NoLeak(t testing.TB, ignore goleak.Option, fds int) {
 	t.Helper()
-	goleak.VerifyNone(t, ignore)
-	// A socket's fd is released when its last pending read returns, which
-	// goleak has just waited for; allow the close a moment all the same.
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(leakGrace)
+	// goleak.Find retries for about half a second on its own.
+	for err := goleak.Find(ignore); err != nil; err = goleak.Find(ignore) {
+		if time.Now().After(deadline) {
+			t.Errorf("goroutines left after %v: %v", leakGrace, err)
+			return
+		}
+	}
 	for n := OpenFDs(t); n != fds; n = OpenFDs(t) {
 		if time.Now().After(deadline) {
-			t.Errorf("open fds: %d before, %d after", fds, n)
+			t.Errorf("open fds: %d before, %d after %v", fds, n, leakGrace)
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// leakGrace is how long NoLeak waits for what is winding down.
+const leakGrace = 10 * time.Second
 
 func checkHostileError(t *testing.T, err error, hc HostileCase) {
 	t.Helper()
@@ -180,22 +211,4 @@ func OpenFDs(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(ents)
-}
-
-// runqueueWait is how long the process's threads have waited for a CPU, to
-// tell a slow client from a starved test machine when a deadline is missed.
-func runqueueWait() time.Duration {
-	var total time.Duration
-	files, _ := filepath.Glob("/proc/self/task/*/schedstat")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread has gone
-		}
-		if fs := strings.Fields(string(b)); len(fs) >= 2 {
-			ns, _ := strconv.ParseInt(fs[1], 10, 64)
-			total += time.Duration(ns)
-		}
-	}
-	return total
 }

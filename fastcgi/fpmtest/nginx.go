@@ -131,7 +131,8 @@ http {
 			t.Logf("nginx error log:\n%s", log)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	// Generous for a loaded runner: the wait ends as soon as nginx listens.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
 		if err == nil {
