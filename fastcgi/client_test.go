@@ -16,8 +16,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-const sleepPHP = `<?php usleep((int)($_GET['ms'] ?? 1000) * 1000); echo "slept\n";`
-
 func unixAddr(path string) fastcgi.Address { return fastcgi.Address{Network: "unix", Addr: path} }
 
 // patient is the timeout of calls that must get php-fpm's answer: far above
@@ -155,7 +153,7 @@ func TestTransportFailuresAreClassified(t *testing.T) {
 func TestEveryWorkerBusy(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	pool := fpm.Pools["www"]
 	script := filepath.Join(fpm.DocRoot, "sleep.php")
@@ -197,7 +195,7 @@ func TestEveryWorkerBusy(t *testing.T) {
 func TestWorkerKilledMidRequest(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 1, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	pool := fpm.Pools["www"]
 	errc := make(chan error, 1)
@@ -226,7 +224,7 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 func TestTimeoutLeavesNothingBehind(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 1}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	pool := fpm.Pools["www"]
 	script := filepath.Join(fpm.DocRoot, "sleep.php")

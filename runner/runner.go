@@ -24,8 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RunConfig describes the php-fpm that `fpmguard run` owns.
-type RunConfig struct {
+// Config describes the php-fpm that `fpmguard run` owns.
+type Config struct {
 	Argv        []string      // php-fpm -F -y CONF ...
 	StopTimeout time.Duration // after SIGQUIT, before SIGTERM; 10s if 0
 	// Backoff between restarts: starts at BackoffStart, doubles up to
@@ -36,7 +36,7 @@ type RunConfig struct {
 	Stdout, Stderr *os.File
 }
 
-// Defaults of RunConfig.
+// Defaults of Config.
 const (
 	DefaultStopTimeout  = 10 * time.Second
 	DefaultBackoffStart = time.Second
@@ -88,7 +88,7 @@ func signalsNamed(names ...string) []os.Signal {
 // Runner starts php-fpm as its child, restarts it when it dies, and stops
 // it gracefully when asked.
 type Runner struct {
-	cfg    RunConfig
+	cfg    Config
 	reaper *Reaper
 	events *event.Log
 
@@ -98,8 +98,8 @@ type Runner struct {
 	onStart  func(pid int)
 }
 
-// NewRunner checks the command line and makes this process a subreaper.
-func NewRunner(cfg RunConfig, events *event.Log) (*Runner, error) {
+// New checks the command line and makes this process a subreaper.
+func New(cfg Config, events *event.Log) (*Runner, error) {
 	if len(cfg.Argv) == 0 {
 		return nil, errors.New("run needs the php-fpm command after --, e.g. fpmguard run -- php-fpm -F -y /etc/php/8.2/fpm/php-fpm.conf")
 	}

@@ -7,14 +7,17 @@ import "time"
 const spinShare = 0.5
 
 // Mark marks the workers of r whose request in flight is older than the
-// threshold, and tells spinning from blocked for each against prev, the
-// pool's previous report (nil: from the state at this instant). Judge
-// reads the marks; the watch loop acts on them before the heartbeat.
-func Mark(r, prev *PoolReport, th Thresholds) {
+// threshold. Judge reads the marks; the watch loop acts on them before the
+// heartbeat.
+func Mark(r *PoolReport, th Thresholds) {
 	th.fill()
 	markHung(r, th.HungAfter)
-	classifyHung(r, prev)
 }
+
+// Classify tells spinning from blocked for each hung worker of r, from
+// what it did since prev, the pool's previous report (nil: from its state
+// at this instant). Only the watch loop, which has a previous report, does.
+func Classify(r, prev *PoolReport) { classifyHung(r, prev) }
 
 // markHung marks the workers whose request in flight is older than
 // hungAfter. An idle worker's duration is its last request's: never hung.

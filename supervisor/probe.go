@@ -50,7 +50,7 @@ const pssEvery = 10 * time.Second
 // comes first so that it never shows the heartbeat's own request as load.
 func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolReport {
 	r := pr.Observe(ctx, t)
-	Mark(&r, prev, pr.Thresholds)
+	Mark(&r, pr.Thresholds)
 	pr.Beat(ctx, t, &r)
 	Judge(&r, prev, pr.Thresholds)
 	return r
@@ -451,7 +451,7 @@ func (pr *Prober) probeAtOnce(ctx context.Context, t Target, prev *PoolReport) P
 	<-observed
 	r.Heartbeat = hb
 	r.Advice = advice(t, r)
-	Mark(&r, prev, pr.Thresholds)
+	Mark(&r, pr.Thresholds)
 	Judge(&r, prev, pr.Thresholds)
 	return r
 }

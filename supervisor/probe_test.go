@@ -17,8 +17,6 @@ import (
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
 
-const sleepPHP = `<?php usleep((int)($_GET['ms'] ?? 1000) * 1000); echo "slept\n";`
-
 func testProber(timeout time.Duration) *Prober {
 	return &Prober{Client: fastcgi.Client{Timeout: timeout}, Procs: SystemProcs, Thresholds: Thresholds{HungAfter: time.Second}}
 }
@@ -71,13 +69,13 @@ func TestProbeHealthyPool(t *testing.T) {
 func TestProbeEveryWorkerBusy(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	tg := fpmTargets(t, fpm)["www"]
 	hold(t, fpm, tg, 2, "ms=5000")
 	pr := testProber(500 * time.Millisecond)
 
-	r := poll(t, 5*time.Second, func() (PoolReport, bool) {
+	r := fpmtest.Poll(t, 5*time.Second, func() (PoolReport, bool) {
 		r := pr.Probe(context.Background(), tg, nil)
 		return r, r.HungCount() == 2
 	})
@@ -114,7 +112,7 @@ func TestProbeStoppedIdleWorker(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
 
-	r := poll(t, 3*time.Second, func() (PoolReport, bool) {
+	r := fpmtest.Poll(t, 3*time.Second, func() (PoolReport, bool) {
 		r := testProber(time.Second).Probe(context.Background(), tg, nil)
 		return r, r.Health == HealthDegraded
 	})
@@ -240,12 +238,6 @@ func hold(t *testing.T, fpm *fpmtest.FPM, tg Target, n int, query string) {
 	})
 }
 
-// poll waits for fn with fpmtest.Poll.
-func poll[T any](t *testing.T, d time.Duration, fn func() (T, bool)) T {
-	t.Helper()
-	return fpmtest.Poll(t, d, fn)
-}
-
 // TestOpcacheOncePerMaster: two pools under one master share one opcache,
 // read once, through the pool with pm.status_listen.
 func TestOpcacheOncePerMaster(t *testing.T) {
@@ -340,7 +332,7 @@ func TestTitleNotCachedBeforeRename(t *testing.T) {
 	})
 	procs := &procReader{titles: map[titleKey]string{}}
 	var seen []string
-	poll(t, 30*time.Second, func() (bool, bool) {
+	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) {
 		p, err := procs.ReadProcess(context.Background(), pid)
 		if len(seen) == 0 || seen[len(seen)-1] != p.Title {
 			seen = append(seen, p.Title)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
 )
 
 func idle(pid int) ProcessState {
@@ -41,7 +43,7 @@ func TestJudge(t *testing.T) {
 		{name: "ok", spoil: func(*PoolReport) {}, health: HealthOK},
 		{
 			name:   "socket missing",
-			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("refused", "socket missing", 502) },
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat(fastcgi.ReasonRefused, fastcgi.ClassMissing, 502) },
 			health: HealthDown, reason: "nothing listens on unix:///run/php/www.sock (socket missing)",
 		},
 		{
@@ -56,17 +58,19 @@ func TestJudge(t *testing.T) {
 		},
 		{
 			name:   "heartbeat timeout",
-			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("timeout", "timeout", 504) },
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat(fastcgi.ReasonTimeout, fastcgi.ClassTimeout, 504) },
 			health: HealthUnhealthy, reason: "heartbeat failed (nginx would answer 504)",
 		},
 		{
 			name:   "backlog full",
-			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("backlog", "listen backlog full", 502) },
+			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat(fastcgi.ReasonBacklog, fastcgi.ClassBacklog, 502) },
 			health: HealthUnhealthy, reason: "saturated",
 		},
 		{
-			name:   "ping path wrong",
-			spoil:  func(r *PoolReport) { r.Heartbeat = failedHeartbeat("bad_response", "not found", 404) },
+			name: "ping path wrong",
+			spoil: func(r *PoolReport) {
+				r.Heartbeat = failedHeartbeat(fastcgi.ReasonBadResponse, fastcgi.ClassNotFound, 404)
+			},
 			health: HealthDegraded, reason: "heartbeat misconfigured",
 		},
 		{
@@ -183,6 +187,7 @@ func TestJudge(t *testing.T) {
 				tt.prev(&p)
 				prev = &p
 			}
+			Mark(&r, Thresholds{HungAfter: 30 * time.Second})
 			Judge(&r, prev, Thresholds{HungAfter: 30 * time.Second})
 			if r.Health != tt.health {
 				t.Errorf("health = %s, want %s; reasons %q", r.Health, tt.health, r.Reasons)
@@ -200,8 +205,8 @@ func TestJudge(t *testing.T) {
 	}
 }
 
-func failedHeartbeat(reason, class string, nginx int) Heartbeat {
-	return Heartbeat{Error: "heartbeat of pool www: " + class, Failure: &Failure{Error: class, Reason: reason, Class: class, NginxStatus: nginx, Hint: "a hint"}}
+func failedHeartbeat(reason fastcgi.Reason, class fastcgi.Class, nginx int) Heartbeat {
+	return Heartbeat{Error: "heartbeat of pool www: " + class.String(), Failure: &Failure{Error: class.String(), Reason: reason, Class: class, NginxStatus: nginx, Hint: "a hint"}}
 }
 
 func TestCheck(t *testing.T) {
@@ -221,7 +226,7 @@ func TestCheck(t *testing.T) {
 			line: "FPMGUARD WARNING - www degraded (listen queue 2: requests are waiting for a worker)",
 		},
 		{
-			name: "down is critical", spoil: func(r *PoolReport) { r.Heartbeat = failedHeartbeat("refused", "connection refused", 502) }, code: CheckCritical,
+			name: "down is critical", spoil: func(r *PoolReport) { r.Heartbeat = failedHeartbeat(fastcgi.ReasonRefused, fastcgi.ClassRefused, 502) }, code: CheckCritical,
 			line: "FPMGUARD CRITICAL - www down (nothing listens",
 		},
 		{
@@ -237,6 +242,7 @@ func TestCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := healthy()
 			tt.spoil(&r)
+			Mark(&r, Thresholds{})
 			Judge(&r, nil, Thresholds{})
 			res := Check(&Report{Pools: []PoolReport{r}}, tt.th)
 			if res.Code != tt.code || !strings.HasPrefix(res.Line, tt.line) || strings.Contains(res.Line, "\n") {

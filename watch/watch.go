@@ -53,10 +53,10 @@ func (c *Config) fill() {
 	c.Actions.fill()
 }
 
-// HungAfter is the age past which a worker counts as hung, given the
+// hungAfter is the age past which a worker counts as hung, given the
 // verdict's threshold and the age past which fpmguard kills: a worker
 // fpmguard kills for its age is hung by definition.
-func HungAfter(hungAfter, killHungAfter time.Duration) time.Duration {
+func hungAfter(hungAfter, killHungAfter time.Duration) time.Duration {
 	if killHungAfter > 0 && (hungAfter <= 0 || killHungAfter < hungAfter) {
 		return killHungAfter
 	}
@@ -66,8 +66,11 @@ func HungAfter(hungAfter, killHungAfter time.Duration) time.Duration {
 // Watcher probes every pool, each in a loop of its own, and publishes what
 // it finds.
 type Watcher struct {
-	prober  *supervisor.Prober
-	cfg     Config
+	prober *supervisor.Prober
+	cfg    Config
+	// th is the verdict's thresholds: the prober's, with HungAfter no
+	// later than the age at which fpmguard kills.
+	th      supervisor.Thresholds
 	events  *event.Log
 	actions *Actor
 	pools   []*poolWatch
@@ -123,6 +126,8 @@ type condition struct {
 func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events *event.Log) *Watcher {
 	cfg.fill()
 	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}, probed: make(chan struct{})}
+	w.th = pr.Thresholds
+	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
 	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
 	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(event.Event{Kind: event.KindStarved, Message: why}) }
@@ -236,14 +241,15 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 
 	pw.probeStart.Store(time.Now().UnixNano())
 	r := w.prober.Observe(ctx, target)
-	supervisor.Mark(&r, prev, w.prober.Thresholds)
+	supervisor.Mark(&r, w.th)
+	supervisor.Classify(&r, prev)
 	killed := w.actions.killHung(ctx, target, &r)
 	w.prober.Beat(ctx, target, &r)
 	pw.probeStart.Store(0)
 	if ctx.Err() != nil {
 		return
 	}
-	supervisor.Judge(&r, prev, w.prober.Thresholds)
+	supervisor.Judge(&r, prev, w.th)
 
 	pw.stats.add(&r)
 	now := time.Now()

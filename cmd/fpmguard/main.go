@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
 	"github.com/fpmguard/fpmguard/opcache"
+	"github.com/fpmguard/fpmguard/runner"
 	"github.com/fpmguard/fpmguard/supervisor"
 	promversion "github.com/prometheus/common/version"
 )
@@ -85,7 +87,7 @@ func (c *cli) watchFlags(cmd string) *watchFlags {
 
 // runConfig is the php-fpm config on run's command line, as a list.
 func (c *cli) runConfig() []string {
-	if conf := supervisor.ConfigPath(c.runArgv); conf != "" {
+	if conf := runner.ConfigPath(c.runArgv); conf != "" {
 		return []string{conf}
 	}
 	return nil
@@ -250,7 +252,7 @@ func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 // newLogger logs to w through a supervisor.LogWriter: a line that cannot
 // be written is dropped and counted, never an error that stops fpmguard.
 func newLogger(w io.Writer, level, format string) *slog.Logger {
-	w = supervisor.NewLogWriter(w)
+	w = event.NewLogWriter(w)
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}

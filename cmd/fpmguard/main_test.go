@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
@@ -30,7 +31,7 @@ func fixedReport() *supervisor.Report {
 			{
 				Name: "www", Address: "unix:///run/php/www.sock", StatusAddress: "unix:///run/php/www-status.sock",
 				Heartbeat: supervisor.Heartbeat{Error: "heartbeat of pool www: GET /ping on unix:///run/php/www.sock: timeout after 2s",
-					Failure: &supervisor.Failure{Error: "GET /ping on unix:///run/php/www.sock: timeout after 2s", Reason: "timeout", Class: "timeout", NginxStatus: 504, Hint: "no answer in time"}},
+					Failure: &supervisor.Failure{Error: "GET /ping on unix:///run/php/www.sock: timeout after 2s", Reason: "timeout", Class: fastcgi.ClassTimeout, NginxStatus: 504, Hint: "no answer in time"}},
 				Status: supervisor.StatusRead{OK: true, Via: "status_listen"},
 				Master: &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
 				Counters: &supervisor.Counters{ProcessManager: "static", StartTime: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC), StartSinceSeconds: 3600,
@@ -44,13 +45,15 @@ func fixedReport() *supervisor.Report {
 			{
 				Name: "api", Address: "tcp://127.0.0.1:9000",
 				Heartbeat: supervisor.Heartbeat{Error: "heartbeat of pool api: connection refused",
-					Failure: &supervisor.Failure{Error: "dial: connection refused", Reason: "refused", Class: "connection refused", NginxStatus: 502, Hint: "nothing listens there"}},
+					Failure: &supervisor.Failure{Error: "dial: connection refused", Reason: "refused", Class: fastcgi.ClassRefused, NginxStatus: 502, Hint: "nothing listens there"}},
 				Status:    supervisor.StatusRead{Skipped: true},
 				Processes: []supervisor.ProcessState{},
 			},
 		},
 	}
+	supervisor.Mark(&rep.Pools[0], supervisor.Thresholds{HungAfter: 30 * time.Second})
 	supervisor.Judge(&rep.Pools[0], nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
+	supervisor.Mark(&rep.Pools[1], supervisor.Thresholds{})
 	supervisor.Judge(&rep.Pools[1], nil, supervisor.Thresholds{})
 	rep.Pools[1].Advice = []string{"add `pm.status_path = /status` to pool [api] so fpmguard can see its workers"}
 	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)

@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/runner"
+	"github.com/fpmguard/fpmguard/watch"
+	fpmweb "github.com/fpmguard/fpmguard/web"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	"golang.org/x/sys/unix"
@@ -23,7 +26,7 @@ import (
 
 // watchFlags are the flags of serve and run.
 type watchFlags struct {
-	cfg              supervisor.WatchConfig
+	cfg              watch.Config
 	web              *web.FlagConfig
 	telemetryPath    string
 	noProcessMetrics bool
@@ -67,89 +70,11 @@ func (f *watchFlags) check() error {
 	return nil
 }
 
-// session is one watcher and what it serves; SIGHUP replaces it.
-type session struct {
-	current atomic.Pointer[supervisor.Watcher]
-}
-
-// watch resolves the pools and runs a watcher until ctx ends, starting a
-// new one on every value from reload. It returns the first resolve error.
-// setup is called with each new watcher, and with nil when discovery found
-// no master and watch waits for one.
-func watch(ctx context.Context, args []string, cmd string, c *cli, f *watchFlags, events *supervisor.EventLog, s *session, setup func(*supervisor.Watcher), reload <-chan os.Signal, logger *slog.Logger) error {
-	waiting := false
-	for {
-		targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
-		if err != nil && len(targets) == 0 {
-			if len(c.pools) > 0 || len(c.fpmConfigs) > 0 {
-				return err
-			}
-			// Discovery: php-fpm may start after fpmguard, as a sidecar's
-			// does. Look again every interval meanwhile.
-			if !waiting {
-				logger.Warn("no php-fpm master to watch yet; looking again every interval", "err", oneLine(err.Error()))
-				waiting = true
-				setup(nil)
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(f.cfg.Interval):
-			}
-			continue
-		}
-		if err != nil {
-			logger.Warn("some pools were not found", "err", oneLine(err.Error()))
-		}
-		c.noOpcache = c.noOpcache || f.noOpcache
-		pr := newProber(c)
-		pr.ReadPSS = !f.noProcessMetrics
-		w := supervisor.NewWatcher(pr, targets, f.cfg, events)
-		if len(f.nginxLogs) > 0 {
-			w.FollowNginx(f.nginxLogs)
-		}
-		setup(w)
-		s.current.Store(w)
-		wctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			w.Run(wctx)
-			close(done)
-		}()
-		logger.Info("watching", "pools", len(targets), "interval", f.cfg.Interval, "kill_hung_after", f.cfg.Actions.KillHungAfter, "dry_run", f.cfg.Actions.DryRun)
-		select {
-		case <-ctx.Done():
-			stop()
-			<-done
-			return nil
-		case <-reload:
-		}
-		// Re-read the flags and the config file, then start over. The
-		// listen addresses stay: the HTTP server keeps running.
-		var fresh cli
-		_, err = parseArgs(newApp(&fresh), &fresh, args)
-		if err == nil {
-			err = fresh.watchFlags(cmd).check()
-		}
-		if err != nil {
-			logger.Error("SIGHUP: config not reloaded; keeping the old one", "err", oneLine(err.Error()))
-		} else {
-			fresh.fpmConfigs = append(fresh.fpmConfigs, c.runConfig()...)
-			webFlags := f.web
-			*c, *f = fresh, *fresh.watchFlags(cmd)
-			f.web = webFlags
-			events.Add(supervisor.Event{Kind: "config", Message: "SIGHUP: configuration reloaded"})
-		}
-		stop()
-		<-done
-	}
-}
-
-// serve starts the HTTP server and the watch loop.
-func serveHTTP(ctx context.Context, f *watchFlags, s *session, logger *slog.Logger) (<-chan error, func()) {
-	metrics := supervisor.NewMetricsHandler(supervisor.NewCollector(s.current.Load, !f.noProcessMetrics), logger)
-	handler := supervisor.NewHTTPHandler(s.current.Load, metrics, f.telemetryPath)
-	srv := supervisor.NewHTTPServer(handler)
+// serveHTTP serves what the session's watcher knows.
+func serveHTTP(f *watchFlags, s *session, logger *slog.Logger) (<-chan error, func()) {
+	metrics := fpmweb.NewMetricsHandler(fpmweb.NewCollector(s.snapshot, !f.noProcessMetrics), logger)
+	handler := fpmweb.NewHTTPHandler(s.source, metrics, f.telemetryPath)
+	srv := fpmweb.NewHTTPServer(handler)
 	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	errc := make(chan error, 1)
 	go func() {
@@ -170,25 +95,20 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
 		return 2
 	}
-	events := supervisor.NewEventLog(logger)
-	var s session
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ready := make(chan struct{})
+	var readyOnce sync.Once
+	s := &session{args: args, cmd: "serve", c: *c, events: event.NewLog(logger), logger: logger, reload: hup,
+		onWatcher: func(*watch.Watcher) { readyOnce.Do(func() { close(ready) }) }}
 	var wg sync.WaitGroup
 	var watchErr error
-	ready := make(chan struct{})
 	wg.Go(func() {
-		watchErr = watch(ctx, args, "serve", c, f, events, &s, func(*supervisor.Watcher) {
-			select {
-			case <-ready:
-			default:
-				close(ready)
-			}
-		}, hup, logger)
+		watchErr = s.run(ctx)
 		cancel()
 	})
 	select {
@@ -201,7 +121,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 		}
 		return 0
 	}
-	errc, shutdown := serveHTTP(ctx, f, &s, logger)
+	errc, shutdown := serveHTTP(f, s, logger)
 	code := 0
 	select {
 	case <-ctx.Done():
@@ -223,13 +143,13 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	}
 	// php-fpm starts with the watcher: give it an interval to listen.
 	f.cfg.FirstProbeAfter = f.cfg.Interval
-	conf := supervisor.ConfigPath(c.runArgv)
+	conf := runner.ConfigPath(c.runArgv)
 	if conf == "" {
 		fmt.Fprintf(stderr, "fpmguard: error: run needs php-fpm's config on its command line: fpmguard run -- php-fpm -F -y /etc/php/8.2/fpm/php-fpm.conf\n")
 		return 2
 	}
-	events := supervisor.NewEventLog(logger)
-	runner, err := supervisor.NewRunner(supervisor.RunConfig{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
+	events := event.NewLog(logger)
+	rn, err := runner.New(runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
 		return 2
@@ -237,12 +157,12 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
 
 	// SIGTERM, SIGINT, SIGQUIT and every other signal that would end
-	// fpmguard (supervisor.StopSignals) stop php-fpm gracefully; the
+	// fpmguard (runner.StopSignals) stop php-fpm gracefully; the
 	// context of main is replaced so the runner, not the signal, decides
 	// when fpmguard ends. (Go's own SIGQUIT or SIGABRT would dump
 	// goroutines and leave php-fpm.)
 	stopSigs := make(chan os.Signal, 1)
-	signal.Notify(stopSigs, supervisor.StopSignals...)
+	signal.Notify(stopSigs, runner.StopSignals...)
 	forward := make(chan os.Signal, 4)
 	signal.Notify(forward, syscall.SIGUSR1, syscall.SIGUSR2)
 	hup := make(chan os.Signal, 1)
@@ -263,27 +183,27 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	}()
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	var s session
 	var wg sync.WaitGroup
 	ready := make(chan struct{})
 	var readyOnce sync.Once
-	wg.Go(func() {
-		defer readyOnce.Do(func() { close(ready) })
-		err := watch(watchCtx, args, "run", c, f, events, &s, func(w *supervisor.Watcher) {
+	s := &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup,
+		onWatcher: func(w *watch.Watcher) {
 			if w != nil {
-				w.UseReaper(runner.Reaper())
-				w.SetMasterPID(runner.PID())
-				runner.OnStart(w.SetMasterPID)
+				w.UseOutput(rn.Reaper().Output)
+				w.SetMasterPID(rn.PID())
+				rn.OnStart(w.SetMasterPID)
 			}
 			readyOnce.Do(func() { close(ready) })
-		}, hup, logger)
-		if err != nil {
+		}}
+	wg.Go(func() {
+		defer readyOnce.Do(func() { close(ready) })
+		if err := s.run(watchCtx); err != nil {
 			// php-fpm still runs, and restarts; only the watching is off.
 			logger.Error("not watching php-fpm's pools", "err", oneLine(err.Error()))
 		}
 	})
 	<-ready
-	errc, shutdown := serveHTTP(watchCtx, f, &s, logger)
+	errc, shutdown := serveHTTP(f, s, logger)
 	// A fatal error stops php-fpm the graceful way too, and fpmguard then
 	// exits 1, so that whatever restarts it knows.
 	var failed atomic.Bool
@@ -297,7 +217,7 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		}
 	}()
 
-	code := runner.Run(fpmCtx, forward)
+	code := rn.Run(fpmCtx, forward)
 	stopWatch()
 	shutdown()
 	wg.Wait()

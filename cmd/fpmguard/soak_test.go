@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 const (
-	spinPHP  = `<?php $end = microtime(true) + (int)($_GET['s'] ?? 30); $x = 0; while (microtime(true) < $end) { $x++; } echo $x;`
 	crashPHP = `<?php echo "bye"; flush(); exit(1);`
 	// killPHP ends its own worker mid-request, as a segfault would.
 	killPHP = `<?php posix_kill(getmypid(), 9);`
@@ -41,7 +41,7 @@ func TestSoak(t *testing.T) {
 	}
 	fpm := fpmtest.New(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 6, StatusListen: true, Slowlog: true}},
-		Files: map[string]string{"index.php": indexPHP, "hang.php": hangPHP, "spin.php": spinPHP, "crash.php": crashPHP, "kill.php": killPHP},
+		Files: map[string]string{"index.php": indexPHP, "hang.php": hangPHP, "spin.php": fpmtest.SpinPHP, "crash.php": crashPHP, "kill.php": killPHP},
 	})
 	addr := freePort(t)
 	args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t), "--interval", "500ms",
@@ -170,7 +170,7 @@ func TestSoak(t *testing.T) {
 	// Every action fpmguard took, checked against what the test knows.
 	body := waitHTTP(t, base+"/events?n=1000", 200) // retried, unlike httpGet
 	var evs struct {
-		Events []supervisor.Event `json:"events"`
+		Events []event.Event `json:"events"`
 	}
 	if err := json.Unmarshal([]byte(body), &evs); err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestSoak(t *testing.T) {
 	var wrong []string
 	mu.Lock()
 	for _, e := range evs.Events {
-		if e.Kind != supervisor.EventAction {
+		if e.Kind != event.KindAction {
 			continue
 		}
 		kind := strings.Fields(e.Message)[0]

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -97,16 +98,16 @@ func TestStarvedServeStaysCalm(t *testing.T) {
 		}
 	}
 	_, events, _ := get("/events?n=1000")
-	var got struct{ Events []supervisor.Event }
+	var got struct{ Events []event.Event }
 	if err := json.Unmarshal([]byte(events), &got); err != nil {
 		t.Fatalf("/events: %v %s", err, events)
 	}
-	kinds := map[string]int{}
+	kinds := map[event.Kind]int{}
 	for _, e := range got.Events {
 		kinds[e.Kind]++
 		switch e.Kind {
-		case supervisor.EventAction, supervisor.EventHealth, supervisor.EventHeartbeat, supervisor.EventMaster:
-			bad = append(bad, "event "+e.Kind+": "+e.Message)
+		case event.KindAction, event.KindHealth, event.KindHeartbeat, event.KindMaster:
+			bad = append(bad, "event "+string(e.Kind)+": "+e.Message)
 		}
 	}
 	_, metrics, _ := get("/metrics")
@@ -116,8 +117,8 @@ func TestStarvedServeStaysCalm(t *testing.T) {
 	for _, b := range bad {
 		t.Error(b)
 	}
-	if kinds[supervisor.EventStarved] == 0 {
-		t.Errorf("no %q event: %s", supervisor.EventStarved, events)
+	if kinds[event.KindStarved] == 0 {
+		t.Errorf("no %q event: %s", event.KindStarved, events)
 	}
 	for _, name := range []string{"fpmguard_lag_seconds_total", "fpmguard_cpu_throttled_periods_total"} {
 		if v := metricValue(metrics, name); v <= 0 {

@@ -1,4 +1,4 @@
-package supervisor
+package nginxlog
 
 import (
 	"bufio"
@@ -8,18 +8,20 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
-// TestParseNginxLineOnRealLog reads the error log of a real nginx in front
+// TestParseLineOnRealLog reads the error log of a real nginx in front
 // of broken upstreams (see fuzz_test.go) and checks each failure is read
 // with its cause, and that nothing else is: not the notices, not a missing
 // static file whose Referer imitates an upstream failure.
-func TestParseNginxLineOnRealLog(t *testing.T) {
+func TestParseLineOnRealLog(t *testing.T) {
 	f, err := os.Open(filepath.Join("testdata", "nginx-error.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +31,7 @@ func TestParseNginxLineOnRealLog(t *testing.T) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
-		e, ok := ParseNginxLine(line)
+		e, ok := ParseLine(line)
 		if strings.Contains(line, "favicon.ico") {
 			if ok {
 				t.Errorf("a forged Referer counted as %+v: %s", e, line)
@@ -37,7 +39,7 @@ func TestParseNginxLineOnRealLog(t *testing.T) {
 			continue
 		}
 		if ok {
-			got[e.Cause+" "+e.Upstream]++
+			got[string(e.Cause)+" "+e.Upstream]++
 			if (e.Cause == "timeout") != (e.Status == 504) {
 				t.Errorf("%+v: a timeout is nginx's 504, everything else its 502", e)
 			}
@@ -70,44 +72,16 @@ func TestParseNginxLineOnRealLog(t *testing.T) {
 // both name one pool.
 func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 	root := "/proc/4242/root"
-	tg := Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock"}}
-	n := NewNginxLogs(nil, []Target{tg}, NewEventLog(nil))
+	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock"}}
+	n := NewFollower(nil, []supervisor.Target{tg}, event.NewLog(nil))
 	line := `2026/11/26 09:52:24 [error] 7#7: *3 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`
-	e, ok := ParseNginxLine(line)
+	e, ok := ParseLine(line)
 	if !ok {
 		t.Fatal("line not read")
 	}
 	n.record(e)
-	if got := n.Counts()[NginxKey{Pool: "www", Status: 504, Cause: "timeout"}]; got != 1 {
+	if got := n.Counts()[Key{Pool: "www", Status: 504, Cause: "timeout"}]; got != 1 {
 		t.Errorf("counts %v", n.Counts())
-	}
-}
-
-// TestSlowlogEntryOnlyReadsFiles: a slowlog that is not a regular file (a
-// container's /proc/self/fd/2, a pipe) is never read: the read would not
-// end.
-func TestSlowlogEntryOnlyReadsFiles(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "slow.fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan string, 1)
-	go func() { done <- slowlogEntry(Target{Slowlog: fifo}, 42) }()
-	select {
-	case got := <-done:
-		if got != "" {
-			t.Errorf("got %q", got)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("reading a FIFO slowlog blocked")
-	}
-	file := filepath.Join(t.TempDir(), "slow.log")
-	entry := "[26-Nov-2026 09:00:00]  [pool www] pid 42\nscript_filename = /var/www/a.php\n[0x1] sleep() /var/www/a.php:2"
-	if err := os.WriteFile(file, []byte("[26-Nov-2026 08:59:00]  [pool www] pid 7\nscript_filename = /x.php\n\n"+entry+"\n\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := slowlogEntry(Target{Slowlog: file}, 42); got != entry {
-		t.Errorf("entry %q, want %q", got, entry)
 	}
 }
 
@@ -117,7 +91,7 @@ func nginxTimeout(seq int) string {
 	return fmt.Sprintf(`2026/11/26 09:52:24 [error] 7#7: *%d upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php?seq=%d HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`+"\n", seq, seq)
 }
 
-var wwwTimeout = NginxKey{Pool: "www", Status: 504, Cause: "timeout"}
+var wwwTimeout = Key{Pool: "www", Status: 504, Cause: "timeout"}
 
 // linesSeen counts the lines a follower read, each by its text, and its
 // passes over the files.
@@ -157,10 +131,10 @@ func (s *linesSeen) count(line string) int {
 // it reads what w writes: it starts at the end of the file, so lines
 // written before it opened it would not count. A rotated file is closed as
 // soon as it allows: no line may depend on the follower waiting.
-func followForTest(t *testing.T, path string, w **os.File) (*NginxLogs, *linesSeen) {
+func followForTest(t *testing.T, path string, w **os.File) (*Follower, *linesSeen) {
 	t.Helper()
-	www := Target{Name: "www", Address: fastcgi.Address{Network: "unix", Addr: "/run/php/www.sock"}}
-	n := NewNginxLogs([]string{path}, []Target{www}, NewEventLog(nil))
+	www := supervisor.Target{Name: "www", Address: fastcgi.Address{Network: "unix", Addr: "/run/php/www.sock"}}
+	n := NewFollower([]string{path}, []supervisor.Target{www}, event.NewLog(nil))
 	n.poll, n.drainQuiet = 2*time.Millisecond, 0
 	seen := &linesSeen{n: map[string]int{}}
 	n.onLine, n.onPass = seen.add, seen.pass
@@ -169,7 +143,7 @@ func followForTest(t *testing.T, path string, w **os.File) (*NginxLogs, *linesSe
 	go func() { n.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	ready := "2026/11/26 09:52:24 [notice] 7#7: ready\n"
-	poll(t, 30*time.Second, func() (int, bool) {
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
 		writeLine(t, *w, ready)
 		return seen.count(ready), seen.count(ready) > 0
 	})
@@ -222,7 +196,7 @@ func TestNginxRotationLosesNothing(t *testing.T) {
 		first := seq
 		write(w, perFile/2)
 		// The follower reads this file: the rotation may come.
-		poll(t, 30*time.Second, func() (int, bool) { return first, seen.count(nginxTimeout(first)) == 1 })
+		fpmtest.Poll(t, 30*time.Second, func() (int, bool) { return first, seen.count(nginxTimeout(first)) == 1 })
 		write(w, perFile/2)
 		if err := os.Rename(path, path+".1"); err != nil {
 			t.Fatal(err)
@@ -232,9 +206,9 @@ func TestNginxRotationLosesNothing(t *testing.T) {
 			nw = appendOnly(t, path) // logrotate's create
 			// nginx not reopened yet, while the follower has switched to
 			// the new file and gone over the old one after that.
-			poll(t, 30*time.Second, func() (int, bool) { _, rot := seen.progress(); return rot, rot > r })
+			fpmtest.Poll(t, 30*time.Second, func() (int, bool) { _, rot := seen.progress(); return rot, rot > r })
 			p0, _ := seen.progress()
-			poll(t, 30*time.Second, func() (int, bool) { p, _ := seen.progress(); return p, p >= p0+2 })
+			fpmtest.Poll(t, 30*time.Second, func() (int, bool) { p, _ := seen.progress(); return p, p >= p0+2 })
 			write(w, late)
 		} else {
 			write(w, late) // no file at the path yet
@@ -246,12 +220,12 @@ func TestNginxRotationLosesNothing(t *testing.T) {
 	write(w, perFile)
 	total := seq
 
-	poll(t, 30*time.Second, func() (uint64, bool) { c := n.Counts()[wwwTimeout]; return c, c >= uint64(total) })
+	fpmtest.Poll(t, 30*time.Second, func() (uint64, bool) { c := n.Counts()[wwwTimeout]; return c, c >= uint64(total) })
 	// A last line read means the follower went over everything before it:
 	// a line read twice would show by now.
 	end := "2026/11/26 09:52:24 [notice] 7#7: end\n"
 	writeLine(t, w, end)
-	poll(t, 30*time.Second, func() (int, bool) { return seen.count(end), seen.count(end) > 0 })
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) { return seen.count(end), seen.count(end) > 0 })
 	if c := n.Counts()[wwwTimeout]; c != uint64(total) {
 		t.Errorf("counted %d upstream timeouts, wrote %d", c, total)
 	}
@@ -272,18 +246,18 @@ func TestNginxTruncationStartsOver(t *testing.T) {
 	for i := range 20 {
 		writeLine(t, w, nginxTimeout(i))
 	}
-	poll(t, 30*time.Second, func() (int, bool) { return seen.count(nginxTimeout(19)), seen.count(nginxTimeout(19)) > 0 })
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) { return seen.count(nginxTimeout(19)), seen.count(nginxTimeout(19)) > 0 })
 	if err := w.Truncate(0); err != nil {
 		t.Fatal(err)
 	}
 	// One short line first: a file grown past the old offset before the
 	// follower looks would not show it was truncated.
 	writeLine(t, w, nginxTimeout(20))
-	poll(t, 30*time.Second, func() (int, bool) { return seen.count(nginxTimeout(20)), seen.count(nginxTimeout(20)) > 0 })
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) { return seen.count(nginxTimeout(20)), seen.count(nginxTimeout(20)) > 0 })
 	for i := 21; i < 40; i++ {
 		writeLine(t, w, nginxTimeout(i))
 	}
-	poll(t, 30*time.Second, func() (uint64, bool) { c := n.Counts()[wwwTimeout]; return c, c >= 40 })
+	fpmtest.Poll(t, 30*time.Second, func() (uint64, bool) { c := n.Counts()[wwwTimeout]; return c, c >= 40 })
 	for i := range 40 {
 		if c := seen.count(nginxTimeout(i)); c != 1 {
 			t.Errorf("line %d read %d times", i, c)
@@ -304,8 +278,8 @@ func TestNginxLongLineBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.close()
-	www := Target{Name: "www", Address: fastcgi.Address{Network: "unix", Addr: "/run/php/www.sock"}}
-	n := NewNginxLogs(nil, []Target{www}, NewEventLog(nil))
+	www := supervisor.Target{Name: "www", Address: fastcgi.Address{Network: "unix", Addr: "/run/php/www.sock"}}
+	n := NewFollower(nil, []supervisor.Target{www}, event.NewLog(nil))
 	var lines []string
 	n.onLine = func(line string) { lines = append(lines, line) }
 

@@ -1,4 +1,4 @@
-package supervisor
+package watch
 
 import (
 	"context"
@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // cpuTime is this process's user + system CPU time.
@@ -29,9 +31,9 @@ func BenchmarkTick(b *testing.B) {
 	for _, n := range []int{5, 50, 200} {
 		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
 			fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: n, StatusListen: true}}})
-			tg := fpmTargetsB(b, fpm)
-			pr := &Prober{Client: fastcgi.Client{Timeout: 2 * time.Second}, Procs: SystemProcs}
-			w := NewWatcher(pr, []Target{tg}, WatchConfig{Interval: time.Hour}, NewEventLog(nil))
+			tg := fpmTargets(b, fpm)["www"]
+			pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 2 * time.Second}, Procs: supervisor.SystemProcs}
+			w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour}, event.NewLog(nil))
 			ctx := context.Background()
 
 			b.Run("tick", func(b *testing.B) {
@@ -40,8 +42,8 @@ func BenchmarkTick(b *testing.B) {
 					w.tick(ctx, w.pools[0])
 				}
 				b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
-				if r := w.pools[0].report; r == nil || len(r.Processes) != n || r.Health != HealthOK {
-					b.Fatalf("report %+v", r)
+				if v := w.pools[0].view.Load(); v == nil || len(v.Report.Processes) != n || v.Report.Health != supervisor.HealthOK {
+					b.Fatalf("view %+v", v)
 				}
 			})
 			b.Run("statusOnly", func(b *testing.B) {
@@ -55,13 +57,4 @@ func BenchmarkTick(b *testing.B) {
 			})
 		})
 	}
-}
-
-func fpmTargetsB(b *testing.B, fpm *fpmtest.FPM) Target {
-	b.Helper()
-	ts, err := LoadFPMConfig(fpm.Conf)
-	if err != nil || len(ts) != 1 {
-		b.Fatal(err)
-	}
-	return ts[0]
 }

@@ -1,4 +1,4 @@
-package supervisor
+package main
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fpmguard/fpmguard/watch"
+	fpmweb "github.com/fpmguard/fpmguard/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 )
@@ -20,7 +22,7 @@ func exported(t *testing.T) map[string]bool {
 	names := map[string]bool{}
 	ch := make(chan *prometheus.Desc, 100)
 	go func() {
-		NewCollector(func() *Watcher { return nil }, true).Describe(ch)
+		fpmweb.NewCollector(func() *watch.Snapshot { return nil }, true).Describe(ch)
 		close(ch)
 	}()
 	re := regexp.MustCompile(`fqName: "([a-z_]+)"`)
@@ -57,7 +59,7 @@ func checkMetricNames(t *testing.T, file, text string) {
 // TestAlertRules checks examples/prometheus/alerts.yml with promtool, and
 // that every metric it uses exists.
 func TestAlertRules(t *testing.T) {
-	path := filepath.Join("..", "examples", "prometheus", "alerts.yml")
+	path := filepath.Join("..", "..", "examples", "prometheus", "alerts.yml")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package supervisor
+package watch
 
 import (
 	"context"
@@ -6,32 +6,30 @@ import (
 	"net"
 	"net/http"
 	"net/http/fcgi"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
-const spinPHP = `<?php $end = microtime(true) + (int)($_GET['s'] ?? 30); $x = 0; while (microtime(true) < $end) { $x++; } echo $x;`
-
 // watcherFor builds a watcher of the test master's pools.
-func watcherFor(t *testing.T, fpm *fpmtest.FPM, cfg WatchConfig) *Watcher {
+func watcherFor(t *testing.T, fpm *fpmtest.FPM, cfg Config) *Watcher {
 	t.Helper()
-	var targets []Target
+	var targets []supervisor.Target
 	for _, tg := range fpmTargets(t, fpm) {
 		targets = append(targets, tg)
 	}
-	pr := &Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: SystemProcs, Thresholds: Thresholds{HungAfter: 30 * time.Second}}
-	return NewWatcher(pr, targets, cfg, NewEventLog(nil))
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs, Thresholds: supervisor.Thresholds{HungAfter: 30 * time.Second}}
+	return New(pr, targets, cfg, event.NewLog(nil))
 }
 
 // run runs the watcher until the test ends.
@@ -48,35 +46,14 @@ func run(t *testing.T, w *Watcher) {
 	})
 }
 
-func eventsOf(w *Watcher, kind string) []Event {
-	var out []Event
+func eventsOf(w *Watcher, kind event.Kind) []event.Event {
+	var out []event.Event
 	for _, e := range w.Events().Recent(0) {
 		if e.Kind == kind {
 			out = append(out, e)
 		}
 	}
 	return out
-}
-
-// request sends one request for name with query to the pool, with a long
-// timeout, and reports its error on errc.
-func request(fpm *fpmtest.FPM, ctx context.Context, name, query string) error {
-	_, err := fastcgi.Client{Timeout: 60 * time.Second}.Do(ctx, fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].Listen},
-		fastcgi.Request{Path: "/" + name, Query: query, Script: filepath.Join(fpm.DocRoot, name)})
-	return err
-}
-
-// background starts n requests that end with the test.
-func background(t *testing.T, fpm *fpmtest.FPM, n int, name, query string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() { _ = request(fpm, ctx, name, query) })
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
 }
 
 // TestKillHungBlockedWorker: with --kill-hung-after 2s the sleeping worker
@@ -86,26 +63,26 @@ func background(t *testing.T, fpm *fpmtest.FPM, n int, name, query string) {
 func TestKillHungBlockedWorker(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true, Slowlog: true}},
-		Files: map[string]string{"sleep.php": sleepPHP, "ok.php": "<?php echo 'ok';"},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP, "ok.php": "<?php echo 'ok';"},
 	})
 	interval, grace, after := 500*time.Millisecond, 2*time.Second, 2*time.Second
-	w := watcherFor(t, fpm, WatchConfig{Interval: interval, Actions: ActionConfig{KillHungAfter: after, KillGrace: grace}})
+	w := watcherFor(t, fpm, Config{Interval: interval, Actions: ActionConfig{KillHungAfter: after, KillGrace: grace}})
 	run(t, w)
 	before := fpm.WorkerPIDs("www")
 
 	start := time.Now()
 	hungErr := make(chan error, 1)
-	go func() { hungErr <- request(fpm, context.Background(), "sleep.php", "ms=30000&token=secret") }()
+	go func() { hungErr <- fpm.Request(context.Background(), "sleep.php", "ms=30000&token=secret") }()
 
 	// Normal requests keep working on the other workers meanwhile.
 	var okErrs []error
 	deadline := start.Add(after + interval + grace + time.Second)
-	var killed Event
+	var killed event.Event
 	for time.Now().Before(deadline) {
-		if err := request(fpm, context.Background(), "ok.php", ""); err != nil {
+		if err := fpm.Request(context.Background(), "ok.php", ""); err != nil {
 			okErrs = append(okErrs, err)
 		}
-		if ev := eventsOf(w, EventAction); len(ev) > 0 {
+		if ev := eventsOf(w, event.KindAction); len(ev) > 0 {
 			killed = ev[0]
 			break
 		}
@@ -138,7 +115,7 @@ func TestKillHungBlockedWorker(t *testing.T) {
 		t.Errorf("killed pid %d was not a worker (%v)", killed.PID, before)
 	}
 	// The master respawns: three workers again, the killed one not among them.
-	poll(t, 5*time.Second, func() ([]int, bool) {
+	fpmtest.Poll(t, 5*time.Second, func() ([]int, bool) {
 		now := fpm.WorkerPIDs("www")
 		return now, len(now) == 3 && !slices.Contains(now, killed.PID)
 	})
@@ -147,21 +124,21 @@ func TestKillHungBlockedWorker(t *testing.T) {
 func TestKillHungSpinningWorker(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"spin.php": spinPHP},
+		Files: map[string]string{"spin.php": fpmtest.SpinPHP},
 	})
-	w := watcherFor(t, fpm, WatchConfig{Interval: 500 * time.Millisecond, Actions: ActionConfig{KillHungAfter: 2 * time.Second}})
+	w := watcherFor(t, fpm, Config{Interval: 500 * time.Millisecond, Actions: ActionConfig{KillHungAfter: 2 * time.Second}})
 	run(t, w)
-	background(t, fpm, 1, "spin.php", "s=30")
-	ev := poll(t, 6*time.Second, func() ([]Event, bool) {
-		ev := eventsOf(w, EventAction)
+	fpm.Background(t, 1, "spin.php", "s=30")
+	ev := fpmtest.Poll(t, 6*time.Second, func() ([]event.Event, bool) {
+		ev := eventsOf(w, event.KindAction)
 		return ev, len(ev) > 0
 	})
 	if !strings.Contains(ev[0].Message, "(spinning)") || ev[0].Worker.HungKind != "spinning" {
 		t.Errorf("kill event %q, want spinning", ev[0].Message)
 	}
 	// The hung event is recorded later in the same tick than the kill.
-	hung := poll(t, 3*time.Second, func() ([]Event, bool) {
-		ev := eventsOf(w, EventHung)
+	hung := fpmtest.Poll(t, 3*time.Second, func() ([]event.Event, bool) {
+		ev := eventsOf(w, event.KindHung)
 		return ev, len(ev) > 0
 	})
 	if !strings.Contains(hung[0].Message, "hung (spinning)") {
@@ -169,69 +146,50 @@ func TestKillHungSpinningWorker(t *testing.T) {
 	}
 }
 
-// TestReadyzWhenEveryWorkerHangs: /readyz goes 503 within two intervals of
-// every worker hanging, and comes back once they are killed; /healthz
-// follows the heartbeat.
-func TestReadyzWhenEveryWorkerHangs(t *testing.T) {
+// TestReadyWhenEveryWorkerHangs: readiness fails soon after every worker
+// hangs, and comes back once they are killed; liveness follows the
+// heartbeat.
+func TestReadyWhenEveryWorkerHangs(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	interval := 500 * time.Millisecond
-	w := watcherFor(t, fpm, WatchConfig{Interval: interval, Actions: ActionConfig{KillHungAfter: 3 * time.Second}})
+	w := watcherFor(t, fpm, Config{Interval: interval, Actions: ActionConfig{KillHungAfter: 3 * time.Second}})
 	run(t, w)
-	srv := httptest.NewServer(NewHTTPHandler(func() *Watcher { return w }, nil, "/metrics"))
-	defer srv.Close()
-	get := func(path string) int {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	poll(t, 3*time.Second, func() (int, bool) { c := get("/readyz"); return c, c == 200 })
-	if c := get("/healthz"); c != 200 {
-		t.Fatalf("/healthz %d on a healthy pool", c)
+	ready := func() (bool, bool) { ok, _ := w.Ready(); return ok, ok }
+	notReady := func() (bool, bool) { ok, _ := w.Ready(); return ok, !ok }
+	fpmtest.Poll(t, 30*time.Second, ready)
+	if ok, reasons := w.Live(); !ok {
+		t.Fatalf("not live on a healthy pool: %q", reasons)
 	}
 
-	background(t, fpm, 2, "sleep.php", "ms=30000")
+	fpm.Background(t, 2, "sleep.php", "ms=30000")
 	hung := time.Now()
-	poll(t, 2*interval+time.Second, func() (int, bool) { c := get("/readyz"); return c, c == 503 })
-	t.Logf("/readyz went 503 %v after every worker hung", time.Since(hung).Round(time.Millisecond))
-	poll(t, 3*time.Second+interval+DefaultKillGrace+2*time.Second, func() (int, bool) { c := get("/readyz"); return c, c == 200 })
+	fpmtest.Poll(t, 30*time.Second, notReady)
+	t.Logf("readiness failed %v after every worker hung", time.Since(hung).Round(time.Millisecond))
+	fpmtest.Poll(t, 60*time.Second, ready)
 	// --max-kill-ratio 0.5 of two workers: one kill per interval.
-	poll(t, 3*interval+time.Second, func() (int, bool) {
-		n := len(eventsOf(w, EventAction))
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
+		n := len(eventsOf(w, event.KindAction))
 		return n, n == 2
 	})
-	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
-		req, _ := http.NewRequest(method, srv.URL+"/status", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("%s /status = %d, want 405", method, resp.StatusCode)
-		}
-	}
 }
 
 // TestHealthzWhenMasterGone: liveness fails when the master dies.
 func TestHealthzWhenMasterGone(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
-	w := watcherFor(t, fpm, WatchConfig{Interval: 200 * time.Millisecond})
+	w := watcherFor(t, fpm, Config{Interval: 200 * time.Millisecond})
 	run(t, w)
-	poll(t, 3*time.Second, func() (bool, bool) { ok, _ := w.Live(); return ok, ok })
+	fpmtest.Poll(t, 3*time.Second, func() (bool, bool) { ok, _ := w.Live(); return ok, ok })
 	if err := fpm.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	reasons := poll(t, 3*time.Second, func() ([]string, bool) { ok, r := w.Live(); return r, !ok })
+	reasons := fpmtest.Poll(t, 3*time.Second, func() ([]string, bool) { ok, r := w.Live(); return r, !ok })
 	if !strings.Contains(strings.Join(reasons, "\n"), "pool www: master is gone") {
 		t.Errorf("liveness reasons %q", reasons)
 	}
-	if len(eventsOf(w, EventMaster)) == 0 {
+	if len(eventsOf(w, event.KindMaster)) == 0 {
 		t.Error("no master event")
 	}
 }
@@ -241,19 +199,19 @@ func TestHealthzWhenMasterGone(t *testing.T) {
 func TestEscalationToSIGKILL(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
-	w := watcherFor(t, fpm, WatchConfig{Interval: 300 * time.Millisecond, Actions: ActionConfig{KillHungAfter: time.Second, KillGrace: time.Second}})
-	background(t, fpm, 1, "sleep.php", "ms=30000")
+	w := watcherFor(t, fpm, Config{Interval: 300 * time.Millisecond, Actions: ActionConfig{KillHungAfter: time.Second, KillGrace: time.Second}})
+	fpm.Background(t, 1, "sleep.php", "ms=30000")
 	pid := fpm.WaitWorker(t, "www", fpmtest.Running)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	run(t, w)
-	ev := poll(t, 6*time.Second, func() ([]Event, bool) {
-		for _, e := range eventsOf(w, EventAction) {
+	ev := fpmtest.Poll(t, 6*time.Second, func() ([]event.Event, bool) {
+		for _, e := range eventsOf(w, event.KindAction) {
 			if strings.HasPrefix(e.Message, "SIGKILL worker") {
-				return []Event{e}, true
+				return []event.Event{e}, true
 			}
 		}
 		return nil, false
@@ -261,7 +219,7 @@ func TestEscalationToSIGKILL(t *testing.T) {
 	if ev[0].PID != pid || !strings.Contains(ev[0].Message, "os state stopped") {
 		t.Errorf("SIGKILL event %+v for pid %d", ev[0], pid)
 	}
-	poll(t, 3*time.Second, func() ([]int, bool) { now := fpm.WorkerPIDs("www"); return now, !slices.Contains(now, pid) })
+	fpmtest.Poll(t, 3*time.Second, func() ([]int, bool) { now := fpm.WorkerPIDs("www"); return now, !slices.Contains(now, pid) })
 }
 
 // TestKillCap: with four workers hung and --max-kill-ratio 0.5, one
@@ -269,12 +227,12 @@ func TestEscalationToSIGKILL(t *testing.T) {
 func TestKillCap(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 4, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
-	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 500 * time.Millisecond}})
-	background(t, fpm, 4, "sleep.php", "ms=30000")
-	poll(t, 5*time.Second, func() (int, bool) {
-		r := testProber(time.Second).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 500 * time.Millisecond}})
+	fpm.Background(t, 4, "sleep.php", "ms=30000")
+	fpmtest.Poll(t, 5*time.Second, func() (int, bool) {
+		r := (&supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
 		n := 0
 		for _, p := range r.Processes {
 			if p.State == "Running" && p.RequestDurationSeconds > 0.6 {
@@ -284,11 +242,11 @@ func TestKillCap(t *testing.T) {
 		return n, n == 4
 	})
 	w.tick(context.Background(), w.pools[0])
-	counts := w.Actor().Counts()
-	if got := counts[ActionKey{"www", "kill", "ok"}]; got != 2 {
+	counts := w.actions.Counts()
+	if got := counts[ActionKey{"www", ActionKill, ResultOK}]; got != 2 {
 		t.Errorf("one interval killed %d workers, want 2; counts %v", got, counts)
 	}
-	if counts[ActionKey{"www", "kill", "capped"}] != 1 {
+	if counts[ActionKey{"www", ActionKill, ResultCapped}] != 1 {
 		t.Errorf("the cap was not reported: %v", counts)
 	}
 }
@@ -298,23 +256,23 @@ func TestKillCap(t *testing.T) {
 func TestIdleWorkersAreNeverTouched(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	// Give the workers a last request that took a while: idle workers
 	// report its duration.
 	for range 2 {
-		if err := request(fpm, context.Background(), "sleep.php", "ms=50"); err != nil {
+		if err := fpm.Request(context.Background(), "sleep.php", "ms=50"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	before := fpm.WorkerPIDs("www")
-	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Millisecond}})
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Millisecond}})
 	var signalled []int
 	w.actions.signal = func(pid int, _ syscall.Signal) error { signalled = append(signalled, pid); return nil }
 	for range 3 {
 		w.tick(context.Background(), w.pools[0])
 	}
-	if len(signalled) > 0 || len(eventsOf(w, EventAction)) > 0 {
+	if len(signalled) > 0 || len(eventsOf(w, event.KindAction)) > 0 {
 		t.Errorf("idle workers signalled: %v", signalled)
 	}
 	if after := fpm.WorkerPIDs("www"); !slices.Equal(before, after) {
@@ -325,21 +283,21 @@ func TestIdleWorkersAreNeverTouched(t *testing.T) {
 func TestDryRunSignalsNothing(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"sleep.php": sleepPHP},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
-	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 300 * time.Millisecond, DryRun: true}})
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 300 * time.Millisecond, DryRun: true}})
 	var signalled []int
 	w.actions.signal = func(pid int, _ syscall.Signal) error { signalled = append(signalled, pid); return nil }
-	background(t, fpm, 1, "sleep.php", "ms=30000")
-	poll(t, 5*time.Second, func() (uint64, bool) {
+	fpm.Background(t, 1, "sleep.php", "ms=30000")
+	fpmtest.Poll(t, 5*time.Second, func() (uint64, bool) {
 		w.tick(context.Background(), w.pools[0])
-		n := w.Actor().Counts()[ActionKey{"www", "kill", "dry_run"}]
+		n := w.actions.Counts()[ActionKey{"www", ActionKill, ResultDryRun}]
 		return n, n > 0
 	})
 	if len(signalled) > 0 {
 		t.Errorf("dry run signalled %v", signalled)
 	}
-	ev := eventsOf(w, EventAction)
+	ev := eventsOf(w, event.KindAction)
 	if len(ev) == 0 || !strings.HasPrefix(ev[0].Message, "dry run: would SIGTERM worker") {
 		t.Errorf("events %+v", ev)
 	}
@@ -361,8 +319,8 @@ func TestForgedStatusPageNeverSignalsAStranger(t *testing.T) {
 	forged := forgeStatus(t, stranger.Process.Pid)
 	tg := fpmTargets(t, fpm)["www"]
 	tg.StatusAddress = forged
-	pr := &Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: SystemProcs}
-	w := NewWatcher(pr, []Target{tg}, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Second}}, NewEventLog(nil))
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Second}}, event.NewLog(nil))
 	var signalled []int
 	w.actions.signal = func(pid int, sig syscall.Signal) error {
 		signalled = append(signalled, pid)
@@ -372,7 +330,7 @@ func TestForgedStatusPageNeverSignalsAStranger(t *testing.T) {
 	if len(signalled) > 0 {
 		t.Fatalf("signalled %v", signalled)
 	}
-	refused := eventsOf(w, EventActionRefused)
+	refused := eventsOf(w, event.KindActionRefused)
 	want := fmt.Sprintf("not killing pid %d named by the status page of pool www: its parent is", stranger.Process.Pid)
 	if len(refused) != 1 || !strings.Contains(refused[0].Message, want) {
 		t.Errorf("refusals %+v, want %q", refused, want)
@@ -420,7 +378,7 @@ func TestReloadUnhealthy(t *testing.T) {
 	for _, broken := range []bool{false, true} {
 		t.Run(fmt.Sprintf("config broken %v", broken), func(t *testing.T) {
 			fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
-			w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, UnhealthyAfter: 2, Actions: ActionConfig{KillHungAfter: time.Second, ReloadUnhealthy: true}})
+			w := watcherFor(t, fpm, Config{Interval: time.Hour, UnhealthyAfter: 2, Actions: ActionConfig{KillHungAfter: time.Second, ReloadUnhealthy: true}})
 			w.prober.Client.Timeout = 300 * time.Millisecond
 			var signalled []syscall.Signal
 			w.actions.signal = func(pid int, sig syscall.Signal) error {
@@ -439,20 +397,34 @@ func TestReloadUnhealthy(t *testing.T) {
 			for range 2 {
 				w.tick(context.Background(), w.pools[0])
 			}
-			counts := w.Actor().Counts()
+			counts := w.actions.Counts()
 			if broken {
-				if len(signalled) != 0 || counts[ActionKey{"www", "reload", "config_invalid"}] != 1 {
+				if len(signalled) != 0 || counts[ActionKey{"www", ActionReload, ResultConfigInvalid}] != 1 {
 					t.Errorf("signals %v counts %v, want a refused reload", signalled, counts)
 				}
-				ev := eventsOf(w, EventActionRefused)
+				ev := eventsOf(w, event.KindActionRefused)
 				if len(ev) != 1 || !strings.Contains(ev[0].Message, "config test `php-fpm -t -y "+fpm.Conf+"` failed") {
 					t.Errorf("refusal events %+v", ev)
 				}
 				return
 			}
-			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{"www", "reload", "ok"}] != 1 {
+			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{"www", ActionReload, ResultOK}] != 1 {
 				t.Errorf("signals %v counts %v, want one SIGUSR2", signalled, counts)
 			}
 		})
 	}
+}
+
+// fpmTargets reads the test master's own config, as --fpm-config would.
+func fpmTargets(t testing.TB, fpm *fpmtest.FPM) map[string]supervisor.Target {
+	t.Helper()
+	ts, err := supervisor.LoadFPMConfig(fpm.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]supervisor.Target{}
+	for _, tg := range ts {
+		out[tg.Name] = tg
+	}
+	return out
 }

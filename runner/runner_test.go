@@ -1,4 +1,4 @@
-package supervisor
+package runner
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"golang.org/x/sys/unix"
@@ -20,13 +21,13 @@ import (
 // startRunner runs php-fpm under a Runner until the test ends. It returns
 // the runner, a stop function, and a function that waits for Run's exit
 // code.
-func startRunner(t *testing.T, argv []string, events *EventLog) (*Runner, context.CancelFunc, func() (int, bool)) {
+func startRunner(t *testing.T, argv []string, events *event.Log) (*Runner, context.CancelFunc, func() (int, bool)) {
 	t.Helper()
 	out, err := os.Create(filepath.Join(t.TempDir(), "php-fpm.out"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rn, err := NewRunner(RunConfig{Argv: argv, StopTimeout: 3 * time.Second, Stdout: out, Stderr: out}, events)
+	rn, err := New(Config{Argv: argv, StopTimeout: 3 * time.Second, Stdout: out, Stderr: out}, events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,13 +66,13 @@ func ping(fpm *fpmtest.FPM) error {
 // serves after the backoff, with no "Address already in use".
 func TestRunRestartsAKilledMaster(t *testing.T) {
 	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
-	events := NewEventLog(nil)
+	events := event.NewLog(nil)
 	rn, _, _ := startRunner(t, fpm.Argv(), events)
-	first := poll(t, 15*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
+	first := fpmtest.Poll(t, 15*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
 	// One worker can answer the ping before the master has forked the
 	// second, or before the second has renamed itself from the master's
 	// title to its pool's: wait for both.
-	orphans := poll(t, 15*time.Second, func() ([]int, bool) {
+	orphans := fpmtest.Poll(t, 15*time.Second, func() ([]int, bool) {
 		w := fpmtest.ChildrenTitled(first, "php-fpm: pool www")
 		return w, len(w) == 2
 	})
@@ -80,7 +81,7 @@ func TestRunRestartsAKilledMaster(t *testing.T) {
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	second := poll(t, 15*time.Second, func() (int, bool) {
+	second := fpmtest.Poll(t, 15*time.Second, func() (int, bool) {
 		pid := rn.PID()
 		return pid, pid != 0 && pid != first && ping(fpm) == nil
 	})
@@ -111,8 +112,8 @@ func TestRunRestartsAKilledMaster(t *testing.T) {
 // finishes and exits 0, and no process of its group is left.
 func TestRunStopsGracefully(t *testing.T) {
 	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
-	rn, cancel, wait := startRunner(t, fpm.Argv(), NewEventLog(nil))
-	pid := poll(t, 15*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
+	rn, cancel, wait := startRunner(t, fpm.Argv(), event.NewLog(nil))
+	pid := fpmtest.Poll(t, 15*time.Second, func() (int, bool) { return rn.PID(), rn.PID() != 0 && ping(fpm) == nil })
 	cancel()
 	code, ok := wait()
 	if !ok {
@@ -136,7 +137,7 @@ func TestRunBrokenConfigBacksOff(t *testing.T) {
 	if err := os.WriteFile(fpm.Conf, []byte("[global]\nerror_log = "+filepath.Join(fpm.Dir, "error.log")+"\n[www]\npm = sometimes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	events := NewEventLog(nil)
+	events := event.NewLog(nil)
 	startRunner(t, fpm.Argv(), events)
 	// Attempts start at 0s, 1s, 3s, 7s: three within a window of 3.5s,
 	// where a tight loop would make hundreds.
@@ -173,7 +174,7 @@ func TestMasterOutlivesTheThreadOfItsCaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rn := &Runner{cfg: RunConfig{Argv: []string{sleep, "600"}, Stdout: os.Stdout, Stderr: os.Stderr}, reaper: reaper}
+	rn := &Runner{cfg: Config{Argv: []string{sleep, "600"}, Stdout: os.Stdout, Stderr: os.Stderr}, reaper: reaper}
 
 	type started struct {
 		pid    int

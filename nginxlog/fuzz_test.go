@@ -1,4 +1,4 @@
-package supervisor
+package nginxlog
 
 import (
 	"bufio"
@@ -14,13 +14,13 @@ import (
 // as nobody), a full listen backlog, a server that closes without an
 // answer, one that never answers (fastcgi_read_timeout 1s), and over TCP a
 // reset, a timeout, a close and a refused port. The notice and info lines
-// around them are kept: ParseNginxLine must pass them by. The last request
+// around them are kept: ParseLine must pass them by. The last request
 // is for a missing static file with the Referer
 // `https://example.com/", upstream: "fastcgi://unix:/run/php/www.sock:`,
 // which nginx logs unescaped: that line looks like a pool's upstream failure,
-// and ParseNginxLine must not take it for one (TestParseNginxLineOnRealLog).
+// and ParseLine must not take it for one (TestParseLineOnRealLog).
 
-func FuzzParseNginxLine(f *testing.F) {
+func FuzzParseLine(f *testing.F) {
 	file, err := os.Open(filepath.Join("testdata", "nginx-error.log"))
 	if err != nil {
 		f.Fatal(err)
@@ -51,7 +51,7 @@ func FuzzParseNginxLine(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
-		e, ok := ParseNginxLine(line)
+		e, ok := ParseLine(line)
 		if !ok {
 			return
 		}

@@ -1,4 +1,4 @@
-package supervisor
+package web
 
 import (
 	"bytes"
@@ -15,64 +15,73 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/opcache"
+	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/watch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 )
 
-// fixedWatcher is a watcher whose state is set by hand, not probed: pools
-// of workers each, with one of every interesting thing.
-func fixedWatcher(t testing.TB, pools, workers int) *Watcher {
-	var targets []Target
+// fixedSnapshot is a snapshot set by hand, not probed: pools of workers
+// each, with one of every interesting thing.
+func fixedSnapshot(pools, workers int) *watch.Snapshot {
+	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	conf := "/etc/php/8.2/fpm/php-fpm.conf"
+	s := &watch.Snapshot{
+		Time: start,
+		Opcache: []supervisor.OpcacheReport{{MasterPID: 100, Master: conf, Pools: []string{"pool0"}, Enabled: true, CacheFull: true,
+			MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 1 << 10, MemoryWastedBytes: 0, CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223,
+			Hits: 1000, Misses: 400, OOMRestarts: 1, HashRestarts: 2, ManualRestarts: 3, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
+			JITBufferFreeBytes: 0, Health: supervisor.HealthDegraded}},
+		Actions:        map[watch.ActionKey]uint64{{Pool: "pool0", Action: watch.ActionKill, Result: watch.ResultOK}: 1},
+		MasterRestarts: map[string]uint64{conf: 0},
+		Self:           watch.Self{Interval: time.Second},
+	}
 	for i := range pools {
 		name := fmt.Sprintf("pool%d", i)
-		targets = append(targets, Target{Name: name, Address: fastcgi.Address{Network: "unix", Addr: "/run/php/" + name + ".sock"},
-			StatusAddress: fastcgi.Address{Network: "unix", Addr: "/run/php/" + name + "-status.sock"}, StatusPath: "/status", PingPath: "/ping"})
-	}
-	w := NewWatcher(&Prober{}, targets, WatchConfig{}, NewEventLog(nil))
-	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
-	for i, pw := range w.pools {
-		r := &PoolReport{
-			Name: pw.target.Name, Address: pw.target.Address.String(),
-			Heartbeat: Heartbeat{OK: true, LatencySeconds: 0.0003},
-			Status:    StatusRead{OK: true, Via: "status_listen"},
-			Master:    &MasterReport{PID: 100, Alive: true, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
-			Counters: &Counters{ProcessManager: "static", StartTime: start, StartSinceSeconds: 3600, AcceptedConn: 1234, MaxListenQueue: 2,
+		r := &supervisor.PoolReport{
+			Name: name, Address: "unix:///run/php/" + name + ".sock",
+			Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0003},
+			Status:    supervisor.StatusRead{OK: true, Via: "status_listen"},
+			Master:    &supervisor.MasterReport{PID: 100, Alive: true, Config: conf},
+			Counters: &supervisor.Counters{ProcessManager: "static", StartTime: start, StartSinceSeconds: 3600, AcceptedConn: 1234, MaxListenQueue: 2,
 				ListenQueueLen: 0, MaxActiveProcesses: 7, MaxChildrenReached: 3, SlowRequests: 5},
-			SocketQueue: &SocketQueue{Length: 1, Max: 511},
-			Config:      PoolLimits{PM: "static", MaxChildren: workers, MinWorkers: workers},
+			SocketQueue: &supervisor.SocketQueue{Length: 1, Max: 511},
+			Config:      supervisor.PoolLimits{PM: "static", MaxChildren: workers, MinWorkers: workers},
 		}
 		for j := range workers {
-			p := ProcessState{PID: 1000*i + j + 101, State: "Idle", OSState: OSSleeping, ParentOK: true, RequestMethod: "-", RequestURI: "-",
+			p := supervisor.ProcessState{PID: 1000*i + j + 101, State: "Idle", OSState: supervisor.OSSleeping, ParentOK: true, RequestMethod: "-", RequestURI: "-",
 				Requests: uint64(10 + j), LastRequestCPU: 12.5, LastRequestMemory: 2 << 20, CPUSeconds: 1.5, RSSBytes: 30 << 20, PSSBytes: 12 << 20}
 			switch j {
 			case 0:
-				p.State, p.RequestDurationSeconds, p.RequestMethod, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "GET", "/report.php", true, "blocked"
+				p.State, p.RequestDurationSeconds, p.RequestMethod, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "GET", "/report.php", true, supervisor.HungBlocked
 			case 1:
-				p.State, p.RequestDurationSeconds, p.OSState, p.RequestMethod, p.RequestURI = "Running", 0.5, OSRunning, "POST", "/api"
+				p.State, p.RequestDurationSeconds, p.OSState, p.RequestMethod, p.RequestURI = "Running", 0.5, supervisor.OSRunning, "POST", "/api"
 			}
 			r.Processes = append(r.Processes, p)
 		}
-		Judge(r, nil, Thresholds{})
-		pw.report = r
-		pw.stats.add(r)
-		pw.stats.add(&PoolReport{Heartbeat: Heartbeat{Failure: &Failure{Reason: "timeout"}, LatencySeconds: 2}, Status: StatusRead{Error: "x"}})
+		supervisor.Mark(r, supervisor.Thresholds{})
+		supervisor.Judge(r, nil, supervisor.Thresholds{})
+		s.Pools = append(s.Pools, watch.PoolView{
+			Report: r, Probed: true, ScrapeURI: "unix:///run/php/" + name + "-status.sock;/status",
+			// One good heartbeat of 0.3 ms, one that timed out after 2 s
+			// while the status page failed.
+			Stats: watch.PoolStats{Heartbeats: 2, HeartbeatSumSeconds: 2.0003, Buckets: []uint64{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2},
+				Failures: map[fastcgi.Reason]uint64{fastcgi.ReasonTimeout: 1}, ScrapeFailures: 1},
+		})
 	}
-	w.opcache = []OpcacheReport{{MasterPID: 100, Master: "/etc/php/8.2/fpm/php-fpm.conf", Pools: []string{"pool0"}, Enabled: true, CacheFull: true,
-		MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 1 << 10, MemoryWastedBytes: 0, CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223,
-		Hits: 1000, Misses: 400, OOMRestarts: 1, HashRestarts: 2, ManualRestarts: 3, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
-		JITBufferFreeBytes: 0, Health: HealthDegraded}}
-	w.actions.count("pool0", "kill", "ok")
-	w.seeMaster(w.pools[0].report)
-	return w
+	return s
 }
 
+// fixed is a snapshot source for the collector.
+func fixed(s *watch.Snapshot) func() *watch.Snapshot { return func() *watch.Snapshot { return s } }
+
 func TestCollectorLintAndGolden(t *testing.T) {
-	w := fixedWatcher(t, 1, 3)
-	c := NewCollector(func() *Watcher { return w }, true)
+	c := NewCollector(fixed(fixedSnapshot(1, 3)), true)
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
@@ -100,14 +109,14 @@ func TestCollectorLintAndGolden(t *testing.T) {
 // TestMasterUpStaysWhenTheMasterStops: a master once seen reads 0 when it
 // is gone, instead of vanishing, so an alert on master_up == 0 fires.
 func TestMasterUpStaysWhenTheMasterStops(t *testing.T) {
-	w := fixedWatcher(t, 1, 2)
-	c := NewCollector(func() *Watcher { return w }, false)
+	snap := fixedSnapshot(1, 2)
+	c := NewCollector(fixed(snap), false)
 	master := `master="/etc/php/8.2/fpm/php-fpm.conf"`
 	out := scrape(t, NewMetricsHandler(c, nil))
 	if metricValue(t, out, "phpfpm_master_up", master) != 1 {
 		t.Fatal("master_up is not 1 while the master runs")
 	}
-	w.pools[0].report.Master = &MasterReport{Config: "/etc/php/8.2/fpm/php-fpm.conf", Error: "reading php-fpm pid file: no such file"}
+	snap.Pools[0].Report.Master = &supervisor.MasterReport{Config: "/etc/php/8.2/fpm/php-fpm.conf", Error: "reading php-fpm pid file: no such file"}
 	out = scrape(t, NewMetricsHandler(c, nil))
 	if metricValue(t, out, "phpfpm_master_up", master) != 0 {
 		t.Error("master_up is not 0 after the master stopped")
@@ -116,12 +125,12 @@ func TestMasterUpStaysWhenTheMasterStops(t *testing.T) {
 
 // TestNoProcessMetrics: the per-worker series go away, the pool ones stay.
 func TestNoProcessMetrics(t *testing.T) {
-	w := fixedWatcher(t, 1, 3)
-	n := testutil.CollectAndCount(NewCollector(func() *Watcher { return w }, false), "phpfpm_process_requests", "phpfpm_process_cpu_seconds_total")
+	snap := fixedSnapshot(1, 3)
+	n := testutil.CollectAndCount(NewCollector(fixed(snap), false), "phpfpm_process_requests", "phpfpm_process_cpu_seconds_total")
 	if n != 0 {
 		t.Errorf("%d per-worker series with --no-process-metrics", n)
 	}
-	if n := testutil.CollectAndCount(NewCollector(func() *Watcher { return w }, false), "phpfpm_total_processes"); n != 1 {
+	if n := testutil.CollectAndCount(NewCollector(fixed(snap), false), "phpfpm_total_processes"); n != 1 {
 		t.Errorf("phpfpm_total_processes: %d series", n)
 	}
 }
@@ -164,24 +173,28 @@ func metricValue(t *testing.T, exposition, name string, labels ...string) float6
 // status page and the opcache script say when read right after.
 func TestMetricsMatchPHPFPM(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}}, Files: map[string]string{"a.php": "<?php echo 1;"}})
-	if err := request(fpm, context.Background(), "a.php", "x=1"); err != nil {
+	if err := fpm.Request(context.Background(), "a.php", "x=1"); err != nil {
 		t.Fatal(err)
 	}
-	tg := fpmTargets(t, fpm)["www"]
+	ts, err := supervisor.LoadFPMConfig(fpm.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := ts[0]
 	// No heartbeat: its request would change the counters between reads.
 	tg.PingPath = ""
 	dir := fpmtest.Dir(t)
 	// A timeout far above what a read takes on a loaded runner: a failed
 	// read would change what /metrics says.
-	pr := &Prober{Client: fastcgi.Client{Timeout: 30 * time.Second}, Procs: SystemProcs}
-	pr.Opcache = &OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "oc")}
-	w := NewWatcher(pr, []Target{tg}, WatchConfig{Interval: time.Hour}, NewEventLog(nil))
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 30 * time.Second}, Procs: supervisor.SystemProcs}
+	pr.Opcache = &supervisor.OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "oc")}
 	first := time.Now()
-	w.tick(context.Background(), w.pools[0])
-	_, pools := w.current()
-	w.opcache = pr.Opcache.Probe(context.Background(), []Target{tg}, pools, nil)
-	w.opcache = pr.Opcache.Probe(context.Background(), []Target{tg}, pools, nil) // the script is cached now
-	out := scrape(t, NewMetricsHandler(NewCollector(func() *Watcher { return w }, true), nil))
+	r := pr.Probe(context.Background(), tg, nil)
+	pools := []supervisor.PoolReport{r}
+	pr.Opcache.Probe(context.Background(), []supervisor.Target{tg}, pools, nil)
+	snap := &watch.Snapshot{Pools: []watch.PoolView{{Report: &r, Probed: true, ScrapeURI: tg.StatusVia().String() + ";" + tg.StatusPath}},
+		Opcache: pr.Opcache.Probe(context.Background(), []supervisor.Target{tg}, pools, nil)} // the script is cached now
+	out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
 
 	st, err := pr.Client.Status(context.Background(), tg.StatusVia(), tg.StatusPath)
 	if err != nil {
@@ -220,7 +233,7 @@ func TestMetricsMatchPHPFPM(t *testing.T) {
 		t.Errorf("start_since off by %v, for reads %v apart", d, between)
 	}
 
-	oc, err := opcache.Client{FastCGI: pr.Client, Script: w.opcache[0].Script}.Read(context.Background(), tg.StatusVia())
+	oc, err := opcache.Client{FastCGI: pr.Client, Script: snap.Opcache[0].Script}.Read(context.Background(), tg.StatusVia())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,22 +278,16 @@ func TestMetricsWhileEveryWorkerHangs(t *testing.T) {
 	}
 	hang := fmt.Sprintf(`<?php touch('%s/' . getmypid()); sleep(600);`, started)
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}, Files: map[string]string{"hang.php": hang}})
-	background(t, fpm, 2, "hang.php", "")
-	poll(t, 30*time.Second, func() (int, bool) {
+	fpm.Background(t, 2, "hang.php", "")
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
 		ents, _ := os.ReadDir(started)
 		return len(ents), len(ents) == 2
 	})
 	// Both workers hang: every probe from now on waits for one, through the
 	// pool's busy main socket, and with an hour's timeout the first probe
 	// is in flight until the test ends.
-	w := watcherFor(t, fpm, WatchConfig{Interval: 200 * time.Millisecond})
-	w.prober.Client.Timeout = time.Hour
-	run(t, w)
-	inFlight := poll(t, 30*time.Second, func() (int64, bool) {
-		start := w.pools[0].probeStart.Load()
-		return start, start != 0
-	})
-	srv := httptest.NewServer(NewHTTPHandler(func() *Watcher { return w }, NewMetricsHandler(NewCollector(func() *Watcher { return w }, true), nil), "/metrics"))
+	w := watching(t, fpm, time.Hour, nil)
+	srv := httptest.NewServer(NewHTTPHandler(func() Source { return w }, NewMetricsHandler(NewCollector(w.Snapshot, true), nil), "/metrics"))
 	defer srv.Close()
 	// A scrape that waited for the probe would wait until the test ends:
 	// the client's timeout only keeps such a failure from hanging the test.
@@ -295,8 +302,8 @@ func TestMetricsWhileEveryWorkerHangs(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("/metrics: %d while php-fpm hangs", resp.StatusCode)
 		}
-		if now := w.pools[0].probeStart.Load(); now != inFlight {
-			t.Fatalf("the probe in flight ended (%d, now %d): php-fpm did not hang", inFlight, now)
+		if w.Snapshot().Pools[0].Probed {
+			t.Fatal("the first probe ended: php-fpm did not hang")
 		}
 	}
 }
@@ -304,16 +311,18 @@ func TestMetricsWhileEveryWorkerHangs(t *testing.T) {
 // TestSocketListenQueue: requests waiting on a saturated unix-socket pool
 // show in the kernel's count, which php-fpm's status page leaves at 0.
 func TestSocketListenQueue(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 1, StatusListen: true}}, Files: map[string]string{"sleep.php": sleepPHP}})
-	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour})
-	w.prober.Client.Timeout = 30 * time.Second // a failed read would change the verdict
-	w.pools[0].target.PingPath = ""            // a ping would wait in the queue too
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 1, StatusListen: true}}, Files: map[string]string{"sleep.php": fpmtest.SleepPHP}})
+	// A timeout far above what a read takes: a failed read would change
+	// the verdict. No ping: it would wait in the queue too.
+	w := watching(t, fpm, 30*time.Second, func(t *supervisor.Target) { t.PingPath = "" })
 	// The requests hold the worker and the queue until the test ends, so the
 	// queue never shrinks between the reads below.
-	background(t, fpm, 4, "sleep.php", "ms=600000")
-	out := poll(t, 30*time.Second, func() (string, bool) {
-		w.tick(context.Background(), w.pools[0])
-		out := scrape(t, NewMetricsHandler(NewCollector(func() *Watcher { return w }, true), nil))
+	fpm.Background(t, 4, "sleep.php", "ms=600000")
+	var r *supervisor.PoolReport
+	out := fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+		snap := w.Snapshot()
+		r = snap.Pools[0].Report
+		out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
 		return out, strings.Contains(out, `phpfpm_socket_listen_queue{pool="www"} 3`)
 	})
 	if got := metricValue(t, out, "phpfpm_listen_queue", `pool="www"`); got != 0 {
@@ -322,29 +331,33 @@ func TestSocketListenQueue(t *testing.T) {
 	if metricValue(t, out, "phpfpm_socket_listen_queue_max", `pool="www"`) <= 0 {
 		t.Error("no backlog size")
 	}
-	r := w.pools[0].report
-	if r.Health != HealthDegraded || !strings.Contains(strings.Join(r.Reasons, "\n"), "listen queue 3") {
+	if r.Health != supervisor.HealthDegraded || !strings.Contains(strings.Join(r.Reasons, "\n"), "listen queue 3") {
 		t.Errorf("verdict %s %q", r.Health, r.Reasons)
 	}
-	if ev := eventsOf(w, EventListenQueue); len(ev) != 1 {
-		t.Errorf("listen queue events %+v", ev)
+	n := 0
+	for _, e := range w.Events().Recent(0) {
+		if e.Kind == event.KindListenQueue {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d listen queue events", n)
 	}
 }
 
 // TestNoURIOrPIDInLabels: with requests in flight whose URIs carry tokens,
 // no label value holds a URI, a query or a pid.
 func TestNoURIOrPIDInLabels(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Files: map[string]string{"sleep.php": sleepPHP}})
-	w := watcherFor(t, fpm, WatchConfig{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Hour}})
-	w.prober.Client.Timeout = 30 * time.Second
-	background(t, fpm, 1, "sleep.php", "ms=600000&token=s3cr3t")
-	poll(t, 30*time.Second, func() (int, bool) {
-		w.tick(context.Background(), w.pools[0])
-		busy, _ := w.pools[0].report.Busy()
-		return busy, busy == 1
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Files: map[string]string{"sleep.php": fpmtest.SleepPHP}})
+	fpm.Background(t, 1, "sleep.php", "ms=600000&token=s3cr3t")
+	w := watching(t, fpm, 30*time.Second, nil)
+	snap := fpmtest.Poll(t, 30*time.Second, func() (*watch.Snapshot, bool) {
+		snap := w.Snapshot()
+		busy, _ := snap.Pools[0].Report.Busy()
+		return snap, busy == 1
 	})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(func() *Watcher { return w }, true))
+	reg.MustRegister(NewCollector(fixed(snap), true))
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -374,8 +387,7 @@ func BenchmarkScrape(b *testing.B) {
 		processes bool
 	}{{1, true}, {100, true}, {1, false}, {100, false}} {
 		b.Run(fmt.Sprintf("pools=%d/workers=50/process-metrics=%v", tt.pools, tt.processes), func(b *testing.B) {
-			w := fixedWatcher(b, tt.pools, 50)
-			h := NewMetricsHandler(NewCollector(func() *Watcher { return w }, tt.processes), nil)
+			h := NewMetricsHandler(NewCollector(fixed(fixedSnapshot(tt.pools, 50)), tt.processes), nil)
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			for b.Loop() {
 				rec := httptest.NewRecorder()
@@ -386,4 +398,31 @@ func BenchmarkScrape(b *testing.B) {
 			}
 		})
 	}
+}
+
+// watching runs a watcher of the test master's first pool, probing every
+// 200 ms with the given timeout, until the test ends. edit may change the
+// target first.
+func watching(t *testing.T, fpm *fpmtest.FPM, timeout time.Duration, edit func(*supervisor.Target)) *watch.Watcher {
+	t.Helper()
+	ts, err := supervisor.LoadFPMConfig(fpm.Conf)
+	if err != nil || len(ts) == 0 {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(&ts[0])
+	}
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: timeout}, Procs: supervisor.SystemProcs}
+	w := watch.New(pr, ts[:1], watch.Config{Interval: 200 * time.Millisecond}, event.NewLog(nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		w.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return w
 }

@@ -1,4 +1,4 @@
-package supervisor
+package main
 
 import (
 	"bytes"
@@ -23,23 +23,6 @@ import (
 // unit and a Grafana dashboard. These tests check that they parse, carry
 // the pieces the README promises, and only use flags and metrics fpmguard
 // has.
-
-// deployBinary builds fpmguard for the flag checks.
-func deployBinary(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("go not found: the flag checks build fpmguard")
-		}
-		t.Skip("go not found: the flag checks build fpmguard")
-	}
-	bin := filepath.Join(t.TempDir(), "fpmguard")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "../cmd/fpmguard").CombinedOutput(); err != nil {
-		t.Fatalf("go build ../cmd/fpmguard: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // deployFlagLine matches a flag's own line in kingpin's help (not a
 // mention in a wrapped description): "      --kill-hung-after=0",
@@ -421,7 +404,7 @@ var (
 )
 
 func TestDeployKubernetesExamples(t *testing.T) {
-	dir := filepath.Join("..", "examples", "kubernetes")
+	dir := filepath.Join("..", "..", "examples", "kubernetes")
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -431,7 +414,7 @@ func TestDeployKubernetesExamples(t *testing.T) {
 			t.Errorf("%s is missing from %s", want, dir)
 		}
 	}
-	help := deployHelpCache(deployBinary(t))
+	help := deployHelpCache(buildBinary(t))
 
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
@@ -570,7 +553,7 @@ func TestDeployKubernetesExamples(t *testing.T) {
 }
 
 func TestDeploySystemdUnit(t *testing.T) {
-	file := filepath.Join("..", "examples", "systemd", "fpmguard.service")
+	file := filepath.Join("..", "..", "examples", "systemd", "fpmguard.service")
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -630,7 +613,7 @@ func TestDeploySystemdUnit(t *testing.T) {
 	if len(argv) < 2 || path.Base(argv[0]) != "fpmguard" || argv[1] != "serve" {
 		t.Fatalf("%s: ExecStart=%s, want fpmguard serve", file, execStart)
 	}
-	c := deployParseFpmguard(t, file+": ExecStart", argv, deployHelpCache(deployBinary(t)))
+	c := deployParseFpmguard(t, file+": ExecStart", argv, deployHelpCache(buildBinary(t)))
 	if len(c.rest) > 0 {
 		t.Errorf("%s: fpmguard serve takes no command: %q", file, c.rest)
 	}
@@ -640,7 +623,7 @@ func TestDeploySystemdUnit(t *testing.T) {
 }
 
 func TestDeployGrafanaDashboard(t *testing.T) {
-	file := filepath.Join("..", "examples", "grafana", "fpmguard-dashboard.json")
+	file := filepath.Join("..", "..", "examples", "grafana", "fpmguard-dashboard.json")
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
