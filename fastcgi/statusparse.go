@@ -11,9 +11,10 @@ import (
 	"unicode/utf8"
 )
 
-// php-fpm writes its JSON status with printf, and before PHP 8.1 it did not
-// escape request uri, script or user: a quote, backslash or newline in a URI
-// breaks the document. So this is a small hand-written reader instead of
+// php-fpm writes its JSON status with printf. php-fpm's NEWS says the query
+// string is escaped only since 8.2.7 (bug #64539), and user and script only
+// since 8.2.36, so deployed versions still write pages where a quote,
+// backslash or newline in a URI breaks the document. So this is a small hand-written reader instead of
 // encoding/json. A string value ends only at a quote followed by the end of
 // the object or by a field name php-fpm writes, which finds the right end
 // in broken documents too. It is also several times faster than

@@ -2,6 +2,7 @@ package fastcgi_test
 
 import (
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,9 @@ import (
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
+
+// update rewrites the golden files under testdata: go test -update.
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 func TestParseStatusCaptures(t *testing.T) {
 	tests := []struct {
@@ -82,7 +86,7 @@ func TestParseStatusCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fpmtest.Golden(t, strings.TrimSuffix(tt.file, filepath.Ext(tt.file))+filepath.Ext(tt.file)+".golden", append(out, '\n'))
+			fpmtest.Golden(t, strings.TrimSuffix(tt.file, filepath.Ext(tt.file))+filepath.Ext(tt.file)+".golden", append(out, '\n'), *update)
 		})
 	}
 }

@@ -1,6 +1,7 @@
-// Package supervisor watches php-fpm pools: it finds them, probes each one
-// through FastCGI and the OS, and gives each a verdict with reasons. Later
-// it acts on what it finds and serves the results over HTTP.
+// Package supervisor knows php-fpm pools: it finds them, probes each one
+// through FastCGI and the OS, and gives each a verdict with reasons, in a
+// report. It imports fastcgi, opcache and lag; it must not import event,
+// watch, runner or web, which act on and show what it finds.
 package supervisor
 
 import (

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -25,6 +26,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 )
+
+// update rewrites the golden files under testdata: go test -update.
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // fixedSnapshot is a snapshot set by hand, not probed: pools of workers
 // each, with one of every interesting thing.
@@ -103,7 +107,7 @@ func TestCollectorLintAndGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fpmtest.Golden(t, "metrics.golden", buf.Bytes())
+	fpmtest.Golden(t, "metrics.golden", buf.Bytes(), *update)
 }
 
 // TestMasterUpStaysWhenTheMasterStops: a master once seen reads 0 when it

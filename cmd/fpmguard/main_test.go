@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,9 @@ import (
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
+
+// update rewrites the golden files under testdata: go test -update.
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // fixedReport is a report with one of everything, for golden output.
 func fixedReport() *supervisor.Report {
@@ -70,16 +74,16 @@ func fixedReport() *supervisor.Report {
 func TestStatusOutputGolden(t *testing.T) {
 	var table, colored, js bytes.Buffer
 	writeTable(&table, fixedReport(), false)
-	fpmtest.Golden(t, "status.txt", table.Bytes())
+	fpmtest.Golden(t, "status.txt", table.Bytes(), *update)
 	writeTable(&colored, fixedReport(), true)
-	fpmtest.Golden(t, "status-color.txt", colored.Bytes())
+	fpmtest.Golden(t, "status-color.txt", colored.Bytes(), *update)
 	if err := writeJSON(&js, fixedReport()); err != nil {
 		t.Fatal(err)
 	}
-	fpmtest.Golden(t, "status.json", js.Bytes())
+	fpmtest.Golden(t, "status.json", js.Bytes(), *update)
 
 	res := supervisor.Check(fixedReport(), supervisor.CheckThresholds{})
-	fpmtest.Golden(t, "check.txt", []byte(res.Line+"\n"))
+	fpmtest.Golden(t, "check.txt", []byte(res.Line+"\n"), *update)
 	if res.Code != supervisor.CheckCritical {
 		t.Errorf("check code %d, want CRITICAL", res.Code)
 	}

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -443,14 +442,13 @@ func Poll[T any](t testing.TB, d time.Duration, fn func() (T, bool)) T {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
-
-// Golden compares got with the file testdata/name, or writes got there with
-// go test -update.
-func Golden(t testing.TB, name string, got []byte) {
+// Golden compares got with the file testdata/name, or writes got there
+// when update is set: each test package that has golden files registers
+// its own -update flag, so no other test binary shows one.
+func Golden(t testing.TB, name string, got []byte, update bool) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *update {
+	if update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
