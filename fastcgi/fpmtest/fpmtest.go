@@ -335,7 +335,7 @@ func (f *FPM) WorkerPIDs(pool string) []int {
 // ChildrenTitled lists the live children of ppid whose process title is title.
 func ChildrenTitled(ppid int, title string) []int {
 	var out []int
-	eachProc(func(pid int, state byte, parent, _ int) {
+	EachProc(func(pid int, state byte, parent, _ int) {
 		if parent != ppid || state == 'Z' {
 			return
 		}
@@ -377,7 +377,7 @@ func (f *FPM) stop(t testing.TB) {
 // do not count: orphans are reparented to PID 1, which may never reap them.
 func groupAlive(pgid int) bool {
 	found := false
-	eachProc(func(pid int, state byte, ppid, pgrp int) {
+	EachProc(func(pid int, state byte, ppid, pgrp int) {
 		if pgrp == pgid && state != 'Z' && state != 'X' {
 			found = true
 		}
@@ -385,8 +385,8 @@ func groupAlive(pgid int) bool {
 	return found
 }
 
-// eachProc calls fn for every process in /proc with fields of its stat line.
-func eachProc(fn func(pid int, state byte, ppid, pgrp int)) {
+// EachProc calls fn for every process in /proc with fields of its stat line.
+func EachProc(fn func(pid int, state byte, ppid, pgrp int)) {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
