@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/fcgi"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -96,4 +98,51 @@ func fpmTargets(t testing.TB, fpm *fpmtest.FPM) map[string]supervisor.Target {
 		out[tg.Name] = tg
 	}
 	return out
+}
+
+// TestOndemandStaysAsleep: an idle ondemand pool is watched without waking
+// it: its workers idle out and none is started by fpmguard, while a worker
+// that hangs in it is still reported.
+func TestOndemandStaysAsleep(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{PM: "ondemand", MaxChildren: 2, StatusListen: true, Extra: []string{"pm.process_idle_timeout = 3s"}}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	if err := fpm.Request(context.Background(), "sleep.php", "ms=10"); err != nil {
+		t.Fatal(err)
+	}
+	tg := fpmTargets(t, fpm)["www"]
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 10 * time.Second}, Procs: supervisor.SystemProcs, Thresholds: supervisor.Thresholds{HungAfter: 2 * time.Second}}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: 200 * time.Millisecond}, event.NewLog(nil))
+	run(t, w)
+	children := func() int {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", fpm.MasterPID(), fpm.MasterPID()))
+		return len(strings.Fields(string(b)))
+	}
+	start := time.Now()
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) { n := children(); return n, n == 0 })
+	t.Logf("no worker left %v after the last request", time.Since(start).Round(time.Millisecond))
+	// Any probe would start a worker that lives 3 s: sampling for twice
+	// that catches one surely.
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if n := children(); n != 0 {
+			t.Fatalf("%d workers while the pool is idle and only fpmguard talks to it", n)
+		}
+	}
+	v := w.Snapshot().Pools[0]
+	if !v.Report.Heartbeat.Idle || v.Report.Health != supervisor.HealthOK {
+		t.Errorf("idle pool: health %s heartbeat %+v reasons %q", v.Report.Health, v.Report.Heartbeat, v.Report.Reasons)
+	}
+	if ok, why := w.Live(); !ok {
+		t.Errorf("not live: %q", why)
+	}
+	if ok, why := w.Ready(); !ok {
+		t.Errorf("not ready: %q", why)
+	}
+
+	fpm.Background(t, 1, "sleep.php", "ms=600000")
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
+		n := w.Snapshot().Pools[0].Report.HungCount()
+		return n, n == 1
+	})
 }

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,14 +47,15 @@ type Options struct {
 
 // FPM is a running test master.
 type FPM struct {
-	Dir     string // the temporary directory holding everything
-	DocRoot string // where Files are written
-	Conf    string // the php-fpm.conf path
-	Pools   map[string]*RunningPool
-	argv    []string
-	cmd     *exec.Cmd
-	waited  chan struct{}
-	waitErr error
+	Dir      string // the temporary directory holding everything
+	DocRoot  string // where Files are written
+	Conf     string // the php-fpm.conf path
+	Pools    map[string]*RunningPool
+	argv     []string
+	cmd      *exec.Cmd
+	waited   chan struct{}
+	waitErr  error
+	stopOnce sync.Once
 }
 
 // RunningPool tells where a pool listens.
@@ -157,7 +159,7 @@ func (f *FPM) Start(t testing.TB) {
 		logf.Close()
 		close(f.waited)
 	}()
-	t.Cleanup(func() { f.stop(t) })
+	t.Cleanup(func() { f.Stop(t) })
 	// Generous: a loaded runner may take seconds to start php-fpm, and the
 	// wait ends as soon as it is ready.
 	if err := f.WaitSockets(60 * time.Second); err != nil {
@@ -350,6 +352,9 @@ func ChildrenTitled(ppid int, title string) []int {
 
 // stop ends the master gracefully, then the whole group by force, and waits
 // until no process of the group is left.
+// Stop stops php-fpm and every worker now, rather than when the test ends.
+func (f *FPM) Stop(t testing.TB) { f.stopOnce.Do(func() { f.stop(t) }) }
+
 func (f *FPM) stop(t testing.TB) {
 	pgid := f.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGQUIT)
