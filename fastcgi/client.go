@@ -7,7 +7,6 @@ package fastcgi
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -225,15 +224,9 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// FastCGI record types and the request id gofast gives the first request on
-// a fresh connection.
-const (
-	typeEndRequest = 3
-	typeStdout     = 6
-	typeStderr     = 7
-	requestID      = 1
-	headerLen      = 8
-)
+// requestID is the id gofast gives the first request on a fresh connection,
+// the only one fpmguard sends on it.
+const requestID = 1
 
 // recorder sits between gofast and the connection. It follows the record
 // stream gofast reads, rejects what php-fpm would never send, keeps stdout
@@ -245,10 +238,10 @@ type recorder struct {
 
 	hdr      [headerLen]byte
 	hdrN     int
-	typ      byte
+	typ      RecordType
 	content  int // content bytes left in the current record
 	padding  int // padding bytes left in the current record
-	endBody  [8]byte
+	endBody  [endRequestLen]byte
 	endBodyN int
 
 	stdout, stderr bytes.Buffer
@@ -326,7 +319,7 @@ func (r *recorder) follow(b []byte) error {
 			b = b[k:]
 		}
 		if r.hdrN == headerLen && r.content == 0 && r.padding == 0 {
-			if r.typ == typeEndRequest {
+			if r.typ == EndRequest {
 				return r.endRequest()
 			}
 			r.hdrN = 0
@@ -336,52 +329,49 @@ func (r *recorder) follow(b []byte) error {
 }
 
 func (r *recorder) startRecord() error {
-	version, typ := r.hdr[0], r.hdr[1]
-	id := binary.BigEndian.Uint16(r.hdr[2:4])
-	if version != 1 {
-		return fmt.Errorf("%w: FastCGI version %d, want 1", errBadRecord, version)
+	h, err := parseHeader(&r.hdr)
+	if err != nil {
+		return err
 	}
-	if id != requestID {
-		return fmt.Errorf("%w: record for request id %d, want %d", errBadRecord, id, requestID)
+	if h.ID != requestID {
+		return fmt.Errorf("%w: record for request id %d, want %d", errBadRecord, h.ID, requestID)
 	}
-	switch typ {
-	case typeStdout, typeStderr, typeEndRequest:
+	switch h.Type {
+	case Stdout, Stderr, EndRequest:
 	default:
-		return fmt.Errorf("%w: unexpected record type %d", errBadRecord, typ)
+		return fmt.Errorf("%w: unexpected record type %d", errBadRecord, h.Type)
 	}
-	r.typ = typ
-	r.content = int(binary.BigEndian.Uint16(r.hdr[4:6]))
-	r.padding = int(r.hdr[6])
-	if typ == typeEndRequest && r.content != 8 {
-		return fmt.Errorf("%w: END_REQUEST of %d bytes, want 8", errBadRecord, r.content)
+	r.typ = h.Type
+	r.content = int(h.ContentLength)
+	r.padding = int(h.PaddingLength)
+	if h.Type == EndRequest && r.content != endRequestLen {
+		return fmt.Errorf("%w: END_REQUEST of %d bytes, want %d", errBadRecord, r.content, endRequestLen)
 	}
 	return nil
 }
 
 func (r *recorder) keep(b []byte) error {
 	switch r.typ {
-	case typeStdout:
+	case Stdout:
 		if int64(r.stdout.Len()+len(b)) > r.maxBody {
 			return fmt.Errorf("%w of %d bytes", errTooLarge, r.maxBody)
 		}
 		r.stdout.Write(b)
-	case typeStderr:
+	case Stderr:
 		// PHP's log lines matter only for their first part; drop the rest.
 		if room := maxStderr - r.stderr.Len(); room > 0 {
 			r.stderr.Write(b[:min(room, len(b))])
 		}
-	case typeEndRequest:
+	case EndRequest:
 		r.endBodyN += copy(r.endBody[r.endBodyN:], b)
 	}
 	return nil
 }
 
 func (r *recorder) endRequest() error {
-	if proto := r.endBody[4]; proto != 0 {
-		return fmt.Errorf("%w: php-fpm refused the request (protocol status %d)", errBadRecord, proto)
+	if st := parseEndRequest(&r.endBody).ProtocolStatus; st != RequestComplete {
+		return fmt.Errorf("%w: php-fpm refused the request (protocol status %d)", errBadRecord, st)
 	}
 	r.ended = true
 	return nil
 }
-
-var errBadRecord = errors.New("bad FastCGI record")
