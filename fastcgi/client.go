@@ -17,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/yookoala/gofast"
 )
 
 // Defaults for a Client's zero fields.
@@ -30,11 +28,14 @@ const (
 
 // Client sends FastCGI requests. The zero value is ready to use.
 //
-// gofast encodes the request and reads the records, but it has no dial
-// timeout, no deadline and no size limit, it ignores record ids and it cannot
-// tell a finished response from a dropped connection. So every request gets
-// its own connection with a deadline, and the connection is wrapped in a
-// recorder that checks each record and keeps the output within bounds.
+// gofast encodes each request, once: the bytes of a request fpmguard sends
+// every second are the same every time, and gofast's Do starts four
+// goroutines and two pipes per request, which at a thousand pools cost
+// more than all the rest of a probe. The exchange itself runs on the
+// caller's goroutine: every request gets its own connection with a
+// deadline, and a recorder checks each record of the answer and keeps the
+// output within bounds (gofast has no deadline, no size limit, ignores
+// record ids and cannot tell a finished answer from a dropped connection).
 type Client struct {
 	Timeout time.Duration // bounds dial and exchange together; DefaultTimeout if 0
 	MaxBody int64         // bytes of stdout accepted; DefaultMaxBody if 0
@@ -101,22 +102,16 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	rec := newRecorder(nc, c.maxBody())
-	fc, err := gofast.SimpleClientFactory(func() (net.Conn, error) { return rec, nil })()
-	if err != nil {
-		return nil, classify(op, addr, timeout, err)
-	}
-	greq := gofast.NewRequest(nil)
-	greq.Params = req.params()
-	pipe, err := fc.Do(greq)
+	wire, err := encoded(req.params())
 	if err != nil {
 		return nil, &Error{Op: op, Addr: addr, Class: ClassBadResponse, Err: err}
 	}
-	// The recorder keeps the output; closing gofast's pipes at once means its
-	// reader never blocks on a pipe nobody reads.
-	pipe.Close()
-	<-rec.done
-	nc.Close() // ends gofast's goroutines if the peer sent more after the end
+	rec := newRecorder(c.maxBody())
+	if _, err := nc.Write(wire); err != nil {
+		rec.finish(err)
+	} else {
+		rec.readFrom(nc)
+	}
 
 	if rec.err != nil {
 		err := rec.err
@@ -228,12 +223,10 @@ func truncate(s string, n int) string {
 // the only one fpmguard sends on it.
 const requestID = 1
 
-// recorder sits between gofast and the connection. It follows the record
-// stream gofast reads, rejects what php-fpm would never send, keeps stdout
-// and stderr within bounds, and signals done when the request has ended or
-// the stream failed.
+// recorder reads php-fpm's answer: it follows the record stream, rejects
+// what php-fpm would never send, keeps stdout and stderr within bounds, and
+// stops when the request has ended or the stream failed.
 type recorder struct {
-	net.Conn
 	maxBody int64
 
 	hdr      [headerLen]byte
@@ -248,50 +241,62 @@ type recorder struct {
 	ended          bool
 	got            int64 // bytes read from php-fpm
 
-	once    sync.Once
-	err     error  // set once, before done is closed
+	err     error  // why the stream failed, nil when it ended well
 	waiting string // what was still awaited when the stream failed
-	done    chan struct{}
 }
 
-func newRecorder(c net.Conn, maxBody int64) *recorder {
-	return &recorder{Conn: c, maxBody: maxBody, done: make(chan struct{})}
+func newRecorder(maxBody int64) *recorder {
+	return &recorder{maxBody: maxBody}
 }
 
 func (r *recorder) finish(err error) {
-	r.once.Do(func() {
-		r.err = err
-		if r.got == 0 {
-			r.waiting = "waiting for the first byte of the answer"
-		} else {
-			r.waiting = fmt.Sprintf("waiting for the end of the answer (%d bytes received)", r.got)
-		}
-		close(r.done)
-	})
+	r.err = err
+	if r.got == 0 {
+		r.waiting = "waiting for the first byte of the answer"
+	} else {
+		r.waiting = fmt.Sprintf("waiting for the end of the answer (%d bytes received)", r.got)
+	}
 }
 
-// Read is called by gofast's reader goroutine only. gofast reads exactly one
-// record header or body at a time and stops after END_REQUEST, so the
-// recorder never sees bytes past the end.
-func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
-	r.got += int64(n)
-	if perr := r.follow(p[:n]); perr != nil {
-		r.finish(perr)
-		return 0, perr
-	}
-	if r.ended {
-		r.finish(nil)
-		return n, nil
-	}
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errEndedEarly
+// readFrom reads the answer from c until the request ends or the stream
+// fails. Bytes php-fpm sends after END_REQUEST are never read.
+func (r *recorder) readFrom(c io.Reader) {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	for {
+		// Never read past the end of the request: at most the rest of
+		// the current record, or a header.
+		want := len(buf)
+		switch {
+		case r.hdrN < headerLen:
+			want = headerLen - r.hdrN
+		case r.content > 0:
+			want = min(r.content, len(buf))
+		case r.padding > 0:
+			want = r.padding
 		}
-		r.finish(err)
+		n, err := c.Read(buf[:want])
+		r.got += int64(n)
+		if perr := r.follow(buf[:n]); perr != nil {
+			r.finish(perr)
+			return
+		}
+		if r.ended {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errEndedEarly
+			}
+			r.finish(err)
+			return
+		}
 	}
-	return n, err
 }
+
+// readBufs holds the buffers answers are read through.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // follow advances the record state machine over b.
 func (r *recorder) follow(b []byte) error {

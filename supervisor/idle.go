@@ -5,17 +5,22 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Idle judges an ondemand pool without waking it. A status read or a ping
-// is served by a worker, and an ondemand pool with none forks one for it
-// and keeps it for pm.process_idle_timeout: probing every second would keep
-// workers alive for good, the opposite of what ondemand is chosen for. So
-// while the pool has no worker and nothing waits on its socket, it is
-// judged from what costs php-fpm nothing: its master is alive and its
-// socket listens with an empty queue. ok is false when the pool must be
-// probed in full: it is not ondemand, its master is not known to be alive,
-// a worker exists, requests wait, or the socket does not listen.
+// is served by a worker, and an ondemand pool forks one for it, or keeps
+// an idle one alive for another pm.process_idle_timeout: probing every
+// second would keep workers alive for good, the opposite of what ondemand
+// is chosen for. So while every worker of the pool waits in accept() (none
+// serves a request) and nothing waits on its socket, the pool is judged
+// from what costs php-fpm nothing: its master is alive and its socket
+// listens with an empty queue. Its idle workers then end as php-fpm means
+// them to. ok is false when the pool must be probed in full: it is not
+// ondemand, its master is not known to be alive, a worker serves a
+// request (or cannot be read), requests wait, or the socket does not
+// listen.
 func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 	if t.PM != "ondemand" {
 		return r, false
@@ -24,7 +29,7 @@ func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 	if m == nil || !m.Alive {
 		return r, false
 	}
-	if pr.hasWorkers(ctx, m.PID, t.Name) {
+	if pr.serving(ctx, m.PID, t.Name) {
 		return r, false
 	}
 	q, err := ReadSocketQueue(t.Address)
@@ -47,10 +52,12 @@ func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 	return r, true
 }
 
-// hasWorkers reports whether master has a worker of pool name, from the
-// kernel's list of its children and their titles. When the list cannot be
-// read, it answers yes: a full probe is never wrong, only dearer.
-func (pr *Prober) hasWorkers(ctx context.Context, master int, name string) bool {
+// serving reports whether a worker of pool name, a child of master, is not
+// waiting for a request: from the kernel's list of the master's children,
+// their titles, and the system call each is blocked in. When anything
+// cannot be read, it answers yes: a full probe is never wrong, only
+// dearer.
+func (pr *Prober) serving(ctx context.Context, master int, name string) bool {
 	id := strconv.Itoa(master)
 	b, err := os.ReadFile("/proc/" + id + "/task/" + id + "/children")
 	if err != nil {
@@ -63,11 +70,29 @@ func (pr *Prober) hasWorkers(ctx context.Context, master int, name string) bool 
 			continue
 		}
 		p, err := pr.Procs.ReadProcess(ctx, pid)
-		// A child fresh from fork still shows the master's title: it may
-		// be the pool's.
-		if err == nil && (p.Title == title || IsMasterTitle(p.Title)) {
+		switch {
+		case err != nil:
+			return true
+		case IsMasterTitle(p.Title):
+			// Fresh from fork, it shows the master's title: it may be
+			// the pool's, starting for a request.
+			return true
+		case p.Title == title && !inAccept(pid):
 			return true
 		}
 	}
 	return false
+}
+
+// inAccept reports whether a process is blocked in accept(), as an idle
+// php-fpm worker is. /proc/PID/syscall needs the right to trace the
+// process: without it, the answer is no.
+func inAccept(pid int) bool {
+	b, err := readProcFile(pid, "syscall")
+	if err != nil {
+		return false
+	}
+	nr, _, _ := strings.Cut(string(b), " ")
+	n, err := strconv.Atoi(nr)
+	return err == nil && (n == unix.SYS_ACCEPT || n == unix.SYS_ACCEPT4)
 }
