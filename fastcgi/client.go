@@ -259,24 +259,14 @@ func (r *recorder) finish(err error) {
 }
 
 // readFrom reads the answer from c until the request ends or the stream
-// fails. Bytes php-fpm sends after END_REQUEST are never read.
+// fails, in as few reads as the answer allows. Anything after END_REQUEST
+// is left alone: the connection carries this one request.
 func (r *recorder) readFrom(c io.Reader) {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
 	for {
-		// Never read past the end of the request: at most the rest of
-		// the current record, or a header.
-		want := len(buf)
-		switch {
-		case r.hdrN < headerLen:
-			want = headerLen - r.hdrN
-		case r.content > 0:
-			want = min(r.content, len(buf))
-		case r.padding > 0:
-			want = r.padding
-		}
-		n, err := c.Read(buf[:want])
+		n, err := c.Read(buf)
 		r.got += int64(n)
 		if perr := r.follow(buf[:n]); perr != nil {
 			r.finish(perr)
