@@ -84,8 +84,7 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	defer cancel()
 	op := req.describe()
 
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	nc, err := c.dial(ctx, addr)
 	if err != nil {
 		e := classify(op, addr, timeout, err)
 		if e.Class == ClassTimeout {
@@ -94,13 +93,6 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 		return nil, e
 	}
 	defer nc.Close()
-	deadline, _ := ctx.Deadline()
-	if err := nc.SetDeadline(deadline); err != nil {
-		return nil, classify(op, addr, timeout, err)
-	}
-	// A cancelled ctx must wake a blocked read as the deadline would.
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 
 	wire, err := encoded(req.params())
 	if err != nil {
@@ -133,6 +125,43 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 		return resp, answerError(req, addr, resp)
 	}
 	return resp, nil
+}
+
+// dial connects to addr with ctx's deadline on every read and write, and
+// ctx's end waking them.
+func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, error) {
+	deadline, _ := ctx.Deadline()
+	if addr.Network == "unix" {
+		uc, ok, err := dialUnix(addr.Addr, deadline)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return &cancelled{uc, uc.cancel(ctx)}, nil
+		}
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.SetDeadline(deadline); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	// A cancelled ctx must wake a blocked read as the deadline would.
+	return &cancelled{nc, context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })}, nil
+}
+
+// cancelled is a connection that stops watching its ctx when closed.
+type cancelled struct {
+	io.ReadWriteCloser
+	stop func() bool
+}
+
+func (c *cancelled) Close() error {
+	c.stop()
+	return c.ReadWriteCloser.Close()
 }
 
 func (r Request) describe() string {
