@@ -52,8 +52,9 @@ func dialUnix(path string, deadline time.Time) (c *unixConn, ok bool, err error)
 		blocking.Add(-1)
 		return nil, true, &os.SyscallError{Syscall: "connect", Err: err}
 	}
-	// Connected: from here on reads and writes block, up to the deadline.
-	if err := unix.SetNonblock(fd, false); err != nil {
+	// Connected: from here on reads block, up to the deadline. (One
+	// F_SETFL: no flag but O_NONBLOCK is set on a fresh socket.)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0); err != nil {
 		unix.Close(fd)
 		blocking.Add(-1)
 		return nil, true, os.NewSyscallError("fcntl", err)
@@ -74,10 +75,9 @@ func (c *unixConn) timeout(opt int) error {
 	return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv)
 }
 
+// Write sends the request. It has no timeout of its own: a request is
+// a few hundred bytes, and a fresh socket's buffer holds hundreds of KB.
 func (c *unixConn) Write(p []byte) (int, error) {
-	if err := c.timeout(unix.SO_SNDTIMEO); err != nil {
-		return 0, err
-	}
 	n := 0
 	for n < len(p) {
 		m, err := unix.Write(c.fd, p[n:])

@@ -346,7 +346,7 @@ func isProbe(t Target, path string) bool {
 }
 
 func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	b, err := readSmallFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("reading php-fpm pid file: %w", err)
 	}

@@ -177,9 +177,18 @@ func readTitle(ctx context.Context, pid int) string {
 // readProcFile reads a small file of /proc/PID. /proc files claim size 0,
 // so os.ReadFile's stat is wasted; this does open, read, close.
 func readProcFile(pid int, name string) ([]byte, error) {
-	fd, err := syscall.Open("/proc/"+strconv.Itoa(pid)+"/"+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	return readSmallFile("/proc/" + strconv.Itoa(pid) + "/" + name)
+}
+
+// readSmallFile reads a small file with open, read, close: os.ReadFile
+// also stats it and offers it to the netpoller, which refuses /proc files
+// (fstat, fcntl, a failing epoll_ctl), and this runs for every process of
+// every pool every interval. A short read ends it: /proc writes a small
+// file in one read, and a regular file ends there.
+func readSmallFile(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
 	buf := make([]byte, 1024)
@@ -190,15 +199,13 @@ func readProcFile(pid int, name string) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: name, Err: err}
-		}
-		if m == 0 {
-			return buf[:n], nil
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
 		n += m
-		if n == len(buf) {
-			buf = append(buf, make([]byte, len(buf))...)
+		if m == 0 || n < len(buf) {
+			return buf[:n], nil
 		}
+		buf = append(buf, make([]byte, len(buf))...)
 	}
 }
 
