@@ -16,6 +16,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
+# The scale table of make bench: pool counts, seconds per window, runs.
+SCALE_POOLS ?= 10,100,1000
+SCALE_SECONDS ?= 60
+SCALE_RUNS ?= 3
 
 all: build
 
@@ -59,9 +63,16 @@ bench: deps
 	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms:"
 	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); \
 		printf "  %-28s nginx 5xx %5s   recovery %6s s\n", n[2], $$5, $$7 }' bench-scenario.out
+	FPMGUARD_SCALE=$(SCALE_POOLS) SCALE_SECONDS=$(SCALE_SECONDS) SCALE_RUNS=$(SCALE_RUNS) $(GO) test -count=1 -timeout 0 -run '^TestScale$$' -v ./cmd/fpmguard/ > bench-scale.out; status=$$?; grep '^SCALE' bench-scale.out; exit $$status
+	@echo
+	@echo "serve --interval 1s, medians of $(SCALE_RUNS) runs of $(SCALE_SECONDS) s; php-fpm's CPU against the same pools without fpmguard:"
+	@awk '/^SCALE/ { for (i = 2; i <= NF; i++) { split($$i, kv, "="); v[kv[1]] = kv[2] } \
+		printf "  %-8s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB  scrape %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)\n", \
+		v["pm"], v["pools"], v["cpu_per_pool_tick_us"], v["core_share_pct"], v["rss_mb"], v["scrape_p50_ms"], v["scrape_p99_ms"], \
+		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"] }' bench-scale.out
 
 demo: deps build
 	./examples/demo.sh
 
 clean:
-	rm -rf bin bench.out bench-scenario.out
+	rm -rf bin bench.out bench-scenario.out bench-scale.out
