@@ -130,7 +130,9 @@ func groupByMaster(targets []Target, pools []PoolReport) []masterGroup {
 	index := map[string]int{}
 	var out []masterGroup
 	for i, p := range pools {
-		if p.Health == HealthDown {
+		// A down pool has no php-fpm to run the script, and an idle
+		// ondemand pool would start a worker for it.
+		if p.Health == HealthDown || p.Heartbeat.Idle {
 			continue
 		}
 		k := masterKey(p)

@@ -359,6 +359,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		reports = keepIdle(reports, pools, prev)
 		next := map[int]*supervisor.OpcacheReport{}
 		for i := range reports {
 			o := &reports[i]
@@ -390,4 +391,25 @@ func (w *Watcher) probedPools() ([]supervisor.Target, []supervisor.PoolReport) {
 		pools = append(pools, *v.Report)
 	}
 	return targets, pools
+}
+
+// keepIdle keeps the last opcache report of each live master that was not
+// read because every pool of it is an idle ondemand pool: a read would
+// start a worker, and the segment has not changed without requests.
+func keepIdle(reports []supervisor.OpcacheReport, pools []supervisor.PoolReport, prev map[int]*supervisor.OpcacheReport) []supervisor.OpcacheReport {
+	read := map[int]bool{}
+	for _, o := range reports {
+		read[o.MasterPID] = true
+	}
+	for _, p := range pools {
+		m := p.Master
+		if m == nil || !m.Alive || read[m.PID] || prev[m.PID] == nil || !p.Heartbeat.Idle {
+			continue
+		}
+		o := *prev[m.PID]
+		o.Inconclusive = ""
+		reports = append(reports, o)
+		read[m.PID] = true
+	}
+	return reports
 }

@@ -28,7 +28,6 @@ func TestScale(t *testing.T) {
 	window := time.Duration(envInt("SCALE_SECONDS", 60)) * time.Second
 	runs := envInt("SCALE_RUNS", 3)
 	pms := strings.Split(envOr("SCALE_PM", "static,ondemand"), ",")
-	var rows []string
 	for _, pm := range pms {
 		for _, c := range strings.Split(counts, ",") {
 			n, err := strconv.Atoi(c)
@@ -45,7 +44,6 @@ func TestScale(t *testing.T) {
 				(row.fpmShare-row.fpmBaseShare)*100, row.fpmShare*100, row.fpmBaseShare*100, row.workers, row.baseWorkers)
 			t.Log(line)
 			fmt.Println(line)
-			rows = append(rows, line)
 		}
 	}
 }
