@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/termsafe"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -133,7 +134,9 @@ func probeAnswer(rw http.ResponseWriter, ok bool, reasons []string) {
 func writeJSON(rw http.ResponseWriter, v any) {
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(rw)
+	// DEL and C1 controls escaped too: the values stay exact, and the
+	// answer is safe to show on a terminal (curl /events).
+	enc := json.NewEncoder(termsafe.JSONWriter{W: rw})
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }

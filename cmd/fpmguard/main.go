@@ -22,6 +22,7 @@ import (
 	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/runner"
 	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/termsafe"
 	promversion "github.com/prometheus/common/version"
 )
 
@@ -153,9 +154,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		if cmd == "check" || (cmd == "" && slices.Contains(args, "check")) {
-			fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
+			fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+errLine(err))
 			return supervisor.CheckUnknown
 		}
 		return 2
@@ -217,7 +218,7 @@ func probeOnce(ctx context.Context, c *cli) ([]supervisor.Target, *supervisor.Re
 func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *slog.Logger) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	if err != nil {
@@ -237,22 +238,25 @@ func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *sl
 func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+errLine(err))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return supervisor.CheckUnknown
 	}
 	res := supervisor.Check(rep, c.check)
-	fmt.Fprintln(stdout, res.Line)
+	fmt.Fprintln(stdout, safe(res.Line))
 	if err != nil {
-		fmt.Fprintf(stderr, "fpmguard: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: %s\n", errLine(err))
 	}
 	return res.Code
 }
 
 // newLogger logs to w through a supervisor.LogWriter: a line that cannot
 // be written is dropped and counted, never an error that stops fpmguard.
+// Both handlers escape control characters below U+0020 in what they log
+// (logfmt quotes such a value, JSON escapes it); termsafe.JSONWriter
+// escapes the DEL and C1 controls they leave raw.
 func newLogger(w io.Writer, level, format string) *slog.Logger {
-	w = event.NewLogWriter(w)
+	w = termsafe.JSONWriter{W: event.NewLogWriter(w)}
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}
@@ -264,10 +268,14 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// errLine is an error as one line a terminal shows safely: errors carry
+// what php-fpm, nginx or a file said.
+func errLine(err error) string { return safe(oneLine(err.Error())) }
+
 func cmdOpcacheStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	if c.output == "json" {
@@ -294,7 +302,7 @@ func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io
 	c.noOpcache = false
 	targets, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	pr := newProber(c).Opcache

@@ -116,7 +116,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 	case <-ctx.Done():
 		wg.Wait()
 		if watchErr != nil {
-			fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(watchErr.Error()))
+			fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(watchErr))
 			return 1
 		}
 		return 0
@@ -126,7 +126,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		fmt.Fprintf(stderr, "fpmguard: error: serving HTTP: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: serving HTTP: %s\n", errLine(err))
 		code = 1
 		cancel()
 	}
@@ -151,7 +151,7 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	events := event.NewLog(logger)
 	rn, err := runner.New(runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
 	if err != nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 2
 	}
 	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
