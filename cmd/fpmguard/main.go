@@ -73,6 +73,7 @@ type cli struct {
 
 	check supervisor.CheckThresholds
 
+	top         topFlags
 	serve, run  watchFlags
 	runArgv     []string
 	stopTimeout time.Duration
@@ -131,6 +132,9 @@ func newApp(c *cli) *kingpin.Application {
 	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").StringsVar(&c.invalidatePaths)
 	inv.Flag("glob", "Also every file matching this glob, expanded by PHP inside php-fpm.").StringVar(&c.invalidateGlob)
 
+	topCmd := app.Command("top", "A live full-screen view of every pool and worker, with a kill key; --from reads a running serve.")
+	addTopFlags(topCmd, &c.top)
+
 	serve := app.Command("serve", "Watch the pools continuously; serve /healthz, /readyz, /status, /events and /metrics; act when asked.")
 	addWatchFlags(serve, &c.serve)
 	run := app.Command("run", "Run php-fpm as a child (the container entrypoint), restart it when it dies, and do all serve does: fpmguard run [flags] -- php-fpm -F -y CONF")
@@ -178,6 +182,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "status":
 		return cmdStatus(ctx, &c, stdout, stderr, logger)
+	case "top":
+		return cmdTop(ctx, &c, stdout, stderr)
 	case "check":
 		return cmdCheck(ctx, &c, stdout, stderr)
 	case "opcache status":
