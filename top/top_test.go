@@ -27,10 +27,10 @@ func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 			name = fmt.Sprintf("api%d", i)
 		}
 		r := &supervisor.PoolReport{Name: name, Address: "unix:///run/php/" + name + ".sock",
-			Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0002 + 0.0001*cpu},
-			Status:    supervisor.StatusRead{OK: true, Via: "status_listen"},
-			Master:    &supervisor.MasterReport{PID: 100, Alive: true},
-			Counters:  &supervisor.Counters{MaxChildrenReached: 3},
+			Heartbeat:   supervisor.Heartbeat{OK: true, LatencySeconds: 0.0002 + 0.0001*cpu},
+			Status:      supervisor.StatusRead{OK: true, Via: "status_listen"},
+			Master:      &supervisor.MasterReport{PID: 100, Alive: true},
+			Counters:    &supervisor.Counters{MaxChildrenReached: 3},
 			SocketQueue: &supervisor.SocketQueue{Length: 0, Max: 511},
 			Config:      supervisor.PoolLimits{PM: "static", MaxChildren: n}}
 		for j := range n {

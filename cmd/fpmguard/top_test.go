@@ -60,7 +60,7 @@ func (p *pane) tmux(args ...string) string {
 // send types keys: words are tmux key names (Enter, C-c), text is sent as
 // it is with -l.
 func (p *pane) send(keys ...string) { p.tmux(append([]string{"send-keys", "-t", "top"}, keys...)...) }
-func (p *pane) typeText(s string) { p.tmux("send-keys", "-t", "top", "-l", s) }
+func (p *pane) typeText(s string)   { p.tmux("send-keys", "-t", "top", "-l", s) }
 
 func (p *pane) capture() string { return p.tmux("capture-pane", "-p", "-t", "top") }
 
@@ -195,7 +195,9 @@ func TestTopInTmux(t *testing.T) {
 		return strings.Contains(s, fmt.Sprintf("Kill worker %d of pool www (GET /sleep.php for", hung))
 	})
 	p.send("y")
-	p.waitFor("the kill's answer", 30*time.Second, func(s string) bool { return strings.Contains(s, fmt.Sprintf("SIGTERM worker %d of pool www (blocked)", hung)) })
+	p.waitFor("the kill's answer", 30*time.Second, func(s string) bool {
+		return strings.Contains(s, fmt.Sprintf("SIGTERM worker %d of pool www (blocked)", hung))
+	})
 	replaced := fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) {
 		now := fpm.WorkerPIDs("www")
 		return now, len(now) == 2 && !slices.Contains(now, hung)
