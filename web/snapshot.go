@@ -29,8 +29,10 @@ type snapshotJSON struct {
 	Opcache        []supervisor.OpcacheReport `json:"opcache,omitempty"`
 	Actions        []actionJSON               `json:"actions,omitempty"`
 	MasterRestarts map[string]uint64          `json:"master_restarts,omitempty"`
-	Nginx          []nginxJSON                `json:"nginx,omitempty"`
-	Self           selfJSON                   `json:"self"`
+	// Nginx is null when no nginx log is followed, a list (maybe empty)
+	// when one is.
+	Nginx []nginxJSON `json:"nginx"`
+	Self  selfJSON    `json:"self"`
 }
 
 type poolJSON struct {
@@ -80,6 +82,9 @@ func encodeSnapshot(s *watch.Snapshot) *snapshotJSON {
 		a, b := out.Actions[i], out.Actions[j]
 		return fmt.Sprint(a.Pool, a.Action, a.Result) < fmt.Sprint(b.Pool, b.Action, b.Result)
 	})
+	if s.Nginx != nil {
+		out.Nginx = []nginxJSON{}
+	}
 	for k, n := range s.Nginx {
 		out.Nginx = append(out.Nginx, nginxJSON{Pool: k.Pool, Status: k.Status, Cause: k.Cause, Count: n})
 	}
@@ -102,7 +107,7 @@ func DecodeSnapshot(r io.Reader) (*watch.Snapshot, error) {
 		return nil, fmt.Errorf("snapshot version %d, this fpmguard reads version %d: use the same fpmguard version on both sides", in.Version, SnapshotVersion)
 	}
 	s := &watch.Snapshot{Time: in.Time, Pools: make([]watch.PoolView, len(in.Pools)), Opcache: in.Opcache, MasterRestarts: in.MasterRestarts,
-		Actions: map[watch.ActionKey]uint64{}, Nginx: map[nginxlog.Key]uint64{},
+		Actions: map[watch.ActionKey]uint64{},
 		Self: watch.Self{LagSeconds: in.Self.LagSeconds, Throttling: lag.Throttling{Periods: in.Self.Periods, Throttled: in.Self.Throttled,
 			Time: seconds(in.Self.ThrottledSeconds)}, Interval: seconds(in.Self.IntervalSeconds), DroppedLogLines: in.Self.DroppedLogLines}}
 	for i, p := range in.Pools {
@@ -116,6 +121,9 @@ func DecodeSnapshot(r io.Reader) (*watch.Snapshot, error) {
 	}
 	for _, a := range in.Actions {
 		s.Actions[watch.ActionKey{Pool: a.Pool, Action: a.Action, Result: a.Result}] = a.Count
+	}
+	if in.Nginx != nil {
+		s.Nginx = map[nginxlog.Key]uint64{}
 	}
 	for _, n := range in.Nginx {
 		s.Nginx[nginxlog.Key{Pool: n.Pool, Status: n.Status, Cause: n.Cause}] = n.Count

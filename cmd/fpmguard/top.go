@@ -75,7 +75,10 @@ func cmdTop(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	defer fd.stop()
 	host, _ := os.Hostname()
 	opts := top.Options{Snapshot: fd.snapshot, Problem: fd.problem, Control: fd.control, Source: fd.source, Host: host,
-		ShowQuery: c.showQuery, HungAfter: c.hungAfter, Refresh: f.interval}
+		ShowQuery: c.showQuery, Refresh: f.interval}
+	if f.from == "" {
+		opts.HungAfter = c.hungAfter // serve's own is not known here
+	}
 	if f.once {
 		return topOnce(ctx, c, opts, stdout, stderr)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/watch"
+	"github.com/fpmguard/fpmguard/web"
 )
 
 // pane is a tmux session of its own, on a socket of its own, running a
@@ -227,4 +230,70 @@ func TestTopInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.restored("SIGTERM")
+}
+
+// onceWorkers runs top --once and returns its workers: pid to php-fpm
+// state.
+func onceWorkers(t *testing.T, args ...string) (map[int]string, string) {
+	t.Helper()
+	code, out, stderr := runCLI(t, append([]string{"top", "--once", "--width", "200", "--interval", "200ms", "--no-opcache"}, args...)...)
+	if code != 0 {
+		t.Fatalf("top --once %v: exit %d\n%s%s", args, code, out, stderr)
+	}
+	workers := map[int]string{}
+	for _, pid := range tableRows(out) {
+		workers[pid] = strings.Fields(rowOf(out, pid))[1]
+	}
+	return workers, out
+}
+
+// TestTopFrom: top --from a running serve shows the same workers as top
+// probing by itself; its kill is refused, in plain words, while serve does
+// not allow kills, and goes through serve's watcher when it does.
+func TestTopFrom(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	fpm.Background(t, 1, "sleep.php", "ms=120000")
+	busy := fpm.WaitWorker(t, "www", fpmtest.Running)
+	serveFlags := []string{"serve", "--fpm-config", fpm.Conf, "--interval", "200ms", "--no-opcache"}
+	addr := freePort(t)
+	startBinary(t, append(serveFlags, "--web.listen-address", addr)...)
+	waitHTTP(t, "http://"+addr+"/snapshot", 200)
+
+	local, out := onceWorkers(t, "--fpm-config", fpm.Conf)
+	remote, outFrom := onceWorkers(t, "--from", "http://"+addr)
+	t.Logf("standalone:\n%s\nfrom serve:\n%s", out, outFrom)
+	if len(local) != 3 || local[busy] != "Running" || !maps.Equal(local, remote) {
+		t.Errorf("top --from shows %v, standalone %v", remote, local)
+	}
+	if !strings.Contains(outFrom, "from http://"+addr) {
+		t.Errorf("the header does not name the source:\n%s", outFrom)
+	}
+
+	r, err := web.NewRemote("http://"+addr, "", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Kill(context.Background(), "www", busy)
+	if err != nil || res.Done() || !strings.Contains(res.Message, "killing over HTTP is off: start fpmguard serve (or run) with --web.enable-kill") {
+		t.Errorf("kill without --web.enable-kill: %+v %v", res, err)
+	}
+	if !slices.Contains(fpm.WorkerPIDs("www"), busy) {
+		t.Fatalf("worker %d was killed", busy)
+	}
+
+	addr = freePort(t)
+	startBinary(t, append(serveFlags, "--web.listen-address", addr, "--web.enable-kill")...)
+	waitHTTP(t, "http://"+addr+"/readyz", 200)
+	r, _ = web.NewRemote("http://"+addr, "", 10*time.Second)
+	res, err = r.Kill(context.Background(), "www", busy)
+	if err != nil || res.Result != watch.ResultOK || !strings.Contains(res.Message, "on request of HTTP client 127.0.0.1:") {
+		t.Fatalf("kill with --web.enable-kill: %+v %v", res, err)
+	}
+	fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) {
+		now := fpm.WorkerPIDs("www")
+		return now, len(now) == 3 && !slices.Contains(now, busy)
+	})
 }
