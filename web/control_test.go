@@ -174,3 +174,18 @@ func TestAuthenticatesClients(t *testing.T) {
 		t.Errorf("no file: %v %v", got, err)
 	}
 }
+
+// BenchmarkSnapshotDecode50 is the part of a refresh of top --from that
+// standalone top does not have: reading /snapshot of a 50-worker pool.
+func BenchmarkSnapshotDecode50(b *testing.B) {
+	body, err := json.Marshal(encodeSnapshot(fixedSnapshot(1, 50)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeSnapshot(bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
