@@ -74,7 +74,12 @@ var columns = []column{
 		}
 		return fmt.Sprintf("%.0f", r.cpuPct), nil
 	}},
-	{title: "PSS", width: 7, prio: 55, right: true, cell: func(_ *model, r row) (string, *lipgloss.Style) { return bytesText(r.mem), nil }},
+	{title: "PSS", width: 8, prio: 55, right: true, cell: func(_ *model, r row) (string, *lipgloss.Style) {
+		if r.mem == 0 {
+			return "-", nil
+		}
+		return supervisor.FormatBytes(r.mem), nil
+	}},
 }
 
 // uri is a worker's request URI as shown: escaped, without its query
@@ -248,21 +253,4 @@ func ageText(p *supervisor.ProcessState) string {
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-}
-
-// bytesText prints a size in IEC units, short: 24.0M.
-func bytesText(n uint64) string {
-	if n == 0 {
-		return "-"
-	}
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := uint64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%c", float64(n)/float64(div), "KMGTPE"[exp])
 }

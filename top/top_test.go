@@ -56,7 +56,7 @@ func TestOnceFrame(t *testing.T) {
 	out := Once(Options{Host: "web1", HungAfter: 30 * time.Second}, 160, snapshot(t0, 1, 4, 0), snapshot(t0.Add(time.Second), 1, 4, 0.5))
 	t.Logf("\n%s", out)
 	for _, want := range []string{"fpmguard top · web1 · ", "lag 0.5%, probes every 1s · hung after 30s · www DEGRADED", "busy 2 idle 2 total 4/4 max", "queue 0/511", "max children reached 3",
-		"nginx 5xx/min 0", "opcache 7% full, hits 88.5%", `/sleep.php/\x1b]0;x\x07\x1b[31mred`, "blocked", "PSS", " 50 "} {
+		"nginx 5xx/min 0", "opcache 7% full, hits 88.5%", `/sleep.php/\x1b]0;x\x07\x1b[31mred`, "blocked", "PSS", " 50 ", "10.0MiB"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("frame lacks %q", want)
 		}

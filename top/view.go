@@ -191,7 +191,7 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	case h.Skipped:
 		segs = append(segs, "heartbeat not configured")
 	case h.OK:
-		segs = append(segs, "heartbeat "+seconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, "heartbeat "+supervisor.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
 	case h.Inconclusive != "":
 		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
 	case h.Failure != nil:
@@ -303,16 +303,4 @@ func (m *model) slowlogLines(room int) []string {
 		lines = append(lines, safe(l))
 	}
 	return lines[:min(len(lines), room)]
-}
-
-// seconds prints a duration in seconds the way people read it.
-func seconds(sec float64) string {
-	d := time.Duration(sec * float64(time.Second))
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	}
-	return d.Round(10 * time.Millisecond).String()
 }
