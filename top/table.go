@@ -123,14 +123,18 @@ func (m *model) layout() []column {
 		flex += c.flex
 	}
 	if spare > 0 && flex > 0 {
-		// Give each flexible column its share, no more than its longest
-		// value needs; what one leaves goes to the others.
-		for range 2 {
+		// Each flexible column gets its share first, then what the others
+		// left; never more than its longest value needs.
+		share := spare
+		for _, whole := range []bool{false, true} {
 			for i := range cols {
-				if cols[i].flex == 0 || spare <= 0 {
+				if cols[i].flex == 0 {
 					continue
 				}
-				grow := min(spare*cols[i].flex/flex+1, spare, max(0, m.longest(cols[i])-cols[i].width))
+				grow := min(spare, max(0, m.longest(cols[i])-cols[i].width))
+				if !whole {
+					grow = min(grow, share*cols[i].flex/flex)
+				}
 				cols[i].width += grow
 				spare -= grow
 			}
