@@ -7,7 +7,6 @@ package fastcgi
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/yookoala/gofast"
 )
 
 // Defaults for a Client's zero fields.
@@ -31,11 +28,14 @@ const (
 
 // Client sends FastCGI requests. The zero value is ready to use.
 //
-// gofast encodes the request and reads the records, but it has no dial
-// timeout, no deadline and no size limit, it ignores record ids and it cannot
-// tell a finished response from a dropped connection. So every request gets
-// its own connection with a deadline, and the connection is wrapped in a
-// recorder that checks each record and keeps the output within bounds.
+// gofast encodes each request, once: the bytes of a request fpmguard sends
+// every second are the same every time, and gofast's Do starts four
+// goroutines and two pipes per request, which at a thousand pools cost
+// more than all the rest of a probe. The exchange itself runs on the
+// caller's goroutine: every request gets its own connection with a
+// deadline, and a recorder checks each record of the answer and keeps the
+// output within bounds (gofast has no deadline, no size limit, ignores
+// record ids and cannot tell a finished answer from a dropped connection).
 type Client struct {
 	Timeout time.Duration // bounds dial and exchange together; DefaultTimeout if 0
 	MaxBody int64         // bytes of stdout accepted; DefaultMaxBody if 0
@@ -84,8 +84,7 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	defer cancel()
 	op := req.describe()
 
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	nc, err := c.dial(ctx, addr)
 	if err != nil {
 		e := classify(op, addr, timeout, err)
 		if e.Class == ClassTimeout {
@@ -94,30 +93,17 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 		return nil, e
 	}
 	defer nc.Close()
-	deadline, _ := ctx.Deadline()
-	if err := nc.SetDeadline(deadline); err != nil {
-		return nil, classify(op, addr, timeout, err)
-	}
-	// A cancelled ctx must wake a blocked read as the deadline would.
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 
-	rec := newRecorder(nc, c.maxBody())
-	fc, err := gofast.SimpleClientFactory(func() (net.Conn, error) { return rec, nil })()
-	if err != nil {
-		return nil, classify(op, addr, timeout, err)
-	}
-	greq := gofast.NewRequest(nil)
-	greq.Params = req.params()
-	pipe, err := fc.Do(greq)
+	wire, err := encoded(req.params())
 	if err != nil {
 		return nil, &Error{Op: op, Addr: addr, Class: ClassBadResponse, Err: err}
 	}
-	// The recorder keeps the output; closing gofast's pipes at once means its
-	// reader never blocks on a pipe nobody reads.
-	pipe.Close()
-	<-rec.done
-	nc.Close() // ends gofast's goroutines if the peer sent more after the end
+	rec := newRecorder(c.maxBody())
+	if _, err := nc.Write(wire); err != nil {
+		rec.finish(err)
+	} else {
+		rec.readFrom(nc)
+	}
 
 	if rec.err != nil {
 		err := rec.err
@@ -139,6 +125,43 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 		return resp, answerError(req, addr, resp)
 	}
 	return resp, nil
+}
+
+// dial connects to addr with ctx's deadline on every read and write, and
+// ctx's end waking them.
+func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, error) {
+	deadline, _ := ctx.Deadline()
+	if addr.Network == "unix" {
+		uc, ok, err := dialUnix(addr.Addr, deadline)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return &cancelled{uc, uc.cancel(ctx)}, nil
+		}
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.SetDeadline(deadline); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	// A cancelled ctx must wake a blocked read as the deadline would.
+	return &cancelled{nc, context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })}, nil
+}
+
+// cancelled is a connection that stops watching its ctx when closed.
+type cancelled struct {
+	io.ReadWriteCloser
+	stop func() bool
+}
+
+func (c *cancelled) Close() error {
+	c.stop()
+	return c.ReadWriteCloser.Close()
 }
 
 func (r Request) describe() string {
@@ -225,80 +248,74 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// FastCGI record types and the request id gofast gives the first request on
-// a fresh connection.
-const (
-	typeEndRequest = 3
-	typeStdout     = 6
-	typeStderr     = 7
-	requestID      = 1
-	headerLen      = 8
-)
+// requestID is the id gofast gives the first request on a fresh connection,
+// the only one fpmguard sends on it.
+const requestID = 1
 
-// recorder sits between gofast and the connection. It follows the record
-// stream gofast reads, rejects what php-fpm would never send, keeps stdout
-// and stderr within bounds, and signals done when the request has ended or
-// the stream failed.
+// recorder reads php-fpm's answer: it follows the record stream, rejects
+// what php-fpm would never send, keeps stdout and stderr within bounds, and
+// stops when the request has ended or the stream failed.
 type recorder struct {
-	net.Conn
 	maxBody int64
 
 	hdr      [headerLen]byte
 	hdrN     int
-	typ      byte
+	typ      RecordType
 	content  int // content bytes left in the current record
 	padding  int // padding bytes left in the current record
-	endBody  [8]byte
+	endBody  [endRequestLen]byte
 	endBodyN int
 
 	stdout, stderr bytes.Buffer
 	ended          bool
 	got            int64 // bytes read from php-fpm
 
-	once    sync.Once
-	err     error  // set once, before done is closed
+	err     error  // why the stream failed, nil when it ended well
 	waiting string // what was still awaited when the stream failed
-	done    chan struct{}
 }
 
-func newRecorder(c net.Conn, maxBody int64) *recorder {
-	return &recorder{Conn: c, maxBody: maxBody, done: make(chan struct{})}
+func newRecorder(maxBody int64) *recorder {
+	return &recorder{maxBody: maxBody}
 }
 
 func (r *recorder) finish(err error) {
-	r.once.Do(func() {
-		r.err = err
-		if r.got == 0 {
-			r.waiting = "waiting for the first byte of the answer"
-		} else {
-			r.waiting = fmt.Sprintf("waiting for the end of the answer (%d bytes received)", r.got)
-		}
-		close(r.done)
-	})
+	r.err = err
+	if r.got == 0 {
+		r.waiting = "waiting for the first byte of the answer"
+	} else {
+		r.waiting = fmt.Sprintf("waiting for the end of the answer (%d bytes received)", r.got)
+	}
 }
 
-// Read is called by gofast's reader goroutine only. gofast reads exactly one
-// record header or body at a time and stops after END_REQUEST, so the
-// recorder never sees bytes past the end.
-func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
-	r.got += int64(n)
-	if perr := r.follow(p[:n]); perr != nil {
-		r.finish(perr)
-		return 0, perr
-	}
-	if r.ended {
-		r.finish(nil)
-		return n, nil
-	}
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errEndedEarly
+// readFrom reads the answer from c until the request ends or the stream
+// fails, in as few reads as the answer allows. Anything after END_REQUEST
+// is left alone: the connection carries this one request.
+func (r *recorder) readFrom(c io.Reader) {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := c.Read(buf)
+		r.got += int64(n)
+		if perr := r.follow(buf[:n]); perr != nil {
+			r.finish(perr)
+			return
 		}
-		r.finish(err)
+		if r.ended {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errEndedEarly
+			}
+			r.finish(err)
+			return
+		}
 	}
-	return n, err
 }
+
+// readBufs holds the buffers answers are read through.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // follow advances the record state machine over b.
 func (r *recorder) follow(b []byte) error {
@@ -326,7 +343,7 @@ func (r *recorder) follow(b []byte) error {
 			b = b[k:]
 		}
 		if r.hdrN == headerLen && r.content == 0 && r.padding == 0 {
-			if r.typ == typeEndRequest {
+			if r.typ == EndRequest {
 				return r.endRequest()
 			}
 			r.hdrN = 0
@@ -336,52 +353,49 @@ func (r *recorder) follow(b []byte) error {
 }
 
 func (r *recorder) startRecord() error {
-	version, typ := r.hdr[0], r.hdr[1]
-	id := binary.BigEndian.Uint16(r.hdr[2:4])
-	if version != 1 {
-		return fmt.Errorf("%w: FastCGI version %d, want 1", errBadRecord, version)
+	h, err := parseHeader(&r.hdr)
+	if err != nil {
+		return err
 	}
-	if id != requestID {
-		return fmt.Errorf("%w: record for request id %d, want %d", errBadRecord, id, requestID)
+	if h.ID != requestID {
+		return fmt.Errorf("%w: record for request id %d, want %d", errBadRecord, h.ID, requestID)
 	}
-	switch typ {
-	case typeStdout, typeStderr, typeEndRequest:
+	switch h.Type {
+	case Stdout, Stderr, EndRequest:
 	default:
-		return fmt.Errorf("%w: unexpected record type %d", errBadRecord, typ)
+		return fmt.Errorf("%w: unexpected record type %d", errBadRecord, h.Type)
 	}
-	r.typ = typ
-	r.content = int(binary.BigEndian.Uint16(r.hdr[4:6]))
-	r.padding = int(r.hdr[6])
-	if typ == typeEndRequest && r.content != 8 {
-		return fmt.Errorf("%w: END_REQUEST of %d bytes, want 8", errBadRecord, r.content)
+	r.typ = h.Type
+	r.content = int(h.ContentLength)
+	r.padding = int(h.PaddingLength)
+	if h.Type == EndRequest && r.content != endRequestLen {
+		return fmt.Errorf("%w: END_REQUEST of %d bytes, want %d", errBadRecord, r.content, endRequestLen)
 	}
 	return nil
 }
 
 func (r *recorder) keep(b []byte) error {
 	switch r.typ {
-	case typeStdout:
+	case Stdout:
 		if int64(r.stdout.Len()+len(b)) > r.maxBody {
 			return fmt.Errorf("%w of %d bytes", errTooLarge, r.maxBody)
 		}
 		r.stdout.Write(b)
-	case typeStderr:
+	case Stderr:
 		// PHP's log lines matter only for their first part; drop the rest.
 		if room := maxStderr - r.stderr.Len(); room > 0 {
 			r.stderr.Write(b[:min(room, len(b))])
 		}
-	case typeEndRequest:
+	case EndRequest:
 		r.endBodyN += copy(r.endBody[r.endBodyN:], b)
 	}
 	return nil
 }
 
 func (r *recorder) endRequest() error {
-	if proto := r.endBody[4]; proto != 0 {
-		return fmt.Errorf("%w: php-fpm refused the request (protocol status %d)", errBadRecord, proto)
+	if st := parseEndRequest(&r.endBody).ProtocolStatus; st != RequestComplete {
+		return fmt.Errorf("%w: php-fpm refused the request (protocol status %d)", errBadRecord, st)
 	}
 	r.ended = true
 	return nil
 }
-
-var errBadRecord = errors.New("bad FastCGI record")

@@ -51,7 +51,7 @@ func TestHostilePeers(t *testing.T) {
 func TestHostileAnswerKeepsResponse(t *testing.T) {
 	for _, network := range []string{"unix", "tcp"} {
 		t.Run(network, func(t *testing.T) {
-			raw := append(fpmtest.Record(fpmtest.TypeStderr, 1, []byte("PHP Fatal error: boom")),
+			raw := append(fastcgi.AppendRecord(nil, fastcgi.Stderr, 1, []byte("PHP Fatal error: boom")),
 				fpmtest.Response(1, "Status: 500 Internal Server Error\r\nX-A: b\r\n\r\noops")...)
 			srv := fpmtest.StartHostile(t, network, fpmtest.Answer(raw))
 			defer srv.Close()

@@ -108,9 +108,9 @@ func (m *Monitor) Run(ctx context.Context) {
 		if ok {
 			m.last = th
 		}
-		m.next = now.Add(m.period)
+		m.next = aligned(now.Add(m.period), m.period)
 		m.mu.Unlock()
-		timer.Reset(m.period)
+		timer.Reset(time.Until(m.next))
 	}
 }
 
@@ -146,6 +146,14 @@ func (m *Monitor) refind() {
 	}
 	m.last = th
 	m.cgroup = c
+}
+
+// aligned is the first multiple of period at or after t. The sampler wakes
+// on this grid, as the watcher's probes do on theirs, so that both share
+// wake-ups: waking an idle process costs more than the sampling.
+func aligned(t time.Time, period time.Duration) time.Time {
+	ns, p := t.UnixNano(), int64(period)
+	return time.Unix(0, (ns+p-1)/p*p)
 }
 
 // record notes that the sampler meant to wake at want and woke at got.

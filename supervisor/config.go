@@ -2,12 +2,13 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
-// ResolveTargets decides what to watch: the pools given with --pool, plus
-// every pool of each --fpm-config file; with none of these, every pool of
-// every running master.
+// ResolveTargets decides what to watch: the pools of specs, plus every
+// pool of each php-fpm config; with none of these, every pool of every
+// running master.
 func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string) ([]Target, error) {
 	var targets []Target
 	for _, s := range specs {
@@ -20,7 +21,10 @@ func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string) ([
 	for _, c := range fpmConfigs {
 		ts, err := LoadFPMConfig(c)
 		if err != nil {
-			return nil, fmt.Errorf("--fpm-config: %w", err)
+			if !errors.As(err, new(*SourceError)) {
+				err = &SourceError{Source: SourceFPMConfig, Value: c, Err: err}
+			}
+			return nil, err
 		}
 		targets = append(targets, ts...)
 	}
@@ -29,3 +33,37 @@ func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string) ([
 	}
 	return Discover(ctx)
 }
+
+// Source names where pools come from, for errors.
+type Source int
+
+// The sources of pools.
+const (
+	SourcePoolSpec  Source = iota + 1 // ADDR[,key=value...]
+	SourceFPMConfig                   // a php-fpm.conf
+)
+
+// SourceError is a pool source that could not be used: it says which and
+// why. The command line names the flag that gave it.
+type SourceError struct {
+	Source Source
+	Value  string
+	Err    error
+}
+
+func (e *SourceError) Error() string {
+	if e.Source == SourcePoolSpec {
+		return fmt.Sprintf("pool %q: %v", e.Value, e.Err)
+	}
+	return fmt.Sprintf("php-fpm config %q: %v", e.Value, e.Err)
+}
+
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// Discovery's failures.
+var (
+	ErrNoMaster = errors.New("no php-fpm master process found")
+	// ErrTitleCut: php-fpm cut its title short, so it does not name the
+	// config; the config must be named by hand.
+	ErrTitleCut = errors.New("its process title does not name its config (php-fpm cut it short)")
+)

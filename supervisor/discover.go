@@ -73,7 +73,7 @@ func Discover(ctx context.Context) ([]Target, error) {
 		return nil, err
 	}
 	if len(masters) == 0 {
-		return nil, errors.New("no php-fpm master process found: start php-fpm, or name pools with --pool or --fpm-config")
+		return nil, ErrNoMaster
 	}
 	var targets []Target
 	var errs []error
@@ -91,7 +91,7 @@ func Discover(ctx context.Context) ([]Target, error) {
 // TargetsOfMaster reads a master's config through its root.
 func TargetsOfMaster(m Master) ([]Target, error) {
 	if m.Config == "" {
-		return nil, fmt.Errorf("php-fpm master %d: its process title does not name its config (php-fpm cut it short); pass --fpm-config PATH", m.PID)
+		return nil, fmt.Errorf("php-fpm master %d: %w", m.PID, ErrTitleCut)
 	}
 	cfg, err := fpmconf.Load(m.Config, fpmconf.Options{Root: m.Root})
 	if err != nil {
@@ -100,12 +100,12 @@ func TargetsOfMaster(m Master) ([]Target, error) {
 	return TargetsFromConfig(cfg, m.Root, m.PID, "discovered")
 }
 
-// LoadFPMConfig reads a php-fpm config given with --fpm-config into targets.
-// The master is found through the config's pid file.
+// LoadFPMConfig reads a php-fpm config into targets. The master is found
+// through the config's pid file.
 func LoadFPMConfig(path string) ([]Target, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("--fpm-config %q: %w", path, err)
+		return nil, &SourceError{Source: SourceFPMConfig, Value: path, Err: err}
 	}
 	cfg, err := fpmconf.Load(abs, fpmconf.Options{})
 	if err != nil {

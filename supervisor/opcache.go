@@ -95,7 +95,7 @@ func (o *OpcacheProber) scriptFor(t Target) (fpmPath string, err error) {
 		return o.Script, nil
 	}
 	if t.Root != "" || t.Chroot != "" {
-		return "", fmt.Errorf("pool %s runs in another container or a chroot, where fpmguard does not write: put examples/php/fpmguard-opcache.php where php-fpm can read it and pass --opcache-script with the path php-fpm sees", t.Name)
+		return "", fmt.Errorf("pool %s runs in another container or a chroot, where fpmguard does not write: put examples/php/fpmguard-opcache.php where php-fpm can read it and give fpmguard its path as php-fpm sees it (opcache script)", t.Name)
 	}
 	dir := o.Dir
 	if dir == "" {
@@ -309,7 +309,7 @@ func failedOpcache(r OpcacheReport, err error) OpcacheReport {
 		reason += " — " + fe.Hint
 	}
 	if errors.Is(err, os.ErrPermission) {
-		reason += " — run fpmguard as root, or pass --opcache-dir with a directory of its own"
+		reason += " — run fpmguard as root, or give it an opcache directory of its own"
 	}
 	r.Reasons = []string{reason}
 	return r

@@ -196,31 +196,6 @@ func TestProbeUnconfiguredEndpoints(t *testing.T) {
 	}
 }
 
-func TestDiscoverRunningMaster(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "alpha", StatusListen: true}, {Name: "beta"}}})
-	targets, err := Discover(context.Background())
-	// Other masters on the machine may fail to load; ours must not.
-	found := map[string]Target{}
-	for _, tg := range targets {
-		if tg.MasterPID == fpm.MasterPID() {
-			found[tg.Name] = tg
-		}
-	}
-	if len(found) != 2 {
-		t.Fatalf("discovered %+v (err %v), want pools alpha and beta of master %d", targets, err, fpm.MasterPID())
-	}
-	a := found["alpha"]
-	if a.Address.Addr != fpm.Pools["alpha"].Listen || a.StatusAddress.Addr != fpm.Pools["alpha"].StatusSocket || a.Source != "discovered" {
-		t.Errorf("alpha = %+v", a)
-	}
-	rep := testProber(time.Second).ProbeAll(context.Background(), []Target{found["alpha"], found["beta"]}, nil)
-	for _, p := range rep.Pools {
-		if p.Health != HealthOK {
-			t.Errorf("pool %s: %s %q", p.Name, p.Health, p.Reasons)
-		}
-	}
-}
-
 // hold starts n requests that keep workers busy until the test ends.
 func hold(t *testing.T, fpm *fpmtest.FPM, tg Target, n int, query string) {
 	t.Helper()
@@ -236,28 +211,6 @@ func hold(t *testing.T, fpm *fpmtest.FPM, tg Target, n int, query string) {
 		cancel()
 		wg.Wait()
 	})
-}
-
-// TestOpcacheOncePerMaster: two pools under one master share one opcache,
-// read once, through the pool with pm.status_listen.
-func TestOpcacheOncePerMaster(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "alpha"}, {Name: "beta", StatusListen: true}}})
-	ts := fpmTargets(t, fpm)
-	targets := []Target{ts["alpha"], ts["beta"]}
-	dir := fpmtest.Dir(t)
-	pr := testProber(2 * time.Second)
-	pr.Opcache = &OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "fpmguard")}
-	rep := pr.ProbeAll(context.Background(), targets, nil)
-	if len(rep.Opcache) != 1 {
-		t.Fatalf("opcache reports: %+v, want one for master %d", rep.Opcache, fpm.MasterPID())
-	}
-	o := rep.Opcache[0]
-	if o.MasterPID != fpm.MasterPID() || strings.Join(o.Pools, ",") != "alpha,beta" || o.Via != "unix://"+fpm.Pools["beta"].StatusSocket {
-		t.Errorf("opcache report %+v", o)
-	}
-	if o.Error != "" || !o.Enabled || o.Health != HealthOK || o.MemoryFreeBytes <= 0 || o.MaxCachedKeys <= 0 {
-		t.Errorf("opcache report %+v", o)
-	}
 }
 
 // TestMasterNeedsAWitness: a master is gone only when the kernel says the

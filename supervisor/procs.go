@@ -210,21 +210,54 @@ func parseStat(b []byte, out *OSProcess) error {
 	if end < 0 {
 		return errors.New("malformed stat line")
 	}
-	f := strings.Fields(string(b[end+1:]))
-	// f[0] is field 3 (state); fields are numbered from 1 in proc(5).
-	if len(f) < 22 {
-		return fmt.Errorf("stat line has %d fields after the name, want at least 22", len(f))
+	// Fields are numbered from 1 in proc(5); the first after the name is
+	// field 3. They are walked in place: this runs for every worker of
+	// every pool every interval.
+	var state []byte
+	var nums [25]uint64
+	n := 2
+	for rest := b[end+1:]; n < 24; {
+		for len(rest) > 0 && rest[0] == ' ' {
+			rest = rest[1:]
+		}
+		if len(rest) == 0 {
+			break
+		}
+		i := bytes.IndexByte(rest, ' ')
+		if i < 0 {
+			i = len(rest)
+		}
+		n++
+		f := bytes.TrimRight(rest[:i], "\n")
+		if n == 3 {
+			state = f
+		} else {
+			nums[n] = parseUint(f)
+		}
+		rest = rest[i:]
 	}
-	field := func(n int) uint64 {
-		v, _ := strconv.ParseUint(f[n-3], 10, 64)
-		return v
+	if n < 24 {
+		return fmt.Errorf("stat line has %d fields after the name, want at least 22", n-2)
 	}
-	out.State = stateLetter(f[0])
-	out.PPID = int(field(4))
-	out.CPUSeconds = float64(field(14)+field(15)) / userHZ
-	out.StartTicks = field(22)
-	out.RSSBytes = field(24) * pageSize
+	out.State = stateLetter(string(state))
+	out.PPID = int(nums[4])
+	out.CPUSeconds = float64(nums[14]+nums[15]) / userHZ
+	out.StartTicks = nums[22]
+	out.RSSBytes = nums[24] * pageSize
 	return nil
+}
+
+// parseUint reads a decimal number; anything else is 0, as /proc never
+// writes it.
+func parseUint(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v
 }
 
 func stateLetter(s string) OSState {

@@ -108,14 +108,18 @@ type Heartbeat struct {
 	// timed out, or answered late, while fpmguard was starved of CPU.
 	// With OK set the pool answered, and only the latency is in doubt.
 	Inconclusive string `json:"inconclusive,omitempty"`
+	// Idle: not sent, since the ondemand pool had no worker and nothing
+	// queued, and a ping would have started one. Its master is alive and
+	// its socket listens.
+	Idle bool `json:"idle,omitempty"`
 }
 
 // Failed reports a heartbeat that failed, and proves it.
-func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && h.Inconclusive == "" }
+func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && !h.Idle && h.Inconclusive == "" }
 
 // Up is the heartbeat as a gauge: not failed. A skipped heartbeat is not
 // up: nothing was seen.
-func (h Heartbeat) Up() bool { return h.OK || (!h.Skipped && h.Inconclusive != "") }
+func (h Heartbeat) Up() bool { return h.OK || h.Idle || (!h.Skipped && h.Inconclusive != "") }
 
 // Misconfigured reports a ping a worker answered with 404 or 403: the pool
 // serves, only its ping.path or ping.response is wrong.
@@ -133,10 +137,12 @@ type StatusRead struct {
 	// Inconclusive, when set, says why the read failed without proving
 	// anything: it timed out while fpmguard was starved of CPU.
 	Inconclusive string `json:"inconclusive,omitempty"`
+	// Idle: not read, since the ondemand pool had no worker to answer.
+	Idle bool `json:"idle,omitempty"`
 }
 
 // Failed reports a status read that failed, and proves it.
-func (s StatusRead) Failed() bool { return !s.OK && !s.Skipped && s.Inconclusive == "" }
+func (s StatusRead) Failed() bool { return !s.OK && !s.Skipped && !s.Idle && s.Inconclusive == "" }
 
 // MasterReport is the pool's master process.
 type MasterReport struct {

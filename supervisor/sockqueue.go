@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"golang.org/x/sys/unix"
@@ -38,27 +40,62 @@ const (
 
 // ReadSocketQueue asks the kernel, through sock_diag netlink, for the
 // listen queue of the socket at addr. It reads sockets of the network
-// namespace fpmguard runs in.
+// namespace fpmguard runs in. One dump of every listening socket serves
+// every pool probed within queueMaxAge: at 1,000 pools a dump per pool
+// would cost more than the rest of the probe.
 func ReadSocketQueue(addr fastcgi.Address) (*SocketQueue, error) {
 	if addr.Network == "unix" {
-		return unixQueue(addr.Addr)
+		return queues.unix(addr.Addr)
 	}
-	return inetQueue(addr.Addr)
+	return queues.inet(addr.Addr)
 }
 
-// unixQueue dumps the listening unix sockets and picks the one bound to
-// path.
-func unixQueue(path string) (*SocketQueue, error) {
+// queueMaxAge is how old a dump may be when a pool's queue is read from
+// it: a gauge a fraction of an interval old.
+const queueMaxAge = 250 * time.Millisecond
+
+// queueCache is the last dump of the listening sockets of each family.
+type queueCache struct {
+	mu       sync.Mutex
+	unixAt   time.Time
+	unixQ    map[string]SocketQueue
+	inetAt   [2]time.Time // AF_INET, AF_INET6
+	inetQ    [2]map[netip.AddrPort]SocketQueue
+	lastErrs [3]error
+}
+
+var queues = &queueCache{}
+
+// unix returns the queue of the unix socket bound to path.
+func (c *queueCache) unix(path string) (*SocketQueue, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.unixAt) > queueMaxAge {
+		c.unixQ, c.lastErrs[2] = dumpUnix()
+		c.unixAt = time.Now()
+	}
+	if c.lastErrs[2] != nil {
+		return nil, fmt.Errorf("reading the listen queue of %s: %w", path, c.lastErrs[2])
+	}
+	q, ok := c.unixQ[path]
+	if !ok {
+		return nil, fmt.Errorf("reading the listen queue of %s: no listening socket bound there in this network namespace", path)
+	}
+	return &q, nil
+}
+
+// dumpUnix reads every listening unix socket: its path and queue.
+func dumpUnix() (map[string]SocketQueue, error) {
 	req := make([]byte, 24) // struct unix_diag_req
 	req[0] = unix.AF_UNIX
 	binary.NativeEndian.PutUint32(req[4:], 1<<tcpListen)
 	binary.NativeEndian.PutUint32(req[12:], udiagShowName|udiagShowRQLen)
-	var found *SocketQueue
+	out := map[string]SocketQueue{}
 	err := sockDiag(req, func(msg []byte) {
-		if len(msg) < unixDiagMsgLen || found != nil {
+		if len(msg) < unixDiagMsgLen {
 			return
 		}
-		var name string
+		var name []byte
 		var q *SocketQueue
 		for attrs := msg[unixDiagMsgLen:]; len(attrs) >= 4; {
 			l := int(binary.NativeEndian.Uint16(attrs))
@@ -69,28 +106,22 @@ func unixQueue(path string) (*SocketQueue, error) {
 			data := attrs[4:l]
 			switch {
 			case typ == unixDiagName:
-				name = string(trimNUL(data))
+				name = trimNUL(data)
 			case typ == unixDiagRQLen && len(data) >= 8:
 				q = &SocketQueue{Length: int64(binary.NativeEndian.Uint32(data)), Max: int64(binary.NativeEndian.Uint32(data[4:]))}
 			}
 			attrs = attrs[min(align4(l), len(attrs)):]
 		}
-		if name == path && q != nil {
-			found = q
+		if len(name) > 0 && q != nil {
+			out[string(name)] = *q
 		}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the listen queue of %s: %w", path, err)
-	}
-	if found == nil {
-		return nil, fmt.Errorf("reading the listen queue of %s: no listening socket bound there in this network namespace", path)
-	}
-	return found, nil
+	return out, err
 }
 
-// inetQueue dumps listening TCP sockets of the address's family and picks
-// the one on its port (bound to its address or to all addresses).
-func inetQueue(hostport string) (*SocketQueue, error) {
+// inet returns the queue of the TCP socket listening on hostport's port,
+// bound to its address or to all addresses.
+func (c *queueCache) inet(hostport string) (*SocketQueue, error) {
 	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
 		host, port, serr := net.SplitHostPort(hostport)
@@ -105,39 +136,51 @@ func inetQueue(hostport string) (*SocketQueue, error) {
 		ip, _ := netip.AddrFromSlice(ips[0])
 		ap = netip.AddrPortFrom(ip.Unmap(), uint16(n))
 	}
-	family := byte(unix.AF_INET)
+	fam := 0
 	if ap.Addr().Is6() {
+		fam = 1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.inetAt[fam]) > queueMaxAge {
+		c.inetQ[fam], c.lastErrs[fam] = dumpInet(fam == 1)
+		c.inetAt[fam] = time.Now()
+	}
+	if c.lastErrs[fam] != nil {
+		return nil, fmt.Errorf("reading the listen queue of %s: %w", hostport, c.lastErrs[fam])
+	}
+	for _, addr := range []netip.Addr{ap.Addr(), netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+		if q, ok := c.inetQ[fam][netip.AddrPortFrom(addr, ap.Port())]; ok {
+			return &q, nil
+		}
+	}
+	return nil, fmt.Errorf("reading the listen queue of %s: no listening socket there in this network namespace", hostport)
+}
+
+// dumpInet reads every listening TCP socket of one family.
+func dumpInet(v6 bool) (map[netip.AddrPort]SocketQueue, error) {
+	family := byte(unix.AF_INET)
+	if v6 {
 		family = unix.AF_INET6
 	}
 	req := make([]byte, 56) // struct inet_diag_req_v2
 	req[0], req[1] = family, syscall.IPPROTO_TCP
 	binary.NativeEndian.PutUint32(req[4:], 1<<tcpListen)
-	var found *SocketQueue
-	err = sockDiag(req, func(msg []byte) {
-		if len(msg) < inetDiagMsgLen || found != nil {
+	out := map[netip.AddrPort]SocketQueue{}
+	err := sockDiag(req, func(msg []byte) {
+		if len(msg) < inetDiagMsgLen {
 			return
 		}
 		port := binary.BigEndian.Uint16(msg[4:])
-		if port != ap.Port() {
-			return
-		}
 		var src netip.Addr
 		if family == unix.AF_INET {
 			src = netip.AddrFrom4([4]byte(msg[8:12]))
 		} else {
 			src = netip.AddrFrom16([16]byte(msg[8:24]))
 		}
-		if src.IsUnspecified() || src == ap.Addr() {
-			found = &SocketQueue{Length: int64(binary.NativeEndian.Uint32(msg[56:])), Max: int64(binary.NativeEndian.Uint32(msg[60:]))}
-		}
+		out[netip.AddrPortFrom(src, port)] = SocketQueue{Length: int64(binary.NativeEndian.Uint32(msg[56:])), Max: int64(binary.NativeEndian.Uint32(msg[60:]))}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the listen queue of %s: %w", hostport, err)
-	}
-	if found == nil {
-		return nil, fmt.Errorf("reading the listen queue of %s: no listening socket there in this network namespace", hostport)
-	}
-	return found, nil
+	return out, err
 }
 
 // sockDiag sends one SOCK_DIAG_BY_FAMILY dump request and calls each with

@@ -63,7 +63,7 @@ func ParsePoolSpec(spec string) (Target, error) {
 	fields := strings.Split(spec, ",")
 	addr, err := fastcgi.ParseAddress(fields[0])
 	if err != nil {
-		return Target{}, fmt.Errorf("--pool %q: %w", spec, err)
+		return Target{}, &SourceError{Source: SourcePoolSpec, Value: spec, Err: err}
 	}
 	t := Target{
 		Address:      addr,
@@ -75,10 +75,10 @@ func ParsePoolSpec(spec string) (Target, error) {
 	for _, f := range fields[1:] {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return Target{}, fmt.Errorf("--pool %q: option %q is not key=value; write e.g. %s,name=www,pm.status_path=/status", spec, f, fields[0])
+			return Target{}, &SourceError{Source: SourcePoolSpec, Value: spec, Err: fmt.Errorf("option %q is not key=value; write e.g. %s,name=www,pm.status_path=/status", f, fields[0])}
 		}
 		if err := t.setOption(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return Target{}, fmt.Errorf("--pool %q: %w", spec, err)
+			return Target{}, &SourceError{Source: SourcePoolSpec, Value: spec, Err: err}
 		}
 	}
 	if t.Name == "" {

@@ -1,12 +1,20 @@
 package watch
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
@@ -35,5 +43,299 @@ func TestSlowlogEntryOnlyReadsFiles(t *testing.T) {
 	}
 	if got := slowlogEntry(supervisor.Target{Slowlog: file}, 42); got != entry {
 		t.Errorf("entry %q, want %q", got, entry)
+	}
+}
+
+// TestKillHungBlockedWorker: with --kill-hung-after 2s the sleeping worker
+// is killed within the threshold + one interval + grace, the master
+// respawns it, other requests run throughout, and the event names the URI
+// and says blocked.
+func TestKillHungBlockedWorker(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true, Slowlog: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP, "ok.php": "<?php echo 'ok';"},
+	})
+	interval, grace, after := 500*time.Millisecond, 2*time.Second, 2*time.Second
+	w := watcherFor(t, fpm, Config{Interval: interval, Actions: ActionConfig{KillHungAfter: after, KillGrace: grace}})
+	run(t, w)
+	before := fpm.WorkerPIDs("www")
+
+	start := time.Now()
+	hungErr := make(chan error, 1)
+	go func() { hungErr <- fpm.Request(context.Background(), "sleep.php", "ms=30000&token=secret") }()
+
+	// Normal requests keep working on the other workers meanwhile.
+	var okErrs []error
+	deadline := start.Add(after + 30*time.Second)
+	var killed event.Event
+	for time.Now().Before(deadline) {
+		if err := fpm.Request(context.Background(), "ok.php", ""); err != nil {
+			okErrs = append(okErrs, err)
+		}
+		if ev := eventsOf(w, event.KindAction); len(ev) > 0 {
+			killed = ev[0]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if killed.PID == 0 {
+		t.Fatalf("no kill within %v; events %+v", after+30*time.Second, w.Events().Recent(0))
+	}
+	if len(okErrs) > 0 {
+		t.Errorf("normal requests failed meanwhile: %v", okErrs)
+	}
+	select {
+	case err := <-hungErr:
+		if fastcgi.ClassOf(err) != fastcgi.ClassReset {
+			t.Errorf("the hung request ended with %v, want a reset (nginx: 502)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hung request did not end after the kill")
+	}
+	if !strings.Contains(killed.Message, "SIGTERM worker") || !strings.Contains(killed.Message, "(blocked)") || !strings.Contains(killed.Message, "/sleep.php") {
+		t.Errorf("kill event %q", killed.Message)
+	}
+	if strings.Contains(killed.Message, "secret") || killed.Worker == nil || killed.Worker.URI != "/sleep.php" || killed.Worker.HungKind != "blocked" {
+		t.Errorf("kill record %+v", killed.Worker)
+	}
+	if !strings.Contains(killed.Worker.Slowlog, fmt.Sprintf("pid %d", killed.PID)) || !strings.Contains(killed.Worker.Slowlog, "sleep.php") {
+		t.Errorf("slowlog entry %q", killed.Worker.Slowlog)
+	}
+	if !slices.Contains(before, killed.PID) {
+		t.Errorf("killed pid %d was not a worker (%v)", killed.PID, before)
+	}
+	// The master respawns: three workers again, the killed one not among them.
+	fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) {
+		now := fpm.WorkerPIDs("www")
+		return now, len(now) == 3 && !slices.Contains(now, killed.PID)
+	})
+}
+
+func TestKillHungSpinningWorker(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"spin.php": fpmtest.SpinPHP},
+	})
+	w := watcherFor(t, fpm, Config{Interval: 500 * time.Millisecond, Actions: ActionConfig{KillHungAfter: 2 * time.Second}})
+	run(t, w)
+	fpm.Background(t, 1, "spin.php", "s=30")
+	ev := fpmtest.Poll(t, 30*time.Second, func() ([]event.Event, bool) {
+		ev := eventsOf(w, event.KindAction)
+		return ev, len(ev) > 0
+	})
+	if !strings.Contains(ev[0].Message, "(spinning)") || ev[0].Worker.HungKind != "spinning" {
+		t.Errorf("kill event %q, want spinning", ev[0].Message)
+	}
+	// The hung event is recorded later in the same tick than the kill.
+	hung := fpmtest.Poll(t, 30*time.Second, func() ([]event.Event, bool) {
+		ev := eventsOf(w, event.KindHung)
+		return ev, len(ev) > 0
+	})
+	if !strings.Contains(hung[0].Message, "hung (spinning)") {
+		t.Errorf("hung events %+v", hung)
+	}
+}
+
+// TestKillCap: with four workers hung and --max-kill-ratio 0.5, one
+// interval kills two.
+func TestKillCap(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 4, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 500 * time.Millisecond}})
+	fpm.Background(t, 4, "sleep.php", "ms=30000")
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
+		r := (&supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}).Probe(context.Background(), fpmTargets(t, fpm)["www"], nil)
+		n := 0
+		for _, p := range r.Processes {
+			if p.State == "Running" && p.RequestDurationSeconds > 0.6 {
+				n++
+			}
+		}
+		return n, n == 4
+	})
+	w.tick(context.Background(), w.pools[0])
+	counts := w.actions.Counts()
+	if got := counts[ActionKey{"www", ActionKill, ResultOK}]; got != 2 {
+		t.Errorf("one interval killed %d workers, want 2; counts %v", got, counts)
+	}
+	if counts[ActionKey{"www", ActionKill, ResultCapped}] != 1 {
+		t.Errorf("the cap was not reported: %v", counts)
+	}
+}
+
+// TestEscalationToSIGKILL: php-fpm workers die on SIGTERM at once, so a
+// stopped worker stands in for one that cannot act on it.
+func TestEscalationToSIGKILL(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	w := watcherFor(t, fpm, Config{Interval: 300 * time.Millisecond, Actions: ActionConfig{KillHungAfter: time.Second, KillGrace: time.Second}})
+	fpm.Background(t, 1, "sleep.php", "ms=30000")
+	pid := fpm.WaitWorker(t, "www", fpmtest.Running)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	ev := fpmtest.Poll(t, 30*time.Second, func() ([]event.Event, bool) {
+		for _, e := range eventsOf(w, event.KindAction) {
+			if strings.HasPrefix(e.Message, "SIGKILL worker") {
+				return []event.Event{e}, true
+			}
+		}
+		return nil, false
+	})
+	if ev[0].PID != pid || !strings.Contains(ev[0].Message, "os state stopped") {
+		t.Errorf("SIGKILL event %+v for pid %d", ev[0], pid)
+	}
+	fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) { now := fpm.WorkerPIDs("www"); return now, !slices.Contains(now, pid) })
+}
+
+// TestIdleWorkersAreNeverTouched: a threshold shorter than any request
+// still leaves idle workers alone, dry run or not.
+func TestIdleWorkersAreNeverTouched(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	// Give the workers a last request that took a while: idle workers
+	// report its duration.
+	for range 2 {
+		if err := fpm.Request(context.Background(), "sleep.php", "ms=50"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// php-fpm calls a worker "Finishing" for a moment after its request:
+	// start once both are idle, as the test means.
+	tg := fpmTargets(t, fpm)["www"]
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
+		st, err := fastcgi.Client{Timeout: 10 * time.Second}.Status(context.Background(), tg.StatusVia(), tg.StatusPath)
+		idle := 0
+		if err == nil {
+			for _, p := range st.Processes {
+				if p.Idle() {
+					idle++
+				}
+			}
+		}
+		return idle, idle == 2
+	})
+	before := fpm.WorkerPIDs("www")
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Millisecond}})
+	var signalled []int
+	w.actions.signal = func(pid int, _ syscall.Signal) error { signalled = append(signalled, pid); return nil }
+	for range 3 {
+		w.tick(context.Background(), w.pools[0])
+	}
+	if len(signalled) > 0 || len(eventsOf(w, event.KindAction)) > 0 {
+		t.Errorf("idle workers signalled: %v", signalled)
+	}
+	if after := fpm.WorkerPIDs("www"); !slices.Equal(before, after) {
+		t.Errorf("workers changed: %v -> %v", before, after)
+	}
+}
+
+func TestDryRunSignalsNothing(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 300 * time.Millisecond, DryRun: true}})
+	var signalled []int
+	w.actions.signal = func(pid int, _ syscall.Signal) error { signalled = append(signalled, pid); return nil }
+	fpm.Background(t, 1, "sleep.php", "ms=30000")
+	fpmtest.Poll(t, 30*time.Second, func() (uint64, bool) {
+		w.tick(context.Background(), w.pools[0])
+		n := w.actions.Counts()[ActionKey{"www", ActionKill, ResultDryRun}]
+		return n, n > 0
+	})
+	if len(signalled) > 0 {
+		t.Errorf("dry run signalled %v", signalled)
+	}
+	ev := eventsOf(w, event.KindAction)
+	if len(ev) == 0 || !strings.HasPrefix(ev[0].Message, "dry run: would SIGTERM worker") {
+		t.Errorf("events %+v", ev)
+	}
+}
+
+// TestForgedStatusPageNeverSignalsAStranger: a status page that names a
+// process which is not a worker of the master (here a sleep of the test's
+// own) gets it refused, never signalled.
+func TestForgedStatusPageNeverSignalsAStranger(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	stranger := exec.Command("sleep", "60")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stranger.Process.Kill()
+		_ = stranger.Wait()
+	})
+	forged := forgeStatus(t, stranger.Process.Pid)
+	tg := fpmTargets(t, fpm)["www"]
+	tg.StatusAddress = forged
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Second}}, event.NewLog(nil))
+	var signalled []int
+	w.actions.signal = func(pid int, sig syscall.Signal) error {
+		signalled = append(signalled, pid)
+		return syscall.Kill(pid, sig)
+	}
+	w.tick(context.Background(), w.pools[0])
+	if len(signalled) > 0 {
+		t.Fatalf("signalled %v", signalled)
+	}
+	refused := eventsOf(w, event.KindActionRefused)
+	want := fmt.Sprintf("not killing pid %d named by the status page of pool www: its parent is", stranger.Process.Pid)
+	if len(refused) != 1 || !strings.Contains(refused[0].Message, want) {
+		t.Errorf("refusals %+v, want %q", refused, want)
+	}
+	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the stranger is gone: %v", err)
+	}
+}
+
+// TestReloadUnhealthy: a failing heartbeat with nothing to kill leads to a
+// config test and SIGUSR2; a config that fails the test is never loaded.
+func TestReloadUnhealthy(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("config broken %v", broken), func(t *testing.T) {
+			fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+			w := watcherFor(t, fpm, Config{Interval: time.Hour, UnhealthyAfter: 2, Actions: ActionConfig{KillHungAfter: time.Second, ReloadUnhealthy: true}})
+			w.prober.Client.Timeout = 300 * time.Millisecond
+			var signalled []syscall.Signal
+			w.actions.signal = func(pid int, sig syscall.Signal) error {
+				if pid != fpm.MasterPID() {
+					t.Errorf("signal %v to %d, not the master", sig, pid)
+				}
+				signalled = append(signalled, sig)
+				return nil
+			}
+			if broken {
+				if err := os.WriteFile(fpm.Conf, []byte("[www]\npm = sometimes\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stopAllWorkers(t, fpm)
+			for range 2 {
+				w.tick(context.Background(), w.pools[0])
+			}
+			counts := w.actions.Counts()
+			if broken {
+				if len(signalled) != 0 || counts[ActionKey{"www", ActionReload, ResultConfigInvalid}] != 1 {
+					t.Errorf("signals %v counts %v, want a refused reload", signalled, counts)
+				}
+				ev := eventsOf(w, event.KindActionRefused)
+				if len(ev) != 1 || !strings.Contains(ev[0].Message, "config test `php-fpm -t -y "+fpm.Conf+"` failed") {
+					t.Errorf("refusal events %+v", ev)
+				}
+				return
+			}
+			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{"www", ActionReload, ResultOK}] != 1 {
+				t.Errorf("signals %v counts %v, want one SIGUSR2", signalled, counts)
+			}
+		})
 	}
 }

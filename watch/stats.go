@@ -27,7 +27,7 @@ func (s *PoolStats) add(r *supervisor.PoolReport) {
 	if r.Status.Failed() {
 		s.ScrapeFailures++
 	}
-	if r.Heartbeat.Skipped {
+	if r.Heartbeat.Skipped || r.Heartbeat.Idle {
 		return
 	}
 	if r.Heartbeat.Inconclusive != "" {

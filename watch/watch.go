@@ -7,6 +7,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,8 +189,8 @@ func (w *Watcher) Run(ctx context.Context) {
 	if w.prober.Lag != nil {
 		wg.Go(func() { w.prober.Lag.Run(ctx) })
 	}
-	for _, pw := range w.pools {
-		wg.Go(func() { w.watchPool(ctx, pw) })
+	for i, pw := range w.pools {
+		wg.Go(func() { w.watchPool(ctx, pw, w.offset(i)) })
 	}
 	if w.prober.Opcache != nil {
 		wg.Go(func() { w.watchOpcache(ctx) })
@@ -201,18 +202,40 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.actions.wait()
 }
 
-func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
-	if d := w.cfg.FirstProbeAfter; d > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d):
-		}
+// offset is when pool i is first probed, after FirstProbeAfter: the pools
+// are spread over the first interval (at most a second), with jitter, so
+// that a thousand of them never fire at once. Each then keeps its place.
+func (w *Watcher) offset(i int) time.Duration {
+	n := len(w.pools)
+	spread := min(w.cfg.Interval, time.Second)
+	each := spread / time.Duration(n)
+	jitter := time.Duration(0)
+	if each > 0 {
+		jitter = rand.N(each)
 	}
+	return w.cfg.FirstProbeAfter + spread*time.Duration(i)/time.Duration(n) + jitter
+}
+
+// slot is the grid probes are aligned to: the pools due within one slot
+// are woken together. Waking an idle process costs more CPU (about 100 µs
+// on a small VM: futexes, epoll, a thread) than probing a quiet pool, so
+// a thousand pools must not mean a thousand wake-ups a second.
+func (w *Watcher) slot() time.Duration { return min(100*time.Millisecond, w.cfg.Interval/4) }
+
+// untilSlot is the time until the first slot boundary at or after t.
+func (w *Watcher) untilSlot(t time.Time) time.Duration {
+	ns, s := t.UnixNano(), int64(w.slot())
+	if s <= 0 {
+		return time.Until(t)
+	}
+	return time.Until(time.Unix(0, (ns+s-1)/s*s))
+}
+
+func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch, first time.Duration) {
 	// A timer, not a ticker: the next probe is one (possibly stretched)
 	// interval after this one began, and a probe that overran its interval
 	// is followed at once by one more, never by a queue of them.
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(w.untilSlot(time.Now().Add(first)))
 	defer timer.Stop()
 	for {
 		select {
@@ -222,7 +245,7 @@ func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch) {
 		}
 		began := time.Now()
 		w.tick(ctx, pw)
-		timer.Reset(w.pace.Interval() - time.Since(began))
+		timer.Reset(w.untilSlot(began.Add(w.pace.Interval())))
 	}
 }
 
@@ -239,6 +262,13 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 		prev = v.Report
 	}
 
+	if r, ok := w.prober.Idle(ctx, target); ok {
+		// An idle ondemand pool: judged without waking a worker.
+		supervisor.Judge(&r, prev, w.th)
+		w.detect(pw, prev, &r)
+		w.publish(pw, target, &r, prev == nil)
+		return
+	}
 	pw.probeStart.Store(time.Now().UnixNano())
 	r := w.prober.Observe(ctx, target)
 	supervisor.Mark(&r, w.th)
@@ -266,10 +296,14 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.actions.maybeReload(ctx, target, &r, pw.failures >= w.cfg.UnhealthyAfter, killed)
 	w.seeMaster(&r)
 
-	first := prev == nil
+	w.publish(pw, target, &r, prev == nil)
+}
+
+// publish makes r the pool's latest view.
+func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor.PoolReport, first bool) {
 	pw.view.Store(&PoolView{
-		Report: &r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
-		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: now,
+		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
+		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
 	if first && w.unprobed.Add(-1) == 0 {
 		w.probedOnce.Do(func() { close(w.probed) })

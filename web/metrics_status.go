@@ -62,7 +62,9 @@ func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
 	for _, v := range byName(s) {
 		p, uri := v.Report, v.ScrapeURI
 		m.untyped(c.scrapeFailures, float64(v.Stats.ScrapeFailures), p.Name, uri)
-		m.gauge(c.up, b2f(p.Status.OK), p.Name, uri)
+		// An idle ondemand pool is reachable: its master is alive and its
+		// socket listens; its page is not read, not to wake a worker.
+		m.gauge(c.up, b2f(p.Status.OK || p.Status.Idle), p.Name, uri)
 		cn := p.Counters
 		if !p.Status.OK || cn == nil {
 			continue

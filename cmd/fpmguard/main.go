@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -214,7 +215,7 @@ func newProber(c *cli) *supervisor.Prober {
 // probeOnce resolves the pools and probes them all once. It returns the
 // targets too, and an error for pools it could not resolve.
 func probeOnce(ctx context.Context, c *cli) ([]supervisor.Target, *supervisor.Report, error) {
-	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	targets, err := resolveTargets(ctx, c)
 	if err != nil && len(targets) == 0 {
 		return nil, nil, err
 	}
@@ -330,4 +331,25 @@ func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io
 		}
 	}
 	return code
+}
+
+// resolveTargets finds the pools the flags name, or discovers them, with
+// errors that name the flag at fault.
+func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	if err == nil {
+		return targets, nil
+	}
+	var se *supervisor.SourceError
+	switch {
+	case errors.As(err, &se) && se.Source == supervisor.SourcePoolSpec:
+		err = fmt.Errorf("--pool %q: %w", se.Value, se.Err)
+	case errors.As(err, &se):
+		err = fmt.Errorf("--fpm-config %q: %w", se.Value, se.Err)
+	case errors.Is(err, supervisor.ErrNoMaster):
+		err = fmt.Errorf("%w: start php-fpm, or name pools with --pool or --fpm-config", err)
+	case errors.Is(err, supervisor.ErrTitleCut):
+		err = fmt.Errorf("%w: pass --fpm-config PATH", err)
+	}
+	return targets, err
 }

@@ -173,6 +173,8 @@ func heartbeatText(h supervisor.Heartbeat) string {
 	switch {
 	case h.Skipped:
 		return "not configured"
+	case h.Idle:
+		return "not sent (idle ondemand pool: it would start a worker)"
 	case h.OK && h.Inconclusive != "":
 		return "ok " + duration(h.LatencySeconds) + " (latency not judged)"
 	case h.OK:
@@ -189,6 +191,8 @@ func statusText(s supervisor.StatusRead) string {
 	switch {
 	case s.Skipped:
 		return "not configured"
+	case s.Idle:
+		return "not read (idle ondemand pool)"
 	case s.OK:
 		return "ok via " + safe(s.Via)
 	case s.Inconclusive != "":

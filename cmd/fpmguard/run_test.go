@@ -173,31 +173,15 @@ type proc struct {
 // procs lists the live processes: zombies are left out, as orphans of a
 // killed fpmguard are reaped by whatever adopts them, maybe never.
 func procs() []proc {
-	ents, _ := os.ReadDir("/proc")
 	var out []proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	fpmtest.EachProc(func(pid int, state byte, ppid, pgrp int) {
+		if state == 'Z' || state == 'X' {
+			return
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgrp, _ := strconv.Atoi(f[2])
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 		title := strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
 		out = append(out, proc{pid: pid, ppid: ppid, pgrp: pgrp, title: title})
-	}
+	})
 	return out
 }
 

@@ -63,7 +63,7 @@ func (s *session) run(ctx context.Context) error {
 	waiting := false
 	for {
 		f := s.flags()
-		targets, err := supervisor.ResolveTargets(ctx, s.c.pools, s.c.fpmConfigs)
+		targets, err := resolveTargets(ctx, &s.c)
 		if err != nil && len(targets) == 0 {
 			if len(s.c.pools) > 0 || len(s.c.fpmConfigs) > 0 {
 				return err

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,14 +47,15 @@ type Options struct {
 
 // FPM is a running test master.
 type FPM struct {
-	Dir     string // the temporary directory holding everything
-	DocRoot string // where Files are written
-	Conf    string // the php-fpm.conf path
-	Pools   map[string]*RunningPool
-	argv    []string
-	cmd     *exec.Cmd
-	waited  chan struct{}
-	waitErr error
+	Dir      string // the temporary directory holding everything
+	DocRoot  string // where Files are written
+	Conf     string // the php-fpm.conf path
+	Pools    map[string]*RunningPool
+	argv     []string
+	cmd      *exec.Cmd
+	waited   chan struct{}
+	waitErr  error
+	stopOnce sync.Once
 }
 
 // RunningPool tells where a pool listens.
@@ -157,7 +159,7 @@ func (f *FPM) Start(t testing.TB) {
 		logf.Close()
 		close(f.waited)
 	}()
-	t.Cleanup(func() { f.stop(t) })
+	t.Cleanup(func() { f.Stop(t) })
 	// Generous: a loaded runner may take seconds to start php-fpm, and the
 	// wait ends as soon as it is ready.
 	if err := f.WaitSockets(60 * time.Second); err != nil {
@@ -290,9 +292,7 @@ func unprivileged() (string, string) {
 
 func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
 	for {
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.Close()
+		if listening(path) {
 			return nil
 		}
 		select {
@@ -301,10 +301,30 @@ func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %w", path, err)
+			return fmt.Errorf("%s: no socket listens there", path)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// listening reports whether a unix socket listens at path, from the
+// kernel's table: a test connection would be queued for a worker, counted
+// in the pool's accepted connections, and start a worker of an ondemand
+// pool, all after the test began.
+func listening(path string) bool {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// Num RefCount Protocol Flags Type St Inode Path; __SO_ACCEPTCON
+		// (0x10000) in Flags marks a listening socket.
+		if len(f) == 8 && f[7] == path && f[3] == "00010000" {
+			return true
+		}
+	}
+	return false
 }
 
 // MasterPID is the master's pid.
@@ -335,7 +355,7 @@ func (f *FPM) WorkerPIDs(pool string) []int {
 // ChildrenTitled lists the live children of ppid whose process title is title.
 func ChildrenTitled(ppid int, title string) []int {
 	var out []int
-	eachProc(func(pid int, state byte, parent, _ int) {
+	EachProc(func(pid int, state byte, parent, _ int) {
 		if parent != ppid || state == 'Z' {
 			return
 		}
@@ -350,6 +370,9 @@ func ChildrenTitled(ppid int, title string) []int {
 
 // stop ends the master gracefully, then the whole group by force, and waits
 // until no process of the group is left.
+// Stop stops php-fpm and every worker now, rather than when the test ends.
+func (f *FPM) Stop(t testing.TB) { f.stopOnce.Do(func() { f.stop(t) }) }
+
 func (f *FPM) stop(t testing.TB) {
 	pgid := f.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGQUIT)
@@ -377,7 +400,7 @@ func (f *FPM) stop(t testing.TB) {
 // do not count: orphans are reparented to PID 1, which may never reap them.
 func groupAlive(pgid int) bool {
 	found := false
-	eachProc(func(pid int, state byte, ppid, pgrp int) {
+	EachProc(func(pid int, state byte, ppid, pgrp int) {
 		if pgrp == pgid && state != 'Z' && state != 'X' {
 			found = true
 		}
@@ -385,8 +408,8 @@ func groupAlive(pgid int) bool {
 	return found
 }
 
-// eachProc calls fn for every process in /proc with fields of its stat line.
-func eachProc(fn func(pid int, state byte, ppid, pgrp int)) {
+// EachProc calls fn for every process in /proc with fields of its stat line.
+func EachProc(fn func(pid int, state byte, ppid, pgrp int)) {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())

@@ -2,7 +2,6 @@ package fpmtest
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -11,29 +10,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi"
 )
 
 // Hostile FastCGI peers: servers that misbehave on purpose, for tests of how
-// a client bounds what a broken or malicious php-fpm can do to it. The
-// framing is written by hand so that it can be wrong on purpose.
-
-// FastCGI record types.
-const (
-	TypeBeginRequest = 1
-	TypeEndRequest   = 3
-	TypeParams       = 4
-	TypeStdin        = 5
-	TypeStdout       = 6
-	TypeStderr       = 7
-)
-
-// END_REQUEST protocol statuses.
-const (
-	RequestComplete = 0
-	CantMpxConn     = 1
-	Overloaded      = 2
-	UnknownRole     = 3
-)
+// a client bounds what a broken or malicious php-fpm can do to it. They
+// frame records with package fastcgi's record layer, the one the client
+// checks them with; what they get wrong on purpose (a header that lies about
+// its length, a version byte overwritten) they get wrong by hand.
 
 // Peer serves one accepted connection. ctx ends when the server closes; the
 // server closes conn once Peer returns.
@@ -136,65 +121,34 @@ func (h *Hostile) Close() {
 	})
 }
 
-// Header encodes a record header as it is, even when it lies about the
-// content that follows.
-func Header(typ byte, id uint16, contentLen uint16, padding byte) []byte {
-	h := []byte{1, typ, 0, 0, 0, 0, padding, 0}
-	binary.BigEndian.PutUint16(h[2:], id)
-	binary.BigEndian.PutUint16(h[4:], contentLen)
-	return h
-}
-
-// Record encodes one record, padded to a multiple of 8 as php-fpm pads.
-// content must not exceed 65535 bytes.
-func Record(typ byte, id uint16, content []byte) []byte {
-	pad := byte(-len(content) & 7)
-	b := append(Header(typ, id, uint16(len(content)), pad), content...)
-	return append(b, make([]byte, pad)...)
-}
-
-// EndRequest encodes END_REQUEST.
-func EndRequest(id uint16, appStatus uint32, protocolStatus byte) []byte {
-	body := make([]byte, 8)
-	binary.BigEndian.PutUint32(body, appStatus)
-	body[4] = protocolStatus
-	return Record(TypeEndRequest, id, body)
-}
-
 // Response encodes a whole answer the way php-fpm sends it: the CGI output
 // (headers, blank line, body) as STDOUT, the empty STDOUT that ends the
-// stream, and END_REQUEST.
+// stream, and END_REQUEST. stdout must fit in one record.
 func Response(id uint16, stdout string) []byte {
-	b := Record(TypeStdout, id, []byte(stdout))
-	b = append(b, Record(TypeStdout, id, nil)...)
-	return append(b, EndRequest(id, 0, RequestComplete)...)
+	b := fastcgi.AppendRecord(nil, fastcgi.Stdout, id, []byte(stdout))
+	b = fastcgi.AppendRecord(b, fastcgi.Stdout, id, nil)
+	return fastcgi.AppendEndRequest(b, id, fastcgi.EndRequestBody{ProtocolStatus: fastcgi.RequestComplete})
 }
 
 // ReadRequest reads a client's request up to its empty STDIN record and
 // returns the request id of its BEGIN_REQUEST.
 func ReadRequest(r io.Reader) (uint16, error) {
-	var hdr [8]byte
-	body := make([]byte, 65535+255)
 	var id uint16
 	for first := true; ; first = false {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		h, err := fastcgi.ReadRecordHeader(r)
+		if err != nil {
 			return 0, err
 		}
-		if hdr[0] != 1 {
-			return 0, fmt.Errorf("FastCGI version %d", hdr[0])
-		}
-		typ := hdr[1]
-		n := int(binary.BigEndian.Uint16(hdr[4:])) + int(hdr[6])
-		if _, err := io.ReadFull(r, body[:n]); err != nil {
+		if _, err := io.CopyN(io.Discard, r, int64(h.ContentLength)+int64(h.PaddingLength)); err != nil {
 			return 0, err
 		}
 		if first {
-			if typ != TypeBeginRequest {
-				return 0, fmt.Errorf("first record of type %d", typ)
+			if h.Type != fastcgi.BeginRequest {
+				return 0, fmt.Errorf("first record of type %d", h.Type)
 			}
-			id = binary.BigEndian.Uint16(hdr[2:])
+			id = h.ID
 		}
-		if typ == TypeStdin && binary.BigEndian.Uint16(hdr[4:]) == 0 {
+		if h.Type == fastcgi.Stdin && h.ContentLength == 0 {
 			return id, nil
 		}
 	}
@@ -264,20 +218,22 @@ func Flood(total int) Peer {
 		if _, err := ReadRequest(conn); err != nil {
 			return
 		}
-		if _, err := conn.Write(Record(TypeStdout, 1, []byte("Content-Type: text/plain\r\n\r\n"))); err != nil {
+		if _, err := conn.Write(fastcgi.AppendRecord(nil, fastcgi.Stdout, 1, []byte("Content-Type: text/plain\r\n\r\n"))); err != nil {
 			return
 		}
 		chunk := make([]byte, 65535)
 		for i := range chunk {
 			chunk[i] = 'x'
 		}
-		rec := Record(TypeStdout, 1, chunk)
+		// Encoded once: the peer runs in the test's process, and what it
+		// allocates counts against the client's memory bound.
+		rec := fastcgi.AppendRecord(nil, fastcgi.Stdout, 1, chunk)
 		for sent := 0; sent < total; sent += len(chunk) {
 			if _, err := conn.Write(rec); err != nil {
 				return // the client gave up: EPIPE or ECONNRESET
 			}
 		}
-		_, _ = conn.Write(EndRequest(1, 0, RequestComplete))
+		_, _ = conn.Write(fastcgi.AppendEndRequest(nil, 1, fastcgi.EndRequestBody{ProtocolStatus: fastcgi.RequestComplete}))
 		hold(conn)
 	}
 }

@@ -72,8 +72,13 @@ func HostileCases(answer string) []HostileCase {
 	}
 	v2 := Response(1, answer)
 	v2[0] = 2
-	notFound := append(Record(TypeStderr, 1, []byte("Primary script unknown")),
+	notFound := append(fastcgi.AppendRecord(nil, fastcgi.Stderr, 1, []byte("Primary script unknown")),
 		Response(1, "Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n")...)
+	// A header that promises 1000 bytes, and the first 10 of them.
+	cutShort := append(fastcgi.RecordHeader{Type: fastcgi.Stdout, ID: 1, ContentLength: 1000}.Append(nil), "Status: 20"...)
+	end := func(st fastcgi.ProtocolStatus) []byte {
+		return fastcgi.AppendEndRequest(nil, 1, fastcgi.EndRequestBody{ProtocolStatus: st})
+	}
 	// The dribble needs len-1 intervals to finish: at least ten times the
 	// timeout, so that no scheduling delay of the peer or the client can
 	// let the answer complete before the deadline. (The peer cannot catch
@@ -99,17 +104,17 @@ func HostileCases(answer string) []HostileCase {
 		{"flood100MB", Flood(100 << 20), c, fastcgi.ClassBadResponse, 502, "larger than the limit"},
 		// The peer reads the whole request before it closes, so the close
 		// is a clean end of stream (a FIN, not a reset) on both networks.
-		{"closeMidRecord", Hangup(append(Header(TypeStdout, 1, 1000, 0), "Status: 20"...)), c, fastcgi.ClassReset, 502, "closed before the response ended"},
+		{"closeMidRecord", Hangup(cutShort), c, fastcgi.ClassReset, 502, "closed before the response ended"},
 		{"closeUnanswered", Hangup(nil), c, fastcgi.ClassReset, 502, "closed before the response ended"},
 		// Closed before the request is read: the client may see EOF, EPIPE
 		// or ECONNRESET, depending on who ran first, all of them a reset.
 		{"closeAtAccept", func(context.Context, net.Conn) {}, c, fastcgi.ClassReset, 502, ""},
-		{"endOnly", Answer(EndRequest(1, 0, RequestComplete)), c, fastcgi.ClassBadResponse, 502, "no CGI headers in 0 bytes"},
+		{"endOnly", Answer(end(fastcgi.RequestComplete)), c, fastcgi.ClassBadResponse, 502, "no CGI headers in 0 bytes"},
 		{"noBlankLine", Answer(Response(1, "Content-Type: text/plain\r\nX-Powered-By: PHP/8.2")), c, fastcgi.ClassBadResponse, 502, "no CGI headers"},
 		{"status500", Answer(Response(1, "Status: 500 Internal Server Error\r\nContent-Type: text/html\r\n\r\n<h1>boom</h1>")), c, fastcgi.ClassHTTPStatus, 500, "answered 500: <h1>boom</h1>"},
 		{"status404", Answer(notFound), c, fastcgi.ClassNotFound, 404, "answered 404: File not found. (Primary script unknown)"},
-		{"cantMpxConn", Answer(EndRequest(1, 0, CantMpxConn)), c, fastcgi.ClassBadResponse, 502, "protocol status 1"},
-		{"overloaded", Answer(append(Record(TypeStdout, 1, []byte(answer)), EndRequest(1, 0, Overloaded)...)), c, fastcgi.ClassBadResponse, 502, "protocol status 2"},
+		{"cantMpxConn", Answer(end(fastcgi.CantMultiplexConn)), c, fastcgi.ClassBadResponse, 502, "protocol status 1"},
+		{"overloaded", Answer(append(fastcgi.AppendRecord(nil, fastcgi.Stdout, 1, []byte(answer)), end(fastcgi.Overloaded)...)), c, fastcgi.ClassBadResponse, 502, "protocol status 2"},
 	}
 }
 

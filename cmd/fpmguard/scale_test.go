@@ -1,0 +1,230 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+)
+
+// TestScale measures what `fpmguard serve` costs, and what it costs
+// php-fpm, at 10, 100 and 1,000 pools, static and ondemand (make bench).
+// It runs only with FPMGUARD_SCALE set: it takes minutes. Environment:
+// FPMGUARD_SCALE=10,100,1000 (pool counts), SCALE_PM=static,ondemand,
+// SCALE_SECONDS=60 (each measuring window), SCALE_RUNS=3 (medians).
+func TestScale(t *testing.T) {
+	counts := os.Getenv("FPMGUARD_SCALE")
+	if counts == "" {
+		t.Skip("FPMGUARD_SCALE not set: the scale table takes minutes (make bench)")
+	}
+	window := time.Duration(envInt("SCALE_SECONDS", 60)) * time.Second
+	runs := envInt("SCALE_RUNS", 3)
+	pms := strings.Split(envOr("SCALE_PM", "static,ondemand"), ",")
+	var rows []string
+	for _, pm := range pms {
+		for _, c := range strings.Split(counts, ",") {
+			n, err := strconv.Atoi(c)
+			if err != nil {
+				t.Fatalf("FPMGUARD_SCALE=%q: want pool counts like 10,100,1000", counts)
+			}
+			var res []scaleResult
+			for range runs {
+				res = append(res, measureScale(t, pm, n, window))
+			}
+			row := medianScale(res)
+			line := fmt.Sprintf("SCALE pm=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d",
+				pm, n, row.cpuPerTick.Seconds()*1e6, row.coreShare*100, row.rssMB, row.scrapeP50.Seconds()*1e3, row.scrapeP99.Seconds()*1e3,
+				(row.fpmShare-row.fpmBaseShare)*100, row.fpmShare*100, row.fpmBaseShare*100, row.workers, row.baseWorkers)
+			t.Log(line)
+			fmt.Println(line)
+			rows = append(rows, line)
+		}
+	}
+}
+
+type scaleResult struct {
+	cpuPerTick             time.Duration
+	coreShare, rssMB       float64
+	scrapeP50, scrapeP99   time.Duration
+	fpmShare, fpmBaseShare float64
+	workers, baseWorkers   int
+}
+
+// poolsPerMaster keeps each master within its open-file limit: a pool
+// holds a few descriptors.
+const poolsPerMaster = 200
+
+func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleResult {
+	t.Helper()
+	var masters []*fpmtest.FPM
+	for first := 0; first < n; first += poolsPerMaster {
+		var pools []fpmtest.Pool
+		for i := first; i < min(n, first+poolsPerMaster); i++ {
+			p := fpmtest.Pool{Name: fmt.Sprintf("site%d", i), PM: pm, MaxChildren: 2}
+			if pm == "ondemand" {
+				p.Extra = []string{"pm.process_idle_timeout = 3s"}
+			}
+			pools = append(pools, p)
+		}
+		masters = append(masters, fpmtest.Start(t, fpmtest.Options{Pools: pools}))
+	}
+	fpmCPU := func() time.Duration {
+		var sum time.Duration
+		for _, m := range masters {
+			sum += treeCPU(m.MasterPID())
+		}
+		return sum
+	}
+	workers := func() int {
+		w := 0
+		for _, m := range masters {
+			w += len(children(m.MasterPID()))
+		}
+		return w
+	}
+	// The baseline: php-fpm alone for a window.
+	if pm == "ondemand" {
+		time.Sleep(5 * time.Second) // let workers forked at start idle out
+	}
+	base0 := fpmCPU()
+	time.Sleep(window)
+	res := scaleResult{fpmBaseShare: float64(fpmCPU()-base0) / float64(window), baseWorkers: workers()}
+
+	addr := freePort(t)
+	args := []string{"serve", "--interval", "1s", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t)}
+	for _, m := range masters {
+		args = append(args, "--fpm-config", m.Conf)
+	}
+	cmd, _ := startBinary(t, args...)
+	base := "http://" + addr
+	waitHTTP(t, base+"/status", 200)
+	time.Sleep(5 * time.Second) // the first probes, the first opcache reads
+	self0, fpm0 := procCPU(cmd.Process.Pid), fpmCPU()
+	time.Sleep(window)
+	self1, fpm1 := procCPU(cmd.Process.Pid), fpmCPU()
+	res.workers = workers()
+	ticks := float64(n) * window.Seconds() // one probe of each pool a second
+	res.cpuPerTick = time.Duration(float64(self1-self0) / ticks)
+	res.coreShare = float64(self1-self0) / float64(window)
+	res.fpmShare = float64(fpm1-fpm0) / float64(window)
+	res.rssMB = float64(rssBytes(cmd.Process.Pid)) / (1 << 20)
+	var took []time.Duration
+	client := &http.Client{Timeout: 30 * time.Second}
+	for range 21 {
+		start := time.Now()
+		resp, err := client.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	res.scrapeP50, res.scrapeP99 = took[len(took)/2], took[len(took)-1]
+	for _, m := range masters {
+		m.Stop(t)
+	}
+	_ = cmd.Process.Kill()
+	return res
+}
+
+func medianScale(rs []scaleResult) scaleResult {
+	med := func(f func(scaleResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return scaleResult{
+		cpuPerTick:   time.Duration(med(func(r scaleResult) float64 { return float64(r.cpuPerTick) })),
+		coreShare:    med(func(r scaleResult) float64 { return r.coreShare }),
+		rssMB:        med(func(r scaleResult) float64 { return r.rssMB }),
+		scrapeP50:    time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP50) })),
+		scrapeP99:    time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP99) })),
+		fpmShare:     med(func(r scaleResult) float64 { return r.fpmShare }),
+		fpmBaseShare: med(func(r scaleResult) float64 { return r.fpmBaseShare }),
+		workers:      int(med(func(r scaleResult) float64 { return float64(r.workers) })),
+		baseWorkers:  int(med(func(r scaleResult) float64 { return float64(r.baseWorkers) })),
+	}
+}
+
+// procCPU is a process's user + system CPU time, from /proc/PID/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100
+}
+
+// treeCPU is the CPU time of a master and its children now, and of the
+// children it has reaped (cutime, cstime): workers that came and went.
+func treeCPU(pid int) time.Duration {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var sum int64
+	for _, i := range []int{11, 12, 13, 14} {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		sum += v
+	}
+	total := time.Duration(sum) * 10 * time.Millisecond
+	for _, c := range children(pid) {
+		total += procCPU(c)
+	}
+	return total
+}
+
+// children lists a process's children, from the kernel's own list.
+func children(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, s := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(s); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// rssBytes is a process's resident set, from /proc/PID/status.
+func rssBytes(pid int) int64 {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
