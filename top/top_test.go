@@ -150,7 +150,7 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("selected %v, want the oldest request", m.sel)
 	}
 	press(m, "p")
-	if m.pool != "www" || len(m.rows) != 3 {
+	if m.pool != "www" || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
 		t.Errorf("filter: pool %q, %d rows", m.pool, len(m.rows))
 	}
 	press(m, "m")

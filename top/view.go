@@ -130,6 +130,9 @@ func (m *model) header() string {
 		parts = append(parts, safe(m.opts.Source))
 	}
 	line := strings.Join(parts, " · ")
+	if m.pool != "" {
+		line = m.st.title.Render("POOL "+safe(m.pool)) + " " + line
+	}
 	if m.pause {
 		line = m.st.title.Render("PAUSED") + " " + line
 	}
