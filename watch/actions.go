@@ -166,12 +166,14 @@ func (a *Actor) maybeReload(ctx context.Context, t supervisor.Target, r *supervi
 	}
 }
 
-func (a *Actor) event(t supervisor.Target, r *supervisor.PoolReport, kind event.Kind, pid int, w *event.WorkerRecord, format string, args ...any) {
+// event records an event and returns its message.
+func (a *Actor) event(t supervisor.Target, r *supervisor.PoolReport, kind event.Kind, pid int, w *event.WorkerRecord, format string, args ...any) string {
 	e := event.Event{Pool: t.Name, PID: pid, Kind: kind, Worker: w, Message: fmt.Sprintf(format, args...)}
 	if r.Master != nil {
 		e.Master = r.Master.PID
 	}
 	a.events.Add(e)
+	return e.Message
 }
 
 // takeBudget spends one action of the pool's budget, or says it is spent.
@@ -217,7 +219,7 @@ func (a *Actor) killHung(ctx context.Context, t supervisor.Target, r *supervisor
 		return 0
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].RequestDurationSeconds > cands[j].RequestDurationSeconds })
-	limit := max(1, int(a.cfg.MaxKillRatio*float64(len(r.Processes))))
+	limit := a.killLimit(len(r.Processes))
 
 	// The status page was read a moment ago; read it again so that a
 	// request that just ended does not cost an idle worker its life.
@@ -238,45 +240,61 @@ func (a *Actor) killHung(ctx context.Context, t supervisor.Target, r *supervisor
 		if !busy[p.PID] {
 			continue // its request ended meanwhile
 		}
-		if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); why != "" {
-			a.count(t.Name, ActionKill, ResultRefused)
-			a.event(t, r, event.KindActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, why)
-			continue
-		}
-		if !a.takeBudget(t.Name) {
-			a.count(t.Name, ActionKill, ResultBudget)
-			a.event(t, r, event.KindBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
+		res, _ := a.killOne(ctx, t, r, p, fmt.Sprintf("older than --kill-hung-after %s", a.cfg.KillHungAfter))
+		switch res {
+		case ResultBudget:
 			return killed
-		}
-		rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
-			CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
-		kind := p.HungKind
-		if kind == "" {
-			kind = "hung"
-		}
-		if a.cfg.DryRun {
-			a.count(t.Name, ActionKill, ResultDryRun)
-			a.event(t, r, event.KindAction, p.PID, rec, "dry run: would SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s",
-				p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), a.cfg.KillHungAfter)
+		case ResultOK, ResultDryRun:
 			killed++
-			continue
 		}
-		if err := a.signal(p.PID, syscall.SIGTERM); err != nil {
-			a.count(t.Name, ActionKill, ResultError)
-			a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
-			continue
-		}
-		a.count(t.Name, ActionKill, ResultOK)
-		a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, older than --kill-hung-after %s; the master respawns it",
-			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), a.cfg.KillHungAfter)
-		killed++
-		a.mu.Lock()
-		a.pending[p.PID] = p.StartTicks()
-		a.lastKill[t.Name] = time.Now()
-		a.mu.Unlock()
-		a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
 	}
 	return killed
+}
+
+// killLimit is the most workers of a pool of n killed at once: a share of
+// the pool (--max-kill-ratio), and at least one.
+func (a *Actor) killLimit(n int) int { return max(1, int(a.cfg.MaxKillRatio*float64(n))) }
+
+// killOne SIGTERMs worker p of t, whose request is known to be in flight,
+// once it passes the last checks: it is the pool's worker (parent, title,
+// start time) and the budget allows. why says why it dies, for the event.
+// It counts and records the outcome, and returns it with its event's words.
+func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, why string) (Result, string) {
+	if reason := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); reason != "" {
+		a.count(t.Name, ActionKill, ResultRefused)
+		return ResultRefused, a.event(t, r, event.KindActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, reason)
+	}
+	if !a.takeBudget(t.Name) {
+		a.count(t.Name, ActionKill, ResultBudget)
+		return ResultBudget, a.event(t, r, event.KindBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
+	}
+	rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
+		CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
+	kind := p.HungKind
+	if kind == "" {
+		kind = "hung"
+		if !p.Hung {
+			kind = "busy"
+		}
+	}
+	if a.cfg.DryRun {
+		a.count(t.Name, ActionKill, ResultDryRun)
+		return ResultDryRun, a.event(t, r, event.KindAction, p.PID, rec, "dry run: would SIGTERM worker %d of pool %s (%s): %s %s for %s, %s",
+			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), why)
+	}
+	if err := a.signal(p.PID, syscall.SIGTERM); err != nil {
+		a.count(t.Name, ActionKill, ResultError)
+		return ResultError, a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
+	}
+	a.count(t.Name, ActionKill, ResultOK)
+	msg := a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, %s; the master respawns it",
+		p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), why)
+	a.mu.Lock()
+	a.pending[p.PID] = p.StartTicks()
+	a.lastKill[t.Name] = time.Now()
+	a.mu.Unlock()
+	a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
+	return ResultOK, msg
 }
 
 // stillBusy re-reads the status page and returns the pids serving a request.

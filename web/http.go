@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/termsafe"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -49,7 +50,7 @@ type Source interface {
 
 // NewHTTPHandler serves the source current returns (it changes when
 // SIGHUP reloads the config; nil while nothing is watched): /healthz,
-// /readyz, /status, /events and, at telemetryPath, metrics (nil: the route
+// /readyz, /status, /snapshot, /events and, at telemetryPath, metrics (nil: the route
 // answers 404 until metrics exist). Everything is read-only and answered
 // from memory.
 func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath string) http.Handler {
@@ -74,6 +75,9 @@ func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath s
 	mux.HandleFunc("/status", watching(func(rw http.ResponseWriter, _ *http.Request) {
 		writeJSON(rw, current().Snapshot().Report())
 	}))
+	mux.HandleFunc("/snapshot", watching(func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, encodeSnapshot(current().Snapshot()))
+	}))
 	mux.HandleFunc("/events", watching(func(rw http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
 		if err != nil || n <= 0 {
@@ -97,7 +101,7 @@ func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath s
 		}
 		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(rw, "<!doctype html><title>fpmguard</title><h1>fpmguard</h1><ul>")
-		for _, p := range []string{telemetryPath, "/status", "/events", "/healthz", "/readyz"} {
+		for _, p := range []string{telemetryPath, "/status", "/snapshot", "/events", "/healthz", "/readyz"} {
 			fmt.Fprintf(rw, `<li><a href="%s">%s</a>`, html.EscapeString(p), html.EscapeString(p))
 		}
 		fmt.Fprintf(rw, "</ul>")
@@ -133,7 +137,9 @@ func probeAnswer(rw http.ResponseWriter, ok bool, reasons []string) {
 func writeJSON(rw http.ResponseWriter, v any) {
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(rw)
+	// DEL and C1 controls escaped too: the values stay exact, and the
+	// answer is safe to show on a terminal (curl /events).
+	enc := json.NewEncoder(termsafe.JSONWriter{W: rw})
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }

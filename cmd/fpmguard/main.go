@@ -23,6 +23,7 @@ import (
 	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/runner"
 	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/termsafe"
 	promversion "github.com/prometheus/common/version"
 )
 
@@ -73,6 +74,7 @@ type cli struct {
 
 	check supervisor.CheckThresholds
 
+	top         topFlags
 	serve, run  watchFlags
 	runArgv     []string
 	stopTimeout time.Duration
@@ -131,6 +133,9 @@ func newApp(c *cli) *kingpin.Application {
 	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").StringsVar(&c.invalidatePaths)
 	inv.Flag("glob", "Also every file matching this glob, expanded by PHP inside php-fpm.").StringVar(&c.invalidateGlob)
 
+	topCmd := app.Command("top", "A live full-screen view of every pool and worker, with a kill key; --from reads a running serve.")
+	addTopFlags(topCmd, &c.top)
+
 	serve := app.Command("serve", "Watch the pools continuously; serve /healthz, /readyz, /status, /events and /metrics; act when asked.")
 	addWatchFlags(serve, &c.serve)
 	run := app.Command("run", "Run php-fpm as a child (the container entrypoint), restart it when it dies, and do all serve does: fpmguard run [flags] -- php-fpm -F -y CONF")
@@ -154,9 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		if cmd == "check" || (cmd == "" && slices.Contains(args, "check")) {
-			fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
+			fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+errLine(err))
 			return supervisor.CheckUnknown
 		}
 		return 2
@@ -178,6 +183,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "status":
 		return cmdStatus(ctx, &c, stdout, stderr, logger)
+	case "top":
+		return cmdTop(ctx, &c, stdout, stderr)
 	case "check":
 		return cmdCheck(ctx, &c, stdout, stderr)
 	case "opcache status":
@@ -218,7 +225,7 @@ func probeOnce(ctx context.Context, c *cli) ([]supervisor.Target, *supervisor.Re
 func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *slog.Logger) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	if err != nil {
@@ -238,22 +245,25 @@ func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *sl
 func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+oneLine(err.Error()))
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+errLine(err))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return supervisor.CheckUnknown
 	}
 	res := supervisor.Check(rep, c.check)
-	fmt.Fprintln(stdout, res.Line)
+	fmt.Fprintln(stdout, safe(res.Line))
 	if err != nil {
-		fmt.Fprintf(stderr, "fpmguard: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: %s\n", errLine(err))
 	}
 	return res.Code
 }
 
 // newLogger logs to w through a supervisor.LogWriter: a line that cannot
 // be written is dropped and counted, never an error that stops fpmguard.
+// Both handlers escape control characters below U+0020 in what they log
+// (logfmt quotes such a value, JSON escapes it); termsafe.JSONWriter
+// escapes the DEL and C1 controls they leave raw.
 func newLogger(w io.Writer, level, format string) *slog.Logger {
-	w = event.NewLogWriter(w)
+	w = termsafe.JSONWriter{W: event.NewLogWriter(w)}
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}
@@ -265,10 +275,14 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// errLine is an error as one line a terminal shows safely: errors carry
+// what php-fpm, nginx or a file said.
+func errLine(err error) string { return safe(oneLine(err.Error())) }
+
 func cmdOpcacheStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	if c.output == "json" {
@@ -295,7 +309,7 @@ func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io
 	c.noOpcache = false
 	targets, rep, err := probeOnce(ctx, c)
 	if rep == nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	pr := newProber(c).Opcache

@@ -11,16 +11,27 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/termsafe"
+	"golang.org/x/term"
 )
 
+// safe is what every string fpmguard did not write goes through before it
+// is printed for people: URIs, scripts, pool names, addresses, paths and
+// the messages built from them.
+var safe = termsafe.String
+
+// writeJSON writes v as indented JSON, with the controls encoding/json
+// leaves raw (DEL, C1) escaped: the values stay exact, and a terminal shows
+// it safely.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(termsafe.JSONWriter{W: w})
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
 // useColor decides on ANSI colour: only on a terminal unless forced, and
-// never with NO_COLOR set.
+// never with NO_COLOR set. A terminal is what the terminal driver says is
+// one: /dev/null is a character device too, but no terminal.
 func useColor(mode string, w io.Writer) bool {
 	switch mode {
 	case "always":
@@ -35,8 +46,7 @@ func useColor(mode string, w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }
 
 var healthColor = map[supervisor.Health]string{
@@ -56,12 +66,12 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		if color {
 			health = healthColor[p.Health] + health + "\x1b[0m"
 		}
-		fmt.Fprintf(w, "pool %s  %s  %s\n", p.Name, p.Address, health)
+		fmt.Fprintf(w, "pool %s  %s  %s\n", safe(p.Name), safe(p.Address), health)
 		for _, r := range p.Reasons {
-			fmt.Fprintf(w, "  - %s\n", r)
+			fmt.Fprintf(w, "  - %s\n", safe(r))
 		}
 		for _, r := range p.Inconclusive {
-			fmt.Fprintf(w, "  ? %s\n", r)
+			fmt.Fprintf(w, "  ? %s\n", safe(r))
 		}
 		fmt.Fprintf(w, "  heartbeat: %s   status: %s\n", heartbeatText(p.Heartbeat), statusText(p.Status))
 		if m := p.Master; m != nil {
@@ -69,7 +79,7 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		}
 		if c := p.Counters; c != nil {
 			fmt.Fprintf(w, "  pm %s  accepted %d  listen queue %d (max %d, len %d)  idle %d  active %d  total %d  max active %d  max children reached %d  slow requests %d\n",
-				c.ProcessManager, c.AcceptedConn, c.ListenQueue, c.MaxListenQueue, c.ListenQueueLen, c.IdleProcesses, c.ActiveProcesses,
+				safe(c.ProcessManager), c.AcceptedConn, c.ListenQueue, c.MaxListenQueue, c.ListenQueueLen, c.IdleProcesses, c.ActiveProcesses,
 				c.TotalProcesses, c.MaxActiveProcesses, c.MaxChildrenReached, c.SlowRequests)
 		}
 		if len(p.Processes) > 0 {
@@ -84,13 +94,13 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 				if pr.Hung {
 					hung = "yes"
 				}
-				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pr.PID, pr.State, pr.OSState, age,
-					dash(pr.RequestMethod), dash(pr.RequestURI), dash(pr.Script), duration(pr.CPUSeconds), bytesText(pr.RSSBytes), hung)
+				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pr.PID, safe(pr.State), pr.OSState, age,
+					dash(safe(pr.RequestMethod)), dash(safe(pr.RequestURI)), dash(safe(pr.Script)), duration(pr.CPUSeconds), bytesText(pr.RSSBytes), hung)
 			}
 			tw.Flush()
 		}
 		for _, a := range p.Advice {
-			fmt.Fprintf(w, "  advice: %s\n", a)
+			fmt.Fprintf(w, "  advice: %s\n", safe(a))
 		}
 	}
 	if len(rep.Opcache) > 0 {
@@ -105,12 +115,12 @@ func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "opcache of master %d (pools %s)  %s\n", o.MasterPID, strings.Join(o.Pools, ", "), strings.ToUpper(string(o.Health)))
+		fmt.Fprintf(w, "opcache of master %d (pools %s)  %s\n", o.MasterPID, safe(strings.Join(o.Pools, ", ")), strings.ToUpper(string(o.Health)))
 		for _, r := range o.Reasons {
-			fmt.Fprintf(w, "  - %s\n", r)
+			fmt.Fprintf(w, "  - %s\n", safe(r))
 		}
 		if o.Inconclusive != "" {
-			fmt.Fprintf(w, "  ? %s\n", o.Inconclusive)
+			fmt.Fprintf(w, "  ? %s\n", safe(o.Inconclusive))
 		}
 		if o.Error != "" || (o.Inconclusive != "" && !o.Enabled) {
 			continue
@@ -135,9 +145,9 @@ func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
 }
 
 func writeOpcacheAction(w io.Writer, cmd string, a supervisor.OpcacheAction) {
-	what := fmt.Sprintf("master %d (pools %s) via %s", a.MasterPID, strings.Join(a.Pools, ", "), a.Via)
+	what := fmt.Sprintf("master %d (pools %s) via %s", a.MasterPID, safe(strings.Join(a.Pools, ", ")), safe(a.Via))
 	if !a.OK {
-		fmt.Fprintf(w, "%s: FAILED: %s\n", what, a.Error)
+		fmt.Fprintf(w, "%s: FAILED: %s\n", what, safe(a.Error))
 		return
 	}
 	if cmd == "opcache reset" {
@@ -155,7 +165,7 @@ func writeOpcacheAction(w io.Writer, cmd string, a supervisor.OpcacheAction) {
 		if !a.Paths[p] {
 			state = "not invalidated (opcache_invalidate returned false)"
 		}
-		fmt.Fprintf(w, "  %s  %s\n", p, state)
+		fmt.Fprintf(w, "  %s  %s\n", safe(p), state)
 	}
 }
 
@@ -184,18 +194,18 @@ func statusText(s supervisor.StatusRead) string {
 	case s.Idle:
 		return "not read (idle ondemand pool)"
 	case s.OK:
-		return "ok via " + s.Via
+		return "ok via " + safe(s.Via)
 	case s.Inconclusive != "":
-		return "NOT JUDGED via " + s.Via + " (fpmguard was starved)"
+		return "NOT JUDGED via " + safe(s.Via) + " (fpmguard was starved)"
 	case s.Failure != nil:
-		return fmt.Sprintf("FAILED via %s (%s)", s.Via, s.Failure.Class)
+		return fmt.Sprintf("FAILED via %s (%s)", safe(s.Via), s.Failure.Class)
 	}
 	return "FAILED"
 }
 
 func masterText(m *supervisor.MasterReport) string {
 	if m.PID == 0 {
-		return "not running: " + m.Error
+		return "not running: " + safe(m.Error)
 	}
 	state := "gone"
 	switch {
@@ -206,7 +216,7 @@ func masterText(m *supervisor.MasterReport) string {
 	}
 	s := fmt.Sprintf("%d (%s)", m.PID, state)
 	if m.Config != "" {
-		s += " " + m.Config
+		s += " " + safe(m.Config)
 	}
 	return s
 }
@@ -218,29 +228,8 @@ func dash(s string) string {
 	return s
 }
 
-// duration prints seconds the way people read them: 312µs, 4.2ms, 45s.
-func duration(sec float64) string {
-	d := time.Duration(sec * float64(time.Second))
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	}
-	return d.Round(time.Second).String()
-}
-
-func bytesText(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// duration and bytesText print times and sizes for people.
+var (
+	duration  = supervisor.FormatSeconds
+	bytesText = supervisor.FormatBytes
+)

@@ -32,6 +32,7 @@ type watchFlags struct {
 	noProcessMetrics bool
 	noOpcache        bool
 	nginxLogs        []string
+	enableKill       bool
 }
 
 func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
@@ -51,6 +52,7 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("no-process-metrics", "Leave out the per-worker series, for large pools.").BoolVar(&f.noProcessMetrics)
 	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
 	cmd.Flag("nginx-error-log", "Follow this nginx error log and count upstream failures per pool. Repeatable.").PlaceHolder("PATH").StringsVar(&f.nginxLogs)
+	cmd.Flag("web.enable-kill", "Allow POST /kill, the kill key of `fpmguard top --from`: through the same checks as --kill-hung-after, for clients on loopback, or for any client --web.config.file authenticates.").BoolVar(&f.enableKill)
 	f.web = kingpinflag.AddFlags(cmd, ":9253")
 }
 
@@ -73,7 +75,7 @@ func (f *watchFlags) check() error {
 // serveHTTP serves what the session's watcher knows.
 func serveHTTP(f *watchFlags, s *session, logger *slog.Logger) (<-chan error, func()) {
 	metrics := fpmweb.NewMetricsHandler(fpmweb.NewCollector(s.snapshot, !f.noProcessMetrics), logger)
-	handler := fpmweb.NewHTTPHandler(s.source, metrics, f.telemetryPath)
+	handler := fpmweb.WithControl(fpmweb.NewHTTPHandler(s.source, metrics, f.telemetryPath), s.controller, killPolicy(f, logger))
 	srv := fpmweb.NewHTTPServer(handler)
 	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	errc := make(chan error, 1)
@@ -87,6 +89,28 @@ func serveHTTP(f *watchFlags, s *session, logger *slog.Logger) (<-chan error, fu
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}
+}
+
+// killPolicy says who may ask for a kill over HTTP, and logs it when any
+// may. A web config that cannot be read authenticates nobody: only
+// loopback clients may then kill (and exporter-toolkit refuses to serve
+// it anyway).
+func killPolicy(f *watchFlags, logger *slog.Logger) fpmweb.KillPolicy {
+	p := fpmweb.KillPolicy{Enabled: f.enableKill}
+	if !p.Enabled {
+		return p
+	}
+	auth, err := fpmweb.AuthenticatesClients(*f.web.WebConfigFile)
+	if err != nil {
+		logger.Warn("kill over HTTP: loopback clients only", "err", oneLine(err.Error()))
+	}
+	p.Authenticated = auth
+	who := "clients on loopback only: --web.config.file authenticates no client (basic_auth_users, or RequireAndVerifyClientCert)"
+	if auth {
+		who = "clients authenticated by --web.config.file"
+	}
+	logger.Warn("POST /kill is on (--web.enable-kill) for "+who, "path", "/kill")
+	return p
 }
 
 func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logger *slog.Logger) int {
@@ -116,7 +140,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 	case <-ctx.Done():
 		wg.Wait()
 		if watchErr != nil {
-			fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(watchErr.Error()))
+			fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(watchErr))
 			return 1
 		}
 		return 0
@@ -126,7 +150,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		fmt.Fprintf(stderr, "fpmguard: error: serving HTTP: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: serving HTTP: %s\n", errLine(err))
 		code = 1
 		cancel()
 	}
@@ -151,7 +175,7 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	events := event.NewLog(logger)
 	rn, err := runner.New(runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
 	if err != nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 2
 	}
 	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)

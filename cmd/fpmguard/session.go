@@ -38,6 +38,15 @@ func (s *session) source() web.Source {
 	return nil
 }
 
+// controller is the current watcher for the kill and slowlog endpoints,
+// nil while none.
+func (s *session) controller() web.Controller {
+	if w := s.current.Load(); w != nil {
+		return w
+	}
+	return nil
+}
+
 // snapshot is the current watcher's snapshot, nil while none.
 func (s *session) snapshot() *watch.Snapshot {
 	if w := s.current.Load(); w != nil {

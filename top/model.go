@@ -1,0 +1,379 @@
+package top
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/watch"
+)
+
+// sortKey orders the workers.
+type sortKey int
+
+const (
+	sortAge sortKey = iota // oldest request first
+	sortCPU                // busiest CPU first
+	sortMem                // largest memory first
+)
+
+func (k sortKey) String() string {
+	return [...]string{"age", "cpu", "memory"}[k]
+}
+
+// mode is what the screen shows besides the pools.
+type mode int
+
+const (
+	modeTable   mode = iota // the workers
+	modeHelp                // every key
+	modeSlowlog             // the selected worker's slowlog entry
+	modeConfirm             // the kill question
+)
+
+type keyMap struct {
+	Up, Down, Top, Bottom   key.Binding
+	SortAge, SortCPU, SortM key.Binding
+	Pool, Pause, Slowlog    key.Binding
+	Kill, Help, Quit, Back  key.Binding
+}
+
+func newKeys() keyMap {
+	return keyMap{
+		Up:      key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "up")),
+		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+		Top:     key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("home/g", "first worker")),
+		Bottom:  key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("end/G", "last worker")),
+		SortAge: key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "sort by age")),
+		SortCPU: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "sort by CPU")),
+		SortM:   key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "sort by memory")),
+		Pool:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "next pool / all")),
+		Pause:   key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "pause")),
+		Slowlog: key.NewBinding(key.WithKeys("s", "enter"), key.WithHelp("s", "slowlog")),
+		Kill:    key.NewBinding(key.WithKeys("k"), key.WithHelp("k", "kill")),
+		Help:    key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
+		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+	}
+}
+
+func (k keyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog, k.Kill}
+}
+
+func (k keyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.Top, k.Bottom}, {k.SortAge, k.SortCPU, k.SortM, k.Pool}, {k.Pause, k.Slowlog, k.Kill, k.Help, k.Back, k.Quit}}
+}
+
+// row is one worker of the table.
+type row struct {
+	key    workerKey
+	p      *supervisor.ProcessState
+	cpuPct float64
+	cpuOK  bool
+	mem    uint64 // PSS when known, else RSS
+}
+
+// model is the view's state. Only bubbletea's loop touches it.
+type model struct {
+	opts  Options
+	keys  keyMap
+	help  help.Model
+	st    styles
+	snap  *watch.Snapshot
+	hist  *history
+	rows  []row
+	sel   workerKey // the selected worker, kept across refreshes
+	top   int       // the first row shown
+	by    sortKey
+	pool  string // shown pool, "" for all
+	pause bool
+	mode  mode
+
+	slowlog     []string // the entry shown, one line each
+	slowlogFor  workerKey
+	confirm     row
+	msg         string
+	msgOK       bool
+	width, high int
+}
+
+func newModel(opts Options, r *lipgloss.Renderer) *model {
+	opts.fill()
+	h := help.New()
+	h.ShortSeparator = "  "
+	return &model{opts: opts, keys: newKeys(), help: h, st: newStyles(r), hist: newHistory()}
+}
+
+type tickMsg time.Time
+
+type killMsg struct {
+	res watch.KillResult
+	err error
+}
+
+type slowlogMsg struct {
+	key   workerKey
+	entry string
+	err   error
+}
+
+func (m *model) tick() tea.Cmd {
+	return tea.Tick(m.opts.Refresh, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+func (m *model) Init() tea.Cmd {
+	if s := m.opts.Snapshot(); s != nil {
+		m.refresh(s)
+	}
+	return m.tick()
+}
+
+func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.high = msg.Width, msg.Height
+		m.help.Width = msg.Width
+	case tickMsg:
+		if !m.pause {
+			if s := m.opts.Snapshot(); s != nil {
+				m.refresh(s)
+			}
+		}
+		return m, m.tick()
+	case killMsg:
+		m.msg, m.msgOK = msg.res.Message, msg.res.Done()
+		if msg.err != nil {
+			m.msg, m.msgOK = "kill not sent: "+msg.err.Error(), false
+		}
+	case slowlogMsg:
+		if m.mode != modeSlowlog || msg.key != m.slowlogFor {
+			break
+		}
+		switch {
+		case msg.err != nil:
+			m.slowlog = []string{"cannot read the slowlog: " + msg.err.Error()}
+		case msg.entry == "":
+			m.slowlog = []string{fmt.Sprintf("no slowlog entry for worker %d of pool %s (entries appear once a request runs past request_slowlog_timeout)", msg.key.pid, msg.key.pool)}
+		default:
+			m.slowlog = strings.Split(msg.entry, "\n")
+		}
+	case tea.KeyMsg:
+		return m, m.key(msg)
+	}
+	return m, nil
+}
+
+// key handles a key press.
+func (m *model) key(msg tea.KeyMsg) tea.Cmd {
+	if m.mode == modeConfirm {
+		m.mode = modeTable
+		if msg.String() != "y" && msg.String() != "Y" {
+			m.msg, m.msgOK = "kill cancelled", true
+			return nil
+		}
+		c, k := m.opts.Control, m.confirm.key
+		m.msg, m.msgOK = fmt.Sprintf("asking to kill worker %d of pool %s…", k.pid, k.pool), true
+		return func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := c.Kill(ctx, k.pool, k.pid)
+			return killMsg{res, err}
+		}
+	}
+	switch {
+	case key.Matches(msg, m.keys.Quit):
+		return tea.Quit
+	case key.Matches(msg, m.keys.Back):
+		m.mode = modeTable
+	case key.Matches(msg, m.keys.Help):
+		m.mode = map[bool]mode{true: modeTable, false: modeHelp}[m.mode == modeHelp]
+	case key.Matches(msg, m.keys.Up):
+		m.move(-1)
+	case key.Matches(msg, m.keys.Down):
+		m.move(1)
+	case key.Matches(msg, m.keys.Top):
+		m.move(-len(m.rows))
+	case key.Matches(msg, m.keys.Bottom):
+		m.move(len(m.rows))
+	case key.Matches(msg, m.keys.SortAge):
+		m.setSort(sortAge)
+	case key.Matches(msg, m.keys.SortCPU):
+		m.setSort(sortCPU)
+	case key.Matches(msg, m.keys.SortM):
+		m.setSort(sortMem)
+	case key.Matches(msg, m.keys.Pool):
+		m.nextPool()
+	case key.Matches(msg, m.keys.Pause):
+		m.pause = !m.pause
+	case key.Matches(msg, m.keys.Slowlog):
+		return m.showSlowlog()
+	case key.Matches(msg, m.keys.Kill):
+		m.askKill()
+	}
+	return nil
+}
+
+func (m *model) setSort(by sortKey) {
+	m.by = by
+	m.sortRows()
+	m.move(-len(m.rows)) // the first of the new order is the one to look at
+}
+
+// nextPool filters to the next pool, then back to all.
+func (m *model) nextPool() {
+	if m.snap == nil {
+		return
+	}
+	names := make([]string, 0, len(m.snap.Pools))
+	for _, p := range m.snap.Pools {
+		names = append(names, p.Report.Name)
+	}
+	i := slices.Index(names, m.pool)
+	switch {
+	case m.pool == "" && len(names) > 0:
+		m.pool = names[0]
+	case i >= 0 && i+1 < len(names):
+		m.pool = names[i+1]
+	default:
+		m.pool = ""
+	}
+	m.buildRows()
+}
+
+func (m *model) selected() (row, bool) {
+	i := m.selIndex()
+	if i < 0 {
+		return row{}, false
+	}
+	return m.rows[i], true
+}
+
+func (m *model) selIndex() int {
+	return slices.IndexFunc(m.rows, func(r row) bool { return r.key == m.sel })
+}
+
+// move moves the selection by d rows, within the table.
+func (m *model) move(d int) {
+	if len(m.rows) == 0 {
+		return
+	}
+	i := max(0, min(len(m.rows)-1, max(m.selIndex(), 0)+d))
+	m.sel = m.rows[i].key
+}
+
+func (m *model) showSlowlog() tea.Cmd {
+	r, ok := m.selected()
+	if !ok {
+		return nil
+	}
+	m.mode, m.slowlogFor = modeSlowlog, r.key
+	if m.opts.Control == nil {
+		m.slowlog = []string{"no slowlog here: this view cannot ask the watcher"}
+		return nil
+	}
+	m.slowlog = []string{fmt.Sprintf("reading the slowlog of worker %d of pool %s…", r.key.pid, r.key.pool)}
+	c, k := m.opts.Control, r.key
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		entry, err := c.Slowlog(ctx, k.pool, k.pid)
+		return slowlogMsg{k, entry, err}
+	}
+}
+
+func (m *model) askKill() {
+	r, ok := m.selected()
+	switch {
+	case !ok:
+		m.msg, m.msgOK = "no worker selected", false
+	case m.opts.Control == nil:
+		m.msg, m.msgOK = "this view cannot kill: it has no watcher to ask", false
+	default:
+		m.mode, m.confirm = modeConfirm, r
+	}
+}
+
+// refresh takes in a new snapshot.
+func (m *model) refresh(s *watch.Snapshot) {
+	m.snap = s
+	m.hist.observe(s)
+	m.buildRows()
+}
+
+// buildRows lists the workers shown, in order, keeping the selection.
+func (m *model) buildRows() {
+	m.rows = m.rows[:0]
+	if m.snap == nil {
+		return
+	}
+	for _, pv := range m.snap.Pools {
+		r := pv.Report
+		if m.pool != "" && r.Name != m.pool {
+			continue
+		}
+		for i := range r.Processes {
+			p := &r.Processes[i]
+			k := workerKey{r.Name, p.PID}
+			cpu, ok := m.hist.cpuPercent(k)
+			mem := p.PSSBytes
+			if mem == 0 {
+				mem = p.RSSBytes
+			}
+			m.rows = append(m.rows, row{key: k, p: p, cpuPct: cpu, cpuOK: ok, mem: mem})
+		}
+	}
+	m.sortRows()
+	if m.selIndex() < 0 && len(m.rows) > 0 {
+		m.sel = m.rows[0].key
+	}
+}
+
+// sortRows orders the rows: the chosen key first, busy before idle, then
+// pool and pid so that the order holds still between refreshes.
+func (m *model) sortRows() {
+	slices.SortStableFunc(m.rows, func(a, b row) int {
+		var c int
+		switch m.by {
+		case sortAge:
+			c = cmpDesc(age(a.p), age(b.p))
+		case sortCPU:
+			c = cmpDesc(a.cpuPct, b.cpuPct)
+		case sortMem:
+			c = cmpDesc(float64(a.mem), float64(b.mem))
+		}
+		if c != 0 {
+			return c
+		}
+		if c = strings.Compare(a.key.pool, b.key.pool); c != 0 {
+			return c
+		}
+		return a.key.pid - b.key.pid
+	})
+}
+
+// age is a busy worker's request age; an idle worker has none and sorts
+// last.
+func age(p *supervisor.ProcessState) float64 {
+	if p.Idle() {
+		return -1
+	}
+	return p.RequestDurationSeconds
+}
+
+func cmpDesc(a, b float64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}

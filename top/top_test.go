@@ -1,0 +1,197 @@
+package top
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/nginxlog"
+	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/watch"
+	"github.com/muesli/termenv"
+)
+
+// snapshot is a snapshot set by hand: pools of n workers each, the first
+// hung with a hostile URI, the second busy.
+func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
+	s := &watch.Snapshot{Time: at, Self: watch.Self{Interval: time.Second, LagSeconds: 0.01 * cpu},
+		Nginx: map[nginxlog.Key]uint64{{Pool: "www", Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
+	for i := range pools {
+		name := "www"
+		if i > 0 {
+			name = fmt.Sprintf("api%d", i)
+		}
+		r := &supervisor.PoolReport{Name: name, Address: "unix:///run/php/" + name + ".sock",
+			Heartbeat:   supervisor.Heartbeat{OK: true, LatencySeconds: 0.0002 + 0.0001*cpu},
+			Status:      supervisor.StatusRead{OK: true, Via: "status_listen"},
+			Master:      &supervisor.MasterReport{PID: 100, Alive: true},
+			Counters:    &supervisor.Counters{MaxChildrenReached: 3},
+			SocketQueue: &supervisor.SocketQueue{Length: 0, Max: 511},
+			Config:      supervisor.PoolLimits{PM: "static", MaxChildren: n}}
+		for j := range n {
+			p := supervisor.ProcessState{PID: 1000*i + 101 + j, State: "Idle", OSState: supervisor.OSSleeping, ParentOK: true,
+				RequestMethod: "GET", RequestURI: "/index.php", Script: "/var/www/app/public/index.php", CPUSeconds: cpu * float64(j), RSSBytes: 30 << 20, PSSBytes: uint64(10+j) << 20}
+			switch j {
+			case 0:
+				p.State, p.RequestDurationSeconds, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "/sleep.php/\x1b]0;x\a\x1b[31mred?token=secret", true, supervisor.HungBlocked
+			case 1:
+				p.State, p.RequestDurationSeconds, p.OSState, p.RequestMethod, p.RequestURI = "Running", 2.5, supervisor.OSRunning, "POST", "/api/save"
+			}
+			r.Processes = append(r.Processes, p)
+		}
+		supervisor.Judge(r, nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
+		s.Pools = append(s.Pools, watch.PoolView{Report: r, Probed: true, LastProbe: at})
+	}
+	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
+	return s
+}
+
+func TestOnceFrame(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	out := Once(Options{Host: "web1", HungAfter: 30 * time.Second}, 160, snapshot(t0, 1, 4, 0), snapshot(t0.Add(time.Second), 1, 4, 0.5))
+	t.Logf("\n%s", out)
+	for _, want := range []string{"fpmguard top · web1 · ", "lag 0.5%, probes every 1s · hung after 30s · www DEGRADED", "busy 2 idle 2 total 4/4 max", "queue 0/511", "max children reached 3",
+		"nginx 5xx/min 0", "opcache 7% full, hits 88.5%", `/sleep.php/\x1b]0;x\x07\x1b[31mred`, "blocked", "PSS", " 50 ", "10.0MiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("frame lacks %q", want)
+		}
+	}
+	if strings.ContainsAny(out, "\x1b\a") {
+		t.Errorf("raw control character in the frame")
+	}
+	lines := strings.Split(out, "\n")
+	if !strings.HasPrefix(lines[4], "      101 ") || !strings.HasPrefix(lines[5], "      102 ") || strings.Contains(lines[4], "token") {
+		t.Errorf("not sorted by age, or query shown: %q %q", lines[4], lines[5])
+	}
+}
+
+// TestNarrowTerminal: at 80×24 and narrower every line fits, none wraps,
+// and the screen is exactly as high as the terminal.
+func TestNarrowTerminal(t *testing.T) {
+	t0 := time.Now()
+	for _, size := range [][2]int{{80, 24}, {60, 20}, {40, 10}, {200, 50}, {20, 5}} {
+		m := newModel(Options{Snapshot: func() *watch.Snapshot { return snapshot(t0, 3, 20, 1) }, Refresh: time.Second}, renderer())
+		m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		m.Init()
+		for _, k := range []string{"", "?", "esc", "s"} {
+			if k != "" {
+				m.Update(keyMsg(k))
+			}
+			view := m.View()
+			lines := strings.Split(view, "\n")
+			if len(lines) != size[1] {
+				t.Errorf("%v after %q: %d lines", size, k, len(lines))
+			}
+			for i, l := range lines {
+				if w := ansi.StringWidth(l); w > size[0] {
+					t.Errorf("%v after %q: line %d is %d wide: %q", size, k, i, w, l)
+				}
+			}
+		}
+	}
+}
+
+// fakeControl records what the view asks for.
+type fakeControl struct {
+	killed []workerKey
+	res    watch.KillResult
+}
+
+func (f *fakeControl) Kill(_ context.Context, pool string, pid int) (watch.KillResult, error) {
+	f.killed = append(f.killed, workerKey{pool, pid})
+	return f.res, nil
+}
+
+func (f *fakeControl) Slowlog(_ context.Context, pool string, pid int) (string, error) {
+	return fmt.Sprintf("[26-Nov-2026 09:00:00]  [pool %s] pid %d\nscript_filename = /var/www/x.php\n[0x1] sleep() /var/www/x.php:3", pool, pid), nil
+}
+
+func keyMsg(k string) tea.KeyMsg {
+	switch k {
+	case "esc":
+		return tea.KeyMsg{Type: tea.KeyEsc}
+	case "down":
+		return tea.KeyMsg{Type: tea.KeyDown}
+	case " ":
+		return tea.KeyMsg{Type: tea.KeySpace, Runes: []rune(" ")}
+	}
+	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)}
+}
+
+func renderer() *lipgloss.Renderer {
+	r := lipgloss.NewRenderer(nil)
+	r.SetColorProfile(termenv.Ascii)
+	return r
+}
+
+// press sends a key and runs the command it returns, as bubbletea would.
+func press(m *model, k string) {
+	_, cmd := m.Update(keyMsg(k))
+	if cmd != nil {
+		if msg := cmd(); msg != nil {
+			m.Update(msg)
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	t0 := time.Now()
+	ctl := &fakeControl{res: watch.KillResult{Result: watch.ResultRefused, Message: "not killing worker 102 of pool www: its request ended a moment ago, and an idle worker is never killed"}}
+	snap := snapshot(t0, 2, 3, 1)
+	m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: ctl, Refresh: time.Second}, renderer())
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
+	m.Init()
+	if m.sel != (workerKey{"www", 101}) && m.sel != (workerKey{"api1", 1101}) {
+		t.Fatalf("selected %v, want the oldest request", m.sel)
+	}
+	press(m, "p")
+	if m.pool != "www" || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
+		t.Errorf("filter: pool %q, %d rows", m.pool, len(m.rows))
+	}
+	press(m, "m")
+	if m.rows[0].key.pid != 103 || m.sel.pid != 103 {
+		t.Errorf("by memory: first %v, selected %v", m.rows[0].key, m.sel)
+	}
+	press(m, "a")
+	press(m, "down")
+	if m.sel.pid != 102 {
+		t.Fatalf("selected %v", m.sel)
+	}
+	press(m, "s")
+	if v := m.View(); !strings.Contains(v, "slowlog of worker 102 of pool www") || !strings.Contains(v, "sleep() /var/www/x.php:3") {
+		t.Errorf("slowlog view:\n%s", v)
+	}
+	press(m, "esc")
+	press(m, "k")
+	if v := m.View(); !strings.Contains(v, "Kill worker 102 of pool www (POST /api/save for 2.5s)? SIGTERM") {
+		t.Errorf("no confirmation:\n%s", v)
+	}
+	press(m, "n")
+	if len(ctl.killed) != 0 || !strings.Contains(m.View(), "kill cancelled") {
+		t.Errorf("killed without a yes: %v", ctl.killed)
+	}
+	press(m, "k")
+	press(m, "y")
+	if len(ctl.killed) != 1 || ctl.killed[0] != (workerKey{"www", 102}) || !strings.Contains(m.View(), "an idle worker is never killed") {
+		t.Errorf("kill: %v\n%s", ctl.killed, m.View())
+	}
+	press(m, " ")
+	snap = snapshot(t0.Add(time.Second), 1, 1, 1)
+	m.Update(tickMsg(t0))
+	if len(m.rows) != 3 || !strings.Contains(m.View(), "PAUSED") {
+		t.Errorf("pause: %d rows", len(m.rows))
+	}
+	press(m, " ")
+	m.Update(tickMsg(t0))
+	if len(m.rows) != 1 {
+		t.Errorf("after pause: %d rows", len(m.rows))
+	}
+	if _, cmd := m.Update(keyMsg("q")); cmd == nil || cmd() != tea.Quit() {
+		t.Error("q does not quit")
+	}
+}

@@ -1,0 +1,309 @@
+package top
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/termsafe"
+)
+
+// safe is what every string from php-fpm, a client or a file goes through
+// before it is drawn.
+var safe = termsafe.String
+
+type styles struct {
+	health                                 map[supervisor.Health]lipgloss.Style
+	title, hung, warn, dim, sel, good, bad lipgloss.Style
+}
+
+func newStyles(r *lipgloss.Renderer) styles {
+	c := func(color string) lipgloss.Style { return r.NewStyle().Foreground(lipgloss.Color(color)) }
+	return styles{
+		health: map[supervisor.Health]lipgloss.Style{
+			supervisor.HealthOK: c("2").Bold(true), supervisor.HealthDegraded: c("3").Bold(true),
+			supervisor.HealthUnhealthy: c("1").Bold(true), supervisor.HealthDown: c("1").Bold(true).Reverse(true),
+		},
+		title: r.NewStyle().Bold(true).Reverse(true),
+		hung:  c("1").Bold(true),
+		warn:  c("3"),
+		dim:   c("8"),
+		sel:   r.NewStyle().Reverse(true),
+		good:  c("2"),
+		bad:   c("1"),
+	}
+}
+
+// View draws the screen: never more lines than the terminal has, never a
+// line wider than it.
+func (m *model) View() string {
+	if m.width <= 0 || m.high <= 0 {
+		return ""
+	}
+	return m.frame(m.high)
+}
+
+// frame draws the view height lines high, or every worker when height is
+// 0 (the plain frame of --once, without keys).
+func (m *model) frame(height int) string {
+	var lines []string
+	add := func(ls ...string) {
+		for _, l := range ls {
+			lines = append(lines, ansi.Truncate(l, m.width, ""))
+		}
+	}
+	add(m.header())
+	if m.snap == nil {
+		add("", "waiting for the first probe…")
+		if p := m.opts.Problem(); p != "" {
+			add(m.st.bad.Render(safe(p)))
+		}
+		return strings.Join(m.fill(lines, height), "\n")
+	}
+	footer := 0
+	if height > 0 {
+		footer = 2
+	}
+	// The pools may take what is left after the table's header, three
+	// workers and the footer.
+	poolRoom := 1 << 30
+	if height > 0 {
+		poolRoom = max(1, height-1-footer-4)
+	}
+	add(m.pools(poolRoom)...)
+
+	body := 1 << 30
+	if height > 0 {
+		body = max(0, height-len(lines)-footer)
+	}
+	switch m.mode {
+	case modeHelp:
+		add(m.helpLines(body)...)
+	case modeSlowlog:
+		add(m.slowlogLines(body)...)
+	default:
+		add(m.table(body)...)
+	}
+	if height > 0 {
+		lines = m.fill(lines, height-footer)
+		add(m.message(), m.help.ShortHelpView(m.keys.ShortHelp()))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// fill pads or cuts lines to exactly n (none when n is 0).
+func (m *model) fill(lines []string, n int) []string {
+	if n <= 0 {
+		return lines
+	}
+	for len(lines) < n {
+		lines = append(lines, "")
+	}
+	return lines[:n]
+}
+
+func (m *model) header() string {
+	parts := []string{"fpmguard top"}
+	if m.opts.Host != "" {
+		parts = append(parts, safe(m.opts.Host))
+	}
+	if s := m.snap; s != nil {
+		parts = append(parts, s.Time.Local().Format("15:04:05"))
+		lag := fmt.Sprintf("lag %.1f%%", 100*m.hist.lagShare)
+		if s.Self.Interval > 0 {
+			lag += ", probes every " + s.Self.Interval.String()
+		}
+		parts = append(parts, lag)
+		if m.opts.HungAfter > 0 {
+			parts = append(parts, "hung after "+m.opts.HungAfter.String())
+		}
+		var ps []string
+		for _, p := range s.Pools {
+			ps = append(ps, safe(p.Report.Name)+" "+m.st.health[p.Report.Health].Render(strings.ToUpper(string(p.Report.Health))))
+		}
+		parts = append(parts, strings.Join(ps, ", "))
+	}
+	if m.opts.Source != "" {
+		parts = append(parts, safe(m.opts.Source))
+	}
+	line := strings.Join(parts, " · ")
+	if m.pool != "" {
+		line = m.st.title.Render("POOL "+safe(m.pool)) + " " + line
+	}
+	if m.pause {
+		line = m.st.title.Render("PAUSED") + " " + line
+	}
+	return line
+}
+
+// pools draws each pool in at most room lines.
+func (m *model) pools(room int) []string {
+	per := 2
+	if m.snap != nil && len(m.snap.Pools)*3 <= room {
+		per = 3 // room for each pool's first reason
+	} else if m.snap != nil && len(m.snap.Pools)*2 > room {
+		per = 1
+	}
+	var out []string
+	for i, pv := range m.snap.Pools {
+		if len(out)+per > room && i < len(m.snap.Pools) {
+			out = append(out, m.st.dim.Render(fmt.Sprintf("… %d more pools (p shows one at a time)", len(m.snap.Pools)-i)))
+			break
+		}
+		r := pv.Report
+		segs := m.poolSegments(r)
+		lines := pack(segs, m.width, min(per, 2))
+		if per == 3 && len(r.Reasons) > 0 {
+			reason := "  ! " + safe(r.Reasons[0])
+			if n := len(r.Reasons) - 1; n > 0 {
+				reason += fmt.Sprintf(" (+%d more)", n)
+			}
+			lines = append(lines, m.st.warn.Render(reason))
+		}
+		out = append(out, lines...)
+	}
+	return out
+}
+
+// pack puts segments on at most n lines of width, in order; what does not
+// fit is left out.
+func pack(segs []string, width, n int) []string {
+	var lines []string
+	cur := ""
+	for _, s := range segs {
+		switch {
+		case cur == "":
+			cur = s
+		case ansi.StringWidth(cur)+2+ansi.StringWidth(s) <= width:
+			cur += "  " + s
+		case len(lines)+1 < n:
+			lines = append(lines, cur)
+			cur = "    " + s
+		}
+	}
+	return append(lines, cur)
+}
+
+func (m *model) poolSegments(r *supervisor.PoolReport) []string {
+	segs := []string{"pool " + safe(r.Name) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))}
+	h := r.Heartbeat
+	switch {
+	case h.Skipped:
+		segs = append(segs, "heartbeat not configured")
+	case h.OK:
+		segs = append(segs, "heartbeat "+supervisor.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
+	case h.Inconclusive != "":
+		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
+	case h.Failure != nil:
+		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (%s, nginx %d)", h.Failure.Class, h.Failure.NginxStatus))+" "+m.hist.sparkline(r.Name))
+	default:
+		segs = append(segs, m.st.bad.Render("heartbeat FAILED")+" "+m.hist.sparkline(r.Name))
+	}
+	busy, total := r.Busy()
+	workers := fmt.Sprintf("busy %d idle %d total %d", busy, total-busy, total)
+	if r.Config.MaxChildren > 0 {
+		workers += fmt.Sprintf("/%d max", r.Config.MaxChildren)
+	}
+	if total > 0 && busy == total {
+		workers = m.st.warn.Render(workers)
+	}
+	segs = append(segs, workers)
+	if q := r.SocketQueue; q != nil {
+		s := fmt.Sprintf("queue %d/%d", q.Length, q.Max)
+		if q.Length > 0 {
+			s = m.st.warn.Render(s)
+		}
+		segs = append(segs, s)
+	} else if r.Counters != nil {
+		segs = append(segs, fmt.Sprintf("queue %d", r.Counters.ListenQueue))
+	}
+	if c := r.Counters; c != nil {
+		segs = append(segs, fmt.Sprintf("max children reached %d", c.MaxChildrenReached))
+	}
+	if n, ok := m.hist.nginx5xx(r.Name); ok {
+		s := fmt.Sprintf("nginx 5xx/min %d", n)
+		if n > 0 {
+			s = m.st.bad.Render(s)
+		}
+		segs = append(segs, s)
+	}
+	if o := m.opcacheOf(r); o != nil {
+		switch {
+		case o.Error != "" || !o.Enabled:
+			segs = append(segs, m.st.warn.Render("opcache "+string(o.Health)))
+		default:
+			s := fmt.Sprintf("opcache %.0f%% full, hits %.1f%%", 100*o.FillRatio, 100*o.HitRate)
+			if o.Health != supervisor.HealthOK {
+				s = m.st.health[o.Health].Render(s)
+			}
+			segs = append(segs, s)
+		}
+	}
+	return segs
+}
+
+// opcacheOf is the opcache of the pool's master, nil when not read.
+func (m *model) opcacheOf(r *supervisor.PoolReport) *supervisor.OpcacheReport {
+	for i := range m.snap.Opcache {
+		o := &m.snap.Opcache[i]
+		if r.Master != nil && r.Master.PID != 0 && o.MasterPID == r.Master.PID {
+			return o
+		}
+	}
+	for i := range m.snap.Opcache {
+		for _, name := range m.snap.Opcache[i].Pools {
+			if name == r.Name {
+				return &m.snap.Opcache[i]
+			}
+		}
+	}
+	return nil
+}
+
+func (m *model) message() string {
+	switch {
+	case m.mode == modeConfirm:
+		p := m.confirm.p
+		what := "idle"
+		if !p.Idle() {
+			what = safe(p.RequestMethod) + " " + m.uri(p) + " for " + ageText(p)
+		}
+		return m.st.title.Render(fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.confirm.key.pool), what))
+	case m.msg != "":
+		if m.msgOK {
+			return m.st.good.Render(safe(m.msg))
+		}
+		return m.st.bad.Render(safe(m.msg))
+	case m.opts.Problem() != "":
+		return m.st.bad.Render(safe(m.opts.Problem()))
+	}
+	if m.snap != nil && time.Since(m.snap.Time) > 3*m.opts.Refresh+2*time.Second {
+		return m.st.warn.Render(fmt.Sprintf("the data is %s old", time.Since(m.snap.Time).Round(time.Second)))
+	}
+	return ""
+}
+
+func (m *model) helpLines(room int) []string {
+	lines := []string{"", "Keys:"}
+	lines = append(lines, strings.Split(m.help.FullHelpView(m.keys.FullHelp()), "\n")...)
+	lines = append(lines, "",
+		"STATE is php-fpm's word for the worker, OS the kernel's. AGE is the age of the",
+		"request in flight, in red once it is past --hung-after; HUNG says whether a hung",
+		"worker spins on a CPU or waits (blocked). CPU% is over the last probe interval;",
+		"PSS counts shared memory (the opcache) once across the workers sharing it.",
+		"The kill key sends SIGTERM through the same checks as --kill-hung-after: parent",
+		"and title, never an idle worker, at most --max-kill-ratio of a pool at once.",
+		"esc closes this help.")
+	return lines[:min(len(lines), room)]
+}
+
+func (m *model) slowlogLines(room int) []string {
+	lines := []string{m.st.title.Render(fmt.Sprintf("slowlog of worker %d of pool %s (esc to close)", m.slowlogFor.pid, safe(m.slowlogFor.pool)))}
+	for _, l := range m.slowlog {
+		lines = append(lines, safe(l))
+	}
+	return lines[:min(len(lines), room)]
+}

@@ -1,0 +1,130 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+// KillResult is the outcome of a kill a person asked for, in plain words.
+type KillResult struct {
+	Result  Result `json:"result"`
+	Message string `json:"message"`
+}
+
+// Done reports a kill that was carried out, or would have been under
+// --dry-run.
+func (k KillResult) Done() bool { return k.Result == ResultOK || k.Result == ResultDryRun }
+
+// ErrUnknownPool is returned for a pool the watcher does not watch.
+var ErrUnknownPool = errors.New("no such pool")
+
+// KillWorker SIGTERMs worker pid of pool because a person asked (the kill
+// key of `fpmguard top`, or POST /kill of serve), through the rules the
+// watchdog obeys: only a worker php-fpm calls busy on a status page read
+// again now, never one serving fpmguard's own probe; its parent the pool's
+// master, its title the pool's, its start time the one observed; the
+// master alive; no more of the pool's workers on their way out at once
+// than --max-kill-ratio allows; within the action budget; nothing but a
+// report under --dry-run. SIGKILL follows after the grace when it is still
+// there. who names the person's side, for the event. Every outcome is
+// counted and recorded as the watchdog's are; a pool that is not watched
+// is refused with ErrUnknownPool and counted nowhere, so a caller cannot
+// invent label values.
+func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who string) (KillResult, error) {
+	pw := w.poolNamed(pool)
+	if pw == nil {
+		return KillResult{}, fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	}
+	pw.mu.Lock()
+	t := pw.target
+	pw.mu.Unlock()
+	v := pw.view.Load()
+	if v == nil {
+		return KillResult{Result: ResultRefused, Message: fmt.Sprintf("not killing pid %d: pool %s has not been probed yet", pid, pool)}, nil
+	}
+	for _, p := range v.Report.Processes {
+		if p.PID == pid {
+			return w.actions.killByHand(ctx, t, v.Report, p, who), nil
+		}
+	}
+	return KillResult{Result: ResultRefused, Message: fmt.Sprintf("not killing pid %d: the latest status page of pool %s does not name it", pid, pool)}, nil
+}
+
+// killByHand is KillWorker's part in the actor: the watchdog's checks, in
+// its order, with the pool's kill cap counted over the workers already on
+// their way out.
+func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, who string) KillResult {
+	refuse := func(result Result, kind event.Kind, format string, args ...any) KillResult {
+		a.count(t.Name, ActionKill, result)
+		return KillResult{Result: result, Message: a.event(t, r, kind, p.PID, nil, format, args...)}
+	}
+	switch {
+	case p.Idle():
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is idle, and an idle worker is never killed", p.PID, t.Name, who)
+	case p.ProbeRequest():
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving fpmguard's own status or ping request", p.PID, t.Name, who)
+	case r.Master == nil || !r.Master.Alive:
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its master is not known to be alive, so nothing would respawn it", p.PID, t.Name, who)
+	}
+	a.mu.Lock()
+	_, already := a.pending[p.PID]
+	dying := 0
+	for _, q := range r.Processes {
+		if _, ok := a.pending[q.PID]; ok {
+			dying++
+		}
+	}
+	a.mu.Unlock()
+	limit := a.killLimit(len(r.Processes))
+	switch {
+	case already:
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s again (asked by %s): it was sent SIGTERM already, and gets SIGKILL if still there %s after it", p.PID, t.Name, who, a.cfg.KillGrace)
+	case dying >= limit:
+		return refuse(ResultCapped, event.KindActionRefused, "not killing worker %d of pool %s now (asked by %s): %d of its %d workers are being killed already, and at most %d are at once (--max-kill-ratio %.2f); try again in a few seconds",
+			p.PID, t.Name, who, dying, len(r.Processes), limit, a.cfg.MaxKillRatio)
+	}
+	// The snapshot may be an interval old: read the status page again, so
+	// that a request that ended meanwhile does not cost an idle worker
+	// its life.
+	busy, err := a.stillBusy(ctx, t)
+	if err != nil {
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): cannot re-read its status page to check it is still busy: %v", p.PID, t.Name, who, err)
+	}
+	if !busy[p.PID] {
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its request ended a moment ago, and an idle worker is never killed", p.PID, t.Name, who)
+	}
+	// The escalation to SIGKILL outlives the request that asked: it ends
+	// by itself after the grace, and Run waits for it.
+	res, msg := a.killOne(context.WithoutCancel(ctx), t, r, p, "on request of "+who)
+	return KillResult{Result: res, Message: msg}
+}
+
+// Slowlog returns the newest entry of pool's slowlog for worker pid, ""
+// when it has none.
+func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
+	pw := w.poolNamed(pool)
+	if pw == nil {
+		return "", fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	}
+	pw.mu.Lock()
+	t := pw.target
+	pw.mu.Unlock()
+	if t.Slowlog == "" {
+		return "", fmt.Errorf("pool %s has no slowlog: set slowlog and request_slowlog_timeout in its config", pool)
+	}
+	return slowlogEntry(t, pid), nil
+}
+
+// poolNamed is the watched pool of that name, nil if none.
+func (w *Watcher) poolNamed(name string) *poolWatch {
+	for _, pw := range w.pools {
+		if w.name(pw) == name {
+			return pw
+		}
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/nginxlog"
+	"github.com/fpmguard/fpmguard/watch"
+)
+
+// fakeWatcher answers the handlers from a fixed snapshot and records kills.
+type fakeWatcher struct {
+	snap   *watch.Snapshot
+	killed []string
+}
+
+func (f *fakeWatcher) Snapshot() *watch.Snapshot { return f.snap }
+func (f *fakeWatcher) Live() (bool, []string)    { return true, nil }
+func (f *fakeWatcher) Ready() (bool, []string)   { return true, nil }
+func (f *fakeWatcher) Events() *event.Log        { return event.NewLog(nil) }
+func (f *fakeWatcher) KillWorker(_ context.Context, pool string, pid int, who string) (watch.KillResult, error) {
+	if pool != "pool0" {
+		return watch.KillResult{}, watch.ErrUnknownPool
+	}
+	f.killed = append(f.killed, who)
+	if pid == 102 {
+		return watch.KillResult{Result: watch.ResultRefused, Message: "not killing worker 102: it is idle"}, nil
+	}
+	return watch.KillResult{Result: watch.ResultOK, Message: "SIGTERM worker 101"}, nil
+}
+func (f *fakeWatcher) Slowlog(pool string, pid int) (string, error) {
+	return "[pool " + pool + "] pid 101\nscript_filename = /var/www/report.php", nil
+}
+
+func serveFake(t *testing.T, policy KillPolicy) (*fakeWatcher, *Remote) {
+	t.Helper()
+	snap := fixedSnapshot(2, 3)
+	snap.Nginx = map[nginxlog.Key]uint64{{Pool: "pool0", Status: 502, Cause: nginxlog.CauseReset}: 4}
+	snap.Pools[0].Report.Processes[0].RequestURI = "/a\x1b]0;x\a\u009b"
+	f := &fakeWatcher{snap: snap}
+	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() Controller { return f }, policy)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	r, err := NewRemote(srv.URL, "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, r
+}
+
+// TestSnapshotOverHTTP: /snapshot carries the snapshot exactly, control
+// characters in URIs included, as JSON escapes; no raw control byte.
+func TestSnapshotOverHTTP(t *testing.T) {
+	f, r := serveFake(t, KillPolicy{})
+	got, err := r.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(encodeSnapshot(f.snap))
+	have, _ := json.Marshal(encodeSnapshot(got))
+	if !bytes.Equal(want, have) {
+		t.Errorf("snapshot changed on the way:\n%s\n%s", want, have)
+	}
+	body, _, err := r.do(context.Background(), http.MethodGet, r.url("/snapshot", nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.IndexFunc(body, func(c rune) bool { return (c < 0x20 && c != '\n') || (c >= 0x7f && c <= 0x9f) }); i >= 0 {
+		t.Errorf("raw control character in /snapshot at %d: %q", i, body[max(0, i-20):i+5])
+	}
+}
+
+// TestKillOverHTTP: off unless enabled; on, a loopback client may kill and
+// hears refusals in plain words; slowlog is read-only and always there.
+func TestKillOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	f, r := serveFake(t, KillPolicy{})
+	res, err := r.Kill(ctx, "pool0", 101)
+	if err != nil || res.Done() || !strings.Contains(res.Message, "--web.enable-kill") || len(f.killed) != 0 {
+		t.Errorf("kill while off: %+v %v %v", res, err, f.killed)
+	}
+	entry, err := r.Slowlog(ctx, "pool0", 101)
+	if err != nil || !strings.Contains(entry, "script_filename") {
+		t.Errorf("slowlog: %q %v", entry, err)
+	}
+
+	f, r = serveFake(t, KillPolicy{Enabled: true})
+	if res, err := r.Kill(ctx, "pool0", 101); err != nil || res.Result != watch.ResultOK || len(f.killed) != 1 || !strings.HasPrefix(f.killed[0], "HTTP client 127.0.0.1:") {
+		t.Errorf("kill: %+v %v %v", res, err, f.killed)
+	}
+	if res, _ := r.Kill(ctx, "pool0", 102); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "idle") {
+		t.Errorf("refused kill: %+v", res)
+	}
+	if res, _ := r.Kill(ctx, "nope", 101); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 404") {
+		t.Errorf("unknown pool: %+v", res)
+	}
+	// GET and a form post (what a web page can send) do nothing.
+	resp, err := http.Get(r.url("/kill", nil))
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /kill: %v %v", resp, err)
+	}
+	resp, err = http.Post(r.url("/kill", nil), "application/x-www-form-urlencoded", strings.NewReader(`{"pool":"pool0","pid":101}`))
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusUnsupportedMediaType || len(f.killed) != 2 {
+		t.Errorf("form POST /kill: %v %v (kills %v)", resp, err, f.killed)
+	}
+	// The rest stays read-only.
+	resp, err = http.Post(r.url("/status", nil), "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /status: %v %v", resp, err)
+	}
+}
+
+func TestKillPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy     KillPolicy
+		peer, host string
+		ok         bool
+	}{
+		{KillPolicy{}, "127.0.0.1:5000", "127.0.0.1:9253", false},
+		{KillPolicy{Enabled: true}, "127.0.0.1:5000", "127.0.0.1:9253", true},
+		{KillPolicy{Enabled: true}, "[::1]:5000", "[::1]:9253", true},
+		{KillPolicy{Enabled: true}, "127.0.0.1:5000", "localhost:9253", true},
+		{KillPolicy{Enabled: true}, "10.1.2.3:5000", "10.1.2.4:9253", false},
+		{KillPolicy{Enabled: true}, "127.0.0.1:5000", "evil.example:9253", false}, // DNS rebinding
+		{KillPolicy{Enabled: true, Authenticated: true}, "10.1.2.3:5000", "fpm.example:9253", true},
+		{KillPolicy{Authenticated: true}, "127.0.0.1:5000", "127.0.0.1:9253", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/kill", nil)
+		r.RemoteAddr, r.Host = tc.peer, tc.host
+		if why := tc.policy.refuse(r); (why == "") != tc.ok {
+			t.Errorf("%+v from %s to %s: refused %q, want ok %v", tc.policy, tc.peer, tc.host, why, tc.ok)
+		}
+	}
+}
+
+func TestAuthenticatesClients(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		yaml string
+		want bool
+	}{
+		{"basic_auth_users:\n  alice: $2y$10$abcdefghijklmnopqrstuv\n", true},
+		{"tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n", false},
+		{"tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n", true},
+		{"tls_server_config:\n  client_auth_type: VerifyClientCertIfGiven\n", false},
+	} {
+		p := filepath.Join(dir, "web.yml")
+		if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := AuthenticatesClients(p); err != nil || got != tc.want {
+			t.Errorf("%q: %v %v, want %v", tc.yaml, got, err, tc.want)
+		}
+	}
+	if got, err := AuthenticatesClients(""); got || err != nil {
+		t.Errorf("no file: %v %v", got, err)
+	}
+}
+
+// BenchmarkSnapshotDecode50 is the part of a refresh of top --from that
+// standalone top does not have: reading /snapshot of a 50-worker pool.
+func BenchmarkSnapshotDecode50(b *testing.B) {
+	body, err := json.Marshal(encodeSnapshot(fixedSnapshot(1, 50)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeSnapshot(bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
