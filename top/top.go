@@ -66,7 +66,12 @@ func (o *Options) fill() {
 func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	opts.fill()
 	m := newModel(opts, lipgloss.NewRenderer(out))
-	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithInput(in), tea.WithOutput(out))
+	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithInput(in), tea.WithOutput(out))
+	// A signal or the end of ctx quits the way q does. bubbletea's own
+	// context path kills the program instead, and a kill early in its
+	// life left the alternate screen on (seen under load in tests).
+	stop := context.AfterFunc(ctx, p.Quit)
+	defer stop()
 	_, err := p.Run()
 	if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, context.Canceled) {
 		return nil // stopped by a signal or its context: the terminal is restored

@@ -77,6 +77,21 @@ func write(dir, file, value string) error {
 	return nil
 }
 
+// SetQuota changes the group's quota to quota of CPU time every period.
+func (g *CPUGroup) SetQuota(quota, period time.Duration) error {
+	q := strconv.FormatInt(quota.Microseconds(), 10)
+	p := strconv.FormatInt(period.Microseconds(), 10)
+	if fileExists(filepath.Join(g.Dir, "cpu.max")) {
+		return write(g.Dir, "cpu.max", q+" "+p)
+	}
+	// v1 checks the quota against the period as it is: a longer period
+	// goes first.
+	if err := write(g.Dir, "cpu.cfs_period_us", p); err != nil {
+		return err
+	}
+	return write(g.Dir, "cpu.cfs_quota_us", q)
+}
+
 // Add moves a process, with all its threads, into the group.
 func (g *CPUGroup) Add(pid int) error {
 	return write(g.Dir, "cgroup.procs", strconv.Itoa(pid))
