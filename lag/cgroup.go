@@ -110,11 +110,6 @@ func (c *cgroupCPU) read() (Throttling, error) {
 	return parseCPUStat(b, c.v2), nil
 }
 
-func (c *cgroupCPU) readOK() (Throttling, bool) {
-	t, err := c.read()
-	return t, err == nil
-}
-
 // parseCPUStat reads nr_periods, nr_throttled and the throttled time.
 func parseCPUStat(b []byte, v2 bool) Throttling {
 	var t Throttling

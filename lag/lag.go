@@ -101,7 +101,9 @@ func (m *Monitor) Run(ctx context.Context) {
 		var th Throttling
 		ok := false
 		if m.cgroup != nil {
-			th, ok = m.cgroup.readOK()
+			var err error
+			th, err = m.cgroup.read()
+			ok = err == nil
 		}
 		m.mu.Lock()
 		m.record(m.next, now)

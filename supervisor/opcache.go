@@ -275,8 +275,6 @@ func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Tar
 				// Keep the last figures and verdict: this read says nothing.
 				if prev != nil {
 					r = *prev
-				} else {
-					r.Health = HealthOK
 				}
 				r.Inconclusive = why + ": " + err.Error()
 				return r

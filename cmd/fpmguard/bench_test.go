@@ -17,7 +17,8 @@ import (
 )
 
 // vmRSS reads a process's resident set size in bytes.
-func vmRSS(b *testing.B, pid int) float64 {
+func vmRSS(b testing.TB, pid int) float64 {
+	b.Helper()
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		b.Fatal(err)

@@ -113,7 +113,7 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	res.cpuPerTick = time.Duration(float64(self1-self0) / ticks)
 	res.coreShare = float64(self1-self0) / float64(window)
 	res.fpmShare = float64(fpm1-fpm0) / float64(window)
-	res.rssMB = float64(rssBytes(cmd.Process.Pid)) / (1 << 20)
+	res.rssMB = vmRSS(t, cmd.Process.Pid) / (1 << 20)
 	var took []time.Duration
 	client := &http.Client{Timeout: 30 * time.Second}
 	for range 21 {
@@ -199,18 +199,6 @@ func children(pid int) []int {
 		}
 	}
 	return out
-}
-
-// rssBytes is a process's resident set, from /proc/PID/status.
-func rssBytes(pid int) int64 {
-	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func envInt(name string, def int) int {

@@ -245,16 +245,7 @@ type usage struct {
 func resources(t *testing.T, pid int, base string) usage {
 	t.Helper()
 	var u usage
-	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			u.rss = float64(kb) / 1024
-		}
-	}
+	u.rss = vmRSS(t, pid) / (1 << 20)
 	fds, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "fd"))
 	if err != nil {
 		t.Fatal(err)
