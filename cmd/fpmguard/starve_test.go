@@ -162,26 +162,35 @@ func TestStarvedServeStaysCalm(t *testing.T) {
 	}
 
 	// Starved for good: 5 ms of CPU a second, less than 20 pools need.
-	// fpmguard says so, and probes less often.
+	// fpmguard says so, and probes less often. The first phase may
+	// already have logged a starvation that ended, so only a new one
+	// counts.
 	cancel()
 	wg.Wait()
+	starvedLines := func() []string {
+		_, body, _ := get("/events?n=1000")
+		var lines []string
+		for _, l := range strings.Split(body, "\n") {
+			if strings.Contains(l, "fpmguard is starved of CPU") {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
+	before := len(starvedLines())
 	if err := group.SetQuota(5*time.Millisecond, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	why := fpmtest.Poll(t, 120*time.Second, func() (string, bool) {
-		_, body, _ := get("/events?n=1000")
-		for _, l := range strings.Split(body, "\n") {
-			if strings.Contains(l, "fpmguard is starved of CPU") {
-				return l, true
-			}
+		lines := starvedLines()
+		if len(lines) <= before {
+			return "", false
 		}
-		return "", false
+		_, metrics, _ := get("/metrics")
+		return lines[len(lines)-1] + "; " + metricLine(metrics, "fpmguard_probe_interval_seconds"),
+			metricValue(metrics, "fpmguard_probe_interval_seconds") > 1
 	})
-	_, metrics, _ = get("/metrics")
-	t.Logf("at 0.5%% of a core: %s; %s", strings.TrimSpace(why), metricLine(metrics, "fpmguard_probe_interval_seconds"))
-	if v := metricValue(metrics, "fpmguard_probe_interval_seconds"); v <= 1 {
-		t.Errorf("fpmguard_probe_interval_seconds = %v while starved, want above 1", v)
-	}
+	t.Logf("at 0.5%% of a core: %s", strings.TrimSpace(why))
 }
 
 // metricLine returns the line of a metric without labels, for the log.
