@@ -57,6 +57,12 @@ type OpcacheReport struct {
 	JITBufferFreeBytes int64   `json:"jit_buffer_free_bytes"`
 	JITBufferFill      float64 `json:"jit_buffer_fill_ratio"`
 
+	// The settings behind the figures, for advice.
+	MemoryConsumptionBytes int64 `json:"memory_consumption_bytes,omitempty"`
+	MaxAcceleratedFiles    int64 `json:"max_accelerated_files,omitempty"` // as written; MaxCachedKeys is what php-fpm uses
+	ValidateTimestamps     bool  `json:"validate_timestamps"`
+	RevalidateFreqSeconds  int64 `json:"revalidate_freq_seconds"`
+
 	StartTime       *time.Time `json:"start_time,omitempty"`
 	LastRestartTime *time.Time `json:"last_restart_time,omitempty"`
 	// PendingSince is when fpmguard first saw the pending restart.
@@ -326,6 +332,8 @@ func fillOpcache(r *OpcacheReport, st *opcache.Status) {
 	r.Hits, r.Misses, r.HitRate = st.Hits, st.Misses, st.HitRate()
 	r.OOMRestarts, r.HashRestarts, r.ManualRestarts = st.OOMRestarts, st.HashRestarts, st.ManualRestarts
 	r.JITEnabled, r.JITBufferSizeBytes, r.JITBufferFreeBytes = st.JITEnabled, st.JITBufferSize, st.JITBufferFree
+	r.MemoryConsumptionBytes, r.MaxAcceleratedFiles = st.Config.MemoryConsumption, st.Config.MaxAcceleratedFiles
+	r.ValidateTimestamps, r.RevalidateFreqSeconds = st.Config.ValidateTimestamps, st.Config.RevalidateFreq
 	if st.JITBufferSize > 0 {
 		r.JITBufferFill = 1 - float64(st.JITBufferFree)/float64(st.JITBufferSize)
 	}

@@ -207,7 +207,7 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 			Requests:               p.Requests,
 			LastRequestCPU:         p.LastRequestCPU,
 			LastRequestMemory:      p.LastRequestMemory,
-			probeRequest:           !p.Idle() && isProbe(t, StripQuery(p.RequestURI)),
+			probeRequest:           !p.Idle() && t.IsProbe(StripQuery(p.RequestURI)),
 		}
 		osp, err := pr.Procs.ReadProcess(ctx, p.PID)
 		ps.OSState = osp.State
@@ -287,6 +287,9 @@ func (pr *Prober) master(ctx context.Context, t Target, procs []ProcessState) *M
 	switch {
 	case err == nil && osp.State != OSZombie && IsMasterTitle(osp.Title):
 		m.Alive = true
+		if pr.ReadPSS {
+			m.PSSBytes = pr.pssOf(pid, osp.StartTicks)
+		}
 	case osp.State == OSZombie:
 		// It exited; only its parent has not collected it yet.
 	case osp.State == OSGone:
@@ -341,7 +344,9 @@ func (pr *Prober) foreignMaster(ctx context.Context, pid int, first OSProcess) s
 }
 
 // isProbe reports whether a request path is a status or ping request.
-func isProbe(t Target, path string) bool {
+// IsProbe reports whether a request path is one of fpmguard's probes of
+// the pool: its status page or its ping.
+func (t Target) IsProbe(path string) bool {
 	return path != "" && (path == t.StatusPath || path == t.PingPath)
 }
 

@@ -155,6 +155,9 @@ type MasterReport struct {
 	Unknown string  `json:"unknown,omitempty"`
 	OSState OSState `json:"os_state,omitempty"`
 	Config  string  `json:"config,omitempty"`
+	// PSSBytes is the master's proportional memory, read as the workers'
+	// is: by serve and run only.
+	PSSBytes uint64 `json:"pss_bytes,omitempty"`
 }
 
 // Gone reports a master known to be dead: not alive, and not unknown.
@@ -218,6 +221,10 @@ type ProcessState struct {
 	// probe, not load.
 	probeRequest bool
 }
+
+// Serving reports a worker busy with a request that is not one of
+// fpmguard's own probes: load.
+func (p ProcessState) Serving() bool { return p.State != fastcgi.StateIdle && !p.probeRequest }
 
 // HungKind tells what a hung worker did over the last interval.
 type HungKind string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/history"
 	"github.com/fpmguard/fpmguard/lag"
 	"github.com/fpmguard/fpmguard/nginxlog"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -29,6 +30,9 @@ type Config struct {
 	// starting at the same moment.
 	FirstProbeAfter time.Duration
 	Actions         ActionConfig
+	// History, when set, keeps every probe for advice. It outlives the
+	// watcher: a reload starts a new watcher on the same history.
+	History *history.History
 }
 
 // Defaults of Config.
@@ -157,6 +161,9 @@ func (w *Watcher) SetMasterPID(pid int) {
 		pw.mu.Unlock()
 	}
 }
+
+// History is the history the watcher keeps, nil when it keeps none.
+func (w *Watcher) History() *history.History { return w.cfg.History }
 
 // Events is the watcher's event log.
 func (w *Watcher) Events() *event.Log { return w.events }
@@ -299,8 +306,11 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.publish(pw, target, &r, prev == nil)
 }
 
-// publish makes r the pool's latest view.
+// publish makes r the pool's latest view, and keeps it in the history.
 func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor.PoolReport, first bool) {
+	if w.cfg.History != nil {
+		w.cfg.History.AddPool(target, r, time.Now())
+	}
 	pw.view.Store(&PoolView{
 		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
@@ -369,6 +379,9 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 			next[o.MasterPID] = o
 		}
 		prev = next
+		if w.cfg.History != nil {
+			w.cfg.History.AddOpcache(reports, time.Now())
+		}
 		w.mu.Lock()
 		w.opcache = reports
 		w.mu.Unlock()

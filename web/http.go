@@ -50,7 +50,7 @@ type Source interface {
 
 // NewHTTPHandler serves the source current returns (it changes when
 // SIGHUP reloads the config; nil while nothing is watched): /healthz,
-// /readyz, /status, /snapshot, /events and, at telemetryPath, metrics (nil: the route
+// /readyz, /status, /snapshot, /events, /advice and, at telemetryPath, metrics (nil: the route
 // answers 404 until metrics exist). Everything is read-only and answered
 // from memory.
 func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath string) http.Handler {
@@ -87,6 +87,7 @@ func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath s
 			Events []event.Event `json:"events"`
 		}{current().Events().Recent(n)})
 	}))
+	mux.HandleFunc("/advice", watching(adviceHandler(current)))
 	if telemetryPath == "" {
 		telemetryPath = "/metrics"
 	}
@@ -101,7 +102,7 @@ func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath s
 		}
 		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(rw, "<!doctype html><title>fpmguard</title><h1>fpmguard</h1><ul>")
-		for _, p := range []string{telemetryPath, "/status", "/snapshot", "/events", "/healthz", "/readyz"} {
+		for _, p := range []string{telemetryPath, "/status", "/snapshot", "/events", "/advice", "/healthz", "/readyz"} {
 			fmt.Fprintf(rw, `<li><a href="%s">%s</a>`, html.EscapeString(p), html.EscapeString(p))
 		}
 		fmt.Fprintf(rw, "</ul>")

@@ -75,6 +75,7 @@ type cli struct {
 	check supervisor.CheckThresholds
 
 	top         topFlags
+	advise      adviseFlags
 	serve, run  watchFlags
 	runArgv     []string
 	stopTimeout time.Duration
@@ -136,6 +137,8 @@ func newApp(c *cli) *kingpin.Application {
 	topCmd := app.Command("top", "A live full-screen view of every pool and worker, with a kill key; --from reads a running serve.")
 	addTopFlags(topCmd, &c.top)
 
+	addAdviseFlags(app.Command("advise", "Settings for each pool and opcache, computed from what fpmguard measures: sampled for --duration, or --from a running serve's history."), &c.advise)
+
 	serve := app.Command("serve", "Watch the pools continuously; serve /healthz, /readyz, /status, /events and /metrics; act when asked.")
 	addWatchFlags(serve, &c.serve)
 	run := app.Command("run", "Run php-fpm as a child (the container entrypoint), restart it when it dies, and do all serve does: fpmguard run [flags] -- php-fpm -F -y CONF")
@@ -185,6 +188,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(ctx, &c, stdout, stderr, logger)
 	case "top":
 		return cmdTop(ctx, &c, stdout, stderr)
+	case "advise":
+		return cmdAdvise(ctx, &c, stdout, stderr)
 	case "check":
 		return cmdCheck(ctx, &c, stdout, stderr)
 	case "opcache status":

@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/history"
 	"github.com/fpmguard/fpmguard/runner"
 	"github.com/fpmguard/fpmguard/watch"
 	fpmweb "github.com/fpmguard/fpmguard/web"
@@ -127,7 +128,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 	defer cancel()
 	ready := make(chan struct{})
 	var readyOnce sync.Once
-	s := &session{args: args, cmd: "serve", c: *c, events: event.NewLog(logger), logger: logger, reload: hup,
+	s := &session{args: args, cmd: "serve", c: *c, events: event.NewLog(logger), logger: logger, reload: hup, history: history.New(),
 		onWatcher: func(*watch.Watcher) { readyOnce.Do(func() { close(ready) }) }}
 	var wg sync.WaitGroup
 	var watchErr error
@@ -210,7 +211,7 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	var wg sync.WaitGroup
 	ready := make(chan struct{})
 	var readyOnce sync.Once
-	s := &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup,
+	s := &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup, history: history.New(),
 		onWatcher: func(w *watch.Watcher) {
 			if w != nil {
 				w.UseOutput(rn.Reaper().Output)

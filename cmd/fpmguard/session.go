@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/history"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 	"github.com/fpmguard/fpmguard/web"
@@ -26,6 +27,8 @@ type session struct {
 	// onWatcher is called with each new watcher, and with nil when
 	// discovery found no master and the session waits for one.
 	onWatcher func(*watch.Watcher)
+	// history outlives each watcher: advice covers reloads.
+	history *history.History
 
 	current atomic.Pointer[watch.Watcher]
 }
@@ -115,7 +118,9 @@ func (s *session) newWatcher(targets []supervisor.Target) *watch.Watcher {
 	c.noOpcache = c.noOpcache || f.noOpcache
 	pr := newProber(&c)
 	pr.ReadPSS = !f.noProcessMetrics
-	w := watch.New(pr, targets, f.cfg, s.events)
+	cfg := f.cfg
+	cfg.History = s.history
+	w := watch.New(pr, targets, cfg, s.events)
 	if len(f.nginxLogs) > 0 {
 		w.FollowNginx(f.nginxLogs)
 	}

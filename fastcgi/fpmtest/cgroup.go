@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// CPUGroup is a cgroup of the test's own that holds processes to a CPU
-// quota, as a container's limits.cpu does. Only processes the test started
-// go into it, and it is removed when the test ends.
-type CPUGroup struct {
+// Group is a cgroup of the test's own that holds processes to a CPU
+// quota or a memory limit, as a container's limits do. Only processes the
+// test started go into it, and it is removed when the test ends.
+type Group struct {
 	Dir  string
 	root string // the hierarchy's root, where members go back to
 }
@@ -25,15 +25,15 @@ const cpuPeriod = 100 * time.Millisecond
 // CPUQuota makes a cgroup limited to percent of one core, with the cgroup
 // v1 cpu controller or cgroup v2's cpu.max. It returns an error when this
 // machine has neither, or when this process may not create one.
-func CPUQuota(t testing.TB, percent float64) (*CPUGroup, error) {
+func CPUQuota(t testing.TB, percent float64) (*Group, error) {
 	t.Helper()
 	quota := strconv.FormatInt(int64(percent/100*float64(cpuPeriod/time.Microsecond)), 10)
 	period := strconv.FormatInt(int64(cpuPeriod/time.Microsecond), 10)
 	name := fmt.Sprintf("fpmguard-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	var g *CPUGroup
+	var g *Group
 	switch {
 	case fileExists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
-		g = &CPUGroup{Dir: filepath.Join("/sys/fs/cgroup/cpu", name), root: "/sys/fs/cgroup/cpu"}
+		g = &Group{Dir: filepath.Join("/sys/fs/cgroup/cpu", name), root: "/sys/fs/cgroup/cpu"}
 		if err := os.Mkdir(g.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating a cgroup for the CPU quota: %w", err)
 		}
@@ -45,7 +45,7 @@ func CPUQuota(t testing.TB, percent float64) (*CPUGroup, error) {
 			return nil, err
 		}
 	case fileExists("/sys/fs/cgroup/cgroup.controllers"):
-		g = &CPUGroup{Dir: filepath.Join("/sys/fs/cgroup", name), root: "/sys/fs/cgroup"}
+		g = &Group{Dir: filepath.Join("/sys/fs/cgroup", name), root: "/sys/fs/cgroup"}
 		ctl, _ := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control")
 		if !strings.Contains(string(ctl), "cpu") {
 			if err := write("/sys/fs/cgroup", "cgroup.subtree_control", "+cpu"); err != nil {
@@ -65,6 +65,38 @@ func CPUQuota(t testing.TB, percent float64) (*CPUGroup, error) {
 	return g, nil
 }
 
+// MemoryLimit makes a cgroup whose processes may use limit bytes, with the
+// cgroup v1 memory controller or cgroup v2's memory.max.
+func MemoryLimit(t testing.TB, limit uint64) (*Group, error) {
+	t.Helper()
+	name := fmt.Sprintf("fpmguard-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	v := strconv.FormatUint(limit, 10)
+	var g *Group
+	switch {
+	case fileExists("/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+		g = &Group{Dir: filepath.Join("/sys/fs/cgroup/memory", name), root: "/sys/fs/cgroup/memory"}
+		if err := os.Mkdir(g.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating a cgroup for the memory limit: %w", err)
+		}
+		t.Cleanup(func() { g.remove(t) })
+		return g, write(g.Dir, "memory.limit_in_bytes", v)
+	case fileExists("/sys/fs/cgroup/cgroup.controllers"):
+		g = &Group{Dir: filepath.Join("/sys/fs/cgroup", name), root: "/sys/fs/cgroup"}
+		ctl, _ := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control")
+		if !strings.Contains(string(ctl), "memory") {
+			if err := write("/sys/fs/cgroup", "cgroup.subtree_control", "+memory"); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.Mkdir(g.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating a cgroup for the memory limit: %w", err)
+		}
+		t.Cleanup(func() { g.remove(t) })
+		return g, write(g.Dir, "memory.max", v)
+	}
+	return nil, errors.New("no cgroup memory controller: neither /sys/fs/cgroup/memory (v1) nor /sys/fs/cgroup/cgroup.controllers (v2) exists")
+}
+
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -78,7 +110,7 @@ func write(dir, file, value string) error {
 }
 
 // SetQuota changes the group's quota to quota of CPU time every period.
-func (g *CPUGroup) SetQuota(quota, period time.Duration) error {
+func (g *Group) SetQuota(quota, period time.Duration) error {
 	q := strconv.FormatInt(quota.Microseconds(), 10)
 	p := strconv.FormatInt(period.Microseconds(), 10)
 	if fileExists(filepath.Join(g.Dir, "cpu.max")) {
@@ -93,12 +125,12 @@ func (g *CPUGroup) SetQuota(quota, period time.Duration) error {
 }
 
 // Add moves a process, with all its threads, into the group.
-func (g *CPUGroup) Add(pid int) error {
+func (g *Group) Add(pid int) error {
 	return write(g.Dir, "cgroup.procs", strconv.Itoa(pid))
 }
 
 // Throttled returns how many periods the group ran out of quota.
-func (g *CPUGroup) Throttled() uint64 {
+func (g *Group) Throttled() uint64 {
 	b, _ := os.ReadFile(filepath.Join(g.Dir, "cpu.stat"))
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "nr_throttled "); ok {
@@ -111,7 +143,7 @@ func (g *CPUGroup) Throttled() uint64 {
 
 // remove moves what is left in the group back to the root, then removes
 // the group.
-func (g *CPUGroup) remove(t testing.TB) {
+func (g *Group) remove(t testing.TB) {
 	b, _ := os.ReadFile(filepath.Join(g.Dir, "cgroup.procs"))
 	for _, pid := range strings.Fields(string(b)) {
 		_ = write(g.root, "cgroup.procs", pid)

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/fpmguard/fpmguard/advise"
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/history"
+	"github.com/fpmguard/fpmguard/watch"
+	"github.com/fpmguard/fpmguard/web"
+	"golang.org/x/term"
+)
+
+// adviseFlags are the flags of advise.
+type adviseFlags struct {
+	from      string
+	duration  time.Duration
+	interval  time.Duration
+	memory    string
+	reserve   string
+	output    string
+	noOpcache bool
+}
+
+func addAdviseFlags(cmd *kingpin.CmdClause, f *adviseFlags) {
+	cmd.Flag("from", "Advise from a running fpmguard serve's history instead of sampling: http://HOST:9253 (user:password@ for basic auth; FPMGUARD_PASSWORD keeps the password out of the process list).").PlaceHolder("URL").StringVar(&f.from)
+	cmd.Flag("duration", "How long to sample the pools before advising.").Default("60s").DurationVar(&f.duration)
+	cmd.Flag("interval", "Time between probes of each pool while sampling.").Default("1s").DurationVar(&f.interval)
+	cmd.Flag("memory", "The memory php-fpm may use, e.g. 2G (default: its cgroup's limit, else the host's memory less what other processes use).").PlaceHolder("SIZE").StringVar(&f.memory)
+	cmd.Flag("reserve", "Memory kept back from the budget, e.g. 256M (default: 10% of the limit).").PlaceHolder("SIZE").StringVar(&f.reserve)
+	cmd.Flag("output", "Output format: text (config lines with their evidence) or json.").Short('o').Default("text").EnumVar(&f.output, "text", "json")
+	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
+}
+
+func cmdAdvise(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
+	f := &c.advise
+	var o advise.Options
+	for _, s := range []struct {
+		flag, v string
+		to      *uint64
+	}{{"--memory", f.memory, &o.MemoryBytes}, {"--reserve", f.reserve, &o.ReserveBytes}} {
+		if s.v == "" {
+			continue
+		}
+		n, err := advise.ParseSize(s.v)
+		if err != nil {
+			fmt.Fprintf(stderr, "fpmguard: error: %s %v\n", s.flag, errLine(err))
+			return 2
+		}
+		*s.to = n
+	}
+	if f.from == "" && (f.duration < time.Second || f.interval < 10*time.Millisecond || f.interval > f.duration) {
+		fmt.Fprintf(stderr, "fpmguard: error: --duration %s with --interval %s: sample for at least 1s, at an interval below the duration; e.g. --duration 60s --interval 1s\n", f.duration, f.interval)
+		return 2
+	}
+	var a *advise.Advice
+	var err error
+	if f.from != "" {
+		a, err = remoteAdvice(ctx, c)
+	} else {
+		a, err = sampleAdvice(ctx, c, o, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
+		return 1
+	}
+	if f.output == "json" {
+		err = writeJSON(stdout, a)
+	} else {
+		err = advise.WriteText(stdout, a)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmguard: error: writing the advice: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func remoteAdvice(ctx context.Context, c *cli) (*advise.Advice, error) {
+	f := &c.advise
+	remote, err := web.NewRemote(f.from, os.Getenv("FPMGUARD_PASSWORD"), max(c.timeout, 5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return remote.Advice(ctx, f.memory, f.reserve)
+}
+
+// sampleAdvice watches the pools for --duration, as serve would with its
+// actions off, and advises from what it saw.
+func sampleAdvice(ctx context.Context, c *cli, o advise.Options, stderr io.Writer) (*advise.Advice, error) {
+	f := &c.advise
+	targets, err := resolveTargets(ctx, c)
+	if err != nil && len(targets) == 0 {
+		return nil, err
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmguard: some pools were not found: %s\n", errLine(err))
+	}
+	cc := *c
+	cc.noOpcache = c.noOpcache || f.noOpcache
+	pr := newProber(&cc)
+	pr.ReadPSS = true
+	h := history.New()
+	w := watch.New(pr, targets, watch.Config{Interval: f.interval, History: h}, event.NewLog(nil))
+	wctx, cancel := context.WithTimeout(ctx, f.duration)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		w.Run(wctx)
+		close(done)
+	}()
+	progress(wctx, stderr, len(targets), f.duration)
+	<-done
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted before the %s of sampling ended", f.duration)
+	}
+	return advise.FromSummary(h.Summary(), advise.System, o, time.Now())
+}
+
+// progress says how far sampling is until ctx ends: a line that counts
+// on a terminal, one line otherwise.
+func progress(ctx context.Context, w io.Writer, pools int, d time.Duration) {
+	start := time.Now()
+	file, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(file.Fd())) {
+		fmt.Fprintf(w, "fpmguard advise: sampling %d pools for %s\n", pools, d)
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		fmt.Fprintf(w, "\rfpmguard advise: sampling %d pools, %s of %s ", pools, time.Since(start).Round(time.Second), d)
+		select {
+		case <-ctx.Done():
+			fmt.Fprint(w, "\r\033[K")
+			return
+		case <-tick.C:
+		}
+	}
+}
