@@ -67,7 +67,7 @@ func opcacheMemory(o history.OpcacheSummary) Line {
 	if short && cur > 0 {
 		want := max(roundUp(mib(int64(float64(o.UsedWastedMaxBytes)*opcacheHeadroom)), 16), mib(cur)+16)
 		l.Value, l.Change = fmt.Sprint(want), Raise
-		l.Evidence = append(l.Evidence, fmt.Sprintf("half again the peak, in MiB: the scripts fit with room for a deploy's new copies before the wasted share forces a restart"))
+		l.Evidence = append(l.Evidence, "half again the peak, in MiB: the scripts fit with room for a deploy's new copies before the wasted share forces a restart")
 	} else {
 		l.Evidence = append(l.Evidence, "memory to spare: keep it")
 	}

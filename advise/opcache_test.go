@@ -1,0 +1,59 @@
+package advise
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fpmguard/fpmguard/history"
+)
+
+// TestAcceleratedFiles holds the sizes php 8.2 answered as max_cached_keys
+// for each opcache.max_accelerated_files (php -d ... -r opcache_get_status).
+func TestAcceleratedFiles(t *testing.T) {
+	for written, real := range map[int64]int64{200: 223, 224: 463, 463: 463, 464: 983, 1000: 1979, 2000: 3907, 4000: 7963, 10000: 16229, 20000: 32531, 100000: 130987, 600000: 1048793, 1000000: 1048793} {
+		if got := AcceleratedFiles(written); got != real {
+			t.Errorf("AcceleratedFiles(%d) = %d, want %d", written, got, real)
+		}
+	}
+}
+
+func TestOpcache(t *testing.T) {
+	spare := history.OpcacheSummary{Master: "m", MemoryConsumptionBytes: 128 * MiB, UsedWastedMaxBytes: 30 * MiB,
+		MaxAcceleratedFiles: 10000, MaxCachedKeys: 16229, KeysMax: 2000, ScriptsMax: 1500,
+		InternedBufferBytes: 8 * MiB, InternedUsedMaxBytes: 2 * MiB, ValidateTimestamps: true, RevalidateFreqSeconds: 2}
+	tests := []struct {
+		name  string
+		edit  func(*history.OpcacheSummary)
+		fine  bool
+		lines map[string]string
+		note  string
+	}{
+		{"to spare", func(*history.OpcacheSummary) {}, true, map[string]string{"opcache.memory_consumption": "128", "opcache.max_accelerated_files": "10000", "opcache.interned_strings_buffer": "8"}, ""},
+		{"keys full", func(o *history.OpcacheSummary) { o.MaxAcceleratedFiles, o.MaxCachedKeys, o.KeysMax = 200, 223, 223 }, false,
+			map[string]string{"opcache.max_accelerated_files": "463"}, ""},
+		{"keys near full", func(o *history.OpcacheSummary) { o.KeysMax = 14000 }, false, map[string]string{"opcache.max_accelerated_files": "32531"}, ""},
+		{"memory restarts", func(o *history.OpcacheSummary) { o.UsedWastedMaxBytes, o.OOMRestarts = 127*MiB, 3 }, false,
+			map[string]string{"opcache.memory_consumption": "192"}, ""},
+		{"interned full", func(o *history.OpcacheSummary) { o.InternedUsedMaxBytes = 8 * MiB }, false, map[string]string{"opcache.interned_strings_buffer": "12"}, ""},
+		{"stat every request", func(o *history.OpcacheSummary) { o.RevalidateFreqSeconds = 0 }, true, nil, "on every request"},
+		{"JIT full", func(o *history.OpcacheSummary) { o.JITEnabled, o.JITBufferBytes, o.JITFillMax = true, 64*MiB, 0.97 }, true, nil, "raise opcache.jit_buffer_size"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := spare
+			tt.edit(&o)
+			a := adviseOpcache(o)
+			if a.Fine != tt.fine {
+				t.Errorf("fine = %v, want %v: %+v", a.Fine, tt.fine, a.Lines)
+			}
+			for d, want := range tt.lines {
+				if l := find(a.Lines, d); l.Value != want {
+					t.Errorf("%s = %s, want %s: %v", d, l.Value, want, l.Evidence)
+				}
+			}
+			if notes := strings.Join(a.Notes, "; "); !strings.Contains(notes, tt.note) {
+				t.Errorf("notes %q, want %q", notes, tt.note)
+			}
+		})
+	}
+}

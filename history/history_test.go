@@ -1,0 +1,108 @@
+package history
+
+import (
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+var (
+	t0     = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	target = supervisor.Target{Name: "www", PM: "static", MaxChildren: 4, StatusPath: "/status", PingPath: "/ping"}
+)
+
+// report is a pool of workers, each given as state, requests served,
+// request duration and PSS in MiB.
+func report(accepted uint64, queue int64, workers ...supervisor.ProcessState) *supervisor.PoolReport {
+	return &supervisor.PoolReport{Name: "www", Counters: &supervisor.Counters{AcceptedConn: accepted, ListenQueue: queue},
+		Master: &supervisor.MasterReport{PID: 1, Alive: true, Config: "/etc/php-fpm.conf", PSSBytes: 8 << 20}, Processes: workers}
+}
+
+func worker(pid int, state string, requests uint64, seconds float64, pssMiB uint64) supervisor.ProcessState {
+	return supervisor.ProcessState{PID: pid, State: state, Requests: requests, RequestDurationSeconds: seconds, RequestURI: "/index.php",
+		PSSBytes: pssMiB << 20, RSSBytes: (pssMiB + 20) << 20}
+}
+
+func TestPoolSummary(t *testing.T) {
+	h := New()
+	// 100 samples a second apart: two workers; one busy on every
+	// sample, the other on every other; each finishes a request of 0.3 s
+	// between samples.
+	for i := range 100 {
+		state := "Idle"
+		if i%2 == 0 {
+			state = "Running"
+		}
+		h.AddPool(target, report(uint64(10*i), 0,
+			worker(10, "Running", uint64(i), 1, 30),
+			worker(11, state, uint64(i), 0.3, 30+uint64(i+1)/10)), t0.Add(time.Duration(i)*time.Second))
+	}
+	s := h.Summary().Pools[0]
+	if s.Samples != 100 || s.BusyMax != 2 || s.BusyP50 != 1 || s.BusyP99 != 2 || s.IdleShare != 0 || s.Accepted != 990 {
+		t.Errorf("busy: %+v", s)
+	}
+	// Worker 11 finished a request between the samples where it is idle;
+	// a percentile is its bin's bound, never above the slowest.
+	if s.Requests != 50 || s.DurationP99Seconds != float64(float32(0.3)) || s.DurationMaxSeconds < 0.299 || s.DurationMaxSeconds > 0.301 {
+		t.Errorf("durations: %d requests, p99 %v, max %v", s.Requests, s.DurationP99Seconds, s.DurationMaxSeconds)
+	}
+	if s.WorkerPSSMaxBytes != 40<<20 || s.MasterPSSMaxBytes != 8<<20 || s.WorkersPSSNowBytes != (30+40)<<20 {
+		t.Errorf("memory: %+v", s)
+	}
+	// Worker 11 grew 9 MiB from request 9 to request 99, its PSS read
+	// fresh when idle.
+	if len(s.Growth) != 1 || s.GrowthMedian != float64(9<<20)/90 {
+		t.Errorf("growth: %+v, median %v", s.Growth, s.GrowthMedian)
+	}
+}
+
+func TestIdleAndQueue(t *testing.T) {
+	h := New()
+	for i := range 10 {
+		// Only fpmguard's two requests a sample: idle.
+		h.AddPool(target, report(uint64(2*i), 0, worker(10, "Idle", 0, 0, 20)), t0.Add(time.Duration(i)*time.Second))
+	}
+	h.AddPool(target, report(100, 3, worker(10, "Running", 1, 0, 20)), t0.Add(10*time.Second))
+	s := h.Summary().Pools[0]
+	if s.IdleShare < 0.89 || s.IdleShare > 0.91 || s.QueueMax != 3 || s.QueueShare < 0.09 || s.QueueShare > 0.1 {
+		t.Errorf("idle %v, queue max %d share %v", s.IdleShare, s.QueueMax, s.QueueShare)
+	}
+}
+
+func TestWindowIsBounded(t *testing.T) {
+	h := New()
+	for i := range 3 * Buckets {
+		h.AddPool(target, report(0, 0), t0.Add(time.Duration(i)*BucketWidth))
+	}
+	p := h.pools["www"]
+	if len(p.buckets.b) != Buckets || !h.Summary().Pools[0].From.Equal(t0.Add(2*Buckets*BucketWidth)) {
+		t.Errorf("%d buckets from %v", len(p.buckets.b), h.Summary().Pools[0].From)
+	}
+}
+
+// TestMemoryCost states what a pool's window costs at most: its buckets,
+// and a bounded number of workers' and gone workers' figures.
+func TestMemoryCost(t *testing.T) {
+	bucket := unsafe.Sizeof(Bucket{}) + unsafe.Sizeof(int64(0))
+	perPool := bucket * Buckets
+	t.Logf("a bucket is %d bytes; a pool's window at most %d KiB; 100 pools %d KiB, 1000 pools %d KiB",
+		bucket, perPool>>10, 100*perPool>>10, 1000*perPool>>10)
+	if perPool > 24<<10 {
+		t.Errorf("a pool's window costs %d bytes, want at most 24 KiB", perPool)
+	}
+}
+
+func TestOpcacheSummary(t *testing.T) {
+	h := New()
+	for i := range 5 {
+		h.AddOpcache([]supervisor.OpcacheReport{{MasterPID: 1, Master: "/etc/php-fpm.conf", Enabled: true, Pools: []string{"www"},
+			MemoryUsedBytes: int64(10+i) << 20, MemoryWastedBytes: 1 << 20, CachedKeys: int64(100 * i), MaxCachedKeys: 16229,
+			OOMRestarts: int64(i / 3), Hits: int64(1000 * i), MemoryConsumptionBytes: 128 << 20}}, t0.Add(time.Duration(i)*5*time.Second))
+	}
+	o := h.Summary().Opcache[0]
+	if o.Samples != 5 || o.UsedWastedMaxBytes != 15<<20 || o.KeysMax != 400 || o.OOMRestarts != 1 || o.Hits != 4000 || o.MemoryConsumptionBytes != 128<<20 {
+		t.Errorf("%+v", o)
+	}
+}
