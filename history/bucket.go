@@ -61,6 +61,13 @@ func (r *ring[T]) at(now time.Time) *T {
 		copy(r.starts, r.starts[1:])
 		r.b[Buckets-1], r.starts[Buckets-1] = zero, start
 	} else {
+		if len(r.b) == cap(r.b) {
+			// Grow as append does, but never past the window: a full
+			// window holds exactly Buckets.
+			n := min(max(2*cap(r.b), 8), Buckets)
+			r.b = append(make([]T, 0, n), r.b...)
+			r.starts = append(make([]int64, 0, n), r.starts...)
+		}
 		r.b = append(r.b, zero)
 		r.starts = append(r.starts, start)
 	}

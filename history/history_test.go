@@ -1,6 +1,8 @@
 package history
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -82,16 +84,34 @@ func TestWindowIsBounded(t *testing.T) {
 	}
 }
 
-// TestMemoryCost states what a pool's window costs at most: its buckets,
-// and a bounded number of workers' and gone workers' figures.
+// TestMemoryCost measures what a full day of history costs for 100 pools
+// of 10 workers: every bucket filled.
 func TestMemoryCost(t *testing.T) {
-	bucket := unsafe.Sizeof(Bucket{}) + unsafe.Sizeof(int64(0))
-	perPool := bucket * Buckets
-	t.Logf("a bucket is %d bytes; a pool's window at most %d KiB; 100 pools %d KiB, 1000 pools %d KiB",
-		bucket, perPool>>10, 100*perPool>>10, 1000*perPool>>10)
-	if perPool > 24<<10 {
-		t.Errorf("a pool's window costs %d bytes, want at most 24 KiB", perPool)
+	const pools = 100
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h := New()
+	workers := make([]supervisor.ProcessState, 10)
+	for i := range workers {
+		workers[i] = worker(100+i, "Idle", 0, 0, 30)
 	}
+	for b := range Buckets {
+		for p := range pools {
+			tp := target
+			tp.Name = fmt.Sprintf("pool%03d", p)
+			h.AddPool(tp, report(uint64(b), 0, workers...), t0.Add(time.Duration(b)*BucketWidth))
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perPool := (after.HeapAlloc - before.HeapAlloc) / pools
+	t.Logf("a full day of history: %d KiB a pool, %d KiB for %d pools (a bucket is %d bytes)",
+		perPool>>10, pools*perPool>>10, pools, unsafe.Sizeof(Bucket{}))
+	if perPool > 32<<10 {
+		t.Errorf("a pool's day costs %d KiB, want at most 32", perPool>>10)
+	}
+	runtime.KeepAlive(h)
 }
 
 func TestOpcacheSummary(t *testing.T) {
