@@ -125,7 +125,7 @@ func workerBudgets(s *history.Summary, m Memory) map[string]uint64 {
 // Thresholds of the pool advice.
 const (
 	// queuedShare is the share of samples with a request waiting from
-	// which a pool is too small.
+	// which a pool whose workers were all busy is too small.
 	queuedShare = 0.01
 	// spinning is the CPU share of busy time from which requests are
 	// CPU-bound: more workers than CPUs then only queue in the kernel.
@@ -175,7 +175,9 @@ func maxChildren(p history.PoolSummary, workerBudget uint64, m Memory, rssFormul
 	} else {
 		l.Evidence = append(l.Evidence, "memory: no worker PSS was measured, so memory sets no bound")
 	}
-	queued := p.QueueShare >= queuedShare || p.MaxChildrenReached > 0
+	// A request waiting while a worker is idle is only in transit; one
+	// waiting while every worker is busy is a pool too small.
+	queued := (p.QueueShare >= queuedShare && p.BusyMax >= cur) || p.MaxChildrenReached > 0
 	l.Evidence = append(l.Evidence, fmt.Sprintf("concurrency: busy p50 %d, p99 %d, max %d of %d; requests waited on %s of samples (queue max %d); max children reached %d times",
 		p.BusyP50, p.BusyP99, p.BusyMax, cur, percent(p.QueueShare), p.QueueMax, p.MaxChildrenReached))
 	cpuBound := p.BusyCPUShare >= spinning
@@ -247,7 +249,7 @@ func pmLines(p history.PoolSummary, maxChildren int) []Line {
 		line("dynamic", why),
 		{Directive: "pm.start_servers", Value: fmt.Sprint(start), Change: Set, Evidence: []string{fmt.Sprintf("the busy median %d", p.BusyP50)}},
 		{Directive: "pm.min_spare_servers", Value: fmt.Sprint(minSpare), Change: Set, Evidence: []string{fmt.Sprintf("the busy median %d", p.BusyP50)}},
-		{Directive: "pm.max_spare_servers", Value: fmt.Sprint(maxSpare), Change: Set, Evidence: []string{fmt.Sprintf("the busy p95 %d", p.BusyP95)}},
+		{Directive: "pm.max_spare_servers", Value: fmt.Sprint(maxSpare), Change: Set, Evidence: []string{fmt.Sprintf("the busy p95 %d, at least one above the median, at most pm.max_children", p.BusyP95)}},
 	}
 }
 
@@ -282,9 +284,17 @@ func timeouts(p history.PoolSummary) []Line {
 	slowlog := niceSeconds(max(2*p.DurationP99Seconds, 1.2*slowest, 1))
 	terminate := niceSeconds(max(4*p.DurationP99Seconds, 2*slowest, 2*slowlog, 10))
 	kill := niceSeconds(1.5 * terminate)
+	timeout := func(directive string, want, cur float64, why string) Line {
+		l := Line{Directive: directive, Value: fmt.Sprintf("%gs", want), Change: Set, Evidence: []string{evidence, why}}
+		if cur > 0 {
+			l.Current = fmt.Sprintf("%gs", cur)
+			l.Change = change(int(cur*1000), int(want*1000))
+		}
+		return l
+	}
 	return []Line{
-		{Directive: "request_slowlog_timeout", Value: fmt.Sprintf("%gs", slowlog), Change: Set, Evidence: []string{evidence, "twice the p99, and above the slowest: the slowlog shows requests slower than any seen"}},
-		{Directive: "request_terminate_timeout", Value: fmt.Sprintf("%gs", terminate), Change: Set, Evidence: []string{evidence, "four times the p99 and twice the slowest: php-fpm ends a request only far past anything healthy"}},
+		timeout("request_slowlog_timeout", slowlog, p.RequestSlowlogTimeoutSeconds, "twice the p99, and above the slowest: the slowlog shows requests slower than any seen"),
+		timeout("request_terminate_timeout", terminate, p.RequestTerminateTimeoutSeconds, "four times the p99 and twice the slowest: php-fpm ends a request only far past anything healthy"),
 		{Directive: "--kill-hung-after", Value: fmt.Sprintf("%gs", kill), Change: Set, Flag: true, Evidence: []string{"half again request_terminate_timeout: fpmguard kills only a worker php-fpm failed to end"}},
 	}
 }

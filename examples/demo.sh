@@ -107,7 +107,7 @@ cat <<MSG
 
 fpmguard demo in $dir
   the app:        $app/
-  fpmguard:       $fg/status  $fg/metrics  $fg/healthz  $fg/readyz  $fg/events
+  fpmguard:       $fg/status  $fg/metrics  $fg/healthz  $fg/readyz  $fg/events  $fg/advice
 
 Try, in another terminal:
   curl '$app/hang.php?s=60' &        # hangs a worker (sleep); do it 4 times to hang them all
@@ -116,6 +116,7 @@ Try, in another terminal:
   curl '$app/fill-opcache.php?n=20000'   # fills the opcache
   $bin status --fpm-config $dir/php-fpm.conf --opcache-dir $dir/opcache
   curl $fg/events                    # what fpmguard saw and did
+  $bin advise --from $fg             # settings from what fpmguard measured, with their evidence
 After 10 s fpmguard kills the hung and spinning workers; the master respawns them.
 
 fpmguard status now:

@@ -14,14 +14,17 @@ type Summary struct {
 
 // PoolSummary is one pool's window.
 type PoolSummary struct {
-	Pool        string    `json:"pool"`
-	Master      string    `json:"master"` // pools of one master share its memory and opcache
-	MasterPID   int       `json:"master_pid,omitempty"`
-	PM          string    `json:"pm"`
-	MaxChildren int       `json:"max_children"`
-	From        time.Time `json:"from"`
-	To          time.Time `json:"to"`
-	Samples     uint64    `json:"samples"`
+	Pool        string `json:"pool"`
+	Master      string `json:"master"` // pools of one master share its memory and opcache
+	MasterPID   int    `json:"master_pid,omitempty"`
+	PM          string `json:"pm"`
+	MaxChildren int    `json:"max_children"`
+	// The pool's timeouts as configured, 0 when unset or not known.
+	RequestTerminateTimeoutSeconds float64   `json:"request_terminate_timeout_seconds,omitempty"`
+	RequestSlowlogTimeoutSeconds   float64   `json:"request_slowlog_timeout_seconds,omitempty"`
+	From                           time.Time `json:"from"`
+	To                             time.Time `json:"to"`
+	Samples                        uint64    `json:"samples"`
 
 	// Workers serving requests (fpmguard's probes left out): percentiles
 	// are upper bounds of a histogram's bins, never above the maximum.
@@ -124,7 +127,8 @@ func (p *pool) summary() PoolSummary {
 	t := p.target
 	s := PoolSummary{Pool: t.Name, Master: p.master, MasterPID: p.masterPID, PM: t.PM, MaxChildren: t.MaxChildren,
 		From: p.firstAt, To: p.lastAt, Samples: p.samples, BusyCPUShare: -1,
-		WorkersPSSNowBytes: p.pssNow, MasterPSSNowBytes: p.masterPSSNow}
+		WorkersPSSNowBytes: p.pssNow, MasterPSSNowBytes: p.masterPSSNow,
+		RequestTerminateTimeoutSeconds: t.RequestTerminateTimeout.Seconds(), RequestSlowlogTimeoutSeconds: t.RequestSlowlogTimeout.Seconds()}
 	if len(p.buckets.b) == 0 {
 		return s
 	}

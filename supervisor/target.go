@@ -35,6 +35,7 @@ type Target struct {
 
 	Slowlog                 string
 	RequestTerminateTimeout time.Duration
+	RequestSlowlogTimeout   time.Duration
 	Source                  string // "flag", "config" or "discovered"
 }
 
@@ -193,6 +194,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MinWorkers:              p.MinWorkers(),
 			Slowlog:                 p.Slowlog,
 			RequestTerminateTimeout: p.RequestTerminateTimeout,
+			RequestSlowlogTimeout:   p.RequestSlowlogTimeout,
 			Source:                  source,
 		}
 		if p.StatusListenAddress != "" {
