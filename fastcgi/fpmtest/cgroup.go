@@ -29,72 +29,60 @@ func CPUQuota(t testing.TB, percent float64) (*Group, error) {
 	t.Helper()
 	quota := strconv.FormatInt(int64(percent/100*float64(cpuPeriod/time.Microsecond)), 10)
 	period := strconv.FormatInt(int64(cpuPeriod/time.Microsecond), 10)
-	name := fmt.Sprintf("fpmguard-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	var g *Group
-	switch {
-	case fileExists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
-		g = &Group{Dir: filepath.Join("/sys/fs/cgroup/cpu", name), root: "/sys/fs/cgroup/cpu"}
-		if err := os.Mkdir(g.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating a cgroup for the CPU quota: %w", err)
-		}
-		t.Cleanup(func() { g.remove(t) })
-		if err := write(g.Dir, "cpu.cfs_period_us", period); err != nil {
-			return nil, err
-		}
-		if err := write(g.Dir, "cpu.cfs_quota_us", quota); err != nil {
-			return nil, err
-		}
-	case fileExists("/sys/fs/cgroup/cgroup.controllers"):
-		g = &Group{Dir: filepath.Join("/sys/fs/cgroup", name), root: "/sys/fs/cgroup"}
-		ctl, _ := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control")
-		if !strings.Contains(string(ctl), "cpu") {
-			if err := write("/sys/fs/cgroup", "cgroup.subtree_control", "+cpu"); err != nil {
-				return nil, err
-			}
-		}
-		if err := os.Mkdir(g.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating a cgroup for the CPU quota: %w", err)
-		}
-		t.Cleanup(func() { g.remove(t) })
-		if err := write(g.Dir, "cpu.max", quota+" "+period); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, errors.New("no cgroup cpu controller: neither /sys/fs/cgroup/cpu/cpu.cfs_quota_us (v1) nor /sys/fs/cgroup/cgroup.controllers (v2) exists")
+	g, v1, err := newGroup(t, "cpu", "cpu.cfs_quota_us")
+	if err != nil {
+		return nil, err
 	}
-	return g, nil
+	if !v1 {
+		return g, write(g.Dir, "cpu.max", quota+" "+period)
+	}
+	if err := write(g.Dir, "cpu.cfs_period_us", period); err != nil {
+		return nil, err
+	}
+	return g, write(g.Dir, "cpu.cfs_quota_us", quota)
 }
 
 // MemoryLimit makes a cgroup whose processes may use limit bytes, with the
 // cgroup v1 memory controller or cgroup v2's memory.max.
 func MemoryLimit(t testing.TB, limit uint64) (*Group, error) {
 	t.Helper()
-	name := fmt.Sprintf("fpmguard-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	g, v1, err := newGroup(t, "memory", "memory.limit_in_bytes")
+	if err != nil {
+		return nil, err
+	}
 	v := strconv.FormatUint(limit, 10)
-	var g *Group
-	switch {
-	case fileExists("/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-		g = &Group{Dir: filepath.Join("/sys/fs/cgroup/memory", name), root: "/sys/fs/cgroup/memory"}
-		if err := os.Mkdir(g.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating a cgroup for the memory limit: %w", err)
-		}
-		t.Cleanup(func() { g.remove(t) })
+	if v1 {
 		return g, write(g.Dir, "memory.limit_in_bytes", v)
+	}
+	return g, write(g.Dir, "memory.max", v)
+}
+
+// newGroup creates a cgroup of the test's own for controller: under its
+// v1 hierarchy when that holds v1file, else under cgroup v2 with the
+// controller enabled for children. It is removed when the test ends.
+func newGroup(t testing.TB, controller, v1file string) (g *Group, v1 bool, err error) {
+	name := fmt.Sprintf("fpmguard-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	root := filepath.Join("/sys/fs/cgroup", controller)
+	switch {
+	case fileExists(filepath.Join(root, v1file)):
+		v1 = true
 	case fileExists("/sys/fs/cgroup/cgroup.controllers"):
-		g = &Group{Dir: filepath.Join("/sys/fs/cgroup", name), root: "/sys/fs/cgroup"}
-		ctl, _ := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control")
-		if !strings.Contains(string(ctl), "memory") {
-			if err := write("/sys/fs/cgroup", "cgroup.subtree_control", "+memory"); err != nil {
-				return nil, err
+		root = "/sys/fs/cgroup"
+		ctl, _ := os.ReadFile(filepath.Join(root, "cgroup.subtree_control"))
+		if !strings.Contains(string(ctl), controller) {
+			if err := write(root, "cgroup.subtree_control", "+"+controller); err != nil {
+				return nil, false, err
 			}
 		}
-		if err := os.Mkdir(g.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating a cgroup for the memory limit: %w", err)
-		}
-		t.Cleanup(func() { g.remove(t) })
-		return g, write(g.Dir, "memory.max", v)
+	default:
+		return nil, false, fmt.Errorf("no cgroup %s controller: neither %s (v1) nor /sys/fs/cgroup/cgroup.controllers (v2) exists", controller, filepath.Join(root, v1file))
 	}
-	return nil, errors.New("no cgroup memory controller: neither /sys/fs/cgroup/memory (v1) nor /sys/fs/cgroup/cgroup.controllers (v2) exists")
+	g = &Group{Dir: filepath.Join(root, name), root: root}
+	if err := os.Mkdir(g.Dir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("creating a cgroup for %s: %w", controller, err)
+	}
+	t.Cleanup(func() { g.remove(t) })
+	return g, v1, nil
 }
 
 func fileExists(path string) bool {
