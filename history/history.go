@@ -62,6 +62,7 @@ type workerSeen struct {
 	cpu      float64
 	busy     bool
 	at       time.Time
+	sample   uint64   // the pool's sample it was last seen in
 	pss      uint64   // the PSS figure at the last sample
 	first    pssPoint // first idle sample with PSS
 	last     pssPoint // latest idle sample with PSS
@@ -106,10 +107,8 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 	busy, probes, workers := 0, 0, len(r.Processes)
 	var pssMax, pssSum, rssSum uint64
 	var rssN int
-	seen := make(map[int]bool, workers)
 	for i := range r.Processes {
 		w := &r.Processes[i]
-		seen[w.PID] = true
 		serving := w.Serving()
 		if w.State != fastcgi.StateIdle && !serving {
 			probes++
@@ -127,7 +126,8 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 		p.worker(b, w, serving, now)
 	}
 	for pid, ws := range p.workers {
-		if !seen[pid] {
+		if ws.sample != p.samples {
+			// Not in this sample: the worker is gone.
 			if g, ok := ws.growth(); ok {
 				p.gone = append(p.gone, g)
 				if len(p.gone) > maxGone {
@@ -204,7 +204,7 @@ func (p *pool) worker(b *Bucket, w *supervisor.ProcessState, serving bool, now t
 			b.BusyWallSeconds += float32(now.Sub(ws.at).Seconds())
 		}
 	}
-	ws.requests, ws.cpu, ws.busy, ws.at = w.Requests, w.CPUSeconds, serving, now
+	ws.requests, ws.cpu, ws.busy, ws.at, ws.sample = w.Requests, w.CPUSeconds, serving, now, p.samples
 	// The prober reads PSS again only every few seconds: a point counts
 	// when the figure is fresh (it changed), and taken while the worker
 	// serves no request but fpmguard's: between requests.

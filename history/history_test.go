@@ -126,3 +126,22 @@ func TestOpcacheSummary(t *testing.T) {
 		t.Errorf("%+v", o)
 	}
 }
+
+// BenchmarkAddPool is the history's share of a pool-tick: one sample of a
+// pool of 10 workers.
+func BenchmarkAddPool(b *testing.B) {
+	h := New()
+	workers := make([]supervisor.ProcessState, 10)
+	for i := range workers {
+		workers[i] = worker(100+i, "Idle", 0, 0.1, 30)
+	}
+	r := report(0, 0, workers...)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.Counters.AcceptedConn = uint64(i)
+		for j := range r.Processes {
+			r.Processes[j].Requests = uint64(i)
+		}
+		h.AddPool(target, r, t0.Add(time.Duration(i)*time.Second))
+	}
+}
