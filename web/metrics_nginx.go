@@ -4,17 +4,16 @@ import (
 	"strconv"
 
 	"github.com/fpmguard/fpmguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // nginxCollector emits the upstream failures counted in nginx's error logs.
-type nginxCollector struct{ errors *prometheus.Desc }
+type nginxCollector struct{ errors *metricDesc }
 
 func newNginxCollector() *nginxCollector {
 	return &nginxCollector{errors: desc("phpfpm", "nginx_upstream_errors_total", "Upstream failures nginx logged for the pool, by the status it answered and the cause.", "pool", "status", "cause")}
 }
 
-func (c *nginxCollector) describe(ch chan<- *prometheus.Desc) { ch <- c.errors }
+func (c *nginxCollector) descs() []*metricDesc { return []*metricDesc{c.errors} }
 
 func (c *nginxCollector) collect(s *watch.Snapshot, m emitter) {
 	for k, v := range s.Nginx {

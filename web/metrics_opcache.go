@@ -3,18 +3,17 @@ package web
 import (
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // opcacheCollector emits the opcache of each master.
 type opcacheCollector struct {
-	up, enabled, used, free, wasted, full, pending *prometheus.Desc
-	scripts, keys, maxKeys, hits, misses, restarts *prometheus.Desc
-	internedUsed, internedSize, jitFree            *prometheus.Desc
+	up, enabled, used, free, wasted, full, pending *metricDesc
+	scripts, keys, maxKeys, hits, misses, restarts *metricDesc
+	internedUsed, internedSize, jitFree            *metricDesc
 }
 
 func newOpcacheCollector() *opcacheCollector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
+	d := func(name, help string, labels ...string) *metricDesc {
 		return desc("phpfpm", "opcache_"+name, help, labels...)
 	}
 	return &opcacheCollector{
@@ -37,13 +36,11 @@ func newOpcacheCollector() *opcacheCollector {
 	}
 }
 
-func (c *opcacheCollector) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
+func (c *opcacheCollector) descs() []*metricDesc {
+	return []*metricDesc{
 		c.up, c.enabled, c.used, c.free, c.wasted, c.full, c.pending,
 		c.scripts, c.keys, c.maxKeys, c.hits, c.misses, c.restarts,
 		c.internedUsed, c.internedSize, c.jitFree,
-	} {
-		ch <- d
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The label values fpmguard always emits, so each series exists from the
@@ -18,13 +17,13 @@ var (
 // heartbeat, the verdict, hung and OS states, the kernel's queue, and what
 // fpmguard did.
 type poolCollector struct {
-	heartbeatUp, heartbeatDuration, heartbeatFailures, heartbeatInconclusive *prometheus.Desc
-	poolHealth, hung, osState, maxChildren, socketQueue, socketQueueMax      *prometheus.Desc
-	actions, masterUp, masterRestarts                                        *prometheus.Desc
+	heartbeatUp, heartbeatDuration, heartbeatFailures, heartbeatInconclusive *metricDesc
+	poolHealth, hung, osState, maxChildren, socketQueue, socketQueueMax      *metricDesc
+	actions, masterUp, masterRestarts                                        *metricDesc
 }
 
 func newPoolCollector() *poolCollector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
+	d := func(name, help string, labels ...string) *metricDesc {
 		return desc("phpfpm", name, help, labels...)
 	}
 	return &poolCollector{
@@ -44,13 +43,11 @@ func newPoolCollector() *poolCollector {
 	}
 }
 
-func (c *poolCollector) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
+func (c *poolCollector) descs() []*metricDesc {
+	return []*metricDesc{
 		c.heartbeatUp, c.heartbeatDuration, c.heartbeatFailures, c.heartbeatInconclusive,
 		c.poolHealth, c.hung, c.osState, c.maxChildren, c.socketQueue, c.socketQueueMax,
 		c.actions, c.masterUp, c.masterRestarts,
-	} {
-		ch <- d
 	}
 }
 
@@ -61,11 +58,7 @@ func (c *poolCollector) collect(s *watch.Snapshot, m emitter) {
 		m.gauge(c.heartbeatUp, b2f(p.Heartbeat.Up()), p.Name)
 		m.counter(c.heartbeatInconclusive, float64(st.Inconclusive), p.Name)
 		if st.Heartbeats > 0 {
-			buckets := make(map[float64]uint64, len(watch.HeartbeatBuckets))
-			for i, b := range watch.HeartbeatBuckets {
-				buckets[b] = st.Buckets[i]
-			}
-			m.ch <- prometheus.MustNewConstHistogram(c.heartbeatDuration, st.Heartbeats, st.HeartbeatSumSeconds, buckets, p.Name)
+			m.histogram(c.heartbeatDuration, st.Heartbeats, st.HeartbeatSumSeconds, watch.HeartbeatBuckets, st.Buckets, p.Name)
 		}
 		for _, r := range fastcgi.Reasons {
 			m.counter(c.heartbeatFailures, float64(st.Failures[r]), p.Name, string(r))

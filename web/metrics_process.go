@@ -4,18 +4,17 @@ import (
 	"strconv"
 
 	"github.com/fpmguard/fpmguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // processCollector emits the OS view of each worker: CPU time and memory.
 // --no-process-metrics leaves it out, for large pools.
 type processCollector struct {
 	on                        bool
-	procCPU, procRSS, procPSS *prometheus.Desc
+	procCPU, procRSS, procPSS *metricDesc
 }
 
 func newProcessCollector(on bool) *processCollector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
+	d := func(name, help string, labels ...string) *metricDesc {
 		return desc("phpfpm", name, help, labels...)
 	}
 	return &processCollector{
@@ -26,20 +25,25 @@ func newProcessCollector(on bool) *processCollector {
 	}
 }
 
-func (c *processCollector) describe(ch chan<- *prometheus.Desc) {
-	ch <- c.procCPU
-	ch <- c.procRSS
-	ch <- c.procPSS
+func (c *processCollector) descs() []*metricDesc {
+	return []*metricDesc{c.procCPU, c.procRSS, c.procPSS}
 }
 
+// collect goes child by child, the order the registry sorts the series in
+// (child sorts before pool), which spares a sort.
 func (c *processCollector) collect(s *watch.Snapshot, m emitter) {
 	if !c.on {
 		return
 	}
-	for _, v := range byName(s) {
-		p := v.Report
-		for _, i := range childOrder(len(p.Processes)) {
-			w, child := &p.Processes[i], strconv.Itoa(i)
+	pools := byName(s)
+	for _, i := range childOrder(mostWorkers(pools)) {
+		child := strconv.Itoa(i)
+		for _, v := range pools {
+			p := v.Report
+			if i >= len(p.Processes) {
+				continue
+			}
+			w := &p.Processes[i]
 			m.counter(c.procCPU, w.CPUSeconds, p.Name, child)
 			m.gauge(c.procRSS, float64(w.RSSBytes), p.Name, child)
 			if w.PSSBytes > 0 {

@@ -2,17 +2,16 @@ package web
 
 import (
 	"github.com/fpmguard/fpmguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // selfCollector emits fpmguard's own lag and what it lost, so an operator
 // can tell when to raise its CPU limit.
 type selfCollector struct {
-	lag, cpuPeriods, cpuThrottled, cpuThrottledTime, probeInterval, droppedLogLines *prometheus.Desc
+	lag, cpuPeriods, cpuThrottled, cpuThrottledTime, probeInterval, droppedLogLines *metricDesc
 }
 
 func newSelfCollector() *selfCollector {
-	d := func(name, help string) *prometheus.Desc { return desc("fpmguard", name, help) }
+	d := func(name, help string) *metricDesc { return desc("fpmguard", name, help) }
 	return &selfCollector{
 		lag:              d("lag_seconds_total", "Time fpmguard's own timers fired late: time it wanted a CPU and had none."),
 		cpuPeriods:       d("cpu_periods_total", "CFS enforcement periods of fpmguard's cgroup since fpmguard started."),
@@ -23,10 +22,8 @@ func newSelfCollector() *selfCollector {
 	}
 }
 
-func (c *selfCollector) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.lag, c.cpuPeriods, c.cpuThrottled, c.cpuThrottledTime, c.probeInterval, c.droppedLogLines} {
-		ch <- d
-	}
+func (c *selfCollector) descs() []*metricDesc {
+	return []*metricDesc{c.lag, c.cpuPeriods, c.cpuThrottled, c.cpuThrottledTime, c.probeInterval, c.droppedLogLines}
 }
 
 func (c *selfCollector) collect(s *watch.Snapshot, m emitter) {

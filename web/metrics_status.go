@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // statusCollector emits the status page under the names of the established
@@ -14,13 +13,13 @@ import (
 type statusCollector struct {
 	processMetrics bool
 
-	up, scrapeFailures, startSince, acceptedConn, listenQueue, maxListenQueue, listenQueueLen *prometheus.Desc
-	idle, active, total, maxActive, maxChildrenReached, slowRequests                          *prometheus.Desc
-	procRequests, procLastMemory, procLastCPU, procDuration, procState                        *prometheus.Desc
+	up, scrapeFailures, startSince, acceptedConn, listenQueue, maxListenQueue, listenQueueLen *metricDesc
+	idle, active, total, maxActive, maxChildrenReached, slowRequests                          *metricDesc
+	procRequests, procLastMemory, procLastCPU, procDuration, procState                        *metricDesc
 }
 
 func newStatusCollector(processMetrics bool) *statusCollector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
+	d := func(name, help string, labels ...string) *metricDesc {
 		return desc("phpfpm", name, help, labels...)
 	}
 	pool := []string{"pool", "scrape_uri"}
@@ -48,18 +47,17 @@ func newStatusCollector(processMetrics bool) *statusCollector {
 	}
 }
 
-func (c *statusCollector) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
+func (c *statusCollector) descs() []*metricDesc {
+	return []*metricDesc{
 		c.up, c.scrapeFailures, c.startSince, c.acceptedConn, c.listenQueue, c.maxListenQueue, c.listenQueueLen,
 		c.idle, c.active, c.total, c.maxActive, c.maxChildrenReached, c.slowRequests,
 		c.procRequests, c.procLastMemory, c.procLastCPU, c.procDuration, c.procState,
-	} {
-		ch <- d
 	}
 }
 
 func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
-	for _, v := range byName(s) {
+	pools := byName(s)
+	for _, v := range pools {
 		p, uri := v.Report, v.ScrapeURI
 		m.untyped(c.scrapeFailures, float64(v.Stats.ScrapeFailures), p.Name, uri)
 		// An idle ondemand pool is reachable: its master is alive and its
@@ -89,13 +87,26 @@ func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
 		m.untyped(c.maxActive, float64(cn.MaxActiveProcesses), p.Name, uri)
 		m.untyped(c.maxChildrenReached, float64(cn.MaxChildrenReached), p.Name, uri)
 		m.untyped(c.slowRequests, float64(cn.SlowRequests), p.Name, uri)
-		if !c.processMetrics {
-			continue
-		}
-		for _, i := range childOrder(len(p.Processes)) {
-			// child is the worker's place on the status page, as the
-			// established exporter names it: never its pid.
-			w, child := &p.Processes[i], strconv.Itoa(i)
+	}
+	if c.processMetrics {
+		c.collectWorkers(pools, m)
+	}
+}
+
+// collectWorkers emits the series of each worker of the pools whose status
+// page was read, child by child: their labels sort child first, so this is
+// the order the registry sorts them in, which spares a sort.
+func (c *statusCollector) collectWorkers(pools []*watch.PoolView, m emitter) {
+	for _, i := range childOrder(mostWorkers(pools)) {
+		// child is the worker's place on the status page, as the
+		// established exporter names it: never its pid.
+		child := strconv.Itoa(i)
+		for _, v := range pools {
+			p, uri := v.Report, v.ScrapeURI
+			if !p.Status.OK || p.Counters == nil || i >= len(p.Processes) {
+				continue
+			}
+			w := &p.Processes[i]
 			m.untyped(c.procRequests, float64(w.Requests), p.Name, child, uri)
 			m.gauge(c.procLastMemory, float64(w.LastRequestMemory), p.Name, child, uri)
 			m.gauge(c.procLastCPU, w.LastRequestCPU, p.Name, child, uri)

@@ -382,28 +382,6 @@ func TestNoURIOrPIDInLabels(t *testing.T) {
 	}
 }
 
-// BenchmarkScrape measures a whole /metrics scrape of a snapshot, for one
-// pool of 50 workers and for 100 pools of 50 workers, with the per-worker
-// series and without them (--no-process-metrics).
-func BenchmarkScrape(b *testing.B) {
-	for _, tt := range []struct {
-		pools     int
-		processes bool
-	}{{1, true}, {100, true}, {1, false}, {100, false}} {
-		b.Run(fmt.Sprintf("pools=%d/workers=50/process-metrics=%v", tt.pools, tt.processes), func(b *testing.B) {
-			h := NewMetricsHandler(NewCollector(fixed(fixedSnapshot(tt.pools, 50)), tt.processes), nil)
-			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatal(rec.Code)
-				}
-			}
-		})
-	}
-}
-
 // watching runs a watcher of the test master's first pool, probing every
 // 200 ms with the given timeout, until the test ends. edit may change the
 // target first.
