@@ -2,7 +2,7 @@ package web
 
 import (
 	"bytes"
-	"compress/gzip"
+	"github.com/klauspost/compress/gzip"
 	"fmt"
 	"log/slog"
 	"maps"
