@@ -39,8 +39,8 @@ func TestScale(t *testing.T) {
 				res = append(res, measureScale(t, pm, n, window))
 			}
 			row := medianScale(res)
-			line := fmt.Sprintf("SCALE pm=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d",
-				pm, n, row.cpuPerTick.Seconds()*1e6, row.coreShare*100, row.rssMB, row.scrapeP50.Seconds()*1e3, row.scrapeP99.Seconds()*1e3,
+			line := fmt.Sprintf("SCALE pm=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f rss_first_mb=%.1f rss_max_mb=%.1f scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d",
+				pm, n, row.cpuPerTick.Seconds()*1e6, row.coreShare*100, row.rssMB, row.rssFirstMB, row.rssMaxMB, row.scrapeP50.Seconds()*1e3, row.scrapeP99.Seconds()*1e3,
 				(row.fpmShare-row.fpmBaseShare)*100, row.fpmShare*100, row.fpmBaseShare*100, row.workers, row.baseWorkers)
 			t.Log(line)
 			fmt.Println(line)
@@ -51,6 +51,7 @@ func TestScale(t *testing.T) {
 type scaleResult struct {
 	cpuPerTick             time.Duration
 	coreShare, rssMB       float64
+	rssFirstMB, rssMaxMB   float64
 	scrapeP50, scrapeP99   time.Duration
 	fpmShare, fpmBaseShare float64
 	workers, baseWorkers   int
@@ -106,7 +107,13 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	waitHTTP(t, base+"/status", 200)
 	time.Sleep(5 * time.Second) // the first probes, the first opcache reads
 	self0, fpm0 := procCPU(cmd.Process.Pid), fpmCPU()
-	time.Sleep(window)
+	// RSS through the window, for its trend: the first and the last
+	// reading, and the largest.
+	res.rssFirstMB = vmRSS(t, cmd.Process.Pid) / (1 << 20)
+	for end := time.Now().Add(window); time.Now().Before(end); {
+		time.Sleep(min(10*time.Second, time.Until(end)))
+		res.rssMaxMB = max(res.rssMaxMB, vmRSS(t, cmd.Process.Pid)/(1<<20))
+	}
 	self1, fpm1 := procCPU(cmd.Process.Pid), fpmCPU()
 	res.workers = workers()
 	ticks := float64(n) * window.Seconds() // one probe of each pool a second
@@ -116,7 +123,12 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	res.rssMB = vmRSS(t, cmd.Process.Pid) / (1 << 20)
 	var took []time.Duration
 	client := &http.Client{Timeout: 30 * time.Second}
-	for range 21 {
+	// A second apart: every scrape sees new probes, so none is a copy of
+	// the last one's render.
+	for i := range 11 {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
 		start := time.Now()
 		resp, err := client.Get(base + "/metrics")
 		if err != nil {
@@ -148,6 +160,8 @@ func medianScale(rs []scaleResult) scaleResult {
 		cpuPerTick:   time.Duration(med(func(r scaleResult) float64 { return float64(r.cpuPerTick) })),
 		coreShare:    med(func(r scaleResult) float64 { return r.coreShare }),
 		rssMB:        med(func(r scaleResult) float64 { return r.rssMB }),
+		rssFirstMB:   med(func(r scaleResult) float64 { return r.rssFirstMB }),
+		rssMaxMB:     med(func(r scaleResult) float64 { return r.rssMaxMB }),
 		scrapeP50:    time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP50) })),
 		scrapeP99:    time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP99) })),
 		fpmShare:     med(func(r scaleResult) float64 { return r.fpmShare }),
