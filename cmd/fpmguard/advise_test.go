@@ -24,11 +24,11 @@ import (
 const memPHP = `<?php $s = str_repeat('x', (int)$_GET['mb'] << 20); usleep((int)$_GET['ms'] * 1000); echo strlen($s);`
 
 // leakPHP grows with every request its worker serves, as a leak does: the
-// n-th request of a worker holds n × 128 KiB, and PHP's allocator keeps
-// what a worker's requests needed at their peak. The count lives in a
-// file per worker in dir.
-const leakPHP = `<?php $f = '%s/' . getmypid(); $n = (int)@file_get_contents($f) + 1; file_put_contents($f, $n);
-$keep = []; for ($i = 0; $i < $n; $i++) { $keep[] = str_repeat('y', 128 << 10); } echo $n;`
+// n-th request of a worker holds n × 256 KiB (up to 300, within PHP's
+// memory_limit), and PHP's allocator keeps what a worker's requests
+// needed at their peak. The count lives in a file per worker in dir.
+const leakPHP = `<?php $f = '%s/' . getmypid(); $n = min(300, (int)@file_get_contents($f) + 1); file_put_contents($f, $n);
+$keep = []; for ($i = 0; $i < $n; $i++) { $keep[] = str_repeat('y', 256 << 10); } echo $n;`
 
 // TestAdviseMemory samples a pool whose workers hold a known amount of
 // memory while requests queue, with `advise --duration`: the advised
@@ -45,10 +45,10 @@ func TestAdviseMemory(t *testing.T) {
 		cancel()
 		wg.Wait()
 	}()
-	// Six clients on three workers: requests queue, more than memory
+	// Ten clients on three workers: requests queue, more than memory
 	// allows workers for; briefly enough for the status page to be read
 	// through the same queue within --timeout.
-	load(ctx, &wg, fpm, "mem", "mem.php", "mb=64&ms=500", 6, 0)
+	load(ctx, &wg, fpm, "mem", "mem.php", "mb=64&ms=500", 10, 0)
 	var peakPSS atomic.Uint64
 	wg.Go(func() {
 		for ctx.Err() == nil {
