@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"github.com/klauspost/compress/gzip"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/watch"
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
