@@ -64,7 +64,7 @@ func hungAfter(hungAfter, killHungAfter time.Duration) time.Duration {
 	return hungAfter
 }
 
-// Watcher probes every pool, each in a loop of its own, and publishes what
+// Watcher probes every pool, one after the other (sched.go), and publishes what
 // it finds.
 type Watcher struct {
 	prober *supervisor.Prober
@@ -84,6 +84,8 @@ type Watcher struct {
 	unprobed   atomic.Int64
 	probedOnce sync.Once
 
+	sched schedule
+
 	mu      sync.Mutex
 	opcache []supervisor.OpcacheReport
 	masters map[string]*masterSeen // by master name
@@ -96,8 +98,8 @@ type masterSeen struct {
 	restarts uint64
 }
 
-// poolWatch is one pool's loop. Only its own goroutine touches the loop
-// state; what others read is published in view.
+// poolWatch is one pool's state. One tick of a pool runs at a time, and
+// only it touches the loop state; what others read is published in view.
 type poolWatch struct {
 	mu     sync.Mutex // guards target, which SetMasterPID changes
 	target supervisor.Target
@@ -182,15 +184,16 @@ func (w *Watcher) FollowNginx(paths []string) {
 	w.nginx = n
 }
 
-// Run watches until ctx ends. Each pool has its own loop, so a hung pool
-// never delays another.
+// Run watches until ctx ends. The pools are probed one after the other,
+// and a hung pool's probe goes on beside the others (sched.go).
 func (w *Watcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	if w.prober.Lag != nil {
 		wg.Go(func() { w.prober.Lag.Run(ctx) })
 	}
-	for i, pw := range w.pools {
-		wg.Go(func() { w.watchPool(ctx, pw, w.offset(i)) })
+	if len(w.pools) > 0 {
+		w.startSchedule()
+		wg.Go(func() { w.probeLoop(ctx, &wg) })
 	}
 	if w.prober.Opcache != nil {
 		wg.Go(func() { w.watchOpcache(ctx) })
@@ -229,24 +232,6 @@ func (w *Watcher) untilSlot(t time.Time) time.Duration {
 		return time.Until(t)
 	}
 	return time.Until(time.Unix(0, (ns+s-1)/s*s))
-}
-
-func (w *Watcher) watchPool(ctx context.Context, pw *poolWatch, first time.Duration) {
-	// A timer, not a ticker: the next probe is one (possibly stretched)
-	// interval after this one began, and a probe that overran its interval
-	// is followed at once by one more, never by a queue of them.
-	timer := time.NewTimer(w.untilSlot(time.Now().Add(first)))
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		began := time.Now()
-		w.tick(ctx, pw)
-		timer.Reset(w.untilSlot(began.Add(w.pace.Interval())))
-	}
 }
 
 // tick probes one pool once, detects what changed, acts, and publishes:
