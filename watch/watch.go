@@ -114,6 +114,7 @@ type poolWatch struct {
 	failures  int
 	lastBeat  time.Time
 	dSince    map[int]time.Time
+	standIns  int // heartbeats in a row the status read stood in for
 	announced map[condition]bool // conditions already reported, to report each once
 }
 
@@ -234,6 +235,13 @@ func (w *Watcher) untilSlot(t time.Time) time.Duration {
 	return time.Until(time.Unix(0, (ns+s-1)/s*s))
 }
 
+// pingEvery is how often, in ticks, a pool whose status read stands in for
+// its heartbeat is pinged anyway: that checks ping.path and ping.response,
+// which the status read does not. After any heartbeat that was not a
+// clean success, every tick pings until one is. A stand-in saves a FastCGI
+// exchange, a third of a quiet pool's tick, and a request to php-fpm.
+const pingEvery = 10
+
 // tick probes one pool once, detects what changed, acts, and publishes:
 // each of the probe's steps runs once. Hung workers are judged and killed
 // on a fresh status page, before the heartbeat: with every worker hung the
@@ -259,7 +267,12 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
 	killed := w.actions.killHung(ctx, target, &r)
-	w.prober.Beat(ctx, target, &r)
+	if pw.standIns < pingEvery-1 && prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == "" && supervisor.BeatFromStatus(target, &r) {
+		pw.standIns++
+	} else {
+		w.prober.Beat(ctx, target, &r)
+		pw.standIns = 0
+	}
 	pw.probeStart.Store(0)
 	if ctx.Err() != nil {
 		return
