@@ -143,7 +143,10 @@ type StatusRead struct {
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Idle: not read, since the ondemand pool had no worker to answer.
 	Idle bool `json:"idle,omitempty"`
-	took time.Duration // the exchange, when OK
+
+	// took is how long a read that succeeded took: its latency when it
+	// stands in for the heartbeat.
+	took time.Duration
 }
 
 // Failed reports a status read that failed, and proves it.

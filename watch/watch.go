@@ -114,7 +114,7 @@ type poolWatch struct {
 	failures  int
 	lastBeat  time.Time
 	dSince    map[int]time.Time
-	standIns  int // heartbeats in a row the status read stood in for
+	standIns  int                // heartbeats in a row the status read stood in for
 	announced map[condition]bool // conditions already reported, to report each once
 }
 
