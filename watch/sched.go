@@ -50,9 +50,13 @@ func (w *Watcher) startSchedule() {
 // probeLoop probes the pools as they fall due, until ctx ends or a tick
 // stalls and another loop takes over.
 func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
-	// This loop counts in wg until it returns, so the handoff
-	// never adds to a WaitGroup that Wait has seen at zero.
-	handoff := time.AfterFunc(time.Hour, func() { wg.Go(func() { w.probeLoop(ctx, wg) }) })
+	// The new loop is counted in wg before this one stops counting (it
+	// waits for started), so wg never drops to zero in between.
+	started := make(chan struct{})
+	handoff := time.AfterFunc(time.Hour, func() {
+		wg.Go(func() { w.probeLoop(ctx, wg) })
+		close(started)
+	})
 	handoff.Stop()
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
@@ -73,6 +77,7 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 		w.sched.busy[i] = false
 		w.sched.mu.Unlock()
 		if handedOver {
+			<-started
 			select {
 			case w.sched.kick <- struct{}{}:
 			default:

@@ -197,3 +197,27 @@ func TestStatusStandsInForPing(t *testing.T) {
 		}
 	}
 }
+
+// TestHungPoolDelaysNoOther: a pool whose every read waits out the timeout
+// holds the probe loop for stallAfter at most; the pool after it is probed
+// every interval as if alone.
+func TestHungPoolDelaysNoOther(t *testing.T) {
+	silent := fpmtest.StartHostile(t, "unix", fpmtest.Silent)
+	hung, err := supervisor.ParsePoolSpec("unix://" + silent.Addr + ",name=hung")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	targets := []supervisor.Target{hung, fpmTargets(t, fpm)["www"]}
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 3 * time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, targets, Config{Interval: 100 * time.Millisecond}, event.NewLog(nil))
+	run(t, w)
+	time.Sleep(time.Second)
+	www := w.pools[1].view.Load()
+	if www == nil || time.Since(www.LastProbe) > 300*time.Millisecond || !www.Report.Heartbeat.OK {
+		t.Fatalf("pool www was not probed every 100ms beside a hung pool: %+v", www)
+	}
+	if v := w.pools[0].view.Load(); v != nil {
+		t.Errorf("the hung pool finished a probe within its 3s timeout: %+v", v.Report)
+	}
+}
