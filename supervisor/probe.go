@@ -43,11 +43,12 @@ type pssSample struct {
 	at         time.Time
 }
 
-// A worker's PSS is read again after pssEvery when its RSS moved since the
-// last read, else after pssStill: reading smaps_rollup walks every mapping
-// of the process, and cost 8% of fpmguard's CPU at 100 quiet pools when
-// read every 10 s. Unchanged memory can still change PSS (a sibling that
-// shared pages ended), slowly.
+// A worker's PSS is read again after pssEvery when its RSS moved by more
+// than 1/32 since the last read, else after pssStill: reading smaps_rollup
+// walks every mapping of the process, and cost 8% of fpmguard's CPU at 100
+// quiet pools when read every 10 s. (The RSS of a worker serving status
+// requests moves by a few pages all the time.) Unchanged memory can still
+// change PSS (a sibling that shared pages ended), slowly.
 const (
 	pssEvery = 10 * time.Second
 	pssStill = 60 * time.Second
@@ -265,7 +266,8 @@ func (pr *Prober) pssOf(pid int, start, rss uint64) uint64 {
 	pr.pssMu.Lock()
 	s, ok := pr.pss[key]
 	pr.pssMu.Unlock()
-	if age := time.Since(s.at); ok && (age < pssEvery || (age < pssStill && s.rss == rss)) {
+	moved := max(rss, s.rss)-min(rss, s.rss) > s.rss/32
+	if age := time.Since(s.at); ok && (age < pssEvery || (age < pssStill && !moved)) {
 		return s.bytes
 	}
 	s = pssSample{bytes: ReadPSS(pid), rss: rss, at: time.Now()}
