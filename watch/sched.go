@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -21,10 +20,7 @@ import (
 // reload) hands the loop to a new goroutine, which goes on with the other
 // pools. The stalled goroutine ends when its tick does. So a hung pool
 // delays the pools after it by stallAfter, and many hung pools are waited
-// on in parallel, each on its own goroutine, as before. When the pools
-// fall behind all the same (thousands of pools, or large ones, each tick
-// quick but too many for one loop), helper loops probe beside the main
-// one until they have caught up.
+// on in parallel, each on its own goroutine, as before.
 
 // stallAfter is how long one tick may hold the probe loop. A quiet pool's
 // tick takes a fraction of a millisecond, a 200-worker pool's a few.
@@ -36,8 +32,6 @@ type schedule struct {
 	mu   sync.Mutex
 	due  []time.Time // by pool index
 	busy []bool      // a tick of the pool is running
-	// helpers is how many helper loops run: the main loop falls behind.
-	helpers int
 	// kick wakes the waiting loop when a stalled tick ends: its pool may be
 	// due at once.
 	kick chan struct{}
@@ -54,35 +48,27 @@ func (w *Watcher) startSchedule() {
 }
 
 // probeLoop probes the pools as they fall due, until ctx ends or a tick
-// stalls and another loop takes over. A helper is a loop started because
-// the pools fell behind (more than a slot late: too many slow pools for one
-// loop); it ends when no pool is due, instead of waiting.
-func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup, helper bool) {
+// stalls and another loop takes over.
+func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 	// The new loop is counted in wg before this one stops counting (it
-	// waits for started), so wg never drops to zero in between. A helper
-	// needs no successor: the main loop goes on beside it.
+	// waits for started), so wg never drops to zero in between.
 	started := make(chan struct{})
 	handoff := time.AfterFunc(time.Hour, func() {
-		wg.Go(func() { w.probeLoop(ctx, wg, false) })
+		wg.Go(func() { w.probeLoop(ctx, wg) })
 		close(started)
 	})
 	handoff.Stop()
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
 	for {
-		i, behind, ok := w.nextDue(ctx, wait, helper)
+		i, ok := w.nextDue(ctx, wait)
 		if !ok {
 			return
 		}
-		if behind {
-			wg.Go(func() { w.probeLoop(ctx, wg, true) })
-		}
-		if !helper {
-			handoff.Reset(stallAfter)
-		}
+		handoff.Reset(stallAfter)
 		began := time.Now()
 		w.tick(ctx, w.pools[i])
-		handedOver := !helper && !handoff.Stop()
+		handedOver := !handoff.Stop()
 		w.sched.mu.Lock()
 		// The next probe is one (possibly stretched) interval after this
 		// one began: one that overran is followed at once, never by a
@@ -102,36 +88,26 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup, helper bool
 }
 
 // nextDue waits for the pool due first, and marks it busy. Pools wake on
-// the slot grid, so that those due together share one wake-up. behind asks
-// the caller to start a helper: the pool is more than a slot late, and
-// fewer helpers than GOMAXPROCS run. false when ctx ends, or when a
-// helper finds nothing due.
-func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer, helper bool) (i int, behind, ok bool) {
-	s := &w.sched
+// the slot grid, so that those due together share one wake-up. false when
+// ctx ends.
+func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (int, bool) {
 	for {
 		if ctx.Err() != nil {
-			break
+			return 0, false
 		}
+		s := &w.sched
 		s.mu.Lock()
 		first := -1
-		for j, busy := range s.busy {
-			if !busy && (first < 0 || s.due[j].Before(s.due[first])) {
-				first = j
+		for i, busy := range s.busy {
+			if !busy && (first < 0 || s.due[i].Before(s.due[first])) {
+				first = i
 			}
 		}
 		now := time.Now()
 		if first >= 0 && !s.due[first].After(now) {
 			s.busy[first] = true
-			if now.Sub(s.due[first]) > w.slot() && s.helpers < runtime.GOMAXPROCS(0) {
-				s.helpers++
-				behind = true
-			}
 			s.mu.Unlock()
-			return first, behind, true
-		}
-		if helper {
-			s.mu.Unlock()
-			break
+			return first, true
 		}
 		d := time.Hour // every pool is in a stalled tick: kick wakes us
 		if first >= 0 {
@@ -141,14 +117,9 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer, helper bool) (i
 		wait.Reset(d)
 		select {
 		case <-ctx.Done():
+			return 0, false
 		case <-wait.C:
 		case <-s.kick:
 		}
 	}
-	if helper {
-		s.mu.Lock()
-		s.helpers--
-		s.mu.Unlock()
-	}
-	return 0, false, false
 }

@@ -194,7 +194,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	if len(w.pools) > 0 {
 		w.startSchedule()
-		wg.Go(func() { w.probeLoop(ctx, &wg, false) })
+		wg.Go(func() { w.probeLoop(ctx, &wg) })
 	}
 	if w.prober.Opcache != nil {
 		wg.Go(func() { w.watchOpcache(ctx) })

@@ -8,7 +8,6 @@ import (
 	"net/http/fcgi"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -220,45 +219,5 @@ func TestHungPoolDelaysNoOther(t *testing.T) {
 	}
 	if v := w.pools[0].view.Load(); v != nil {
 		t.Errorf("the hung pool finished a probe within its 3s timeout: %+v", v.Report)
-	}
-}
-
-// TestLoopCatchesUp: more pools than one loop can probe in an interval are
-// probed by helper loops beside it, at most GOMAXPROCS of them, which end
-// when they have caught up.
-func TestLoopCatchesUp(t *testing.T) {
-	var pools []fpmtest.Pool
-	for i := range 30 {
-		pools = append(pools, fpmtest.Pool{Name: fmt.Sprintf("p%d", i), MaxChildren: 1})
-	}
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: pools})
-	var targets []supervisor.Target
-	for _, tg := range fpmTargets(t, fpm) {
-		targets = append(targets, tg)
-	}
-	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}
-	w := New(pr, targets, Config{Interval: 4 * time.Millisecond}, event.NewLog(nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		w.Run(ctx)
-		close(done)
-	}()
-	most := 0
-	for range 100 {
-		time.Sleep(10 * time.Millisecond)
-		w.sched.mu.Lock()
-		most = max(most, w.sched.helpers)
-		w.sched.mu.Unlock()
-	}
-	cancel()
-	<-done
-	if most == 0 || most > runtime.GOMAXPROCS(0) || w.sched.helpers != 0 {
-		t.Errorf("helpers: at most %d running (want 1 to GOMAXPROCS), %d left after Run", most, w.sched.helpers)
-	}
-	for _, pw := range w.pools {
-		if v := pw.view.Load(); v == nil || time.Since(v.LastProbe) > 500*time.Millisecond {
-			t.Errorf("pool %s not probed in the last 500ms", pw.target.Name)
-		}
 	}
 }
