@@ -100,7 +100,7 @@ func (m *Monitor) Run(ctx context.Context) {
 		}
 		var th Throttling
 		ok := false
-		if m.cgroup != nil {
+		if m.cgroup != nil && n%m.readEvery() == 0 {
 			var err error
 			th, err = m.cgroup.read()
 			ok = err == nil
@@ -115,6 +115,11 @@ func (m *Monitor) Run(ctx context.Context) {
 		timer.Reset(time.Until(m.next))
 	}
 }
+
+// readEvery is how many samples pass between reads of the cgroup's
+// counters: one a second. They are read over windows of seconds (the
+// pacer's, a scrape's), and a read costs more than the sample itself.
+func (m *Monitor) readEvery() int { return max(1, int(time.Second/m.period)) }
 
 // refindEvery is how many samples pass between looks for this process's
 // cgroup: a process can be moved to another one while it runs (systemctl

@@ -39,11 +39,20 @@ type Prober struct {
 }
 
 type pssSample struct {
-	bytes uint64
-	at    time.Time
+	bytes, rss uint64
+	at         time.Time
 }
 
-const pssEvery = 10 * time.Second
+// A worker's PSS is read again after pssEvery when its RSS moved by more
+// than 1/32 since the last read, else after pssStill: reading smaps_rollup
+// walks every mapping of the process, and cost 8% of fpmguard's CPU at 100
+// quiet pools when read every 10 s. (The RSS of a worker serving status
+// requests moves by a few pages all the time.) Unchanged memory can still
+// change PSS (a sibling that shared pages ended), slowly.
+const (
+	pssEvery = 10 * time.Second
+	pssStill = 60 * time.Second
+)
 
 // Probe reads the status page, then runs the heartbeat, then reads the OS
 // view of the master and of every worker the status page names, and judges
@@ -121,6 +130,23 @@ func (pr *Prober) heartbeat(ctx context.Context, t Target) Heartbeat {
 	return hb
 }
 
+// BeatFromStatus makes the status read of r stand in for the heartbeat,
+// when it proves what a ping would: it was read through the pool's own
+// socket (no pm.status_listen), so a worker took it from the listen queue
+// nginx uses and answered it, as it answers a ping. It does so only when
+// the read answered in time (a late one is judged as a late ping is) and
+// the pool has a ping.path; false when a ping must be sent. The ping's own
+// checks, ping.path and ping.response, are left to the pings the caller
+// still sends now and then.
+func BeatFromStatus(t Target, r *PoolReport) bool {
+	if t.PingPath == "" || !t.StatusAddress.IsZero() || !r.Status.OK || r.Status.took <= 0 || r.Status.took >= lateAnswer {
+		return false
+	}
+	r.Heartbeat = Heartbeat{OK: true, LatencySeconds: r.Status.took.Seconds(), Via: "status page"}
+	r.Advice = advice(t, *r)
+	return true
+}
+
 // lateAnswer is the latency from which a successful read is checked for
 // fpmguard's own starvation: below it, no verdict depends on it.
 const lateAnswer = 10 * time.Millisecond
@@ -155,7 +181,7 @@ func (pr *Prober) readStatus(ctx context.Context, t Target) (*fastcgi.Status, St
 		}
 		return nil, StatusRead{Via: via, Error: msg, Failure: failure(err)}
 	}
-	return st, StatusRead{OK: true, Via: via}
+	return st, StatusRead{OK: true, Via: via, took: time.Since(start)}
 }
 
 func failure(err error) *Failure {
@@ -216,13 +242,14 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 			ps.RSSBytes = osp.RSSBytes
 			ps.parent = osp.PPID
 			ps.startTicks = osp.StartTicks
-			if !p.Idle() {
+			if !p.Idle() && !(ps.probeRequest && p.RequestDuration < time.Second) {
 				// Only a busy worker can be hung, and only a hung one needs
-				// telling spinning from blocked.
+				// telling spinning from blocked; the one serving fpmguard's
+				// own status request, just begun, is not.
 				ps.onCPU, ps.runQueue = ReadSchedstat(p.PID)
 			}
 			if pr.ReadPSS {
-				ps.PSSBytes = pr.pssOf(p.PID, osp.StartTicks)
+				ps.PSSBytes = pr.pssOf(p.PID, osp.StartTicks, osp.RSSBytes)
 			}
 			// A pid the status page names is ours only with the pool's title.
 			ps.ParentOK = osp.Title == title
@@ -232,16 +259,18 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 	return out
 }
 
-// pssOf returns a worker's PSS, read again when older than pssEvery.
-func (pr *Prober) pssOf(pid int, start uint64) uint64 {
+// pssOf returns a worker's PSS, read again when older than pssEvery and
+// its RSS moved, or older than pssStill.
+func (pr *Prober) pssOf(pid int, start, rss uint64) uint64 {
 	key := titleKey{pid, start}
 	pr.pssMu.Lock()
 	s, ok := pr.pss[key]
 	pr.pssMu.Unlock()
-	if ok && time.Since(s.at) < pssEvery {
+	moved := max(rss, s.rss)-min(rss, s.rss) > s.rss/32
+	if age := time.Since(s.at); ok && (age < pssEvery || (age < pssStill && !moved)) {
 		return s.bytes
 	}
-	s = pssSample{bytes: ReadPSS(pid), at: time.Now()}
+	s = pssSample{bytes: ReadPSS(pid), rss: rss, at: time.Now()}
 	pr.pssMu.Lock()
 	if pr.pss == nil || len(pr.pss) >= maxTitles {
 		pr.pss = map[titleKey]pssSample{}

@@ -112,6 +112,10 @@ type Heartbeat struct {
 	// queued, and a ping would have started one. Its master is alive and
 	// its socket listens.
 	Idle bool `json:"idle,omitempty"`
+	// Via "status page": no ping was sent; the status page, read through
+	// the pool's own socket and so served by a worker as a ping is, stood
+	// in for it (BeatFromStatus). LatencySeconds is the status read's.
+	Via string `json:"via,omitempty"`
 }
 
 // Failed reports a heartbeat that failed, and proves it.
@@ -139,6 +143,10 @@ type StatusRead struct {
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Idle: not read, since the ondemand pool had no worker to answer.
 	Idle bool `json:"idle,omitempty"`
+
+	// took is how long a read that succeeded took: its latency when it
+	// stands in for the heartbeat.
+	took time.Duration
 }
 
 // Failed reports a status read that failed, and proves it.

@@ -148,3 +148,76 @@ func TestOndemandStaysAsleep(t *testing.T) {
 		return n, n == 1
 	})
 }
+
+// TestStatusStandsInForPing: a pool whose status page is read through its
+// own socket is pinged every pingEvery ticks, the status read standing in
+// between; after a ping that answers wrong, every tick pings.
+func TestStatusStandsInForPing(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "main"}, {Name: "listen", StatusListen: true}}})
+	w := watcherFor(t, fpm, Config{Interval: time.Hour})
+	ctx := context.Background()
+	vias := map[string][]string{}
+	for range 2 * pingEvery {
+		for _, pw := range w.pools {
+			w.tick(ctx, pw)
+			r := pw.view.Load().Report
+			if !r.Heartbeat.OK {
+				t.Fatalf("pool %s: heartbeat %+v", r.Name, r.Heartbeat)
+			}
+			vias[r.Name] = append(vias[r.Name], r.Heartbeat.Via)
+		}
+	}
+	pings := func(name string) int {
+		n := 0
+		for _, v := range vias[name] {
+			if v == "" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := pings("main"); n != 2 || vias["main"][0] != "" || vias["main"][pingEvery] != "" {
+		t.Errorf("pool main: %d real pings in %d ticks, want 2, at ticks 0 and %d: %q", n, 2*pingEvery, pingEvery, vias["main"])
+	}
+	if n := pings("listen"); n != 2*pingEvery {
+		t.Errorf("pool listen (pm.status_listen): %d real pings in %d ticks, want every tick", n, 2*pingEvery)
+	}
+
+	// A ping that answers something else than ping.response fails: seen at
+	// the next real ping at the latest, then sent again at every tick.
+	for _, pw := range w.pools {
+		pw.target.PingResponse = "not-pong"
+	}
+	for i := range pingEvery + 3 {
+		for _, pw := range w.pools {
+			w.tick(ctx, pw)
+			if r := pw.view.Load().Report; i >= pingEvery && (r.Heartbeat.Via != "" || !r.Heartbeat.Failed()) {
+				t.Errorf("pool %s: heartbeat %+v, want a ping that answered wrong", r.Name, r.Heartbeat)
+			}
+		}
+	}
+}
+
+// TestHungPoolDelaysNoOther: a pool whose every read waits out the timeout
+// holds the probe loop for stallAfter at most; the pool after it is probed
+// every interval as if alone.
+func TestHungPoolDelaysNoOther(t *testing.T) {
+	silent := fpmtest.StartHostile(t, "unix", fpmtest.Silent)
+	hung, err := supervisor.ParsePoolSpec("unix://" + silent.Addr + ",name=hung")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	targets := []supervisor.Target{hung, fpmTargets(t, fpm)["www"]}
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 3 * time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, targets, Config{Interval: 100 * time.Millisecond}, event.NewLog(nil))
+	run(t, w)
+	time.Sleep(time.Second)
+	www := w.pools[1].view.Load()
+	if www == nil || time.Since(www.LastProbe) > 300*time.Millisecond || !www.Report.Heartbeat.OK {
+		t.Fatalf("pool www was not probed every 100ms beside a hung pool: %+v", www)
+	}
+	if v := w.pools[0].view.Load(); v != nil {
+		t.Errorf("the hung pool finished a probe within its 3s timeout: %+v", v.Report)
+	}
+}

@@ -163,31 +163,46 @@ func TestStarvedServeStaysCalm(t *testing.T) {
 
 	// Starved for good: 5 ms of CPU a second, less than 20 pools need.
 	// fpmguard says so, and probes less often. The first phase may
-	// already have logged a starvation that ended, so only a new one
-	// counts.
+	// already have logged a starvation: one that ended does not count,
+	// one that goes on does once the pacer has had time to see calm (two
+	// calm windows of 5 s at each step down from 4 s) and has not.
 	cancel()
 	wg.Wait()
-	starvedLines := func() []string {
+	pacerLines := func() (lines []string) {
 		_, body, _ := get("/events?n=1000")
-		var lines []string
 		for _, l := range strings.Split(body, "\n") {
-			if strings.Contains(l, "fpmguard is starved of CPU") {
+			if strings.Contains(l, "fpmguard is starved of CPU") || strings.Contains(l, "fpmguard has CPU again") {
 				lines = append(lines, l)
 			}
 		}
 		return lines
 	}
-	before := len(starvedLines())
+	starts := func(lines []string) int {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, "fpmguard is starved of CPU") {
+				n++
+			}
+		}
+		return n
+	}
+	before := starts(pacerLines())
 	if err := group.SetQuota(5*time.Millisecond, time.Second); err != nil {
 		t.Fatal(err)
 	}
+	dropped := time.Now()
 	why := fpmtest.Poll(t, 120*time.Second, func() (string, bool) {
-		lines := starvedLines()
-		if len(lines) <= before {
+		lines := pacerLines()
+		if len(lines) == 0 {
+			return "", false
+		}
+		last := lines[len(lines)-1]
+		lasting := strings.Contains(last, "fpmguard is starved of CPU") && time.Since(dropped) > 25*time.Second
+		if starts(lines) <= before && !lasting {
 			return "", false
 		}
 		_, metrics, _ := get("/metrics")
-		return lines[len(lines)-1] + "; " + metricLine(metrics, "fpmguard_probe_interval_seconds"),
+		return last + "; " + metricLine(metrics, "fpmguard_probe_interval_seconds"),
 			metricValue(metrics, "fpmguard_probe_interval_seconds") > 1
 	})
 	t.Logf("at 0.5%% of a core: %s", strings.TrimSpace(why))
