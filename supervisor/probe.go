@@ -317,7 +317,7 @@ func (pr *Prober) master(ctx context.Context, t Target, procs []ProcessState) *M
 	case err == nil && osp.State != OSZombie && IsMasterTitle(osp.Title):
 		m.Alive = true
 		if pr.ReadPSS {
-			m.PSSBytes = pr.pssOf(pid, osp.StartTicks)
+			m.PSSBytes = pr.pssOf(pid, osp.StartTicks, osp.RSSBytes)
 		}
 	case osp.State == OSZombie:
 		// It exited; only its parent has not collected it yet.
