@@ -81,15 +81,36 @@ func (h Host) ReadMemory(masterPID int, fpmUsesBytes, limit, reserve uint64) (Me
 	return m, nil
 }
 
+// cgroup is one line of /proc/PID/cgroup: a v1 hierarchy with its
+// controllers, or the v2 one.
+type cgroup struct {
+	v2          bool
+	controllers []string
+	path        string
+}
+
+// cgroupsOf reads the cgroups of pid, nil when they cannot be read.
+func (h Host) cgroupsOf(pid int) []cgroup {
+	b, err := os.ReadFile(filepath.Join(h.Proc, strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return nil
+	}
+	var out []cgroup
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		out = append(out, cgroup{v2: f[0] == "0" && f[1] == "", controllers: strings.Split(f[1], ","), path: f[2]})
+	}
+	return out
+}
+
 // cgroupLimit is the smallest memory limit on the path from the master's
 // cgroup to the root, with its source.
 func (h Host) cgroupLimit(pid int) (uint64, string, bool) {
 	if pid <= 0 {
 		pid = os.Getpid()
-	}
-	b, err := os.ReadFile(filepath.Join(h.Proc, strconv.Itoa(pid), "cgroup"))
-	if err != nil {
-		return 0, "", false
 	}
 	var best uint64
 	var src string
@@ -108,16 +129,12 @@ func (h Host) cgroupLimit(pid int) (uint64, string, bool) {
 			}
 		}
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
+	for _, g := range h.cgroupsOf(pid) {
 		switch {
-		case f[0] == "0" && f[1] == "":
-			consider(f[2], "memory.max", "cgroup v2")
-		case slices.Contains(strings.Split(f[1], ","), "memory"):
-			consider(filepath.Join("memory", f[2]), "memory.limit_in_bytes", "cgroup v1")
+		case g.v2:
+			consider(g.path, "memory.max", "cgroup v2")
+		case slices.Contains(g.controllers, "memory"):
+			consider(filepath.Join("memory", g.path), "memory.limit_in_bytes", "cgroup v1")
 		}
 	}
 	return best, src, best > 0
@@ -130,26 +147,18 @@ func (h Host) cpus(pid int) (float64, string) {
 	if pid <= 0 {
 		return n, src
 	}
-	b, err := os.ReadFile(filepath.Join(h.Proc, strconv.Itoa(pid), "cgroup"))
-	if err != nil {
-		return n, src
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
+	for _, g := range h.cgroupsOf(pid) {
 		var quota, period float64
 		switch {
-		case f[0] == "0" && f[1] == "":
-			v, err := os.ReadFile(filepath.Join(h.Cgroup, f[2], "cpu.max"))
+		case g.v2:
+			v, err := os.ReadFile(filepath.Join(h.Cgroup, g.path, "cpu.max"))
 			if fs := strings.Fields(string(v)); err == nil && len(fs) == 2 {
 				quota, _ = strconv.ParseFloat(fs[0], 64)
 				period, _ = strconv.ParseFloat(fs[1], 64)
 			}
-		case slices.Contains(strings.Split(f[1], ","), "cpu"):
-			q, err1 := os.ReadFile(filepath.Join(h.Cgroup, "cpu", f[2], "cpu.cfs_quota_us"))
-			p, err2 := os.ReadFile(filepath.Join(h.Cgroup, "cpu", f[2], "cpu.cfs_period_us"))
+		case slices.Contains(g.controllers, "cpu"):
+			q, err1 := os.ReadFile(filepath.Join(h.Cgroup, "cpu", g.path, "cpu.cfs_quota_us"))
+			p, err2 := os.ReadFile(filepath.Join(h.Cgroup, "cpu", g.path, "cpu.cfs_period_us"))
 			if err1 == nil && err2 == nil {
 				quota, _ = strconv.ParseFloat(strings.TrimSpace(string(q)), 64)
 				period, _ = strconv.ParseFloat(strings.TrimSpace(string(p)), 64)

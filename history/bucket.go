@@ -2,7 +2,6 @@ package history
 
 import (
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -191,5 +190,3 @@ func (w *opcacheWindow) add(o *supervisor.OpcacheReport, now time.Time) {
 	w.last, w.seen, w.lastAt = *o, true, now
 	w.last.Reasons = nil
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -5,6 +5,7 @@
 package history
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -252,7 +253,7 @@ func (h *History) AddOpcache(reports []supervisor.OpcacheReport, now time.Time) 
 		}
 		name := o.Master
 		if name == "" {
-			name = "master " + itoa(o.MasterPID)
+			name = "master " + strconv.Itoa(o.MasterPID)
 		}
 		w := h.opcache[name]
 		if w == nil {
