@@ -67,9 +67,9 @@ bench: deps
 	@echo
 	@echo "serve --interval 1s, medians of $(SCALE_RUNS) runs of $(SCALE_SECONDS) s; php-fpm's CPU against the same pools without fpmguard:"
 	@awk '/^SCALE/ { for (i = 2; i <= NF; i++) { split($$i, kv, "="); v[kv[1]] = kv[2] } \
-		printf "  %-8s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB (%s..%s)  scrape %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)\n", \
+		printf "  %-8s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB (%s..%s)  scrape %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)  all-hung pool judged %s s after --hung-after\n", \
 		v["pm"], v["pools"], v["cpu_per_pool_tick_us"], v["core_share_pct"], v["rss_mb"], v["rss_first_mb"], v["rss_max_mb"], v["scrape_p50_ms"], v["scrape_p99_ms"], \
-		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"] }' bench-scale.out
+		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"], v["hung_caught_s"] }' bench-scale.out
 
 demo: deps build
 	./examples/demo.sh

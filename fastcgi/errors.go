@@ -53,6 +53,19 @@ func (c Class) String() string {
 // MarshalText writes the class as its name, as reports show it.
 func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 
+// UnmarshalText reads a name MarshalText wrote, so that a report read back
+// from JSON (a remote's /snapshot) keeps its classes. A name this version
+// does not know reads as 0, "unknown", as an error that is not FastCGI's.
+func (c *Class) UnmarshalText(b []byte) error {
+	*c = 0
+	for k, name := range classNames {
+		if name == string(b) {
+			*c = k
+		}
+	}
+	return nil
+}
+
 // Reason is the short, fixed label of a failure used in metrics.
 type Reason string
 

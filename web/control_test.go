@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/nginxlog"
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -76,6 +78,24 @@ func TestSnapshotOverHTTP(t *testing.T) {
 	}
 	if i := bytes.IndexFunc(body, func(c rune) bool { return (c < 0x20 && c != '\n') || (c >= 0x7f && c <= 0x9f) }); i >= 0 {
 		t.Errorf("raw control character in /snapshot at %d: %q", i, body[max(0, i-20):i+5])
+	}
+}
+
+// TestSnapshotKeepsFailures: a pool whose heartbeat failed reads back
+// from /snapshot's JSON with its failure class, as top --from shows it.
+func TestSnapshotKeepsFailures(t *testing.T) {
+	s := fixedSnapshot(1, 2)
+	s.Pools[0].Report.Heartbeat = supervisor.Heartbeat{Failure: &supervisor.Failure{Error: "timeout", Reason: fastcgi.ReasonTimeout, Class: fastcgi.ClassTimeout, NginxStatus: 504}}
+	body, err := json.Marshal(encodeSnapshot(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeSnapshot(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := got.Pools[0].Report.Heartbeat.Failure; f == nil || f.Class != fastcgi.ClassTimeout || f.NginxStatus != 504 {
+		t.Errorf("heartbeat failure read back as %+v", f)
 	}
 }
 

@@ -39,9 +39,9 @@ func TestScale(t *testing.T) {
 				res = append(res, measureScale(t, pm, n, window))
 			}
 			row := medianScale(res)
-			line := fmt.Sprintf("SCALE pm=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f rss_first_mb=%.1f rss_max_mb=%.1f scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d",
+			line := fmt.Sprintf("SCALE pm=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f rss_first_mb=%.1f rss_max_mb=%.1f scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d hung_caught_s=%.1f plain_hung_unhealthy_s=%.1f",
 				pm, n, row.cpuPerTick.Seconds()*1e6, row.coreShare*100, row.rssMB, row.rssFirstMB, row.rssMaxMB, row.scrapeP50.Seconds()*1e3, row.scrapeP99.Seconds()*1e3,
-				(row.fpmShare-row.fpmBaseShare)*100, row.fpmShare*100, row.fpmBaseShare*100, row.workers, row.baseWorkers)
+				(row.fpmShare-row.fpmBaseShare)*100, row.fpmShare*100, row.fpmBaseShare*100, row.workers, row.baseWorkers, row.caughtAfterThreshold.Seconds(), row.plainCaught.Seconds())
 			t.Log(line)
 			fmt.Println(line)
 		}
@@ -55,7 +55,13 @@ type scaleResult struct {
 	scrapeP50, scrapeP99   time.Duration
 	fpmShare, fpmBaseShare float64
 	workers, baseWorkers   int
+	caughtAfterThreshold   time.Duration // an all-hung pool's verdict, after --hung-after
+	plainCaught            time.Duration // an all-hung pool without pm.status_listen unhealthy, after the hang began
 }
+
+// scaleHungAfter is serve's --hung-after: short, for the all-hung pool
+// at the end of each run to be caught soon.
+const scaleHungAfter = 3 * time.Second
 
 // poolsPerMaster keeps each master within its open-file limit: a pool
 // holds a few descriptors.
@@ -71,9 +77,12 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 			if pm == "ondemand" {
 				p.Extra = []string{"pm.process_idle_timeout = 3s"}
 			}
+			// The last pool has pm.status_listen: its status page answers
+			// while all its workers hang, so their age can be judged.
+			p.StatusListen = i == n-1
 			pools = append(pools, p)
 		}
-		masters = append(masters, fpmtest.Start(t, fpmtest.Options{Pools: pools}))
+		masters = append(masters, fpmtest.Start(t, fpmtest.Options{Pools: pools, Files: map[string]string{"hang.php": hangPHP}}))
 	}
 	fpmCPU := func() time.Duration {
 		var sum time.Duration
@@ -98,7 +107,7 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	res := scaleResult{fpmBaseShare: float64(fpmCPU()-base0) / float64(window), baseWorkers: workers()}
 
 	addr := freePort(t)
-	args := []string{"serve", "--interval", "1s", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t)}
+	args := []string{"serve", "--interval", "1s", "--hung-after", scaleHungAfter.String(), "--web.listen-address", addr, "--opcache-dir", opcacheDir(t)}
 	for _, m := range masters {
 		args = append(args, "--fpm-config", m.Conf)
 	}
@@ -140,6 +149,21 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	}
 	slices.Sort(took)
 	res.scrapeP50, res.scrapeP99 = took[len(took)/2], took[len(took)-1]
+
+	// Every worker of the last two pools hangs. The last one's status
+	// page answers through pm.status_listen: how long after --hung-after
+	// does serve judge it all hung? The other's is served by the hung
+	// workers: how long until its failed heartbeats make it unhealthy?
+	last := masters[len(masters)-1]
+	listen, plain := fmt.Sprintf("site%d", n-1), fmt.Sprintf("site%d", n-2)
+	hangStart := time.Now()
+	releaseListen, releasePlain := hangPool(t, last, listen), hangPool(t, last, plain)
+	waitUnhealthy(t, base, plain, "heartbeat failed")
+	res.plainCaught = time.Since(hangStart)
+	waitUnhealthy(t, base, listen, "all 2 workers are hung")
+	res.caughtAfterThreshold = time.Since(hangStart) - scaleHungAfter
+	releaseListen()
+	releasePlain()
 	for _, m := range masters {
 		m.Stop(t)
 	}
@@ -157,17 +181,19 @@ func medianScale(rs []scaleResult) scaleResult {
 		return v[len(v)/2]
 	}
 	return scaleResult{
-		cpuPerTick:   time.Duration(med(func(r scaleResult) float64 { return float64(r.cpuPerTick) })),
-		coreShare:    med(func(r scaleResult) float64 { return r.coreShare }),
-		rssMB:        med(func(r scaleResult) float64 { return r.rssMB }),
-		rssFirstMB:   med(func(r scaleResult) float64 { return r.rssFirstMB }),
-		rssMaxMB:     med(func(r scaleResult) float64 { return r.rssMaxMB }),
-		scrapeP50:    time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP50) })),
-		scrapeP99:    time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP99) })),
-		fpmShare:     med(func(r scaleResult) float64 { return r.fpmShare }),
-		fpmBaseShare: med(func(r scaleResult) float64 { return r.fpmBaseShare }),
-		workers:      int(med(func(r scaleResult) float64 { return float64(r.workers) })),
-		baseWorkers:  int(med(func(r scaleResult) float64 { return float64(r.baseWorkers) })),
+		cpuPerTick:           time.Duration(med(func(r scaleResult) float64 { return float64(r.cpuPerTick) })),
+		coreShare:            med(func(r scaleResult) float64 { return r.coreShare }),
+		rssMB:                med(func(r scaleResult) float64 { return r.rssMB }),
+		rssFirstMB:           med(func(r scaleResult) float64 { return r.rssFirstMB }),
+		rssMaxMB:             med(func(r scaleResult) float64 { return r.rssMaxMB }),
+		scrapeP50:            time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP50) })),
+		scrapeP99:            time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP99) })),
+		fpmShare:             med(func(r scaleResult) float64 { return r.fpmShare }),
+		fpmBaseShare:         med(func(r scaleResult) float64 { return r.fpmBaseShare }),
+		workers:              int(med(func(r scaleResult) float64 { return float64(r.workers) })),
+		baseWorkers:          int(med(func(r scaleResult) float64 { return float64(r.baseWorkers) })),
+		caughtAfterThreshold: time.Duration(med(func(r scaleResult) float64 { return float64(r.caughtAfterThreshold) })),
+		plainCaught:          time.Duration(med(func(r scaleResult) float64 { return float64(r.plainCaught) })),
 	}
 }
 

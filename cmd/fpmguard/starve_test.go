@@ -125,37 +125,15 @@ func TestStarvedServeStaysCalm(t *testing.T) {
 
 	// Every worker of one pool hangs: php-fpm's own status page shows it,
 	// whatever fpmguard's lag.
-	hung := fpm.Pools["p7"]
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
 	hangStart := time.Now()
-	for range hung.MaxChildren + 1 {
-		wg.Go(func() {
-			_, _ = fastcgi.Client{Timeout: 90 * time.Second}.Do(ctx, fastcgi.Address{Network: "unix", Addr: hung.Listen},
-				fastcgi.Request{Path: "/hang.php", Query: "s=60", Script: filepath.Join(fpm.DocRoot, "hang.php")})
-		})
-	}
+	release := hangPool(t, fpm, "p7")
 	body := fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
 		code, body, _ := get("/readyz")
 		return body, code == 503 && strings.Contains(body, "pool p7: ")
 	})
 	took := time.Since(hangStart)
 	t.Logf("all workers of p7 hung: /readyz said so %v after the hang began: %s", took.Round(time.Millisecond), oneLine(body))
-	verdict := fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
-		_, body, _ := get("/status")
-		var rep supervisor.Report
-		_ = json.Unmarshal([]byte(body), &rep)
-		for _, p := range rep.Pools {
-			if p.Name == "p7" {
-				return strings.Join(p.Reasons, "; "), p.Health == supervisor.HealthUnhealthy && strings.Contains(strings.Join(p.Reasons, "; "), "all 2 workers are hung")
-			}
-		}
-		return body, false
-	})
+	verdict := waitUnhealthy(t, base, "p7", "all 2 workers are hung")
 	t.Logf("p7 judged unhealthy %v after the hang began (--hung-after 3s): %s", time.Since(hangStart).Round(time.Millisecond), verdict)
 	if others := regexp.MustCompile(`pool p\d+`).FindAllString(body, -1); slices.ContainsFunc(others, func(s string) bool { return s != "pool p7" }) {
 		t.Errorf("/readyz blames other pools: %s", body)
@@ -166,8 +144,7 @@ func TestStarvedServeStaysCalm(t *testing.T) {
 	// already have logged a starvation: one that ended does not count,
 	// one that goes on does once the pacer has had time to see calm (two
 	// calm windows of 5 s at each step down from 4 s) and has not.
-	cancel()
-	wg.Wait()
+	release()
 	pacerLines := func() (lines []string) {
 		_, body, _ := get("/events?n=1000")
 		for _, l := range strings.Split(body, "\n") {
@@ -228,4 +205,51 @@ func metricValue(metrics, name string) float64 {
 		return -1
 	}
 	return v
+}
+
+// hangPool holds every worker of a pool, and one request more in its
+// queue, in hang.php for a minute, until the returned release or the end
+// of the test.
+func hangPool(t *testing.T, fpm *fpmtest.FPM, pool string) (release func()) {
+	t.Helper()
+	p := fpm.Pools[pool]
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range p.MaxChildren + 1 {
+		wg.Go(func() {
+			_, _ = fastcgi.Client{Timeout: 90 * time.Second}.Do(ctx, fastcgi.Address{Network: "unix", Addr: p.Listen},
+				fastcgi.Request{Path: "/hang.php", Query: "s=60", Script: filepath.Join(fpm.DocRoot, "hang.php")})
+		})
+	}
+	release = func() {
+		cancel()
+		wg.Wait()
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// waitUnhealthy waits until serve's /status at base judges the pool
+// unhealthy for a reason that holds want, and returns its reasons.
+func waitUnhealthy(t *testing.T, base, pool, want string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	return fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+		resp, err := client.Get(base + "/status")
+		if err != nil {
+			return err.Error(), false
+		}
+		defer resp.Body.Close()
+		var rep supervisor.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return err.Error(), false
+		}
+		for _, p := range rep.Pools {
+			if p.Name == pool {
+				why := strings.Join(p.Reasons, "; ")
+				return why, p.Health == supervisor.HealthUnhealthy && strings.Contains(why, want)
+			}
+		}
+		return "no pool " + pool, false
+	})
 }
