@@ -147,6 +147,24 @@ func BeatFromStatus(t Target, r *PoolReport) bool {
 	return true
 }
 
+// BeatFromHung fails the heartbeat without sending it when the status page
+// shows that a ping could only wait: every worker is hung, and php-fpm may
+// start no other (max_children reached). A ping would wait its whole
+// timeout, add one more connection to the queue nginx's requests wait in,
+// and hold back the verdict the status page already gives by that long.
+// It fails as a timed-out ping does. False when a ping must be sent.
+func BeatFromHung(t Target, r *PoolReport) bool {
+	n := len(r.Processes)
+	if t.PingPath == "" || !r.Status.OK || n == 0 || t.MaxChildren == 0 || n < t.MaxChildren || r.HungCount() < n {
+		return false
+	}
+	msg := fmt.Sprintf("heartbeat of pool %s not sent: all %d workers are hung, so a request could only wait in the listen queue", t.Name, n)
+	r.Heartbeat = Heartbeat{Error: msg, WaitsBehindHung: n, Failure: &Failure{Error: msg, Reason: fastcgi.ClassTimeout.Reason(), Class: fastcgi.ClassTimeout,
+		NginxStatus: 504, Hint: "nginx answers 504 at its fastcgi_read_timeout; see the worker table of `fpmguard status`"}}
+	r.Advice = advice(t, *r)
+	return true
+}
+
 // lateAnswer is the latency from which a successful read is checked for
 // fpmguard's own starvation: below it, no verdict depends on it.
 const lateAnswer = 10 * time.Millisecond

@@ -294,3 +294,34 @@ func TestTitleNotCachedBeforeRename(t *testing.T) {
 	})
 	t.Logf("titles seen: %q", seen)
 }
+
+// TestBeatFromHung: the heartbeat is failed unsent only when the status
+// page shows every worker the pool may have hung; otherwise a ping could
+// be served and must be sent.
+func TestBeatFromHung(t *testing.T) {
+	hung := ProcessState{State: "Running", Hung: true}
+	for _, tc := range []struct {
+		name    string
+		max     int
+		ping    string
+		status  bool
+		workers []ProcessState
+		want    bool
+	}{
+		{"all hung, max reached", 2, "/ping", true, []ProcessState{hung, hung}, true},
+		{"one not hung", 2, "/ping", true, []ProcessState{hung, {State: "Running"}}, false},
+		{"php-fpm may start another", 3, "/ping", true, []ProcessState{hung, hung}, false},
+		{"max_children unknown", 0, "/ping", true, []ProcessState{hung, hung}, false},
+		{"status page not read", 2, "/ping", false, []ProcessState{hung, hung}, false},
+		{"no ping.path", 2, "", true, []ProcessState{hung, hung}, false},
+		{"no worker", 2, "/ping", true, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := PoolReport{Status: StatusRead{OK: tc.status}, Processes: tc.workers}
+			got := BeatFromHung(Target{Name: "www", PingPath: tc.ping, MaxChildren: tc.max}, &r)
+			if got != tc.want || (got && (r.Heartbeat.WaitsBehindHung != len(tc.workers) || !r.Heartbeat.Failed())) {
+				t.Errorf("BeatFromHung = %v, heartbeat %+v; want %v", got, r.Heartbeat, tc.want)
+			}
+		})
+	}
+}

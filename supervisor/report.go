@@ -116,6 +116,11 @@ type Heartbeat struct {
 	// the pool's own socket and so served by a worker as a ping is, stood
 	// in for it (BeatFromStatus). LatencySeconds is the status read's.
 	Via string `json:"via,omitempty"`
+	// WaitsBehindHung, when above 0, is the number of workers the status
+	// page showed hung, all the pool may have: the ping was not sent, as
+	// it could only have waited behind them (BeatFromHung). It failed,
+	// with no latency measured.
+	WaitsBehindHung int `json:"waits_behind_hung,omitempty"`
 }
 
 // Failed reports a heartbeat that failed, and proves it.

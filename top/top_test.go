@@ -10,6 +10,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/nginxlog"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
@@ -193,5 +194,26 @@ func TestKeys(t *testing.T) {
 	}
 	if _, cmd := m.Update(keyMsg("q")); cmd == nil || cmd() != tea.Quit() {
 		t.Error("q does not quit")
+	}
+}
+
+// TestHeartbeatWords: each kind of heartbeat reads as what it is; an idle
+// ondemand pool's heartbeat, not sent, is not a failure.
+func TestHeartbeatWords(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		hb   supervisor.Heartbeat
+		want string
+	}{
+		{supervisor.Heartbeat{Idle: true}, "heartbeat not sent (idle ondemand pool)"},
+		{supervisor.Heartbeat{WaitsBehindHung: 4, Failure: &supervisor.Failure{Class: fastcgi.ClassTimeout, NginxStatus: 504}}, "heartbeat FAILED (not sent: all 4 workers hung)"},
+		{supervisor.Heartbeat{Failure: &supervisor.Failure{Class: fastcgi.ClassReset, NginxStatus: 502}}, "heartbeat FAILED (connection closed early, nginx 502)"},
+		{supervisor.Heartbeat{Skipped: true}, "heartbeat not configured"},
+	} {
+		s := snapshot(t0, 1, 4, 0)
+		s.Pools[0].Report.Heartbeat = tc.hb
+		if out := Once(Options{Host: "web1"}, 160, s, s); !strings.Contains(out, tc.want) {
+			t.Errorf("%+v: frame lacks %q:\n%s", tc.hb, tc.want, out)
+		}
 	}
 }

@@ -193,10 +193,14 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	switch {
 	case h.Skipped:
 		segs = append(segs, "heartbeat not configured")
+	case h.Idle:
+		segs = append(segs, "heartbeat not sent (idle ondemand pool)")
 	case h.OK:
 		segs = append(segs, "heartbeat "+supervisor.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
 	case h.Inconclusive != "":
 		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
+	case h.WaitsBehindHung > 0:
+		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (not sent: all %d workers hung)", h.WaitsBehindHung))+" "+m.hist.sparkline(r.Name))
 	case h.Failure != nil:
 		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (%s, nginx %d)", h.Failure.Class, h.Failure.NginxStatus))+" "+m.hist.sparkline(r.Name))
 	default:

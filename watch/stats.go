@@ -38,6 +38,9 @@ func (s *PoolStats) add(r *supervisor.PoolReport) {
 	if f := r.Heartbeat.Failure; f != nil {
 		s.Failures[f.Reason]++
 	}
+	if r.Heartbeat.WaitsBehindHung > 0 {
+		return // not sent: no latency to count
+	}
 	d := r.Heartbeat.LatencySeconds
 	s.Heartbeats++
 	s.HeartbeatSumSeconds += d

@@ -274,7 +274,9 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
 	killed := w.actions.killHung(ctx, target, &r)
-	if pw.standIns < pingEvery-1 && prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == "" && supervisor.BeatFromStatus(target, &r) {
+	if killed == 0 && supervisor.BeatFromHung(target, &r) {
+		pw.standIns = 0
+	} else if pw.standIns < pingEvery-1 && prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == "" && supervisor.BeatFromStatus(target, &r) {
 		pw.standIns++
 	} else {
 		w.prober.Beat(ctx, target, &r)

@@ -198,6 +198,62 @@ func TestStatusStandsInForPing(t *testing.T) {
 	}
 }
 
+// TestAllHungIsNotPinged: when the status page shows every worker a pool
+// may have hung, the heartbeat fails without a ping that could only wait
+// behind them. The client's timeout is ten minutes: a tick that sent one
+// would not end within the poll's deadline.
+func TestAllHungIsNotPinged(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{PM: "static", MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	tg := fpmTargets(t, fpm)["www"]
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 10 * time.Minute}, Procs: supervisor.SystemProcs, Thresholds: supervisor.Thresholds{HungAfter: time.Second}}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour}, event.NewLog(nil))
+	fpm.Background(t, 3, "sleep.php", "ms=600000")
+	// Both workers past HungAfter before the first tick: a tick that saw
+	// one not hung yet would ping.
+	statusAt := fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}
+	fpmtest.Poll(t, time.Minute, func() (int, bool) {
+		st, err := fastcgi.Client{Timeout: 10 * time.Second}.Status(context.Background(), statusAt, fpm.Pools["www"].StatusPath)
+		if err != nil {
+			return 0, false
+		}
+		n := 0
+		for _, p := range st.Processes {
+			if p.State == "Running" && p.RequestDuration > 1500*time.Millisecond {
+				n++
+			}
+		}
+		return n, n == 2
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2 {
+			w.tick(context.Background(), w.pools[0])
+		}
+	}()
+	fpmtest.Poll(t, time.Minute, func() (bool, bool) {
+		select {
+		case <-done:
+			return true, true
+		default:
+			return false, false
+		}
+	})
+	r := w.pools[0].view.Load().Report
+	if hb := r.Heartbeat; hb.WaitsBehindHung != 2 || !hb.Failed() || hb.Failure.Reason != fastcgi.ReasonTimeout {
+		t.Errorf("heartbeat %+v, want failed unsent behind 2 hung workers", hb)
+	}
+	if v := w.pools[0].view.Load(); v.Failures < 1 || v.Stats.Heartbeats != 0 {
+		t.Errorf("%d failures in a row and %d heartbeats measured, want at least 1 and none", v.Failures, v.Stats.Heartbeats)
+	}
+	if r.Health != supervisor.HealthUnhealthy {
+		t.Errorf("health %s (%q), want unhealthy", r.Health, r.Reasons)
+	}
+}
+
 // TestHungPoolDelaysNoOther: a pool whose every read waits out the timeout
 // holds the probe loop for stallAfter at most; the pool after it is probed
 // every interval as if alone.

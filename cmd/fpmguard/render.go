@@ -181,6 +181,8 @@ func heartbeatText(h supervisor.Heartbeat) string {
 		return "ok " + duration(h.LatencySeconds)
 	case h.Inconclusive != "":
 		return "NOT JUDGED (fpmguard was starved)"
+	case h.WaitsBehindHung > 0:
+		return fmt.Sprintf("FAILED (not sent: all %d workers are hung, nginx would answer 504)", h.WaitsBehindHung)
 	case h.Failure != nil:
 		return fmt.Sprintf("FAILED (%s, nginx would answer %d)", h.Failure.Class, h.Failure.NginxStatus)
 	}
