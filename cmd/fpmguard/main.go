@@ -39,7 +39,7 @@ func main() {
 // nobody reads any more (`fpmguard run ... 2>&1 | head`): Go kills a
 // program that writes to a broken pipe on fd 1 or 2 unless SIGPIPE is
 // handled. Handled, the write fails with EPIPE instead, and the logger
-// drops the line (supervisor.LogWriter). Not signal.Ignore: an ignored
+// drops the line (event.LogWriter). Not signal.Ignore: an ignored
 // signal stays ignored across exec, into php-fpm; a handled one is reset
 // to the default there.
 func drainSIGPIPE() {
@@ -169,7 +169,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	logger := newLogger(stderr, c.logLevel, c.logFormat)
+	logger, logs := newLogger(stderr, c.logLevel, c.logFormat)
+	// The last lines say why fpmguard stopped: written before it exits,
+	// unless stderr is stalled.
+	defer logs.Flush(2 * time.Second)
 
 	if cmd == "run" {
 		// run handles its own signals: they go to php-fpm first.
@@ -262,20 +265,22 @@ func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	return res.Code
 }
 
-// newLogger logs to w through a supervisor.LogWriter: a line that cannot
-// be written is dropped and counted, never an error that stops fpmguard.
+// newLogger logs to w through an event.LogWriter: a line that cannot be
+// written is dropped and counted, never an error that stops fpmguard, and
+// a stalled w never blocks the caller. Flush the writer before exiting.
 // Both handlers escape control characters below U+0020 in what they log
 // (logfmt quotes such a value, JSON escapes it); termsafe.JSONWriter
 // escapes the DEL and C1 controls they leave raw.
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	w = termsafe.JSONWriter{W: event.NewLogWriter(w)}
+func newLogger(w io.Writer, level, format string) (*slog.Logger, *event.LogWriter) {
+	lw := event.NewLogWriter(w)
+	w = termsafe.JSONWriter{W: lw}
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lw
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lw
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"golang.org/x/sys/unix"
 )
 
 // TestServeReadsOpcacheAtOnce: the opcache is read right after the first
@@ -24,5 +29,72 @@ func TestServeReadsOpcacheAtOnce(t *testing.T) {
 	t.Logf("opcache series %v after start", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(body, "phpfpm_opcache_enabled{") {
 		t.Errorf("no opcache figures:\n%s", body)
+	}
+}
+
+// TestServeWithAStalledLog: whatever reads fpmguard's log stops reading
+// without closing (a stalled journald, a stopped pager). The pipe fills,
+// and fpmguard goes on probing every pool, those whose probes log too.
+// The pipe holds 4 KiB; 40 pools that fail log far more than that at
+// their first failures, so a writer that waited would stop their probes.
+func TestServeWithAStalledLog(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	args := []string{"serve", "--pool", "unix://" + fpm.Pools["www"].Listen + ",name=www", "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t)}
+	missing := t.TempDir()
+	for i := range 40 {
+		args = append(args, "--pool", fmt.Sprintf("unix://%s/p%d.sock,name=missing%d", missing, i, i))
+	}
+	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	base := "http://" + addr
+	probes := func() map[string]time.Time {
+		_, body := httpGet(base + "/snapshot")
+		var s struct {
+			Pools []struct {
+				Report    struct{ Name string }
+				LastProbe time.Time `json:"last_probe"`
+			}
+		}
+		_ = json.Unmarshal([]byte(body), &s)
+		out := map[string]time.Time{}
+		for _, p := range s.Pools {
+			out[p.Report.Name] = p.LastProbe
+		}
+		return out
+	}
+	// The pipe full: what fpmguard logged waits in it, unread.
+	fpmtest.Poll(t, time.Minute, func() (int, bool) {
+		n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ) // FIONREAD
+		return n, err == nil && n > 4096-512
+	})
+	first := fpmtest.Poll(t, time.Minute, func() (map[string]time.Time, bool) { p := probes(); return p, len(p) == 41 })
+	fpmtest.Poll(t, time.Minute, func() ([]string, bool) {
+		var behind []string
+		for name, at := range probes() {
+			if !at.After(first[name].Add(time.Second)) {
+				behind = append(behind, name)
+			}
+		}
+		return behind, len(behind) == 0
+	})
+	if _, body := httpGet(base + "/metrics"); !strings.Contains(body, "fpmguard_log_lines_dropped_total") {
+		t.Errorf("no fpmguard_log_lines_dropped_total in /metrics")
 	}
 }

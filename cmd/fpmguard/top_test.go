@@ -247,7 +247,10 @@ func TestTopFrom(t *testing.T) {
 	local, out := onceWorkers(t, "--fpm-config", fpm.Conf)
 	remote, outFrom := onceWorkers(t, "--from", "http://"+addr)
 	t.Logf("standalone:\n%s\nfrom serve:\n%s", out, outFrom)
-	if len(local) != 3 || local[busy] != "Running" || !maps.Equal(local, remote) {
+	// The same workers, the busy one running in both. The others are idle
+	// but for a moment now and then: serve's own heartbeat is served by
+	// one of them, and either top may catch it at that moment.
+	if len(local) != 3 || local[busy] != "Running" || remote[busy] != "Running" || !slices.Equal(slices.Sorted(maps.Keys(local)), slices.Sorted(maps.Keys(remote))) {
 		t.Errorf("top --from shows %v, standalone %v", remote, local)
 	}
 	if !strings.Contains(outFrom, "from http://"+addr) {
