@@ -60,16 +60,22 @@ func (o *Options) fill() {
 	}
 }
 
-// Run shows the view on the terminal until the user quits, ctx ends or
-// fpmguard gets SIGTERM or SIGINT. The terminal is restored on every one
-// of these paths, and when the view panics.
+// Run shows the view on the terminal until the user quits or ctx ends:
+// the caller ends it on SIGTERM and SIGINT, as Run handles no signal. The
+// terminal is restored on every one of these paths, and when the view
+// panics.
 func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	opts.fill()
 	m := newModel(opts, lipgloss.NewRenderer(out))
-	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithInput(in), tea.WithOutput(out))
-	// A signal or the end of ctx quits the way q does. bubbletea's own
-	// context path kills the program instead, and a kill early in its
-	// life left the alternate screen on (seen under load in tests).
+	// Signals are the caller's, through ctx: bubbletea's own handler
+	// sends its quit without watching for the end of the program, so when
+	// the program had already quit (on the same SIGTERM, through ctx) it
+	// blocked for ever, and so did the shutdown that waits for it, with
+	// the alternate screen left on.
+	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithInput(in), tea.WithOutput(out), tea.WithoutSignalHandler())
+	// The end of ctx quits the way q does. bubbletea's own context path
+	// kills the program instead, and a kill early in its life left the
+	// alternate screen on (seen under load in tests).
 	stop := context.AfterFunc(ctx, p.Quit)
 	defer stop()
 	_, err := p.Run()
