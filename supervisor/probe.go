@@ -159,8 +159,11 @@ func BeatFromHung(t Target, r *PoolReport) bool {
 		return false
 	}
 	msg := fmt.Sprintf("heartbeat of pool %s not sent: all %d workers are hung, so a request could only wait in the listen queue", t.Name, n)
-	r.Heartbeat = Heartbeat{Error: msg, WaitsBehindHung: n, Failure: &Failure{Error: msg, Reason: fastcgi.ClassTimeout.Reason(), Class: fastcgi.ClassTimeout,
-		NginxStatus: 504, Hint: "nginx answers 504 at its fastcgi_read_timeout; see the worker table of `fpmguard status`"}}
+	// Failed as a timed-out ping is: its class, reason and nginx status
+	// come from fastcgi's own mapping.
+	timeout := &fastcgi.Error{Class: fastcgi.ClassTimeout}
+	r.Heartbeat = Heartbeat{Error: msg, WaitsBehindHung: n, Failure: &Failure{Error: msg, Reason: timeout.Class.Reason(), Class: timeout.Class,
+		NginxStatus: timeout.NginxStatus(), Hint: "nginx answers at its fastcgi_read_timeout; see the worker table of `fpmguard status`"}}
 	r.Advice = advice(t, *r)
 	return true
 }

@@ -182,7 +182,7 @@ func heartbeatText(h supervisor.Heartbeat) string {
 	case h.Inconclusive != "":
 		return "NOT JUDGED (fpmguard was starved)"
 	case h.WaitsBehindHung > 0:
-		return fmt.Sprintf("FAILED (not sent: all %d workers are hung, nginx would answer 504)", h.WaitsBehindHung)
+		return fmt.Sprintf("FAILED (not sent: all %d workers are hung, nginx would answer %d)", h.WaitsBehindHung, h.Failure.NginxStatus)
 	case h.Failure != nil:
 		return fmt.Sprintf("FAILED (%s, nginx would answer %d)", h.Failure.Class, h.Failure.NginxStatus)
 	}
