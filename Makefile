@@ -16,7 +16,7 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(REVISION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test lint vulncheck bench demo soak clean package image test-package
+.PHONY: all build deps test lint vulncheck bench demo soak clean package image test-package package-deps
 
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
@@ -105,6 +105,34 @@ package: build
 	done
 	cd $(DIST) && sha256sum *.deb *.rpm > SHA256SUMS
 	@ls -l $(DIST)
+
+# The OCI image, FROM scratch, for this machine's architecture (IMAGE_ARCH
+# for another), named $(IMAGE):$(VERSION) in buildah's storage. Dated at the
+# commit, as the packages are.
+IMAGE      ?= localhost/fpmguard
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+BUILDAH    := buildah --storage-driver vfs
+
+image:
+	rm -rf $(STAGE)/image && mkdir -p $(STAGE)/image/root/var/lib $(STAGE)/image/opcache
+	CGO_ENABLED=0 GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(STAGE)/image/fpmguard ./cmd/fpmguard
+	$(BUILDAH) bud --isolation chroot --arch $(IMAGE_ARCH) --timestamp $(SOURCE_DATE_EPOCH) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		-f packaging/Containerfile -t $(IMAGE):$(VERSION) $(STAGE)/image
+	@echo "image $(IMAGE):$(VERSION); export it with: $(BUILDAH) push $(IMAGE):$(VERSION) oci-archive:fpmguard.tar"
+
+# The packages and the image, tested as a user installs them: lintian, the
+# .deb installed into a clean Debian bookworm root with php8.2-fpm, the
+# .rpm's files and scripts, the image exported and read back, one version
+# in all. Needs root (chroot); .ci/package-deps installs the tools and
+# makes the root, once.
+test-package: package-deps package image
+	FPMGUARD_PACKAGE=$(CURDIR)/$(DIST) FPMGUARD_VERSION=$(VERSION) FPMGUARD_REVISION=$(REVISION) \
+		FPMGUARD_IMAGE=$(IMAGE):$(VERSION) FPMGUARD_PACKAGE_ROOT=$${FPMGUARD_ROOTFS:-/var/cache/fpmguard-test}/package-bookworm \
+		$(GO) test -count=1 -timeout 20m -v ./packaging/
+
+package-deps:
+	./.ci/package-deps
 
 clean:
 	rm -rf bin dist bench.out bench-scenario.out bench-scale.out

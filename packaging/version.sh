@@ -20,6 +20,7 @@
 #   v1.2.3-5-gabc1234        1.2.3+5.gabc1234
 #   v1.2.3-rc.1-5-gabc1234   1.2.3~rc.1+5.gabc1234
 #   v1.2.3-5-gabc1234-dirty  1.2.3+5.gabc1234.dirty
+#   v1.2.3-dirty             1.2.3+0.dirty
 # The leading v goes (a Debian version starts with a digit); the
 # pre-release's - becomes ~, which sorts before the release in dpkg and in
 # rpm (4.10 and later); the commit count and hash follow +, which sorts
@@ -44,16 +45,21 @@ package() {
 	v=$1
 	rest=${v#v}
 	suffix=
+	dirty=
 	case $rest in
 	*-dirty)
 		rest=${rest%-dirty}
-		suffix=dirty
+		dirty=.dirty
 		;;
 	esac
 	# -N-gHASH at the end: git describe's distance from the tag.
 	if snap=$(printf '%s\n' "$rest" | sed -n 's/^\(.*\)-\([0-9][0-9]*\)-g\([0-9a-f][0-9a-f]*\)$/\2.g\3/p') && [ -n "$snap" ]; then
 		rest=$(printf '%s\n' "$rest" | sed 's/-[0-9][0-9]*-g[0-9a-f][0-9a-f]*$//')
-		suffix=$snap${suffix:+.$suffix}
+		suffix=$snap$dirty
+	elif [ -n "$dirty" ]; then
+		# Changes on the tag itself: 0 commits after it, which sorts
+		# before the first commit after it.
+		suffix=0$dirty
 	fi
 	# The tag's pre-release: its first - becomes ~, any other a dot.
 	case $rest in
