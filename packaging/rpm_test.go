@@ -34,10 +34,7 @@ func TestRPM(t *testing.T) {
 			if want := "fpmguard " + b.pkgVersion + " 1 " + rpmArch[goarch]; got != want {
 				t.Errorf("%s: %q, want %q", filepath.Base(rpm), got, want)
 			}
-			var list []string
-			for _, f := range strings.Split(strings.TrimSpace(run(t, "rpm", "-qlp", rpm)), "\n") {
-				list = append(list, f)
-			}
+			list := strings.Split(strings.TrimSpace(run(t, "rpm", "-qlp", rpm)), "\n")
 			var want []string
 			for _, f := range rpmFiles {
 				want = append(want, strings.Fields(f)[0])
