@@ -116,6 +116,8 @@ BUILDAH    := buildah --storage-driver vfs
 image:
 	rm -rf $(STAGE)/image && mkdir -p $(STAGE)/image/root/var/lib $(STAGE)/image/opcache
 	CGO_ENABLED=0 GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(STAGE)/image/fpmguard ./cmd/fpmguard
+	@# A build of the same version replaces the image, leaving no untagged one.
+	-@$(BUILDAH) rmi $(IMAGE):$(VERSION) >/dev/null 2>&1
 	$(BUILDAH) bud --isolation chroot --arch $(IMAGE_ARCH) --timestamp $(SOURCE_DATE_EPOCH) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 		-f packaging/Containerfile -t $(IMAGE):$(VERSION) $(STAGE)/image
