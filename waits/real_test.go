@@ -303,7 +303,7 @@ func TestRealNotOurWorker(t *testing.T) {
 	for _, tg := range []Target{
 		{PID: pid, StartTicks: start + 1, PPID: f.MasterPID()}, // another process on a reused pid
 		{PID: pid, StartTicks: start, PPID: os.Getpid()},       // not a child of that master
-		{PID: 1 << 22},                                         // gone
+		{PID: 1 << 22}, // gone
 	} {
 		w := r.Read(context.Background(), []Target{tg})[0]
 		if w.Kind != KindUnknown || w.Reason == "" || w.Peer != nil {
