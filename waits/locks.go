@@ -25,7 +25,7 @@ func parseLocks(b []byte) []lockLine {
 	var out []lockLine
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 6 || !strings.HasSuffix(f[0], ":") {
+		if len(f) < 6 || len(f[0]) < 2 || !strings.HasSuffix(f[0], ":") {
 			continue
 		}
 		l := lockLine{id: strings.TrimSuffix(f[0], ":")}
