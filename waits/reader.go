@@ -30,6 +30,10 @@ type Reader struct {
 	proc     procFS
 	open     func(netns string) (diagConn, error)
 	warnOnce sync.Once
+
+	mu   sync.Mutex
+	last map[procKey]proved // the last proved wait of each worker
+
 	// between, when set, runs between the first and the last reading of
 	// a worker's state in each attempt (tests).
 	between func(pid int)
@@ -40,6 +44,23 @@ func NewReader() *Reader {
 	return &Reader{proc: hostProc{root: "/proc"}, open: openDiag}
 }
 
+// proved is a wait read while its worker did not run, with what showed
+// it: the worker's run count and system call line. A worker that has not
+// run since, and sleeps in the same call, still waits on the same thing:
+// anything that could change it (the peer closing, the lock's holder
+// letting go) wakes the worker. A hung worker is read on every tick for as
+// long as it hangs; this makes every reading after the first three small
+// files.
+type proved struct {
+	runs uint64
+	line string
+	wait Wait
+}
+
+// maxProved bounds the proved waits kept, should workers come and go
+// faster than they are forgotten.
+const maxProved = 4096
+
 // attempts is how many times a worker is read before its wait is called
 // unknown for changing under the reader: a worker polling with a short
 // timeout (curl wakes every second) is stable on the next try.
@@ -49,7 +70,7 @@ const attempts = 3
 // share one reading of /proc/locks and one dump of each socket table.
 // When ctx ends, the workers not read yet are unknown.
 func (r *Reader) Read(ctx context.Context, targets []Target) []Wait {
-	b := &batch{r: r, views: newViews(r.proc, r.open)}
+	b := &batch{r: r, views: newViews(r.proc, r.open), proved: map[procKey]proved{}}
 	defer b.views.close()
 	out := make([]Wait, 0, len(targets))
 	for _, t := range targets {
@@ -59,7 +80,30 @@ func (r *Reader) Read(ctx context.Context, targets []Target) []Wait {
 		}
 		out = append(out, b.read(t))
 	}
+	r.remember(b.proved)
 	return out
+}
+
+// remember keeps the waits proved in a Read for the next ones. Workers
+// that exit leave theirs behind until there are maxProved: then all are
+// forgotten, and the next reading of each is a full one.
+func (r *Reader) remember(ps map[procKey]proved) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil || len(r.last)+len(ps) > maxProved {
+		r.last = make(map[procKey]proved, len(ps))
+	}
+	for k, p := range ps {
+		r.last[k] = p
+	}
+}
+
+// lastProved returns the wait proved for a worker at the last Read.
+func (r *Reader) lastProved(k procKey) (proved, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.last[k]
+	return p, ok
 }
 
 // batch is the state shared by the workers of one Read.
@@ -68,6 +112,7 @@ type batch struct {
 	views  *views
 	locks  []lockLine
 	locked bool // locks was read
+	proved map[procKey]proved
 }
 
 func unknown(pid int, reason string) Wait {
@@ -115,6 +160,13 @@ func (b *batch) attempt(t Target) (Wait, bool) {
 	if scErr != nil && gone(scErr) {
 		return unknown(t.PID, "the process exited while being read"), true
 	}
+	key := procKey{t.PID, pre.start}
+	if scErr == nil && pre.runs != 0 {
+		if last, ok := b.r.lastProved(key); ok && last.runs == pre.runs && last.line == sc.line {
+			b.keep(key, last)
+			return last.wait, true
+		}
+	}
 	if scErr != nil && denied(scErr) {
 		b.r.warnDenied(t.PID, "/proc/PID/syscall", scErr)
 	}
@@ -140,9 +192,15 @@ func (b *batch) attempt(t Target) (Wait, bool) {
 		if err != nil || sc2.line != sc.line {
 			return w, false
 		}
+		if pre.runs != 0 {
+			b.keep(key, proved{runs: pre.runs, line: sc.line, wait: w})
+		}
 	}
 	return w, true
 }
+
+// keep remembers a proved wait for the next Read.
+func (b *batch) keep(k procKey, p proved) { b.proved[k] = p }
 
 func readSyscall(p procFS, pid int) (sysCall, error) {
 	b, err := p.readFile(strconv.Itoa(pid) + "/syscall")

@@ -124,3 +124,25 @@ func TestReadCanceled(t *testing.T) {
 		t.Errorf("%+v", w)
 	}
 }
+
+// TestReadAgain: a worker that has not run since its wait was proved, and
+// sleeps in the same call, is not read again past three small files; one
+// that ran is read again whole.
+func TestReadAgain(t *testing.T) {
+	p, d := newFakes()
+	p.worker(100, 'S', sysLine(t, "read", 4, 0x1000, 8192))
+	p.socket(100, 4, 11, "TCP")
+	d.inet[inetKey{sockdiag.TCP, false}] = []sockdiag.InetSocket{tcp(11, "10.0.0.2:50000", "10.0.0.5:3306", sockdiag.StateEstablished)}
+	r := fakeReader(p, d, nil)
+	first := read1(t, r, 100)
+	if first.Kind != KindNetRead || d.dumps != 1 {
+		t.Fatalf("%+v after %d dumps", first, d.dumps)
+	}
+	if again := read1(t, r, 100); !again.Same(first) || d.dumps != 1 || p.reads["100/stat"] != 3 {
+		t.Errorf("read again: %+v, %d dumps, stat read %d times: want the proved wait, no dump, one more stat", again, d.dumps, p.reads["100/stat"])
+	}
+	p.files["100/schedstat"] = []string{"1000 2000 43"} // it ran
+	if again := read1(t, r, 100); !again.Same(first) || d.dumps != 2 {
+		t.Errorf("read after it ran: %+v, %d dumps: want a whole reading", again, d.dumps)
+	}
+}

@@ -2,11 +2,15 @@ package waits
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,7 +33,7 @@ func privateAddr(port int) string {
 
 // silentTCP listens on addr and accepts connections without ever reading
 // or answering, until the test ends.
-func silentTCP(t *testing.T, addr string) string {
+func silentTCP(t testing.TB, addr string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -391,5 +395,160 @@ func TestRealMariaDBTableLock(t *testing.T) {
 	g := GroupWaits(ws)
 	if len(g) != 1 || len(g[0].PIDs) != 4 || g[0].Wait.What() != "blocked reading from "+db.Addr+" (MySQL)" {
 		t.Errorf("groups %+v: want the four workers blocked reading from %s (MySQL)", g, db.Addr)
+	}
+}
+
+// TestRealNoPermission reads a worker's wait as an unprivileged user, as
+// fpmguard without CAP_SYS_PTRACE would: the wait is unknown with the
+// reason, and the warning, given once for two workers, names the missing
+// capabilities. The test binary runs itself as nobody
+// (TestHelperReadAsNobody).
+func TestRealNoPermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
+			t.Fatal("integration test cannot run: switching to an unprivileged user needs root")
+		}
+		t.Skip("switching to an unprivileged user needs root")
+	}
+	f := startPool(t, 2, map[string]string{"net.php": `<?php $s = stream_socket_client("tcp://` + silentTCP(t, "127.0.0.1:0") + `"); fread($s, 1);`})
+	f.Background(t, 2, "net.php", "")
+	pids := runningPIDs(t, f, "net.php", 2)
+	for _, pid := range pids {
+		readUntil(t, f, pid, kindIs(KindNetRead))
+	}
+	// The test binary, where nobody may run it.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(fpmtest.Dir(t), "waits.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	cmd := exec.Command(bin, "-test.run=^TestHelperReadAsNobody$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("WAITS_READ_PIDS=%d,%d", pids[0], pids[1]))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("reading as nobody: %v\n%s", err, out)
+	}
+	var got struct {
+		Waits    []Wait
+		Warnings []string
+	}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "RESULT "); ok {
+			if err := json.Unmarshal([]byte(rest), &got); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(got.Waits) != 2 {
+		t.Fatalf("no result from the helper:\n%s", out)
+	}
+	for _, w := range got.Waits {
+		if w.Kind != KindUnknown || w.Peer != nil || !strings.Contains(w.Reason, "permission denied") {
+			t.Errorf("read as nobody: %+v, want unknown: permission denied", w)
+		}
+	}
+	t.Logf("as nobody: %s; warning: %q", got.Waits[0].Reason, got.Warnings)
+	if len(got.Warnings) != 1 || !strings.Contains(got.Warnings[0], "CAP_SYS_PTRACE") {
+		t.Errorf("warnings %q: want one, naming CAP_SYS_PTRACE", got.Warnings)
+	}
+}
+
+// TestHelperReadAsNobody is TestRealNoPermission's reader: it runs only
+// when that test starts it.
+func TestHelperReadAsNobody(t *testing.T) {
+	list := os.Getenv("WAITS_READ_PIDS")
+	if list == "" {
+		t.Skip("run by TestRealNoPermission")
+	}
+	var targets []Target
+	for p := range strings.SplitSeq(list, ",") {
+		pid, _ := strconv.Atoi(p)
+		targets = append(targets, Target{PID: pid})
+	}
+	r := NewReader()
+	var warnings []string
+	r.Warn = func(msg string) { warnings = append(warnings, msg) }
+	ws := r.Read(context.Background(), targets)
+	b, _ := json.Marshal(struct {
+		Waits    []Wait
+		Warnings []string
+	}{ws, warnings})
+	fmt.Printf("RESULT %s\n", b)
+}
+
+// TestRealOtherNetworkNamespace: a master started in a network namespace
+// of its own, as in another container. Its worker's connection is in that
+// namespace's tables only, and is read there; in fpmguard's own namespace
+// the same address is nobody's.
+func TestRealOtherNetworkNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
+			t.Fatal("integration test cannot run: a network namespace needs root")
+		}
+		t.Skip("a network namespace needs root")
+	}
+	f := fpmtest.New(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}},
+		Files: map[string]string{
+			// A server that never accepts: the kernel completes the
+			// connection, nobody ever answers.
+			"server.php": `<?php $s = stream_socket_server("tcp://127.0.0.1:3306"); sleep(600);`,
+			"client.php": `<?php $c = stream_socket_client("tcp://127.0.0.1:3306"); fread($c, 1);`,
+		},
+		Defines: map[string]string{"default_socket_timeout": "600", "max_execution_time": "0"},
+	})
+	argv := f.Argv()
+	cmd := exec.Command("unshare", "--net", "sh", "-c", `ip link set lo up && exec "$0" "$@"`)
+	cmd.Args = append(cmd.Args, argv...)
+	cmd.Dir = f.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	// Ready when its status socket answers (fpmtest's own wait looks for
+	// the sockets in this namespace's table).
+	f.WaitWorker(t, "www", func(fastcgi.Process) bool { return true })
+	send := func(script string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = f.Request(ctx, script, "")
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	send("server.php")
+	server := f.WaitWorker(t, "www", func(p fastcgi.Process) bool { return p.State == "Running" && strings.HasSuffix(p.Script, "/server.php") })
+	r := NewReader()
+	fpmtest.Poll(t, 60*time.Second, func() (Wait, bool) {
+		w := r.Read(context.Background(), []Target{{PID: server, PPID: cmd.Process.Pid}})[0]
+		return w, w.Kind == KindSleep
+	})
+	send("client.php")
+	client := f.WaitWorker(t, "www", func(p fastcgi.Process) bool { return p.State == "Running" && strings.HasSuffix(p.Script, "/client.php") })
+	w := fpmtest.Poll(t, 60*time.Second, func() (Wait, bool) {
+		w := r.Read(context.Background(), []Target{{PID: client, PPID: cmd.Process.Pid}})[0]
+		return w, w.Kind == KindNetRead
+	})
+	if w.Peer.Remote.String() != "127.0.0.1:3306" || w.Peer.Service != ServiceMySQL || w.FDGuessed {
+		t.Errorf("wait %+v peer %+v: want a read from 127.0.0.1:3306 in the worker's namespace", w, w.Peer)
 	}
 }
