@@ -536,14 +536,18 @@ func TestRealOtherNetworkNamespace(t *testing.T) {
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	send("server.php")
-	server := f.WaitWorker(t, "www", func(p fastcgi.Process) bool { return p.State == "Running" && strings.HasSuffix(p.Script, "/server.php") })
+	server := f.WaitWorker(t, "www", func(p fastcgi.Process) bool {
+		return p.State == "Running" && strings.HasSuffix(p.Script, "/server.php")
+	})
 	r := NewReader()
 	fpmtest.Poll(t, 60*time.Second, func() (Wait, bool) {
 		w := r.Read(context.Background(), []Target{{PID: server, PPID: cmd.Process.Pid}})[0]
 		return w, w.Kind == KindSleep
 	})
 	send("client.php")
-	client := f.WaitWorker(t, "www", func(p fastcgi.Process) bool { return p.State == "Running" && strings.HasSuffix(p.Script, "/client.php") })
+	client := f.WaitWorker(t, "www", func(p fastcgi.Process) bool {
+		return p.State == "Running" && strings.HasSuffix(p.Script, "/client.php")
+	})
 	w := fpmtest.Poll(t, 60*time.Second, func() (Wait, bool) {
 		w := r.Read(context.Background(), []Target{{PID: client, PPID: cmd.Process.Pid}})[0]
 		return w, w.Kind == KindNetRead
