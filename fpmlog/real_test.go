@@ -41,6 +41,16 @@ func (s *deathsSeen) of(pid int) (Death, bool) {
 	return Death{}, false
 }
 
+// first returns the first death reported, once there is one.
+func (s *deathsSeen) first() (Death, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.deaths) == 0 {
+		return Death{}, false
+	}
+	return s.deaths[0], true
+}
+
 func (s *deathsSeen) sawLine(pid int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,15 +197,7 @@ func TestRealOOMKill(t *testing.T) {
 	if err := <-errs; err == nil {
 		t.Fatal("a request for 400 MiB in 64 MiB succeeded")
 	}
-	var d Death
-	fpmtest.Poll(t, 60*time.Second, func() (Death, bool) {
-		seen.mu.Lock()
-		defer seen.mu.Unlock()
-		for _, d = range seen.deaths {
-			return d, true
-		}
-		return d, false
-	})
+	d := fpmtest.Poll(t, 60*time.Second, seen.first)
 	if d.Cause != CauseOOMKill || d.Signal != "SIGKILL" || d.LimitBytes != 64<<20 || d.Cgroup != g.Dir || !d.Failure() {
 		t.Errorf("%+v: want an OOM kill in %s, limit 64 MiB\n%s", d, g.Dir, f.Log())
 	}
@@ -210,15 +212,7 @@ func TestRealSegfault(t *testing.T) {
 	f := fpmtest.Start(t, pool())
 	_, seen := follow(t, f, NewClassifier())
 	background(t, f, "segv.php", "")
-	var d Death
-	fpmtest.Poll(t, 60*time.Second, func() (Death, bool) {
-		seen.mu.Lock()
-		defer seen.mu.Unlock()
-		for _, d = range seen.deaths {
-			return d, true
-		}
-		return d, false
-	})
+	d := fpmtest.Poll(t, 60*time.Second, seen.first)
 	if d.Cause != CauseCrash || d.Signal != "SIGSEGV" || !d.Failure() {
 		t.Errorf("%+v: want a crash on SIGSEGV", d)
 	}
@@ -288,14 +282,7 @@ func TestRealIdle(t *testing.T) {
 	if err := f.Request(context.Background(), "sleep.php", "ms=1"); err != nil {
 		t.Fatal(err)
 	}
-	d := fpmtest.Poll(t, 60*time.Second, func() (Death, bool) {
-		seen.mu.Lock()
-		defer seen.mu.Unlock()
-		for _, d := range seen.deaths {
-			return d, true
-		}
-		return Death{}, false
-	})
+	d := fpmtest.Poll(t, 60*time.Second, seen.first)
 	if d.Cause != CauseIdle || d.Failure() {
 		t.Errorf("%+v: want an idle worker retired, no failure", d)
 	}

@@ -111,12 +111,13 @@ type views struct {
 	self  string // fpmguard's own namespace, as /proc/self/ns/net reads
 	open  func(netns string) (diagConn, error)
 	byNS  map[string]*netView
+	byPID map[int]*netView
 	procs procFS
 }
 
 func newViews(p procFS, open func(netns string) (diagConn, error)) *views {
 	self, _ := p.readLink("self/ns/net")
-	return &views{self: self, open: open, byNS: map[string]*netView{}, procs: p}
+	return &views{self: self, open: open, byNS: map[string]*netView{}, byPID: map[int]*netView{}, procs: p}
 }
 
 func (vs *views) close() {
@@ -127,6 +128,15 @@ func (vs *views) close() {
 
 // of returns the view of pid's network namespace.
 func (vs *views) of(pid int) *netView {
+	if v, ok := vs.byPID[pid]; ok {
+		return v
+	}
+	v := vs.open1(pid)
+	vs.byPID[pid] = v
+	return v
+}
+
+func (vs *views) open1(pid int) *netView {
 	ns, err := vs.procs.readLink(strconv.Itoa(pid) + "/ns/net")
 	if err != nil {
 		return &netView{err: fmt.Errorf("reading the network namespace of %d: %w", pid, err)}
