@@ -61,7 +61,7 @@ type Place struct {
 // writing it (atomically, with a rename) when it is missing or differs, and
 // returns its path as php-fpm sees it. fpmguard calls it before each use.
 func (p Place) Install() (string, error) {
-	d, err := p.open(true)
+	d, err := p.open()
 	if err != nil {
 		return "", err
 	}
@@ -69,6 +69,9 @@ func (p Place) Install() (string, error) {
 	name := ScriptName()
 	if err := sameContent(d.fd, name, Script, true); err == nil {
 		return path.Join(p.Dir, name), nil
+	}
+	if d.refuse != nil {
+		return "", d.refuse
 	}
 	if err := writeFile(d.fd, name, Script); err != nil {
 		return "", d.writeError(err)
@@ -78,15 +81,17 @@ func (p Place) Install() (string, error) {
 
 // action writes the script of one action into the place's actions
 // directory and returns its path as php-fpm sees it, and a function that
-// removes it. The directory is mode 0711: a pool user may run a file there
-// whose name it knows, and list none.
+// removes it.
 func (p Place) action(req actionRequest) (string, func(), error) {
-	d, err := p.open(true)
+	d, err := p.open()
 	if err != nil {
 		return "", nil, err
 	}
 	defer unix.Close(d.fd)
-	afd, err := walkOne(d.fd, path.Join(d.shown, actionsDir), actionsDir, true, true, 0o711)
+	if d.refuse != nil {
+		return "", nil, d.refuse
+	}
+	afd, err := openActions(d.fd, path.Join(d.shown, actionsDir))
 	if err != nil {
 		return "", nil, d.writeError(err)
 	}
@@ -104,6 +109,26 @@ func (p Place) action(req actionRequest) (string, func(), error) {
 
 // actionsDir holds the action scripts, below the place.
 const actionsDir = "actions"
+
+// openActions opens (or creates) the actions directory below the place,
+// mode 0711: a pool user may run a script there whose name it knows, and
+// list none. It is fpmguard's own: a mode that lets others list it is set
+// back.
+func openActions(dirfd int, shown string) (int, error) {
+	fd, err := walkOne(dirfd, shown, actionsDir, true, true, 0o711)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && st.Mode&0o044 == 0 {
+		return fd, nil
+	}
+	if err := chmodDir(fd, 0o711); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("making %s unlistable: %w", shown, err)
+	}
+	return fd, nil
+}
 
 // staleAction is the age past which an action script is a leftover: a
 // call lasts --timeout, seconds at most.
@@ -131,9 +156,10 @@ func removeStale(afd int) {
 
 // dir is an open directory of a place.
 type dir struct {
-	fd    int
-	shown string // how to name it in a message
-	root  Root
+	fd     int
+	shown  string // how to name it in a message
+	root   Root
+	refuse error // why nothing may be written there, if so
 }
 
 // writeError says what a failed write inside a place means, and the one
@@ -152,24 +178,26 @@ func (d dir) writeError(err error) error {
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return fmt.Errorf("placing the opcache script: fpmguard may not write %s in %s: %w; run fpmguard as root, or %s", d.shown, d.root, err, step)
 	}
-	return fmt.Errorf("placing the opcache script in %s of %s: %w", d.shown, d.root, err)
+	if d.root == (Root{}) {
+		return fmt.Errorf("placing the opcache script: %w", err)
+	}
+	return fmt.Errorf("placing the opcache script in %s: %w", d.root, err)
 }
 
-// open opens the place's directory, creating what is missing when create
-// is set. For a master in another root, the directory is the one inside
-// that root, unless fpmguard's own directory at the same path is the very
+// open opens the place's directory, creating what is missing. For a
+// master in another root, the directory is the one inside that root,
+// unless fpmguard's own directory at the same path is the very
 // same one (a volume both containers mount): fpmguard then writes through
 // its own, which may be writable where php-fpm's view of it is read-only.
-func (p Place) open(create bool) (dir, error) {
+func (p Place) open() (dir, error) {
 	if !path.IsAbs(p.Dir) || strings.ContainsRune(p.Dir, 0) {
 		return dir{}, fmt.Errorf("opcache script directory %q must be an absolute path", p.Dir)
 	}
 	full := path.Join("/", p.Root.Chroot, p.Dir)
-	shown := full
-	own := dir{shown: shown, root: Root{Chroot: p.Root.Chroot}}
+	own := dir{shown: full, root: Root{Chroot: p.Root.Chroot}}
 	if p.Root.MasterPID <= 0 {
 		own.root = p.Root
-		fd, err := walkFrom(ownRoot, shown, full, create)
+		fd, err := walkFrom(ownRoot, full, true)
 		own.fd = fd
 		return own, own.writeError(err)
 	}
@@ -181,18 +209,18 @@ func (p Place) open(create bool) (dir, error) {
 		// fpmguard may not look into php-fpm's root (no CAP_SYS_PTRACE, or
 		// another user): only a volume both containers mount at the same
 		// path can work, and fpmguard writes its own side of it.
-		fd, err2 := walkFrom(ownRoot, shown, full, false)
+		fd, err2 := walkFrom(ownRoot, full, false)
 		if err2 != nil {
-			return dir{}, fmt.Errorf("%w; and %s: %w: mount a volume at %s in php-fpm's container and in fpmguard's (examples/kubernetes/sidecar.yaml)", err, shown, err2, full)
+			return dir{}, fmt.Errorf("%w; and here %w: mount a volume at %s in php-fpm's container and in fpmguard's (examples/kubernetes/sidecar.yaml)", err, err2, full)
 		}
 		own.fd = fd
 		return own, nil
 	}
 	defer mr.close()
-	theirs := dir{shown: shown, root: p.Root}
-	tfd, err := walk(mr.fd, shown, full, false)
+	theirs := dir{shown: full, root: p.Root}
+	tfd, err := walk(mr.fd, full, false)
 	if err == nil {
-		if ofd, err := walkFrom(ownRoot, shown, full, false); err == nil {
+		if ofd, err := walkFrom(ownRoot, full, false); err == nil {
 			if sameFile(ofd, tfd) {
 				unix.Close(tfd)
 				own.fd = ofd
@@ -200,22 +228,17 @@ func (p Place) open(create bool) (dir, error) {
 			}
 			unix.Close(ofd)
 		}
-		theirs.fd = tfd
-		if create {
-			if err := mr.writable(); err != nil {
-				unix.Close(tfd)
-				return dir{}, err
-			}
-		}
+		// A copy already there is read, and used when it is right.
+		theirs.fd, theirs.refuse = tfd, mr.writable()
 		return theirs, nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) || !create {
-		return dir{}, err
+	if !errors.Is(err, fs.ErrNotExist) {
+		return dir{}, theirs.writeError(err)
 	}
 	if err := mr.writable(); err != nil {
 		return dir{}, err
 	}
-	theirs.fd, err = walk(mr.fd, shown, full, true)
+	theirs.fd, err = walk(mr.fd, full, true)
 	if err != nil {
 		return dir{}, theirs.writeError(err)
 	}
@@ -283,22 +306,22 @@ func (m *masterRoot) writable() error {
 // ownRoot stands for fpmguard's own root directory in walkFrom.
 const ownRoot = -1
 
-func walkFrom(root int, shown, full string, create bool) (int, error) {
+func walkFrom(root int, full string, create bool) (int, error) {
 	if root != ownRoot {
-		return walk(root, shown, full, create)
+		return walk(root, full, create)
 	}
 	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("opening /: %w", err)
 	}
 	defer unix.Close(fd)
-	return walk(fd, shown, full, create)
+	return walk(fd, full, create)
 }
 
 // walk opens the directory full below the root directory rootfd, one
 // component at a time, each opened from the one before with O_NOFOLLOW
 // and checked (see Place). create makes what is missing, mode 0755.
-func walk(rootfd int, shown, full string, create bool) (int, error) {
+func walk(rootfd int, full string, create bool) (int, error) {
 	parts := strings.Split(strings.Trim(path.Clean(full), "/"), "/")
 	cur, err := unix.Dup(rootfd)
 	if err != nil {
@@ -323,8 +346,7 @@ func walk(rootfd int, shown, full string, create bool) (int, error) {
 // walkOne opens directory name in parent (sofar names it for messages),
 // following no link, creating it with perm when missing and create is set,
 // and checks it. The last directory of a place may not be writable by
-// others even when sticky; a directory of mode 0711 (perm) may not be
-// listed by others either.
+// others even when sticky.
 func walkOne(parent int, sofar, name string, last, create bool, perm uint32) (int, error) {
 	if name == "." || name == ".." {
 		return -1, fmt.Errorf("%s: a path of fpmguard's scripts may hold no . or ..", sofar)
@@ -359,11 +381,7 @@ func walkOne(parent int, sofar, name string, last, create bool, perm uint32) (in
 			return -1, fmt.Errorf("creating %s: %w", sofar, err)
 		}
 	}
-	if err := checkDir(fd, sofar, last, perm); err != nil {
-		// fpmguard's own actions directory: it may set its mode back.
-		if perm == 0o711 && ownedByUs(fd) && chmodDir(fd, perm) == nil && checkDir(fd, sofar, last, perm) == nil {
-			return fd, nil
-		}
+	if err := checkDir(fd, sofar, last); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -379,13 +397,8 @@ func chmodDir(fd int, perm uint32) error {
 	return unix.Fchmod(rfd, perm)
 }
 
-func ownedByUs(fd int) bool {
-	var st unix.Stat_t
-	return unix.Fstat(fd, &st) == nil && (st.Uid == 0 || int(st.Uid) == os.Geteuid())
-}
-
 // checkDir checks one directory on the way to fpmguard's scripts.
-func checkDir(fd int, sofar string, last bool, perm uint32) error {
+func checkDir(fd int, sofar string, last bool) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("checking %s: %w", sofar, err)
@@ -396,9 +409,6 @@ func checkDir(fd int, sofar string, last bool, perm uint32) error {
 	}
 	if mode&0o022 != 0 && (last || mode&unix.S_ISVTX == 0) {
 		return fmt.Errorf("%s is writable by others (mode %o): chmod go-w it, or give fpmguard another directory", sofar, mode)
-	}
-	if perm&0o044 == 0 && mode&0o044 != 0 {
-		return fmt.Errorf("%s may be listed by others (mode %o), want %o", sofar, mode, perm)
 	}
 	return nil
 }
