@@ -349,7 +349,7 @@ func walk(rootfd int, full string, create bool) (int, error) {
 // others even when sticky.
 func walkOne(parent int, sofar, name string, last, create bool, perm uint32) (int, error) {
 	if name == "." || name == ".." {
-		return -1, fmt.Errorf("%s: a path of fpmguard's scripts may hold no . or ..", sofar)
+		return -1, fmt.Errorf("%s: no . or .. may stand in the path of fpmguard's scripts", sofar)
 	}
 	flags := unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(parent, name, flags, 0)
@@ -509,6 +509,11 @@ func (r Root) Verify(script string) error {
 		base = "/proc/" + strconv.Itoa(r.MasterPID) + "/root"
 	}
 	root, err := os.OpenRoot(base)
+	if errors.Is(err, fs.ErrPermission) && r.MasterPID > 0 {
+		// fpmguard may not look into php-fpm's root: the script can only
+		// be on a volume both mount, and fpmguard reads its own side.
+		root, err = os.OpenRoot("/")
+	}
 	if err != nil {
 		return fmt.Errorf("verifying opcache script %s: %w", script, err)
 	}

@@ -330,3 +330,30 @@ func TestActionScript(t *testing.T) {
 		t.Errorf("the action script's path replayed after the call: %v, want php-fpm's 404", err)
 	}
 }
+
+// BenchmarkInstall is what fpmguard does to its script before each opcache
+// read: walk and check every directory from the root, then compare the
+// file. readFile is the baseline, what it did before: read the file by
+// path and compare it.
+func BenchmarkInstall(b *testing.B) {
+	p := Place{Dir: filepath.Join(fpmtest.Dir(b), "fpmguard")}
+	script, err := p.Install()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("install", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := p.Install(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("readFileBaseline", func(b *testing.B) {
+		for b.Loop() {
+			data, err := os.ReadFile(script)
+			if err != nil || len(data) != len(Script) {
+				b.Fatal(err)
+			}
+		}
+	})
+}
