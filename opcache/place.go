@@ -67,7 +67,7 @@ func (p Place) Install() (string, error) {
 	}
 	defer unix.Close(d.fd)
 	name := ScriptName()
-	if err := sameContent(d.fd, name, Script, true); err == nil {
+	if err := sameContent(d.fd, name, Script); err == nil {
 		return path.Join(p.Dir, name), nil
 	}
 	if d.refuse != nil {
@@ -423,14 +423,10 @@ func sameFile(a, b int) bool {
 const maxScriptBytes = 64 << 10
 
 // sameContent reports (nil) whether name in dirfd is a regular file holding
-// exactly want. It follows no link when nofollow is set, never blocks on a
-// FIFO, and reads a bounded amount. Its errors never quote the file.
-func sameContent(dirfd int, name string, want []byte, nofollow bool) error {
-	flags := unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC
-	if nofollow {
-		flags |= unix.O_NOFOLLOW
-	}
-	fd, err := unix.Openat(dirfd, name, flags, 0)
+// exactly want. It follows no link, never blocks on a FIFO, and reads a
+// bounded amount. Its errors never quote the file.
+func sameContent(dirfd int, name string, want []byte) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
