@@ -20,6 +20,8 @@ import (
 const (
 	mainScript = "stack.php"
 	incScript  = "stack_inc.php"
+	// opcacheScript tells whether opcache and the JIT are on.
+	opcacheScript = "opcache.php"
 )
 
 // scripts returns the test scripts for fpmtest's Files and the line of
@@ -29,7 +31,7 @@ func scripts(t testing.TB) (map[string]string, map[string]int) {
 	files := map[string]string{}
 	lines := map[string]int{}
 	marker := regexp.MustCompile(`// @([a-z-]+)\s*$`)
-	for _, name := range []string{mainScript, incScript} {
+	for _, name := range []string{mainScript, incScript, opcacheScript} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			t.Fatal(err)
@@ -55,12 +57,12 @@ type want struct {
 func (w want) String() string { return fmt.Sprintf("%v %s %s:%d", w.kind, w.name, w.file, w.line) }
 
 // expected is the stack stack.php must show in mode, innermost first.
-// version is the worker's PHP version: 8.4 names closures by place.
-func expected(mode, version string, lines map[string]int, docRoot string) []want {
+// version is the worker's PHP version: since 8.4 a closure's name says
+// where it was declared, by its method and line ("{closure:Repo::find():26}").
+func expected(mode, version string, lines map[string]int) []want {
 	closure := "{closure}"
-	if !strings.HasPrefix(version, "7.") && !strings.HasPrefix(version, "8.0") && !strings.HasPrefix(version, "8.1") &&
-		!strings.HasPrefix(version, "8.2") && !strings.HasPrefix(version, "8.3") {
-		closure = fmt.Sprintf("{closure:%s:%d}", filepath.Join(docRoot, incScript), lines["closure-start"])
+	if v, _ := strconv.ParseFloat(minorOf(version), 64); v >= 8.4 {
+		closure = fmt.Sprintf("{closure:Repo::find():%d}", lines["closure-start"])
 	}
 	bottom := []want{
 		{KindInclude, "require_once", incScript, lines["main"]},
@@ -128,23 +130,50 @@ func describe(ws []want) string {
 
 // variant is a php.ini setting of the tests: opcache and its JIT.
 type variant struct {
-	name    string
-	defines map[string]string
+	name         string
+	opcache, jit bool
+	defines      map[string]string
 }
 
-// variants: opcache off, opcache on, and opcache with the tracing JIT
-// (PHP 8 only). file_update_protection=0 caches the scripts the test just
-// wrote.
+// variants: opcache off, opcache on, and opcache with the JIT (PHP 8
+// only), tracing (hot code compiled as it runs) and function (every
+// function compiled when its script loads, so the frames read are of
+// compiled code). file_update_protection=0 caches the scripts the test
+// has just written.
 func variants(version string) []variant {
+	on := func(more ...string) map[string]string {
+		d := map[string]string{"opcache.enable": "1", "opcache.file_update_protection": "0", "opcache.jit_buffer_size": "0"}
+		for i := 0; i+1 < len(more); i += 2 {
+			d[more[i]] = more[i+1]
+		}
+		return d
+	}
 	vs := []variant{
-		{"opcache-off", map[string]string{"opcache.enable": "0"}},
-		{"opcache-on", map[string]string{"opcache.enable": "1", "opcache.file_update_protection": "0", "opcache.jit_buffer_size": "0"}},
+		{"opcache-off", false, false, map[string]string{"opcache.enable": "0"}},
+		{"opcache-on", true, false, on()},
 	}
 	if !strings.HasPrefix(version, "7.") {
-		vs = append(vs, variant{"jit-tracing", map[string]string{"opcache.enable": "1", "opcache.file_update_protection": "0",
-			"opcache.jit_buffer_size": "32M", "opcache.jit": "tracing"}})
+		vs = append(vs,
+			variant{"jit-tracing", true, true, on("opcache.jit_buffer_size", "32M", "opcache.jit", "tracing")},
+			variant{"jit-function", true, true, on("opcache.jit_buffer_size", "32M", "opcache.jit", "function")})
 	}
 	return vs
+}
+
+// checkVariant asks a worker whether opcache and the JIT are on as the
+// variant says, and the test script cached: else the test would prove
+// nothing of them.
+func checkVariant(t *testing.T, f *fpmtest.FPM, pool string, v variant) {
+	t.Helper()
+	resp, err := fastcgi.Client{Timeout: time.Minute}.Do(context.Background(), fastcgi.Address{Network: "unix", Addr: f.Pools[pool].Listen},
+		fastcgi.Request{Path: "/" + opcacheScript, Script: filepath.Join(f.DocRoot, opcacheScript)})
+	if err != nil {
+		t.Fatalf("asking for opcache's status: %v", err)
+	}
+	want := fmt.Sprintf(`{"enabled":%t,"jit":%t,"cached":%t}`, v.opcache, v.jit, v.opcache)
+	if got := strings.TrimSpace(string(resp.Body)); got != want {
+		t.Fatalf("%s: opcache reports %s, want %s", v.name, got, want)
+	}
 }
 
 // request starts a request to pool that lasts as long as the script, until
@@ -224,7 +253,7 @@ func TestReadSleepingWorkers(t *testing.T) {
 				pid := workerFor(t, f, "www", "mode="+mode+"&ms=120000")
 				var want []want
 				s, err := readUntil(t, r, pid, func(s Stack) bool {
-					want = expected(mode, s.Version, lines, f.DocRoot)
+					want = expected(mode, s.Version, lines)
 					return sameFrames(got(s, f.DocRoot), want)
 				})
 				if err != nil {
@@ -250,11 +279,21 @@ func TestReadSleepingWorkers(t *testing.T) {
 				}
 				t.Logf("%s on PHP %s: %s", mode, s.Version, s)
 			}
+			checkVariant(t, f, "www", v)
 			if log := f.Log(); strings.Contains(log, "stopped for tracing") || strings.Contains(log, "about to trace") {
 				t.Errorf("php-fpm traced a worker:\n%s", log)
 			}
 		})
 	}
+}
+
+// minorOf is "8.4" of "8.4.27".
+func minorOf(version string) string {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return version
+	}
+	return parts[0] + "." + parts[1]
 }
 
 // hostVersion is the version of the host's php-fpm, by its reader.
@@ -278,4 +317,157 @@ func hostVersion(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return b.version
+}
+
+// TestReadSpinningWorkers reads, many times over, the stack of a worker
+// that spins in a loop calling microtime(), with opcache off, on and with
+// the JIT: its innermost frame comes and goes hundreds of thousands of
+// times a second, and every read must still be the script's stack, with
+// or without microtime on top, or say it kept changing; never a frame
+// the script does not have.
+func TestReadSpinningWorkers(t *testing.T) {
+	files, lines := scripts(t)
+	for _, v := range variants(hostVersion(t)) {
+		t.Run(v.name, func(t *testing.T) {
+			f := fpmtest.Start(t, fpmtest.Options{
+				Pools:   []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+				Defines: v.defines,
+				Files:   files,
+			})
+			query := "mode=spin&ms=120000"
+			request(t, f, "www", query)
+			pid := workerFor(t, f, "www", query)
+			r := &Reader{}
+			microtime := want{KindInternal, "microtime", "", 0}
+			var wantFrames []want
+			matches := func(s Stack) bool {
+				wantFrames = expected("spin", s.Version, lines)
+				g := got(s, f.DocRoot)
+				if len(g) > 0 && g[0] == microtime {
+					g = g[1:]
+				}
+				return s.Incomplete == nil && sameFrames(g, wantFrames)
+			}
+			if s, err := readUntil(t, r, pid, matches); err != nil || !matches(s) {
+				t.Fatalf("worker %d: %v\n%swant, under an optional microtime:\n%s", pid, err, describe(got(s, f.DocRoot)), describe(wantFrames))
+			}
+			read, changed := 0, 0
+			for range 200 {
+				s, err := r.Read(pid)
+				switch {
+				case errors.Is(err, errChanged):
+					changed++
+				case err != nil:
+					t.Fatalf("reading worker %d: %v", pid, err)
+				case !matches(s):
+					t.Fatalf("worker %d: read\n%s(incomplete: %v)\nwant, under an optional microtime:\n%s", pid, describe(got(s, f.DocRoot)), s.Incomplete, describe(wantFrames))
+				default:
+					read++
+				}
+				if st := osState(pid); st != 'R' && st != 'S' {
+					t.Fatalf("worker %d is in state %c while its stack is read, want R or S", pid, st)
+				}
+			}
+			if read < 100 {
+				t.Errorf("only %d of 200 reads gave a stack (%d: the stack kept changing)", read, changed)
+			}
+			t.Logf("%d of 200 reads gave the stack, %d kept changing", read, changed)
+			checkVariant(t, f, "www", v)
+			if log := f.Log(); strings.Contains(log, "stopped for tracing") || strings.Contains(log, "about to trace") {
+				t.Errorf("php-fpm traced a worker:\n%s", log)
+			}
+		})
+	}
+}
+
+// slowlogLine is one frame of php-fpm's slowlog: "[0x...] name() file:line".
+var slowlogLine = regexp.MustCompile(`^\[0x[0-9a-f]+\] (.*)\(\) (.*):([0-9]+)$`)
+
+// slowlogFrames reads the entry php-fpm's slowlog has for pid, as
+// "name() file:line" lines, or nil when it has none yet.
+func slowlogFrames(t *testing.T, path string, pid int) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	head := fmt.Sprintf("] pid %d\n", pid)
+	at := strings.LastIndex(string(data), head)
+	if at < 0 {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(data[at+len(head):]), "\n")[1:] { // after script_filename
+		m := slowlogLine.FindStringSubmatch(line)
+		if m == nil {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s() %s:%s", m[1], m[2], m[3]))
+	}
+	return out
+}
+
+// asSlowlog writes frames as php-fpm's slowlog does (fpm_php_trace.c):
+// the function's name alone, "[INCLUDE_OR_EVAL]" for an included file or
+// eval'd code, each with the file and line of the nearest user code under
+// it, the place of the call; the main script is not listed; 20 lines at
+// most.
+func asSlowlog(frames []Frame) []string {
+	var out []string
+	for i, f := range frames {
+		if f.Kind == KindMain || len(out) == 20 {
+			break
+		}
+		name := f.Function
+		if f.Kind == KindInclude || f.Kind == KindEval {
+			name = "[INCLUDE_OR_EVAL]"
+		}
+		place := "unknown:0"
+		for _, caller := range frames[i+1:] {
+			if caller.Kind != KindInternal {
+				place = fmt.Sprintf("%s:%d", caller.File, caller.Line)
+				break
+			}
+		}
+		out = append(out, name+"() "+place)
+	}
+	return out
+}
+
+// TestReadMatchesSlowlog compares the stacks read with php-fpm's own
+// slowlog of the same requests, which php-fpm writes by stopping the
+// worker with ptrace: a second witness of every frame, written by PHP's
+// own code with the compiler's offsets.
+func TestReadMatchesSlowlog(t *testing.T) {
+	files, _ := scripts(t)
+	for _, v := range variants(hostVersion(t)) {
+		t.Run(v.name, func(t *testing.T) {
+			f := fpmtest.Start(t, fpmtest.Options{
+				Pools:   []fpmtest.Pool{{MaxChildren: 4, StatusListen: true, Slowlog: true}},
+				Defines: v.defines,
+				Files:   files,
+			})
+			modes := []string{"sleep", "eval", "deep"}
+			for _, mode := range modes {
+				request(t, f, "www", "mode="+mode+"&ms=120000")
+			}
+			r := &Reader{}
+			for _, mode := range modes {
+				pid := workerFor(t, f, "www", "mode="+mode+"&ms=120000")
+				slow := fpmtest.Poll(t, time.Minute, func() ([]string, bool) {
+					s := slowlogFrames(t, f.Pools["www"].SlowlogPath, pid)
+					return s, len(s) > 0
+				})
+				// The slowlog was written after a second of the request:
+				// the worker sleeps in the same frames now.
+				s, err := readUntil(t, r, pid, func(s Stack) bool { return strings.Join(asSlowlog(s.Frames), "\n") == strings.Join(slow, "\n") })
+				if err != nil {
+					t.Fatalf("%s: reading worker %d: %v", mode, pid, err)
+				}
+				if got := asSlowlog(s.Frames); strings.Join(got, "\n") != strings.Join(slow, "\n") {
+					t.Fatalf("%s: worker %d's stack, as a slowlog:\n  %s\nphp-fpm's slowlog:\n  %s", mode, pid, strings.Join(got, "\n  "), strings.Join(slow, "\n  "))
+				}
+			}
+		})
+	}
 }

@@ -69,16 +69,29 @@ func (p *proc) readFile(name string) ([]byte, error) {
 	return data, nil
 }
 
-// exited reports whether the process has exited (or is a zombie, whose
-// memory is gone): a failed read is then the worker's exit, not a bad
+// pfExiting is PF_EXITING in a task's flags (include/linux/sched.h): set
+// when the task starts to exit, before its memory is released.
+const pfExiting = 0x4
+
+// exited reports whether the process has exited or is exiting, its memory
+// gone or going: a failed read is then the worker's exit, not a bad
 // pointer.
 func (p *proc) exited() bool {
 	stat, err := p.readFile("stat")
 	if err != nil {
 		return errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist)
 	}
+	// pid (comm) state ppid pgrp session tty_nr tpgid flags ...
 	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	return f[0] == "Z" || f[0] == "X" || flags&pfExiting != 0
 }
 
 // entry returns the address the kernel started the executable at

@@ -28,7 +28,7 @@ type walker struct {
 	// The innermost frame's function and caller, as the walk read them.
 	topFn, topPrev uint64
 	lastFn         uint64 // the function of the frame read last
-	buf  [256]byte
+	buf            [256]byte
 }
 
 // raw is what a frame's reading keeps beyond the Frame: the opline an
