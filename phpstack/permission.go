@@ -5,7 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Missing names what a refused read lacks.
@@ -59,7 +60,7 @@ func (e *PermissionError) Error() string {
 		}
 		return fmt.Sprintf("%s is refused by kernel.yama.ptrace_scope = %d: %s (or lower the sysctl to %d)", who, e.PtraceScope, grantCap, e.PtraceScope-1)
 	}
-	return fmt.Sprintf("%s is refused although this process has CAP_SYS_PTRACE: a security module (AppArmor, SELinux) or another user namespace forbids it: %v", who, e.Err)
+	return fmt.Sprintf("%s is refused although nothing the kernel's ptrace rules ask for is missing (CAP_SYS_PTRACE, or the same uid with a dumpable worker and ptrace_scope 0): a security module (AppArmor, SELinux) or another user namespace forbids it: %v", who, e.Err)
 }
 
 // capSysPtrace is the capability's bit (linux/capability.h).
@@ -74,13 +75,13 @@ func diagnose(p *proc, err error) error {
 		e.WorkerUID, _ = strconv.Atoi(f[0])
 	}
 	sameUser := e.WorkerUID == e.ReaderUID
-	// A process that is not dumpable has its /proc files owned by root
-	// whatever its uid (task_dump_owner in fs/proc/base.c).
+	// A process that is not dumpable has the files in its /proc
+	// directory owned by root whatever its uid (task_dump_owner in
+	// fs/proc/base.c); the directory itself keeps the process's uid.
 	dumpable := true
-	if fi, err := p.dir.Stat(); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && e.WorkerUID > 0 {
-			dumpable = false
-		}
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(p.dir.Fd()), "status", &st, 0); err == nil && st.Uid == 0 && e.WorkerUID > 0 {
+		dumpable = false
 	}
 	switch {
 	case e.PtraceScope >= 3:

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -470,4 +472,193 @@ func TestReadMatchesSlowlog(t *testing.T) {
 			}
 		})
 	}
+}
+
+// growing reports whether s is the sleep script's stack, or a stack on
+// the way to it: empty, or the frames under the innermost those of the
+// whole stack, and the innermost one of its functions at any line.
+func growing(s Stack, whole []want, docRoot string) bool {
+	g := got(s, docRoot)
+	if len(g) == 0 {
+		return true
+	}
+	if s.Incomplete != nil || len(g) > len(whole) {
+		return false
+	}
+	under := whole[len(whole)-len(g):]
+	top, wtop := g[0], under[0]
+	return sameFrames(g[1:], under[1:]) && top.kind == wtop.kind && top.name == wtop.name && top.file == wtop.file
+}
+
+// readToExit reads pid's stack back to back from two goroutines until
+// they see it exit, checks each read with ok, and returns how many reads
+// gave a stack; exit, run while they read, ends the worker.
+func readToExit(t *testing.T, r *Reader, pid int, ok func(Stack) bool, exit func()) int {
+	t.Helper()
+	type result struct {
+		s   Stack
+		err error
+	}
+	results := make(chan result, 1024)
+	stop := make(chan struct{})
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, err := r.Read(pid)
+				results <- result{s, err}
+				if errors.Is(err, ErrExited) {
+					return
+				}
+			}
+		}()
+	}
+	defer close(stop)
+	exited, stacks := 0, 0
+	deadline := time.After(2 * time.Minute)
+	for exited < 2 {
+		select {
+		case res := <-results:
+			switch {
+			case errors.Is(res.err, ErrExited):
+				exited++
+			case res.err != nil:
+				t.Fatalf("worker %d: %v", pid, res.err)
+			case !ok(res.s):
+				t.Fatalf("worker %d: read a stack the script does not have:\n%s(incomplete: %v)", pid, describe(got(res.s, "")), res.s.Incomplete)
+			default:
+				stacks++
+				if stacks == 50 && exit != nil {
+					exit()
+				}
+			}
+		case <-deadline:
+			t.Fatalf("worker %d: no read saw it exit within 2 minutes (%d stacks read)", pid, stacks)
+		}
+	}
+	return stacks
+}
+
+// TestReadWorkerThatExits reads workers while they exit: one killed, one
+// that ends by itself after its only request (pm.max_requests = 1). Every
+// read gives the script's stack (or, for the one whose request ends, a
+// stack on the way to it or none), or ErrExited; never a wrong frame nor
+// another error.
+func TestReadWorkerThatExits(t *testing.T) {
+	files, lines := scripts(t)
+	version := hostVersion(t)
+	whole := expected("sleep", version, lines)
+	t.Run("killed", func(t *testing.T) {
+		f := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Files: files})
+		query := "mode=sleep&ms=120000"
+		request(t, f, "www", query)
+		pid := workerFor(t, f, "www", query)
+		r := &Reader{}
+		if s, err := readUntil(t, r, pid, func(s Stack) bool { return sameFrames(got(s, f.DocRoot), whole) }); err != nil || !sameFrames(got(s, f.DocRoot), whole) {
+			t.Fatalf("worker %d: %v\n%s", pid, err, describe(got(s, f.DocRoot)))
+		}
+		n := readToExit(t, r, pid, func(s Stack) bool { return sameFrames(got(s, f.DocRoot), whole) && s.Incomplete == nil }, func() {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Errorf("killing worker %d: %v", pid, err)
+			}
+		})
+		t.Logf("%d stacks read before the worker's exit", n)
+	})
+	t.Run("last-request", func(t *testing.T) {
+		f := fpmtest.Start(t, fpmtest.Options{
+			Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true, Extra: []string{"pm.max_requests = 1"}}},
+			Files: files,
+		})
+		query := "mode=sleep&ms=1500"
+		request(t, f, "www", query)
+		pid := workerFor(t, f, "www", query)
+		r := &Reader{}
+		full := 0
+		n := readToExit(t, r, pid, func(s Stack) bool {
+			if sameFrames(got(s, f.DocRoot), whole) {
+				full++
+			}
+			return growing(s, whole, f.DocRoot)
+		}, nil)
+		if full == 0 {
+			t.Errorf("none of %d reads gave the whole stack", n)
+		}
+		t.Logf("%d stacks read before the worker's exit, %d of them whole", n, full)
+	})
+}
+
+// TestReadIdleWorker: a worker between requests runs no PHP code; its
+// stack is empty and whole.
+func TestReadIdleWorker(t *testing.T) {
+	f := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 1}}})
+	pid := f.WorkerPIDs("www")[0]
+	s, err := (&Reader{}).Read(pid)
+	if err != nil || len(s.Frames) != 0 || s.Incomplete != nil || s.Version == "" {
+		t.Fatalf("idle worker %d: stack %+v, error %v; want no frames, a version and no error", pid, s, err)
+	}
+}
+
+// TestReadUnknownBinaries: a php-fpm whose version string says 8.3 (a
+// version the reader has no layout for) and a process that is not PHP at
+// all are refused with an UnsupportedError naming the reason, not read
+// with offsets that do not fit.
+func TestReadUnknownBinaries(t *testing.T) {
+	t.Run("patched-php-fpm", func(t *testing.T) {
+		bin, err := fpmtest.Binary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		version := hostVersion(t)
+		old := "X-Powered-By: PHP/" + version + "\x00"
+		patched := "X-Powered-By: PHP/8.3" + strings.TrimPrefix(version, minorOf(version)) + "\x00"
+		if strings.Count(string(data), old) != 1 || len(patched) != len(old) {
+			t.Fatalf("%s: want one %q to patch into %q", bin, old, patched)
+		}
+		copyPath := filepath.Join(fpmtest.Dir(t), "php-fpm-patched")
+		if err := os.WriteFile(copyPath, []byte(strings.Replace(string(data), old, patched, 1)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("PHP_FPM", copyPath)
+		f := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 1}}})
+		pid := f.WorkerPIDs("www")[0]
+		_, err = (&Reader{}).Read(pid)
+		var unsupported *UnsupportedError
+		if !errors.As(err, &unsupported) || !strings.Contains(err.Error(), "PHP 8.3") || unsupported.Binary != copyPath {
+			t.Fatalf("worker %d of a php-fpm that says 8.3: error %v, want an UnsupportedError for %s naming PHP 8.3", pid, err, copyPath)
+		}
+		t.Log(err)
+	})
+	t.Run("not-php", func(t *testing.T) {
+		cmd := exec.Command("sleep", "120")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		_, err := (&Reader{}).Read(cmd.Process.Pid)
+		var unsupported *UnsupportedError
+		if !errors.As(err, &unsupported) || !strings.Contains(err.Error(), "not a PHP binary") {
+			t.Fatalf("sleep %d: error %v, want an UnsupportedError saying it is not PHP", cmd.Process.Pid, err)
+		}
+		t.Log(err)
+	})
+	t.Run("gone", func(t *testing.T) {
+		cmd := exec.Command("true")
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (&Reader{}).Read(cmd.Process.Pid); !errors.Is(err, ErrExited) {
+			t.Fatalf("a process that has exited: error %v, want ErrExited", err)
+		}
+	})
 }
