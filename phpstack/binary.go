@@ -73,11 +73,11 @@ func identify(r io.ReaderAt, size int64, path string) (*executable, error) {
 		return nil, unsupported("%v", err)
 	}
 	if flags != ",NTS" {
-		what := strings.TrimPrefix(flags, ",")
+		what := fmt.Sprintf("built as %q", strings.TrimPrefix(flags, ","))
 		if strings.HasPrefix(flags, ",TS") {
-			what = "ZTS (thread-safe) build"
+			what = "a ZTS (thread-safe) build"
 		}
-		return nil, unsupported("PHP %s is a %s: the reader knows NTS builds without debug only", version, what)
+		return nil, unsupported("PHP %s is %s: the reader knows NTS builds without debug only", version, what)
 	}
 	l := layouts[api]
 	if l == nil {
