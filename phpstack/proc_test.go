@@ -42,7 +42,7 @@ func TestParseMaps(t *testing.T) {
 	}{
 		{shm, 8, true},
 		{jit - 8, 8, true},
-		{jit - 8, 16, false}, // across two mappings
+		{jit - 8, 16, false},       // across two mappings
 		{jit + 0x1fffff8, 8, true}, // the last word of the 32 MB buffer
 		{exe, 64, true},
 		{exe - 8, 8, false}, // the gap before the executable
