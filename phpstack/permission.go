@@ -70,7 +70,7 @@ const capSysPtrace = 19
 // PermissionError that says which condition failed.
 func diagnose(p *proc, err error) error {
 	e := &PermissionError{PID: p.pid, WorkerUID: -1, ReaderUID: os.Geteuid(), Err: err, PtraceScope: ptraceScope()}
-	status, _ := p.readFile("status")
+	status, _ := p.readFile("status", 2048)
 	if f := strings.Fields(statusField(status, "Uid:")); len(f) >= 1 {
 		e.WorkerUID, _ = strconv.Atoi(f[0])
 	}

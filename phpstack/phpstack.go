@@ -225,7 +225,7 @@ func (r *Reader) Read(pid int) (Stack, error) {
 	if base%4096 != 0 {
 		return fail(fmt.Errorf("worker %d: the load base %#x (entry %#x) is not page-aligned", pid, base, entry))
 	}
-	mapsData, err := p.readFile("maps")
+	mapsData, err := p.readFile("maps", 64<<10)
 	if err != nil {
 		return fail(err)
 	}

@@ -662,3 +662,72 @@ func TestReadUnknownBinaries(t *testing.T) {
 		}
 	})
 }
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRead measures one read of a sleeping worker's stack: the
+// script's 8 frames, and 64 frames of recursion (the bound), with the
+// executable already identified, and a first read that identifies it.
+// The baseline is one read of the worker's /proc/PID/stat, as the watcher
+// does for every worker on every tick. cpu-ns/op is the CPU time of the
+// whole process (user and system) per read, wall time is ns/op.
+func BenchmarkRead(b *testing.B) {
+	files, lines := scripts(b)
+	f := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}}, Files: files})
+	pids := map[string]int{}
+	for _, mode := range []string{"sleep", "deep"} {
+		query := "mode=" + mode + "&ms=600000"
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = fastcgi.Client{Timeout: 15 * time.Minute}.Do(ctx, fastcgi.Address{Network: "unix", Addr: f.Pools["www"].Listen},
+				fastcgi.Request{Path: "/" + mainScript, Query: query, Script: filepath.Join(f.DocRoot, mainScript)})
+		}()
+		b.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		pid := f.WaitWorker(b, "www", func(p fastcgi.Process) bool {
+			return p.State == "Running" && strings.HasSuffix(p.RequestURI, "?"+query)
+		})
+		r := &Reader{}
+		fpmtest.Poll(b, time.Minute, func() (int, bool) {
+			s, err := r.Read(pid)
+			want := len(expected(mode, s.Version, lines))
+			return len(s.Frames), err == nil && len(s.Frames) == want
+		})
+		pids[mode] = pid
+	}
+	run := func(b *testing.B, read func() error) {
+		b.ReportAllocs()
+		start := cpuTime(b)
+		for b.Loop() {
+			if err := read(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
+	}
+	b.Run("baseline-proc-stat", func(b *testing.B) {
+		path := "/proc/" + strconv.Itoa(pids["sleep"]) + "/stat"
+		run(b, func() error { _, err := os.ReadFile(path); return err })
+	})
+	r := &Reader{}
+	b.Run("8-frames", func(b *testing.B) {
+		run(b, func() error { _, err := r.Read(pids["sleep"]); return err })
+	})
+	b.Run("64-frames", func(b *testing.B) {
+		run(b, func() error { _, err := r.Read(pids["deep"]); return err })
+	})
+	b.Run("first-read", func(b *testing.B) {
+		run(b, func() error { _, err := (&Reader{}).Read(pids["sleep"]); return err })
+	})
+}

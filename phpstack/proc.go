@@ -1,7 +1,6 @@
 package phpstack
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -53,20 +52,33 @@ func (p *proc) open(name string) (*os.File, error) {
 // maps is 20 to 60 KB, with opcache and its extensions.
 const maxProcFile = 4 << 20
 
-func (p *proc) readFile(name string) ([]byte, error) {
+// readFile reads one of the process's files; size is what it usually
+// holds, to read it in one go.
+func (p *proc) readFile(name string, size int) ([]byte, error) {
 	f, err := p.open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxProcFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading /proc/%d/%s: %w", p.pid, name, err)
+	// /proc files have no size: read into a buffer of the usual size,
+	// grown as needed.
+	data := make([]byte, 0, size)
+	for {
+		if len(data) == cap(data) {
+			if len(data) > maxProcFile {
+				return nil, fmt.Errorf("/proc/%d/%s is larger than %d MiB", p.pid, name, maxProcFile>>20)
+			}
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading /proc/%d/%s: %w", p.pid, name, err)
+		}
 	}
-	if len(data) > maxProcFile {
-		return nil, fmt.Errorf("/proc/%d/%s is larger than %d MiB", p.pid, name, maxProcFile>>20)
-	}
-	return data, nil
 }
 
 // pfExiting is PF_EXITING in a task's flags (include/linux/sched.h): set
@@ -77,7 +89,7 @@ const pfExiting = 0x4
 // gone or going: a failed read is then the worker's exit, not a bad
 // pointer.
 func (p *proc) exited() bool {
-	stat, err := p.readFile("stat")
+	stat, err := p.readFile("stat", 512)
 	if err != nil {
 		return errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist)
 	}
@@ -98,7 +110,7 @@ func (p *proc) exited() bool {
 // (AT_ENTRY of the auxiliary vector): with the ELF's entry point, it gives
 // the load base whatever path or mount the executable is seen through.
 func (p *proc) entry() (uint64, error) {
-	auxv, err := p.readFile("auxv")
+	auxv, err := p.readFile("auxv", 512)
 	if err != nil {
 		return 0, err
 	}
@@ -122,36 +134,84 @@ type mappings []mapping
 
 // parseMaps reads /proc/PID/maps: "start-end perms offset dev inode path".
 // Only readable ranges are kept; [vvar] and [vsyscall] are left out, as
-// reads through /proc/PID/mem fail there.
+// reads through /proc/PID/mem fail there. It parses the bytes in place: a
+// worker has hundreds of mappings, and a line's fields as strings were
+// most of a stack read's allocations.
 func parseMaps(data []byte) (mappings, error) {
-	var ms mappings
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			return nil, fmt.Errorf("maps line %q has fewer than 5 fields", sc.Text())
+	ms := make(mappings, 0, bytes.Count(data, []byte{'\n'})+1)
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
 		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			return nil, fmt.Errorf("maps range %q", f[0])
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(f[2], 16, 64)
-		if err := errors.Join(err1, err2, err3); err != nil || end <= start {
-			return nil, fmt.Errorf("maps line %q: %v", sc.Text(), err)
-		}
-		if f[1][0] != 'r' || (len(f) >= 6 && (f[5] == "[vvar]" || f[5] == "[vsyscall]" || f[5] == "[vvar_vclock]")) {
+		if len(line) == 0 {
 			continue
 		}
-		ms = append(ms, mapping{start: start, end: end, offset: off})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading maps: %w", err)
+		m, readable, err := parseMapping(line)
+		if err != nil {
+			return nil, fmt.Errorf("maps line %q: %w", line, err)
+		}
+		if readable {
+			ms = append(ms, m)
+		}
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].start < ms[j].start })
 	return ms, nil
+}
+
+// parseMapping reads one line of maps.
+func parseMapping(line []byte) (m mapping, readable bool, err error) {
+	field := func() []byte {
+		line = bytes.TrimLeft(line, " ")
+		i := bytes.IndexByte(line, ' ')
+		if i < 0 {
+			i = len(line)
+		}
+		f := line[:i]
+		line = line[i:]
+		return f
+	}
+	rng, perms, off := field(), field(), field()
+	field() // dev
+	if len(field()) == 0 {
+		return m, false, errors.New("fewer than 5 fields")
+	}
+	name := bytes.TrimSpace(line)
+	lo, hi, ok := bytes.Cut(rng, []byte{'-'})
+	if !ok {
+		return m, false, errors.New("no start-end range")
+	}
+	if m.start, err = parseHex(lo); err == nil {
+		if m.end, err = parseHex(hi); err == nil {
+			m.offset, err = parseHex(off)
+		}
+	}
+	if err != nil || m.end <= m.start {
+		return m, false, fmt.Errorf("not a range and offset: %v", err)
+	}
+	special := bytes.Equal(name, []byte("[vvar]")) || bytes.Equal(name, []byte("[vvar_vclock]")) || bytes.Equal(name, []byte("[vsyscall]"))
+	return m, perms[0] == 'r' && !special, nil
+}
+
+// parseHex reads a hexadecimal number of maps.
+func parseHex(b []byte) (uint64, error) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, fmt.Errorf("%q is not a 64-bit hexadecimal number", b)
+	}
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, fmt.Errorf("%q is not a hexadecimal number", b)
+		}
+	}
+	return v, nil
 }
 
 // find returns the mapping holding addr.
