@@ -187,7 +187,7 @@ type binaryResult struct {
 const maxCached = 32
 
 // retries bounds the walks of a stack that keeps changing while it is read.
-const retries = 5
+const retries = 10
 
 // Read reads the PHP stack of worker pid. An error means nothing could be
 // read: the worker is gone (ErrExited), the reader may not read it
@@ -252,6 +252,11 @@ func (r *Reader) Read(pid int) (Stack, error) {
 		w.max = DefaultMaxFrames
 	}
 	eg := base + b.eg
+	// A frame that does not look right may be one the worker was
+	// changing as it was read, so such a walk is tried again; a stack
+	// that is still broken after the last try is returned as far as it
+	// reads.
+	var last *Stack
 	for range retries {
 		top, err := w.top(eg)
 		if err != nil {
@@ -265,14 +270,21 @@ func (r *Reader) Read(pid int) (Stack, error) {
 		if err != nil {
 			return fail(fmt.Errorf("worker %d: %w", pid, err))
 		}
-		if !same {
+		if !same || errors.Is(incomplete, errPending) {
 			continue
 		}
-		if incomplete != nil && !errors.Is(incomplete, ErrTooDeep) && p.exited() {
-			return Stack{}, fmt.Errorf("worker %d: %w", pid, ErrExited)
+		if incomplete != nil && !errors.Is(incomplete, ErrTooDeep) {
+			if p.exited() {
+				return Stack{}, fmt.Errorf("worker %d: %w", pid, ErrExited)
+			}
+			last = &Stack{PID: pid, Version: b.version, Frames: frames, Incomplete: incomplete}
+			continue
 		}
 		st.Frames, st.Incomplete = frames, incomplete
 		return st, nil
+	}
+	if last != nil {
+		return *last, nil
 	}
 	return fail(fmt.Errorf("worker %d: %w %d times in a row", pid, errChanged, retries))
 }

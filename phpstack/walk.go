@@ -18,6 +18,9 @@ const (
 // errChanged says the top of the stack moved while it was read.
 var errChanged = errors.New("the stack changed while it was read")
 
+// errPending says a frame has no caller yet: a call being set up.
+var errPending = errors.New("a call that has not started (no caller, not called from C): the stack changed while it was read")
+
 // walker reads the frames of one process, once.
 type walker struct {
 	mem  memory
@@ -94,6 +97,14 @@ func (w *walker) frame(ex uint64) (Frame, raw, uint64, error) {
 	w.lastFn = fn
 	if prev != 0 && !w.plausible(prev, l.exSize) {
 		return f, r, 0, fmt.Errorf("prev_execute_data %#x is not a readable, aligned address", prev)
+	}
+	// Only a frame the engine's C code called (the main script, a
+	// shutdown function) has no caller. A call the VM has set up but not
+	// made yet (INIT_FCALL before DO_FCALL) links to the other pending
+	// calls, ending in nil: when one is read where a running frame was a
+	// moment before, its chain ends in a frame without ZEND_CALL_TOP.
+	if prev == 0 && info&callTop == 0 {
+		return f, r, 0, fmt.Errorf("%w (call info %#x)", errPending, info)
 	}
 
 	// An internal function is a smaller structure than a user one: read

@@ -211,6 +211,11 @@ func TestWalk(t *testing.T) {
 		{"internal-as-code", func(p *fakePHP, s sample) { p.put32(s.frames[0]+l.exCallInfo, callCode) }, 0, "an internal function without a name or called as a file's code"},
 		{"loop", func(p *fakePHP, s sample) { p.put64(s.frames[2]+l.exPrev, s.frames[1]) }, 3, "already read: the frames loop"},
 		{"read-fails", func(p *fakePHP, s sample) { p.fail[s.frames[3]] = true }, 3, "reading zend_execute_data"},
+		{"pending-call", func(p *fakePHP, s sample) { p.put64(s.frames[0]+l.exPrev, 0) }, 0, "has not started"},
+		{"pending-calls", func(p *fakePHP, s sample) {
+			pending := p.frame(s.fns[2], s.oplines[2], 0, 0)
+			p.put64(s.frames[0]+l.exPrev, pending)
+		}, 1, "frame 1 at"},
 		{"main-of-no-type", func(p *fakePHP, s sample) { p.put8(s.fns[4]+l.fnType, 0) }, 4, "frame 4 at"},
 	}
 	for _, c := range cases {
