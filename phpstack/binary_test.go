@@ -13,7 +13,7 @@ import (
 )
 
 // hostBinary reads the host's php-fpm executable.
-func hostBinary(t *testing.T) (string, []byte) {
+func hostBinary(t testing.TB) (string, []byte) {
 	t.Helper()
 	bin, err := fpmtest.Binary()
 	if err != nil {

@@ -112,36 +112,24 @@ func TestReadPermissions(t *testing.T) {
 	nobody, nogroup := lookup(t, "nobody")
 
 	grant := []string{"CAP_SYS_PTRACE", "CapabilityBoundingSet=", "AmbientCapabilities=", `securityContext.capabilities.add: ["SYS_PTRACE"]`}
-	cases := []struct {
+	type readCase struct {
 		name     string
 		uid, gid int
-		prefix   []string
+		prefix   []string // the command the helper runs under
 		pid      int
 		missing  Missing
 		says     []string
-	}{
+	}
+	cases := []readCase{
 		{"another-user", nobody, nogroup, nil, worker, MissingCapSysPtrace, grant},
 		{"root-without-CAP_SYS_PTRACE", 0, 0, []string{"setpriv", "--bounding-set=-sys_ptrace", "--"}, worker, MissingCapSysPtrace, grant},
 		{"pool-user-not-dumpable", poolUID, poolGID, nil, worker, MissingDumpable, append(grant, "process.dumpable = yes")},
 	}
+	// The same user reads a dumpable worker where Yama lets it.
 	if ptraceScope() == 0 {
-		cases = append(cases, struct {
-			name     string
-			uid, gid int
-			prefix   []string
-			pid      int
-			missing  Missing
-			says     []string
-		}{"pool-user-dumpable", poolUID, poolGID, nil, dumpable, 0, nil})
+		cases = append(cases, readCase{"pool-user-dumpable", poolUID, poolGID, nil, dumpable, 0, nil})
 	} else {
-		cases = append(cases, struct {
-			name     string
-			uid, gid int
-			prefix   []string
-			pid      int
-			missing  Missing
-			says     []string
-		}{"pool-user-dumpable", poolUID, poolGID, nil, dumpable, MissingPtraceScope, []string{"kernel.yama.ptrace_scope"}})
+		cases = append(cases, readCase{"pool-user-dumpable", poolUID, poolGID, nil, dumpable, MissingPtraceScope, []string{"kernel.yama.ptrace_scope"}})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
