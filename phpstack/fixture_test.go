@@ -80,6 +80,18 @@ func expected(mode, version string, lines map[string]int) []want {
 			ws = append(ws, want{KindFunction, "down", incScript, lines["down"]})
 		}
 		return ws
+	case "fiber":
+		closure := "{closure}"
+		if v, _ := strconv.ParseFloat(minorOf(version), 64); v >= 8.4 {
+			closure = fmt.Sprintf("{closure:handle():%d}", lines["fiber-start"])
+		}
+		return append([]want{
+			{KindInternal, "usleep", "", 0},
+			{KindFunction, "wait_db", incScript, lines["sleep"]},
+			{KindClosure, closure, incScript, lines["fiber"]},
+			{KindInternal, "Fiber->start", "", 0},
+			{KindFunction, "handle", incScript, lines["fiber-call"]},
+		}, bottom...)
 	case "eval":
 		return append([]want{
 			{KindInternal, "usleep", "", 0},
@@ -98,6 +110,15 @@ func expected(mode, version string, lines map[string]int) []want {
 		want{KindFunction, "Repo::run", incScript, lines["run"]},
 		want{KindFunction, "handle", incScript, lines["handle"]},
 	), bottom...)
+}
+
+// sleepModes are the modes of stack.php that sleep in version: fibers
+// came with PHP 8.1.
+func sleepModes(version string) []string {
+	if v, _ := strconv.ParseFloat(minorOf(version), 64); v >= 8.1 {
+		return []string{"sleep", "eval", "deep", "fiber"}
+	}
+	return []string{"sleep", "eval", "deep"}
 }
 
 // got turns a read stack into wants, file names relative to docRoot.

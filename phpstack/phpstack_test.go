@@ -22,8 +22,8 @@ func TestReadSleepingWorkers(t *testing.T) {
 	files, lines := scripts(t)
 	for _, v := range variants(hostVersion(t)) {
 		t.Run(v.name, func(t *testing.T) {
-			modes := []string{"sleep", "eval", "deep"}
-			f, pids := busy(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 4}}, Defines: v.defines, Files: files}, 120000, modes...)
+			modes := sleepModes(hostVersion(t))
+			f, pids := busy(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: len(modes) + 1}}, Defines: v.defines, Files: files}, 120000, modes...)
 			docRoot := inRoot(f, f.DocRoot)
 			r := &Reader{}
 			for _, mode := range modes {

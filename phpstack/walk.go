@@ -34,6 +34,9 @@ type walker struct {
 	buf            [256]byte
 }
 
+// kindPlaceholder marks a frame the walk passes through without showing.
+const kindPlaceholder Kind = 0
+
 // raw is what a frame's reading keeps beyond the Frame: the opline an
 // include frame's caller was executing.
 type raw struct {
@@ -59,8 +62,8 @@ func (w *walker) frames(ex uint64) ([]Frame, error) {
 	seen := map[uint64]bool{}
 	w.topFn, w.topPrev = 0, 0
 	for ex != 0 {
-		if len(out) == w.max {
-			return w.name(out, raws), fmt.Errorf("%w: stopped after %d frames", ErrTooDeep, w.max)
+		if len(out) == w.max || len(seen) == 2*w.max {
+			return w.name(out, raws), fmt.Errorf("%w: stopped after %d frames", ErrTooDeep, len(out))
 		}
 		if seen[ex] {
 			return w.name(out, raws), fmt.Errorf("frame %d at %#x was already read: the frames loop", len(out), ex)
@@ -70,12 +73,15 @@ func (w *walker) frames(ex uint64) ([]Frame, error) {
 		if err != nil {
 			return w.name(out, raws), fmt.Errorf("frame %d at %#x: %w", len(out), ex, err)
 		}
-		if len(out) == 0 {
+		if len(seen) == 1 {
 			w.topFn, w.topPrev = w.lastFn, prev
+		}
+		ex = prev
+		if f.Kind == kindPlaceholder {
+			continue
 		}
 		out = append(out, f)
 		raws = append(raws, r)
-		ex = prev
 	}
 	return w.name(out, raws), nil
 }
@@ -140,8 +146,16 @@ func (w *walker) frame(ex uint64) (Frame, raw, uint64, error) {
 	code := info&callCode != 0
 	switch typ {
 	case internalFunction:
-		if nameAt == 0 || code {
-			return f, r, 0, fmt.Errorf("an internal function without a name or called as a file's code (call info %#x)", info)
+		if code {
+			return f, r, 0, fmt.Errorf("an internal function called as a file's code (call info %#x)", info)
+		}
+		if nameAt == 0 {
+			// A frame that stands for no function: the bottom of a
+			// fiber's stack (zend_fiber_function in Zend/zend_fibers.c),
+			// linked to the frame that started or resumed the fiber.
+			// PHP's backtraces leave it out too.
+			f.Kind = kindPlaceholder
+			return f, r, prev, nil
 		}
 		f.Kind = KindInternal
 		f.Method = methodCall(f.Class, info)

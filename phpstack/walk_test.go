@@ -208,7 +208,7 @@ func TestWalk(t *testing.T) {
 		}, 1, "class type 9"},
 		{"named-code", func(p *fakePHP, s sample) { p.put32(s.frames[2]+l.exCallInfo, callCode) }, 2, `user code with function name "find" and call info 0x10000`},
 		{"unnamed-function", func(p *fakePHP, s sample) { p.put32(s.frames[3]+l.exCallInfo, 0) }, 3, `user code with function name "" and call info 0x0`},
-		{"internal-as-code", func(p *fakePHP, s sample) { p.put32(s.frames[0]+l.exCallInfo, callCode) }, 0, "an internal function without a name or called as a file's code"},
+		{"internal-as-code", func(p *fakePHP, s sample) { p.put32(s.frames[0]+l.exCallInfo, callCode) }, 0, "an internal function called as a file's code"},
 		{"loop", func(p *fakePHP, s sample) { p.put64(s.frames[2]+l.exPrev, s.frames[1]) }, 3, "already read: the frames loop"},
 		{"read-fails", func(p *fakePHP, s sample) { p.fail[s.frames[3]] = true }, 3, "reading zend_execute_data"},
 		{"pending-call", func(p *fakePHP, s sample) { p.put64(s.frames[0]+l.exPrev, 0) }, 0, "has not started"},
@@ -304,5 +304,30 @@ func TestWalkIncludes(t *testing.T) {
 	frames, _ := p.walker(DefaultMaxFrames).frames(ex)
 	if len(frames) != 2 || frames[0].Kind != KindEval || frames[0].Name() != "<eval>" || frames[0].Line != 1 {
 		t.Errorf("eval: %v", frames)
+	}
+}
+
+// TestWalkPassesFiberBottoms: a frame of a nameless internal function
+// (the bottom of a fiber's stack) is passed through, as PHP's own
+// backtraces do, to the frame that started the fiber.
+func TestWalkPassesFiberBottoms(t *testing.T) {
+	l := layouts["20240924"]
+	p := newFakePHP(l)
+	main, mainOps := p.user("", 0, "/app/index.php", 2)
+	fiber := p.class("Fiber")
+	start := p.alloc(l.opArrayRead)
+	p.put8(start+l.fnType, internalFunction)
+	p.put64(start+l.fnName, p.str("start"))
+	p.put64(start+l.fnScope, fiber)
+	bottom := p.alloc(l.opArrayRead)
+	p.put8(bottom+l.fnType, internalFunction)
+	closure, closureOps := p.user("{closure}", 0, "/app/index.php", 3)
+	ex := p.frame(main, mainOps[0], 0, callCode|callTop)
+	ex = p.frame(start, 0, ex, isObject)
+	ex = p.frame(bottom, 0, ex, 0)
+	ex = p.frame(closure, closureOps[0], ex, callClosure|callTop)
+	frames, incomplete := p.walker(DefaultMaxFrames).frames(ex)
+	if got := (Stack{Frames: frames, Incomplete: incomplete}).String(); got != "{closure} <- Fiber->start <- <main>" {
+		t.Errorf("got %s (%v)", got, incomplete)
 	}
 }

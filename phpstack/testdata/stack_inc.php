@@ -45,6 +45,13 @@ function handle(string $mode, int $ms)
         down(100, $ms); // @deep
         return;
     }
+    if ($mode === 'fiber') {
+        $fiber = new Fiber(function () use ($ms) { // @fiber-start
+            wait_db('sleep', $ms); // @fiber
+        });
+        $fiber->start(); // @fiber-call
+        return;
+    }
     if ($mode === 'eval') {
         eval('wait_db("sleep", ' . $ms . ');'); // @eval
         return;
