@@ -258,6 +258,7 @@ func (r *Reader) Read(pid int) (Stack, error) {
 	// reads.
 	var last *Stack
 	for range retries {
+		clear(w.strs) // a string freed since the last try may have been replaced
 		top, err := w.top(eg)
 		if err != nil {
 			return fail(fmt.Errorf("worker %d: %w", pid, err))
@@ -311,11 +312,17 @@ func (r *Reader) executable(p *proc) (*executable, error) {
 	if ok {
 		return res.b, res.err
 	}
-	name, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.pid))
+	// The path names the executable in errors only: it is the worker's
+	// to choose, and its bytes are escaped where errors are shown.
+	name, _ := p.readlink("exe")
 	if name == "" {
 		name = fmt.Sprintf("/proc/%d/exe", p.pid)
 	}
 	b, err := identify(exe, st.Size, name)
+	var unsupported *UnsupportedError
+	if err != nil && !errors.As(err, &unsupported) {
+		return nil, err // a failed read, not a verdict on the file
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.bins == nil || len(r.bins) >= maxCached {

@@ -48,6 +48,16 @@ func (p *proc) open(name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), fmt.Sprintf("/proc/%d/%s", p.pid, name)), nil
 }
 
+// readlink reads one of the process's links.
+func (p *proc) readlink(name string) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Readlinkat(int(p.dir.Fd()), name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
 // maxProcFile bounds what is read of maps and auxv: a php-fpm worker's
 // maps is 20 to 60 KB, with opcache and its extensions.
 const maxProcFile = 4 << 20
