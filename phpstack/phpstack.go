@@ -76,6 +76,9 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// MarshalText writes the kind as its name, for JSON.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
 // Frame is one frame of a PHP stack.
 type Frame struct {
 	Kind Kind

@@ -2,6 +2,7 @@ package phpstack
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -169,6 +170,12 @@ func TestWalk(t *testing.T) {
 			}
 			if got := (Stack{Frames: frames}).String(); got != "usleep <- Repo->{closure} <- Repo::find <- require_once <- <main>" {
 				t.Errorf("String() = %q", got)
+			}
+			if got := frames[1].String(); got != "Repo->{closure} (/app/lib.php:2)" {
+				t.Errorf("Frame.String() = %q", got)
+			}
+			if b, err := json.Marshal(frames[3]); err != nil || string(b) != `{"Kind":"include","Function":"require_once","Class":"","Method":"","File":"/app/lib.php","Line":10}` {
+				t.Errorf("JSON: %s, %v", b, err)
 			}
 		})
 	}
