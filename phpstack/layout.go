@@ -10,15 +10,19 @@ package phpstack
 // Sources, for each version: php-src's Zend/zend_globals.h (struct
 // _zend_executor_globals), Zend/zend_compile.h (struct _zend_execute_data,
 // union _zend_function with zend_op_array's common part, struct
-// _zend_op_array, struct _zend_op), Zend/zend.h (struct _zend_class_entry)
-// and Zend/zend_types.h (struct _zend_string, zend_refcounted_h), at the
-// tags php-7.4.33, php-8.2.36 and php-8.4.27. Every offset was laid out by
-// hand from those headers, and then checked against the compiler's own
-// layout: testdata/layout.c, built against the headers that Debian's
-// php7.4-dev, php8.2-dev and php8.4-dev install (the same headers, with
-// the php_config.h of Debian's build: ZEND_SIGNALS on, ZTS and ZEND_DEBUG
-// off), printed testdata/layout-*.txt, and layout_test.go holds these
-// tables to those files.
+// _zend_op_array, struct _zend_op, the ZEND_CALL_* flags), Zend/zend.h
+// (struct _zend_class_entry) and Zend/zend_types.h (struct _zend_string,
+// zend_refcounted_h), of the releases 7.4.33, 8.2.36 and 8.4.27, as
+// Debian's php7.4-dev, php8.2-dev and php8.4-dev install them under
+// /usr/include/php/<API>/ (8.2's also read in php-src's own tree, and
+// sapi/fpm/fpm/fpm_php_trace.c for how php-fpm's slowlog walks the same
+// structures). The offsets were laid out by hand from those headers, then
+// checked against the compiler's layout: testdata/layout.c, built against
+// each version's headers with the php_config.h of Debian's build
+// (ZEND_SIGNALS on, ZTS and ZEND_DEBUG off), printed testdata/layout-*.txt,
+// and layout_test.go holds these tables to those files. The reader was
+// then run against Debian's php-fpm of each version (7.4 and 8.4 in their
+// own roots), with opcache off, on and with the JIT.
 type layout struct {
 	minor string // "8.2"
 	api   string // ZEND_MODULE_API_NO, e.g. "20220829"

@@ -170,7 +170,7 @@ func TestReadWorkerThatExits(t *testing.T) {
 		t.Logf("%d stacks read before the worker's exit", n)
 	})
 	t.Run("last-request", func(t *testing.T) {
-		f, pids := busy(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, Extra: []string{"pm.max_requests = 1"}}}, Files: files}, 1500, "sleep")
+		f, pids := busy(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, Extra: []string{"pm.max_requests = 1"}}}, Files: files}, 3000, "sleep")
 		pid, docRoot := pids["sleep"], inRoot(f, f.DocRoot)
 		r := &Reader{}
 		full := 0
