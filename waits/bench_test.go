@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,14 +76,11 @@ func BenchmarkRead50HungWorkers(b *testing.B) {
 // measure runs fn b.N times and reports the CPU time this process spent
 // per run, beside the wall time.
 func measure(b *testing.B, fn func()) {
-	var before, after syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	before := fpmtest.CPUTime()
 	b.ResetTimer()
 	for b.Loop() {
 		fn()
 	}
 	b.StopTimer()
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((fpmtest.CPUTime()-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
