@@ -92,12 +92,6 @@ func TestDeployHPAExample(t *testing.T) {
 	}
 }
 
-// deployRunsCp lists the containers that still run cp in the fpmguard
-// image, which has none since it is FROM scratch: the sidecar's copy of
-// the opcache script, which goes with the opcache volume being made for it.
-// Remove each entry with its container.
-var deployRunsCp = map[string]bool{"sidecar.yaml opcache-script": true}
-
 // deployImage is the name and tag scheme of make image: a registry, the
 // name fpmguard, and the version (git describe) as the tag.
 var deployImage = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*/fpmguard:v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)*$`)
@@ -128,7 +122,7 @@ func TestDeployImages(t *testing.T) {
 				if !deployImage.MatchString(image) {
 					t.Errorf("%s: container %s: image %q, want REGISTRY/fpmguard:VERSION as make image tags it (e.g. registry.example.com/fpmguard:v0.1.0)", file, c.name, image)
 				}
-				if len(c.argv) > 0 && c.argv[0] != "/usr/bin/fpmguard" && !deployRunsCp[filepath.Base(file)+" "+c.name] {
+				if len(c.argv) > 0 && c.argv[0] != "/usr/bin/fpmguard" {
 					t.Errorf("%s: container %s runs %q in the fpmguard image, which holds /usr/bin/fpmguard only", file, c.name, c.argv[0])
 				}
 			}
