@@ -99,6 +99,8 @@ func (c *cli) runConfig() []string {
 
 func newApp(c *cli) *kingpin.Application {
 	app := kingpin.New("fpmguard", "Supervisor, prober and exporter for php-fpm and its opcache.")
+	// --version, and the version in the man page's title line.
+	app.Version(version)
 	app.HelpFlag.Short('h')
 	app.Flag("config", "YAML file holding any of these flags by long name; flags on the command line win.").PlaceHolder("FILE").StringVar(&c.config)
 	app.Flag("pool", "A pool to watch: ADDR[,name=N,pm.status_path=/status,pm.status_listen=ADDR,ping.path=/ping,ping.response=pong,pid=FILE,pm=static,pm.max_children=N]. Repeatable.").PlaceHolder("SPEC").StringsVar(&c.pools)
@@ -156,7 +158,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(&c)
 	app.UsageWriter(stdout).ErrorWriter(stderr)
 	exited := -1
-	app.Terminate(func(code int) { exited = code })
+	app.Terminate(func(code int) {
+		exited = code
+		// kingpin parses on after --help, --help-man, --version or a
+		// completion script, and prints the usage when no command
+		// follows: that would end up in the man page.
+		app.UsageWriter(io.Discard).ErrorWriter(io.Discard)
+	})
 	cmd, err := parseArgs(app, &c, args)
 	if exited >= 0 { // --help printed its text
 		return 0
