@@ -110,6 +110,9 @@ func Open(root, path string, r Rules) (*os.File, fs.FileInfo, error) {
 	}
 	fd, err := openIn(root, path, flags)
 	if err != nil {
+		if !r.FollowLinks && errors.Is(err, unix.ELOOP) {
+			err = fmt.Errorf("a symbolic link, which is not followed here, or a loop of links (%w)", err)
+		}
 		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	if testHookOpened != nil {
@@ -215,7 +218,8 @@ func OpenSocket(root, path string) (int, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		unix.Close(fd)
-		return -1, &fs.PathError{Op: "open", Path: path, Err: ErrNotSocket}
+		// What connect(2) answers for a file that is no socket.
+		return -1, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%w)", ErrNotSocket, unix.ECONNREFUSED)}
 	}
 	return fd, nil
 }

@@ -301,3 +301,57 @@ func TestSocketInRoot(t *testing.T) {
 		}
 	})
 }
+
+// TestOnlyRootMayChange: a path only root can change, and each way the
+// pool user could change what it names: the file, a directory on the way,
+// a link on the way, the directory a link leads to.
+func TestOnlyRootMayChange(t *testing.T) {
+	base := t.TempDir() // under /tmp: sticky, and root's
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(rel string, uid int, mode os.FileMode) string {
+		p := filepath.Join(base, rel)
+		if err := os.MkdirAll(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mk("etc", 0, 0o755)
+	mk("pool", poolUser, 0o755)
+	mk("open", 0, 0o777)
+	writeFile(t, filepath.Join(base, "etc/ok.conf"), "", 0o644, 0)
+	writeFile(t, filepath.Join(base, "etc/theirs.conf"), "", 0o644, poolUser)
+	writeFile(t, filepath.Join(base, "etc/writable.conf"), "", 0o666, 0)
+	writeFile(t, filepath.Join(base, "pool/root.conf"), "", 0o644, 0)
+	writeFile(t, filepath.Join(base, "open/root.conf"), "", 0o644, 0)
+	for link, target := range map[string]string{"etc/link.conf": "ok.conf", "etc/to-pool": "../pool", "pool/link.conf": "../etc/ok.conf"} {
+		if err := os.Symlink(target, filepath.Join(base, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for rel, want := range map[string]error{
+		"etc/ok.conf":           nil,
+		"etc/link.conf":         nil,
+		"etc/../etc/ok.conf":    nil,
+		"etc/theirs.conf":       ErrNotRootOnly,
+		"etc/writable.conf":     ErrNotRootOnly,
+		"pool/root.conf":        ErrNotRootOnly, // the pool user may swap it
+		"pool/link.conf":        ErrNotRootOnly, // the pool user may change the link
+		"etc/to-pool/root.conf": ErrNotRootOnly, // the link is root's, where it leads is not
+		"open/root.conf":        ErrNotRootOnly,
+		"etc":                   ErrNotRegular,
+		"etc/missing.conf":      fs.ErrNotExist,
+	} {
+		err := OnlyRootMayChange(filepath.Join(base, rel))
+		if (want == nil) != (err == nil) || want != nil && !errors.Is(err, want) {
+			t.Errorf("%s: %v, want %v", rel, err, want)
+		}
+	}
+}

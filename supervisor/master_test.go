@@ -73,7 +73,8 @@ func TestDiscoverSkipsForgedMaster(t *testing.T) {
 	own := fpmtest.Forge(t, fpmtest.ForgeOptions{Title: title, UID: fpmtest.PoolUser, BinaryOwner: fpmtest.PoolUser})
 	roots := fpmtest.Forge(t, fpmtest.ForgeOptions{Title: title, UID: fpmtest.PoolUser, BinaryOwner: 0})
 
-	targets, err := Discover(context.Background())
+	targets, err := Discover(context.Background(), Trust{})
+	t.Logf("discovery says: %v", err)
 	found := false
 	for _, tg := range targets {
 		switch tg.MasterPID {
@@ -119,7 +120,8 @@ func TestDiscoverForgedConfig(t *testing.T) {
 		forged = append(forged, fpmtest.Forge(t, fpmtest.ForgeOptions{Title: "php-fpm: master process (" + conf + ")", UID: fpmtest.PoolUser, BinaryOwner: fpmtest.PoolUser}))
 	}
 
-	targets, err := Discover(context.Background())
+	targets, err := Discover(context.Background(), Trust{})
+	t.Logf("discovery says: %v", err)
 	for _, tg := range targets {
 		for _, f := range forged {
 			if tg.MasterPID == f.PID {
@@ -142,7 +144,7 @@ func TestDiscoverExpandsNoEnvOfOurs(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{PingPath: "-", Extra: []string{"ping.path = /ping${FPMGUARD_TEST_SECRET}"}}}})
 	// Set after php-fpm started: only fpmguard has it.
 	t.Setenv("FPMGUARD_TEST_SECRET", "s3cr3t-token")
-	targets, err := Discover(context.Background())
+	targets, err := Discover(context.Background(), Trust{})
 	found := false
 	for _, tg := range targets {
 		if tg.MasterPID != fpm.MasterPID() {
@@ -225,6 +227,7 @@ func TestHostilePIDFile(t *testing.T) {
 			if leaks(string(out)) {
 				t.Errorf("the report shows the file: %s", out)
 			}
+			t.Logf("master %+v", r.Master)
 			if r.Master == nil || r.Master.PID == forged.PID && r.Master.Alive {
 				t.Errorf("master %+v: the forged process passes for it", r.Master)
 			}

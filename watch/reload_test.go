@@ -2,7 +2,9 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -86,5 +88,75 @@ func forgePIDFile(t *testing.T, path string, pid int) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCheckConfigRefuses: the config test runs only a php-fpm binary and
+// a config that only root may change; anything else is refused before
+// anything runs.
+func TestCheckConfigRefuses(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	bin, err := fpmtest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pool user's copy of php-fpm, and a directory of its own.
+	dir := fpmtest.Dir(t)
+	if err := os.Chown(dir, fpmtest.PoolUser, fpmtest.PoolUser); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(dir, "php-fpm")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(theirs, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, fpmtest.PoolUser, fpmtest.PoolUser); err != nil {
+		t.Fatal(err)
+	}
+	theirConf := filepath.Join(dir, "php-fpm.conf")
+	conf, err := os.ReadFile(fpm.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(theirConf, conf, 0o644); err != nil { // root's file, in the pool user's directory
+		t.Fatal(err)
+	}
+	forged := fpmtest.Forge(t, fpmtest.ForgeOptions{Title: "php-fpm: master process (" + fpm.Conf + ")", UID: 0, BinaryOwner: 0})
+
+	var ran []string
+	output := func(_ context.Context, name string, args ...string) ([]byte, error) {
+		ran = append(ran, name)
+		return nil, nil
+	}
+	for _, c := range []struct {
+		name   string
+		bin    string
+		master int
+		conf   string
+	}{
+		{"the pool user's binary, named", theirs, fpm.MasterPID(), fpm.Conf},
+		{"a master running no php-fpm", "", forged.PID, fpm.Conf},
+		{"a config the pool user may swap", "", fpm.MasterPID(), theirConf},
+	} {
+		ran = nil
+		err := CheckConfig(context.Background(), output, c.bin, c.master, c.conf)
+		if !errors.Is(err, ErrUntrustedFile) || len(ran) > 0 {
+			t.Errorf("%s: %v, ran %q; want ErrUntrustedFile and nothing run", c.name, err, ran)
+		}
+	}
+	if len(forged.Executed()) > 0 {
+		t.Errorf("the forged binary ran: %q", forged.Executed())
+	}
+	// The real thing, both ways.
+	run := func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		return exec.CommandContext(ctx, name, args...).CombinedOutput()
+	}
+	for _, b := range []string{"", bin} {
+		if err := CheckConfig(context.Background(), run, b, fpm.MasterPID(), fpm.Conf); err != nil {
+			t.Errorf("binary %q: %v", b, err)
+		}
 	}
 }

@@ -41,7 +41,7 @@ func TestSlowlogHostile(t *testing.T) {
 		"host":       {Slowlog: hostLink},
 		"other root": {Root: root, Slowlog: "/var/log/www-slow.log"},
 	} {
-		if got := slowlogEntry(tg, 42); strings.Contains(got, "SECRET") {
+		if got := slowlogEntry(tg, 42, supervisor.Trust{}); strings.Contains(got, "SECRET") {
 			t.Errorf("%s: read %q", name, got)
 		}
 	}
