@@ -25,11 +25,9 @@ package safefile
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,30 +78,57 @@ var (
 )
 
 // ReadFile reads the file at path inside root ("" for this host's own
-// root) under rules.
+// root) under rules. It reads the descriptor directly: this runs for
+// every pool on every probe (the pid file).
 func ReadFile(root, path string, r Rules) ([]byte, error) {
-	f, _, err := Open(root, path, r)
+	fd, st, err := openChecked(root, path, r)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	// The size Open checked is only a hint: the file may grow. Read one
-	// byte past the bound to know.
+	defer unix.Close(fd)
+	// The size checked is only a hint: the file may grow. Read one byte
+	// past the bound to know.
 	limit := r.maxBytes()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+	buf := make([]byte, min(st.Size, limit)+1)
+	n := 0
+	for {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n += m; m == 0 || n < len(buf) {
+			// A short read of a regular file is its end.
+			return buf[:n], nil
+		}
+		if int64(n) > limit {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, limit)}
+		}
+		buf = append(buf, make([]byte, min(int64(len(buf)), limit+1-int64(len(buf))))...)
 	}
-	if int64(len(data)) > limit {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, limit)}
-	}
-	return data, nil
 }
 
 // Open opens the file at path inside root ("" for this host's own root)
 // for reading, and checks the descriptor under rules (MaxBytes against its
 // size). The caller reads it, within its own bound, and closes it.
 func Open(root, path string, r Rules) (*os.File, fs.FileInfo, error) {
+	fd, _, err := openChecked(root, path, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(fd), path)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return f, fi, nil
+}
+
+// openChecked opens path inside root and checks the descriptor under r.
+func openChecked(root, path string, r Rules) (int, *unix.Stat_t, error) {
 	flags := unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
 	if !r.FollowLinks {
 		flags |= unix.O_NOFOLLOW
@@ -113,21 +138,21 @@ func Open(root, path string, r Rules) (*os.File, fs.FileInfo, error) {
 		if !r.FollowLinks && errors.Is(err, unix.ELOOP) {
 			err = fmt.Errorf("a symbolic link, which is not followed here, or a loop of links (%w)", err)
 		}
-		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	if testHookOpened != nil {
 		testHookOpened(path)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	fi, err := f.Stat()
+	st := new(unix.Stat_t)
+	err = unix.Fstat(fd, st)
 	if err == nil {
-		err = r.check(fi)
+		err = r.check(st)
 	}
 	if err != nil {
-		f.Close()
-		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		unix.Close(fd)
+		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return f, fi, nil
+	return fd, st, nil
 }
 
 // testHookOpened runs between the open and the checks, for tests that swap
@@ -135,13 +160,9 @@ func Open(root, path string, r Rules) (*os.File, fs.FileInfo, error) {
 var testHookOpened func(path string)
 
 // check applies the rules to what fstat said of an open file.
-func (r Rules) check(fi fs.FileInfo) error {
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w (%s)", ErrNotRegular, kind(fi.Mode()))
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return errors.New("no owner and mode in its stat")
+func (r Rules) check(st *unix.Stat_t) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%w (%s)", ErrNotRegular, kind(st.Mode))
 	}
 	if r.Owners != nil && !contains(r.Owners, st.Uid) {
 		return fmt.Errorf("%w: owned by uid %d", ErrOwner, st.Uid)
@@ -152,8 +173,8 @@ func (r Rules) check(fi fs.FileInfo) error {
 	if r.ReadableBy != nil && !r.ReadableBy.canRead(st) {
 		return fmt.Errorf("%w (uid %d, mode %04o, owner %d:%d)", ErrUnreadable, r.ReadableBy.UID, st.Mode&0o7777, st.Uid, st.Gid)
 	}
-	if fi.Size() > r.maxBytes() {
-		return fmt.Errorf("%w (%d bytes, at most %d)", ErrTooLarge, fi.Size(), r.maxBytes())
+	if st.Size > r.maxBytes() {
+		return fmt.Errorf("%w (%d bytes, at most %d)", ErrTooLarge, st.Size, r.maxBytes())
 	}
 	return nil
 }
@@ -161,7 +182,7 @@ func (r Rules) check(fi fs.FileInfo) error {
 // canRead reports whether c may read a file of st by its permission bits,
 // as the kernel decides for a process without CAP_DAC_OVERRIDE (root has
 // it, so root reads anything).
-func (c *Cred) canRead(st *syscall.Stat_t) bool {
+func (c *Cred) canRead(st *unix.Stat_t) bool {
 	switch {
 	case c.UID == 0:
 		return true
@@ -183,22 +204,22 @@ func contains(list []uint32, v uint32) bool {
 }
 
 // kind names a file type for messages.
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
+func kind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
 		return "a FIFO"
-	case m&fs.ModeSocket != 0:
+	case unix.S_IFSOCK:
 		return "a socket"
-	case m&fs.ModeCharDevice != 0:
+	case unix.S_IFCHR:
 		return "a character device"
-	case m&fs.ModeDevice != 0:
+	case unix.S_IFBLK:
 		return "a block device"
-	case m.IsDir():
+	case unix.S_IFDIR:
 		return "a directory"
-	case m&fs.ModeSymlink != 0:
+	case unix.S_IFLNK:
 		return "a symbolic link"
 	}
-	return "mode " + m.String()
+	return fmt.Sprintf("mode %o", mode)
 }
 
 // OpenSocket opens the unix socket at path inside root ("" for this host's

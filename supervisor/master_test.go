@@ -247,3 +247,62 @@ func link(t *testing.T, target, name string) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkMaster: what finding the master costs a probe. before is what
+// the probe did before masters were verified (the pid file read with a
+// plain open, the process read); probe is the probe's way now (safefile,
+// and the verification cached per process); verify is one verification
+// uncached, as a reload does it.
+func BenchmarkMaster(b *testing.B) {
+	fpm := fpmtest.Start(b, fpmtest.Options{})
+	ts, err := LoadFPMConfig(fpm.Conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg := ts[0]
+	ctx := context.Background()
+	pr := testProber(time.Second)
+	// cpu reports fpmguard's own CPU time per op, beside the wall time.
+	cpu := func(b *testing.B, loop func()) {
+		var ru syscall.Rusage
+		used := func() time.Duration {
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		start := used()
+		for b.Loop() {
+			loop()
+		}
+		b.ReportMetric(float64(used()-start)/float64(b.N), "cpu-ns/op")
+	}
+	b.Run("before", func(b *testing.B) {
+		cpu(b, func() {
+			data, err := readSmallFile(tg.MasterPIDFile, maxProcFile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+			if _, err := pr.Procs.ReadProcess(ctx, pid); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("probe", func(b *testing.B) {
+		cpu(b, func() {
+			if m := pr.master(ctx, tg, nil); !m.Alive {
+				b.Fatalf("master %+v", m)
+			}
+		})
+	})
+	b.Run("verify", func(b *testing.B) {
+		osp, err := pr.Procs.ReadProcess(ctx, fpm.MasterPID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu(b, func() {
+			if _, err := pr.Trust.Verify(fpm.MasterPID(), osp.Title, fpm.Conf); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}

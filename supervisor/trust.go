@@ -34,9 +34,12 @@ type Trust struct {
 	MasterUsers []uint32
 }
 
+// ownUID is fpmguard's own user.
+var ownUID = uint32(os.Geteuid())
+
 // uids lists the users a trusted master may run as.
 func (tr Trust) uids() []uint32 {
-	return append([]uint32{0, uint32(os.Geteuid())}, tr.MasterUsers...)
+	return append([]uint32{0, ownUID}, tr.MasterUsers...)
 }
 
 // FileOwners lists the users who may own the files fpmguard reads on a
@@ -178,7 +181,7 @@ func userName(uid uint32) string {
 func checkBinary(pid int) string {
 	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if os.Geteuid() != 0 && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+		if ownUID != 0 && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
 			// Only root (CAP_SYS_PTRACE) sees another user's binary. A
 			// fpmguard that is not root runs nothing as root, so its
 			// user is the whole check.
@@ -191,10 +194,7 @@ func checkBinary(pid int) string {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Sprintf("cannot look at its binary: %v", err)
 	}
-	owners := []uint32{0}
-	if uid := uint32(os.Geteuid()); uid != 0 {
-		owners = append(owners, uid)
-	}
+	owners := []uint32{0, ownUID}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return "its binary is not a regular file"
