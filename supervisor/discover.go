@@ -53,8 +53,11 @@ func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []e
 			continue
 		}
 		m := Master{PID: int(pid), Cred: cred}
+		if m.Root, err = foreignRoot(m.PID); err != nil {
+			untrusted = append(untrusted, &UntrustedMasterError{PID: m.PID, Err: err})
+			continue
+		}
 		m.Config, _ = MasterConfigFromTitle(title)
-		m.Root = foreignRoot(m.PID)
 		if m.Config != "" && !path.IsAbs(m.Config) {
 			// `php-fpm -y rel.conf` names the file relative to its cwd.
 			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
@@ -68,17 +71,23 @@ func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []e
 
 // foreignRoot returns /proc/PID/root when the process sees another root
 // file system than ours (another container sharing our PID namespace), so
-// its config and sockets are read through it; else "".
-func foreignRoot(pid int) string {
+// its config and sockets are read through it; else "". When the roots
+// cannot be compared (/proc/PID/root needs CAP_SYS_PTRACE for a process
+// with capabilities fpmguard lacks), it fails: taking the process for one
+// of this host would read this host's files for it.
+func foreignRoot(pid int) (string, error) {
 	root := "/proc/" + strconv.Itoa(pid) + "/root"
 	var theirs, ours syscall.Stat_t
-	if syscall.Stat(root+"/", &theirs) != nil || syscall.Stat("/", &ours) != nil {
-		return ""
+	if err := syscall.Stat(root+"/", &theirs); err != nil {
+		return "", fmt.Errorf("cannot tell which root it lives in: %w", &os.PathError{Op: "stat", Path: root, Err: err})
+	}
+	if err := syscall.Stat("/", &ours); err != nil {
+		return "", fmt.Errorf("cannot tell which root it lives in: %w", &os.PathError{Op: "stat", Path: "/", Err: err})
 	}
 	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
-		return ""
+		return "", nil
 	}
-	return root
+	return root, nil
 }
 
 // Discover finds the running masters tr trusts and turns every pool of

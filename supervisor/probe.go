@@ -1,7 +1,7 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, opcache and lag; it must not import event,
-// watch, runner or web, which act on and show what it finds.
+// report. It imports fastcgi, opcache, lag and safefile; it must not import
+// event, watch, runner or web, which act on and show what it finds.
 package supervisor
 
 import (

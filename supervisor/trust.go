@@ -181,10 +181,12 @@ func userName(uid uint32) string {
 func checkBinary(pid int) string {
 	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if ownUID != 0 && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
-			// Only root (CAP_SYS_PTRACE) sees another user's binary. A
-			// fpmguard that is not root runs nothing as root, so its
-			// user is the whole check.
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			// The binary of another user's process, or of one holding
+			// capabilities fpmguard lacks, is shown only with
+			// CAP_SYS_PTRACE (a sidecar may run without it). The user
+			// check stands alone then: a process of the pool user fails
+			// it, and fpmguard never runs a master's binary anyway.
 			return ""
 		}
 		return fmt.Sprintf("cannot look at its binary: %v", err)
