@@ -57,7 +57,7 @@ func openIn(root, path string, flags int) (int, error) {
 			break
 		}
 	}
-	return walkIn(rootfd, path, flags)
+	return walkIn(rootfd, path, flags, nil)
 }
 
 func openat2(dirfd int, path string, flags int, resolve uint64) (int, error) {
@@ -78,8 +78,10 @@ func retryEINTR(open func() (int, error)) (int, error) {
 // time, as openat2's RESOLVE_IN_ROOT does: every step is relative to a
 // descriptor fpmguard holds, ".." is taken from its own stack of
 // directories (never past the root), and a link's target is read and
-// walked here, an absolute one from the root again.
-func walkIn(rootfd int, path string, flags int) (int, error) {
+// walked here, an absolute one from the root again. visit, when set, is
+// called with each directory walked into, and stops the walk with its
+// error: the directories holding every name on the way, links included.
+func walkIn(rootfd int, path string, flags int, visit func(name string, st *unix.Stat_t) error) (int, error) {
 	dirs := []int{rootfd} // dirs[0] is the caller's
 	defer func() {
 		for _, d := range dirs[1:] {
@@ -140,6 +142,12 @@ func walkIn(rootfd int, path string, flags int) (int, error) {
 			if last {
 				unix.Close(fd)
 				return retryEINTR(func() (int, error) { return unix.Openat(dir, c, flags|unix.O_NOFOLLOW, 0) })
+			}
+			if visit != nil {
+				if err := visit(c, &st); err != nil {
+					unix.Close(fd)
+					return -1, err
+				}
 			}
 			dirs = append(dirs, fd)
 		default:
