@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor/fpmconf"
 )
@@ -124,5 +127,57 @@ func TestHostileRootPIDFile(t *testing.T) {
 				t.Errorf("master %+v", r.Master)
 			}
 		})
+	}
+}
+
+// TestChrootMasterSwapsSocket is finding 4 with a real master in another
+// root: php-fpm 8.2 started with chroot, seen only through /proc/PID/root,
+// found by discovery. After discovery read its config, the pool user
+// inside swaps the pool's socket and pid file for links to the host's
+// pool and to /dev/zero. fpmguard keeps to the root: the pool is down,
+// never the host's pool under the hostile pool's name, and nothing crashes.
+func TestChrootMasterSwapsSocket(t *testing.T) {
+	host := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
+	f := startChrootFPM(t, nil)
+	pid := f.cmd.Process.Pid
+	targets, err := Discover(context.Background(), Trust{})
+	var tg Target
+	for _, d := range targets {
+		if d.MasterPID == pid {
+			tg = d
+		}
+	}
+	if tg.Name != "www" || tg.Root != "/proc/"+strconv.Itoa(pid)+"/root" {
+		t.Fatalf("the chrooted master %d was not discovered through its root: %+v (err %v)", pid, targets, err)
+	}
+	// The status page through the main socket, the one swapped below.
+	tg.StatusAddress = fastcgi.Address{}
+	pr := testProber(time.Second)
+	if r := pr.Probe(context.Background(), tg, nil); r.Health != HealthOK || len(r.Processes) != 2 {
+		t.Fatalf("before the swap: %s %q, workers %+v", r.Health, r.Reasons, r.Processes)
+	}
+	for name, target := range map[string]string{"run/www.sock": host.Pools["www"].Listen, "run/php-fpm.pid": "/dev/zero"} {
+		p := filepath.Join(f.root, name)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := pr.Probe(context.Background(), tg, nil)
+	hostWorkers := host.WorkerPIDs("www")
+	for _, p := range r.Processes {
+		if slices.Contains(hostWorkers, p.PID) {
+			t.Errorf("pool www of the chrooted master shows the host's worker %d", p.PID)
+		}
+	}
+	if r.Health != HealthDown || r.Status.OK || r.Heartbeat.OK {
+		t.Errorf("after the swap: %s %q, status %+v, heartbeat %+v", r.Health, r.Reasons, r.Status, r.Heartbeat)
+	}
+	// Found by its pid file instead, inside the root: /dev/zero is refused.
+	tg.MasterPID = 0
+	if r := pr.Probe(context.Background(), tg, nil); r.Master == nil || r.Master.Alive || !strings.Contains(r.Master.Error, "symbolic link") {
+		t.Errorf("master through a pid file linking to /dev/zero: %+v", r.Master)
 	}
 }
