@@ -264,16 +264,11 @@ func BenchmarkMaster(b *testing.B) {
 	pr := testProber(time.Second)
 	// cpu reports fpmguard's own CPU time per op, beside the wall time.
 	cpu := func(b *testing.B, loop func()) {
-		var ru syscall.Rusage
-		used := func() time.Duration {
-			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-		start := used()
+		start := fpmtest.CPUTime()
 		for b.Loop() {
 			loop()
 		}
-		b.ReportMetric(float64(used()-start)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(fpmtest.CPUTime()-start)/float64(b.N), "cpu-ns/op")
 	}
 	b.Run("before", func(b *testing.B) {
 		cpu(b, func() {
