@@ -43,19 +43,28 @@ type Options struct {
 	Pools   []Pool            // one default pool if empty
 	Defines map[string]string // php.ini settings passed as -d, e.g. opcache sizes
 	Files   map[string]string // PHP files written into the document root
+	// Version is the PHP version, one of Versions: "" or HostVersion is
+	// the host's php-fpm, another runs php-fpm with chroot in its root.
+	Version string
 }
 
-// FPM is a running test master.
+// FPM is a running test master. Every path is a host path; for a version
+// run in a chroot it lies inside Root, and InRoot gives the path php-fpm
+// sees.
 type FPM struct {
-	Dir      string // the temporary directory holding everything
-	DocRoot  string // where Files are written
-	Conf     string // the php-fpm.conf path
-	Pools    map[string]*RunningPool
-	argv     []string
-	cmd      *exec.Cmd
-	waited   chan struct{}
-	waitErr  error
-	stopOnce sync.Once
+	Dir        string // the temporary directory holding everything
+	DocRoot    string // where Files are written
+	Conf       string // the php-fpm.conf path
+	Pools      map[string]*RunningPool
+	Version    string // the matrix version asked for: "7.4", "8.2", "8.4"
+	PHPVersion string // the version php-fpm reports, e.g. "7.4.33"
+	Binary     string // the php-fpm binary
+	Root       string // the root filesystem php-fpm runs in; "" on the host
+	argv       []string
+	cmd        *exec.Cmd
+	waited     chan struct{}
+	waitErr    error
+	stopOnce   sync.Once
 }
 
 // RunningPool tells where a pool listens.
@@ -103,12 +112,26 @@ func Start(t testing.TB, opts Options) *FPM {
 // that start it their own way (Argv gives the command line).
 func New(t testing.TB, opts Options) *FPM {
 	t.Helper()
-	bin, err := Binary()
+	rt, err := buildOf(opts.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := Dir(t)
-	f := &FPM{Dir: dir, DocRoot: filepath.Join(dir, "www"), Conf: filepath.Join(dir, "php-fpm.conf"), Pools: map[string]*RunningPool{}, waited: make(chan struct{})}
+	for _, p := range opts.Pools {
+		if p.StatusListen && !HasStatusListen(opts.Version) {
+			t.Fatalf("fpmtest: pool %q asks for pm.status_listen, which PHP %s does not have (php-fpm 8.0 brought it): ask for it only where fpmtest.HasStatusListen", p.Name, rt.phpVersion)
+		}
+	}
+	var dir string
+	if rt.root == "" {
+		dir = Dir(t)
+	} else {
+		dir = rootDir(t, rt.root)
+	}
+	f := &FPM{Dir: dir, DocRoot: filepath.Join(dir, "www"), Conf: filepath.Join(dir, "php-fpm.conf"), Pools: map[string]*RunningPool{}, waited: make(chan struct{}),
+		Version: opts.Version, PHPVersion: rt.phpVersion, Binary: rt.binary, Root: rt.root}
+	if f.Version == "" {
+		f.Version = HostVersion
+	}
 	if err := os.Mkdir(f.DocRoot, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +145,10 @@ func New(t testing.TB, opts Options) *FPM {
 	if err := os.WriteFile(f.Conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.argv = []string{bin, "-F", "-y", f.Conf}
+	f.argv = []string{rt.inRoot, "-F", "-y", f.InRoot(f.Conf)}
+	if f.Root != "" {
+		f.argv = append([]string{chrootBinary(), f.Root}, f.argv...)
+	}
 	keys := make([]string, 0, len(opts.Defines))
 	for k := range opts.Defines {
 		keys = append(keys, k)
@@ -199,7 +225,7 @@ func (f *FPM) WaitSockets(d time.Duration) error {
 			if sock == "" {
 				continue
 			}
-			if err := waitSocket(sock, deadline, f.waited); err != nil {
+			if err := waitSocket(sock, f.InRoot(sock), deadline, f.waited); err != nil {
 				return err
 			}
 		}
@@ -225,7 +251,7 @@ func (f *FPM) config(pools []Pool) string {
 	var b strings.Builder
 	// Paths are quoted: a test name may put '=' or ';' in them.
 	fmt.Fprintf(&b, "[global]\npid = %q\nerror_log = %q\ndaemonize = no\nlog_level = notice\n",
-		filepath.Join(f.Dir, "php-fpm.pid"), filepath.Join(f.Dir, "error.log"))
+		f.InRoot(filepath.Join(f.Dir, "php-fpm.pid")), f.InRoot(filepath.Join(f.Dir, "error.log")))
 	asRoot := os.Geteuid() == 0
 	for _, p := range pools {
 		rp := &RunningPool{Pool: p}
@@ -245,12 +271,16 @@ func (f *FPM) config(pools []Pool) string {
 			rp.PingPath = "/ping"
 		}
 		rp.Listen = filepath.Join(f.Dir, rp.Name+".sock")
-		fmt.Fprintf(&b, "\n[%s]\nlisten = %q\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, rp.Listen, rp.PM, rp.MaxChildren)
+		fmt.Fprintf(&b, "\n[%s]\nlisten = %q\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, f.InRoot(rp.Listen), rp.PM, rp.MaxChildren)
 		if rp.PM == "dynamic" {
 			fmt.Fprintf(&b, "pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = %d\n", rp.MaxChildren)
 		}
 		if asRoot {
-			usr, grp := unprivileged()
+			// A root of .ci/rootfs is Debian's, with www-data.
+			usr, grp := "www-data", "www-data"
+			if f.Root == "" {
+				usr, grp = unprivileged()
+			}
 			fmt.Fprintf(&b, "user = %s\ngroup = %s\n", usr, grp)
 		}
 		if rp.StatusPath != "-" {
@@ -261,11 +291,11 @@ func (f *FPM) config(pools []Pool) string {
 		}
 		if rp.StatusListen {
 			rp.StatusSocket = filepath.Join(f.Dir, rp.Name+"-status.sock")
-			fmt.Fprintf(&b, "pm.status_listen = %q\n", rp.StatusSocket)
+			fmt.Fprintf(&b, "pm.status_listen = %q\n", f.InRoot(rp.StatusSocket))
 		}
 		if rp.Slowlog {
 			rp.SlowlogPath = filepath.Join(f.Dir, rp.Name+"-slow.log")
-			fmt.Fprintf(&b, "slowlog = %q\nrequest_slowlog_timeout = 1s\n", rp.SlowlogPath)
+			fmt.Fprintf(&b, "slowlog = %q\nrequest_slowlog_timeout = 1s\n", f.InRoot(rp.SlowlogPath))
 		}
 		b.WriteString("catch_workers_output = yes\n")
 		for _, l := range rp.Extra {
@@ -290,9 +320,11 @@ func unprivileged() (string, string) {
 	return usr, usr
 }
 
-func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
+// waitSocket waits until a socket listens at path, which php-fpm bound as
+// bound (the path it sees in its root).
+func waitSocket(path, bound string, deadline time.Time, exited <-chan struct{}) error {
 	for {
-		if listening(path) {
+		if listening(bound) && isSocket(path) {
 			return nil
 		}
 		select {
@@ -307,8 +339,14 @@ func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
 	}
 }
 
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
 // listening reports whether a unix socket listens at path, from the
-// kernel's table: a test connection would be queued for a worker, counted
+// kernel's table, which names a socket by the path its process bound, in
+// that process's root: a test connection would be queued for a worker, counted
 // in the pool's accepted connections, and start a worker of an ondemand
 // pool, all after the test began.
 func listening(path string) bool {
