@@ -160,8 +160,18 @@ func New(t testing.TB, opts Options) *FPM {
 	return f
 }
 
-// Argv is the php-fpm command line for this config.
+// Argv is the php-fpm command line for this config, as the host runs it:
+// for a version in a root, `chroot ROOT php-fpmX.Y ...`.
 func (f *FPM) Argv() []string { return append([]string(nil), f.argv...) }
+
+// InRootArgv is the php-fpm command line as a process inside f's root
+// runs it (see Command); on the host, Argv.
+func (f *FPM) InRootArgv() []string {
+	if f.Root == "" {
+		return f.Argv()
+	}
+	return append([]string(nil), f.argv[2:]...)
+}
 
 // Start starts php-fpm and waits for its sockets.
 func (f *FPM) Start(t testing.TB) {

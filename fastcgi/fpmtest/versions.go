@@ -209,3 +209,26 @@ func rootDir(t testing.TB, root string) string {
 	}
 	return dir
 }
+
+// Command runs name, a path inside f's root, the way a process of the same
+// container runs: chrooted into the root, with a /proc of its own mounted
+// there in a mount namespace of its own, so that the host's mounts and the
+// cached root stay as they are. Its pids are the host's: the /proc shows
+// the host's PID namespace, as a pod's with shareProcessNamespace does.
+// On the host it is exec.Command(name, args...).
+func (f *FPM) Command(name string, args ...string) *exec.Cmd {
+	if f.Root == "" {
+		return exec.Command(name, args...)
+	}
+	// unshare execs chroot, which execs name: the process keeps the pid
+	// the caller started.
+	argv := append([]string{"--mount", "--propagation", "private", "--mount-proc=" + filepath.Join(f.Root, "proc"), chrootBinary(), f.Root, name}, args...)
+	return exec.Command(unshareBinary(), argv...)
+}
+
+func unshareBinary() string {
+	if p, err := exec.LookPath("unshare"); err == nil {
+		return p
+	}
+	return "/usr/bin/unshare"
+}
