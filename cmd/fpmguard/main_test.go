@@ -133,68 +133,80 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	}
 }
 
+// TestStatusAndCheckAgainstPHPFPM runs status and check against a
+// php-fpm of each version, with their exit codes: OK, CRITICAL over a
+// limit, CRITICAL once the master is gone.
 func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
-	p := fpm.Pools["www"]
-	spec := "unix://" + p.Listen + ",pm.status_listen=" + p.StatusSocket + ",pm=static,pm.max_children=2"
-	ocDir := "--opcache-dir=" + opcacheDir(t)
-
-	code, out, stderr := runCLI(t, "status", "-o", "json", "--pool", spec, ocDir)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var rep supervisor.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
-	}
-	if len(rep.Pools) != 1 || rep.Pools[0].Health != supervisor.HealthOK || len(rep.Pools[0].Processes) != 2 || rep.Pools[0].Master.PID != fpm.MasterPID() {
-		t.Errorf("report: %s", out)
-	}
-	if len(rep.Opcache) != 1 || rep.Opcache[0].MasterPID != fpm.MasterPID() || !rep.Opcache[0].Enabled || rep.Opcache[0].Health != supervisor.HealthOK {
-		t.Errorf("opcache in report: %+v", rep.Opcache)
-	}
-	// The documented schema's field names are there.
-	for _, field := range []string{`"pools"`, `"name"`, `"address"`, `"health"`, `"reasons"`, `"heartbeat"`, `"latency_seconds"`, `"processes"`,
-		`"pid"`, `"state"`, `"os_state"`, `"request_duration_seconds"`, `"request_method"`, `"request_uri"`, `"script"`, `"requests"`, `"cpu_seconds"`, `"rss_bytes"`, `"hung"`} {
-		if !strings.Contains(out, field) {
-			t.Errorf("JSON lacks %s", field)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}}})
+		g := newGuard(t, fpm)
+		p := fpm.Pools["www"]
+		spec := "unix://" + g.path(p.Listen) + ",pm=static,pm.max_children=2"
+		if p.StatusSocket != "" {
+			spec += ",pm.status_listen=" + g.path(p.StatusSocket)
 		}
-	}
+		ocDir := "--opcache-dir=" + g.opcacheDir(t)
 
-	code, out, _ = runCLI(t, "status", "--pool", spec, ocDir)
-	if code != 0 || !strings.Contains(out, "pool www  unix://"+p.Listen+"  OK") || strings.Contains(out, "\x1b[") ||
-		!strings.Contains(out, "opcache of master "+strconv.Itoa(fpm.MasterPID())+" (pools www)  OK") {
-		t.Errorf("table (exit %d):\n%s", code, out)
-	}
+		code, out, stderr := g.run(t, "status", "-o", "json", "--pool", spec, ocDir)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var rep supervisor.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
+		}
+		if len(rep.Pools) != 1 || rep.Pools[0].Health != supervisor.HealthOK || len(rep.Pools[0].Processes) != 2 || rep.Pools[0].Master.PID != fpm.MasterPID() {
+			t.Errorf("report: %s", out)
+		}
+		if len(rep.Opcache) != 1 || rep.Opcache[0].MasterPID != fpm.MasterPID() || !rep.Opcache[0].Enabled || rep.Opcache[0].Health != supervisor.HealthOK {
+			t.Errorf("opcache in report: %+v", rep.Opcache)
+		}
+		// The documented schema's field names are there.
+		for _, field := range []string{`"pools"`, `"name"`, `"address"`, `"health"`, `"reasons"`, `"heartbeat"`, `"latency_seconds"`, `"processes"`,
+			`"pid"`, `"state"`, `"os_state"`, `"request_duration_seconds"`, `"request_method"`, `"request_uri"`, `"script"`, `"requests"`, `"cpu_seconds"`, `"rss_bytes"`, `"hung"`} {
+			if !strings.Contains(out, field) {
+				t.Errorf("JSON lacks %s", field)
+			}
+		}
 
-	code, out, _ = runCLI(t, "check", "--pool", spec, ocDir)
-	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of master "+strconv.Itoa(fpm.MasterPID())+" ok | 'www_latency'=") {
-		t.Errorf("check exit %d: %q", code, out)
-	}
-	code, out, _ = runCLI(t, "check", "--pool", spec, "--no-opcache", "--critical-latency", "1ns")
-	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ok heartbeat") {
-		t.Errorf("check with a latency limit: exit %d: %q", code, out)
-	}
+		code, out, _ = g.run(t, "status", "--pool", spec, ocDir)
+		if code != 0 || !strings.Contains(out, "pool www  unix://"+g.path(p.Listen)+"  OK") || strings.Contains(out, "\x1b[") ||
+			!strings.Contains(out, "opcache of master "+strconv.Itoa(fpm.MasterPID())+" (pools www)  OK") {
+			t.Errorf("table (exit %d):\n%s", code, out)
+		}
 
-	// The same through a config file, pools as maps.
-	cfg := filepath.Join(t.TempDir(), "fpmguard.yaml")
-	yaml := "timeout: 1s\nno-opcache: true\npool:\n  - listen: unix://" + p.Listen + "\n    pm.status_listen: " + p.StatusSocket + "\n    name: fromfile\n"
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, out, stderr = runCLI(t, "check", "--config", cfg)
-	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - fromfile ok") {
-		t.Errorf("check --config: exit %d: %q %q", code, out, stderr)
-	}
+		code, out, _ = g.run(t, "check", "--pool", spec, ocDir)
+		if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of master "+strconv.Itoa(fpm.MasterPID())+" ok | 'www_latency'=") {
+			t.Errorf("check exit %d: %q", code, out)
+		}
+		code, out, _ = g.run(t, "check", "--pool", spec, "--no-opcache", "--critical-latency", "1ns")
+		if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ok heartbeat") {
+			t.Errorf("check with a latency limit: exit %d: %q", code, out)
+		}
 
-	if err := fpm.Signal(syscall.SIGQUIT); err != nil {
-		t.Fatal(err)
-	}
-	<-fpm.Exited()
-	code, out, _ = runCLI(t, "check", "--pool", spec, ocDir)
-	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
-		t.Errorf("check after master stop: exit %d: %q", code, out)
-	}
+		// The same through a config file, pools as maps.
+		cfg := filepath.Join(fpm.Dir, "fpmguard.yaml")
+		yaml := "timeout: 1s\nno-opcache: true\npool:\n  - listen: unix://" + g.path(p.Listen) + "\n    name: fromfile\n"
+		if p.StatusSocket != "" {
+			yaml += "    pm.status_listen: " + g.path(p.StatusSocket) + "\n"
+		}
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr = g.run(t, "check", "--config", g.path(cfg))
+		if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - fromfile ok") {
+			t.Errorf("check --config: exit %d: %q %q", code, out, stderr)
+		}
+
+		if err := fpm.Signal(syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		<-fpm.Exited()
+		code, out, _ = g.run(t, "check", "--pool", spec, ocDir)
+		if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
+			t.Errorf("check after master stop: exit %d: %q", code, out)
+		}
+	})
 }
 
 // TestPermissionDenied runs the real binary as an unprivileged user against
