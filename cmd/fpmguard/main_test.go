@@ -239,55 +239,65 @@ func opcacheDir(t testing.TB) string {
 	return filepath.Join(fpmtest.Dir(t), "fpmguard")
 }
 
+// TestOpcacheCommands reads, resets and invalidates the opcache of a
+// php-fpm of each version.
 func TestOpcacheCommands(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools:   []fpmtest.Pool{{Name: "a", StatusListen: true}, {Name: "b"}},
-		Defines: map[string]string{"opcache.file_update_protection": "0"},
-		Files:   map[string]string{"app.php": "<?php echo 1;"},
-	})
-	args := []string{"--fpm-config", fpm.Conf, "--opcache-dir", opcacheDir(t)}
-	code, out, stderr := runCLI(t, append([]string{"opcache", "status", "-o", "json"}, args...)...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var doc struct {
-		Opcache []map[string]any `json:"opcache"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Opcache) != 1 {
-		t.Fatalf("opcache status -o json: %v\n%s", err, out)
-	}
-	o := doc.Opcache[0]
-	for _, k := range []string{"master_pid", "pools", "enabled", "cache_full", "restart_pending", "memory_used_bytes", "memory_free_bytes",
-		"memory_wasted_bytes", "cached_scripts", "cached_keys", "max_cached_keys", "hits", "misses", "oom_restarts", "hash_restarts",
-		"manual_restarts", "health", "reasons"} {
-		if _, ok := o[k]; !ok {
-			t.Errorf("opcache JSON lacks %q", k)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{
+			Version: v,
+			Pools:   []fpmtest.Pool{{Name: "a", StatusListen: fpmtest.HasStatusListen(v)}, {Name: "b"}},
+			Defines: map[string]string{"opcache.file_update_protection": "0"},
+			Files:   map[string]string{"app.php": "<?php echo 1;"},
+		})
+		g := newGuard(t, fpm)
+		args := []string{"--fpm-config", g.path(fpm.Conf), "--opcache-dir", g.opcacheDir(t)}
+		code, out, stderr := g.run(t, append([]string{"opcache", "status", "-o", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
 		}
-	}
-	if int(o["master_pid"].(float64)) != fpm.MasterPID() || len(o["pools"].([]any)) != 2 {
-		t.Errorf("opcache JSON %v", o)
-	}
-	before := o["manual_restarts"].(float64)
+		var doc struct {
+			Opcache []map[string]any `json:"opcache"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Opcache) != 1 {
+			t.Fatalf("opcache status -o json: %v\n%s", err, out)
+		}
+		o := doc.Opcache[0]
+		for _, k := range []string{"master_pid", "pools", "enabled", "cache_full", "restart_pending", "memory_used_bytes", "memory_free_bytes",
+			"memory_wasted_bytes", "cached_scripts", "cached_keys", "max_cached_keys", "hits", "misses", "oom_restarts", "hash_restarts",
+			"manual_restarts", "health", "reasons"} {
+			if _, ok := o[k]; !ok {
+				t.Errorf("opcache JSON lacks %q", k)
+			}
+		}
+		if int(o["master_pid"].(float64)) != fpm.MasterPID() || len(o["pools"].([]any)) != 2 {
+			t.Errorf("opcache JSON %v", o)
+		}
+		before := o["manual_restarts"].(float64)
 
-	code, out, stderr = runCLI(t, append([]string{"opcache", "reset"}, args...)...)
-	want := fmt.Sprintf("master %d (pools a, b) via unix://%s: opcache_reset() done; manual restarts now %d", fpm.MasterPID(), fpm.Pools["a"].StatusSocket, int(before)+1)
-	if code != 0 || !strings.Contains(out, want) {
-		t.Errorf("opcache reset: exit %d %q %q, want %q", code, out, stderr, want)
-	}
+		code, out, stderr = g.run(t, append([]string{"opcache", "reset"}, args...)...)
+		via := fpm.Pools["a"].StatusSocket
+		if via == "" {
+			via = fpm.Pools["a"].Listen
+		}
+		want := fmt.Sprintf("master %d (pools a, b) via unix://%s: opcache_reset() done; manual restarts now %d", fpm.MasterPID(), g.path(via), int(before)+1)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("opcache reset: exit %d %q %q, want %q", code, out, stderr, want)
+		}
 
-	app := filepath.Join(fpm.DocRoot, "app.php")
-	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", app}, args...)...)
-	if code != 0 || !strings.Contains(out, app+"  invalidated") {
-		t.Errorf("opcache invalidate: exit %d %q", code, out)
-	}
-	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
-	if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
-		t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
-	}
-	code, _, stderr = runCLI(t, append([]string{"opcache", "invalidate"}, args...)...)
-	if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
-		t.Errorf("opcache invalidate without paths: exit %d %q", code, stderr)
-	}
+		app := fpm.Script("app.php")
+		code, out, _ = g.run(t, append([]string{"opcache", "invalidate", app}, args...)...)
+		if code != 0 || !strings.Contains(out, app+"  invalidated") {
+			t.Errorf("opcache invalidate: exit %d %q", code, out)
+		}
+		code, out, _ = g.run(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
+		if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
+			t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
+		}
+		code, _, stderr = g.run(t, append([]string{"opcache", "invalidate"}, args...)...)
+		if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
+			t.Errorf("opcache invalidate without paths: exit %d %q", code, stderr)
+		}
+	})
 }
 
 func buildBinary(t testing.TB) string {
@@ -393,43 +403,48 @@ func TestServeBinary(t *testing.T) {
 	}
 }
 
-// TestRunBinary: fpmguard run owns php-fpm; SIGTERM stops php-fpm
-// gracefully, leaves no process behind and passes on its exit status.
+// TestRunBinary: fpmguard run owns a php-fpm of each version (inside its
+// root for 7.4 and 8.4, as a container's entrypoint); SIGTERM stops
+// php-fpm gracefully, leaves no process behind and passes on its exit
+// status.
 func TestRunBinary(t *testing.T) {
-	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
-	addr := freePort(t)
-	args := append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t), "--"}, fpm.Argv()...)
-	cmd, out := startBinary(t, args...)
-	base := "http://" + addr
-	waitHTTP(t, base+"/healthz", 200)
-	// The first probe comes one interval after php-fpm starts.
-	waitHTTP(t, base+"/readyz", 200)
-	var rep supervisor.Report
-	if err := json.Unmarshal([]byte(waitHTTP(t, base+"/status", 200)), &rep); err != nil || len(rep.Pools) != 1 || rep.Pools[0].Master == nil {
-		t.Fatalf("/status: %v %+v", err, rep)
-	}
-	master := rep.Pools[0].Master.PID
-	workers := fpmtest.ChildrenTitled(master, "php-fpm: pool www")
-	if len(workers) == 0 {
-		t.Fatalf("no workers under master %d", master)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
-	}
-	for _, pid := range append([]int{master}, workers...) {
-		if err := syscall.Kill(pid, 0); err == nil {
-			t.Errorf("process %d of php-fpm is left", pid)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.New(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{StatusListen: fpmtest.HasStatusListen(v)}}})
+		g := newGuard(t, fpm)
+		addr := freePort(t)
+		args := append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", g.opcacheDir(t), "--"}, fpm.InRootArgv()...)
+		cmd, out := g.start(t, args...)
+		base := "http://" + addr
+		waitHTTP(t, base+"/healthz", 200)
+		// The first probe comes one interval after php-fpm starts.
+		waitHTTP(t, base+"/readyz", 200)
+		var rep supervisor.Report
+		if err := json.Unmarshal([]byte(waitHTTP(t, base+"/status", 200)), &rep); err != nil || len(rep.Pools) != 1 || rep.Pools[0].Master == nil {
+			t.Fatalf("/status: %v %+v", err, rep)
 		}
-	}
-	if !strings.Contains(fpm.Log(), "exiting, bye-bye") {
-		t.Errorf("php-fpm did not stop gracefully:\n%s", fpm.Log())
-	}
-	if !strings.Contains(out.String(), "stopping php-fpm master") {
-		t.Errorf("no stop event in the log:\n%s", out)
-	}
+		master := rep.Pools[0].Master.PID
+		workers := fpmtest.ChildrenTitled(master, "php-fpm: pool www")
+		if len(workers) == 0 {
+			t.Fatalf("no workers under master %d", master)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
+		}
+		for _, pid := range append([]int{master}, workers...) {
+			if err := syscall.Kill(pid, 0); err == nil {
+				t.Errorf("process %d of php-fpm is left", pid)
+			}
+		}
+		if !strings.Contains(fpm.Log(), "exiting, bye-bye") {
+			t.Errorf("php-fpm did not stop gracefully:\n%s", fpm.Log())
+		}
+		if !strings.Contains(out.String(), "stopping php-fpm master") {
+			t.Errorf("no stop event in the log:\n%s", out)
+		}
+	})
 }
 
 // TestRunSignals: SIGUSR2 to fpmguard run reaches php-fpm (a graceful
