@@ -2,14 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // The version matrix: the integration families run against a php-fpm of
@@ -102,4 +109,97 @@ func (g *guard) start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 		}
 	})
 	return cmd, &out
+}
+
+// hangWorkers sends n requests that sleep a minute to pool www and waits
+// until every one runs in a worker.
+func hangWorkers(t *testing.T, f *fpmtest.FPM, n int) {
+	t.Helper()
+	f.Background(t, n, "sleep.php", "ms=60000")
+	waitBusy(t, f, n)
+}
+
+// TestAllHung: every worker hung. With pm.status_listen (PHP 8.0 and
+// later) status names each hung worker and its request; without it (7.4)
+// no status page answers, and the failing heartbeat is all there is: the
+// pool is UNHEALTHY, with no worker table. check is CRITICAL either way.
+func TestAllHung(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		f := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}},
+			Files: map[string]string{"sleep.php": fpmtest.SleepPHP}})
+		g := newGuard(t, f)
+		hangWorkers(t, f, 2)
+		flags := []string{"--fpm-config", g.path(f.Conf), "--hung-after", "1s", "--timeout", "1s", "--no-opcache"}
+		out := fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+			_, out, _ := g.run(t, append([]string{"status"}, flags...)...)
+			return out, strings.Contains(out, "UNHEALTHY") && (!fpmtest.HasStatusListen(v) || strings.Count(out, "has run GET /sleep.php") == 2)
+		})
+		t.Logf("PHP %s, every worker hung, status:\n%s", f.PHPVersion, out)
+		if !strings.Contains(out, "heartbeat failed (nginx would answer 504)") {
+			t.Errorf("status does not say the heartbeat failed:\n%s", out)
+		}
+		if !fpmtest.HasStatusListen(v) && !strings.Contains(out, "cannot see the workers") {
+			t.Errorf("status does not say the workers cannot be seen:\n%s", out)
+		}
+		code, out, _ := g.run(t, append([]string{"check"}, flags...)...)
+		if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ") {
+			t.Errorf("check: exit %d %q, want CRITICAL", code, out)
+		}
+	})
+}
+
+// TestServeKillsAndReloads: under serve, a hung worker of each version is
+// killed (on 7.4 a spare worker answers the status page that names it),
+// and a wedged pool, every worker stopped so that nothing answers and
+// nothing is hung to kill, is reloaded.
+func TestServeKillsAndReloads(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		t.Run("kill", func(t *testing.T) {
+			f := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: fpmtest.HasStatusListen(v)}},
+				Files: map[string]string{"sleep.php": fpmtest.SleepPHP}})
+			g := newGuard(t, f)
+			f.Background(t, 1, "sleep.php", "ms=60000")
+			pid := f.WaitWorker(t, "www", fpmtest.Running)
+			addr := freePort(t)
+			g.start(t, "serve", "--fpm-config", g.path(f.Conf), "--web.listen-address", addr, "--interval", "500ms", "--kill-hung-after", "2s", "--no-opcache")
+			events := fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+				_, body := httpGet("http://" + addr + "/events")
+				return body, strings.Contains(body, fmt.Sprintf("SIGTERM worker %d of pool www (blocked): GET /sleep.php", pid))
+			})
+			if strings.Contains(events, "ms=60000") {
+				t.Errorf("the query string reached the events:\n%s", events)
+			}
+			fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) {
+				w := f.WorkerPIDs("www")
+				return w, len(w) == 3 && !slices.Contains(w, pid)
+			})
+		})
+		t.Run("reload", func(t *testing.T) {
+			f := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}}})
+			g := newGuard(t, f)
+			stopped := f.WorkerPIDs("www")
+			for _, pid := range stopped {
+				if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Cleanup(func() {
+				for _, pid := range stopped {
+					_ = syscall.Kill(pid, syscall.SIGCONT)
+				}
+			})
+			addr := freePort(t)
+			g.start(t, "serve", "--fpm-config", g.path(f.Conf), "--web.listen-address", addr, "--interval", "500ms", "--timeout", "1s",
+				"--kill-hung-after", "2s", "--reload-unhealthy", "--unhealthy-after", "2", "--no-opcache")
+			fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+				_, body := httpGet("http://" + addr + "/events")
+				return body, strings.Contains(body, fmt.Sprintf("SIGUSR2 master %d of pool www: graceful reload", f.MasterPID()))
+			})
+			// The reload replaced the stopped workers: the pool answers.
+			fpmtest.Poll(t, 60*time.Second, func() (error, bool) {
+				_, err := fastcgi.Client{Timeout: 5 * time.Second}.Ping(context.Background(), fastcgi.Address{Network: "unix", Addr: f.Pools["www"].Listen}, "/ping", "pong")
+				return err, err == nil
+			})
+		})
+	})
 }

@@ -176,7 +176,12 @@ func (f *FPM) InRootArgv() []string {
 // Start starts php-fpm and waits for its sockets.
 func (f *FPM) Start(t testing.TB) {
 	t.Helper()
-	f.cmd = exec.Command(f.argv[0], f.argv[1:]...)
+	if f.Root == "" {
+		f.cmd = exec.Command(f.argv[0], f.argv[1:]...)
+	} else {
+		// As in a container: a mount namespace of its own, with a /proc.
+		f.cmd = f.newNamespace(f.InRootArgv()...)
+	}
 	f.cmd.Dir = f.Dir
 	// A group of its own, so cleanup reaches workers orphaned by a test
 	// that kills the master.
@@ -551,7 +556,8 @@ func FreePort(t testing.TB) string {
 
 // WaitWorker waits until pool's status page shows a worker for which want
 // is true, and returns its pid. It reads the page through pm.status_listen
-// when the pool has it, so busy workers do not delay it. Its limits are
+// when the pool has it, so busy workers do not delay it; else through the
+// pool's socket, and the worker serving that read is never the one. Its limits are
 // generous, for a loaded runner: it returns as soon as the worker shows.
 func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) bool) int {
 	t.Helper()
@@ -567,6 +573,11 @@ func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) b
 			return 0, false
 		}
 		for _, w := range st.Processes {
+			// Without pm.status_listen (PHP 7.4) a worker serves this very
+			// status request, Running too: it is not the worker waited for.
+			if sock == p.Listen && w.State != fastcgi.StateIdle && strings.HasPrefix(w.RequestURI, p.StatusPath+"?") {
+				continue
+			}
 			if want(w) {
 				return w.PID, true
 			}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,12 +157,7 @@ func phpVersion(argv ...string) (string, error) {
 
 // chrootBinary is chroot(1), which runs php-fpm in its root: it execs
 // php-fpm, so the master keeps the pid the test started.
-func chrootBinary() string {
-	if p, err := exec.LookPath("chroot"); err == nil {
-		return p
-	}
-	return "/usr/sbin/chroot"
-}
+func chrootBinary() string { return lookBinary("chroot", "/usr/sbin/chroot") }
 
 // InRoot returns the path php-fpm sees for hostPath, a path inside f's
 // root; on the host, hostPath itself. It panics for a path outside the
@@ -210,25 +206,47 @@ func rootDir(t testing.TB, root string) string {
 	return dir
 }
 
-// Command runs name, a path inside f's root, the way a process of the same
-// container runs: chrooted into the root, with a /proc of its own mounted
-// there in a mount namespace of its own, so that the host's mounts and the
-// cached root stay as they are. Its pids are the host's: the /proc shows
-// the host's PID namespace, as a pod's with shareProcessNamespace does.
-// On the host it is exec.Command(name, args...).
+// Command runs name, a path inside f's root, the way a process of the
+// same container runs. php-fpm of a version in a root runs as in a
+// container of its own: chrooted, in a mount namespace of its own with a
+// /proc mounted in the root (the host's mounts and the cached root stay as
+// they are). While the master runs, Command enters its mount namespace,
+// root and working directory (nsenter); before or after, a new namespace
+// like it. Either way the /proc shows the host's PID namespace, as a pod's
+// with shareProcessNamespace does: pids are the host's. On the host it is
+// exec.Command(name, args...).
 func (f *FPM) Command(name string, args ...string) *exec.Cmd {
 	if f.Root == "" {
 		return exec.Command(name, args...)
 	}
-	// unshare execs chroot, which execs name: the process keeps the pid
-	// the caller started.
-	argv := append([]string{"--mount", "--propagation", "private", "--mount-proc=" + filepath.Join(f.Root, "proc"), chrootBinary(), f.Root, name}, args...)
-	return exec.Command(unshareBinary(), argv...)
+	if f.cmd != nil && f.cmd.Process != nil && !f.exited() {
+		argv := append([]string{"--target", strconv.Itoa(f.MasterPID()), "--mount", "--root", "--wd", "--", name}, args...)
+		return exec.Command(lookBinary("nsenter", "/usr/bin/nsenter"), argv...)
+	}
+	return f.newNamespace(append([]string{name}, args...)...)
 }
 
-func unshareBinary() string {
-	if p, err := exec.LookPath("unshare"); err == nil {
+// newNamespace runs argv, paths inside f's root, chrooted in a new mount
+// namespace with its own /proc. unshare execs chroot, which execs argv: the
+// process keeps the pid the caller started.
+func (f *FPM) newNamespace(argv ...string) *exec.Cmd {
+	args := append([]string{"--mount", "--propagation", "private", "--mount-proc=" + filepath.Join(f.Root, "proc"), chrootBinary(), f.Root}, argv...)
+	return exec.Command(lookBinary("unshare", "/usr/bin/unshare"), args...)
+}
+
+func (f *FPM) exited() bool {
+	select {
+	case <-f.waited:
+		return true
+	default:
+		return false
+	}
+}
+
+// lookBinary finds name on PATH, else returns fallback.
+func lookBinary(name, fallback string) string {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	return "/usr/bin/unshare"
+	return fallback
 }
