@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -202,4 +203,59 @@ func TestServeKillsAndReloads(t *testing.T) {
 			})
 		})
 	})
+}
+
+// TestMetricsByVersion compares the series of /metrics for a php-fpm of
+// each version with a golden file per version (go test -update rewrites
+// them): which series there are, with which labels, and the values a
+// version decides. 7.4 has no pm.status_listen, so its status page is
+// read through the pool's own socket (scrape_uri); PHP 8.4 gives opcache
+// a JIT buffer by default.
+func TestMetricsByVersion(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		f := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}}})
+		g := newGuard(t, f)
+		addr := freePort(t)
+		g.start(t, "serve", "--fpm-config", g.path(f.Conf), "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", g.opcacheDir(t))
+		body := fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+			_, body := httpGet("http://" + addr + "/metrics")
+			return body, strings.Contains(body, "phpfpm_opcache_up{") && strings.Contains(body, "phpfpm_process_state{")
+		})
+		fpmtest.Golden(t, "versions/metrics-"+v+".txt", metricsShape(body, g.path(f.Dir)), *update)
+	})
+}
+
+// versionValues are the series whose value a version decides; other
+// values change from scrape to scrape and are left out.
+var versionValues = map[string]bool{
+	"phpfpm_up": true, "phpfpm_heartbeat_up": true, "phpfpm_master_up": true, "phpfpm_max_children": true,
+	"phpfpm_opcache_up": true, "phpfpm_opcache_enabled": true, "phpfpm_total_processes": true,
+}
+
+// metricsShape reduces a /metrics page to its phpfpm_ series: the test's
+// directory dir masked in label values, the state of each worker left out
+// (a probe may be running in one at the scrape), values kept for
+// versionValues, and the JIT buffer told apart only as absent or not.
+func metricsShape(body, dir string) []byte {
+	state := regexp.MustCompile(`state="[^"]*"`)
+	var out []string
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, "phpfpm_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		series, value := line[:i], line[i+1:]
+		series = state.ReplaceAllString(strings.ReplaceAll(series, dir, "DIR"), `state="*"`)
+		name, _, _ := strings.Cut(series, "{")
+		switch {
+		case versionValues[name]:
+			series += " " + value
+		case name == "phpfpm_opcache_jit_buffer_free_bytes" && value == "0":
+			series += " 0"
+		case name == "phpfpm_opcache_jit_buffer_free_bytes":
+			series += " >0"
+		}
+		out = append(out, series)
+	}
+	return []byte(strings.Join(out, "\n") + "\n")
 }
