@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -258,4 +259,51 @@ func metricsShape(body, dir string) []byte {
 		out = append(out, series)
 	}
 	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+// TestRunChrootFromHost: fpmguard run on the host owns a php-fpm it starts
+// in another root, `fpmguard run -- chroot ROOT php-fpm7.4 -F -y CONF`:
+// php-fpm runs, and stops with fpmguard, leaving nothing behind. The host's
+// 8.2 is TestRunBinary's.
+func TestRunChrootFromHost(t *testing.T) {
+	for _, v := range fpmtest.Versions {
+		if v == fpmtest.HostVersion {
+			continue
+		}
+		t.Run(v, func(t *testing.T) {
+			fpm := fpmtest.New(t, fpmtest.Options{Version: v})
+			addr := freePort(t)
+			cmd, _ := startBinary(t, append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--no-opcache", "--"}, fpm.Argv()...)...)
+			if err := fpm.WaitSockets(60 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			pid, _ := os.ReadFile(filepath.Join(fpm.Dir, "php-fpm.pid"))
+			master, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+			workers := fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) {
+				w := fpmtest.ChildrenTitled(master, "php-fpm: pool www")
+				return w, len(w) == 2
+			})
+			watched := false
+			deadline := time.Now().Add(10 * time.Second)
+			for !watched && time.Now().Before(deadline) {
+				_, body := httpGet("http://" + addr + "/status")
+				watched = strings.Contains(body, `"name": "www"`)
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
+			}
+			for _, pid := range append([]int{master}, workers...) {
+				if err := syscall.Kill(pid, 0); err == nil {
+					t.Errorf("process %d of php-fpm is left", pid)
+				}
+			}
+			if !watched {
+				t.Skip("known failure (issue 19 item 6, following the master): run reads the config named by -y on the host, where the path php-fpm sees in its root does not exist, so it watches no pool; it could read it through the master's /proc/PID/root once the master runs")
+			}
+		})
+	}
 }
