@@ -355,22 +355,7 @@ func waitHTTP(t *testing.T, url string, want int) string {
 // end of the test, unless the test did.
 func startBinary(t testing.TB, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("fpmguard output:\n%s", out.String())
-		}
-	})
-	return cmd, &out
+	return startCommand(t, exec.Command(buildBinary(t), args...))
 }
 
 func TestServeBinary(t *testing.T) {
@@ -427,17 +412,7 @@ func TestRunBinary(t *testing.T) {
 		if len(workers) == 0 {
 			t.Fatalf("no workers under master %d", master)
 		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
-		}
-		for _, pid := range append([]int{master}, workers...) {
-			if err := syscall.Kill(pid, 0); err == nil {
-				t.Errorf("process %d of php-fpm is left", pid)
-			}
-		}
+		stopRun(t, cmd, append([]int{master}, workers...))
 		if !strings.Contains(fpm.Log(), "exiting, bye-bye") {
 			t.Errorf("php-fpm did not stop gracefully:\n%s", fpm.Log())
 		}

@@ -95,7 +95,13 @@ func (g *guard) start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	if g.bin == "" {
 		return startBinary(t, args...)
 	}
-	cmd := g.f.Command(g.bin, args...)
+	return startCommand(t, g.f.Command(g.bin, args...))
+}
+
+// startCommand starts fpmguard's cmd and stops it with SIGTERM at the end
+// of the test, unless the test did.
+func startCommand(t testing.TB, cmd *exec.Cmd) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -111,6 +117,23 @@ func (g *guard) start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 		}
 	})
 	return cmd, &out
+}
+
+// stopRun sends SIGTERM to fpmguard run, which must end with php-fpm's exit
+// status 0 and leave none of php-fpm's processes pids running.
+func stopRun(t *testing.T, cmd *exec.Cmd, pids []int) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("process %d of php-fpm is left", pid)
+		}
+	}
 }
 
 // hangWorkers sends n requests that sleep a minute to pool www and waits
@@ -290,17 +313,7 @@ func TestRunChrootFromHost(t *testing.T) {
 				watched = strings.Contains(body, `"name": "www"`)
 				time.Sleep(100 * time.Millisecond)
 			}
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
-			}
-			for _, pid := range append([]int{master}, workers...) {
-				if err := syscall.Kill(pid, 0); err == nil {
-					t.Errorf("process %d of php-fpm is left", pid)
-				}
-			}
+			stopRun(t, cmd, append([]int{master}, workers...))
 			if !watched {
 				t.Skip("known failure (issue 19 item 6, following the master): run reads the config named by -y on the host, where the path php-fpm sees in its root does not exist, so it watches no pool; it could read it through the master's /proc/PID/root once the master runs")
 			}
