@@ -26,7 +26,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fpmguard
 
-# php-fpm with opcache and nginx, from the distribution's packages, when missing.
+# php-fpm with opcache and nginx, from the distribution's packages, when
+# missing; then the roots of the other PHP versions the tests run, built
+# once and cached (.ci/rootfs).
 deps:
 	./.ci/install-deps
 

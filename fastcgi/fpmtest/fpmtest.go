@@ -2,7 +2,9 @@
 // an HTTP server: a master of its own in a temporary directory, with its own
 // sockets and config, stopped with every worker when the test ends, even if
 // the test fails. It starts a real nginx in front of it too, for tests of
-// what nginx users see.
+// what nginx users see. Options.Version picks the PHP version: the host's
+// php-fpm, or another one run in a root filesystem of its own, as in a
+// container (versions.go).
 package fpmtest
 
 import (
@@ -361,9 +363,9 @@ func isSocket(path string) bool {
 
 // listening reports whether a unix socket listens at path, from the
 // kernel's table, which names a socket by the path its process bound, in
-// that process's root: a test connection would be queued for a worker, counted
-// in the pool's accepted connections, and start a worker of an ondemand
-// pool, all after the test began.
+// that process's root. A test connection would be queued for a worker,
+// counted in the pool's accepted connections, and start a worker of an
+// ondemand pool, all after the test began.
 func listening(path string) bool {
 	b, err := os.ReadFile("/proc/net/unix")
 	if err != nil {
@@ -557,8 +559,9 @@ func FreePort(t testing.TB) string {
 // WaitWorker waits until pool's status page shows a worker for which want
 // is true, and returns its pid. It reads the page through pm.status_listen
 // when the pool has it, so busy workers do not delay it; else through the
-// pool's socket, and the worker serving that read is never the one. Its limits are
-// generous, for a loaded runner: it returns as soon as the worker shows.
+// pool's socket, and the worker serving that read is never the one. Its
+// limits are generous, for a loaded runner: it returns as soon as the
+// worker shows.
 func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) bool) int {
 	t.Helper()
 	p := f.Pools[pool]

@@ -42,6 +42,8 @@ func NginxBinary() (string, error) {
 
 // StartNginx starts nginx serving f's document root through pool's socket,
 // and stops it when the test ends. It fails the test when nginx is missing.
+// nginx runs on the host, with host paths; the script names it passes are
+// the ones php-fpm sees, in its root when it has one.
 func StartNginx(t testing.TB, f *FPM, pool string, opts NginxOptions) *Nginx {
 	t.Helper()
 	bin, err := NginxBinary()
