@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
-	"github.com/fpmguard/fpmguard/opcache"
 )
 
 // TestDiscoverRunningMaster finds a master of each PHP version with no
 // flags: 7.4 and 8.4 in their own root, seen through /proc/PID/root as a
 // master in another container of the pod is, 8.2 on the host. The pools
-// are probed, and the opcache read, through that root.
+// are probed, and the opcache read with a script fpmguard places, through
+// that root.
 func TestDiscoverRunningMaster(t *testing.T) {
 	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
 		fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{Name: "alpha", StatusListen: fpmtest.HasStatusListen(v)}, {Name: "beta"}}})
@@ -47,12 +47,8 @@ func TestDiscoverRunningMaster(t *testing.T) {
 				t.Errorf("pool %s: %s %q with %d workers", p.Name, p.Health, p.Reasons, len(p.Processes))
 			}
 		}
-		// The opcache script, placed by hand where php-fpm reads it.
-		script, err := opcache.Install(filepath.Join(fpm.Dir, "fpmguard"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := &OpcacheProber{Client: testProber(10 * time.Second).Client, Script: fpm.InRoot(script)}
+		// fpmguard places its opcache script in the master's root.
+		o := &OpcacheProber{Client: testProber(10 * time.Second).Client, Dir: fpm.InRoot(filepath.Join(fpm.Dir, "fpmguard"))}
 		oc := o.Probe(context.Background(), []Target{found["alpha"], found["beta"]}, rep.Pools, nil)
 		if len(oc) != 1 || oc[0].MasterPID != fpm.MasterPID() || !oc[0].Enabled || oc[0].Error != "" || oc[0].MaxCachedKeys == 0 {
 			t.Errorf("opcache through the root: %+v", oc)

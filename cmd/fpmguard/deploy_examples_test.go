@@ -117,6 +117,7 @@ func deployHelpCache(bin string) func(*testing.T, string) deployFlags {
 
 type deployMount struct {
 	volume, path, subPath string
+	readOnly              bool
 }
 
 type deployContainer struct {
@@ -230,7 +231,7 @@ func deployPods(file string, docs []map[string]any) []deployPod {
 				kc.argv = append(deployStrings(deployDig(c, "command")), deployStrings(deployDig(c, "args"))...)
 				for _, m := range deployList(deployDig(c, "volumeMounts")) {
 					kc.mounts = append(kc.mounts, deployMount{volume: fmt.Sprint(deployDig(m, "name")),
-						path: fmt.Sprint(deployDig(m, "mountPath")), subPath: fmt.Sprint(deployDig(m, "subPath"))})
+						path: fmt.Sprint(deployDig(m, "mountPath")), subPath: fmt.Sprint(deployDig(m, "subPath")), readOnly: deployDig(m, "readOnly") == true})
 					if deployDig(m, "subPath") == nil {
 						kc.mounts[len(kc.mounts)-1].subPath = ""
 					}
@@ -264,7 +265,7 @@ func (p deployPod) shared(t *testing.T, what, file string, a, b deployContainer)
 	switch {
 	case !okA || !okB:
 		t.Errorf("%s: %s %s: containers %s and %s must both mount it (%s: %v, %s: %v)", p.file, what, file, a.name, b.name, a.name, okA, b.name, okB)
-	case ma != mb:
+	case ma.volume != mb.volume || ma.path != mb.path || ma.subPath != mb.subPath:
 		t.Errorf("%s: %s %s: containers %s and %s see it through different mounts (%+v, %+v)", p.file, what, file, a.name, b.name, ma, mb)
 	}
 }
@@ -531,11 +532,21 @@ func TestDeployKubernetesExamples(t *testing.T) {
 					}
 					p.shared(t, "pool "+pool.Name+" slowlog", pool.Slowlog, phpC, guardC)
 				}
-				script := guard.flags["opcache-script"]
-				if script == "" {
-					t.Errorf("%s: fpmguard in another container than php-fpm needs --opcache-script", file)
-				} else {
+				// fpmguard's opcache scripts: written on fpmguard's side of
+				// a volume, read-only in php-fpm's container.
+				if script := guard.flags["opcache-script"]; script != "" {
 					p.shared(t, "opcache script", script, phpC, guardC)
+				}
+				dir := guard.flags["opcache-dir"]
+				if dir == "" {
+					dir = "/var/lib/fpmguard"
+				}
+				p.shared(t, "opcache directory", dir, phpC, guardC)
+				if m, ok := phpC.mountOf(dir); ok && !m.readOnly {
+					t.Errorf("%s: php-fpm's container mounts the opcache directory %s writable: PHP code could change fpmguard's scripts", file, dir)
+				}
+				if m, ok := guardC.mountOf(dir); ok && m.readOnly {
+					t.Errorf("%s: fpmguard's container mounts the opcache directory %s read-only: it cannot write its scripts", file, dir)
 				}
 			case "entrypoint.yaml":
 				if guard.cmd != "run" {

@@ -106,8 +106,8 @@ func newApp(c *cli) *kingpin.Application {
 	app.Flag("timeout", "Bound on each FastCGI request.").Default("2s").DurationVar(&c.timeout)
 	app.Flag("hung-after", "A request older than this makes its worker hung.").Default(supervisor.DefaultHungAfter.String()).DurationVar(&c.hungAfter)
 	app.Flag("show-query", "Keep query strings in request URIs (they may hold tokens).").BoolVar(&c.showQuery)
-	app.Flag("opcache-script", "The opcache script's path as php-fpm sees it, deployed by you (examples/php/fpmguard-opcache.php). Default: fpmguard installs its own copy into --opcache-dir.").PlaceHolder("PATH").StringVar(&c.opcacheScript)
-	app.Flag("opcache-dir", "Directory, writable only by root or fpmguard's user, where fpmguard installs its opcache script.").Default(opcache.DefaultDir).StringVar(&c.opcacheDir)
+	app.Flag("opcache-script", "The opcache status script's path as php-fpm sees it, placed by you (examples/php/fpmguard-opcache.php); fpmguard checks its content before each use. Default: fpmguard installs its own copy into --opcache-dir. Reset and invalidate always write into --opcache-dir.").PlaceHolder("PATH").StringVar(&c.opcacheScript)
+	app.Flag("opcache-dir", "Directory, as php-fpm sees it (inside its container's root and chroot), where fpmguard installs its opcache status script and writes the script of each reset or invalidate for that call alone. Every directory on its path must belong to root or fpmguard's user and be writable by nobody else; no link is followed.").Default(opcache.DefaultDir).StringVar(&c.opcacheDir)
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
 
