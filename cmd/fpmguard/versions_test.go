@@ -120,7 +120,7 @@ func startCommand(t testing.TB, cmd *exec.Cmd) (*exec.Cmd, *bytes.Buffer) {
 }
 
 // stopRun sends SIGTERM to fpmguard run, which must end with php-fpm's exit
-// status 0 and leave none of php-fpm's processes pids running.
+// status 0 and leave none of pids, php-fpm's processes, running.
 func stopRun(t *testing.T, cmd *exec.Cmd, pids []int) {
 	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
