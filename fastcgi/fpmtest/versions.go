@@ -81,22 +81,29 @@ type buildResult struct {
 }
 
 // buildOf finds version v's php-fpm and asks it its version, once per
-// test binary.
+// binary and test binary. The host's binary is looked up each time: a test
+// may point PHP_FPM at another.
 func buildOf(v string) (fpmBuild, error) {
-	r, _ := builds.LoadOrStore(v, &buildResult{})
-	res := r.(*buildResult)
-	res.once.Do(func() { res.rt, res.err = findBuild(v) })
-	return res.rt, res.err
-}
-
-func findBuild(v string) (fpmBuild, error) {
+	key, host := v, ""
 	if v == "" || v == HostVersion {
 		bin, err := Binary()
 		if err != nil {
 			return fpmBuild{}, err
 		}
-		pv, err := phpVersion(bin)
-		return fpmBuild{binary: bin, inRoot: bin, phpVersion: pv}, err
+		key, host = "host:"+bin, bin
+	}
+	r, _ := builds.LoadOrStore(key, &buildResult{})
+	res := r.(*buildResult)
+	res.once.Do(func() { res.rt, res.err = findBuild(v, host) })
+	return res.rt, res.err
+}
+
+// findBuild finds version v's php-fpm: host, the host's binary, when v is
+// the host's version.
+func findBuild(v, host string) (fpmBuild, error) {
+	if host != "" {
+		pv, err := phpVersion(host)
+		return fpmBuild{binary: host, inRoot: host, phpVersion: pv}, err
 	}
 	suite, ok := rootSuites[v]
 	if !ok {
