@@ -75,8 +75,13 @@ func statusListenAdvice(t Target, v phpbin.Version, where string) string {
 	case v.AtLeast(statusListenMajor, statusListenMinor):
 		return line
 	}
+	reload := "let `--reload-unhealthy` recover the pool when every worker hangs"
+	if t.Root != "" {
+		// fpmguard never reloads a master in another root (watch/reload.go).
+		reload = "let fpmguard in php-fpm's own container recover the pool with `--reload-unhealthy` when every worker hangs"
+	}
 	return fmt.Sprintf("PHP %s has no pm.status_listen (PHP 8.0 brought it): the status page of pool [%s] is served by its own workers, so it does not answer while all of them are busy; "+
-		"keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let `fpmguard serve --reload-unhealthy` recover the pool when every worker hangs", v.Branch(), t.Name)
+		"keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and %s", v.Branch(), t.Name, reload)
 }
 
 // failureAdvice is what to do about a failed read, "" for nothing. The

@@ -265,14 +265,14 @@ func TestAdviceByVersion(t *testing.T) {
 		want []string
 	}{
 		{"8.4 in a root", inRoot, ok, v84, []string{"add `pm.status_listen = /run/php/php8.4-fpm-status.sock` to pool [www] so its status still answers when every worker is busy"}},
-		{"7.4", inRoot, ok, v74, []string{"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let `fpmguard serve --reload-unhealthy` recover the pool when every worker hangs"}},
+		{"7.4", inRoot, ok, v74, []string{"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let fpmguard in php-fpm's own container recover the pool with `--reload-unhealthy` when every worker hangs"}},
 		{"unknown version", inRoot, ok, phpbin.Version{}, []string{"if its master runs PHP 8.0 or later, add `pm.status_listen = /run/php/php8.4-fpm-status.sock` to pool [www] so its status still answers when every worker is busy (PHP 7 refuses the directive)"}},
 		{"tcp", tcp, ok, v82, []string{"add `pm.status_listen = 127.0.0.1:9001` to pool [api] so its status still answers when every worker is busy"}},
 		{"access log, 8.2", host, ok, v82, []string{
 			"add `pm.status_listen = /run/php/php8.2-fpm-status.sock` to pool [www] so its status still answers when every worker is busy",
 			"add `access.suppress_path[] = /ping` to pool [www] so fpmguard's heartbeat stays out of its access log"}},
 		{"access log, suppressed already", withLog, ok, v82, []string{"add `pm.status_listen = /run/php/php8.2-fpm-status.sock` to pool [www] so its status still answers when every worker is busy"}},
-		{"access log, 7.4", host, ok, v74, []string{"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let `fpmguard serve --reload-unhealthy` recover the pool when every worker hangs"}},
+		{"access log, 7.4", host, ok, v74, []string{"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let `--reload-unhealthy` recover the pool when every worker hangs"}},
 		{"access log, unknown version", host, ok, phpbin.Version{}, []string{"if its master runs PHP 8.0 or later, add `pm.status_listen = /run/php/php8.2-fpm-status.sock` to pool [www] so its status still answers when every worker is busy (PHP 7 refuses the directive)"}},
 		{"bare, 8.4", bare, skipped, v84, []string{
 			"add `pm.status_path = /status` to pool [www] so fpmguard can see its workers",
@@ -284,10 +284,10 @@ func TestAdviceByVersion(t *testing.T) {
 			"add `access.suppress_path[] = /ping` to pool [www] so fpmguard's heartbeat stays out of its access log",
 			"every worker may be busy or hung, so nginx answers 504 at its fastcgi_read_timeout: the workers of this report show which requests hold them"}},
 		{"hung, nothing shown, 7.4", inRoot, dark, v74, []string{
-			"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let `fpmguard serve --reload-unhealthy` recover the pool when every worker hangs",
+			"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let fpmguard in php-fpm's own container recover the pool with `--reload-unhealthy` when every worker hangs",
 			"no answer in time: every worker may be busy or hung (nginx answers 504), and no status page answered to show which requests hold them"}},
 		{"no status page, 7.4", inRoot, notFound, v74, []string{
-			"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let `fpmguard serve --reload-unhealthy` recover the pool when every worker hangs",
+			"PHP 7.4 has no pm.status_listen (PHP 8.0 brought it): the status page of pool [www] is served by its own workers, so it does not answer while all of them are busy; keep pm.max_children above the busiest peak (`fpmguard advise` sizes it) and let fpmguard in php-fpm's own container recover the pool with `--reload-unhealthy` when every worker hangs",
 			"php-fpm has no status page at /status: add `pm.status_path = /status` to pool [www], or give fpmguard the pool's real status path"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
