@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/history"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // Advice is the settings for every pool and opcache, and the memory
@@ -301,12 +302,13 @@ func timeouts(p history.PoolSummary) []Line {
 
 // confidence says how far the window can be trusted.
 func confidence(p history.PoolSummary) string {
-	span := time.Duration(p.Seconds() * float64(time.Second)).Round(time.Second)
+	d := time.Duration(p.Seconds() * float64(time.Second))
+	span := supervisor.Duration(d)
 	low := p.BusyMax <= 1 && p.Accepted < 1000
 	switch {
-	case span < 20*time.Hour && low:
+	case d < 20*time.Hour && low:
 		return fmt.Sprintf("based on %s, all at low traffic: run `fpmguard serve` for a day and ask again", span)
-	case span < 20*time.Hour:
+	case d < 20*time.Hour:
 		return fmt.Sprintf("based on %s: run `fpmguard serve` for a day, through a peak, and ask again", span)
 	case low:
 		return fmt.Sprintf("based on %s, all at low traffic: the sizes are lower bounds", span)

@@ -105,7 +105,7 @@ func TestMaxRequestsOnlyForALeak(t *testing.T) {
 	p.GrowthMedian = 200 << 10
 	l := find(Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To).Pools[0].Lines, "pm.max_requests")
 	// A quarter of 40 MiB at 200 KiB a request: 51, rounded down to 50.
-	if l.Value != "50" || !strings.Contains(l.Evidence[0], "200 KiB per request served (median of 2 workers over 180 requests)") {
+	if l.Value != "50" || !strings.Contains(l.Evidence[0], "200.0KiB per request served (median of 2 workers over 180 requests)") {
 		t.Errorf("pm.max_requests = %q: %v", l.Value, l.Evidence)
 	}
 }
@@ -125,7 +125,7 @@ func TestConfidence(t *testing.T) {
 	p := quiet()
 	p.From = p.To.Add(-4 * time.Minute)
 	p.BusyMax, p.Accepted = 1, 40
-	if got := confidence(p); got != "based on 4m0s, all at low traffic: run `fpmguard serve` for a day and ask again" {
+	if got := confidence(p); got != "based on 4m00s, all at low traffic: run `fpmguard serve` for a day and ask again" {
 		t.Errorf("confidence: %q", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/history"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // OpcacheAdvice is one master's opcache settings.
@@ -124,7 +125,7 @@ func opcacheNotes(o history.OpcacheSummary) []string {
 		notes = append(notes, fmt.Sprintf("opcache.jit_buffer_size reserves %s of shared memory, but the JIT is off", size(uint64(o.JITBufferBytes))))
 	}
 	if span := o.To.Sub(o.From); span < 20*time.Hour {
-		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", span.Round(time.Second)))
+		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", supervisor.Duration(span)))
 	}
 	return notes
 }

@@ -70,7 +70,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			c := level(lat, th.WarnLatency.Seconds(), th.CritLatency.Seconds())
 			raise(c)
 			if c > CheckOK {
-				text += fmt.Sprintf(" heartbeat %s over %s", seconds(lat), thresholdFor(c, th.WarnLatency, th.CritLatency))
+				text += fmt.Sprintf(" heartbeat %s over %s", FormatSeconds(lat), FormatDuration(thresholdFor(c, th.WarnLatency, th.CritLatency)))
 			}
 			perf = append(perf, fmt.Sprintf("'%s_latency'=%.6fs;%s;%s;0", label, lat, limit(th.WarnLatency.Seconds()), limit(th.CritLatency.Seconds())))
 		}
@@ -162,10 +162,6 @@ func thresholdFor(code int, warn, crit time.Duration) time.Duration {
 		return crit
 	}
 	return warn
-}
-
-func seconds(s float64) string {
-	return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String()
 }
 
 // perfLabel keeps a pool name usable inside a quoted perfdata label.

@@ -254,9 +254,9 @@ const (
 var HungKinds = []HungKind{HungBlocked, HungSpinning}
 
 // Age is the request's age for a busy worker, or its last request's
-// length for an idle one, to the second.
-func (p *ProcessState) Age() time.Duration {
-	return time.Duration(p.RequestDurationSeconds * float64(time.Second)).Round(time.Second)
+// length for an idle one. It prints for people, as every duration does.
+func (p *ProcessState) Age() Duration {
+	return Duration(p.RequestDurationSeconds * float64(time.Second))
 }
 
 // Parent is the worker's parent pid, as the OS said.

@@ -114,11 +114,11 @@ func (m *model) header() string {
 		parts = append(parts, s.Time.Local().Format("15:04:05"))
 		lag := fmt.Sprintf("lag %.1f%%", 100*m.hist.lagShare)
 		if s.Self.Interval > 0 {
-			lag += ", probes every " + s.Self.Interval.String()
+			lag += ", probes every " + supervisor.FormatDuration(s.Self.Interval)
 		}
 		parts = append(parts, lag)
 		if m.opts.HungAfter > 0 {
-			parts = append(parts, "hung after "+m.opts.HungAfter.String())
+			parts = append(parts, "hung after "+supervisor.FormatDuration(m.opts.HungAfter))
 		}
 		var ps []string
 		for _, p := range s.Pools {
@@ -285,7 +285,7 @@ func (m *model) message() string {
 		return m.st.bad.Render(safe(m.opts.Problem()))
 	}
 	if m.snap != nil && time.Since(m.snap.Time) > 3*m.opts.Refresh+2*time.Second {
-		return m.st.warn.Render(fmt.Sprintf("the data is %s old", time.Since(m.snap.Time).Round(time.Second)))
+		return m.st.warn.Render("the data is " + supervisor.FormatDuration(time.Since(m.snap.Time)) + " old")
 	}
 	return ""
 }
