@@ -86,13 +86,10 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 
 	nc, err := c.dial(ctx, addr)
 	if err != nil {
-		e := classify(op, addr, timeout, err)
-		if e.Class == ClassTimeout {
-			e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
-		}
-		return nil, e
+		return nil, dialError(op, addr, timeout, err)
 	}
 	defer nc.Close()
+	countSent(addr)
 
 	wire, err := encoded(req.params())
 	if err != nil {
@@ -125,6 +122,15 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 		return resp, answerError(req, addr, resp)
 	}
 	return resp, nil
+}
+
+// dialError classifies a failure to connect.
+func dialError(op string, addr Address, timeout time.Duration, err error) *Error {
+	e := classify(op, addr, timeout, err)
+	if e.Class == ClassTimeout {
+		e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
+	}
+	return e
 }
 
 // dial connects to addr with ctx's deadline on every read and write, and
