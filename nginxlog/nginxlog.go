@@ -114,6 +114,7 @@ type Follower struct {
 	onLine func(line string)
 	onPass func(rotations int)
 	long   atomic.Uint64 // lines dropped for passing maxNginxLine
+	opened atomic.Int64  // logs opened at least once
 
 	mu     sync.Mutex
 	counts map[Key]uint64
@@ -146,6 +147,10 @@ func (n *Follower) Counts() map[Key]uint64 {
 	defer n.mu.Unlock()
 	return maps.Clone(n.counts)
 }
+
+// Opened reports whether every log has been opened: until then, what
+// nginx logged is not known, and Counts' zeros do not say "no failure".
+func (n *Follower) Opened() bool { return n.opened.Load() >= int64(len(n.paths)) }
 
 // Run follows every log until ctx ends.
 func (n *Follower) Run(ctx context.Context) {
@@ -293,6 +298,14 @@ func (n *Follower) follow(ctx context.Context, path string) {
 		}
 	}()
 	cur, _ = openLog(path, false) // missing yet: read it whole when it comes
+	opened := false
+	seen := func() {
+		if cur != nil && !opened {
+			opened = true
+			n.opened.Add(1)
+		}
+	}
+	seen()
 	tick := time.NewTicker(n.poll)
 	defer tick.Stop()
 	for {
@@ -332,6 +345,7 @@ func (n *Follower) follow(ctx context.Context, path string) {
 		}
 		if cur == nil {
 			cur, _ = openLog(path, true) // the file appeared: read it whole
+			seen()
 			continue
 		}
 		ours, err := cur.f.Stat()

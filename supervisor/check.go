@@ -45,12 +45,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 	}
 	for i := range rep.Pools {
 		p := &rep.Pools[i]
-		switch p.Health {
-		case HealthDegraded:
-			raise(CheckWarning)
-		case HealthUnhealthy, HealthDown:
-			raise(CheckCritical)
-		}
+		raise(healthCode(p.Health))
 		text := p.Name + " " + string(p.Health)
 		if len(p.Reasons) > 0 {
 			text += " (" + p.Reasons[0]
@@ -102,12 +97,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		texts = append(texts, text)
 	}
 	for _, o := range rep.Opcache {
-		switch o.Health {
-		case HealthDegraded:
-			raise(CheckWarning)
-		case HealthUnhealthy:
-			raise(CheckCritical)
-		}
+		raise(healthCode(o.Health))
 		text := fmt.Sprintf("opcache of master %d %s", o.MasterPID, o.Health)
 		if len(o.Reasons) > 0 {
 			text += " (" + o.Reasons[0] + ")"
@@ -117,7 +107,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			text += " [not judged: " + o.Inconclusive + "]"
 		}
 		texts = append(texts, text)
-		if o.Error == "" {
+		if o.Error == "" && o.Health != HealthUnknown {
 			perf = append(perf, fmt.Sprintf("'opcache_%d_fill'=%.4f;;;0;1", o.MasterPID, o.FillRatio), fmt.Sprintf("'opcache_%d_hit_rate'=%.4f;;;0;1", o.MasterPID, o.HitRate))
 		}
 	}
@@ -126,6 +116,20 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		line += " | " + strings.Join(perf, " ")
 	}
 	return CheckResult{Code: code, Line: line}
+}
+
+// healthCode is a verdict's exit code: what fpmguard could not see is
+// UNKNOWN, as monitoring plugins say it.
+func healthCode(h Health) int {
+	switch h {
+	case HealthOK:
+		return CheckOK
+	case HealthDegraded:
+		return CheckWarning
+	case HealthUnknown:
+		return CheckUnknown
+	}
+	return CheckCritical
 }
 
 // checkRank orders exit codes by severity: UNKNOWN (fpmguard could not

@@ -79,6 +79,8 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 	}
 	st, status := pr.readStatus(ctx, t)
 	r.Status = status
+	r.ProbeRequests = fastcgi.RequestsSent(t.Address)
+	r.Connect = pr.connect(ctx, t)
 	if st != nil {
 		r.Counters = counters(st)
 		r.Processes = pr.processes(ctx, t, st)
@@ -210,7 +212,7 @@ func failure(err error) *Failure {
 	if !ok {
 		return &Failure{Error: err.Error(), Reason: fastcgi.ReasonBadResponse}
 	}
-	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint}
+	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint, Misconfigured: misconfigured(fe)}
 }
 
 func counters(st *fastcgi.Status) *Counters {

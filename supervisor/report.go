@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,23 +29,34 @@ type Health string
 
 // The verdicts, from best to worst.
 const (
-	HealthOK        Health = "ok"
+	HealthOK Health = "ok"
+	// HealthUnknown: fpmguard has no evidence either way. The pool was
+	// not probed yet, or it answers no request fpmguard may send (no
+	// ping.path and no pm.status_path), or the opcache was not read. It
+	// is never ok: nothing was seen to be.
+	HealthUnknown   Health = "unknown"
 	HealthDegraded  Health = "degraded"
 	HealthUnhealthy Health = "unhealthy"
 	HealthDown      Health = "down"
 )
 
-// Rank orders verdicts: a higher rank is worse.
+// Healths lists every verdict, best first.
+var Healths = []Health{HealthOK, HealthUnknown, HealthDegraded, HealthUnhealthy, HealthDown}
+
+// Rank orders verdicts: a higher rank is worse. Any finding outranks
+// unknown: what was seen is said, and unknown only when nothing was.
 func (h Health) Rank() int {
 	switch h {
 	case HealthOK:
 		return 0
-	case HealthDegraded:
+	case HealthUnknown:
 		return 1
-	case HealthUnhealthy:
+	case HealthDegraded:
 		return 2
+	case HealthUnhealthy:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // Worst returns the worst verdict of the pools and the opcaches, ok for none.
@@ -80,13 +92,38 @@ type PoolReport struct {
 	Status    StatusRead    `json:"status"`
 	Master    *MasterReport `json:"master,omitempty"`
 	Counters  *Counters     `json:"counters,omitempty"`
+	// Connect is a bare connection to the pool's main socket, made when
+	// no request of fpmguard's goes through it: no ping.path, and no
+	// status page read there.
+	Connect *Connect `json:"connect,omitempty"`
 	// SocketQueue is the kernel's view of the listen socket's queue.
 	SocketQueue *SocketQueue   `json:"socket_queue,omitempty"`
 	Config      PoolLimits     `json:"config"`
 	Processes   []ProcessState `json:"processes"`
+	// ProbeRequests counts the connections fpmguard made to the pool's
+	// main socket since it started, up to the status read of this report:
+	// php-fpm's "accepted conn" counts them with its users' requests.
+	ProbeRequests uint64 `json:"probe_requests"`
+	// RequestsPerSecond is the rate of requests php-fpm accepted since
+	// the previous probe, fpmguard's own taken away. Absent on a first
+	// probe, after php-fpm restarted, and from one-shot commands.
+	RequestsPerSecond *float64 `json:"requests_per_second,omitempty"`
 
 	at time.Time // when the OS view was read
 }
+
+// Connect is the result of a bare connection to the pool's main socket.
+type Connect struct {
+	OK      bool     `json:"ok"`
+	Error   string   `json:"error,omitempty"`
+	Failure *Failure `json:"failure,omitempty"`
+}
+
+// Monitored reports a pool fpmguard can see answer: it has a ping.path or
+// a pm.status_path. Without either, all it can do is connect to the
+// pool's socket, which proves that something listens, not that a worker
+// serves.
+func (r *PoolReport) Monitored() bool { return !r.Heartbeat.Skipped || !r.Status.Skipped }
 
 // Failure is a classified FastCGI failure as reported.
 type Failure struct {
@@ -95,6 +132,16 @@ type Failure struct {
 	Class       fastcgi.Class  `json:"class"` // 0 for an error that is not FastCGI's: "unknown"
 	NginxStatus int            `json:"nginx_status,omitempty"`
 	Hint        string         `json:"hint,omitempty"`
+	// Misconfigured: a worker answered, so the pool serves; only what
+	// fpmguard was told of it is wrong: its ping.path or status path (404
+	// or 403), or its ping.response.
+	Misconfigured bool `json:"misconfigured,omitempty"`
+}
+
+// misconfigured reports an error that is a worker's answer saying the
+// pool's settings as fpmguard knows them are wrong.
+func misconfigured(fe *fastcgi.Error) bool {
+	return fe.Class == fastcgi.ClassNotFound || fe.Class == fastcgi.ClassForbidden || errors.Is(fe, fastcgi.ErrPingResponse)
 }
 
 // Heartbeat is the result of the ping through the main socket.
@@ -126,15 +173,15 @@ type Heartbeat struct {
 // Failed reports a heartbeat that failed, and proves it.
 func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && !h.Idle && h.Inconclusive == "" }
 
-// Up is the heartbeat as a gauge: not failed. A skipped heartbeat is not
-// up: nothing was seen.
+// Up is the heartbeat as a gauge: not failed. Only meaningful for a
+// heartbeat that is not skipped: a pool without ping.path has no
+// heartbeat, neither up nor down.
 func (h Heartbeat) Up() bool { return h.OK || h.Idle || (!h.Skipped && h.Inconclusive != "") }
 
-// Misconfigured reports a ping a worker answered with 404 or 403: the pool
-// serves, only its ping.path or ping.response is wrong.
-func (h Heartbeat) Misconfigured() bool {
-	return h.Failure != nil && (h.Failure.NginxStatus == 404 || h.Failure.NginxStatus == 403)
-}
+// Misconfigured reports a ping a worker answered, with 404 or 403 or
+// another text than ping.response: the pool serves, only its ping.path
+// or ping.response is wrong.
+func (h Heartbeat) Misconfigured() bool { return h.Failure != nil && h.Failure.Misconfigured }
 
 // StatusRead says whether the status page could be read, and from where.
 type StatusRead struct {

@@ -46,7 +46,7 @@ func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 			r.Processes = append(r.Processes, p)
 		}
 		supervisor.Judge(r, nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
-		s.Pools = append(s.Pools, watch.PoolView{Report: r, Probed: true, LastProbe: at})
+		s.Pools = append(s.Pools, watch.PoolView{Report: r, LastProbe: at})
 	}
 	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
 	return s

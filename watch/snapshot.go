@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
 	"github.com/fpmguard/fpmguard/nginxlog"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -24,7 +25,8 @@ type Snapshot struct {
 	// MasterRestarts counts the new master pids seen under each master
 	// name.
 	MasterRestarts map[string]uint64
-	// Nginx counts the upstream failures nginx logged, when it is followed.
+	// Nginx counts the upstream failures nginx logged, when it is followed
+	// and every log it follows has been opened; nil otherwise.
 	Nginx map[nginxlog.Key]uint64
 	Self  Self
 }
@@ -32,9 +34,8 @@ type Snapshot struct {
 // PoolView is one pool as last probed.
 type PoolView struct {
 	// Report is the pool's latest report; for a pool not probed yet, one
-	// that says so.
+	// that says so: health unknown, and nothing measured.
 	Report *supervisor.PoolReport
-	Probed bool
 	Stats  PoolStats
 	// ScrapeURI names the status page as the established exporter does:
 	// ADDRESS;STATUS_PATH.
@@ -45,6 +46,13 @@ type PoolView struct {
 	LastBeat  time.Time // the last good heartbeat
 	LastProbe time.Time // the last probe that finished, whatever its outcome
 }
+
+// Probed reports a pool whose first probe has ended: until then its
+// report holds nothing measured.
+func (v *PoolView) Probed() bool { return !v.LastProbe.IsZero() }
+
+// notProbed is the reason of a pool whose first probe has not ended.
+const notProbed = "not probed yet"
 
 // Self is fpmguard's own state: its lag, and what it costs.
 type Self struct {
@@ -60,17 +68,28 @@ func (w *Watcher) Snapshot() *Snapshot {
 	for i, pw := range w.pools {
 		if v := pw.view.Load(); v != nil {
 			s.Pools[i] = *v
-			s.Pools[i].Probed = true
 			continue
 		}
 		pw.mu.Lock()
 		t := pw.target
 		pw.mu.Unlock()
-		s.Pools[i] = PoolView{
-			Report: &supervisor.PoolReport{Name: t.Name, Address: t.Address.String(), Health: supervisor.HealthUnhealthy,
-				Reasons: []string{"not probed yet"}, Processes: []supervisor.ProcessState{}},
-			ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath,
+		// Only what is true before any probe: its name, address and
+		// config. No verdict without evidence, and a heartbeat and status
+		// read not made yet prove nothing either way.
+		r := &supervisor.PoolReport{Name: t.Name, Address: t.Address.String(), Health: supervisor.HealthUnknown,
+			Reasons: []string{notProbed}, Config: supervisor.PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+			Heartbeat: supervisor.Heartbeat{Skipped: t.PingPath == ""}, Status: supervisor.StatusRead{Skipped: t.StatusPath == ""},
+			ProbeRequests: fastcgi.RequestsSent(t.Address), Processes: []supervisor.ProcessState{}}
+		if !r.Heartbeat.Skipped {
+			r.Heartbeat.Inconclusive = notProbed
 		}
+		if !r.Status.Skipped {
+			r.Status.Inconclusive = notProbed
+		}
+		if !t.StatusAddress.IsZero() {
+			r.StatusAddress = t.StatusAddress.String()
+		}
+		s.Pools[i] = PoolView{Report: r, ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath}
 	}
 	w.mu.Lock()
 	s.Opcache = w.opcache
@@ -79,7 +98,9 @@ func (w *Watcher) Snapshot() *Snapshot {
 		s.MasterRestarts[name] = m.restarts
 	}
 	w.mu.Unlock()
-	if w.nginx != nil {
+	if w.nginx != nil && w.nginx.Opened() {
+		// Before its log is open, nginx's failures are not known: none
+		// are shown rather than zeros.
 		s.Nginx = w.nginx.Counts()
 	}
 	s.Self = Self{
