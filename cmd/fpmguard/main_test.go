@@ -42,7 +42,7 @@ func fixedReport() *supervisor.Report {
 					AcceptedConn: 1234, IdleProcesses: 0, ActiveProcesses: 2, TotalProcesses: 2, MaxActiveProcesses: 2, MaxChildrenReached: 3, SlowRequests: 1},
 				// php-fpm counts 0 on a unix socket; the kernel knows better.
 				SocketQueue: &supervisor.SocketQueue{Length: 3, Max: 511},
-				Config: supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
+				Config:      supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
 				Processes: []supervisor.ProcessState{
 					{PID: 101, State: "Running", OSState: supervisor.OSSleeping, ParentOK: true, RequestDurationSeconds: 45.2, RequestMethod: "GET", RequestURI: "/report.php", Script: "/var/www/report.php", Requests: 10, CPUSeconds: 0.12, RSSBytes: 24 << 20},
 					{PID: 102, State: "Running", OSState: supervisor.OSRunning, ParentOK: true, RequestDurationSeconds: 1.5, RequestMethod: "POST", RequestURI: "/api/save", Script: "/var/www/index.php", Requests: 99, CPUSeconds: 3.4, RSSBytes: 30 << 20},
