@@ -36,6 +36,10 @@ type PoolAdvice struct {
 	WorkerBudgetBytes uint64   `json:"worker_budget_bytes"`
 	Confidence        string   `json:"confidence"`
 	Notes             []string `json:"notes,omitempty"`
+	// NotAdvised says why the window is too small for settings: then
+	// Lines is empty and Evidence holds what was seen.
+	NotAdvised string   `json:"not_advised,omitempty"`
+	Evidence   []string `json:"evidence,omitempty"`
 }
 
 // Window is what the advice is based on.
@@ -134,7 +138,25 @@ const (
 	// leakBytesPerRequest is the median PSS growth per request from which
 	// pm.max_requests is advised.
 	leakBytesPerRequest = 32 << 10
+	// minWindow and minRequests are the least a window must cover for a
+	// pool's settings: below, its traffic's shape, its concurrency and
+	// its durations say nothing yet, and advise shows its evidence
+	// without a line to paste. The window counts to the second, as it
+	// is printed: sampling for 15s covers 15s.
+	minWindow   = 15 * time.Second
+	minRequests = 50
 )
+
+// tooLittle says why p's window is too small for settings, "" when it is
+// not. Its requests are its users': fpmguard's own are not counted.
+func tooLittle(p history.PoolSummary) string {
+	span := time.Duration(p.Seconds() * float64(time.Second)).Round(time.Second)
+	if span >= minWindow && p.Accepted >= minRequests {
+		return ""
+	}
+	return fmt.Sprintf("no settings: %d requests in %s, and settings need at least %d over at least %s; sample longer (--duration), or under load",
+		p.Accepted, supervisor.Duration(span), minRequests, supervisor.Duration(minWindow))
+}
 
 func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice {
 	pa := PoolAdvice{Pool: p.Pool, Master: p.Master, PM: p.PM, WorkerBudgetBytes: workerBudget,
@@ -150,10 +172,35 @@ func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice
 	}
 	pa.Lines = append(pa.Lines, timeouts(p)...)
 	pa.Confidence = confidence(p)
+	if why := tooLittle(p); why != "" {
+		pa.NotAdvised, pa.Evidence, pa.Lines = why, windowEvidence(p), []Line{}
+		return pa
+	}
 	if p.SlowestRunningSeconds > p.DurationMaxSeconds && p.SlowestRunningSeconds >= 1 {
 		pa.Notes = append(pa.Notes, fmt.Sprintf("a request was seen running for %s, longer than any that finished: if it was hung, the timeouts above end it; if it was healthy, raise them", seconds(p.SlowestRunningSeconds)))
 	}
 	return pa
+}
+
+// windowEvidence is what a window too small for settings showed: figures,
+// no conclusion.
+func windowEvidence(p history.PoolSummary) []string {
+	ev := []string{
+		fmt.Sprintf("traffic: %d requests; no request on %s of samples, busy p50 %d, p99 %d, max %d of %d", p.Accepted, percent(p.IdleShare), p.BusyP50, p.BusyP99, p.BusyMax, p.MaxChildren),
+		fmt.Sprintf("queue: requests waited on %s of samples (queue max %d); max children reached %d times", percent(p.QueueShare), p.QueueMax, p.MaxChildrenReached),
+	}
+	if p.WorkerPSSHighBytes > 0 {
+		ev = append(ev, fmt.Sprintf("memory: a worker's PSS at peak is %s (max %s)", size(p.WorkerPSSHighBytes), size(p.WorkerPSSMaxBytes)))
+	}
+	if p.Requests > 0 {
+		ev = append(ev, durationsEvidence(p))
+	}
+	return ev
+}
+
+// durationsEvidence is the durations of the requests that finished.
+func durationsEvidence(p history.PoolSummary) string {
+	return fmt.Sprintf("durations of %d finished requests: p95 %s, p99 %s, slowest %s", p.Requests, seconds(p.DurationP95Seconds), seconds(p.DurationP99Seconds), seconds(p.DurationMaxSeconds))
 }
 
 // maxChildren is the pool size the memory, the concurrency seen and the
@@ -281,7 +328,7 @@ func timeouts(p history.PoolSummary) []Line {
 		return nil
 	}
 	slowest := p.DurationMaxSeconds
-	evidence := fmt.Sprintf("durations of %d finished requests: p95 %s, p99 %s, slowest %s", p.Requests, seconds(p.DurationP95Seconds), seconds(p.DurationP99Seconds), seconds(slowest))
+	evidence := durationsEvidence(p)
 	slowlog := niceSeconds(max(2*p.DurationP99Seconds, 1.2*slowest, 1))
 	terminate := niceSeconds(max(4*p.DurationP99Seconds, 2*slowest, 2*slowlog, 10))
 	kill := niceSeconds(1.5 * terminate)

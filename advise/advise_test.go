@@ -151,3 +151,46 @@ func find(lines []Line, directive string) Line {
 	}
 	return Line{}
 }
+
+// TestNoSettingsWithoutEvidence: a window too short, or with too few
+// requests of the pool's users, gives its evidence and no line to paste.
+func TestNoSettingsWithoutEvidence(t *testing.T) {
+	idle := func(p *history.PoolSummary) {
+		p.From = p.To.Add(-5 * time.Second)
+		p.Samples, p.Accepted, p.Requests, p.IdleShare = 5, 0, 0, 1
+		p.BusyP50, p.BusyP95, p.BusyP99, p.BusyMax = 0, 0, 0, 0
+	}
+	for _, tt := range []struct {
+		name    string
+		pool    func(*history.PoolSummary)
+		advised bool
+	}{
+		{"a day of traffic", func(*history.PoolSummary) {}, true},
+		{"idle for 5s", idle, false},
+		{"idle for a day", func(p *history.PoolSummary) { idle(p); p.From = p.To.Add(-24 * time.Hour) }, false},
+		{"busy for 5s", func(p *history.PoolSummary) { p.From = p.To.Add(-5 * time.Second) }, false},
+		{"49 requests in a minute", func(p *history.PoolSummary) { p.From, p.Accepted = p.To.Add(-time.Minute), 49 }, false},
+		{"50 requests in 15s", func(p *history.PoolSummary) { p.From, p.Accepted = p.To.Add(-15*time.Second), 50 }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := quiet()
+			tt.pool(&p)
+			a := Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To)
+			pa := a.Pools[0]
+			var text strings.Builder
+			if err := WriteText(&text, a); err != nil {
+				t.Fatal(err)
+			}
+			pastable := false
+			for _, l := range strings.Split(text.String(), "\n") {
+				pastable = pastable || (l != "" && !strings.HasPrefix(l, ";"))
+			}
+			if tt.advised != (len(pa.Lines) > 0) || tt.advised != pastable || tt.advised != (pa.NotAdvised == "") {
+				t.Errorf("advised %v: %d lines, not advised %q, text:\n%s", tt.advised, len(pa.Lines), pa.NotAdvised, text.String())
+			}
+			if !tt.advised && (len(pa.Evidence) == 0 || !strings.Contains(text.String(), ";   traffic: ")) {
+				t.Errorf("no evidence:\n%s", text.String())
+			}
+		})
+	}
+}

@@ -17,6 +17,10 @@ type OpcacheAdvice struct {
 	Fine  bool     `json:"fine"`
 	Lines []Line   `json:"lines"`
 	Notes []string `json:"notes,omitempty"`
+	// NotAdvised says why the window is too short for settings: then
+	// Lines is empty, Fine false, and Evidence holds what was seen.
+	NotAdvised string   `json:"not_advised,omitempty"`
+	Evidence   []string `json:"evidence,omitempty"`
 }
 
 // acceleratedFiles is the table php 8.2 takes opcache.max_accelerated_files
@@ -56,6 +60,14 @@ func adviseOpcache(o history.OpcacheSummary) OpcacheAdvice {
 	add(opcacheKeys(o))
 	add(opcacheInterned(o))
 	a.Notes = opcacheNotes(o)
+	if span := o.To.Sub(o.From).Round(time.Second); span < minWindow {
+		// The evidence, without its conclusions.
+		a.NotAdvised = fmt.Sprintf("no settings: a window of %s, and settings need at least %s; sample longer (--duration)", supervisor.Duration(span), supervisor.Duration(minWindow))
+		for _, l := range a.Lines {
+			a.Evidence = append(a.Evidence, l.Evidence[0])
+		}
+		a.Lines, a.Fine = []Line{}, false
+	}
 	return a
 }
 

@@ -3,12 +3,14 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/opcache"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -328,6 +330,15 @@ func StripQuery(uri string) string {
 		return uri[:i]
 	}
 	return uri
+}
+
+// OwnRequest reports a request URI a worker of t shows that may be one of
+// fpmguard's own: its status page or ping, the opcache script fpmguard
+// installs, or none at all ("-"), which is what php-fpm shows for a ping
+// and for a bare connect.
+func OwnRequest(t Target, uri string) bool {
+	uri = StripQuery(uri)
+	return uri == "" || uri == "-" || t.IsProbe(uri) || path.Base(uri) == opcache.ScriptName()
 }
 
 // Busy counts the workers serving a request, not counting status and ping

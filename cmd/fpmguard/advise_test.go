@@ -132,10 +132,11 @@ func TestAdviseServe(t *testing.T) {
 		return &a, body
 	}
 	// The leak shows once its worker's PSS was read twice, seconds apart,
-	// with requests in between.
+	// with requests in between; each pool's lines once its window is long
+	// enough, with requests enough.
 	a := fpmtest.Poll(t, 120*time.Second, func() (*advise.Advice, bool) {
 		a, _ := get("memory=1G")
-		return a, a != nil && line(a, "leak", "pm.max_requests") != nil
+		return a, a != nil && line(a, "leak", "pm.max_requests") != nil && line(a, "big", "pm.max_children") != nil
 	})
 	if l := line(a, "leak", "pm.max_requests"); !strings.Contains(l.Evidence[0], "per request served") {
 		t.Errorf("leak: want the growth per request: %+v", l)
@@ -187,7 +188,8 @@ func TestAdviseOpcacheInCgroup(t *testing.T) {
 	if err := fpm.Request(context.Background(), "all.php", ""); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "6s", "--interval", "500ms", "--timeout", "10s", "-o", "json")
+	// Long enough a window for settings.
+	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "20s", "--interval", "500ms", "--timeout", "10s", "-o", "json")
 	if code != 0 {
 		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
 	}
@@ -249,4 +251,36 @@ func line(a *advise.Advice, poolName, directive string) *advise.Line {
 		}
 	}
 	return nil
+}
+
+// TestAdviseIdlePool: advise on a pool that serves nothing but fpmguard's
+// own probes (status reads, pings that php-fpm shows as "-", opcache
+// reads through the pool's own socket) counts no request and no duration,
+// and prints its evidence without a line to paste, although its window
+// is long enough for settings.
+func TestAdviseIdlePool(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
+	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "16s", "--interval", "200ms", "--timeout", "10s",
+		"--opcache-dir", opcacheDir(t), "-o", "json")
+	if code != 0 {
+		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
+	}
+	var a advise.Advice
+	if err := json.Unmarshal([]byte(out), &a); err != nil {
+		t.Fatalf("advise -o json: %v\n%s", err, out)
+	}
+	p := pool(&a, "www")
+	var text strings.Builder
+	if err := advise.WriteText(&text, &a); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", text.String())
+	if p.Window.Requests != 0 || p.Window.Samples < 20 || len(p.Lines) != 0 || p.NotAdvised == "" {
+		t.Errorf("an idle pool: %d requests in %d samples, %d lines, not advised %q", p.Window.Requests, p.Window.Samples, len(p.Lines), p.NotAdvised)
+	}
+	for _, l := range strings.Split(text.String(), "\n") {
+		if strings.Contains(l, "finished requests") || strings.HasPrefix(l, "[www]") || (l != "" && !strings.HasPrefix(l, ";") && !strings.HasPrefix(l, "[")) {
+			t.Errorf("an idle pool's advice has %q", l)
+		}
+	}
 }
