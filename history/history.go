@@ -1,7 +1,8 @@
 // Package history keeps a bounded window of what the watcher saw of each
 // pool and of each master's opcache: the evidence `fpmguard advise` turns
-// into settings. It reads supervisor's reports; it must not import watch,
-// web or advise, which feed it and read it.
+// into settings. It reads supervisor's reports and fastcgi's vocabulary of
+// worker states; it must not import watch, web or advise, which feed it
+// and read it.
 package history
 
 import (

@@ -1,7 +1,7 @@
 // Package nginxlog follows nginx's error logs and counts the upstream
 // failures of each pool: what nginx answered (502, 504) and why. It imports
-// supervisor for the pools and event for what it reports; it must not
-// import watch, runner or web.
+// supervisor for the pools, fastcgi for their addresses and event for what
+// it reports; it must not import watch, runner or web.
 package nginxlog
 
 import (

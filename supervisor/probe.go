@@ -1,7 +1,7 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, opcache and lag; it must not import event,
-// watch, runner or web, which act on and show what it finds.
+// report. It imports fastcgi, fpmconf, opcache and lag; it must not import
+// event, watch, runner or web, which act on and show what it finds.
 package supervisor
 
 import (
@@ -395,7 +395,6 @@ func (pr *Prober) foreignMaster(ctx context.Context, pid int, first OSProcess) s
 	return unknown(again.Title)
 }
 
-// isProbe reports whether a request path is a status or ping request.
 // IsProbe reports whether a request path is one of fpmguard's probes of
 // the pool: its status page or its ping.
 func (t Target) IsProbe(path string) bool {
