@@ -39,6 +39,10 @@ const (
 type Client struct {
 	Timeout time.Duration // bounds dial and exchange together; DefaultTimeout if 0
 	MaxBody int64         // bytes of stdout accepted; DefaultMaxBody if 0
+	// Probe counts the client's connections as fpmguard's own probes, in
+	// RequestsSent and Connections: what fpmguard takes away from
+	// php-fpm's counts of its users' requests.
+	Probe bool
 }
 
 // Request is one CGI request. SCRIPT_NAME, SCRIPT_FILENAME, REQUEST_URI and
@@ -84,12 +88,11 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	defer cancel()
 	op := req.describe()
 
-	nc, err := c.dial(ctx, addr)
+	nc, err := c.open(ctx, addr)
 	if err != nil {
 		return nil, dialError(op, addr, timeout, err)
 	}
 	defer nc.Close()
-	countSent(addr)
 
 	wire, err := encoded(req.params())
 	if err != nil {

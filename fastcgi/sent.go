@@ -2,48 +2,97 @@ package fastcgi
 
 import (
 	"context"
+	"io"
 	"sync"
 	"sync/atomic"
 )
 
-// sent counts, per address, the connections this process made that the
-// address accepted: each is a request php-fpm counts in its pool's
-// "accepted conn" once a worker takes it, answered or not. fpmguard's
-// requests are not its users' load, and this is how much to take away.
-var sent struct {
+// conns counts the connections fpmguard's probes (clients with Probe set)
+// made to one address that the address accepted, and those of them they
+// have closed since. Each is a
+// request php-fpm counts in its pool's "accepted conn" once a worker takes
+// it, answered or not: fpmguard's requests are not its users' load, and
+// this is how much to take away.
+type conns struct{ opened, closed atomic.Uint64 }
+
+var byAddr struct {
 	mu sync.RWMutex
-	m  map[Address]*atomic.Uint64
+	m  map[Address]*conns
 }
 
-// RequestsSent is the number of connections this process has made to addr
-// since it started, requests and bare connects (Connect) alike: what its
-// own probes added to the "accepted conn" of the pool listening there.
+func connsOf(addr Address) *conns {
+	byAddr.mu.RLock()
+	n := byAddr.m[addr]
+	byAddr.mu.RUnlock()
+	if n != nil {
+		return n
+	}
+	byAddr.mu.Lock()
+	defer byAddr.mu.Unlock()
+	if byAddr.m == nil {
+		byAddr.m = map[Address]*conns{}
+	}
+	if n = byAddr.m[addr]; n == nil {
+		n = new(conns)
+		byAddr.m[addr] = n
+	}
+	return n
+}
+
+// RequestsSent is the number of connections fpmguard's probes have made to
+// addr since it started, requests and bare connects (Connect) alike: what
+// they added to the "accepted conn" of the pool listening there.
 func RequestsSent(addr Address) uint64 {
-	sent.mu.RLock()
-	n := sent.m[addr]
-	sent.mu.RUnlock()
+	byAddr.mu.RLock()
+	n := byAddr.m[addr]
+	byAddr.mu.RUnlock()
 	if n == nil {
 		return 0
 	}
-	return n.Load()
+	return n.opened.Load()
 }
 
-func countSent(addr Address) {
-	sent.mu.RLock()
-	n := sent.m[addr]
-	sent.mu.RUnlock()
-	if n == nil {
-		sent.mu.Lock()
-		if sent.m == nil {
-			sent.m = map[Address]*atomic.Uint64{}
-		}
-		if n = sent.m[addr]; n == nil {
-			n = new(atomic.Uint64)
-			sent.m[addr] = n
-		}
-		sent.mu.Unlock()
+// ConnCount is how many connections to one address fpmguard's probes have
+// opened and closed so far.
+type ConnCount struct{ Opened, Closed uint64 }
+
+// Connections returns the count of every address's connections. Taken
+// before and after a look at a listen queue, it bounds how many of the
+// connections waiting there may be fpmguard's own: those opened by
+// the end of the look and not closed before it began.
+func Connections() map[Address]ConnCount {
+	byAddr.mu.RLock()
+	defer byAddr.mu.RUnlock()
+	out := make(map[Address]ConnCount, len(byAddr.m))
+	for a, n := range byAddr.m {
+		// Closed first: a connection is never counted closed and not opened.
+		c := n.closed.Load()
+		out[a] = ConnCount{Opened: n.opened.Load(), Closed: c}
 	}
-	n.Add(1)
+	return out
+}
+
+// counted is a connection whose closing is counted.
+type counted struct {
+	io.ReadWriteCloser
+	n *conns
+}
+
+func (c *counted) Close() error {
+	err := c.ReadWriteCloser.Close()
+	c.n.closed.Add(1)
+	return err
+}
+
+// open dials addr, counting the connection of a probe.
+func (c Client) open(ctx context.Context, addr Address) (io.ReadWriteCloser, error) {
+	nc, err := c.dial(ctx, addr)
+	if err != nil || !c.Probe {
+		return nc, err
+	}
+	n := connsOf(addr)
+	n.opened.Add(1)
+	return &counted{nc, n}, nil
 }
 
 // Connect connects to addr and closes the connection at once, sending
@@ -56,10 +105,9 @@ func (c Client) Connect(ctx context.Context, addr Address) error {
 	timeout := c.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	nc, err := c.dial(ctx, addr)
+	nc, err := c.open(ctx, addr)
 	if err != nil {
 		return dialError("connect", addr, timeout, err)
 	}
-	countSent(addr)
 	return nc.Close()
 }

@@ -17,7 +17,7 @@ func TestRequestsSentIsWhatPHPFPMCounts(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
 	pool := fpm.Pools["www"]
 	main, listener := unixAddr(pool.Listen), unixAddr(pool.StatusSocket)
-	c := fastcgi.Client{Timeout: patient}
+	c := fastcgi.Client{Timeout: patient, Probe: true}
 	ctx := context.Background()
 	accepted := func() uint64 {
 		t.Helper()
@@ -43,6 +43,11 @@ func TestRequestsSentIsWhatPHPFPMCounts(t *testing.T) {
 	if sent != 15 {
 		t.Fatalf("RequestsSent counted %d connections, 15 were made", sent)
 	}
+	// A client that is no probe is not counted.
+	if _, err := (fastcgi.Client{Timeout: patient}).Ping(ctx, main, "/ping", "pong"); err != nil || fastcgi.RequestsSent(main)-sentBefore != sent {
+		t.Fatalf("a client that is no probe was counted: %v", err)
+	}
+	sent++
 	// A worker takes a bare connect after it was closed: wait for php-fpm
 	// to have counted all of them, never for more.
 	got := fpmtest.Poll(t, patient, func() (uint64, bool) {

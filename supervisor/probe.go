@@ -18,6 +18,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
+	"github.com/fpmguard/fpmguard/opcache"
 )
 
 // Prober probes pools. Its zero value is not ready: set Procs.
@@ -80,7 +81,6 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 	st, status := pr.readStatus(ctx, t)
 	r.Status = status
 	r.ProbeRequests = fastcgi.RequestsSent(t.Address)
-	r.Connect = pr.connect(ctx, t)
 	if st != nil {
 		r.Counters = counters(st)
 		r.Processes = pr.processes(ctx, t, st)
@@ -98,6 +98,9 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 			r.Processes[i].ParentOK = r.Processes[i].ParentOK && r.Master.Alive && r.Processes[i].parent == r.Master.PID
 		}
 	}
+	// Last, as the heartbeat comes after: the socket's queue never shows
+	// fpmguard's own connection.
+	r.Connect = pr.connect(ctx, t)
 	return r
 }
 
@@ -396,9 +399,10 @@ func (pr *Prober) foreignMaster(ctx context.Context, pid int, first OSProcess) s
 }
 
 // IsProbe reports whether a request path is one of fpmguard's probes of
-// the pool: its status page or its ping.
+// the pool: its status page, its ping, or the opcache script fpmguard
+// installs.
 func (t Target) IsProbe(path string) bool {
-	return path != "" && (path == t.StatusPath || path == t.PingPath)
+	return path != "" && (path == t.StatusPath || path == t.PingPath || path == "/"+opcache.ScriptName())
 }
 
 func readPIDFile(path string) (int, error) {

@@ -3,14 +3,12 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
-	"github.com/fpmguard/fpmguard/opcache"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -279,8 +277,8 @@ type ProcessState struct {
 	onCPU      time.Duration
 	runQueue   time.Duration
 
-	// probeRequest marks a worker serving a status or ping request: a
-	// probe, not load.
+	// probeRequest marks a worker serving one of fpmguard's probes
+	// (Target.IsProbe): not load.
 	probeRequest bool
 }
 
@@ -315,8 +313,8 @@ func (p *ProcessState) Parent() int { return p.parent }
 // it names one process, so a reused pid is told apart.
 func (p *ProcessState) StartTicks() uint64 { return p.startTicks }
 
-// ProbeRequest reports a worker serving a status or ping request: a
-// probe's, not load.
+// ProbeRequest reports a worker serving one of fpmguard's probes: a status
+// or ping request, or the opcache script; not load.
 func (p *ProcessState) ProbeRequest() bool { return p.probeRequest }
 
 // Idle reports a worker php-fpm calls idle: its request duration is its
@@ -332,17 +330,16 @@ func StripQuery(uri string) string {
 	return uri
 }
 
-// OwnRequest reports a request URI a worker of t shows that may be one of
-// fpmguard's own: its status page or ping, the opcache script fpmguard
-// installs, or none at all ("-"), which is what php-fpm shows for a ping
-// and for a bare connect.
+// OwnRequest reports a last request URI an idle worker of t shows that may
+// be one of fpmguard's own: a probe (Target.IsProbe), or none at all
+// ("-"), which is what php-fpm shows for a ping and for a bare connect.
 func OwnRequest(t Target, uri string) bool {
 	uri = StripQuery(uri)
-	return uri == "" || uri == "-" || t.IsProbe(uri) || path.Base(uri) == opcache.ScriptName()
+	return uri == "" || uri == "-" || t.IsProbe(uri)
 }
 
-// Busy counts the workers serving a request, not counting status and ping
-// requests, and all workers.
+// Busy counts the workers serving a request, not counting fpmguard's own
+// probes, and all workers.
 func (r *PoolReport) Busy() (busy, total int) {
 	for _, p := range r.Processes {
 		if !p.Idle() && !p.probeRequest {
@@ -372,15 +369,17 @@ func (r *PoolReport) MasterName() string {
 	return r.Address
 }
 
-// Queue is the listen queue as far as it is known: the kernel's count, or
-// php-fpm's (which is 0 on unix sockets).
+// Queue is the listen queue of the pool's users as far as it is known: the
+// kernel's count, or php-fpm's (which is 0 on unix sockets), less
+// fpmguard's own connections that may have been waiting there. It is the
+// one figure every verdict and output of a pool's queue uses.
 func (r *PoolReport) Queue() int64 {
 	var q int64
 	if r.Counters != nil {
 		q = r.Counters.ListenQueue
 	}
-	if r.SocketQueue != nil {
-		q = max(q, r.SocketQueue.Length)
+	if sq := r.SocketQueue; sq != nil {
+		q = max(0, max(q, sq.Length)-sq.Own)
 	}
 	return q
 }

@@ -236,8 +236,8 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 		segs = append(segs, fmt.Sprintf("req/s %.1f", *rate))
 	}
 	if q := r.SocketQueue; q != nil {
-		s := fmt.Sprintf("queue %d/%d", q.Length, q.Max)
-		if q.Length > 0 {
+		s := fmt.Sprintf("queue %d/%d", r.Queue(), q.Max)
+		if r.Queue() > 0 {
 			s = m.st.warn.Render(s)
 		}
 		segs = append(segs, s)

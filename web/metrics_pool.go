@@ -33,7 +33,7 @@ func newPoolCollector() *poolCollector {
 		hung:                  d("hung_processes", "Workers whose request is older than --hung-after, by what they did over the last interval.", "pool", "kind"),
 		osState:               d("os_state_processes", "Workers by the kernel's process state.", "pool", "os_state"),
 		maxChildren:           d("max_children", "pm.max_children of the pool, when its config is known.", "pool"),
-		socketQueue:           d("socket_listen_queue", "Connections waiting on the pool's listen socket, as the kernel counts them (ss Recv-Q).", "pool"),
+		socketQueue:           d("socket_listen_queue", "Connections waiting on the pool's listen socket, as the kernel counts them (ss Recv-Q), fpmguard's own included.", "pool"),
 		socketQueueMax:        d("socket_listen_queue_max", "Size of the pool's listen backlog, as the kernel counts it (ss Send-Q); when full, nginx answers 502.", "pool"),
 		actions:               d("actions_total", "Actions fpmguard took or declined, by action and result.", "pool", "action", "result"),
 		masterUp:              d("master_up", "1 when the php-fpm master is alive.", "master"),

@@ -192,7 +192,7 @@ func TestMetricsMatchPHPFPM(t *testing.T) {
 	dir := fpmtest.Dir(t)
 	// A timeout far above what a read takes on a loaded runner: a failed
 	// read would change what /metrics says.
-	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 30 * time.Second}, Procs: supervisor.SystemProcs}
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 30 * time.Second, Probe: true}, Procs: supervisor.SystemProcs}
 	pr.Opcache = &supervisor.OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "oc")}
 	first := time.Now()
 	r := pr.Probe(context.Background(), tg, nil)

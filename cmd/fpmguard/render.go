@@ -196,7 +196,7 @@ func heartbeatText(h supervisor.Heartbeat) string {
 
 // countersText is the pool's numbers in one line, each from one source, the
 // one the reasons and the worker table use: workers from the process list
-// (the one serving fpmguard's own status read counted as idle), the listen
+// (one serving fpmguard's own request counted as idle), the listen
 // queue from the kernel when it was read. php-fpm's own counters follow,
 // named as such.
 func countersText(p *supervisor.PoolReport) string {
@@ -213,7 +213,7 @@ func countersText(p *supervisor.PoolReport) string {
 		}
 		idle := fmt.Sprintf("idle %d", total-busy)
 		if probes > 0 {
-			idle += fmt.Sprintf(" (%d serving fpmguard's status read)", probes)
+			idle += fmt.Sprintf(" (%d serving fpmguard's own request)", probes)
 		}
 		parts = append(parts, fmt.Sprintf("busy %d", busy), idle, fmt.Sprintf("total %d", total))
 	}
