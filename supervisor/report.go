@@ -170,13 +170,15 @@ type Heartbeat struct {
 	WaitsBehindHung int `json:"waits_behind_hung,omitempty"`
 }
 
-// Failed reports a heartbeat that failed, and proves it.
-func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && !h.Idle && h.Inconclusive == "" }
+// Failed reports a heartbeat that failed, and proves it. A misconfigured
+// one does not: a worker answered it.
+func (h Heartbeat) Failed() bool {
+	return !h.OK && !h.Skipped && !h.Idle && h.Inconclusive == "" && !h.Misconfigured()
+}
 
-// Up is the heartbeat as a gauge: not failed. Only meaningful for a
-// heartbeat that is not skipped: a pool without ping.path has no
-// heartbeat, neither up nor down.
-func (h Heartbeat) Up() bool { return h.OK || h.Idle || (!h.Skipped && h.Inconclusive != "") }
+// Up is the heartbeat as a gauge: sent, and not failed. A pool without
+// ping.path has no heartbeat, neither up nor down.
+func (h Heartbeat) Up() bool { return !h.Skipped && !h.Failed() }
 
 // Misconfigured reports a ping a worker answered, with 404 or 403 or
 // another text than ping.response: the pool serves, only its ping.path

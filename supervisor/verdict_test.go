@@ -312,3 +312,25 @@ func TestRequestRate(t *testing.T) {
 		})
 	}
 }
+
+// TestHeartbeatStates: what each kind of heartbeat proves.
+func TestHeartbeatStates(t *testing.T) {
+	wrong := &fastcgi.Error{Class: fastcgi.ClassBadResponse, Status: 200, Err: fmt.Errorf("ping answered: %w", fastcgi.ErrPingResponse)}
+	for _, tt := range []struct {
+		name       string
+		hb         Heartbeat
+		failed, up bool
+	}{
+		{"ok", Heartbeat{OK: true}, false, true},
+		{"timeout", failedHeartbeat(fastcgi.ReasonTimeout, fastcgi.ClassTimeout, 504), true, false},
+		{"404", failedHeartbeat(fastcgi.ReasonBadResponse, fastcgi.ClassNotFound, 404), false, true},
+		{"wrong ping.response", Heartbeat{Error: wrong.Error(), Failure: failure(wrong)}, false, true},
+		{"inconclusive", Heartbeat{Inconclusive: "starved"}, false, true},
+		{"idle ondemand pool", Heartbeat{Idle: true}, false, true},
+		{"no ping.path", Heartbeat{Skipped: true}, false, false},
+	} {
+		if tt.hb.Failed() != tt.failed || tt.hb.Up() != tt.up {
+			t.Errorf("%s: failed %v, up %v; want %v, %v", tt.name, tt.hb.Failed(), tt.hb.Up(), tt.failed, tt.up)
+		}
+	}
+}

@@ -25,7 +25,7 @@ func newPoolCollector() *poolCollector {
 		return desc("phpfpm", name, help, labels...)
 	}
 	return &poolCollector{
-		heartbeatUp:           d("heartbeat_up", "1 when the last heartbeat through the pool's main socket (the one nginx uses) succeeded; absent for a pool without ping.path, and before its first probe.", "pool"),
+		heartbeatUp:           d("heartbeat_up", "1 when a worker answered the last heartbeat through the pool's main socket (the one nginx uses), if only to say ping.path or ping.response is wrong; absent for a pool without ping.path, and before its first probe.", "pool"),
 		heartbeatDuration:     d("heartbeat_duration_seconds", "Round trip of the heartbeat through a worker.", "pool"),
 		heartbeatFailures:     d("heartbeat_failures_total", "Failed heartbeats by reason: refused, permission, backlog, reset, timeout, bad_response.", "pool", "reason"),
 		heartbeatInconclusive: d("heartbeat_inconclusive_total", "Heartbeats that proved nothing: they timed out or answered late while fpmguard itself was starved of CPU.", "pool"),

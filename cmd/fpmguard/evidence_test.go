@@ -282,3 +282,21 @@ func TestNoPoolDownAtStart(t *testing.T) {
 		t.Errorf("alerts fire on the first scrape: %v", fired)
 	}
 }
+
+// TestWrongPingResponseIsMisconfigured: a ping answered with another text
+// than the ping.response fpmguard was given is a misconfiguration, as a
+// 404 on the ping is: the pool serves every real request.
+func TestWrongPingResponseIsMisconfigured(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
+	p := fpm.Pools["www"]
+	code, out, stderr := runCLI(t, "status", "--no-opcache", "--pool", "unix://"+p.Listen+",pm.status_listen="+p.StatusSocket+",ping.response=PONG")
+	for _, want := range []string{"  DEGRADED\n", "  - heartbeat misconfigured: ", `ping answered "pong", want "PONG"`, "heartbeat: MISCONFIGURED (bad response: a worker answered)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status (exit %d, %q) lacks %q:\n%s", code, stderr, want, out)
+		}
+	}
+	code, out, _ = runCLI(t, "check", "--no-opcache", "--pool", "unix://"+p.Listen+",pm.status_listen="+p.StatusSocket+",ping.response=PONG")
+	if code != supervisor.CheckWarning {
+		t.Errorf("check: exit %d %q, want WARNING", code, out)
+	}
+}
