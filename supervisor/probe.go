@@ -459,6 +459,7 @@ func suggestStatusListen(t Target) string {
 // heartbeat, run at once; the opcache of each master is read right after,
 // in what time is left. prev is the previous report, or nil.
 func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) *Report {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, pr.Timeout())
 	defer cancel()
 	if pr.Lag != nil {
@@ -477,7 +478,14 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()]) })
+		wg.Go(func() {
+			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()])
+			if parent.Err() != nil {
+				// Interrupted: what the probe's requests met was no answer
+				// of php-fpm's.
+				rep.Pools[i] = NotProbed(t, "not probed: fpmguard was interrupted before the probe ended")
+			}
+		})
 	}
 	wg.Wait()
 	if pr.Opcache != nil {

@@ -112,6 +112,27 @@ type PoolReport struct {
 	at time.Time // when the OS view was read
 }
 
+// NotProbed is the report of a pool whose probe has not ended: only what
+// is true before any probe (its name, address and config), its health
+// unknown for the reason why, and a heartbeat and status read that prove
+// nothing either way.
+func NotProbed(t Target, why string) PoolReport {
+	r := PoolReport{Name: t.Name, Address: t.Address.String(), Health: HealthUnknown, Reasons: []string{why},
+		Config:    PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+		Heartbeat: Heartbeat{Skipped: t.PingPath == ""}, Status: StatusRead{Skipped: t.StatusPath == ""},
+		ProbeRequests: fastcgi.RequestsSent(t.Address), Processes: []ProcessState{}}
+	if !r.Heartbeat.Skipped {
+		r.Heartbeat.Inconclusive = why
+	}
+	if !r.Status.Skipped {
+		r.Status.Inconclusive = why
+	}
+	if !t.StatusAddress.IsZero() {
+		r.StatusAddress = t.StatusAddress.String()
+	}
+	return r
+}
+
 // Connect is the result of a bare connection to the pool's main socket.
 type Connect struct {
 	OK      bool     `json:"ok"`

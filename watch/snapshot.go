@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
-	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
 	"github.com/fpmguard/fpmguard/nginxlog"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -51,9 +50,6 @@ type PoolView struct {
 // report holds nothing measured.
 func (v *PoolView) Probed() bool { return !v.LastProbe.IsZero() }
 
-// notProbed is the reason of a pool whose first probe has not ended.
-const notProbed = "not probed yet"
-
 // Self is fpmguard's own state: its lag, and what it costs.
 type Self struct {
 	LagSeconds      float64        // time its timers fired late, in all
@@ -73,23 +69,8 @@ func (w *Watcher) Snapshot() *Snapshot {
 		pw.mu.Lock()
 		t := pw.target
 		pw.mu.Unlock()
-		// Only what is true before any probe: its name, address and
-		// config. No verdict without evidence, and a heartbeat and status
-		// read not made yet prove nothing either way.
-		r := &supervisor.PoolReport{Name: t.Name, Address: t.Address.String(), Health: supervisor.HealthUnknown,
-			Reasons: []string{notProbed}, Config: supervisor.PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
-			Heartbeat: supervisor.Heartbeat{Skipped: t.PingPath == ""}, Status: supervisor.StatusRead{Skipped: t.StatusPath == ""},
-			ProbeRequests: fastcgi.RequestsSent(t.Address), Processes: []supervisor.ProcessState{}}
-		if !r.Heartbeat.Skipped {
-			r.Heartbeat.Inconclusive = notProbed
-		}
-		if !r.Status.Skipped {
-			r.Status.Inconclusive = notProbed
-		}
-		if !t.StatusAddress.IsZero() {
-			r.StatusAddress = t.StatusAddress.String()
-		}
-		s.Pools[i] = PoolView{Report: r, ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath}
+		r := supervisor.NotProbed(t, "not probed yet")
+		s.Pools[i] = PoolView{Report: &r, ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath}
 	}
 	w.mu.Lock()
 	s.Opcache = w.opcache
