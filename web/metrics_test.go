@@ -153,6 +153,27 @@ func scrape(t testing.TB, h http.Handler) string {
 // metricValue finds the value of the series with all the given labels.
 func metricValue(t *testing.T, exposition, name string, labels ...string) float64 {
 	t.Helper()
+	line, ok := findSeries(exposition, name, labels...)
+	if !ok {
+		t.Fatalf("no series %s%v in the exposition", name, labels)
+	}
+	v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// hasSeries reports whether the exposition holds a series of name with
+// every label given.
+func hasSeries(exposition, name string, labels ...string) bool {
+	_, ok := findSeries(exposition, name, labels...)
+	return ok
+}
+
+// findSeries finds the line of the first series of name with every label
+// given.
+func findSeries(exposition, name string, labels ...string) (string, bool) {
 	for _, line := range strings.Split(exposition, "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
@@ -162,15 +183,10 @@ func metricValue(t *testing.T, exposition, name string, labels ...string) float6
 			all = all && strings.Contains(line, l)
 		}
 		if all {
-			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
+			return line, true
 		}
 	}
-	t.Fatalf("no series %s%v in the exposition", name, labels)
-	return 0
+	return "", false
 }
 
 // TestMetricsMatchPHPFPM: against a real php-fpm, /metrics says what the
@@ -465,22 +481,4 @@ func TestNoValueNotMeasured(t *testing.T) {
 	if hasSeries(out, "phpfpm_opcache_up", `master="/etc/unread.conf"`) {
 		t.Error("an opcache not read has series")
 	}
-}
-
-// hasSeries reports whether the exposition holds a series of name with
-// every label given.
-func hasSeries(exposition, name string, labels ...string) bool {
-	for _, line := range strings.Split(exposition, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		all := true
-		for _, l := range labels {
-			all = all && strings.Contains(line, l)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }
