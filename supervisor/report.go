@@ -173,8 +173,9 @@ type Heartbeat struct {
 	Error          string   `json:"error,omitempty"`
 	Failure        *Failure `json:"failure,omitempty"`
 	// Inconclusive, when set, says why this heartbeat proves nothing: it
-	// timed out, or answered late, while fpmguard was starved of CPU.
-	// With OK set the pool answered, and only the latency is in doubt.
+	// timed out, or answered late, while fpmguard was starved of CPU, or
+	// it was not sent yet (NotProbed). With OK set the pool answered, and
+	// only the latency is in doubt.
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Idle: not sent, since the ondemand pool had no worker and nothing
 	// queued, and a ping would have started one. Its master is alive and
@@ -213,8 +214,9 @@ type StatusRead struct {
 	Via     string   `json:"via,omitempty"`     // "status_listen" or "main"
 	Error   string   `json:"error,omitempty"`
 	Failure *Failure `json:"failure,omitempty"`
-	// Inconclusive, when set, says why the read failed without proving
-	// anything: it timed out while fpmguard was starved of CPU.
+	// Inconclusive, when set, says why the read proves nothing: it timed
+	// out while fpmguard was starved of CPU, or it was not made yet
+	// (NotProbed).
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Idle: not read, since the ondemand pool had no worker to answer.
 	Idle bool `json:"idle,omitempty"`

@@ -183,7 +183,7 @@ func heartbeatText(h supervisor.Heartbeat) string {
 	case h.OK:
 		return "ok " + duration(h.LatencySeconds)
 	case h.Inconclusive != "":
-		return "NOT JUDGED (fpmguard was starved)"
+		return "NOT JUDGED" // the reasons above say why
 	case h.Misconfigured():
 		return fmt.Sprintf("MISCONFIGURED (%s: a worker answered)", h.Failure.Class)
 	case h.WaitsBehindHung > 0:
@@ -253,7 +253,7 @@ func statusText(s supervisor.StatusRead) string {
 	case s.OK:
 		return "ok via " + safe(s.Via)
 	case s.Inconclusive != "":
-		return "NOT JUDGED via " + safe(s.Via) + " (fpmguard was starved)"
+		return strings.TrimSpace("NOT JUDGED via " + safe(s.Via))
 	case s.Failure != nil:
 		return fmt.Sprintf("FAILED via %s (%s)", safe(s.Via), s.Failure.Class)
 	}
