@@ -35,7 +35,10 @@ $keep = []; for ($i = 0; $i < $n; $i++) { $keep[] = str_repeat('y', 256 << 10); 
 // pm.max_children is the memory budget over the peak PSS.
 func TestAdviseMemory(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools:   []fpmtest.Pool{{Name: "mem", MaxChildren: 3}},
+		// The status page through its own listener, and no ping to wait
+		// in the queue: a sample every interval while requests queue, for
+		// a window long enough for settings.
+		Pools:   []fpmtest.Pool{{Name: "mem", MaxChildren: 3, StatusListen: true, PingPath: "-"}},
 		Defines: map[string]string{"opcache.memory_consumption": "16"},
 		Files:   map[string]string{"mem.php": memPHP},
 	})
@@ -46,9 +49,8 @@ func TestAdviseMemory(t *testing.T) {
 		wg.Wait()
 	}()
 	// Ten clients on three workers: requests queue, more than memory
-	// allows workers for; briefly enough for the status page to be read
-	// through the same queue within --timeout.
-	load(ctx, &wg, fpm, "mem", "mem.php", "mb=64&ms=500", 10, 0)
+	// allows workers for.
+	load(ctx, &wg, fpm, "mem", "mem.php", "mb=64&ms=300", 10, 0)
 	var peakPSS atomic.Uint64
 	wg.Go(func() {
 		for ctx.Err() == nil {
@@ -58,10 +60,10 @@ func TestAdviseMemory(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "20s", "--timeout", "10s", "--memory", "440M", "--reserve", "1M", "-o", "json")
+	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "30s", "--timeout", "10s", "--memory", "440M", "--reserve", "1M", "-o", "json")
 	cancel()
 	wg.Wait()
-	if code != 0 || !strings.Contains(stderr, "sampling 1 pools for 20s") {
+	if code != 0 || !strings.Contains(stderr, "sampling 1 pools for 30s") {
 		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
 	}
 	var a advise.Advice
