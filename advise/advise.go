@@ -92,8 +92,17 @@ func Compute(s *history.Summary, m Memory, now time.Time) *Advice {
 	for _, p := range s.Pools {
 		a.Pools = append(a.Pools, advisePool(p, shares[p.Pool], m))
 	}
+	served := map[string]uint64{}
+	for _, p := range s.Pools {
+		served[p.Pool] = p.Accepted
+	}
 	for _, o := range s.Opcache {
-		a.Opcache = append(a.Opcache, adviseOpcache(o))
+		// What the cache needs shows only while its pools serve.
+		var requests uint64
+		for _, name := range o.Pools {
+			requests += served[name]
+		}
+		a.Opcache = append(a.Opcache, adviseOpcache(o, requests))
 	}
 	return a
 }

@@ -47,7 +47,9 @@ const (
 	opcacheFull     = 0.8
 )
 
-func adviseOpcache(o history.OpcacheSummary) OpcacheAdvice {
+// adviseOpcache advises one master's opcache, whose pools served requests
+// (their users', fpmguard's own not counted) in the window.
+func adviseOpcache(o history.OpcacheSummary, requests uint64) OpcacheAdvice {
 	a := OpcacheAdvice{Master: o.Master, Pools: o.Pools, Fine: true,
 		Window: Window{From: o.From, To: o.To, Seconds: o.To.Sub(o.From).Seconds(), Samples: o.Samples, Requests: uint64(o.Hits + o.Misses)}}
 	add := func(l Line) {
@@ -60,9 +62,10 @@ func adviseOpcache(o history.OpcacheSummary) OpcacheAdvice {
 	add(opcacheKeys(o))
 	add(opcacheInterned(o))
 	a.Notes = opcacheNotes(o)
-	if span := o.To.Sub(o.From).Round(time.Second); span < minWindow {
+	if span := o.To.Sub(o.From).Round(time.Second); span < minWindow || requests < minRequests {
 		// The evidence, without its conclusions.
-		a.NotAdvised = fmt.Sprintf("no settings: a window of %s, and settings need at least %s; sample longer (--duration)", supervisor.Duration(span), supervisor.Duration(minWindow))
+		a.NotAdvised = fmt.Sprintf("no settings: its pools served %d requests in %s, and settings need at least %d over at least %s; sample longer (--duration), or under load",
+			requests, supervisor.Duration(span), minRequests, supervisor.Duration(minWindow))
 		for _, l := range a.Lines {
 			a.Evidence = append(a.Evidence, l.Evidence[0])
 		}

@@ -190,7 +190,14 @@ func TestAdviseOpcacheInCgroup(t *testing.T) {
 	if err := fpm.Request(context.Background(), "all.php", ""); err != nil {
 		t.Fatal(err)
 	}
-	// Long enough a window for settings.
+	// Long enough a window for settings, with requests.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	load(ctx, &wg, fpm, "www", "all.php", "", 1, 50*time.Millisecond)
 	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "20s", "--interval", "500ms", "--timeout", "10s", "-o", "json")
 	if code != 0 {
 		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
