@@ -1,7 +1,9 @@
 // Package fastcgi talks to php-fpm the way nginx does: one short FastCGI
 // request per connection, bounded in time and size. It also knows php-fpm's
 // two built-in endpoints, the ping and the status page, and the status page's
-// data model. It knows nothing of pools' configs, processes or metrics.
+// data model. It knows nothing of pools' configs, processes or metrics. Of
+// fpmguard's packages it imports only safefile, to reach a socket inside
+// another container's root.
 package fastcgi
 
 import (
@@ -140,8 +142,15 @@ func dialError(op string, addr Address, timeout time.Duration, err error) *Error
 // ctx's end waking them.
 func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, error) {
 	deadline, _ := ctx.Deadline()
+	target := addr.Addr
 	if addr.Network == "unix" {
-		uc, ok, err := dialUnix(addr.Addr, deadline)
+		path, connected, err := addr.socketPath()
+		if err != nil {
+			return nil, err
+		}
+		defer connected()
+		target = path
+		uc, ok, err := dialUnix(path, deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +159,7 @@ func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, err
 		}
 	}
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	nc, err := d.DialContext(ctx, addr.Network, target)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestDiscoverRunningMaster(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "alpha", StatusListen: true}, {Name: "beta"}}})
-	targets, err := Discover(context.Background())
+	targets, err := Discover(context.Background(), Trust{})
 	// Other masters on the machine may fail to load; ours must not.
 	found := map[string]Target{}
 	for _, tg := range targets {

@@ -114,6 +114,14 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("timeout: 2s\ncolour: blue\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A php-fpm binary the pool user could change.
+	theirs := filepath.Join(t.TempDir(), "php-fpm")
+	if err := os.WriteFile(theirs, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, fpmtest.PoolUser, fpmtest.PoolUser); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		code int
@@ -129,6 +137,9 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{[]string{"status", "--config", "/nonexistent.yaml"}, 2, `no such file`},
 		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 1, `/nonexistent.conf`},
 		{[]string{"frobnicate"}, 2, `frobnicate`},
+		{[]string{"status", "--fpm-master-user", "no-such-user-here"}, 2, `"no-such-user-here" is neither a user name nor a uid`},
+		{[]string{"serve", "--php-fpm-binary", theirs}, 2, `--php-fpm-binary "` + theirs + `": not running php-fpm's binary for the config test: open ` + theirs + `: not owned by a user fpmguard trusts for it: owned by uid 33`},
+		{[]string{"serve", "--php-fpm-binary", "/nonexistent/php-fpm"}, 2, `no such file`},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runCLI(t, tt.args...)
