@@ -1,7 +1,7 @@
 // Package advise turns a window of history into php-fpm and opcache
 // settings, each with the figures behind it. Advice is text: nothing here
-// changes a config or a process. It reads history and supervisor; it must
-// not import watch, web or the command.
+// changes a config or a process. It reads history, and writes through
+// human and termsafe; it must not import watch, web or the command.
 package advise
 
 import (
@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/history"
-	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // Advice is the settings for every pool and opcache, and the memory
@@ -164,7 +164,7 @@ func tooLittle(p history.PoolSummary) string {
 		return ""
 	}
 	return fmt.Sprintf("no settings: %d requests in %s, and settings need at least %d over at least %s; sample longer (--duration), or under load",
-		p.Accepted, supervisor.Duration(span), minRequests, supervisor.Duration(minWindow))
+		p.Accepted, human.Duration(span), minRequests, human.Duration(minWindow))
 }
 
 func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice {
@@ -359,7 +359,7 @@ func timeouts(p history.PoolSummary) []Line {
 // confidence says how far the window can be trusted.
 func confidence(p history.PoolSummary) string {
 	d := time.Duration(p.Seconds() * float64(time.Second))
-	span := supervisor.Duration(d)
+	span := human.Duration(d)
 	low := p.BusyMax <= 1 && p.Accepted < 1000
 	switch {
 	case d < 20*time.Hour && low:

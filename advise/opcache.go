@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/history"
-	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // OpcacheAdvice is one master's opcache settings.
@@ -65,7 +65,7 @@ func adviseOpcache(o history.OpcacheSummary, requests uint64) OpcacheAdvice {
 	if span := o.To.Sub(o.From).Round(time.Second); span < minWindow || requests < minRequests {
 		// The evidence, without its conclusions.
 		a.NotAdvised = fmt.Sprintf("no settings: its pools served %d requests in %s, and settings need at least %d over at least %s; sample longer (--duration), or under load",
-			requests, supervisor.Duration(span), minRequests, supervisor.Duration(minWindow))
+			requests, human.Duration(span), minRequests, human.Duration(minWindow))
 		for _, l := range a.Lines {
 			a.Evidence = append(a.Evidence, l.Evidence[0])
 		}
@@ -140,7 +140,7 @@ func opcacheNotes(o history.OpcacheSummary) []string {
 		notes = append(notes, fmt.Sprintf("opcache.jit_buffer_size reserves %s of shared memory, but the JIT is off", size(uint64(o.JITBufferBytes))))
 	}
 	if span := o.To.Sub(o.From); span < 20*time.Hour {
-		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", supervisor.Duration(span)))
+		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", human.Duration(span)))
 	}
 	return notes
 }

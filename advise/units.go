@@ -6,14 +6,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // size and seconds print sizes and durations as every output of fpmguard
 // does: 48.2MiB, 250ms.
 var (
-	size    = supervisor.FormatBytes
-	seconds = supervisor.FormatSeconds
+	size    = human.FormatBytes
+	seconds = human.FormatSeconds
 )
 
 func percent(share float64) string { return fmt.Sprintf("%.0f%%", 100*share) }

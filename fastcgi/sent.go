@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // conns counts the connections fpmguard's probes (clients with Probe set)
@@ -100,7 +102,9 @@ func (c Client) open(ctx context.Context, addr Address) (io.ReadWriteCloser, err
 // for a pool that answers no ping and no status request. It fails as Do
 // fails to connect, with the same classes and hints. php-fpm counts the
 // connection as accepted when a worker takes it, finds it closed and goes
-// back to waiting.
+// back to waiting; until then it waits in the listen queue with nginx's
+// requests, closed or not. Where the kernel shows the socket listening,
+// Access says as much without that.
 func (c Client) Connect(ctx context.Context, addr Address) error {
 	timeout := c.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -110,4 +114,19 @@ func (c Client) Connect(ctx context.Context, addr Address) error {
 		return dialError("connect", addr, timeout, err)
 	}
 	return nc.Close()
+}
+
+// Access reports whether this process may connect to the unix socket at
+// addr, without connecting: connecting needs write permission on the
+// socket file. It fails as a connect would, with the same classes and
+// hints (permission denied, socket missing). A TCP address needs no
+// permission: nil.
+func Access(addr Address) error {
+	if addr.Network != "unix" {
+		return nil
+	}
+	if err := unix.Faccessat(unix.AT_FDCWD, addr.Addr, unix.W_OK, unix.AT_EACCESS); err != nil {
+		return classify("connect", addr, 0, err)
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // Monitoring-plugins exit codes, as Nagios, Icinga and exec probes read them.
@@ -65,7 +67,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			c := level(lat, th.WarnLatency.Seconds(), th.CritLatency.Seconds())
 			raise(c)
 			if c > CheckOK {
-				text += fmt.Sprintf(" heartbeat %s over %s", FormatSeconds(lat), FormatDuration(thresholdFor(c, th.WarnLatency, th.CritLatency)))
+				text += fmt.Sprintf(" heartbeat %s over %s", human.FormatSeconds(lat), human.FormatDuration(thresholdFor(c, th.WarnLatency, th.CritLatency)))
 			}
 			perf = append(perf, fmt.Sprintf("'%s_latency'=%.6fs;%s;%s;0", label, lat, limit(th.WarnLatency.Seconds()), limit(th.CritLatency.Seconds())))
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -92,9 +93,11 @@ type PoolReport struct {
 	Status    StatusRead    `json:"status"`
 	Master    *MasterReport `json:"master,omitempty"`
 	Counters  *Counters     `json:"counters,omitempty"`
-	// Connect is a bare connection to the pool's main socket, made when
-	// no request of fpmguard's goes through it: no ping.path, and no
-	// status page read there.
+	// Connect says whether fpmguard may connect to the pool's main socket,
+	// checked when no request of fpmguard's goes through it (no ping.path,
+	// and no status page read there): from the kernel's table of listening
+	// sockets and the socket's permissions, or by a bare connection where
+	// the table cannot be read.
 	Connect *Connect `json:"connect,omitempty"`
 	// SocketQueue is the kernel's view of the listen socket's queue.
 	SocketQueue *SocketQueue   `json:"socket_queue,omitempty"`
@@ -133,7 +136,7 @@ func NotProbed(t Target, why string) PoolReport {
 	return r
 }
 
-// Connect is the result of a bare connection to the pool's main socket.
+// Connect is whether fpmguard may connect to the pool's main socket.
 type Connect struct {
 	OK      bool     `json:"ok"`
 	Error   string   `json:"error,omitempty"`
@@ -327,8 +330,8 @@ var HungKinds = []HungKind{HungBlocked, HungSpinning}
 
 // Age is the request's age for a busy worker, or its last request's
 // length for an idle one. It prints for people, as every duration does.
-func (p *ProcessState) Age() Duration {
-	return Duration(p.RequestDurationSeconds * float64(time.Second))
+func (p *ProcessState) Age() human.Duration {
+	return human.Duration(p.RequestDurationSeconds * float64(time.Second))
 }
 
 // Parent is the worker's parent pid, as the OS said.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // Thresholds tune the verdict.
@@ -80,7 +81,7 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	for i := range r.Processes {
 		p := &r.Processes[i]
 		if p.Hung {
-			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, p.Age(), Duration(th.HungAfter))
+			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, p.Age(), human.Duration(th.HungAfter))
 		}
 		switch p.OSState {
 		case OSStopped:

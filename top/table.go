@@ -7,6 +7,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
@@ -77,7 +78,7 @@ var columns = []column{
 		if r.mem == 0 {
 			return "-", nil
 		}
-		return supervisor.FormatBytes(r.mem), nil
+		return human.FormatBytes(r.mem), nil
 	}},
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/termsafe"
 )
@@ -114,11 +115,11 @@ func (m *model) header() string {
 		parts = append(parts, s.Time.Local().Format("15:04:05"))
 		lag := fmt.Sprintf("lag %.1f%%", 100*m.hist.lagShare)
 		if s.Self.Interval > 0 {
-			lag += ", probes every " + supervisor.FormatDuration(s.Self.Interval)
+			lag += ", probes every " + human.FormatDuration(s.Self.Interval)
 		}
 		parts = append(parts, lag)
 		if m.opts.HungAfter > 0 {
-			parts = append(parts, "hung after "+supervisor.FormatDuration(m.opts.HungAfter))
+			parts = append(parts, "hung after "+human.FormatDuration(m.opts.HungAfter))
 		}
 		var ps []string
 		for _, p := range s.Pools {
@@ -207,7 +208,7 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	case h.Idle:
 		segs = append(segs, "heartbeat not sent (idle ondemand pool)")
 	case h.OK:
-		segs = append(segs, "heartbeat "+supervisor.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, "heartbeat "+human.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
 	case h.Inconclusive != "":
 		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
 	case h.Misconfigured():
@@ -305,7 +306,7 @@ func (m *model) message() string {
 		return m.st.bad.Render(safe(m.opts.Problem()))
 	}
 	if m.snap != nil && time.Since(m.snap.Time) > 3*m.opts.Refresh+2*time.Second {
-		return m.st.warn.Render("the data is " + supervisor.FormatDuration(time.Since(m.snap.Time)) + " old")
+		return m.st.warn.Render("the data is " + human.FormatDuration(time.Since(m.snap.Time)) + " old")
 	}
 	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/termsafe"
 	"golang.org/x/term"
@@ -287,6 +288,6 @@ func dash(s string) string {
 
 // duration and bytesText print times and sizes for people.
 var (
-	duration  = supervisor.FormatSeconds
-	bytesText = supervisor.FormatBytes
+	duration  = human.FormatSeconds
+	bytesText = human.FormatBytes
 )

@@ -1,4 +1,8 @@
-package supervisor
+// Package human prints durations and sizes for people, the one way every
+// output of fpmguard prints them: status, check, top, advise, the events
+// and the logs. It imports nothing of fpmguard's, so that every package
+// that writes for people may use it.
+package human
 
 import (
 	"fmt"
