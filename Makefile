@@ -30,7 +30,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fpmguard
 
-# php-fpm with opcache and nginx, from the distribution's packages, when missing.
+# php-fpm with opcache and nginx, from the distribution's packages, when
+# missing; then the roots of the other PHP versions the tests run, built
+# once and cached (.ci/rootfs).
 deps:
 	./.ci/install-deps
 
@@ -48,8 +50,13 @@ vulncheck:
 	./.ci/vulncheck
 
 # Every test, integration tests against a real php-fpm included. They fail,
-# not skip, when php-fpm is missing.
+# not skip, when php-fpm is missing. The integration families run against
+# every PHP version of fastcgi/fpmtest's matrix (8.2 on the host, 7.4 and
+# 8.4 in the roots deps builds); the first line says which php-fpm each is.
 test: deps lint vulncheck
+	@out=$$(FPMGUARD_INTEGRATION=require $(GO) test -count=1 -run '^TestStartEachVersion$$' -v ./fastcgi/fpmtest/ 2>&1); status=$$?; \
+		if [ $$status -ne 0 ]; then echo "$$out"; exit $$status; fi; \
+		echo "$$out" | sed -n 's/.*\(php-fpm matrix: .*\)/\1/p'
 	FPMGUARD_INTEGRATION=require $(GO) test -race -count=1 -timeout 20m ./...
 	FPMGUARD_INTEGRATION=require SOAK=60s $(GO) test -count=1 -timeout 10m -run '^TestSoak$$' -v ./cmd/fpmguard/
 
