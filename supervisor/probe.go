@@ -1,8 +1,8 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag
-// and human; it must not import event, watch, runner or web, which act on
-// and show what it finds.
+// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag,
+// human and phpbin; it must not import event, watch, runner or web, which
+// act on and show what it finds.
 package supervisor
 
 import (
