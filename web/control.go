@@ -171,6 +171,9 @@ func (p Policy) guard(h http.Handler) http.Handler {
 			http.Error(rw, r.URL.Path+" holds worker details (request URIs, scripts, slowlog stacks): fpmguard serves them to clients on this machine (loopback), or to clients --web.config.file authenticates (basic_auth_users, or verified client certificates). /metrics, /healthz, /readyz and /advice are open", http.StatusForbidden)
 			return
 		}
+		if isPagePath(r.URL.Path) {
+			r = withAccess(r, access{details: p.local(r) || p.Authenticated, kill: p.refuseKill(r) == ""})
+		}
 		h.ServeHTTP(rw, r)
 	})
 }
