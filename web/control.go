@@ -68,6 +68,9 @@ type KillRequest struct {
 
 const maxKillBody = 4 << 10
 
+// sameOrigin refuses a POST a browser makes for another site's page.
+var sameOrigin = http.NewCrossOriginProtection()
+
 // detailPaths are the answers that carry worker details: request URIs
 // and scripts (in reports, reasons and events) and slowlog stacks.
 var detailPaths = []string{"/status", "/snapshot", "/events", "/slowlog"}
@@ -110,6 +113,13 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		}
 		if why := policy.refuseKill(r); why != "" {
 			http.Error(rw, why, http.StatusForbidden)
+			return
+		}
+		if err := sameOrigin.Check(r); err != nil {
+			// A browser says where a request comes from (Sec-Fetch-Site,
+			// Origin): only the status page's own may kill. top --from
+			// and curl send neither.
+			http.Error(rw, "kill refused: the request comes from another site's page ("+err.Error()+")", http.StatusForbidden)
 			return
 		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {

@@ -40,11 +40,8 @@ var pageSource string
 var pageStatic embed.FS
 
 var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"iso":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"clock":       func(t time.Time) string { return t.UTC().Format("15:04:05") },
-	"sparkWidth":  func() int { return sparkWidth },
-	"sparkHeight": func() int { return sparkHeight },
-	"barWidth":    func() int { return barWidth },
+	"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
 }).Parse(pageSource))
 
 // pageCSP lets the page load only fpmguard's own stylesheet, script and

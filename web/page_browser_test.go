@@ -139,8 +139,21 @@ func eval[T any](ctx context.Context, script string) (T, error) {
 	return chromedp.Run(ctx, chromedp.Evaluate[T](script))
 }
 
+// do runs actions in the tab, with a deadline: an element that never
+// appears fails the test instead of holding it.
+func do(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // view sets the tab's viewport and colour scheme.
 func view(ctx context.Context, width, height int64, dark bool) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	scheme := "light"
 	if dark {
 		scheme = "dark"
@@ -162,6 +175,8 @@ func shot(ctx context.Context, path string, width int64, dark bool) error {
 	if err := view(ctx, width, 900, dark); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		return err
@@ -303,7 +318,9 @@ func TestPageInBrowser(t *testing.T) {
 	}
 
 	tab := b.ctx
-	resp, err := chromedp.Run(tab, chromedp.NavigateResponse(base))
+	nctx, ncancel := context.WithTimeout(tab, time.Minute)
+	defer ncancel()
+	resp, err := chromedp.Run(nctx, chromedp.NavigateResponse(base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,17 +407,13 @@ func TestPageInBrowser(t *testing.T) {
 			pid = w.PID
 		}
 	}
-	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`button.kill[data-pid="`+pid+`"]`))); err != nil {
-		t.Fatal(err)
-	}
+	do(t, tab, chromedp.Click(chromedp.Search(`//table[contains(@class, "workers")]//tr[th = "`+pid+`"]//button[contains(@class, "kill")]`)))
 	question := pollJS(t, tab, 30*time.Second, `document.getElementById('kill-dialog').open ? document.getElementById('kill-question').textContent : ''`,
 		func(q string) bool { return q != "" })
 	if !strings.Contains(question, "Kill worker "+pid+" of pool api") || !strings.Contains(question, hostilePath) {
 		t.Errorf("kill question %q", question)
 	}
-	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#kill-dialog button[value="kill"]`))); err != nil {
-		t.Fatal(err)
-	}
+	do(t, tab, chromedp.Click(chromedp.CSS(`#kill-dialog button[value="kill"]`)))
 	said := pollJS(t, tab, 30*time.Second, `document.getElementById('kill-status').textContent`, func(m string) bool {
 		return m != "" && !strings.HasPrefix(m, "Asking")
 	})
@@ -428,9 +441,7 @@ func TestPageInBrowser(t *testing.T) {
 			loads.Add(1)
 		}
 	}()
-	if err := chromedp.Do(nojs, chromedp.Navigate(base)); err != nil {
-		t.Fatal(err)
-	}
+	do(t, nojs, chromedp.Navigate(base))
 	fpmtest.Poll(t, time.Minute, func() (int64, bool) { return loads.Load(), loads.Load() >= 3 })
 
 	if errs := b.errors(); len(errs) > 0 {

@@ -1,12 +1,20 @@
 package web
 
 import (
+	"html/template"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/fpmguard/fpmguard/recent"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
+
+// The page's two drawings, a pool's heartbeats and an opcache's fill, are
+// SVG written here, the one markup of the page that html/template does not
+// write: they are made from numbers and fixed words only, so that nothing
+// a client, a config or PHP wrote can reach them. (Written by the
+// template, each sparkline cost three more escaping calls per pool.)
 
 // The sparkline's size in SVG user units (CSS pixels): one bar per
 // heartbeat recent keeps.
@@ -17,25 +25,19 @@ const (
 	sparkHeight = 18
 )
 
-// sparkline is a pool's last heartbeats as two SVG paths, the good ones
-// and the failed ones, made from numbers only: nothing a client or PHP
-// wrote reaches them. Title says the same in words.
-type sparkline struct {
-	OK, Failed string
-	Title      string
-	Empty      bool
-}
+// noBeats is the sparkline of a pool without heartbeats yet: its room.
+var noBeats = template.HTML(`<svg class="spark" width="` + strconv.Itoa(sparkWidth) + `" height="` + strconv.Itoa(sparkHeight) + `" aria-hidden="true"></svg>`)
 
-// newSparkline draws beats on recent's log scale, as top does: a bar per
-// heartbeat, its height from the fastest (2 units) to the slowest (full
-// height); a failed one is a full bar of its own colour.
-func newSparkline(beats []recent.Beat) sparkline {
+// sparkline draws beats on recent's log scale, as top does: a bar per
+// heartbeat, the oldest on the left, its height from the fastest (2 units)
+// to the slowest (full height); a failed one is a full bar of its own
+// colour. Its title says the same in words.
+func sparkline(beats []recent.Beat) template.HTML {
 	if len(beats) == 0 {
-		return sparkline{Empty: true, Title: "no heartbeat seen yet"}
+		return noBeats
 	}
 	var ok, failed []byte
 	nFailed := 0
-	x := 0 // the oldest on the left, as top draws it
 	for i, f := range recent.Scale(beats) {
 		h := 2 + int(math.Round(f*(sparkHeight-2)))
 		d := &ok
@@ -43,8 +45,9 @@ func newSparkline(beats []recent.Beat) sparkline {
 			h, d = sparkHeight, &failed
 			nFailed++
 		}
+		// A bar: M x bottom, up h, right, down h.
 		*d = append(*d, 'M')
-		*d = strconv.AppendInt(*d, int64(x), 10)
+		*d = strconv.AppendInt(*d, int64(i*(sparkBar+sparkGap)), 10)
 		*d = append(*d, ' ')
 		*d = strconv.AppendInt(*d, sparkHeight, 10)
 		*d = append(*d, 'v', '-')
@@ -54,30 +57,41 @@ func newSparkline(beats []recent.Beat) sparkline {
 		*d = append(*d, 'v')
 		*d = strconv.AppendInt(*d, int64(h), 10)
 		*d = append(*d, 'z')
-		x += sparkBar + sparkGap
 	}
-	title := "last " + strconv.Itoa(len(beats)) + " heartbeats"
+	var sb strings.Builder
+	sb.WriteString(`<svg class="spark" width="` + strconv.Itoa(sparkWidth) + `" height="` + strconv.Itoa(sparkHeight) +
+		`" viewBox="0 0 ` + strconv.Itoa(sparkWidth) + " " + strconv.Itoa(sparkHeight) + `" role="img"><title>last ` + strconv.Itoa(len(beats)) + " heartbeats")
 	if lo, hi, found := recent.Range(beats); found {
-		title += ": " + supervisor.FormatSeconds(lo) + " to " + supervisor.FormatSeconds(hi)
+		sb.WriteString(": " + supervisor.FormatSeconds(lo) + " to " + supervisor.FormatSeconds(hi))
 	}
 	if nFailed > 0 {
-		title += ", " + strconv.Itoa(nFailed) + " failed"
+		sb.WriteString(", " + strconv.Itoa(nFailed) + " failed")
 	}
-	return sparkline{OK: string(ok), Failed: string(failed), Title: title}
+	sb.WriteString("</title>")
+	if len(ok) > 0 {
+		sb.WriteString(`<path class="ok" d="` + string(ok) + `"/>`)
+	}
+	if len(failed) > 0 {
+		sb.WriteString(`<path class="failed" d="` + string(failed) + `"/>`)
+	}
+	sb.WriteString("</svg>")
+	return template.HTML(sb.String())
 }
 
 // barWidth is the width of a fill bar in SVG user units.
 const barWidth = 64
 
-// bar is a share drawn as a filled bar: its width from a number only.
-type bar struct {
-	Fill int
-	Full bool
-}
-
-func newBar(ratio float64, full bool) bar {
+// fillBar draws a share as a bar barWidth wide, in the colour of a full
+// cache when full.
+func fillBar(ratio float64, full bool) template.HTML {
 	if math.IsNaN(ratio) {
 		ratio = 0
 	}
-	return bar{Fill: int(math.Round(min(1, max(0, ratio)) * barWidth)), Full: full}
+	class := "used"
+	if full {
+		class = "full"
+	}
+	w := strconv.Itoa(barWidth)
+	return template.HTML(`<svg class="fill" width="` + w + `" height="8" viewBox="0 0 ` + w + ` 8" aria-hidden="true"><rect class="track" width="` + w +
+		`" height="8"/><rect class="` + class + `" width="` + strconv.Itoa(int(math.Round(min(1, max(0, ratio))*barWidth))) + `" height="8"/></svg>`)
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"cmp"
 	"fmt"
+	"html/template"
 	"math"
 	"slices"
 	"strconv"
@@ -60,10 +61,11 @@ type poolView struct {
 	// details: they quote a request URI or a script.
 	Withheld     int
 	Inconclusive []string
+	Why          bool // any of the three
 	Beat         string // the last heartbeat in words
 	BeatBad      bool
 	Stale        string // "last probe 12s ago" when probes stopped
-	Spark        sparkline
+	Spark        template.HTML // numbers only (page_svg.go)
 	Busy, Idle   int
 	Total, Max   int
 	AllBusy      bool
@@ -88,8 +90,6 @@ type workerView struct {
 	// the worker when set; the snapshot carries neither yet.
 	Wait  string
 	Stack []string
-	// Confirm is the kill question, in plain words.
-	Confirm string
 	seconds float64 // the request's age, for the order
 }
 
@@ -102,7 +102,7 @@ type opcacheView struct {
 	Verdict  string
 	Read     bool // figures were read
 	Fill     string
-	FillBar  bar
+	FillBar  template.HTML // numbers only (page_svg.go)
 	Wasted   string
 	HitRate  string
 	Keys     string
@@ -238,11 +238,12 @@ func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Ti
 	if !details {
 		row.Reasons, row.Withheld = withholdDetails(r)
 	}
+	row.Why = len(row.Reasons) > 0 || row.Withheld > 0 || len(row.Inconclusive) > 0
 	row.Beat, row.BeatBad = heartbeatText(pv)
 	if pv.Probed && !pv.LastProbe.IsZero() && now.Sub(pv.LastProbe) > 30*time.Second {
 		row.Stale = "last probe " + now.Sub(pv.LastProbe).Round(time.Second).String() + " ago"
 	}
-	row.Spark = newSparkline(hist.Beats(r.Name))
+	row.Spark = sparkline(hist.Beats(r.Name))
 	switch q := r.SocketQueue; {
 	case q != nil:
 		row.Queue, row.QueueBad = fmt.Sprintf("%d / %d", q.Length, q.Max), q.Length > 0
@@ -313,7 +314,7 @@ func appendWorkers(out []workerView, r *supervisor.PoolReport) []workerView {
 			continue
 		}
 		w := workerView{Pool: r.Name, PID: p.PID, Age: supervisor.FormatSeconds(p.RequestDurationSeconds), Hung: p.Hung,
-			Method: p.RequestMethod, URI: p.RequestURI, Script: p.Script, Kind: p.State, seconds: p.RequestDurationSeconds}
+			Method: p.RequestMethod, URI: dash(p.RequestURI), Script: dash(p.Script), Kind: p.State, seconds: p.RequestDurationSeconds}
 		switch p.OSState {
 		case supervisor.OSStopped, supervisor.OSZombie, supervisor.OSDiskSleep, supervisor.OSGone:
 			w.OSNote = p.OSState
@@ -324,11 +325,17 @@ func appendWorkers(out []workerView, r *supervisor.PoolReport) []workerView {
 				w.Kind = "hung, " + string(p.HungKind)
 			}
 		}
-		w.Confirm = fmt.Sprintf("Kill worker %d of pool %s (%s %s for %s)? It gets SIGTERM, through the same checks as --kill-hung-after; its master starts another.",
-			p.PID, r.Name, p.RequestMethod, p.RequestURI, w.Age)
 		out = append(out, w)
 	}
 	return out
+}
+
+// dash stands for an empty value.
+func dash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
 }
 
 func opcacheRow(o *supervisor.OpcacheReport, details bool) opcacheView {
@@ -349,7 +356,7 @@ func opcacheRow(o *supervisor.OpcacheReport, details bool) opcacheView {
 		if total > 0 {
 			v.Fill += " of " + supervisor.FormatBytes(uint64(total))
 		}
-		v.FillBar = newBar(o.FillRatio, o.CacheFull)
+		v.FillBar = fillBar(o.FillRatio, o.CacheFull)
 		v.Wasted = fmt.Sprintf("%.1f%%", 100*o.WastedRatio)
 		if o.MaxWastedRatio > 0 {
 			v.Wasted += fmt.Sprintf(" (restart at %.0f%%)", 100*o.MaxWastedRatio)

@@ -78,13 +78,18 @@
 		}
 	});
 
+	// A kill button's row says which worker: its cells' text, read as
+	// text.
 	document.addEventListener('click', (ev) => {
 		const b = ev.target instanceof Element ? ev.target.closest('button.kill') : null;
 		if (b === null) {
 			return;
 		}
-		asked = { pool: b.dataset.pool, pid: Number(b.dataset.pid) };
-		question.textContent = b.dataset.confirm;
+		const row = b.closest('tr');
+		const cell = (label) => row.querySelector('[data-label="' + label + '"]').textContent;
+		asked = { pool: cell('Pool'), pid: Number(cell('PID')) };
+		question.textContent = 'Kill worker ' + asked.pid + ' of pool ' + asked.pool + ' (' + cell('Method') + ' ' + cell('URI') +
+			' for ' + cell('Age') + ')? It gets SIGTERM, through the same checks as --kill-hung-after; its master starts another.';
 		dialog.returnValue = '';
 		dialog.showModal();
 	});
