@@ -222,13 +222,13 @@ func pollJS[T any](t *testing.T, ctx context.Context, d time.Duration, script st
 // verdict, the requests in flight and the page's own state.
 type pageState struct {
 	Verdicts map[string]string `json:"verdicts"`
-	Workers  []pageWorker     `json:"workers"`
-	Marker  int    `json:"marker"`  // set by the test: gone after a reload
-	Scripts int    `json:"scripts"` // <script> elements in the document
-	Images  int    `json:"images"`  // <img> elements in the document
-	Pwned   bool   `json:"pwned"`   // a hostile script ran
-	Text    string `json:"text"`    // the page's text
-	HTML    string `json:"html"`
+	Workers  []pageWorker      `json:"workers"`
+	Marker   int               `json:"marker"`  // set by the test: gone after a reload
+	Scripts  int               `json:"scripts"` // <script> elements in the document
+	Images   int               `json:"images"`  // <img> elements in the document
+	Pwned    bool              `json:"pwned"`   // a hostile script ran
+	Text     string            `json:"text"`    // the page's text
+	HTML     string            `json:"html"`
 }
 
 // pageWorker is a row of the requests in flight.

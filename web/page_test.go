@@ -123,11 +123,11 @@ func TestPageEscapes(t *testing.T) {
 	}
 	for _, want := range []string{
 		"&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;", // URI: cell, reasons, events
-		"&#34;&gt;&lt;svg onload=alert(3)&gt;.php",                               // script
-		"shop&lt;/th&gt;&lt;script&gt;alert(4)&lt;/script&gt;",                   // pool name
-		"G&lt;b&gt;ET",                                    // method
+		"&#34;&gt;&lt;svg onload=alert(3)&gt;.php",                                // script
+		"shop&lt;/th&gt;&lt;script&gt;alert(4)&lt;/script&gt;",                    // pool name
+		"G&lt;b&gt;ET", // method
 		`<td data-label="Pool" class="inl">shop&lt;/th&gt;&lt;script&gt;alert(4)&lt;/script&gt;</td>`, // the worker's pool
-		"/etc/php/&lt;b&gt;fpm&lt;/b&gt;.conf", // opcache master
+		"/etc/php/&lt;b&gt;fpm&lt;/b&gt;.conf",                                                        // opcache master
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page does not hold %q", want)
@@ -374,7 +374,9 @@ func TestPageWebConfig(t *testing.T) {
 	}
 	srv := NewHTTPServer(h)
 	addrs, systemd := []string{l.Addr().String()}, false
-	go func() { _ = exporterweb.Serve(l, srv, &exporterweb.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &conf}, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		_ = exporterweb.Serve(l, srv, &exporterweb.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &conf}, slog.New(slog.DiscardHandler))
+	}()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	for _, path := range []string{"/", pageFragmentPath, "/static/page.js", "/static/page.css"} {
 		for _, user := range []string{"", "ops"} {

@@ -61,10 +61,10 @@ type poolView struct {
 	// details: they quote a request URI or a script.
 	Withheld     int
 	Inconclusive []string
-	Why          bool // any of the three
+	Why          bool   // any of the three
 	Beat         string // the last heartbeat in words
 	BeatBad      bool
-	Stale        string // "last probe 12s ago" when probes stopped
+	Stale        string        // "last probe 12s ago" when probes stopped
 	Spark        template.HTML // numbers only (page_svg.go)
 	Busy, Idle   int
 	Total, Max   int
@@ -80,7 +80,7 @@ type workerView struct {
 	PID    int
 	Age    string
 	Hung   bool
-	Kind   string // blocked, spinning, or the state php-fpm names
+	Kind   string             // blocked, spinning, or the state php-fpm names
 	OSNote supervisor.OSState // the kernel's state when it is worth a look
 	Method string
 	URI    string
@@ -88,8 +88,8 @@ type workerView struct {
 	// Wait says what a hung worker waits on (issue 21), and Stack is its
 	// PHP stack, innermost first (issue 24). The page draws them under
 	// the worker when set; the snapshot carries neither yet.
-	Wait  string
-	Stack []string
+	Wait    string
+	Stack   []string
 	seconds float64 // the request's age, for the order
 }
 
