@@ -100,6 +100,7 @@
 		if (dialog.returnValue !== 'kill' || k === null) {
 			return;
 		}
+		killStatus.classList.remove('failed');
 		say(killStatus, 'Asking to kill worker ' + k.pid + ' of pool ' + k.pool + '…');
 		try {
 			// JSON, same origin: /kill refuses any other content type and
@@ -117,8 +118,10 @@
 			} catch (_) {
 				// a refusal in plain text
 			}
-			say(killStatus, (r.ok ? '' : 'Not killed: ') + msg);
+			killStatus.classList.toggle('failed', !r.ok);
+			say(killStatus, new Date().toLocaleTimeString() + ': ' + (r.ok ? '' : 'Not killed: ') + msg);
 		} catch (e) {
+			killStatus.classList.add('failed');
 			say(killStatus, 'Kill not sent: ' + e.message);
 		}
 		refresh();
