@@ -280,16 +280,7 @@ func TestPageInBrowser(t *testing.T) {
 	pr := &supervisor.Prober{Client: client, Procs: supervisor.SystemProcs, Thresholds: supervisor.Thresholds{HungAfter: 2 * time.Second}, Lag: self,
 		Opcache: &supervisor.OpcacheProber{Client: client, Dir: filepath.Join(fpmtest.Dir(t), "fpmguard"), Lag: self}}
 	w := watch.New(pr, targets, watch.Config{Interval: time.Second}, event.NewLog(nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		w.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runWatcher(t, w)
 	h := WithControl(NewHTTPHandler(func() Source { return w }, NewMetricsHandler(NewCollector(w.Snapshot, true), nil), "/metrics"),
 		func() Controller { return w }, Policy{Kill: true, KillFromLoopback: true})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -405,6 +405,20 @@ func TestPageWebConfig(t *testing.T) {
 	}
 }
 
+// runWatcher runs w until the test ends.
+func runWatcher(t *testing.T, w *watch.Watcher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		w.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
 // TestPageSendsNoProbe: viewing the page reads the watcher's snapshot and
 // sends php-fpm nothing. The watcher probes once an hour here, and the
 // pool has one worker, which logs each request it served before it takes
@@ -419,16 +433,7 @@ func TestPageSendsNoProbe(t *testing.T) {
 	}
 	client := fastcgi.Client{Timeout: 10 * time.Second}
 	w := watch.New(&supervisor.Prober{Client: client, Procs: supervisor.SystemProcs}, targets, watch.Config{Interval: time.Hour}, event.NewLog(nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		w.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runWatcher(t, w)
 	fpmtest.Poll(t, time.Minute, func() (bool, bool) { p := w.Snapshot().Pools[0].Probed; return p, p })
 	// mark sends a ping of the test's own and waits for its line: every
 	// request before it is logged then.
