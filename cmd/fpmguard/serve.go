@@ -50,6 +50,7 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("kill-grace", "Time from SIGTERM to SIGKILL for a hung worker.").Default("5s").DurationVar(&a.KillGrace)
 	cmd.Flag("max-kill-ratio", "Share of a pool's workers killed at most per interval (at least one).").Default("0.5").Float64Var(&a.MaxKillRatio)
 	cmd.Flag("reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.").BoolVar(&a.ReloadUnhealthy)
+	cmd.Flag("php-fpm-binary", "php-fpm's binary for the config test of --reload-unhealthy (php-fpm -t); it must belong to root and be writable by no one else. Default: the binary the master runs, if named php-fpm… and only root may change it.").PlaceHolder("PATH").StringVar(&a.PHPFPMBinary)
 	cmd.Flag("action-budget", "Actions per pool within --action-budget-window; beyond it fpmguard only reports.").Default("10").IntVar(&a.Budget)
 	cmd.Flag("action-budget-window", "Window of --action-budget.").Default("10m").DurationVar(&a.BudgetWindow)
 	cmd.Flag("dry-run", "Log and count the actions that would be taken; take none.").BoolVar(&a.DryRun)
@@ -83,6 +84,13 @@ func (f *watchFlags) check() error {
 		if name == "" || strings.ContainsAny(name, ":/*[] \t") {
 			return fmt.Errorf("--web.allowed-host %q: give a host name without port or wildcard, e.g. fpm.example.com, or .example.com for the domain and every name below it", h)
 		}
+	}
+	if bin := f.cfg.Actions.PHPFPMBinary; bin != "" {
+		b, err := watch.PHPFPMBinary(bin, 0)
+		if err != nil {
+			return fmt.Errorf("--php-fpm-binary %q: %w", bin, err)
+		}
+		b.Close()
 	}
 	return nil
 }
