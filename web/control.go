@@ -34,7 +34,9 @@ type Controller interface {
 //   - Worker details (/status, /snapshot, /events, /slowlog: request URIs,
 //     scripts, slowlog stacks) go to clients on loopback that name a
 //     loopback Host, or to any client when the web config authenticates
-//     every client. /metrics, /healthz, /readyz, /advice and / hold none.
+//     every client. /metrics, /healthz, /readyz and /advice hold none; the
+//     status page (/ and /fragment) shows them to the same clients only,
+//     and a kill button only to a client that may kill.
 //   - POST /kill needs Kill, and authenticated clients, or KillFromLoopback
 //     and a client on loopback.
 type Policy struct {

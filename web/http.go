@@ -1,7 +1,8 @@
 // Package web serves what fpmguard knows over HTTP: the health probes, the
-// status and events as JSON, and Prometheus metrics, all read-only and
-// answered from the latest snapshot. It reads watch; nothing imports it
-// but the command.
+// status and events as JSON, Prometheus metrics and the status page, all
+// read-only and answered from the latest snapshot (only POST /kill acts,
+// through the watcher). It reads watch and recent; nothing imports it but
+// the command.
 package web
 
 import (

@@ -261,17 +261,23 @@ func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Ti
 // may read /status. Leaving out too much is safe; a URI that slipped
 // through is not.
 func withholdDetails(r *supervisor.PoolReport) ([]string, int) {
-	var secret []string
+	secret := map[string]bool{} // a pool's workers mostly share a few URIs
 	for _, p := range r.Processes {
 		for _, s := range []string{p.RequestURI, supervisor.StripQuery(p.RequestURI), p.Script} {
 			if s != "" && s != "-" {
-				secret = append(secret, s)
+				secret[s] = true
 			}
 		}
 	}
 	kept := make([]string, 0, len(r.Reasons))
 	for _, reason := range r.Reasons {
-		if !slices.ContainsFunc(secret, func(s string) bool { return strings.Contains(reason, s) }) {
+		quotes := false
+		for s := range secret {
+			if quotes = strings.Contains(reason, s); quotes {
+				break
+			}
+		}
+		if !quotes {
 			kept = append(kept, reason)
 		}
 	}
