@@ -184,23 +184,6 @@ func shot(ctx context.Context, path string, width int64, dark bool) error {
 	return os.WriteFile(path, png, 0o644)
 }
 
-// artifacts is where the browser tests keep their screenshots:
-// $FPMGUARD_ARTIFACTS, or a new directory under the system's temporary
-// directory, named in the log either way.
-func artifacts(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("FPMGUARD_ARTIFACTS")
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "fpmguard-page-"); err != nil {
-			t.Fatal(err)
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // pollJS evaluates script in the tab until done accepts its value, for up
 // to d, and returns the value.
 func pollJS[T any](t *testing.T, ctx context.Context, d time.Duration, script string, done func(T) bool) T {
@@ -262,8 +245,8 @@ const hostilePath = `/sleep.php/<script>window.pwned=1</script><img src=x onerro
 // text and runs nothing; a kill from the page goes through the watcher;
 // the console stays free of errors (a CSP violation, a missing file, a
 // script error would show there); and the page refreshes itself with
-// the script off. Screenshots are kept as artifacts; with -update the
-// one in docs/ is taken again.
+// the script off. Screenshots are the test's artifacts (go test
+// -artifacts keeps them); with -update the one in docs/ is taken again.
 func TestPageInBrowser(t *testing.T) {
 	b := startBrowser(t)
 	slow := strings.Replace(fpmtest.SleepPHP, "1000", "600000", 1)
@@ -291,7 +274,9 @@ func TestPageInBrowser(t *testing.T) {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	base := "http://" + l.Addr().String() + "/"
-	dir := artifacts(t)
+	// go test -artifacts -outputdir DIR keeps them; without -artifacts
+	// they go when the test ends.
+	dir := t.ArtifactDir()
 	t.Logf("screenshots of the status page go to %s", dir)
 
 	// A request that hangs in pool of the test master until it ends.
