@@ -65,20 +65,16 @@ type poolView struct {
 	Beat         string // the last heartbeat in words
 	BeatBad      bool
 	Stale        string        // "last probe 12s ago" when probes stopped
-	Spark        template.HTML // numbers only (page_svg.go)
-	Busy, Idle   int
-	Total, Max   int
-	AllBusy      bool
+	Spark        template.HTML // numbers only (page_numbers.go)
+	Counts       template.HTML // busy, idle, total, hung, queue: numbers only
 	Hung         int
-	Queue        string
-	QueueBad     bool
 }
 
 // workerView is one request in flight.
 type workerView struct {
 	Pool   string
 	PID    int
-	Age    string
+	PIDAge template.HTML // numbers only (page_numbers.go)
 	Hung   bool
 	Kind   string             // blocked, spinning, or the state php-fpm names
 	OSNote supervisor.OSState // the kernel's state when it is worth a look
@@ -102,7 +98,7 @@ type opcacheView struct {
 	Verdict  string
 	Read     bool // figures were read
 	Fill     string
-	FillBar  template.HTML // numbers only (page_svg.go)
+	FillBar  template.HTML // numbers only (page_numbers.go)
 	Wasted   string
 	HitRate  string
 	Keys     string
@@ -227,8 +223,7 @@ func verdictText(h supervisor.Health) string {
 func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Time) poolView {
 	r := pv.Report
 	busy, total := r.Busy()
-	row := poolView{Name: r.Name, Class: verdictClass(r.Health), Verdict: verdictText(r.Health), Busy: busy, Idle: total - busy, Total: total,
-		Max: r.Config.MaxChildren, AllBusy: total > 0 && busy == total, Hung: r.HungCount(), Inconclusive: r.Inconclusive}
+	row := poolView{Name: r.Name, Class: verdictClass(r.Health), Verdict: verdictText(r.Health), Hung: r.HungCount(), Inconclusive: r.Inconclusive}
 	if !pv.Probed {
 		// Whatever verdict the placeholder report carries, nothing was
 		// seen yet.
@@ -244,14 +239,17 @@ func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Ti
 		row.Stale = "last probe " + now.Sub(pv.LastProbe).Round(time.Second).String() + " ago"
 	}
 	row.Spark = sparkline(hist.Beats(r.Name))
-	switch q := r.SocketQueue; {
-	case q != nil:
-		row.Queue, row.QueueBad = fmt.Sprintf("%d / %d", q.Length, q.Max), q.Length > 0
+	var queue, queueLen int64
+	known := true
+	switch {
+	case r.SocketQueue != nil:
+		queue, queueLen = r.SocketQueue.Length, r.SocketQueue.Max
 	case r.Counters != nil:
-		row.Queue, row.QueueBad = fmt.Sprintf("%d / %d", r.Counters.ListenQueue, r.Counters.ListenQueueLen), r.Counters.ListenQueue > 0
+		queue, queueLen = r.Counters.ListenQueue, r.Counters.ListenQueueLen
 	default:
-		row.Queue = "–"
+		known = false
 	}
+	row.Counts = countCells(busy, total-busy, total, r.Config.MaxChildren, row.Hung, queue, queueLen, known)
 	return row
 }
 
@@ -319,7 +317,7 @@ func appendWorkers(out []workerView, r *supervisor.PoolReport) []workerView {
 		if !p.Serving() {
 			continue
 		}
-		w := workerView{Pool: r.Name, PID: p.PID, Age: supervisor.FormatSeconds(p.RequestDurationSeconds), Hung: p.Hung,
+		w := workerView{Pool: r.Name, PID: p.PID, PIDAge: pidAgeCells(p.PID, p.RequestDurationSeconds), Hung: p.Hung,
 			Method: p.RequestMethod, URI: dash(p.RequestURI), Script: dash(p.Script), Kind: p.State, seconds: p.RequestDurationSeconds}
 		switch p.OSState {
 		case supervisor.OSStopped, supervisor.OSZombie, supervisor.OSDiskSleep, supervisor.OSGone:
