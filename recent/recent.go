@@ -54,7 +54,7 @@ func (h *History) Observe(s *watch.Snapshot) []*watch.PoolView {
 		p := &s.Pools[i]
 		r := p.Report
 		seen[r.Name] = true
-		if !p.Probed || !p.LastProbe.After(h.lastProbe[r.Name]) {
+		if !p.Probed() || !p.LastProbe.After(h.lastProbe[r.Name]) {
 			continue
 		}
 		h.lastProbe[r.Name] = p.LastProbe

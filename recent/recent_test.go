@@ -17,7 +17,7 @@ func snap(at time.Time, lagSeconds float64, pools ...watch.PoolView) *watch.Snap
 }
 
 func pool(name string, probe time.Time, hb supervisor.Heartbeat) watch.PoolView {
-	return watch.PoolView{Report: &supervisor.PoolReport{Name: name, Heartbeat: hb}, Probed: !probe.IsZero(), LastProbe: probe}
+	return watch.PoolView{Report: &supervisor.PoolReport{Name: name, Heartbeat: hb}, LastProbe: probe}
 }
 
 func ok(ms float64) supervisor.Heartbeat {

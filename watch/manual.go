@@ -66,7 +66,7 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 	case p.Idle():
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is idle, and an idle worker is never killed", p.PID, t.Name, who)
 	case p.ProbeRequest():
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving fpmguard's own status or ping request", p.PID, t.Name, who)
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving one of fpmguard's own probes", p.PID, t.Name, who)
 	case r.Master == nil || !r.Master.Alive:
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its master is not known to be alive, so nothing would respawn it", p.PID, t.Name, who)
 	}

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/recent"
-	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // The parts of the page written here, and not by html/template, are made
@@ -64,7 +64,7 @@ func sparkline(beats []recent.Beat) template.HTML {
 	sb.WriteString(`<svg class="spark" width="` + strconv.Itoa(sparkWidth) + `" height="` + strconv.Itoa(sparkHeight) +
 		`" viewBox="0 0 ` + strconv.Itoa(sparkWidth) + " " + strconv.Itoa(sparkHeight) + `" role="img"><title>last ` + strconv.Itoa(len(beats)) + " heartbeats")
 	if lo, hi, found := recent.Range(beats); found {
-		sb.WriteString(": " + supervisor.FormatSeconds(lo) + " to " + supervisor.FormatSeconds(hi))
+		sb.WriteString(": " + human.FormatSeconds(lo) + " to " + human.FormatSeconds(hi))
 	}
 	if nFailed > 0 {
 		sb.WriteString(", " + strconv.Itoa(nFailed) + " failed")
@@ -101,8 +101,9 @@ func fillBar(ratio float64, full bool) template.HTML {
 // countCells writes a pool's cells of counts: busy workers (amber when
 // all are), idle, total (of pm.max_children when known), hung (red when
 // any), and the listen queue against its length (amber when requests
-// wait; a dash when unknown).
-func countCells(busy, idle, total, maxChildren, hung int, queue, queueLen int64, queueKnown bool) template.HTML {
+// wait). The workers are dashes when they were not seen (no status page
+// read), the queue when it is not known.
+func countCells(workersKnown bool, busy, idle, total, maxChildren, hung int, queue, queueLen int64, queueKnown bool) template.HTML {
 	var b strings.Builder
 	cell := func(label string, flag bool, class string, value string) {
 		b.WriteString(`<td data-label="` + label + `" class="num inl`)
@@ -111,14 +112,21 @@ func countCells(busy, idle, total, maxChildren, hung int, queue, queueLen int64,
 		}
 		b.WriteString(`">` + value + "</td>\n")
 	}
-	cell("Busy", total > 0 && busy == total, "warn", strconv.Itoa(busy))
-	cell("Idle", false, "", strconv.Itoa(idle))
 	of := ""
 	if maxChildren > 0 {
 		of = `<span class="muted"> of ` + strconv.Itoa(maxChildren) + "</span>"
 	}
-	cell("Total", false, "", strconv.Itoa(total)+of)
-	cell("Hung", hung > 0, "bad", strconv.Itoa(hung))
+	if workersKnown {
+		cell("Busy", total > 0 && busy == total, "warn", strconv.Itoa(busy))
+		cell("Idle", false, "", strconv.Itoa(idle))
+		cell("Total", false, "", strconv.Itoa(total)+of)
+		cell("Hung", hung > 0, "bad", strconv.Itoa(hung))
+	} else {
+		cell("Busy", false, "", "–")
+		cell("Idle", false, "", "–")
+		cell("Total", false, "", "–"+of)
+		cell("Hung", false, "", "–")
+	}
 	q := "–"
 	if queueKnown {
 		q = strconv.FormatInt(queue, 10) + " / " + strconv.FormatInt(queueLen, 10)
@@ -131,5 +139,5 @@ func countCells(busy, idle, total, maxChildren, hung int, queue, queueLen int64,
 // request's age.
 func pidAgeCells(pid int, ageSeconds float64) template.HTML {
 	return template.HTML(`<th scope="row" data-label="PID" class="num inl">` + strconv.Itoa(pid) + "</th>\n" +
-		`<td data-label="Age" class="num inl">` + supervisor.FormatSeconds(ageSeconds) + "</td>")
+		`<td data-label="Age" class="num inl">` + human.FormatSeconds(ageSeconds) + "</td>")
 }

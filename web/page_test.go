@@ -48,8 +48,8 @@ func pageSnapshot(i int) *watch.Snapshot {
 	r := s.Pools[0].Report
 	supervisor.Judge(r, nil, supervisor.Thresholds{})
 	s.Pools[1].Report.Name = evilPool
-	s.Pools[2] = watch.PoolView{Report: &supervisor.PoolReport{Name: "api", Health: supervisor.HealthUnhealthy, Reasons: []string{"not probed yet"},
-		Processes: []supervisor.ProcessState{}}}
+	notYet := supervisor.NotProbed(supervisor.Target{Name: "api", PingPath: "/ping", StatusPath: "/status"}, "not probed yet")
+	s.Pools[2] = watch.PoolView{Report: &notYet}
 	for j := range 2 {
 		p := &s.Pools[j]
 		p.LastProbe = s.Time
@@ -302,7 +302,7 @@ func TestPageNotWatching(t *testing.T) {
 // TestPageUnknown: a pool with no verdict yet is grey, in words.
 func TestPageUnknown(t *testing.T) {
 	s := pageSnapshot(1)
-	s.Pools[1].Report.Health = "unknown"
+	s.Pools[1].Report.Health = supervisor.HealthUnknown
 	v := buildPage(s, nil, recent.New(), access{}, nil)
 	got := map[string]string{}
 	for _, p := range v.Pools {
@@ -434,7 +434,7 @@ func TestPageSendsNoProbe(t *testing.T) {
 	client := fastcgi.Client{Timeout: 10 * time.Second}
 	w := watch.New(&supervisor.Prober{Client: client, Procs: supervisor.SystemProcs}, targets, watch.Config{Interval: time.Hour}, event.NewLog(nil))
 	runWatcher(t, w)
-	fpmtest.Poll(t, time.Minute, func() (bool, bool) { p := w.Snapshot().Pools[0].Probed; return p, p })
+	fpmtest.Poll(t, time.Minute, func() (bool, bool) { p := w.Snapshot().Pools[0].Probed(); return p, p })
 	// mark sends a ping of the test's own and waits for its line: every
 	// request before it is logged then.
 	mark := func(name string) []string {
@@ -464,5 +464,33 @@ func TestPageSendsNoProbe(t *testing.T) {
 	}
 	if !slices.Contains(before, "GET /status?json&full") {
 		t.Errorf("the watcher's own probe is not in the access log, so the log proves nothing: %q", before)
+	}
+}
+
+// TestHeartbeatText: each heartbeat in the words top uses, and marked
+// only when it is worth a look.
+func TestHeartbeatText(t *testing.T) {
+	at := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	timeout := &supervisor.Failure{Error: "timeout", Class: fastcgi.ClassTimeout, NginxStatus: 504}
+	for _, tc := range []struct {
+		name        string
+		view        watch.PoolView
+		text, class string
+	}{
+		{"not probed yet", watch.PoolView{Report: &supervisor.PoolReport{}}, "–", ""},
+		{"answered", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0003}}}, "300µs", ""},
+		{"status page stood in", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0042, Via: "status page"}}}, "4.2ms (status page)", ""},
+		{"no ping.path", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{Skipped: true}}}, "not configured (no ping.path)", ""},
+		{"not monitored, connect failed", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{Skipped: true},
+			Connect: &supervisor.Connect{Failure: &supervisor.Failure{Class: fastcgi.ClassRefused, NginxStatus: 502}}}}, "not configured (no ping.path); connect FAILED: " + fastcgi.ClassRefused.String() + ", nginx would answer 502", "bad"},
+		{"idle ondemand pool", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{Idle: true}}}, "not sent (idle ondemand pool)", ""},
+		{"starved", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{Inconclusive: "fpmguard was starved"}}}, "not judged (fpmguard starved)", "warn"},
+		{"misconfigured", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{Failure: &supervisor.Failure{Class: fastcgi.ClassNotFound, NginxStatus: 404, Misconfigured: true}}}}, "MISCONFIGURED: " + fastcgi.ClassNotFound.String(), "warn"},
+		{"all hung", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{WaitsBehindHung: 2, Failure: timeout}}}, "FAILED: not sent, all 2 workers hung", "bad"},
+		{"timed out", watch.PoolView{LastProbe: at, Report: &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{Failure: timeout}}}, "FAILED: " + fastcgi.ClassTimeout.String() + ", nginx would answer 504", "bad"},
+	} {
+		if text, class := heartbeatText(&tc.view); text != tc.text || class != tc.class {
+			t.Errorf("%s: %q %q, want %q %q", tc.name, text, class, tc.text, tc.class)
+		}
 	}
 }

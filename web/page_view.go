@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/recent"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
@@ -63,7 +64,7 @@ type poolView struct {
 	Inconclusive []string
 	Why          bool   // any of the three
 	Beat         string // the last heartbeat in words
-	BeatBad      bool
+	BeatClass    string // warn or bad, when it is worth a look
 	Stale        string        // "last probe 12s ago" when probes stopped
 	Spark        template.HTML // numbers only (page_numbers.go)
 	Counts       template.HTML // busy, idle, total, hung, queue: numbers only
@@ -145,12 +146,12 @@ func buildPage(s *watch.Snapshot, events []event.Event, hist *recent.History, a 
 	v.RefreshMS, v.RefreshS = refresh.Milliseconds(), int64(math.Ceil(refresh.Seconds()))
 	v.Interval = "–"
 	if s.Self.Interval > 0 {
-		v.Interval = s.Self.Interval.String()
+		v.Interval = human.FormatDuration(s.Self.Interval)
 	}
 	share := hist.LagShare()
 	v.Lag = strconv.FormatFloat(100*share, 'f', 1, 64) + "%"
 	v.LagHigh = share >= 0.01
-	v.LagTotal = supervisor.FormatSeconds(s.Self.LagSeconds)
+	v.LagTotal = human.FormatSeconds(s.Self.LagSeconds)
 
 	counts := map[string]int{}
 	v.Pools = make([]poolView, 0, len(s.Pools))
@@ -224,7 +225,7 @@ func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Ti
 	r := pv.Report
 	busy, total := r.Busy()
 	row := poolView{Name: r.Name, Class: verdictClass(r.Health), Verdict: verdictText(r.Health), Hung: r.HungCount(), Inconclusive: r.Inconclusive}
-	if !pv.Probed {
+	if !pv.Probed() {
 		// Whatever verdict the placeholder report carries, nothing was
 		// seen yet.
 		row.Class, row.Verdict = "unknown", "NOT PROBED YET"
@@ -234,22 +235,26 @@ func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Ti
 		row.Reasons, row.Withheld = withholdDetails(r)
 	}
 	row.Why = len(row.Reasons) > 0 || row.Withheld > 0 || len(row.Inconclusive) > 0
-	row.Beat, row.BeatBad = heartbeatText(pv)
-	if pv.Probed && !pv.LastProbe.IsZero() && now.Sub(pv.LastProbe) > 30*time.Second {
-		row.Stale = "last probe " + now.Sub(pv.LastProbe).Round(time.Second).String() + " ago"
+	row.Beat, row.BeatClass = heartbeatText(pv)
+	if pv.Probed() && !pv.LastProbe.IsZero() && now.Sub(pv.LastProbe) > 30*time.Second {
+		row.Stale = "last probe " + human.FormatDuration(now.Sub(pv.LastProbe)) + " ago"
 	}
 	row.Spark = sparkline(hist.Beats(r.Name))
-	var queue, queueLen int64
-	known := true
+	// The queue is the kernel's count, fpmguard's own connections left
+	// out, against the socket's backlog; else php-fpm's.
+	var queueLen int64
+	queueKnown := true
 	switch {
 	case r.SocketQueue != nil:
-		queue, queueLen = r.SocketQueue.Length, r.SocketQueue.Max
+		queueLen = r.SocketQueue.Max
 	case r.Counters != nil:
-		queue, queueLen = r.Counters.ListenQueue, r.Counters.ListenQueueLen
+		queueLen = r.Counters.ListenQueueLen
 	default:
-		known = false
+		queueKnown = false
 	}
-	row.Counts = countCells(busy, total-busy, total, r.Config.MaxChildren, row.Hung, queue, queueLen, known)
+	// Workers are counted from the status page's process list, when it
+	// was read: fpmguard's own status read is no load.
+	row.Counts = countCells(r.Status.OK, busy, total-busy, total, r.Config.MaxChildren, row.Hung, r.Queue(), queueLen, queueKnown)
 	return row
 }
 
@@ -283,30 +288,36 @@ func withholdDetails(r *supervisor.PoolReport) ([]string, int) {
 }
 
 // heartbeatText is the last heartbeat in a few words, as top says it, and
-// whether it failed.
-func heartbeatText(pv *watch.PoolView) (string, bool) {
-	h := pv.Report.Heartbeat
+// the class that marks it: warn or bad, or none.
+func heartbeatText(pv *watch.PoolView) (string, string) {
+	r := pv.Report
+	h := r.Heartbeat
 	switch {
-	case !pv.Probed:
-		return "–", false
+	case !pv.Probed():
+		return "–", ""
 	case h.Skipped:
-		return "not configured (no ping.path)", false
+		if c := r.Connect; c != nil && c.Failure != nil {
+			return fmt.Sprintf("not configured (no ping.path); connect FAILED: %s, nginx would answer %d", c.Failure.Class, c.Failure.NginxStatus), "bad"
+		}
+		return "not configured (no ping.path)", ""
 	case h.Idle:
-		return "not sent (idle ondemand pool)", false
+		return "not sent (idle ondemand pool)", ""
 	case h.OK && h.Via != "":
-		return supervisor.FormatSeconds(h.LatencySeconds) + " (" + h.Via + ")", false
+		return human.FormatSeconds(h.LatencySeconds) + " (" + h.Via + ")", ""
 	case h.OK:
-		return supervisor.FormatSeconds(h.LatencySeconds), false
+		return human.FormatSeconds(h.LatencySeconds), ""
 	case h.Inconclusive != "":
-		return "not judged (fpmguard starved)", false
+		return "not judged (fpmguard starved)", "warn"
+	case h.Misconfigured():
+		return fmt.Sprintf("MISCONFIGURED: %s", h.Failure.Class), "warn"
 	case h.WaitsBehindHung > 0:
-		return fmt.Sprintf("FAILED: not sent, all %d workers hung", h.WaitsBehindHung), true
+		return fmt.Sprintf("FAILED: not sent, all %d workers hung", h.WaitsBehindHung), "bad"
 	case h.Failure != nil && h.Failure.NginxStatus > 0:
-		return fmt.Sprintf("FAILED: %s, nginx would answer %d", h.Failure.Class, h.Failure.NginxStatus), true
+		return fmt.Sprintf("FAILED: %s, nginx would answer %d", h.Failure.Class, h.Failure.NginxStatus), "bad"
 	case h.Failure != nil:
-		return fmt.Sprintf("FAILED: %s", h.Failure.Class), true
+		return fmt.Sprintf("FAILED: %s", h.Failure.Class), "bad"
 	}
-	return "FAILED", true
+	return "FAILED", "bad"
 }
 
 // appendWorkers adds the pool's requests in flight: its busy workers
@@ -358,7 +369,7 @@ func opcacheRow(o *supervisor.OpcacheReport, details bool) opcacheView {
 		total := o.MemoryUsedBytes + o.MemoryFreeBytes + o.MemoryWastedBytes
 		v.Fill = fmt.Sprintf("%.0f%%", 100*o.FillRatio)
 		if total > 0 {
-			v.Fill += " of " + supervisor.FormatBytes(uint64(total))
+			v.Fill += " of " + human.FormatBytes(uint64(total))
 		}
 		v.FillBar = fillBar(o.FillRatio, o.CacheFull)
 		v.Wasted = fmt.Sprintf("%.1f%%", 100*o.WastedRatio)

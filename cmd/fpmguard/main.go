@@ -220,7 +220,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func newProber(c *cli) *supervisor.Prober {
-	client := fastcgi.Client{Timeout: c.timeout}
+	// Its connections are counted: php-fpm's counts less them are load.
+	client := fastcgi.Client{Timeout: c.timeout, Probe: true}
 	self := lag.New(0)
 	pr := &supervisor.Prober{
 		Client:     client,
