@@ -62,9 +62,9 @@ type poolView struct {
 	// details: they quote a request URI or a script.
 	Withheld     int
 	Inconclusive []string
-	Why          bool   // any of the three
-	Beat         string // the last heartbeat in words
-	BeatClass    string // warn or bad, when it is worth a look
+	Why          bool          // any of the three
+	Beat         string        // the last heartbeat in words
+	BeatClass    string        // warn or bad, when it is worth a look
 	Stale        string        // "last probe 12s ago" when probes stopped
 	Spark        template.HTML // numbers only (page_numbers.go)
 	Counts       template.HTML // busy, idle, total, hung, queue: numbers only
