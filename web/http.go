@@ -1,8 +1,13 @@
 // Package web serves what fpmguard knows over HTTP: the health probes, the
 // status and events as JSON, Prometheus metrics and the status page, all
-// read-only and answered from the latest snapshot (only POST /kill acts,
-// through the watcher). It reads watch and recent; nothing imports it but
-// the command.
+// answered from the latest snapshot. Every route reads, but for POST /kill,
+// which is off unless asked for and acts only through the watcher's own
+// KillWorker (control.go).
+//
+// It reads watch's Snapshot and the packages its values come from
+// (supervisor, fastcgi, opcache, nginxlog, history, advise, event, lag, recent, human,
+// termsafe). It must not import top, runner or the command, and it never
+// talks to php-fpm itself; nothing imports it but the command.
 package web
 
 import (
