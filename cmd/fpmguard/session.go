@@ -168,7 +168,11 @@ func (s *session) resolve(ctx context.Context) ([]supervisor.Target, string, err
 	}
 	root := ""
 	if pid > 0 && len(conf) > 0 {
-		root, _ = waitRunMaster(ctx, pid, s.c.trust())
+		var err error
+		if root, err = waitRunMaster(ctx, pid, s.c.trust()); err != nil && ctx.Err() == nil {
+			// Its config is then read on this side, as before it ran.
+			s.logger.Warn("not reading php-fpm's config in its root", "master", pid, "err", oneLine(err.Error()))
+		}
 	}
 	if root == "" {
 		targets, err := resolveTargets(ctx, &s.c)
