@@ -230,6 +230,7 @@ func newProber(c *cli) *supervisor.Prober {
 		ShowQuery:  c.showQuery,
 		Lag:        self,
 		Trust:      c.trust(),
+		Diagnoser:  supervisor.NewDiagnoser(c.trust()),
 	}
 	if !c.noOpcache {
 		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir, Lag: self}

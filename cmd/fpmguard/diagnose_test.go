@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/waits"
+)
+
+// The diagnosis where operators look (issues 21 and 24): what hung
+// workers wait for, their PHP stacks, and why workers died, in status,
+// check, top, serve's JSON, events and metrics, against real php-fpm,
+// MariaDB and nginx.
+
+// privateDBAddr is a loopback address of the test's own on MySQL's port,
+// so that the service is named by its well-known port.
+func privateDBAddr() string {
+	return fmt.Sprintf("127.%d.%d.%d:3306", 100+rand.IntN(100), rand.IntN(250)+1, rand.IntN(250)+1)
+}
+
+// lockedMariaDB starts MariaDB with a table another session holds a write
+// lock on, and php-fpm whose script orders.php reads that table: every
+// request of it waits for the lock, blocked reading from MySQL.
+func lockedMariaDB(t *testing.T, workers int) (*fpmtest.MariaDB, *fpmtest.FPM) {
+	t.Helper()
+	db := fpmtest.StartMariaDB(t, fpmtest.MariaDBOptions{Addr: privateDBAddr()})
+	db.Exec(t, "CREATE DATABASE app; CREATE TABLE app.orders (id INT) ENGINE=InnoDB; INSERT INTO app.orders VALUES (1)")
+	s := db.Session(t)
+	s.Send(t, "LOCK TABLES app.orders WRITE; SELECT SLEEP(600);")
+	fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+		out := db.Exec(t, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
+		return out, strings.TrimSpace(out) == "1"
+	})
+	host, port, _ := net.SplitHostPort(db.Addr)
+	f := fpmtest.Start(t, fpmtest.Options{
+		Pools:   []fpmtest.Pool{{MaxChildren: workers, StatusListen: true}},
+		Files:   map[string]string{"orders.php": `<?php $db = new mysqli("` + host + `", "app", "", "app", ` + port + `); $db->query("SELECT * FROM orders");`},
+		Defines: map[string]string{"default_socket_timeout": "600", "max_execution_time": "0"},
+	})
+	return db, f
+}
+
+// poolSpec names pool www of f for --pool.
+func poolSpec(f *fpmtest.FPM) string {
+	p := f.Pools["www"]
+	spec := fmt.Sprintf("unix://%s,pm=static,pm.max_children=%d", p.Listen, len(f.WorkerPIDs("www")))
+	if p.StatusSocket != "" {
+		spec += ",pm.status_listen=" + p.StatusSocket
+	}
+	return spec
+}
+
+// TestStatusNamesMySQL: status on a pool whose 4 workers are blocked on a
+// locked MariaDB table names MySQL, its address and how long, in one
+// grouped line; the worker table names the wait of each; check says the
+// same line; the JSON carries each worker's wait and the group.
+func TestStatusNamesMySQL(t *testing.T) {
+	db, f := lockedMariaDB(t, 4)
+	f.Background(t, 4, "orders.php", "")
+	spec := poolSpec(f)
+	args := []string{"--pool", spec, "--no-opcache", "--hung-after", "2s", "--timeout", "1s"}
+	want := regexp.MustCompile(`waits: 4 of 4 workers blocked reading from ` + regexp.QuoteMeta(db.Addr) + ` \(MySQL\), in requests up to \d+(\.\d)?s old`)
+	out := fpmtest.Poll(t, 90*time.Second, func() (string, bool) {
+		_, out, _ := runCLI(t, append([]string{"status"}, args...)...)
+		return out, want.MatchString(out)
+	})
+	t.Logf("fpmguard status:\n%s", out)
+	rows := regexp.MustCompile(`(?m)^  \d+ +Running .* yes +read MySQL$`).FindAllString(out, -1)
+	if len(rows) != 4 {
+		t.Errorf("want 4 rows saying read MySQL:\n%s", out)
+	}
+	if n := strings.Count(out, "blocked reading from "+db.Addr+" (MySQL) (in "); n != 4 {
+		t.Errorf("want each worker's wait under the table, with its system call and fd:\n%s", out)
+	}
+
+	_, out, _ = runCLI(t, append([]string{"check"}, args...)...)
+	if !strings.Contains(out, "4 of 4 workers blocked reading from "+db.Addr+" (MySQL)") {
+		t.Errorf("check: %s", out)
+	}
+
+	_, out, _ = runCLI(t, append([]string{"status", "-o", "json"}, args...)...)
+	var rep supervisor.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	p := rep.Pools[0]
+	if len(p.Waits) != 1 || len(p.Waits[0].PIDs) != 4 || p.Waits[0].Wait.Service() != waits.ServiceMySQL || p.Waits[0].Wait.Peer.Remote.String() != db.Addr {
+		t.Errorf("waits %+v", p.Waits)
+	}
+	for _, w := range p.Processes {
+		if w.Hung && (w.Wait == nil || w.Wait.Kind != waits.KindNetRead || w.Stack == nil) {
+			t.Errorf("worker %d: wait %+v stack %+v", w.PID, w.Wait, w.Stack)
+		}
+	}
+}
