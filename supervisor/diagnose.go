@@ -34,7 +34,8 @@ type Diagnoser struct {
 
 	mu       sync.Mutex
 	warned   map[string]bool
-	waitsMsg string // the waits reader's warning, once given
+	waitsMsg string            // the waits reader's warning, once given
+	reading  map[titleKey]bool // workers whose stack is being read
 }
 
 // NewDiagnoser reads this host's workers.
@@ -205,7 +206,7 @@ func (d *Diagnoser) readStacks(ctx context.Context, master int, cands []Candidat
 			wr.Wait.Kind != waits.KindRunning && !wr.Wait.Since.After(old.At)
 		if !fresh {
 			var err error
-			old, err = ReadStack(ctx, d.Stacks, c.PID, c.Start, master)
+			old, err = d.ReadStack(ctx, c.PID, c.Start, master)
 			d.stackProblem(master, err, rd)
 		}
 		kept[c.key()] = old

@@ -462,6 +462,13 @@ func (r *PoolReport) Summary() string {
 	}
 	busy, total := r.Busy()
 	switch {
+	case len(r.Waits) > 0:
+		// What the hung workers wait on says more than where they hang.
+		s := r.Waits[0].Line
+		if n := len(r.Waits) - 1; n > 0 {
+			s += fmt.Sprintf(" (+%d more causes)", n)
+		}
+		return s
 	case hung > 0:
 		var ks []string
 		for k := range kinds {

@@ -92,17 +92,34 @@ func stackOf(st phpstack.Stack, at time.Time) *Stack {
 // (0: not checked): a pid reused by another process is never read as the
 // worker. The read runs on a goroutine of its own and is given up when
 // ctx ends: a read of a worker's memory can wait on the kernel (a worker
-// in disk sleep holding its memory map's lock). The stack says in Error
-// why it holds no frames; the error returned is the reader's, for
-// errors.As (*phpstack.PermissionError, *phpstack.UnsupportedError).
-func ReadStack(ctx context.Context, r *phpstack.Reader, pid int, start uint64, master int) (*Stack, error) {
+// in disk sleep holding its memory map's lock). While such a read has not
+// ended, the worker's stack is not read again: each read would wait as
+// long, on a goroutine of its own. The stack says in Error why it holds no
+// frames; the error returned is the reader's, for errors.As
+// (*phpstack.PermissionError, *phpstack.UnsupportedError).
+func (d *Diagnoser) ReadStack(ctx context.Context, pid int, start uint64, master int) (*Stack, error) {
+	key := titleKey{pid, start}
+	d.mu.Lock()
+	if d.reading == nil {
+		d.reading = map[titleKey]bool{}
+	}
+	if d.reading[key] {
+		d.mu.Unlock()
+		err := fmt.Errorf("worker %d: an earlier read of its PHP stack has not ended: what it waits on holds its memory", pid)
+		return &Stack{At: time.Now(), Frames: []Frame{}, Error: err.Error()}, err
+	}
+	d.reading[key] = true
+	d.mu.Unlock()
 	type result struct {
 		s   *Stack
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		s, err := readStackChecked(r, pid, start, master)
+		s, err := readStackChecked(d.Stacks, pid, start, master)
+		d.mu.Lock()
+		delete(d.reading, key)
+		d.mu.Unlock()
 		done <- result{s, err}
 	}()
 	select {

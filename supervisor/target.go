@@ -26,6 +26,10 @@ type Target struct {
 	MasterPID     int
 	MasterPIDFile string
 	MasterConfig  string // the php-fpm.conf the master runs
+	// ErrorLog is the master's error_log as its config names it (a path
+	// of Root), "syslog", or "" when no config was read: fpmguard
+	// follows it to tell why workers die.
+	ErrorLog string
 	Root          string // /proc/PID/root when the master lives in another mount namespace
 	Chroot        string // the pool's chroot: PHP sees paths below it
 
@@ -198,6 +202,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MasterPID:               masterPID,
 			MasterPIDFile:           cfg.PIDFile,
 			MasterConfig:            cfg.Path,
+			ErrorLog:                cfg.ErrorLog,
 			Root:                    root,
 			Chroot:                  p.Chroot,
 			PM:                      p.PM,

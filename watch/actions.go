@@ -104,6 +104,9 @@ type Actor struct {
 	// output runs a command without a shell; under `run` it goes through
 	// the reaper, the only caller of wait.
 	output func(ctx context.Context, name string, args ...string) ([]byte, error)
+	// evidence, when set, adds to the record of a worker about to be
+	// killed what it waits for and its PHP stack (diagnose.go).
+	evidence func(r *supervisor.PoolReport, p supervisor.ProcessState, rec *event.WorkerRecord)
 
 	mu         sync.Mutex
 	spent      map[string][]time.Time // pool -> action times in the window
@@ -249,6 +252,9 @@ func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.
 	}
 	rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
 		CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID, a.prober.Trust)}
+	if a.evidence != nil {
+		a.evidence(r, p, rec)
+	}
 	kind := p.HungKind
 	if kind == "" {
 		kind = "hung"

@@ -103,22 +103,6 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 	return KillResult{Result: res, Message: msg}
 }
 
-// Slowlog returns the newest entry of pool's slowlog for worker pid, ""
-// when it has none.
-func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return "", fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
-	}
-	pw.mu.Lock()
-	t := pw.target
-	pw.mu.Unlock()
-	if t.Slowlog == "" {
-		return "", fmt.Errorf("pool %s has no slowlog: set slowlog and request_slowlog_timeout in its config", pool)
-	}
-	return slowlogEntry(t, pid, w.prober.Trust), nil
-}
-
 // poolNamed is the watched pool of that name, nil if none.
 func (w *Watcher) poolNamed(name string) *poolWatch {
 	for _, pw := range w.pools {

@@ -90,6 +90,8 @@ type Watcher struct {
 	probedOnce sync.Once
 
 	sched schedule
+	// deaths follows php-fpm's error logs: why workers die (deaths.go).
+	deaths *deathWatch
 
 	mu      sync.Mutex
 	opcache []supervisor.OpcacheReport
@@ -121,6 +123,8 @@ type poolWatch struct {
 	dSince    map[int]time.Time
 	standIns  int                // heartbeats in a row the status read stood in for
 	announced map[condition]bool // conditions already reported, to report each once
+
+	diag poolDiagnosis // what held-up workers wait for (diagnose.go)
 }
 
 // condition is something reported once when it starts: of a worker when pid
@@ -147,6 +151,7 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	for _, t := range targets {
 		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
 	}
+	w.setupDiagnosis()
 	return w
 }
 
@@ -182,14 +187,7 @@ func (w *Watcher) FollowNginx(paths []string) {
 	n := nginxlog.NewFollower(paths, targets, w.events)
 	// A few intervals gather a burst of failures into one event.
 	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
-	n.Describe = func(pool string) string {
-		for _, pw := range w.pools {
-			if v := pw.view.Load(); v != nil && v.Report.Name == pool {
-				return v.Report.Summary()
-			}
-		}
-		return ""
-	}
+	n.Describe = w.describe
 	w.nginx = n
 }
 
@@ -210,6 +208,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if w.nginx != nil {
 		wg.Go(func() { w.nginx.Run(ctx) })
 	}
+	wg.Go(func() { w.deaths.run(ctx) })
 	wg.Wait()
 	w.actions.wait()
 }
@@ -274,6 +273,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	r := w.prober.Observe(ctx, target)
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
+	diagnosed := w.startDiagnosis(ctx, pw, target, &r)
 	killed := w.actions.killHung(ctx, target, &r)
 	if killed == 0 && supervisor.BeatFromHung(target, &r) {
 		pw.standIns = 0
@@ -287,6 +287,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	if ctx.Err() != nil {
 		return
 	}
+	diagnosed()
 	supervisor.Judge(&r, prev, w.th)
 
 	pw.stats.add(&r)

@@ -181,7 +181,7 @@ func TestPageDetails(t *testing.T) {
 		{"authenticated network client", Policy{Authenticated: true, Kill: true}, "10.1.2.3:5000", "10.1.2.4:9253", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := WithControl(NewHTTPHandler(func() Source { return src }, nil, ""), func() Controller { return f }, tc.policy)
+			h := WithControl(NewHTTPHandler(func() Source { return src }, nil, ""), func() watch.Control { return f }, tc.policy)
 			for _, path := range []string{"/", pageFragmentPath} {
 				r := httptest.NewRequest(http.MethodGet, path, nil)
 				r.RemoteAddr, r.Host = tc.peer, tc.host
@@ -323,7 +323,7 @@ func TestPageUnknown(t *testing.T) {
 // clients that are not browsers (top --from, curl), go through.
 func TestKillSameOrigin(t *testing.T) {
 	f := &fakeWatcher{snap: pageSnapshot(1)}
-	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() Controller { return f }, Policy{Kill: true, KillFromLoopback: true})
+	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() watch.Control { return f }, Policy{Kill: true, KillFromLoopback: true})
 	for _, tc := range []struct {
 		name    string
 		headers map[string]string
@@ -366,7 +366,7 @@ func TestPageWebConfig(t *testing.T) {
 		t.Fatalf("AuthenticatesClients: %v %v", auth, err)
 	}
 	f := &fakeWatcher{snap: pageSnapshot(1)}
-	h := WithControl(NewHTTPHandler(func() Source { return fakeSource{snap: f.snap, events: pageEventsLog()} }, nil, ""), func() Controller { return f },
+	h := WithControl(NewHTTPHandler(func() Source { return fakeSource{snap: f.snap, events: pageEventsLog()} }, nil, ""), func() watch.Control { return f },
 		Policy{Authenticated: auth})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
