@@ -30,8 +30,8 @@ type Target struct {
 	// of Root), "syslog", or "" when no config was read: fpmguard
 	// follows it to tell why workers die.
 	ErrorLog string
-	Root          string // /proc/PID/root when the master lives in another mount namespace
-	Chroot        string // the pool's chroot: PHP sees paths below it
+	Root     string // /proc/PID/root when the master lives in another mount namespace
+	Chroot   string // the pool's chroot: PHP sees paths below it
 
 	PM          string // static, dynamic or ondemand; "" when unknown
 	MaxChildren int

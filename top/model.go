@@ -100,10 +100,10 @@ type model struct {
 	pause bool
 	mode  mode
 
-	slowlog     []string // the entry shown, one line each
-	slowlogFor  workerKey
-	stack       []string // the stack view, one line each
-	stackFor    workerKey
+	slowlog    []string // the entry shown, one line each
+	slowlogFor workerKey
+	stack      []string // the stack view, one line each
+	stackFor   workerKey
 	// ctx is Run's: what top asks ends with it.
 	ctx         context.Context
 	confirm     row
