@@ -107,15 +107,15 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"status", "--pool", "www.sock"}, 1, `bad FastCGI address "www.sock"`},
-		{[]string{"status", "--pool", "/run/a.sock,pm=lazy"}, 1, `pm "lazy" must be static, dynamic or ondemand`},
+		{[]string{"status", "--pool", "www.sock"}, 2, `bad FastCGI address "www.sock"`},
+		{[]string{"status", "--pool", "/run/a.sock,pm=lazy"}, 2, `pm "lazy" must be static, dynamic or ondemand`},
 		{[]string{"status", "--timeout", "soon"}, 2, `soon`},
 		{[]string{"status", "-o", "xml"}, 2, `xml`},
 		{[]string{"check", "--pool", "nope"}, 3, `bad FastCGI address "nope"`},
 		{[]string{"check", "--warning-queue", "x"}, 3, `"x"`},
 		{[]string{"status", "--config", cfg}, 2, `unknown key "colour"`},
 		{[]string{"status", "--config", "/nonexistent.yaml"}, 2, `no such file`},
-		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 1, `/nonexistent.conf`},
+		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 2, `/nonexistent.conf`},
 		{[]string{"frobnicate"}, 2, `frobnicate`},
 	}
 	for _, tt := range tests {
