@@ -30,12 +30,17 @@ import (
 
 // badFlag is a flag value fpmguard refuses.
 type badFlag struct {
-	name  string // without the dashes
+	name  string // without the dashes; an argument's in <>
 	value string
 	fix   string // what to write instead, or what is wrong and how to mend it
 }
 
-func (e *badFlag) Error() string { return fmt.Sprintf("--%s %q: %s", e.name, e.value, e.fix) }
+func (e *badFlag) Error() string {
+	if strings.HasPrefix(e.name, "<") { // an argument, e.g. <path>
+		return fmt.Sprintf("%s %q: %s", e.name, e.value, e.fix)
+	}
+	return fmt.Sprintf("--%s %q: %s", e.name, e.value, e.fix)
+}
 
 // flagger is where a flag is declared: the application or a command.
 type flagger interface {

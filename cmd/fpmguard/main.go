@@ -157,7 +157,7 @@ func newApp(c *cli) *kingpin.Application {
 	c.commonFlags(oc.Command("reset", "Run opcache_reset() inside php-fpm, and wait for the restart to happen."), targetFlags...)
 	inv := oc.Command("invalidate", "Run opcache_invalidate(PATH, true) inside php-fpm for each path, for deploy scripts.")
 	c.commonFlags(inv, targetFlags...)
-	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").SetValue(&textValue{name: "path", list: &c.invalidatePaths, check: absolutePath("/var/www/app/index.php")})
+	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").SetValue(&textValue{name: "<path>", list: &c.invalidatePaths, check: absolutePath("/var/www/app/index.php")})
 	declare(inv, "glob", "Also every file matching this glob, expanded by PHP inside php-fpm, e.g. '/var/www/app/src/*.php'.",
 		&textValue{name: "glob", to: &c.invalidateGlob, check: absolutePath("/var/www/app/src/*.php")}).PlaceHolder("GLOB")
 
@@ -400,6 +400,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func errLine(err error) string { return safe(oneLine(err.Error())) }
 
 func cmdOpcacheStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
+	c.opcache = true
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))

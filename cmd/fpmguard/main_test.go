@@ -268,9 +268,9 @@ func TestOpcacheCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, app+"  invalidated") {
 		t.Errorf("opcache invalidate: exit %d %q", code, out)
 	}
-	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
-	if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
-		t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
+	code, _, stderr = runCLI(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
+	if code != 2 || stderr != "fpmguard: error: <path> \"relative.php\": must be an absolute path, e.g. /var/www/app/index.php\n" {
+		t.Errorf("opcache invalidate of a relative path: exit %d %q", code, stderr)
 	}
 	code, _, stderr = runCLI(t, append([]string{"opcache", "invalidate"}, args...)...)
 	if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
