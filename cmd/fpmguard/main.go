@@ -461,6 +461,8 @@ func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 	switch {
 	case errors.As(err, &se) && se.Source == supervisor.SourcePoolSpec:
 		err = fmt.Errorf("--pool %q: %w", se.Value, se.Err)
+	case errors.As(err, &se) && slices.Contains(c.runConfig(), se.Value):
+		err = fmt.Errorf("php-fpm's config %q (run's -y): %w", se.Value, se.Err)
 	case errors.As(err, &se):
 		err = fmt.Errorf("--fpm-config %q: %w", se.Value, se.Err)
 	case errors.Is(err, supervisor.ErrNoMaster):

@@ -205,8 +205,16 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	f.cfg.FirstProbeAfter = f.cfg.Interval
 	conf := runner.ConfigPath(c.runArgv)
 	if conf == "" {
-		fmt.Fprintf(stderr, "fpmguard: error: run needs php-fpm's config on its command line: fpmguard run -- php-fpm -F -y /etc/php/8.2/fpm/php-fpm.conf\n")
+		fmt.Fprintf(stderr, "fpmguard: error: run needs php-fpm's config on its command line: fpmguard run -- php-fpm8.2 -F -y /etc/php/8.2/fpm/php-fpm.conf\n")
 		return 2
+	}
+	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
+	// run watches what it runs: a config fpmguard cannot read would leave
+	// php-fpm unwatched, or, as php-fpm most often refuses the same
+	// config, restarting for ever. Say what to fix, and start nothing.
+	if _, err := resolveTargets(ctx, c); err != nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s; fix it (%s -t -y %s tests it as php-fpm reads it), then start fpmguard run again; php-fpm was not started\n", errLine(err), safe(c.runArgv[0]), safe(conf))
+		return exitConfig
 	}
 	events := event.NewLog(logger)
 	rn, err := runner.New(runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
@@ -214,7 +222,6 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 2
 	}
-	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
 
 	// SIGTERM, SIGINT, SIGQUIT and every other signal that would end
 	// fpmguard (runner.StopSignals) stop php-fpm gracefully; the
@@ -286,6 +293,11 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	}
 	return code
 }
+
+// exitConfig is run's exit status when it cannot read php-fpm's config:
+// php-fpm's own for a config it refuses (FPM_EXIT_CONFIG, sysexits'
+// EX_CONFIG), so that a supervisor that stops on it stops on both.
+const exitConfig = 78
 
 // signalName is a signal's name as kill(1) takes it, e.g. SIGXCPU.
 func signalName(sig os.Signal) string {

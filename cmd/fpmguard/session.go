@@ -119,6 +119,7 @@ func (s *session) newWatcher(targets []supervisor.Target) *watch.Watcher {
 	c := s.c
 	pr := newProber(&c)
 	pr.ReadPSS = f.processMetrics
+	pr.Thresholds.MasterRestarted = s.cmd == "run"
 	cfg := f.cfg
 	cfg.History = s.history
 	w := watch.New(pr, targets, cfg, s.events)
