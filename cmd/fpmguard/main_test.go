@@ -354,7 +354,8 @@ func startBinary(t testing.TB, args ...string) (*exec.Cmd, *bytes.Buffer) {
 func TestServeBinary(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
 	addr := freePort(t)
-	cmd, _ := startBinary(t, "serve", "--fpm-config", fpm.Conf, "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t))
+	nginxLog := filepath.Join(t.TempDir(), "error.log") // nginx is yet to create it
+	cmd, out := startBinary(t, "serve", "--fpm-config", fpm.Conf, "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t), "--nginx-error-log", nginxLog)
 	base := "http://" + addr
 	waitHTTP(t, base+"/healthz", 200)
 	waitHTTP(t, base+"/readyz", 200)
@@ -378,6 +379,12 @@ func TestServeBinary(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("serve after SIGTERM: %v", err)
+	}
+	// The start line names what it watches, and what it cannot follow yet.
+	for _, want := range []string{"msg=watching pools=1 names=www ", `msg="nginx error log not there yet: followed once nginx creates it" path=` + nginxLog} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -124,6 +124,11 @@ func (s *session) newWatcher(targets []supervisor.Target) *watch.Watcher {
 	cfg.History = s.history
 	w := watch.New(pr, targets, cfg, s.events)
 	if len(f.nginxLogs) > 0 {
+		for _, p := range f.nginxLogs {
+			if _, err := os.Stat(p); err != nil {
+				s.logger.Warn("nginx error log not there yet: followed once nginx creates it", "path", p)
+			}
+		}
 		w.FollowNginx(f.nginxLogs)
 	}
 	return w
