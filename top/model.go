@@ -62,9 +62,9 @@ func newKeys() keyMap {
 		Slowlog: key.NewBinding(key.WithKeys("s", "enter"), key.WithHelp("s", "slowlog")),
 		// Kill is away from the keys that move, and asks first.
 		Kill: key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "kill")),
-		Help:    key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
-		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
-		Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+		Help: key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
+		Quit: key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Back: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	}
 }
 
