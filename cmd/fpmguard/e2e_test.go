@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -34,7 +35,12 @@ func runStack(t *testing.T, pool fpmtest.Pool, readTimeout time.Duration, flags 
 	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{pool}, Files: map[string]string{"index.php": indexPHP, "hang.php": hangPHP}})
 	addr := freePort(t)
 	// nginx's error log path is known before nginx starts: it lives in the
-	// php-fpm test directory.
+	// php-fpm test directory. Its directory exists, as a package makes
+	// /var/log/nginx: fpmguard refuses a log path whose directory is
+	// missing, and follows the file once nginx creates it.
+	if err := os.MkdirAll(fpm.Dir+"/nginx", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t), "--nginx-error-log", fpm.Dir + "/nginx/error.log"}, flags...)
 	args = append(append(args, "--"), fpm.Argv()...)
 	startBinary(t, args...)
