@@ -116,7 +116,7 @@ HTTP, on --web.listen-address:
 
   /          the list of these endpoints
   /metrics   Prometheus metrics (--web.telemetry-path)
-  /healthz   liveness: 503 when a master is gone or a pool keeps failing
+  /healthz   liveness: 503 while a master is gone or a pool is failing
   /readyz    readiness: 503 while a pool cannot take a request now
   /status    the report of fpmguard status -o json
   /snapshot  everything fpmguard top --from reads

@@ -195,6 +195,37 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
 		t.Errorf("check after master stop: exit %d: %q", code, out)
 	}
+	// status exits as systemctl status does: 3 for a pool that is down,
+	// with the report all the same.
+	code, out, _ = runCLI(t, "status", "--pool", spec, ocDir)
+	if code != statusFailing || !strings.Contains(out, "DOWN") {
+		t.Errorf("status after master stop: exit %d, want %d:\n%s", code, statusFailing, out)
+	}
+}
+
+// TestStatusExitCode: 0 while every pool serves, 3 when a pool or an
+// opcache fails, 1 when there is nothing to look at.
+func TestStatusExitCode(t *testing.T) {
+	rep := fixedReport() // www unhealthy, api down
+	if code := statusCode(rep); code != statusFailing {
+		t.Errorf("unhealthy and down pools: exit %d", code)
+	}
+	rep.Pools = rep.Pools[:1]
+	rep.Pools[0].Health = supervisor.HealthDegraded
+	if code := statusCode(rep); code != statusServing {
+		t.Errorf("a degraded pool: exit %d", code)
+	}
+	rep.Opcache[0].Health = supervisor.HealthUnhealthy
+	if code := statusCode(rep); code != statusFailing {
+		t.Errorf("an unhealthy opcache: exit %d", code)
+	}
+	conf := filepath.Join(t.TempDir(), "php-fpm.conf")
+	if err := os.WriteFile(conf, []byte("[www\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, "status", "--fpm-config", conf); code != 1 || !strings.Contains(stderr, "syntax error") {
+		t.Errorf("a config that cannot be read: exit %d %q", code, stderr)
+	}
 }
 
 // TestPermissionDenied runs the real binary as an unprivileged user against
