@@ -283,7 +283,7 @@ func TestTopFrom(t *testing.T) {
 	waitHTTP(t, "http://"+addr+"/snapshot", 200)
 
 	local, out := onceWorkers(t, "--fpm-config", fpm.Conf)
-	remote, outFrom := onceWorkers(t, "--from", "http://"+addr)
+	remote, outFrom := onceWorkers(t, "--from", addr) // HOST:PORT, read as http://HOST:PORT
 	t.Logf("standalone:\n%s\nfrom serve:\n%s", out, outFrom)
 	// The same workers, the busy one running in both. The others are idle
 	// but for a moment now and then: serve's own heartbeat is served by
