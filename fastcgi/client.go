@@ -1,7 +1,9 @@
 // Package fastcgi talks to php-fpm the way nginx does: one short FastCGI
 // request per connection, bounded in time and size. It also knows php-fpm's
 // two built-in endpoints, the ping and the status page, and the status page's
-// data model. It knows nothing of pools' configs, processes or metrics.
+// data model. It knows nothing of pools' configs, processes or metrics. Of
+// fpmguard's packages it imports only safefile, to reach a socket inside
+// another container's root.
 package fastcgi
 
 import (
@@ -131,8 +133,15 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 // ctx's end waking them.
 func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, error) {
 	deadline, _ := ctx.Deadline()
+	target := addr.Addr
 	if addr.Network == "unix" {
-		uc, ok, err := dialUnix(addr.Addr, deadline)
+		path, connected, err := addr.socketPath()
+		if err != nil {
+			return nil, err
+		}
+		defer connected()
+		target = path
+		uc, ok, err := dialUnix(path, deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +150,7 @@ func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, err
 		}
 	}
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	nc, err := d.DialContext(ctx, addr.Network, target)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,21 @@ func fileExists(path string) bool {
 // findCgroupCPUIn is findCgroupCPU on given file contents; exists checks a
 // path on this host.
 func findCgroupCPUIn(cgroup, mountinfo []byte, exists func(string) bool) *cgroupCPU {
+	path, v2, ok := FindCgroupFile(cgroup, mountinfo, "cpu", "cpu.stat", "cpu.stat", exists)
+	if !ok {
+		return nil
+	}
+	return &cgroupCPU{path: path, v2: v2}
+}
+
+// FindCgroupFile finds a file of a process's cgroup: v1File in the
+// hierarchy of the v1 controller, or v2File in the unified hierarchy,
+// whichever exists first in mount order. cgroup is the process's
+// /proc/PID/cgroup, read by fpmguard (its paths are relative to
+// fpmguard's cgroup namespace); mountinfo is fpmguard's own
+// /proc/self/mountinfo, the hierarchies it can reach; exists checks a path
+// on this host. ok is false when there is none.
+func FindCgroupFile(cgroup, mountinfo []byte, controller, v1File, v2File string, exists func(string) bool) (path string, v2, ok bool) {
 	var v1Path, v2Path string
 	haveV1, haveV2 := false, false
 	for _, line := range strings.Split(string(cgroup), "\n") {
@@ -51,7 +66,7 @@ func findCgroupCPUIn(cgroup, mountinfo []byte, exists func(string) bool) *cgroup
 			continue
 		}
 		for _, c := range strings.Split(parts[1], ",") {
-			if c == "cpu" {
+			if c == controller {
 				v1Path, haveV1 = parts[2], true
 			}
 		}
@@ -69,17 +84,17 @@ func findCgroupCPUIn(cgroup, mountinfo []byte, exists func(string) bool) *cgroup
 		}
 		root, mount := f[3], f[4]
 		switch {
-		case haveV1 && g[0] == "cgroup" && hasOption(g[2], "cpu"):
-			if p := join(mount, root, v1Path, "cpu.stat"); exists(p) {
-				return &cgroupCPU{path: p}
+		case haveV1 && g[0] == "cgroup" && hasOption(g[2], controller):
+			if p := join(mount, root, v1Path, v1File); exists(p) {
+				return p, false, true
 			}
 		case haveV2 && g[0] == "cgroup2":
-			if p := join(mount, root, v2Path, "cpu.stat"); exists(p) {
-				return &cgroupCPU{path: p, v2: true}
+			if p := join(mount, root, v2Path, v2File); exists(p) {
+				return p, true, true
 			}
 		}
 	}
-	return nil
+	return "", false, false
 }
 
 func hasOption(opts, want string) bool {

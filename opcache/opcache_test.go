@@ -32,12 +32,34 @@ func newClient(t testing.TB) opcache.Client {
 	return opcache.Client{FastCGI: patient, Script: path, Actions: place}
 }
 
+// newClientIn is newClient for php-fpm fpm of any version: the script is
+// placed in fpm's directory, through its master's root when it has one.
+func newClientIn(t testing.TB, fpm *fpmtest.FPM) opcache.Client {
+	t.Helper()
+	place := opcache.Place{Dir: fpm.InRoot(filepath.Join(fpm.Dir, "fpmguard"))}
+	if fpm.Root != "" {
+		place.Root.MasterPID = fpm.MasterPID()
+	}
+	path, err := place.Install()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opcache.Client{FastCGI: patient, Script: path, Actions: place}
+}
+
 // patient is the client of calls that must get php-fpm's answer: its timeout
 // is far above what an answer takes on a loaded runner, so that it never
 // decides a test. A call returns with the answer, so it costs nothing.
 var patient = fastcgi.Client{Timeout: 30 * time.Second}
 
 func startFPM(t *testing.T, defines map[string]string, files map[string]string) (*fpmtest.FPM, fastcgi.Address) {
+	t.Helper()
+	return startFPMOf(t, "", defines, files)
+}
+
+// startFPMOf is startFPM with PHP version v; the address is the pool's own
+// socket where v has no pm.status_listen.
+func startFPMOf(t *testing.T, v string, defines map[string]string, files map[string]string) (*fpmtest.FPM, fastcgi.Address) {
 	t.Helper()
 	if defines == nil {
 		defines = map[string]string{}
@@ -46,13 +68,16 @@ func startFPM(t *testing.T, defines map[string]string, files map[string]string) 
 	if _, ok := defines["opcache.file_update_protection"]; !ok {
 		defines["opcache.file_update_protection"] = "0"
 	}
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Defines: defines, Files: files})
+	fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}}, Defines: defines, Files: files})
+	if !fpmtest.HasStatusListen(v) {
+		return fpm, fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].Listen}
+	}
 	return fpm, fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}
 }
 
 func get(t *testing.T, addr fastcgi.Address, fpm *fpmtest.FPM, name string) string {
 	t.Helper()
-	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/" + name, Script: filepath.Join(fpm.DocRoot, name)})
+	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/" + name, Script: fpm.Script(name)})
 	if err != nil {
 		t.Fatalf("GET %s: %v", name, err)
 	}
@@ -63,55 +88,65 @@ func get(t *testing.T, addr fastcgi.Address, fpm *fpmtest.FPM, name string) stri
 // with what fpmguard reports.
 const ownStatusPHP = `<?php header('Content-Type: application/json'); echo json_encode(opcache_get_status(false));`
 
+// TestReadMatchesPHP compares what fpmguard reads with what PHP itself
+// reports, on every PHP version.
 func TestReadMatchesPHP(t *testing.T) {
-	c := newClient(t)
-	fpm, addr := startFPM(t, nil, map[string]string{"own.php": ownStatusPHP, "a.php": "<?php echo 1;"})
-	get(t, addr, fpm, "a.php")
-	// Cache both scripts first so that nothing changes between the reads
-	// but the hit counter.
-	if _, err := c.Read(context.Background(), addr); err != nil {
-		t.Fatal(err)
-	}
-	get(t, addr, fpm, "own.php")
-
-	raw := get(t, addr, fpm, "own.php")
-	var php map[string]any
-	if err := json.Unmarshal([]byte(raw), &php); err != nil {
-		t.Fatalf("own status: %v: %s", err, raw)
-	}
-	st, err := c.Read(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := php["memory_usage"].(map[string]any)
-	stats := php["opcache_statistics"].(map[string]any)
-	interned := php["interned_strings_usage"].(map[string]any)
-	for _, tt := range []struct {
-		name      string
-		got, want int64
-	}{
-		{"used_memory", st.MemoryUsed, num(mem["used_memory"])},
-		{"free_memory", st.MemoryFree, num(mem["free_memory"])},
-		{"wasted_memory", st.MemoryWasted, num(mem["wasted_memory"])},
-		{"num_cached_scripts", st.CachedScripts, num(stats["num_cached_scripts"])},
-		{"num_cached_keys", st.CachedKeys, num(stats["num_cached_keys"])},
-		{"max_cached_keys", st.MaxCachedKeys, num(stats["max_cached_keys"])},
-		{"oom_restarts", st.OOMRestarts, num(stats["oom_restarts"])},
-		{"hash_restarts", st.HashRestarts, num(stats["hash_restarts"])},
-		{"manual_restarts", st.ManualRestarts, num(stats["manual_restarts"])},
-		{"misses", st.Misses, num(stats["misses"])},
-		{"interned buffer_size", st.InternedSize, num(interned["buffer_size"])},
-		{"start_time", st.StartTime.Unix(), num(stats["start_time"])},
-		// The script's own request is one more hit.
-		{"hits", st.Hits, num(stats["hits"]) + 1},
-	} {
-		if tt.got != tt.want {
-			t.Errorf("%s = %d, PHP says %d", tt.name, tt.got, tt.want)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm, addr := startFPMOf(t, v, nil, map[string]string{"own.php": ownStatusPHP, "a.php": "<?php echo 1;"})
+		c := newClientIn(t, fpm)
+		get(t, addr, fpm, "a.php")
+		// Cache both scripts first so that nothing changes between the reads
+		// but the hit counter.
+		if _, err := c.Read(context.Background(), addr); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if st.CachedScripts < 3 || !st.Enabled || st.Config.MemoryConsumption == 0 {
-		t.Errorf("status %+v", st)
-	}
+		get(t, addr, fpm, "own.php")
+
+		raw := get(t, addr, fpm, "own.php")
+		var php map[string]any
+		if err := json.Unmarshal([]byte(raw), &php); err != nil {
+			t.Fatalf("own status: %v: %s", err, raw)
+		}
+		st, err := c.Read(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := php["memory_usage"].(map[string]any)
+		stats := php["opcache_statistics"].(map[string]any)
+		interned := php["interned_strings_usage"].(map[string]any)
+		for _, tt := range []struct {
+			name      string
+			got, want int64
+		}{
+			{"used_memory", st.MemoryUsed, num(mem["used_memory"])},
+			{"free_memory", st.MemoryFree, num(mem["free_memory"])},
+			{"wasted_memory", st.MemoryWasted, num(mem["wasted_memory"])},
+			{"num_cached_scripts", st.CachedScripts, num(stats["num_cached_scripts"])},
+			{"num_cached_keys", st.CachedKeys, num(stats["num_cached_keys"])},
+			{"max_cached_keys", st.MaxCachedKeys, num(stats["max_cached_keys"])},
+			{"oom_restarts", st.OOMRestarts, num(stats["oom_restarts"])},
+			{"hash_restarts", st.HashRestarts, num(stats["hash_restarts"])},
+			{"manual_restarts", st.ManualRestarts, num(stats["manual_restarts"])},
+			{"misses", st.Misses, num(stats["misses"])},
+			{"interned buffer_size", st.InternedSize, num(interned["buffer_size"])},
+			{"start_time", st.StartTime.Unix(), num(stats["start_time"])},
+			// The script's own request is one more hit.
+			{"hits", st.Hits, num(stats["hits"]) + 1},
+		} {
+			if tt.got != tt.want {
+				t.Errorf("%s = %d, PHP says %d", tt.name, tt.got, tt.want)
+			}
+		}
+		if st.CachedScripts < 3 || !st.Enabled || st.Config.MemoryConsumption == 0 {
+			t.Errorf("status %+v", st)
+		}
+		// PHP 8.0 brought the JIT; 8.4 gives it a 64 MB buffer by default
+		// (jit.enabled), while the JIT itself stays off (jit.on).
+		jit, _ := php["jit"].(map[string]any)
+		if (v == "7.4") != (jit == nil) || (v == "8.4") != (st.JITBufferSize > 0) || st.JITBufferSize != num(jit["buffer_size"]) || st.JITEnabled != (jit["enabled"] == true) {
+			t.Errorf("JIT: buffer %d, enabled %v; PHP says %v", st.JITBufferSize, st.JITEnabled, php["jit"])
+		}
+	})
 }
 
 func num(v any) int64 {

@@ -58,7 +58,7 @@ func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 // dearer.
 func (pr *Prober) serving(ctx context.Context, master int, name string) bool {
 	id := strconv.Itoa(master)
-	b, err := readSmallFile("/proc/" + id + "/task/" + id + "/children")
+	b, err := readSmallFile("/proc/"+id+"/task/"+id+"/children", maxProcFile)
 	if err != nil {
 		return true
 	}

@@ -97,8 +97,14 @@ type OpcacheProber struct {
 // lives in another container, and the pool's chroot below it.
 func (o *OpcacheProber) client(t Target, pid int) (opcache.Client, error) {
 	root := opcache.Root{Chroot: t.Chroot}
-	if pid > 0 && (t.Root != "" || foreignRoot(pid) != "") {
+	if pid > 0 && t.Root != "" {
 		root.MasterPID = pid
+	} else if pid > 0 {
+		// A root that cannot be compared (no SYS_PTRACE) counts as this
+		// host's here, as the script is then read on fpmguard's side.
+		if other, _ := foreignRoot(pid); other != "" {
+			root.MasterPID = pid
+		}
 	}
 	dir := o.Dir
 	if dir == "" {

@@ -160,7 +160,11 @@ func fileExists(p string) bool {
 func (f *chrootFPM) targets(t *testing.T) []Target {
 	t.Helper()
 	pid := f.cmd.Process.Pid
-	ts, err := TargetsOfMaster(Master{PID: pid, Config: "/etc/php-fpm.conf", Root: foreignRoot(pid)})
+	root, err := foreignRoot(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := TargetsOfMaster(Master{PID: pid, Config: "/etc/php-fpm.conf", Root: root})
 	if err != nil || len(ts) != 1 {
 		t.Fatalf("targets of the chrooted master: %v %v", ts, err)
 	}

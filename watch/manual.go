@@ -128,7 +128,7 @@ func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
 	if t.Slowlog == "" {
 		return "", fmt.Errorf("pool %s has no slowlog: set slowlog and request_slowlog_timeout in its config", pool)
 	}
-	return slowlogEntry(t, pid), nil
+	return slowlogEntry(t, pid, w.prober.Trust), nil
 }
 
 // poolNamed is the watched pool of that name, nil if none.

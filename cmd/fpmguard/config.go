@@ -23,16 +23,19 @@ func parseArgs(app *kingpin.Application, c *cli, args []string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	pctx, err := app.ParseContext(args)
-	if err != nil {
-		return "", explainParseError(app, args, err)
-	}
+	// Parse first: it answers shell completion (--completion-bash), for
+	// which a partial command line is no error. It fails where
+	// ParseContext does.
 	cmd, err := app.Parse(args)
 	if err != nil {
 		return cmd, explainParseError(app, args, err)
 	}
 	if c.config == "" {
 		return cmd, nil
+	}
+	pctx, err := app.ParseContext(args)
+	if err != nil {
+		return cmd, explainParseError(app, args, err)
 	}
 	given := map[string]bool{}
 	for _, el := range pctx.Elements {

@@ -240,6 +240,26 @@ func (v *textValue) String() string {
 // IsCumulative makes a list a repeatable flag.
 func (v *textValue) IsCumulative() bool { return v.list != nil }
 
+// namedValue is a value of a type of its own whose errors do not name
+// the flag: it names it.
+type namedValue struct {
+	name string
+	kingpin.Value
+}
+
+func (v *namedValue) Set(s string) error {
+	if err := v.Value.Set(s); err != nil {
+		return &badFlag{v.name, s, err.Error()}
+	}
+	return nil
+}
+
+// IsCumulative passes on the value's own: repeatable or not.
+func (v *namedValue) IsCumulative() bool {
+	r, ok := v.Value.(interface{ IsCumulative() bool })
+	return ok && r.IsCumulative()
+}
+
 // The checks of textValue flags.
 
 // poolSpec is a --pool value, read as it will be used.
@@ -371,6 +391,8 @@ func (c *cli) commonFlags(cmd *kingpin.CmdClause, uses ...string) {
 			&textValue{name: "pool", list: &c.pools, check: poolSpec}).PlaceHolder("SPEC"),
 		declare(cmd, "fpm-config", "Watch every pool of this php-fpm config, e.g. /etc/php/8.2/fpm/php-fpm.conf. Repeatable. Without --pool or --fpm-config, fpmguard watches every php-fpm master it finds running.",
 			&textValue{name: "fpm-config", list: &c.fpmConfigs, check: existingFile("/etc/php/8.2/fpm/php-fpm.conf")}).PlaceHolder("PATH"),
+		declare(cmd, "fpm-master-user", "Also act for php-fpm masters running as this user (name or uid), as in a container where php-fpm runs as a user of its own. By default only masters of root and of fpmguard's own user are watched; any other process with a master's title is skipped, since a pool's PHP code could start it. Repeatable.",
+			&namedValue{name: "fpm-master-user", Value: &c.masterUsers}).PlaceHolder("USER"),
 		declare(cmd, "timeout", "Bound on each FastCGI request to php-fpm: a hung pool never hangs fpmguard.",
 			&durationValue{name: "timeout", to: &c.timeout, eg: "2s"}).Default("2s"),
 		declare(cmd, "hung-after", "A request older than this makes its worker hung.",
@@ -394,7 +416,7 @@ func (c *cli) commonFlags(cmd *kingpin.CmdClause, uses ...string) {
 }
 
 // targetFlags are the common flags of the commands that probe pools once.
-var targetFlags = []string{"config", "pool", "fpm-config", "timeout", "opcache-script", "opcache-dir"}
+var targetFlags = []string{"config", "pool", "fpm-config", "fpm-master-user", "timeout", "opcache-script", "opcache-dir"}
 
 func opcacheFlag(cmd flagger, to *bool) {
 	declare(cmd, "opcache", "Read the opcache of each master (--no-opcache: do not).", &boolValue{name: "opcache", to: to}).Default("true")

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +62,10 @@ type cli struct {
 	showQuery  bool
 	logLevel   string
 	logFormat  string
+
+	// masterUsers are the users, besides root and fpmguard's own, whose
+	// php-fpm masters fpmguard acts for.
+	masterUsers uidList
 
 	opcacheScript string
 	opcacheDir    string
@@ -132,9 +138,10 @@ SIGTERM, SIGINT and SIGQUIT stop php-fpm gracefully (SIGQUIT, then SIGTERM after
 )
 
 func newApp(c *cli) *kingpin.Application {
-	app := kingpin.New("fpmguard", "Watches php-fpm pools and their opcache as nginx meets them: a report for people, a check for monitoring, a Prometheus exporter, and a supervisor that acts when asked.")
+	app := kingpin.New("fpmguard", "Supervisor, prober and exporter for php-fpm and its opcache.")
+	// --version, and the version in the man page's title line.
+	app.Version(version)
 	app.HelpFlag.Short('h')
-	app.Version(versionLine())
 	app.UsageTemplate(usageTemplate).UsageFuncs(usageFuncs)
 	probe := append(slices.Clone(targetFlags), "hung-after", "show-query")
 
@@ -194,7 +201,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(&c)
 	app.UsageWriter(helpWriter{stdout}).ErrorWriter(helpWriter{stderr})
 	cmd, err, done := parseOrHelp(app, &c, args)
-	if done { // --help or --version printed its text
+	if done { // --help, --help-man, --version or completion printed its text
 		return 0
 	}
 	if err == nil {
@@ -273,6 +280,7 @@ func newProber(c *cli) *supervisor.Prober {
 		Thresholds: supervisor.Thresholds{HungAfter: c.hungAfter},
 		ShowQuery:  c.showQuery,
 		Lag:        self,
+		Trust:      c.trust(),
 	}
 	if c.opcache {
 		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir, Lag: self}
@@ -450,10 +458,45 @@ func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io
 	return code
 }
 
+// trust is whose masters fpmguard acts for.
+func (c *cli) trust() supervisor.Trust {
+	return supervisor.Trust{MasterUsers: c.masterUsers}
+}
+
+// uidList is the value of a repeatable flag naming users, by name or uid.
+type uidList []uint32
+
+func (l *uidList) Set(s string) error {
+	s = strings.TrimSpace(s)
+	u, err := user.Lookup(s)
+	if err != nil {
+		if u, err = user.LookupId(s); err != nil {
+			return fmt.Errorf("%q is neither a user name nor a uid of this host", s)
+		}
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return fmt.Errorf("user %q has uid %q, not a number", s, u.Uid)
+	}
+	*l = append(*l, uint32(uid))
+	return nil
+}
+
+func (l *uidList) String() string {
+	out := make([]string, len(*l))
+	for i, u := range *l {
+		out[i] = strconv.FormatUint(uint64(u), 10)
+	}
+	return strings.Join(out, ",")
+}
+
+// IsCumulative makes the flag repeatable.
+func (l *uidList) IsCumulative() bool { return true }
+
 // resolveTargets finds the pools the flags name, or discovers them, with
 // errors that name the flag at fault.
 func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
-	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs, c.trust())
 	if err == nil {
 		return targets, nil
 	}
@@ -469,6 +512,9 @@ func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 		err = fmt.Errorf("%w: start php-fpm, or name pools with --pool or --fpm-config", err)
 	case errors.Is(err, supervisor.ErrTitleCut):
 		err = fmt.Errorf("%w: pass --fpm-config PATH", err)
+	}
+	if errors.Is(err, supervisor.ErrUntrustedUser) {
+		err = fmt.Errorf("%w; if php-fpm itself runs as that user (not only its pools), name the user with --fpm-master-user", err)
 	}
 	return targets, err
 }

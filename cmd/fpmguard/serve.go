@@ -56,6 +56,8 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 		&shareValue{name: "max-kill-ratio", to: &a.MaxKillRatio, over: "1 lets every worker be killed at once"}).Default("0.5")
 	declare(cmd, "reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.",
 		&boolValue{name: "reload-unhealthy", to: &a.ReloadUnhealthy})
+	declare(cmd, "php-fpm-binary", "php-fpm's binary for the config test of --reload-unhealthy (php-fpm8.2 -t); it must belong to root and be writable by no one else. Default: the binary the master runs, if named php-fpm… and only root may change it.",
+		&textValue{name: "php-fpm-binary", to: &a.PHPFPMBinary, check: existingFile("/usr/sbin/php-fpm8.2")}).PlaceHolder("PATH")
 	declare(cmd, "action-budget", "Actions per pool within --action-budget-window; beyond it fpmguard only reports.",
 		&intValue[int]{name: "action-budget", to: &a.Budget, min: 1, what: "actions", eg: "10"}).Default("10")
 	declare(cmd, "action-budget-window", "Window of --action-budget.",
@@ -92,6 +94,13 @@ func (f *watchFlags) validate() error {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return &badFlag{"web.listen-address", addr, "give HOST:PORT or :PORT, e.g. :9253 or 127.0.0.1:9253"}
 		}
+	}
+	if bin := f.cfg.Actions.PHPFPMBinary; bin != "" {
+		b, err := watch.PHPFPMBinary(bin, 0)
+		if err != nil {
+			return fmt.Errorf("--php-fpm-binary %q: %w", bin, err)
+		}
+		b.Close()
 	}
 	return nil
 }

@@ -167,7 +167,7 @@ func waitSnapshot(ctx context.Context, snapshot func() *watch.Snapshot, deadline
 // kill key asks it, through the watchdog's rules, with their defaults.
 func localFeed(ctx context.Context, c *cli) (*feed, error) {
 	f := &c.top
-	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs, c.trust())
 	if err != nil && len(targets) == 0 {
 		return nil, err
 	}
