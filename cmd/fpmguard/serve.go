@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -218,10 +219,12 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		return 2
 	}
 	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
-	// run watches what it runs: a config fpmguard cannot read would leave
-	// php-fpm unwatched, or, as php-fpm most often refuses the same
-	// config, restarting for ever. Say what to fix, and start nothing.
-	if _, err := resolveTargets(ctx, c); err != nil {
+	// run watches what it runs: a config fpmguard's parser refuses would
+	// leave php-fpm unwatched, or, as php-fpm most often refuses the same
+	// config, restarting for ever. Say what to fix, and start nothing. A
+	// config that is not on this side (run -- chroot ROOT php-fpm -y CONF
+	// names it as php-fpm sees it) is no such verdict: php-fpm starts.
+	if _, err := resolveTargets(ctx, c); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "fpmguard: error: %s; fix it (%s -t -y %s tests it as php-fpm reads it), then start fpmguard run again; php-fpm was not started\n", errLine(err), safe(c.runArgv[0]), safe(conf))
 		return exitConfig
 	}
