@@ -134,7 +134,7 @@ HTTP, on --web.listen-address:
 SIGHUP reads the flags, --config and php-fpm's configs again.`
 	runHelp = `Run php-fpm as a child, the container entrypoint: fpmguard run [flags] -- php-fpm8.2 -F -y CONF. It restarts php-fpm when it dies, and does all serve does.
 
-SIGTERM, SIGINT and SIGQUIT stop php-fpm gracefully (SIGQUIT, then SIGTERM after --stop-timeout); SIGUSR1 and SIGUSR2 go to php-fpm; SIGHUP reads fpmguard's flags again. A config fpmguard cannot read stops run at once, exit status 78, before php-fpm starts.`
+SIGTERM, SIGINT and SIGQUIT stop php-fpm gracefully (SIGQUIT, then SIGTERM after --stop-timeout); SIGUSR1 and SIGUSR2 go to php-fpm; SIGHUP reads fpmguard's flags again. A config fpmguard's parser refuses stops run at once, exit status 78, before php-fpm starts.`
 )
 
 func newApp(c *cli) *kingpin.Application {
