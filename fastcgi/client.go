@@ -41,6 +41,10 @@ const (
 type Client struct {
 	Timeout time.Duration // bounds dial and exchange together; DefaultTimeout if 0
 	MaxBody int64         // bytes of stdout accepted; DefaultMaxBody if 0
+	// Probe counts the client's connections as fpmguard's own probes, in
+	// RequestsSent and Connections: what fpmguard takes away from
+	// php-fpm's counts of its users' requests.
+	Probe bool
 }
 
 // Request is one CGI request. SCRIPT_NAME, SCRIPT_FILENAME, REQUEST_URI and
@@ -86,13 +90,9 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	defer cancel()
 	op := req.describe()
 
-	nc, err := c.dial(ctx, addr)
+	nc, err := c.open(ctx, addr)
 	if err != nil {
-		e := classify(op, addr, timeout, err)
-		if e.Class == ClassTimeout {
-			e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
-		}
-		return nil, e
+		return nil, dialError(op, addr, timeout, err)
 	}
 	defer nc.Close()
 
@@ -127,6 +127,15 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 		return resp, answerError(req, addr, resp)
 	}
 	return resp, nil
+}
+
+// dialError classifies a failure to connect.
+func dialError(op string, addr Address, timeout time.Duration, err error) *Error {
+	e := classify(op, addr, timeout, err)
+	if e.Class == ClassTimeout {
+		e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
+	}
+	return e
 }
 
 // dial connects to addr with ctx's deadline on every read and write, and

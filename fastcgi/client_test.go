@@ -78,6 +78,9 @@ func TestAnswersAreClassified(t *testing.T) {
 
 	_, err = c.Ping(ctx, addr, "/ping", "PONG!")
 	assertClass(t, err, fastcgi.ClassBadResponse, 502, `ping.response = PONG!`)
+	if fe, _ := fastcgi.AsError(err); !errors.Is(err, fastcgi.ErrPingResponse) || fe.Status != 200 {
+		t.Errorf("a worker answered the ping, with another text: %v is not ErrPingResponse with status 200", err)
+	}
 
 	_, err = c.Do(ctx, addr, fastcgi.Request{Path: "/notes.txt", Script: filepath.Join(fpm.DocRoot, "notes.txt")})
 	assertClass(t, err, fastcgi.ClassForbidden, 403, "security.limit_extensions")

@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/termsafe"
 )
 
@@ -76,14 +77,14 @@ type Death struct {
 func (d Death) Failure() bool { return d.Cause.Failure() }
 
 // String says what happened, for people, escaped for a terminal:
-// `worker 4711 of pool www was OOM-killed (cgroup limit 512 MiB)`.
+// `worker 4711 of pool www was OOM-killed (cgroup limit 512.0MiB)`.
 func (d Death) String() string {
 	s := fmt.Sprintf("worker %d of pool %s ", d.PID, termsafe.String(d.Pool))
 	switch d.Cause {
 	case CauseOOMKill:
 		s += "was OOM-killed"
 		if d.LimitBytes > 0 {
-			s += fmt.Sprintf(" (cgroup limit %s)", mib(d.LimitBytes))
+			s += fmt.Sprintf(" (cgroup limit %s)", human.FormatBytes(d.LimitBytes))
 		}
 	case CauseFpmguardKill:
 		s += "was killed by fpmguard (" + d.Signal + ")"
@@ -110,13 +111,6 @@ func (d Death) String() string {
 		s += "exited"
 	}
 	return s
-}
-
-func mib(b uint64) string {
-	if b%(1<<20) == 0 {
-		return fmt.Sprintf("%d MiB", b>>20)
-	}
-	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 }
 
 // crashSignals are the signals of a fault in the worker itself.

@@ -71,7 +71,7 @@ func TestClassify(t *testing.T) {
 		{nil, exitLine("11", "on signal 15 (SIGTERM)"), CauseTerminateTimeout, "worker 11 of pool www was ended by php-fpm at request_terminate_timeout (SIGTERM) while running POST /import.php"},
 		{nil, exitLine("12", "on signal 11 (SIGSEGV)"), CauseCrash, "worker 12 of pool www crashed (SIGSEGV)"},
 		{nil, exitLine("13", "on signal 9 (SIGKILL)"), CauseKilled, "worker 13 of pool www was killed by SIGKILL from another process"},
-		{func() { setKills("4") }, exitLine("14", "on signal 9 (SIGKILL)"), CauseOOMKill, "worker 14 of pool www was OOM-killed (cgroup limit 512 MiB)"},
+		{func() { setKills("4") }, exitLine("14", "on signal 9 (SIGKILL)"), CauseOOMKill, "worker 14 of pool www was OOM-killed (cgroup limit 512.0MiB)"},
 		{nil, exitLine("15", "on signal 9 (SIGKILL)"), CauseKilled, ""}, // one OOM kill, claimed once
 		{nil, exitLine("16", "with code 0"), CauseMaxRequests, "worker 16 of pool www exited after its last request (pm.max_requests)"},
 		{nil, exitLine("17", "with code 70"), CauseExitCode, "worker 17 of pool www exited with code 70"},

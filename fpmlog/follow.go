@@ -5,8 +5,8 @@
 // normal ends (pm.max_requests recycling, an idle worker retired) that are
 // never failures.
 //
-// It imports logtail to follow the file, lag for the cgroup paths and
-// termsafe; it must not import fastcgi, supervisor, watch or web: the
+// It imports logtail to follow the file, lag for the cgroup paths, human
+// and termsafe; it must not import fastcgi, supervisor, watch or web: the
 // supervisor imports it.
 package fpmlog
 

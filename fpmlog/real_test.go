@@ -201,7 +201,7 @@ func TestRealOOMKill(t *testing.T) {
 	if d.Cause != CauseOOMKill || d.Signal != "SIGKILL" || d.LimitBytes != 64<<20 || d.Cgroup != g.Dir || !d.Failure() {
 		t.Errorf("%+v: want an OOM kill in %s, limit 64 MiB\n%s", d, g.Dir, f.Log())
 	}
-	if !strings.Contains(d.String(), "was OOM-killed (cgroup limit 64 MiB)") {
+	if !strings.Contains(d.String(), "was OOM-killed (cgroup limit 64.0MiB)") {
 		t.Errorf("%q", d.String())
 	}
 }

@@ -40,7 +40,12 @@ type Follower struct {
 	// with the rotations seen so far (tests).
 	onPass func(rotations int)
 	long   atomic.Uint64
+	opened atomic.Bool
 }
+
+// Opened reports whether the file has been opened: before, nothing of what
+// was written to it is known.
+func (f *Follower) Opened() bool { return f.opened.Load() }
 
 // Defaults.
 const (
@@ -97,6 +102,7 @@ func (f *Follower) Run(ctx context.Context) {
 		}
 	}()
 	cur, _ = openLog(f.Path, false) // missing yet: read it whole when it comes
+	f.opened.Store(cur != nil)
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
@@ -137,6 +143,7 @@ func (f *Follower) Run(ctx context.Context) {
 		}
 		if cur == nil {
 			cur, _ = openLog(f.Path, true) // the file appeared: read it whole
+			f.opened.Store(cur != nil)
 			continue
 		}
 		ours, err := cur.f.Stat()

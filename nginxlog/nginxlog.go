@@ -1,8 +1,8 @@
 // Package nginxlog follows nginx's error logs and counts the upstream
 // failures of each pool: what nginx answered (502, 504) and why. It imports
-// supervisor for the pools, event for what it reports and logtail to follow
-// the files; it must not
-// import watch, runner or web.
+// supervisor for the pools, fastcgi for their addresses, event for what it
+// reports and logtail to follow the files; it must not import watch,
+// runner or web.
 package nginxlog
 
 import (
@@ -141,6 +141,17 @@ func (n *Follower) Counts() map[Key]uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return maps.Clone(n.counts)
+}
+
+// Opened reports whether every log has been opened: until then, what
+// nginx logged is not known, and Counts' zeros do not say "no failure".
+func (n *Follower) Opened() bool {
+	for _, t := range n.tails {
+		if !t.Opened() {
+			return false
+		}
+	}
+	return true
 }
 
 // Run follows every log until ctx ends.

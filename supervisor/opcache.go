@@ -266,7 +266,8 @@ func (o *OpcacheProber) each(targets []Target, pools []PoolReport, do func(opcac
 }
 
 func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Target, prev *OpcacheReport) OpcacheReport {
-	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}, Health: HealthOK}
+	// Unknown until read: a verdict needs figures.
+	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}, Health: HealthUnknown}
 	if past(ctx) {
 		// The one-shot commands read the opcache in what time the pools'
 		// probes left: none is left when a pool used all of it.
@@ -288,7 +289,8 @@ func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Tar
 		}
 		if fastcgi.ClassOf(err) == fastcgi.ClassTimeout {
 			if starved, why := o.Lag.Judge("opcache read", start, time.Now()); starved {
-				// Keep the last figures and verdict: this read says nothing.
+				// Keep the last figures and verdict, if any: this read
+				// says nothing.
 				if prev != nil {
 					r = *prev
 				}

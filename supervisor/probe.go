@@ -1,7 +1,8 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, opcache, lag and safefile; it must not import
-// event, watch, runner or web, which act on and show what it finds.
+// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag
+// and human; it must not import event, watch, runner or web, which act on
+// and show what it finds.
 package supervisor
 
 import (
@@ -13,6 +14,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
+	"github.com/fpmguard/fpmguard/opcache"
 )
 
 // Prober probes pools. Its zero value is not ready: set Procs.
@@ -79,6 +81,7 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 	}
 	st, status := pr.readStatus(ctx, t)
 	r.Status = status
+	r.ProbeRequests = fastcgi.RequestsSent(t.Address)
 	if st != nil {
 		r.Counters = counters(st)
 		r.Processes = pr.processes(ctx, t, st)
@@ -96,6 +99,9 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 			r.Processes[i].ParentOK = r.Processes[i].ParentOK && r.Master.Alive && r.Processes[i].parent == r.Master.PID
 		}
 	}
+	// Last, as the heartbeat comes after: the socket's queue never shows
+	// fpmguard's own connection.
+	r.Connect = pr.connect(ctx, t, &r)
 	return r
 }
 
@@ -210,7 +216,7 @@ func failure(err error) *Failure {
 	if !ok {
 		return &Failure{Error: err.Error(), Reason: fastcgi.ReasonBadResponse}
 	}
-	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint}
+	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint, Misconfigured: misconfigured(fe)}
 }
 
 func counters(st *fastcgi.Status) *Counters {
@@ -301,11 +307,11 @@ func (pr *Prober) pssOf(pid int, start, rss uint64) uint64 {
 	return s.bytes
 }
 
-// isProbe reports whether a request path is a status or ping request.
 // IsProbe reports whether a request path is one of fpmguard's probes of
-// the pool: its status page or its ping.
+// the pool: its status page, its ping, or the opcache script fpmguard
+// installs.
 func (t Target) IsProbe(path string) bool {
-	return path != "" && (path == t.StatusPath || path == t.PingPath)
+	return path != "" && (path == t.StatusPath || path == t.PingPath || path == "/"+opcache.ScriptName())
 }
 
 func truncate(s string, n int) string {
@@ -350,6 +356,7 @@ func suggestStatusListen(t Target) string {
 // heartbeat, run at once; the opcache of each master is read right after,
 // in what time is left. prev is the previous report, or nil.
 func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) *Report {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, pr.Timeout())
 	defer cancel()
 	if pr.Lag != nil {
@@ -368,7 +375,14 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()]) })
+		wg.Go(func() {
+			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()])
+			if parent.Err() != nil {
+				// Interrupted: what the probe's requests met was no answer
+				// of php-fpm's.
+				rep.Pools[i] = NotProbed(t, "not probed: fpmguard was interrupted before the probe ended")
+			}
+		})
 	}
 	wg.Wait()
 	if pr.Opcache != nil {

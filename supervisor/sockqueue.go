@@ -21,6 +21,10 @@ import (
 type SocketQueue struct {
 	Length int64 `json:"length"`
 	Max    int64 `json:"max"`
+	// Own is how many of Length may be fpmguard's own connections: those
+	// it had open to the socket while the kernel was asked. They are no
+	// request of its users (PoolReport.Queue leaves them out).
+	Own int64 `json:"own,omitempty"`
 }
 
 // ReadSocketQueue asks the kernel, through sock_diag netlink, for the
@@ -47,6 +51,26 @@ type queueCache struct {
 	inetAt   [2]time.Time // AF_INET, AF_INET6
 	inetQ    [2]map[netip.AddrPort]SocketQueue
 	lastErrs [3]error
+	// own is, for each dump, the connections fpmguard had open to each
+	// address while it was taken.
+	unixOwn map[fastcgi.Address]int64
+	inetOwn [2]map[fastcgi.Address]int64
+}
+
+// ownDuring runs dump, and returns how many connections fpmguard may have
+// had open to each address meanwhile: opened by its end, and not closed
+// before its start. A dump may be shared by pools probed at once, one of
+// them waiting on its own request in the queue.
+func ownDuring(dump func()) map[fastcgi.Address]int64 {
+	before := fastcgi.Connections()
+	dump()
+	own := map[fastcgi.Address]int64{}
+	for a, n := range fastcgi.Connections() {
+		if open := n.Opened - before[a].Closed; open > 0 {
+			own[a] = int64(open)
+		}
+	}
+	return own
 }
 
 var queues = &queueCache{}
@@ -56,7 +80,7 @@ func (c *queueCache) unix(path string) (*SocketQueue, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.unixAt) > queueMaxAge {
-		c.unixQ, c.lastErrs[2] = dumpUnix()
+		c.unixOwn = ownDuring(func() { c.unixQ, c.lastErrs[2] = dumpUnix() })
 		c.unixAt = time.Now()
 	}
 	if c.lastErrs[2] != nil {
@@ -66,6 +90,7 @@ func (c *queueCache) unix(path string) (*SocketQueue, error) {
 	if !ok {
 		return nil, fmt.Errorf("reading the listen queue of %s: no listening socket bound there in this network namespace", path)
 	}
+	q.Own = min(q.Length, c.unixOwn[fastcgi.Address{Network: "unix", Addr: path}])
 	return &q, nil
 }
 
@@ -110,7 +135,7 @@ func (c *queueCache) inet(hostport string) (*SocketQueue, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.inetAt[fam]) > queueMaxAge {
-		c.inetQ[fam], c.lastErrs[fam] = dumpInet(fam == 1)
+		c.inetOwn[fam] = ownDuring(func() { c.inetQ[fam], c.lastErrs[fam] = dumpInet(fam == 1) })
 		c.inetAt[fam] = time.Now()
 	}
 	if c.lastErrs[fam] != nil {
@@ -118,6 +143,7 @@ func (c *queueCache) inet(hostport string) (*SocketQueue, error) {
 	}
 	for _, addr := range []netip.Addr{ap.Addr(), netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
 		if q, ok := c.inetQ[fam][netip.AddrPortFrom(addr, ap.Port())]; ok {
+			q.Own = min(q.Length, c.inetOwn[fam][fastcgi.Address{Network: "tcp", Addr: hostport}])
 			return &q, nil
 		}
 	}

@@ -108,7 +108,7 @@ func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
 	case p.Idle():
 		return "it is idle, and an idle worker is never killed"
 	case p.ProbeRequest():
-		return "it is serving fpmguard's own status or ping request"
+		return "it is serving one of fpmguard's own probes"
 	case r.Master == nil || !r.Master.Alive:
 		return "its master is not known to be alive, so nothing would respawn it"
 	}

@@ -11,7 +11,7 @@ type utilizationCollector struct{ ratio *metricDesc }
 
 func newUtilizationCollector() *utilizationCollector {
 	return &utilizationCollector{ratio: desc("phpfpm", "pool_utilization_ratio",
-		"(Busy workers, not counting fpmguard's own status and ping requests, + requests waiting in the listen queue) / pm.max_children. Above 1, requests wait for a worker.",
+		"(Busy workers, not counting fpmguard's own probes, + requests waiting in the listen queue, not counting fpmguard's own) / pm.max_children. Above 1, requests wait for a worker.",
 		"pool")}
 }
 

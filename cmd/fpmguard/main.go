@@ -272,7 +272,8 @@ func parseOrHelp(app *kingpin.Application, c *cli, args []string) (cmd string, e
 }
 
 func newProber(c *cli) *supervisor.Prober {
-	client := fastcgi.Client{Timeout: c.timeout}
+	// Its connections are counted: php-fpm's counts less them are load.
+	client := fastcgi.Client{Timeout: c.timeout, Probe: true}
 	self := lag.New(0)
 	pr := &supervisor.Prober{
 		Client:     client,

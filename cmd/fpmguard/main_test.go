@@ -40,7 +40,9 @@ func fixedReport() *supervisor.Report {
 				Master: &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
 				Counters: &supervisor.Counters{ProcessManager: "static", StartTime: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC), StartSinceSeconds: 3600,
 					AcceptedConn: 1234, IdleProcesses: 0, ActiveProcesses: 2, TotalProcesses: 2, MaxActiveProcesses: 2, MaxChildrenReached: 3, SlowRequests: 1},
-				Config: supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
+				// php-fpm counts 0 on a unix socket; the kernel knows better.
+				SocketQueue: &supervisor.SocketQueue{Length: 3, Max: 511},
+				Config:      supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
 				Processes: []supervisor.ProcessState{
 					{PID: 101, State: "Running", OSState: supervisor.OSSleeping, ParentOK: true, RequestDurationSeconds: 45.2, RequestMethod: "GET", RequestURI: "/report.php", Script: "/var/www/report.php", Requests: 10, CPUSeconds: 0.12, RSSBytes: 24 << 20},
 					{PID: 102, State: "Running", OSState: supervisor.OSRunning, ParentOK: true, RequestDurationSeconds: 1.5, RequestMethod: "POST", RequestURI: "/api/save", Script: "/var/www/index.php", Requests: 99, CPUSeconds: 3.4, RSSBytes: 30 << 20},
@@ -53,6 +55,15 @@ func fixedReport() *supervisor.Report {
 				Status:    supervisor.StatusRead{Skipped: true},
 				Processes: []supervisor.ProcessState{},
 			},
+			{
+				// Debian's stock pool: no ping.path, no pm.status_path.
+				Name: "stock", Address: "unix:///run/php/php8.2-fpm.sock",
+				Heartbeat: supervisor.Heartbeat{Skipped: true}, Status: supervisor.StatusRead{Skipped: true}, Connect: &supervisor.Connect{OK: true},
+				SocketQueue: &supervisor.SocketQueue{Length: 0, Max: 4096},
+				Master:      &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
+				Processes:   []supervisor.ProcessState{},
+				Advice:      []string{"add `pm.status_path = /status` to pool [stock] so fpmguard can see its workers", "add `ping.path = /ping` to pool [stock] so fpmguard can send a heartbeat through a worker"},
+			},
 		},
 	}
 	supervisor.Mark(&rep.Pools[0], supervisor.Thresholds{HungAfter: 30 * time.Second})
@@ -60,6 +71,7 @@ func fixedReport() *supervisor.Report {
 	supervisor.Mark(&rep.Pools[1], supervisor.Thresholds{})
 	supervisor.Judge(&rep.Pools[1], nil, supervisor.Thresholds{})
 	rep.Pools[1].Advice = []string{"add `pm.status_path = /status` to pool [api] so fpmguard can see its workers"}
+	supervisor.Judge(&rep.Pools[2], nil, supervisor.Thresholds{})
 	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
 	rep.Opcache = []supervisor.OpcacheReport{{
 		MasterPID: 100, Pools: []string{"www"}, Via: "unix:///run/php/www-status.sock", Script: "/var/lib/fpmguard/fpmguard-opcache-0123456789ab.php",

@@ -134,7 +134,7 @@ func topOnce(ctx context.Context, c *cli, opts top.Options, stdout, stderr io.Wr
 
 func allProbed(s *watch.Snapshot) bool {
 	for _, p := range s.Pools {
-		if !p.Probed {
+		if !p.Probed() {
 			return false
 		}
 	}
