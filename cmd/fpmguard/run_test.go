@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ const patience = 30 * time.Second
 type runGuard struct {
 	cmd     *exec.Cmd
 	fpm     *fpmtest.FPM
+	addr    string // fpmguard's HTTP address
 	logPath string
 	done    chan struct{} // closed when fpmguard has exited and was waited for
 
@@ -52,7 +54,8 @@ func startRun(t *testing.T, fpm *fpmtest.FPM, out *os.File) *runGuard {
 		defer f.Close()
 		out = f
 	}
-	args := append([]string{"run", "--web.listen-address", freePort(t), "--interval", "200ms", "--no-opcache", "--stop-timeout", "10s", "--"}, fpm.Argv()...)
+	g.addr = freePort(t)
+	args := append([]string{"run", "--web.listen-address", g.addr, "--interval", "200ms", "--no-opcache", "--stop-timeout", "10s", "--"}, fpm.Argv()...)
 	g.cmd = exec.Command(buildBinary(t), args...)
 	g.cmd.Stdout, g.cmd.Stderr = out, out
 	if err := g.cmd.Start(); err != nil {
@@ -399,11 +402,21 @@ func TestRunSaysItRestarts(t *testing.T) {
 	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	want := "master process " + strconv.Itoa(master) + " is gone: nothing will respawn workers; fpmguard run is restarting php-fpm"
-	fpmtest.Poll(t, patience, func() (string, bool) {
-		out := g.output()
-		return out, strings.Contains(out, want) && strings.Contains(out, "restarting in")
+	// The verdict on the pool while its master is gone: whichever master
+	// pid it names (each restart's dies at once), the reason says that
+	// fpmguard is restarting php-fpm.
+	gone := regexp.MustCompile(`master process \d+ is gone: nothing will respawn workers; ([^"]*)"`)
+	reason := fpmtest.Poll(t, patience, func() (string, bool) {
+		_, body := httpGet("http://" + g.addr + "/status")
+		m := gone.FindStringSubmatch(body)
+		if m == nil {
+			return body, false
+		}
+		return m[1], true
 	})
+	if reason != "fpmguard run is restarting php-fpm" {
+		t.Errorf("the verdict on a gone master asks: %q", reason)
+	}
 	if out := g.output(); strings.Contains(out, "; restart php-fpm") {
 		t.Errorf("fpmguard asks the user to restart php-fpm while it does:\n%s", out)
 	}
