@@ -209,6 +209,11 @@ var foreignFlags = map[string]string{
 	"scripts":        "rpm -qp --scripts",
 	"storage-driver": "buildah --storage-driver vfs",
 	"variant":        "debootstrap --variant=minbase",
+	// Chromium's, in the status page's browser test.
+	"disable-background-networking": "chromium",
+	"disable-component-update":      "chromium",
+	"disable-sync":                  "chromium",
+	"disable-quic":                  "chromium",
 }
 
 // TestDocumentedFlagsExist: every flag the docs and examples name is one

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/fpmguard/fpmguard/watch"
 	fpmweb "github.com/fpmguard/fpmguard/web"
 )
 
@@ -94,19 +93,19 @@ func TestServeHelpNamesEveryEndpoint(t *testing.T) {
 			t.Errorf("serve --help names %s, which answers 404", p)
 		}
 	}
+	// The status page at / links the endpoints: each is in the help.
 	index := httptest.NewRecorder()
-	fpmweb.NewHTTPHandler(func() fpmweb.Source { return stubSource{} }, nil, "/metrics").ServeHTTP(index, httptest.NewRequest(http.MethodGet, "/", nil))
-	for _, m := range regexp.MustCompile(`href="([^"]+)"`).FindAllStringSubmatch(index.Body.String(), -1) {
+	fpmweb.NewHTTPHandler(func() fpmweb.Source { return nil }, nil, "/metrics").ServeHTTP(index, httptest.NewRequest(http.MethodGet, "http://localhost/", nil))
+	links := regexp.MustCompile(`href="\.(/[a-z]+)"`).FindAllStringSubmatch(index.Body.String(), -1)
+	if len(links) < 5 {
+		t.Fatalf("the page at / links %d endpoints:\n%s", len(links), index.Body.String())
+	}
+	for _, m := range links {
 		if !strings.Contains(help, "\n  "+m[1]+" ") {
-			t.Errorf("the index links %s, which serve --help does not name", m[1])
+			t.Errorf("the page at / links %s, which serve --help does not name", m[1])
 		}
 	}
 }
-
-// stubSource is a watcher that knows nothing yet.
-type stubSource struct{ fpmweb.Source }
-
-func (stubSource) Snapshot() *watch.Snapshot { return &watch.Snapshot{} }
 
 // TestHelpToAClosedPipe: `fpmguard --help | head` ends quietly: kingpin
 // panics when it cannot write the usage.

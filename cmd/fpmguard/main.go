@@ -120,7 +120,7 @@ A degraded pool is a WARNING, an unhealthy or down one CRITICAL; the thresholds 
 
 HTTP, on --web.listen-address:
 
-  /          the list of these endpoints
+  /          the live status page, for a browser
   /metrics   Prometheus metrics (--web.telemetry-path)
   /healthz   liveness: 503 while a master is gone or a pool is failing
   /readyz    readiness: 503 while a pool cannot take a request now
