@@ -48,8 +48,8 @@ func lockedMariaDB(t *testing.T, workers int) (*fpmtest.MariaDB, *fpmtest.FPM) {
 	return db, f
 }
 
-// poolSpec names pool www of f for --pool.
-func poolSpec(f *fpmtest.FPM) string {
+// wwwSpec names pool www of f for --pool.
+func wwwSpec(f *fpmtest.FPM) string {
 	p := f.Pools["www"]
 	spec := fmt.Sprintf("unix://%s,pm=static,pm.max_children=%d", p.Listen, len(f.WorkerPIDs("www")))
 	if p.StatusSocket != "" {
@@ -65,7 +65,7 @@ func poolSpec(f *fpmtest.FPM) string {
 func TestStatusNamesMySQL(t *testing.T) {
 	db, f := lockedMariaDB(t, 4)
 	f.Background(t, 4, "orders.php", "")
-	spec := poolSpec(f)
+	spec := wwwSpec(f)
 	args := []string{"--pool", spec, "--no-opcache", "--hung-after", "2s", "--timeout", "1s"}
 	want := regexp.MustCompile(`waits: 4 of 4 workers blocked reading from ` + regexp.QuoteMeta(db.Addr) + ` \(MySQL\), in requests up to \d+(\.\d)?s old`)
 	out := fpmtest.Poll(t, 90*time.Second, func() (string, bool) {
