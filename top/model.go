@@ -72,11 +72,12 @@ func newKeys() keyMap {
 }
 
 func (k keyMap) ShortHelp() []key.Binding {
-	short := []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog, k.Stack}
+	short := []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog}
 	if k.killOffered {
 		short = append(short, k.Kill)
 	}
-	return short
+	// Last: a narrow footer cuts it first (? lists it with the rest).
+	return append(short, k.Stack)
 }
 
 func (k keyMap) FullHelp() [][]key.Binding {
