@@ -134,8 +134,8 @@ func TestPageEscapes(t *testing.T) {
 		"G&lt;b&gt;ET", // method
 		`<td data-label="Pool" class="inl">shop&lt;/th&gt;&lt;script&gt;alert(4)&lt;/script&gt;</td>`, // the worker's pool
 		"/etc/php/&lt;b&gt;fpm&lt;/b&gt;.conf",                                                        // opcache master
-		"x&lt;img src=y onerror=alert(5)&gt; (/var/www/&#34;&gt;&lt;svg onload=alert(3)&gt;.php:4)",    // a PHP stack's frame
-		"in sleep &lt;- x&lt;img src=y onerror=alert(5)&gt;</strong>",                                  // the cause of the pool's hung workers
+		"x&lt;img src=y onerror=alert(5)&gt; (/var/www/&#34;&gt;&lt;svg onload=alert(3)&gt;.php:4)",   // a PHP stack's frame
+		"in sleep &lt;- x&lt;img src=y onerror=alert(5)&gt;</strong>",                                 // the cause of the pool's hung workers
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page does not hold %q", want)
