@@ -104,9 +104,13 @@ func (dw *deathWatch) run(ctx context.Context) {
 	dw.mu.Unlock()
 	tick := time.NewTicker(scanEvery)
 	defer tick.Stop()
+	probed := dw.w.probed
 	for {
 		dw.scan()
 		select {
+		case <-probed:
+			// Every pool's first probe is in: its masters are known now.
+			probed = nil
 		case <-ctx.Done():
 			dw.mu.Lock()
 			for _, ml := range dw.logs {
@@ -305,10 +309,10 @@ func (dw *deathWatch) died(ml *masterLog, d fpmlog.Death) {
 	if !d.Failure() {
 		return // pm.max_requests, an idle worker retired: how php-fpm works
 	}
-	if r := dw.w.latest(d.Pool); r != nil {
-		for i := range r.Processes {
-			if p := &r.Processes[i]; p.PID == d.PID && !p.Idle() {
-				req = requestText(p)
+	for _, pw := range dw.w.pools {
+		if v := pw.view.Load(); v != nil && v.Report.Name == d.Pool {
+			if r := pw.diag.reports.request(d.PID); r != "" {
+				req = r
 			}
 		}
 	}

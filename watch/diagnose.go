@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
@@ -39,6 +40,45 @@ type poolDiagnosis struct {
 	mu      sync.Mutex
 	running bool                // a reading runs
 	last    *supervisor.Reading // the latest reading that ended
+
+	// reports are the pool's latest reports, for the request a worker
+	// that died was running (deaths.go).
+	reports recentReports
+}
+
+// recentReports keeps a pool's last few reports: a worker that dies a
+// moment after a status read showed its request is gone from the reports
+// that follow, which may be published before its exit line is read.
+type recentReports struct {
+	n    atomic.Uint32
+	ring [4]atomic.Pointer[supervisor.PoolReport]
+}
+
+// keep adds r, the newest. Only the pool's tick calls it.
+func (rr *recentReports) keep(r *supervisor.PoolReport) {
+	i := rr.n.Add(1)
+	rr.ring[i%uint32(len(rr.ring))].Store(r)
+}
+
+// request is the request worker pid ran in the newest report that showed
+// it busy, "" if none did.
+func (rr *recentReports) request(pid int) string {
+	n := rr.n.Load()
+	for k := range uint32(len(rr.ring)) {
+		r := rr.ring[(n-k)%uint32(len(rr.ring))].Load()
+		if r == nil {
+			continue
+		}
+		for i := range r.Processes {
+			if p := &r.Processes[i]; p.PID == pid {
+				if p.Idle() || p.ProbeRequest() {
+					return ""
+				}
+				return requestText(p)
+			}
+		}
+	}
+	return ""
 }
 
 // startDiagnosis starts the reading of r's held-up workers, and returns

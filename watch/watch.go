@@ -317,6 +317,7 @@ func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor
 		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
+	pw.diag.reports.keep(r)
 	if first && w.unprobed.Add(-1) == 0 {
 		w.probedOnce.Do(func() { close(w.probed) })
 	}

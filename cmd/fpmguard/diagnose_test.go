@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -98,6 +99,92 @@ func TestStatusNamesMySQL(t *testing.T) {
 	for _, w := range p.Processes {
 		if w.Hung && (w.Wait == nil || w.Wait.Kind != waits.KindNetRead || w.Stack == nil) {
 			t.Errorf("worker %d: wait %+v stack %+v", w.PID, w.Wait, w.Stack)
+		}
+	}
+}
+
+// TestServeTellsOOMKill: a worker OOM-killed by its memory cgroup in the
+// middle of a request shows, under serve, as an OOM kill of that request
+// tied to the 502 nginx answered for it: in /events, in /status and in
+// phpfpm_worker_exits_total. The request waits for the test to see it in
+// flight before it allocates, so that the status read shows it running.
+func TestServeTellsOOMKill(t *testing.T) {
+	f := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"import.php": `<?php while (!file_exists(__DIR__ . "/go")) { usleep(10000); } $s = str_repeat("x", 400 << 20); echo strlen($s);`},
+		Defines: map[string]string{"max_execution_time": "0", "memory_limit": "-1"},
+	})
+	g, err := fpmtest.MemoryLimit(t, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The master too: a worker it starts after the kill is in the group.
+	for _, pid := range append(f.WorkerPIDs("www"), f.MasterPID()) {
+		if err := g.Add(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := fpmtest.StartNginx(t, f, "www", fpmtest.NginxOptions{})
+	addr := freePort(t)
+	startBinary(t, "serve", "--fpm-config", f.Conf, "--web.listen-address", addr, "--interval", "200ms", "--no-opcache", "--nginx-error-log", n.ErrorLog)
+	base := "http://" + addr
+	waitHTTP(t, base+"/readyz", 200)
+	// Deaths are counted from the moment php-fpm's error log is followed.
+	fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+		_, metrics := httpGet(base + "/metrics")
+		return metrics, strings.Contains(metrics, `phpfpm_worker_exits_total{cause="oom_kill",pool="www"} 0`)
+	})
+
+	status := make(chan int, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 60 * time.Second}).Post(n.URL+"/import.php", "text/plain", strings.NewReader("rows"))
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	var pid int
+	fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+		_, body := httpGet(base + "/status")
+		var rep supervisor.Report
+		if json.Unmarshal([]byte(body), &rep) != nil || len(rep.Pools) == 0 {
+			return body, false
+		}
+		for _, p := range rep.Pools[0].Processes {
+			if p.RequestURI == "/import.php" && p.RequestMethod == "POST" && !p.Idle() {
+				pid = p.PID
+			}
+		}
+		return body, pid != 0
+	})
+	f.WriteFile(t, "go", "")
+	if code := <-status; code != 502 {
+		t.Errorf("nginx answered %d, want 502", code)
+	}
+
+	want := fmt.Sprintf("worker %d of pool www was OOM-killed (cgroup limit 64.0MiB) while running POST /import.php: 1 × 502 upstream closed the connection early", pid)
+	events := fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+		_, body := httpGet(base + "/events")
+		return body, strings.Contains(body, want) && strings.Contains(body, `"kind": "worker_exit"`)
+	})
+	t.Logf("the death in /events: %s", want)
+	_ = events
+
+	_, body := httpGet(base + "/status")
+	var rep supervisor.Report
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if d := rep.Pools[0].Deaths; len(d) != 1 || d[0].PID != pid || d[0].Cause != "oom_kill" || d[0].InRequest != "POST /import.php" ||
+		len(d[0].Nginx) != 1 || d[0].Nginx[0].Status != 502 || d[0].Nginx[0].Count != 1 || d[0].LimitBytes != 64<<20 {
+		t.Errorf("deaths in /status: %+v", d)
+	}
+	_, metrics := httpGet(base + "/metrics")
+	for _, line := range []string{`phpfpm_worker_exits_total{cause="oom_kill",pool="www"} 1`, `phpfpm_worker_exits_total{cause="killed",pool="www"} 0`} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("metrics lack %s", line)
 		}
 	}
 }
