@@ -110,8 +110,8 @@ func TestStatusNamesMySQL(t *testing.T) {
 // flight before it allocates, so that the status read shows it running.
 func TestServeTellsOOMKill(t *testing.T) {
 	f := fpmtest.Start(t, fpmtest.Options{
-		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"import.php": `<?php while (!file_exists(__DIR__ . "/go")) { usleep(10000); } $s = str_repeat("x", 400 << 20); echo strlen($s);`},
+		Pools:   []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files:   map[string]string{"import.php": `<?php while (!file_exists(__DIR__ . "/go")) { usleep(10000); } $s = str_repeat("x", 400 << 20); echo strlen($s);`},
 		Defines: map[string]string{"max_execution_time": "0", "memory_limit": "-1"},
 	})
 	g, err := fpmtest.MemoryLimit(t, 64<<20)
