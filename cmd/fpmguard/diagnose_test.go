@@ -6,11 +6,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/waits"
@@ -187,4 +189,109 @@ func TestServeTellsOOMKill(t *testing.T) {
 			t.Errorf("metrics lack %s", line)
 		}
 	}
+}
+
+// TestE2EHungOnMariaDB: four workers hung on a locked MariaDB table behind
+// nginx; nginx times them out with 504, and fpmguard's event for those
+// 504s names what the workers wait for: blocked reading from MySQL.
+func TestE2EHungOnMariaDB(t *testing.T) {
+	db := fpmtest.StartMariaDB(t, fpmtest.MariaDBOptions{Addr: privateDBAddr()})
+	db.Exec(t, "CREATE DATABASE app; CREATE TABLE app.orders (id INT) ENGINE=InnoDB; INSERT INTO app.orders VALUES (1)")
+	lock := db.Session(t)
+	lock.Send(t, "LOCK TABLES app.orders WRITE; SELECT SLEEP(600);")
+	fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+		out := db.Exec(t, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
+		return out, strings.TrimSpace(out) == "1"
+	})
+	const readTimeout = 5 * time.Second
+	s := runStack(t, fpmtest.Pool{MaxChildren: 4, StatusListen: true}, readTimeout, "--interval", "200ms", "--hung-after", "2s")
+	host, port, _ := net.SplitHostPort(db.Addr)
+	s.fpm.WriteFile(t, "orders.php", `<?php $db = new mysqli("`+host+`", "app", "", "app", `+port+`); $db->query("SELECT * FROM orders");`)
+	var ended []chan int
+	for range 4 {
+		c := make(chan int, 1)
+		ended = append(ended, c)
+		go func() { c <- s.nginx.Get("/orders.php", 60*time.Second) }()
+	}
+	for _, c := range ended {
+		if code := <-c; code != 504 {
+			t.Errorf("nginx answered %d, want 504 at fastcgi_read_timeout", code)
+		}
+	}
+	want := regexp.MustCompile(`4 × 504 upstream timed out on unix://` + regexp.QuoteMeta(s.fpm.Pools["www"].Listen) + ` in the last minute — 4 of 4 workers blocked reading from ` +
+		regexp.QuoteMeta(db.Addr) + ` \(MySQL\) for \d+(\.\d)?s, in mysqli->query`)
+	msg := fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+		for _, m := range eventMessages(t, s.metrics) {
+			if want.MatchString(m) {
+				return m, true
+			}
+		}
+		return "", false
+	})
+	t.Logf("nginx's 504s, tied: %s", msg)
+	_, metrics := httpGet(s.metrics + "/metrics")
+	if !strings.Contains(metrics, `phpfpm_hung_processes_by_wait{pool="www",service="mysql",wait="network-read"} 4`) {
+		t.Errorf("metrics lack the 4 workers blocked reading from MySQL")
+	}
+}
+
+// eventMessages reads the messages of serve's /events.
+func eventMessages(t *testing.T, base string) []string {
+	t.Helper()
+	_, body := httpGet(base + "/events")
+	var out struct {
+		Events []struct {
+			Message string `json:"message"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		return nil
+	}
+	var ms []string
+	for _, e := range out.Events {
+		ms = append(ms, e.Message)
+	}
+	return ms
+}
+
+// deepPHP hangs in a known stack: sleep <- wait_db (line 2) <- Repo::find
+// (line 3) <- handle (line 4) <- <main> (line 5).
+const deepPHP = `<?php
+function wait_db() { sleep(600); }
+class Repo { static function find() { wait_db(); } }
+function handle() { Repo::find(); }
+handle();
+`
+
+// TestStatusNamesTheStack: status names the PHP stack of a hung worker,
+// function by function with file and line, on every PHP version of the
+// matrix, fpmguard beside php-fpm in its root as in the field; the worker
+// is read, never stopped (its state stays S).
+func TestStatusNamesTheStack(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}},
+			Files: map[string]string{"deep.php": deepPHP}, Defines: map[string]string{"max_execution_time": "0"}})
+		g := newGuard(t, fpm)
+		p := fpm.Pools["www"]
+		spec := "unix://" + g.path(p.Listen) + ",pm=static,pm.max_children=2"
+		if p.StatusSocket != "" {
+			spec += ",pm.status_listen=" + g.path(p.StatusSocket)
+		}
+		fpm.Background(t, 1, "deep.php", "")
+		pid := fpm.WaitWorker(t, "www", func(p fastcgi.Process) bool { return fpmtest.Running(p) && strings.HasSuffix(p.Script, "/deep.php") })
+		script := fpm.Script("deep.php")
+		places := fmt.Sprintf("stack: sleep <- wait_db (%[1]s:2) <- Repo::find (%[1]s:3) <- handle (%[1]s:4) <- <main> (%[1]s:5)", script)
+		out := fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+			_, out, _ := g.run(t, "status", "--pool", spec, "--no-opcache", "--hung-after", "1s")
+			return out, strings.Contains(out, places)
+		})
+		if !strings.Contains(out, fmt.Sprintf("waits: worker %d sleeping, in requests up to", pid)) || !strings.Contains(out, "in sleep <- wait_db <- Repo::find <- handle") {
+			t.Errorf("the pool's line lacks the wait and the stack:\n%s", out)
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || !strings.Contains(string(st), ") S ") {
+			t.Errorf("worker %d after its stack was read: %q %v", pid, st, err)
+		}
+		t.Logf("PHP %s: %s", fpm.PHPVersion, places)
+	})
 }
