@@ -136,6 +136,8 @@ type Reading struct {
 	// Advice says what would let fpmguard see more, from what this
 	// reading could not read.
 	Advice []string
+
+	permission bool // a stack read was refused: said in Advice
 }
 
 // WorkerReading is what was read of one worker.
@@ -207,7 +209,10 @@ func (d *Diagnoser) readStacks(ctx context.Context, master int, cands []Candidat
 		if !fresh {
 			var err error
 			old, err = d.ReadStack(ctx, c.PID, c.Start, master)
-			d.stackProblem(master, err, rd)
+			if note := d.stackProblem(master, err, rd); note != "" {
+				// The advice says it once, for every worker alike.
+				old.Error = note
+			}
 		}
 		kept[c.key()] = old
 		wr.Stack = old
@@ -217,20 +222,36 @@ func (d *Diagnoser) readStacks(ctx context.Context, master int, cands []Candidat
 }
 
 // stackProblem tells of a stack read that failed for a reason that holds
-// for every worker: a permission fpmguard lacks, once per master, or a
-// PHP build it does not know, once per binary.
-func (d *Diagnoser) stackProblem(master int, err error, rd *Reading) {
+// for every worker: a permission fpmguard lacks, once per master (in the
+// reading's advice, and to Warn), or a PHP build it does not know, once
+// per binary. For a permission, it returns the worker's stack error that
+// points at the advice: the same for every worker, so outputs say it once.
+func (d *Diagnoser) stackProblem(master int, err error, rd *Reading) string {
 	var perm *phpstack.PermissionError
 	var unsupported *phpstack.UnsupportedError
 	switch {
 	case errors.As(err, &perm):
 		d.warn(fmt.Sprintf("stack-permission:%d", master), master, err.Error())
-		if !slices.Contains(rd.Advice, err.Error()) {
+		if !rd.permission {
+			rd.permission = true
 			rd.Advice = append(rd.Advice, err.Error())
 		}
+		return "fpmguard may not read its memory: see the advice (" + missingWhat(perm.Missing) + ")"
 	case errors.As(err, &unsupported):
 		d.warn("stack-unsupported:"+unsupported.Binary, master, err.Error())
 	}
+	return ""
+}
+
+// missingWhat names in a few words what a refused stack read lacks.
+func missingWhat(m phpstack.Missing) string {
+	switch m {
+	case phpstack.MissingCapSysPtrace, phpstack.MissingDumpable:
+		return "CAP_SYS_PTRACE"
+	case phpstack.MissingPtraceScope:
+		return "kernel.yama.ptrace_scope"
+	}
+	return "a security module or user namespace"
 }
 
 // slowlogCache is a pool's slowlog tail as last read, kept while the file

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,7 +57,7 @@ func groupWaits(r *PoolReport, at time.Time) []WaitGroup {
 		return nil
 	}
 	var out []WaitGroup
-	for _, g := range waits.GroupWaits(ws) {
+	for _, g := range mergeUnknown(waits.GroupWaits(ws)) {
 		wg := WaitGroup{Wait: g.Wait, PIDs: g.PIDs, Workers: len(r.Processes)}
 		for _, pid := range g.PIDs {
 			p := byPID[pid]
@@ -72,6 +73,32 @@ func groupWaits(r *PoolReport, at time.Time) []WaitGroup {
 		wg.Line = wg.line(r, byPID)
 		out = append(out, wg)
 	}
+	return out
+}
+
+// mergeUnknown makes one group of the workers whose wait is not known,
+// whatever the reason each has, so that a pool of unreadable workers is
+// one line, not one per reason. The group keeps the reason when all share
+// it, else it has none (each worker's own is in its wait). Groups stay
+// the largest first.
+func mergeUnknown(gs []waits.Group) []waits.Group {
+	out := make([]waits.Group, 0, len(gs))
+	at := -1
+	for _, g := range gs {
+		switch {
+		case g.Wait.Kind != waits.KindUnknown:
+			out = append(out, g)
+		case at < 0:
+			at = len(out)
+			out = append(out, waits.Group{Wait: g.Wait, PIDs: slices.Clone(g.PIDs)})
+		default:
+			out[at].PIDs = append(out[at].PIDs, g.PIDs...)
+			if out[at].Wait.Reason != g.Wait.Reason {
+				out[at].Wait.Reason = ""
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b waits.Group) int { return len(b.PIDs) - len(a.PIDs) })
 	return out
 }
 

@@ -7,8 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/user"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,4 +298,58 @@ func TestStatusNamesTheStack(t *testing.T) {
 		}
 		t.Logf("PHP %s: %s", fpm.PHPVersion, places)
 	})
+}
+
+// TestDiagnosisWithoutPermission: fpmguard run as a user that may not read
+// the workers' /proc (no CAP_SYS_PTRACE) names no wait and no stack it
+// cannot prove, and says once, in the advice, what is missing and how to
+// grant it.
+func TestDiagnosisWithoutPermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		requireIntegration(t, "switching to an unprivileged user needs root")
+	}
+	f := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 3, Extra: []string{"listen.mode = 0666"}}},
+		Files: map[string]string{"deep.php": deepPHP}, Defines: map[string]string{"max_execution_time": "0"}})
+	f.Background(t, 2, "deep.php", "")
+	for range 2 {
+		f.WaitWorker(t, "www", func(p fastcgi.Process) bool { return fpmtest.Running(p) && strings.HasSuffix(p.Script, "/deep.php") })
+	}
+	bin := buildBinary(t)
+	daemon, err := user.Lookup("daemon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(daemon.Uid)
+	gid, _ := strconv.Atoi(daemon.Gid)
+	out := fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+		cmd := exec.Command(bin, "status", "--pool", "unix://"+f.Pools["www"].Listen+",pm=static,pm.max_children=3", "--no-opcache", "--hung-after", "1s")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		out, _ := cmd.CombinedOutput()
+		return string(out), strings.Count(string(out), " yes ") == 2
+	})
+	// One line for both, in words that hold for both: no worker's own path.
+	if !strings.Contains(out, "waits: 2 of 3 workers waiting on something unknown: its system call could not be read (permission denied),") {
+		t.Errorf("want the two hung workers in one line, their wait unknown for want of permission:\n%s", out)
+	}
+	for _, bad := range []string{"workers sleeping", "wait_db", "deep.php:"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("named %q without permission to read it:\n%s", bad, out)
+		}
+	}
+	for _, want := range []struct {
+		text string
+		n    int
+	}{
+		{"advice: fpmguard may not read what worker", 1},
+		{"advice: reading the PHP stack of worker", 1},
+		{`needs CAP_SYS_PTRACE, which this process lacks: grant CAP_SYS_PTRACE`, 1},
+		{`securityContext.capabilities.add: ["SYS_PTRACE"]`, 1},
+		// Both workers' stack errors point at the advice, said once.
+		{"stack: not read: fpmguard may not read its memory: see the advice (CAP_SYS_PTRACE)", 1},
+	} {
+		if n := strings.Count(out, want.text); n != want.n {
+			t.Errorf("%q appears %d times, want %d:\n%s", want.text, n, want.n, out)
+		}
+	}
+	t.Logf("without CAP_SYS_PTRACE:\n%s", out)
 }
