@@ -38,6 +38,19 @@ func privateDBAddr() string {
 // request of it waits for the lock, blocked reading from MySQL.
 func lockedMariaDB(t *testing.T, workers int) (*fpmtest.MariaDB, *fpmtest.FPM) {
 	t.Helper()
+	db := lockedOrders(t)
+	f := fpmtest.Start(t, fpmtest.Options{
+		Pools:   []fpmtest.Pool{{MaxChildren: workers, StatusListen: true}},
+		Files:   map[string]string{"orders.php": ordersPHP(db)},
+		Defines: map[string]string{"default_socket_timeout": "600", "max_execution_time": "0"},
+	})
+	return db, f
+}
+
+// lockedOrders starts MariaDB with a table app.orders that another session
+// holds a write lock on until the test ends.
+func lockedOrders(t *testing.T) *fpmtest.MariaDB {
+	t.Helper()
 	db := fpmtest.StartMariaDB(t, fpmtest.MariaDBOptions{Addr: privateDBAddr()})
 	db.Exec(t, "CREATE DATABASE app; CREATE TABLE app.orders (id INT) ENGINE=InnoDB; INSERT INTO app.orders VALUES (1)")
 	s := db.Session(t)
@@ -46,13 +59,13 @@ func lockedMariaDB(t *testing.T, workers int) (*fpmtest.MariaDB, *fpmtest.FPM) {
 		out := db.Exec(t, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
 		return out, strings.TrimSpace(out) == "1"
 	})
+	return db
+}
+
+// ordersPHP is a script that reads db's app.orders over TCP.
+func ordersPHP(db *fpmtest.MariaDB) string {
 	host, port, _ := net.SplitHostPort(db.Addr)
-	f := fpmtest.Start(t, fpmtest.Options{
-		Pools:   []fpmtest.Pool{{MaxChildren: workers, StatusListen: true}},
-		Files:   map[string]string{"orders.php": `<?php $db = new mysqli("` + host + `", "app", "", "app", ` + port + `); $db->query("SELECT * FROM orders");`},
-		Defines: map[string]string{"default_socket_timeout": "600", "max_execution_time": "0"},
-	})
-	return db, f
+	return `<?php $db = new mysqli("` + host + `", "app", "", "app", ` + port + `); $db->query("SELECT * FROM orders");`
 }
 
 // wwwSpec names pool www of f for --pool.
@@ -198,18 +211,10 @@ func TestServeTellsOOMKill(t *testing.T) {
 // nginx; nginx times them out with 504, and fpmguard's event for those
 // 504s names what the workers wait for: blocked reading from MySQL.
 func TestE2EHungOnMariaDB(t *testing.T) {
-	db := fpmtest.StartMariaDB(t, fpmtest.MariaDBOptions{Addr: privateDBAddr()})
-	db.Exec(t, "CREATE DATABASE app; CREATE TABLE app.orders (id INT) ENGINE=InnoDB; INSERT INTO app.orders VALUES (1)")
-	lock := db.Session(t)
-	lock.Send(t, "LOCK TABLES app.orders WRITE; SELECT SLEEP(600);")
-	fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
-		out := db.Exec(t, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
-		return out, strings.TrimSpace(out) == "1"
-	})
+	db := lockedOrders(t)
 	const readTimeout = 5 * time.Second
 	s := runStack(t, fpmtest.Pool{MaxChildren: 4, StatusListen: true}, readTimeout, "--interval", "200ms", "--hung-after", "2s")
-	host, port, _ := net.SplitHostPort(db.Addr)
-	s.fpm.WriteFile(t, "orders.php", `<?php $db = new mysqli("`+host+`", "app", "", "app", `+port+`); $db->query("SELECT * FROM orders");`)
+	s.fpm.WriteFile(t, "orders.php", ordersPHP(db))
 	var ended []chan int
 	for range 4 {
 		c := make(chan int, 1)
