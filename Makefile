@@ -17,9 +17,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
 # The scale table of make bench: pool counts, seconds per window, runs.
+# SCALE_BASELINE names a git ref (main, a commit) built and measured in the
+# same runs beside the working tree; empty for none.
 SCALE_POOLS ?= 10,100,1000
 SCALE_SECONDS ?= 60
 SCALE_RUNS ?= 3
+SCALE_BASELINE ?=
 
 all: build
 
@@ -63,13 +66,19 @@ bench: deps
 	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms:"
 	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); \
 		printf "  %-28s nginx 5xx %5s   recovery %6s s\n", n[2], $$5, $$7 }' bench-scenario.out
-	FPMGUARD_SCALE=$(SCALE_POOLS) SCALE_SECONDS=$(SCALE_SECONDS) SCALE_RUNS=$(SCALE_RUNS) $(GO) test -count=1 -timeout 0 -run '^TestScale$$' -v ./cmd/fpmguard/ > bench-scale.out; status=$$?; grep '^SCALE' bench-scale.out; exit $$status
+	@base=""; tmp=$$(mktemp -d); trap 'git worktree remove --force "$$tmp/src" 2>/dev/null; rm -rf "$$tmp"' EXIT; \
+	if [ -n "$(SCALE_BASELINE)" ]; then \
+		git worktree add --detach "$$tmp/src" "$(SCALE_BASELINE)" >/dev/null && \
+		(cd "$$tmp/src" && $(GO) build -ldflags "-X main.version=$$(git describe --tags --always)" -o "$$tmp/fpmguard" ./cmd/fpmguard) && base="$$tmp/fpmguard" || exit 1; \
+	fi; \
+	FPMGUARD_SCALE=$(SCALE_POOLS) SCALE_SECONDS=$(SCALE_SECONDS) SCALE_RUNS=$(SCALE_RUNS) FPMGUARD_SCALE_BASELINE="$$base" \
+		$(GO) test -count=1 -timeout 0 -run '^TestScale$$' -v ./cmd/fpmguard/ > bench-scale.out; status=$$?; grep '^SCALE' bench-scale.out; exit $$status
 	@echo
 	@echo "serve --interval 1s, medians of $(SCALE_RUNS) runs of $(SCALE_SECONDS) s; php-fpm's CPU against the same pools without fpmguard:"
-	@awk '/^SCALE/ { for (i = 2; i <= NF; i++) { split($$i, kv, "="); v[kv[1]] = kv[2] } \
-		printf "  %-8s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB (%s..%s)  scrape %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)  all-hung pool judged %s s after --hung-after\n", \
-		v["pm"], v["pools"], v["cpu_per_pool_tick_us"], v["core_share_pct"], v["rss_mb"], v["rss_first_mb"], v["rss_max_mb"], v["scrape_p50_ms"], v["scrape_p99_ms"], \
-		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"], v["hung_caught_s"] }' bench-scale.out
+	@awk '/^SCALE / { for (i = 2; i <= NF; i++) { split($$i, kv, "="); v[kv[1]] = kv[2] } \
+		printf "  %-8s %-8s %-8s %-6s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB (%s..%s)  scrape p50/p99 of %s %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)  all-hung pool judged %s s after --hung-after, without status_listen unhealthy %s s after the hang\n", \
+		v["binary"], v["commit"], v["pm"], v["config"], v["pools"], v["cpu_per_pool_tick_us"], v["core_share_pct"], v["rss_mb"], v["rss_first_mb"], v["rss_max_mb"], v["scrapes"], v["scrape_p50_ms"], v["scrape_p99_ms"], \
+		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"], v["listen_hung_judged_after_threshold_s"], v["plain_hung_unhealthy_s"] }' bench-scale.out
 
 demo: deps build
 	./examples/demo.sh
