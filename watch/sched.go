@@ -73,7 +73,7 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 		// The next probe is one (possibly stretched) interval after this
 		// one began: one that overran is followed at once, never by a
 		// queue of them.
-		w.sched.due[i] = began.Add(w.pace.Interval())
+		w.sched.due[i] = began.Add(w.pace.Step())
 		w.sched.busy[i] = false
 		w.sched.mu.Unlock()
 		if handedOver {
