@@ -22,6 +22,13 @@ import (
 // delays the pools after it by stallAfter, and many hung pools are waited
 // on in parallel, each on its own goroutine, as before.
 
+// A pool is probed one interval after its last probe began, or sooner, at
+// a deadline: when a request the last probe saw grows older than
+// --hung-after or --kill-hung-after (nextDeadline), or at once when a
+// worker sent SIGTERM has gone and more hung workers may wait for the kill
+// cap (lookAgain). Probes on the interval wake on the slot grid; those at
+// a deadline wake on time.
+
 // stallAfter is how long one tick may hold the probe loop. A quiet pool's
 // tick takes a fraction of a millisecond, a 200-worker pool's a few.
 const stallAfter = 5 * time.Millisecond
@@ -29,9 +36,11 @@ const stallAfter = 5 * time.Millisecond
 // schedule is when each pool is probed next, shared by the probe loop and
 // the stalled loops that finish a tick after they handed it over.
 type schedule struct {
-	mu   sync.Mutex
-	due  []time.Time // by pool index
-	busy []bool      // a tick of the pool is running
+	mu    sync.Mutex
+	due   []time.Time // by pool index
+	exact []bool      // due at a deadline, not on the slot grid
+	busy  []bool      // a tick of the pool is running
+	again []bool      // look again at once when the running tick ends
 	// kick wakes the waiting loop when a stalled tick ends: its pool may be
 	// due at once.
 	kick chan struct{}
@@ -40,7 +49,9 @@ type schedule struct {
 func (w *Watcher) startSchedule() {
 	now := time.Now()
 	w.sched.due = make([]time.Time, len(w.pools))
+	w.sched.exact = make([]bool, len(w.pools))
 	w.sched.busy = make([]bool, len(w.pools))
+	w.sched.again = make([]bool, len(w.pools))
 	w.sched.kick = make(chan struct{}, 1)
 	for i := range w.pools {
 		w.sched.due[i] = now.Add(w.offset(i))
@@ -61,20 +72,29 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
 	for {
-		i, ok := w.nextDue(ctx, wait)
+		i, exact, ok := w.nextDue(ctx, wait)
 		if !ok {
 			return
 		}
+		pw := w.pools[i]
 		handoff.Reset(stallAfter)
 		began := time.Now()
-		w.tick(ctx, w.pools[i])
+		pw.atDeadline = exact
+		w.tick(ctx, pw)
 		handedOver := !handoff.Stop()
 		w.sched.mu.Lock()
 		// The next probe is one (possibly stretched) interval after this
 		// one began: one that overran is followed at once, never by a
-		// queue of them.
-		w.sched.due[i] = began.Add(w.pace.Step())
-		w.sched.busy[i] = false
+		// queue of them. A deadline before that comes first.
+		next, exact := began.Add(w.pace.Step()), false
+		switch {
+		case w.sched.again[i]:
+			next, exact = time.Now(), true
+		case !pw.deadline.IsZero() && pw.deadline.Before(next):
+			next, exact = pw.deadline, true
+		}
+		w.sched.due[i], w.sched.exact[i] = next, exact
+		w.sched.busy[i], w.sched.again[i] = false, false
 		w.sched.mu.Unlock()
 		if handedOver {
 			<-started
@@ -87,39 +107,73 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// nextDue waits for the pool due first, and marks it busy. Pools wake on
-// the slot grid, so that those due together share one wake-up. false when
-// ctx ends.
-func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (int, bool) {
+// nextDue waits for the pool due first, and marks it busy. Pools due on
+// their interval wake on the slot grid, so that those due together share
+// one wake-up; a pool due at a deadline wakes on time. false when ctx
+// ends; exact when the pool is due at a deadline.
+func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (i int, exact, ok bool) {
 	for {
 		if ctx.Err() != nil {
-			return 0, false
+			return 0, false, false
 		}
 		s := &w.sched
 		s.mu.Lock()
-		first := -1
+		first, firstExact := -1, -1
 		for i, busy := range s.busy {
-			if !busy && (first < 0 || s.due[i].Before(s.due[first])) {
+			if busy {
+				continue
+			}
+			if first < 0 || s.due[i].Before(s.due[first]) {
 				first = i
+			}
+			if s.exact[i] && (firstExact < 0 || s.due[i].Before(s.due[firstExact])) {
+				firstExact = i
 			}
 		}
 		now := time.Now()
 		if first >= 0 && !s.due[first].After(now) {
 			s.busy[first] = true
+			exact := s.exact[first]
 			s.mu.Unlock()
-			return first, true
+			return first, exact, true
 		}
 		d := time.Hour // every pool is in a stalled tick: kick wakes us
 		if first >= 0 {
 			d = w.untilSlot(s.due[first])
 		}
+		if firstExact >= 0 {
+			d = min(d, time.Until(s.due[firstExact]))
+		}
 		s.mu.Unlock()
 		wait.Reset(d)
 		select {
 		case <-ctx.Done():
-			return 0, false
+			return 0, false, false
 		case <-wait.C:
 		case <-s.kick:
 		}
+	}
+}
+
+// lookAgain has pool probed again at once, outside its interval: a worker
+// sent SIGTERM has gone, so the kill cap has room for a hung worker it
+// held back. A tick of the pool that runs now is followed by another.
+func (w *Watcher) lookAgain(pool string) {
+	s := &w.sched
+	s.mu.Lock()
+	for i, pw := range w.pools {
+		if i >= len(s.due) || w.name(pw) != pool {
+			continue
+		}
+		if s.busy[i] {
+			s.again[i] = true
+		} else {
+			s.due[i], s.exact[i] = time.Now(), true
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }

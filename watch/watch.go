@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,6 +121,13 @@ type poolWatch struct {
 	dSince    map[int]time.Time
 	standIns  int                // heartbeats in a row the status read stood in for
 	announced map[condition]bool // conditions already reported, to report each once
+	// deadline is when a request the last probe saw grows older than
+	// --hung-after or --kill-hung-after, if before the next probe: the
+	// pool is probed then (sched.go). Zero when none does.
+	deadline time.Time
+	// atDeadline: this tick runs at a deadline, or at once after a worker
+	// sent SIGTERM went, not on the pool's interval.
+	atDeadline bool
 }
 
 // condition is something reported once when it starts: of a worker when pid
@@ -137,6 +145,7 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	w.th = pr.Thresholds
 	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
+	w.actions.look = w.lookAgain
 	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
 	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(event.Event{Kind: event.KindStarved, Message: why}) }
 	w.unprobed.Store(int64(len(targets)))
@@ -261,6 +270,8 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	if v := pw.view.Load(); v != nil {
 		prev = v.Report
 	}
+	atDeadline := pw.atDeadline
+	pw.atDeadline, pw.deadline = false, time.Time{}
 
 	if r, ok := w.prober.Idle(ctx, target); ok {
 		// An idle ondemand pool: judged without waking a worker.
@@ -270,15 +281,29 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 		return
 	}
 	pw.probeStart.Store(time.Now().UnixNano())
-	r := w.prober.Observe(ctx, target)
+	at := target.StatusVia()
+	if w.throughOwnSocket(pw, target, prev, atDeadline) {
+		at = target.Address
+	}
+	r := w.prober.ObserveThrough(ctx, target, at)
+	// own is the status read through the pool's own socket, when this
+	// tick made one: it may stand in for the heartbeat.
+	own := r.Status
+	if at != target.StatusVia() && !r.Status.OK {
+		// No worker answered it in time: the status listener shows why.
+		r = w.prober.Observe(ctx, target)
+	}
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
 	killed := w.actions.killHung(ctx, target, &r)
-	if killed == 0 && supervisor.BeatFromHung(target, &r) {
+	switch {
+	case killed == 0 && supervisor.BeatFromHung(target, &r):
 		pw.standIns = 0
-	} else if pw.standIns < pingEvery-1 && prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == "" && supervisor.BeatFromStatus(target, &r) {
+	case supervisor.BeatFromTimeout(target, &r, own):
+		pw.standIns = 0
+	case pw.standIns < pingEvery-1 && cleanBeat(prev) && supervisor.BeatFromStatus(target, &r):
 		pw.standIns++
-	} else {
+	default:
 		w.prober.Beat(ctx, target, &r)
 		pw.standIns = 0
 	}
@@ -302,8 +327,62 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.detect(pw, prev, &r)
 	w.actions.maybeReload(ctx, target, &r, pw.failures >= w.cfg.UnhealthyAfter, killed)
 	w.seeMaster(&r)
+	pw.deadline = w.nextDeadline(&r, time.Now())
 
 	w.publish(pw, target, &r, prev == nil)
+}
+
+// cleanBeat reports a previous report whose heartbeat succeeded and proved
+// it.
+func cleanBeat(prev *supervisor.PoolReport) bool {
+	return prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == ""
+}
+
+// throughOwnSocket says whether a tick reads the status page of a pool
+// with pm.status_listen through the pool's own socket, as a pool without
+// it always does: the read then stands in for the heartbeat, and a healthy
+// tick costs one FastCGI exchange instead of two. It does while a worker
+// is free: the last look saw an idle one and a clean heartbeat, and
+// nothing waits in the socket's queue now. The status listener is read
+// instead on the ticks that ping (the first one, one in pingEvery, and
+// every one after a heartbeat that was not a clean success), and at a
+// deadline, when the page must answer whatever the workers do; and when
+// the read through the pool's socket fails, in the same tick.
+func (w *Watcher) throughOwnSocket(pw *poolWatch, t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool) bool {
+	if t.StatusAddress.IsZero() {
+		return true
+	}
+	if atDeadline || t.PingPath == "" || pw.standIns >= pingEvery-1 || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
+		return false
+	}
+	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {
+		return false
+	}
+	q, err := supervisor.ReadSocketQueue(t.Address)
+	return err == nil && q.Length == 0
+}
+
+// nextDeadline is the first moment after now when a request in flight on
+// r's status page grows older than --hung-after or --kill-hung-after; zero
+// when none does. The probe loop probes the pool then, if that comes
+// before its interval: a hung worker is judged, and killed, on time
+// whatever the interval. A pool with no long request costs nothing more.
+func (w *Watcher) nextDeadline(r *supervisor.PoolReport, now time.Time) time.Time {
+	var first time.Time
+	for _, p := range r.Processes {
+		start, ok := r.RequestStart(p)
+		if !ok || p.ProbeRequest() {
+			continue
+		}
+		for _, after := range []time.Duration{w.th.HungAfter, w.cfg.Actions.KillHungAfter} {
+			// A millisecond past: judged older than the threshold, not as old.
+			at := start.Add(after + time.Millisecond)
+			if after > 0 && at.After(now) && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+	}
+	return first
 }
 
 // publish makes r the pool's latest view, and keeps it in the history.

@@ -149,14 +149,17 @@ func TestOndemandStaysAsleep(t *testing.T) {
 	})
 }
 
-// TestStatusStandsInForPing: a pool whose status page is read through its
-// own socket is pinged every pingEvery ticks, the status read standing in
-// between; after a ping that answers wrong, every tick pings.
+// TestStatusStandsInForPing: a pool's status page, read through its own
+// socket, stands in for the ping, which is sent every pingEvery ticks; so
+// for a pool with pm.status_listen, read through its own socket while a
+// worker is free, and through the listener on the ticks that ping. After
+// a ping that answers wrong, every tick pings.
 func TestStatusStandsInForPing(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "main"}, {Name: "listen", StatusListen: true}}})
 	w := watcherFor(t, fpm, Config{Interval: time.Hour})
 	ctx := context.Background()
-	vias := map[string][]string{}
+	type read struct{ beat, status string }
+	reads := map[string][]read{}
 	for range 2 * pingEvery {
 		for _, pw := range w.pools {
 			w.tick(ctx, pw)
@@ -164,23 +167,30 @@ func TestStatusStandsInForPing(t *testing.T) {
 			if !r.Heartbeat.OK {
 				t.Fatalf("pool %s: heartbeat %+v", r.Name, r.Heartbeat)
 			}
-			vias[r.Name] = append(vias[r.Name], r.Heartbeat.Via)
+			reads[r.Name] = append(reads[r.Name], read{r.Heartbeat.Via, r.Status.Via})
 		}
 	}
-	pings := func(name string) int {
-		n := 0
-		for _, v := range vias[name] {
-			if v == "" {
-				n++
+	// A read that answered late (10 ms or more, on a loaded machine) is
+	// followed by a ping: the stand-ins are counted, not placed.
+	for name, rs := range reads {
+		standIns, inARow := 0, 0
+		for i, got := range rs {
+			switch {
+			case got == read{"status page", "main"}:
+				standIns++
+				inARow++
+			case got.beat == "" && (got.status == "main" || name == "listen"):
+				inARow = 0 // a ping; the listen pool's page through its listener
+			default:
+				t.Errorf("pool %s, tick %d: heartbeat via %q, status via %q", name, i, got.beat, got.status)
+			}
+			if i == 0 && got.beat != "" || inARow >= pingEvery {
+				t.Errorf("pool %s, tick %d: %d stand-ins in a row, want a ping first and every %d ticks (%q)", name, i, inARow, pingEvery, rs)
 			}
 		}
-		return n
-	}
-	if n := pings("main"); n != 2 || vias["main"][0] != "" || vias["main"][pingEvery] != "" {
-		t.Errorf("pool main: %d real pings in %d ticks, want 2, at ticks 0 and %d: %q", n, 2*pingEvery, pingEvery, vias["main"])
-	}
-	if n := pings("listen"); n != 2*pingEvery {
-		t.Errorf("pool listen (pm.status_listen): %d real pings in %d ticks, want every tick", n, 2*pingEvery)
+		if standIns == 0 {
+			t.Errorf("pool %s: no status read stood in for a ping in %d ticks (%q)", name, len(rs), rs)
+		}
 	}
 
 	// A ping that answers something else than ping.response fails: seen at
@@ -195,6 +205,92 @@ func TestStatusStandsInForPing(t *testing.T) {
 				t.Errorf("pool %s: heartbeat %+v, want a ping that answered wrong", r.Name, r.Heartbeat)
 			}
 		}
+	}
+}
+
+// TestThroughOwnSocket: a pool with pm.status_listen is read through its
+// own socket only while a worker is free and the last heartbeat was
+// clean, and never on a tick that pings or at a deadline.
+func TestThroughOwnSocket(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "listen", StatusListen: true}, {Name: "plain"}}})
+	tgs := fpmTargets(t, fpm)
+	w := watcherFor(t, fpm, Config{Interval: time.Hour})
+	idle := supervisor.ProcessState{PID: 1, State: "Idle"}
+	busy := supervisor.ProcessState{PID: 2, State: "Running", RequestDurationSeconds: 5}
+	clean := func(procs ...supervisor.ProcessState) *supervisor.PoolReport {
+		return &supervisor.PoolReport{Heartbeat: supervisor.Heartbeat{OK: true}, Status: supervisor.StatusRead{OK: true}, Processes: procs}
+	}
+	failed := clean(idle, busy)
+	failed.Heartbeat = supervisor.Heartbeat{Error: "timeout"}
+	queued := clean(idle, busy)
+	queued.SocketQueue = &supervisor.SocketQueue{Length: 1}
+	noPing := tgs["listen"]
+	noPing.PingPath = ""
+	for _, tc := range []struct {
+		name       string
+		target     supervisor.Target
+		prev       *supervisor.PoolReport
+		standIns   int
+		atDeadline bool
+		want       bool
+	}{
+		{"a worker free", tgs["listen"], clean(idle, busy), 0, false, true},
+		{"without pm.status_listen", tgs["plain"], nil, 0, false, true},
+		{"first tick", tgs["listen"], nil, 0, false, false},
+		{"every worker busy", tgs["listen"], clean(busy, busy), 0, false, false},
+		{"last heartbeat failed", tgs["listen"], failed, 0, false, false},
+		{"requests waited", tgs["listen"], queued, 0, false, false},
+		{"the tick that pings", tgs["listen"], clean(idle, busy), pingEvery - 1, false, false},
+		{"at a deadline", tgs["listen"], clean(idle, busy), 0, true, false},
+		{"no ping.path to stand in for", noPing, clean(idle, busy), 0, false, false},
+	} {
+		pw := &poolWatch{standIns: tc.standIns}
+		if got := w.throughOwnSocket(pw, tc.target, tc.prev, tc.atDeadline); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestOwnSocketTimeoutIsTheHeartbeat: when the read through the pool's own
+// socket times out (every worker became busy since the last look), the
+// same tick reads the status listener, and the timed-out read stands in
+// for the ping, which would only have waited as long.
+func TestOwnSocketTimeoutIsTheHeartbeat(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
+	})
+	tg := fpmTargets(t, fpm)["www"]
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour}, event.NewLog(nil))
+	ctx := context.Background()
+	w.tick(ctx, w.pools[0]) // through the listener, and a ping: both workers idle
+	if r := w.pools[0].view.Load().Report; !r.Heartbeat.OK || r.Status.Via != "status_listen" {
+		t.Fatalf("first tick: status %+v heartbeat %+v", r.Status, r.Heartbeat)
+	}
+	fpm.Background(t, 2, "sleep.php", "ms=600000")
+	fpmtest.Poll(t, 30*time.Second, func() (int, bool) {
+		st, err := fastcgi.Client{Timeout: 10 * time.Second}.Status(ctx, tg.StatusAddress, tg.StatusPath)
+		n := 0
+		if err == nil {
+			for _, p := range st.Processes {
+				if !p.Idle() {
+					n++
+				}
+			}
+		}
+		return n, n == 2
+	})
+	w.tick(ctx, w.pools[0])
+	r := w.pools[0].view.Load().Report
+	if !r.Status.OK || r.Status.Via != "status_listen" {
+		t.Errorf("status %+v, want read again through the listener", r.Status)
+	}
+	if hb := r.Heartbeat; !hb.Failed() || hb.Via != "status page" || hb.Failure.Reason != fastcgi.ReasonTimeout {
+		t.Errorf("heartbeat %+v, want the timed-out status read standing in for it", hb)
+	}
+	if busy, total := r.Busy(); busy != 2 || total != 2 {
+		t.Errorf("%d of %d workers busy, want 2 of 2", busy, total)
 	}
 }
 
