@@ -44,7 +44,7 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("opcache-interval", "Time between opcache reads of each master.").Default("5s").DurationVar(&f.cfg.OpcacheEvery)
 	cmd.Flag("kill-hung-after", "SIGTERM a worker whose request is older than this, SIGKILL after --kill-grace (0: off).").Default("0").DurationVar(&a.KillHungAfter)
 	cmd.Flag("kill-grace", "Time from SIGTERM to SIGKILL for a hung worker.").Default("5s").DurationVar(&a.KillGrace)
-	cmd.Flag("max-kill-ratio", "Share of a pool's workers killed at most per interval (at least one).").Default("0.5").Float64Var(&a.MaxKillRatio)
+	cmd.Flag("max-kill-ratio", "Share of a pool's workers on their way out at once, killed by fpmguard or by hand (at least one).").Default("0.5").Float64Var(&a.MaxKillRatio)
 	cmd.Flag("reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.").BoolVar(&a.ReloadUnhealthy)
 	cmd.Flag("action-budget", "Actions per pool within --action-budget-window; beyond it fpmguard only reports.").Default("10").IntVar(&a.Budget)
 	cmd.Flag("action-budget-window", "Window of --action-budget.").Default("10m").DurationVar(&a.BudgetWindow)
