@@ -243,15 +243,27 @@ func (pr *Prober) readStatus(ctx context.Context, t Target, at fastcgi.Address) 
 	return st, StatusRead{OK: true, Via: via, took: end.Sub(start), at: end}
 }
 
+// requestStages are php-fpm's names for the stages of a worker with a
+// request in flight (fpm_request.c; "informations" before PHP 7.4).
+var requestStages = map[string]bool{
+	"Reading headers": true, "Getting request information": true, "Getting request informations": true,
+	"Running": true, "Ending": true, "Finishing": true,
+}
+
+// InRequest reports whether a worker in state, as the status page names
+// it, has a request in flight. A worker fresh from fork shows no stage
+// ("(null)") until it first waits for a request: neither idle nor busy.
+func InRequest(state string) bool { return requestStages[state] }
+
 // StatusAt is when the status page of r answered: the moment its request
 // durations were true, zero when it was not read.
 func (r *PoolReport) StatusAt() time.Time { return r.Status.at }
 
 // RequestStart is when p's request in flight began, from its duration on
-// the status page of r and the moment the page answered; false for an
-// idle worker, or a page not read.
+// the status page of r and the moment the page answered; false for a
+// worker with no request in flight, or a page not read.
 func (r *PoolReport) RequestStart(p ProcessState) (time.Time, bool) {
-	if p.Idle() || r.Status.at.IsZero() {
+	if !InRequest(p.State) || r.Status.at.IsZero() {
 		return time.Time{}, false
 	}
 	return r.Status.at.Add(-time.Duration(p.RequestDurationSeconds * float64(time.Second))), true
@@ -296,10 +308,16 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 		if !pr.ShowQuery {
 			uri = StripQuery(uri)
 		}
+		age := p.RequestDuration
+		if !p.Idle() && !InRequest(p.State) {
+			// A fresh worker: php-fpm counts its duration from the
+			// clock's zero (the time since boot), as no request began.
+			age = 0
+		}
 		ps := ProcessState{
 			PID:                    p.PID,
 			State:                  p.State,
-			RequestDurationSeconds: p.RequestDuration.Seconds(),
+			RequestDurationSeconds: age.Seconds(),
 			RequestMethod:          p.RequestMethod,
 			RequestURI:             uri,
 			Script:                 p.Script,

@@ -114,9 +114,9 @@ type Actor struct {
 	// output runs a command without a shell; under `run` it goes through
 	// the reaper, the only caller of wait.
 	output func(ctx context.Context, name string, args ...string) ([]byte, error)
-	// look, when set, has the watcher look at a pool again at once: a
-	// worker sent SIGTERM has gone, and the kill cap has room again.
-	look func(pool string)
+	// gone, when set, is told the pool of a worker sent SIGTERM once it
+	// has gone: the kill cap has room again for the kills it held back.
+	gone func(pool string)
 
 	mu         sync.Mutex
 	spent      map[string][]time.Time // pool -> action times in the window
@@ -201,85 +201,124 @@ func (a *Actor) takeBudget(pool string) bool {
 	return true
 }
 
+// candidate is a request to kill, and the report that showed it.
+type candidate struct {
+	r *supervisor.PoolReport
+	p supervisor.ProcessState
+}
+
 // killHung SIGTERMs the workers of r whose request is older than
-// --kill-hung-after, oldest first, as many as the kill cap allows, and
-// returns how many it signalled. Each must still run the request r shows
-// on a status page read again right before.
-func (a *Actor) killHung(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport) int {
+// --kill-hung-after (kill). It returns how many it signalled, and the ones
+// the kill cap held back.
+func (a *Actor) killHung(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport) (int, []candidate) {
 	if a.cfg.KillHungAfter <= 0 {
-		return 0
+		return 0, nil
 	}
-	a.mu.Lock()
-	var cands []supervisor.ProcessState
+	var cands []candidate
 	for _, p := range r.Processes {
-		_, pending := a.pending[p.PID]
-		if !p.Idle() && !p.ProbeRequest() && !pending && p.RequestDurationSeconds > a.cfg.KillHungAfter.Seconds() {
-			cands = append(cands, p)
+		if supervisor.InRequest(p.State) && !p.ProbeRequest() && p.RequestDurationSeconds > a.cfg.KillHungAfter.Seconds() {
+			cands = append(cands, candidate{r, p})
 		}
 	}
-	a.mu.Unlock()
 	if len(cands) == 0 {
-		return 0
+		return 0, nil
 	}
+	return a.kill(ctx, t, cands)
+}
+
+// kill SIGTERMs the workers of cands, oldest request first, that still run
+// the request their report showed, on a status page read again now (once
+// for all of them), as many as the kill cap allows. It returns how many it
+// signalled (or would have, under --dry-run), and the candidates the cap
+// held back: they wait for a worker on its way out to go.
+func (a *Actor) kill(ctx context.Context, t supervisor.Target, cands []candidate) (int, []candidate) {
+	r := cands[0].r
 	if r.Master == nil || !r.Master.Alive {
 		a.count(t.Name, ActionKill, ResultRefused)
 		a.event(t, r, event.KindActionRefused, 0, nil, "not killing %d hung workers of pool %s: its master is not known to be alive, so nothing would respawn them", len(cands), t.Name)
-		return 0
+		return 0, nil
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].RequestDurationSeconds > cands[j].RequestDurationSeconds })
-	room, dying, limit := a.room(r)
-
-	// The status page was read a moment ago; read it again so that a
-	// request that just ended does not cost an idle worker, or the next
-	// request of the same worker, its life.
+	sort.Slice(cands, func(i, j int) bool { return cands[i].p.RequestDurationSeconds > cands[j].p.RequestDurationSeconds })
+	// The status page was read a moment ago, or at the last probe: read it
+	// again, so that a request that ended meanwhile does not cost an idle
+	// worker, or the next request of the same worker, its life.
 	now, err := a.running(ctx, t)
 	if err != nil {
 		a.count(t.Name, ActionKill, ResultRefused)
 		a.event(t, r, event.KindActionRefused, 0, nil, "not killing hung workers of pool %s: cannot re-read its status page: %v", t.Name, err)
-		return 0
+		return 0, nil
 	}
-	killed := 0
-	for i, p := range cands {
-		if killed >= room {
-			a.count(t.Name, ActionKill, ResultCapped)
-			a.event(t, r, event.KindActionRefused, 0, nil, "%d more hung workers of pool %s wait: %d of its %d workers are on their way out, and at most %d are at once (--max-kill-ratio %.2f); they are killed as those go",
-				len(cands)-i, t.Name, dying+killed, len(r.Processes), limit, a.cfg.MaxKillRatio)
-			break
-		}
-		if !now.same(r, p) {
+	killed, dying, limit := 0, 0, 0
+	var capped []candidate
+	for _, c := range cands {
+		if !now.same(c.r, c.p) {
 			continue // its request ended meanwhile
 		}
-		res, _ := a.killOne(ctx, t, r, p, fmt.Sprintf("older than --kill-hung-after %s", a.cfg.KillHungAfter), now.at)
-		switch res {
+		if age := now.procs[c.p.PID].RequestDuration; !c.p.Hung {
+			// Armed by an earlier probe, killed at its deadline: as it is now.
+			c.p = c.r.HungNow(c.p, age)
+		}
+		var res Result
+		switch res, dying, limit = a.claim(now, c.p); res {
+		case ResultCapped:
+			capped = append(capped, c)
+			continue
+		case ResultRefused:
+			continue // on its way out already
+		}
+		switch res, _ := a.killOne(ctx, t, c.r, c.p, fmt.Sprintf("older than --kill-hung-after %s", a.cfg.KillHungAfter), now.at); res {
 		case ResultBudget:
-			return killed
+			return killed, nil
 		case ResultOK, ResultDryRun:
 			killed++
 		}
 	}
-	return killed
+	if len(capped) > 0 {
+		a.count(t.Name, ActionKill, ResultCapped)
+		a.event(t, r, event.KindActionRefused, 0, nil, "%d more hung workers of pool %s wait: %d of its %d workers are on their way out, and at most %d are at once (--max-kill-ratio %.2f); they are killed as those go",
+			len(capped), t.Name, dying, len(now.procs), limit, a.cfg.MaxKillRatio)
+	}
+	return killed, capped
 }
 
 // killLimit is the most workers of a pool of n on their way out at once:
 // a share of the pool (--max-kill-ratio), and at least one.
 func (a *Actor) killLimit(n int) int { return max(1, int(a.cfg.MaxKillRatio*float64(n))) }
 
-// room is the kill cap, the one rule of the watchdog's kills and of those
+// claim is the kill cap, the one rule of the watchdog's kills and of those
 // asked by hand: at most killLimit of the pool's workers on their way out
-// at once. A worker is on its way out from its SIGTERM until it is gone,
-// which a worker that ignores SIGTERM for now (stopped, in disk sleep)
-// is only after its SIGKILL. It returns how many more may be sent
-// SIGTERM now, how many r shows on their way out, and the limit.
-func (a *Actor) room(r *supervisor.PoolReport) (room, dying, limit int) {
+// at once, counted on the status page now read again. A worker is on its
+// way out from its SIGTERM until it is gone, which a worker that ignores
+// SIGTERM for now (stopped, in disk sleep) is only after its SIGKILL. When
+// the cap has room, claim marks p on its way out, before the signal, so
+// that two kills at once (a probe's, a deadline's, a person's) cannot pass
+// it together, and returns ResultOK. Else ResultCapped, or ResultRefused
+// when p is on its way out already; with the workers on their way out and
+// the limit.
+func (a *Actor) claim(now running, p supervisor.ProcessState) (res Result, dying, limit int) {
 	a.mu.Lock()
-	for _, p := range r.Processes {
-		if start, ok := a.pending[p.PID]; ok && start == p.StartTicks() {
+	defer a.mu.Unlock()
+	for pid := range now.procs {
+		if _, ok := a.pending[pid]; ok {
 			dying++
 		}
 	}
+	limit = a.killLimit(len(now.procs))
+	switch _, already := a.pending[p.PID]; {
+	case already:
+		return ResultRefused, dying, limit
+	case dying >= limit:
+		return ResultCapped, dying, limit
+	}
+	a.pending[p.PID] = p.StartTicks()
+	return ResultOK, dying, limit
+}
+
+// unclaim takes back the claim of a kill that did not happen.
+func (a *Actor) unclaim(pid int) {
+	a.mu.Lock()
+	delete(a.pending, pid)
 	a.mu.Unlock()
-	limit = a.killLimit(len(r.Processes))
-	return max(0, limit-dying), dying, limit
 }
 
 // staleAfter is how long fpmguard may have been starved of CPU between
@@ -287,13 +326,18 @@ func (a *Actor) room(r *supervisor.PoolReport) (room, dying, limit int) {
 // meant for it: longer, and the request may have ended meanwhile.
 const staleAfter = 20 * time.Millisecond
 
-// killOne SIGTERMs worker p of t, whose request a status page read at
-// readAt showed in flight, once it passes the last checks: it is the
-// pool's worker (parent, title, start time), fpmguard was not starved
-// since that read, and the budget allows. why says why it dies, for the
-// event. It counts and records the outcome, and returns it with its
-// event's words.
-func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, why string, readAt time.Time) (Result, string) {
+// killOne SIGTERMs worker p of t, claimed (claim), whose request a status
+// page read at readAt showed in flight, once it passes the last checks: it
+// is the pool's worker (parent, title, start time), fpmguard was not
+// starved since that read, and the budget allows. why says why it dies,
+// for the event. It counts and records the outcome, and returns it with
+// its event's words. A kill that does not happen gives its claim back.
+func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, why string, readAt time.Time) (res Result, msg string) {
+	defer func() {
+		if res != ResultOK {
+			a.unclaim(p.PID)
+		}
+	}()
 	rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
 		CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
 	if reason := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); reason != "" {
@@ -326,10 +370,9 @@ func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.
 		return ResultError, a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
 	}
 	a.count(t.Name, ActionKill, ResultOK)
-	msg := a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, %s; the master respawns it",
+	msg = a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, %s; the master respawns it",
 		p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), why)
 	a.mu.Lock()
-	a.pending[p.PID] = p.StartTicks()
 	a.lastKill[t.Name] = time.Now()
 	a.mu.Unlock()
 	a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
@@ -361,19 +404,16 @@ func (a *Actor) running(ctx context.Context, t supervisor.Target) (running, erro
 }
 
 // same reports whether the worker of p still runs the request r showed it
-// running: the same pid, busy, the same URI, and the same start. Two
-// requests of one worker start at least the first one's age apart (the
-// second begins after r was read), so starts that differ by less than half
-// that age, and by less than a second, are one request's, seen twice.
+// running: the same pid, in a request, the same request by php-fpm's count
+// of the worker's requests (it counts one as each begins), the same URI,
+// and a start that agrees to the second.
 func (now running) same(r *supervisor.PoolReport, p supervisor.ProcessState) bool {
 	q, ok := now.procs[p.PID]
 	start, known := r.RequestStart(p)
-	if !ok || q.Idle() || !known || supervisor.StripQuery(q.RequestURI) != supervisor.StripQuery(p.RequestURI) {
+	if !ok || !known || !supervisor.InRequest(q.State) || q.Requests != p.Requests || supervisor.StripQuery(q.RequestURI) != supervisor.StripQuery(p.RequestURI) {
 		return false
 	}
-	again := now.at.Add(-q.RequestDuration)
-	age := time.Duration(p.RequestDurationSeconds * float64(time.Second))
-	return again.Sub(start).Abs() <= min(time.Second, age/2)
+	return now.at.Add(-q.RequestDuration).Sub(start).Abs() < time.Second
 }
 
 // notOurs returns why pid must not be signalled as a worker of t, or "" when
@@ -404,8 +444,8 @@ func (a *Actor) escalate(ctx context.Context, t supervisor.Target, r *supervisor
 		a.mu.Lock()
 		delete(a.pending, p.PID)
 		a.mu.Unlock()
-		if a.look != nil {
-			a.look(t.Name)
+		if a.gone != nil {
+			a.gone(t.Name)
 		}
 	}()
 	if a.waitGone(ctx, p, a.cfg.KillGrace) {

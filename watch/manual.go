@@ -63,23 +63,12 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 		return KillResult{Result: result, Message: a.event(t, r, kind, p.PID, nil, format, args...)}
 	}
 	switch {
-	case p.Idle():
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is idle, and an idle worker is never killed", p.PID, t.Name, who)
+	case !supervisor.InRequest(p.State):
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it runs no request (php-fpm says %q), and an idle worker is never killed", p.PID, t.Name, who, p.State)
 	case p.ProbeRequest():
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving fpmguard's own status or ping request", p.PID, t.Name, who)
 	case r.Master == nil || !r.Master.Alive:
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its master is not known to be alive, so nothing would respawn it", p.PID, t.Name, who)
-	}
-	a.mu.Lock()
-	_, already := a.pending[p.PID]
-	a.mu.Unlock()
-	room, dying, limit := a.room(r)
-	switch {
-	case already:
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s again (asked by %s): it was sent SIGTERM already, and gets SIGKILL if still there %s after it", p.PID, t.Name, who, a.cfg.KillGrace)
-	case room == 0:
-		return refuse(ResultCapped, event.KindActionRefused, "not killing worker %d of pool %s now (asked by %s): %d of its %d workers are on their way out, and at most %d are at once (--max-kill-ratio %.2f); try again in a few seconds",
-			p.PID, t.Name, who, dying, len(r.Processes), limit, a.cfg.MaxKillRatio)
 	}
 	// The snapshot may be an interval old: read the status page again, so
 	// that a request that ended meanwhile does not cost an idle worker, or
@@ -90,6 +79,13 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 	}
 	if !now.same(r, p) {
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): the request it ran has ended since fpmguard last looked, and another is never killed in its place", p.PID, t.Name, who)
+	}
+	switch res, dying, limit := a.claim(now, p); res {
+	case ResultRefused:
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s again (asked by %s): it was sent SIGTERM already, and gets SIGKILL if still there %s after it", p.PID, t.Name, who, a.cfg.KillGrace)
+	case ResultCapped:
+		return refuse(ResultCapped, event.KindActionRefused, "not killing worker %d of pool %s now (asked by %s): %d of its %d workers are on their way out, and at most %d are at once (--max-kill-ratio %.2f); try again in a few seconds",
+			p.PID, t.Name, who, dying, len(now.procs), limit, a.cfg.MaxKillRatio)
 	}
 	// The escalation to SIGKILL outlives the request that asked: it ends
 	// by itself after the grace, and Run waits for it.

@@ -22,12 +22,12 @@ import (
 // delays the pools after it by stallAfter, and many hung pools are waited
 // on in parallel, each on its own goroutine, as before.
 
-// A pool is probed one interval after its last probe began, or sooner, at
-// a deadline: when a request the last probe saw grows older than
-// --hung-after or --kill-hung-after (nextDeadline), or at once when a
-// worker sent SIGTERM has gone and more hung workers may wait for the kill
-// cap (lookAgain). Probes on the interval wake on the slot grid; those at
-// a deadline wake on time.
+// A pool is probed one interval after its last probe began (or a little
+// less than --kill-hung-after when that is shorter: lookEvery), or sooner,
+// at a deadline: when a request the last probe saw grows older than
+// --hung-after (nextDeadline). Probes on the interval wake on the slot
+// grid; those at a deadline wake on time. Kills at --kill-hung-after have
+// timers of their own (deadline.go).
 
 // stallAfter is how long one tick may hold the probe loop. A quiet pool's
 // tick takes a fraction of a millisecond, a 200-worker pool's a few.
@@ -40,7 +40,6 @@ type schedule struct {
 	due   []time.Time // by pool index
 	exact []bool      // due at a deadline, not on the slot grid
 	busy  []bool      // a tick of the pool is running
-	again []bool      // look again at once when the running tick ends
 	// kick wakes the waiting loop when a stalled tick ends: its pool may be
 	// due at once.
 	kick chan struct{}
@@ -51,7 +50,6 @@ func (w *Watcher) startSchedule() {
 	w.sched.due = make([]time.Time, len(w.pools))
 	w.sched.exact = make([]bool, len(w.pools))
 	w.sched.busy = make([]bool, len(w.pools))
-	w.sched.again = make([]bool, len(w.pools))
 	w.sched.kick = make(chan struct{}, 1)
 	for i := range w.pools {
 		w.sched.due[i] = now.Add(w.offset(i))
@@ -86,15 +84,12 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 		// The next probe is one (possibly stretched) interval after this
 		// one began: one that overran is followed at once, never by a
 		// queue of them. A deadline before that comes first.
-		next, exact := began.Add(w.pace.Step()), false
-		switch {
-		case w.sched.again[i]:
-			next, exact = time.Now(), true
-		case !pw.deadline.IsZero() && pw.deadline.Before(next):
+		next, exact := began.Add(w.lookEvery(w.pace.Step())), false
+		if !pw.deadline.IsZero() && pw.deadline.Before(next) {
 			next, exact = pw.deadline, true
 		}
 		w.sched.due[i], w.sched.exact[i] = next, exact
-		w.sched.busy[i], w.sched.again[i] = false, false
+		w.sched.busy[i] = false
 		w.sched.mu.Unlock()
 		if handedOver {
 			<-started
@@ -155,25 +150,15 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (i int, exact, 
 	}
 }
 
-// lookAgain has pool probed again at once, outside its interval: a worker
-// sent SIGTERM has gone, so the kill cap has room for a hung worker it
-// held back. A tick of the pool that runs now is followed by another.
-func (w *Watcher) lookAgain(pool string) {
-	s := &w.sched
-	s.mu.Lock()
-	for i, pw := range w.pools {
-		if i >= len(s.due) || w.name(pw) != pool {
-			continue
-		}
-		if s.busy[i] {
-			s.again[i] = true
-		} else {
-			s.due[i], s.exact[i] = time.Now(), true
-		}
+// lookEvery is the longest time between two probes of a pool: the
+// interval, or a little less than --kill-hung-after when that is shorter
+// (less two slots, the most a probe on the grid wakes late), so that no
+// request grows older than --kill-hung-after unseen between two probes:
+// each is seen before its deadline, and killed on time.
+func (w *Watcher) lookEvery(interval time.Duration) time.Duration {
+	k := w.cfg.Actions.KillHungAfter
+	if k <= 0 {
+		return interval
 	}
-	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	return min(interval, max(k-2*w.slot(), k/2))
 }

@@ -81,10 +81,33 @@ func (s *signals) list() []sent {
 	return slices.Clone(s.sent)
 }
 
-// TestNextDeadline: the next probe of a pool is due when a request in
-// flight grows older than --hung-after or --kill-hung-after, whichever
-// comes first; fpmguard's own request and idle workers arm nothing.
-func TestNextDeadline(t *testing.T) {
+// probeNow has the running watcher probe pool www at once, as at a
+// deadline: the tests' interval is an hour.
+func probeNow(t *testing.T, w *Watcher) {
+	t.Helper()
+	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) {
+		s := &w.sched
+		s.mu.Lock()
+		free := !s.busy[0]
+		if free {
+			s.due[0], s.exact[0] = time.Now(), true
+		}
+		s.mu.Unlock()
+		if free {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
+		return free, free
+	})
+}
+
+// TestDeadlines: a pool is probed again when a request in flight grows
+// older than --hung-after, and its kill timer is armed for when it grows
+// older than --kill-hung-after; fpmguard's own request and idle workers
+// arm nothing, nor does a threshold passed before the page was read.
+func TestDeadlines(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 3}},
 		Files: map[string]string{"wait.php": waitPHP},
@@ -92,7 +115,7 @@ func TestNextDeadline(t *testing.T) {
 	hold(t, fpm)
 	fpm.WaitWorker(t, "www", fpmtest.Running)
 	tg := fpmTargets(t, fpm)["www"]
-	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 10 * time.Second}, Procs: supervisor.SystemProcs, Thresholds: supervisor.Thresholds{HungAfter: 2 * time.Hour}}
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 10 * time.Second}, Procs: supervisor.SystemProcs}
 	r := pr.Observe(context.Background(), tg) // through the pool's socket: one worker serves the read
 	var held supervisor.ProcessState
 	for _, p := range r.Processes {
@@ -105,24 +128,36 @@ func TestNextDeadline(t *testing.T) {
 		t.Fatalf("no start for the held request: %+v", r.Processes)
 	}
 	for _, tc := range []struct {
-		hung, kill time.Duration
-		want       time.Duration // after the request's start
+		hung, kill         time.Duration
+		wantHung, wantKill time.Duration // after the request's start; 0: none
 	}{
-		{2 * time.Hour, 0, 2 * time.Hour},
-		{2 * time.Hour, time.Hour, time.Hour},
-		{time.Hour, 2 * time.Hour, time.Hour},
+		{2 * time.Hour, 0, 2 * time.Hour, 0},
+		{2 * time.Hour, time.Hour, 2 * time.Hour, time.Hour},
+		{time.Nanosecond, time.Hour, 0, time.Hour},
 	} {
 		w := New(pr, []supervisor.Target{tg}, Config{Actions: ActionConfig{KillHungAfter: tc.kill}}, event.NewLog(nil))
+		w.runCtx = context.Background() // as Run does: kill timers are armed
 		w.th.HungAfter = tc.hung
-		if got, want := w.nextDeadline(&r, time.Now()), start.Add(tc.want+time.Millisecond); !got.Equal(want) {
-			t.Errorf("hung after %v, kill after %v: deadline %v after the start, want %v", tc.hung, tc.kill, got.Sub(start), want.Sub(start))
+		pw := w.pools[0]
+		wantHung := time.Time{}
+		if tc.wantHung > 0 {
+			wantHung = start.Add(tc.wantHung + time.Millisecond)
 		}
-	}
-	// Both thresholds passed already: nothing more to wait for.
-	w := New(pr, []supervisor.Target{tg}, Config{}, event.NewLog(nil))
-	w.th.HungAfter = time.Nanosecond
-	if got := w.nextDeadline(&r, time.Now()); !got.IsZero() {
-		t.Errorf("deadline %v for thresholds passed already", got)
+		if got := w.nextDeadline(&r); !got.Equal(wantHung) {
+			t.Errorf("hung after %v: probe due %v, want %v", tc.hung, got, wantHung)
+		}
+		w.armKills(pw, &r, nil)
+		var armed []int
+		for pid, a := range pw.kills.armed {
+			armed = append(armed, pid)
+			if want := start.Add(tc.wantKill + time.Millisecond); pid != held.PID || !a.at.Equal(want) || a.waiting {
+				t.Errorf("kill after %v: armed %d at %v (waiting %v), want %d at %v", tc.kill, pid, a.at, a.waiting, held.PID, want)
+			}
+		}
+		if (len(armed) == 1) != (tc.wantKill > 0) {
+			t.Errorf("kill after %v: armed %v", tc.kill, armed)
+		}
+		w.stopKillTimers()
 	}
 }
 
@@ -141,7 +176,7 @@ func TestKillAtDeadline(t *testing.T) {
 	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
 	hold(t, fpm)
 	pid := fpm.WaitWorker(t, "www", fpmtest.Running)
-	w.lookAgain("www") // a probe now, to see the request: the interval is an hour
+	probeNow(t, w) // a probe now, to see the request: the interval is an hour
 	ev := fpmtest.Poll(t, time.Minute, func() ([]event.Event, bool) {
 		ev := eventsOf(w, event.KindAction)
 		return ev, len(ev) > 0
@@ -169,7 +204,7 @@ func TestEndedRequestIsNotKilled(t *testing.T) {
 	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
 	h := hold(t, fpm)
 	fpm.WaitWorker(t, "www", fpmtest.Running)
-	w.lookAgain("www")
+	probeNow(t, w)
 	p, v := viewRunning(t, w, "/wait.php")
 	start, _ := v.Report.RequestStart(p)
 	if p.RequestDurationSeconds >= after.Seconds() {
@@ -205,7 +240,7 @@ func TestReplacedWorkerIsNotKilled(t *testing.T) {
 	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
 	hold(t, fpm)
 	old := fpm.WaitWorker(t, "www", fpmtest.Running)
-	w.lookAgain("www")
+	probeNow(t, w)
 	p, v := viewRunning(t, w, "/wait.php")
 	start, _ := v.Report.RequestStart(p)
 	if p.PID != old || p.RequestDurationSeconds >= after.Seconds() {

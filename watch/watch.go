@@ -90,6 +90,8 @@ type Watcher struct {
 	probedOnce sync.Once
 
 	sched schedule
+	// runCtx is Run's: the kill timers act within it. nil until Run.
+	runCtx context.Context
 
 	mu      sync.Mutex
 	opcache []supervisor.OpcacheReport
@@ -122,12 +124,16 @@ type poolWatch struct {
 	standIns  int                // heartbeats in a row the status read stood in for
 	announced map[condition]bool // conditions already reported, to report each once
 	// deadline is when a request the last probe saw grows older than
-	// --hung-after or --kill-hung-after, if before the next probe: the
-	// pool is probed then (sched.go). Zero when none does.
+	// --hung-after, if before the next probe: the pool is probed then
+	// (sched.go), and judged. Zero when none does.
 	deadline time.Time
-	// atDeadline: this tick runs at a deadline, or at once after a worker
-	// sent SIGTERM went, not on the pool's interval.
+	// atDeadline: this tick runs at a deadline, not on the pool's
+	// interval.
 	atDeadline bool
+
+	// kills are the requests armed to be killed at their deadline
+	// (deadline.go); the loop arms them, their timer acts.
+	kills killTimers
 }
 
 // condition is something reported once when it starts: of a worker when pid
@@ -145,7 +151,7 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	w.th = pr.Thresholds
 	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
-	w.actions.look = w.lookAgain
+	w.actions.gone = w.workerGone
 	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
 	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(event.Event{Kind: event.KindStarved, Message: why}) }
 	w.unprobed.Store(int64(len(targets)))
@@ -204,6 +210,7 @@ func (w *Watcher) FollowNginx(paths []string) {
 // Run watches until ctx ends. The pools are probed one after the other,
 // and a hung pool's probe goes on beside the others (sched.go).
 func (w *Watcher) Run(ctx context.Context) {
+	w.runCtx = ctx
 	var wg sync.WaitGroup
 	if w.prober.Lag != nil {
 		wg.Go(func() { w.prober.Lag.Run(ctx) })
@@ -219,6 +226,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		wg.Go(func() { w.nginx.Run(ctx) })
 	}
 	wg.Wait()
+	w.stopKillTimers()
 	w.actions.wait()
 }
 
@@ -277,6 +285,9 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 		// An idle ondemand pool: judged without waking a worker.
 		supervisor.Judge(&r, prev, w.th)
 		w.detect(pw, prev, &r)
+		pw.kills.run.Lock()
+		w.armKills(pw, &r, nil)
+		pw.kills.run.Unlock()
 		w.publish(pw, target, &r, prev == nil)
 		return
 	}
@@ -295,7 +306,12 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	}
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
-	killed := w.actions.killHung(ctx, target, &r)
+	// Kills now, and the kill timer armed, before the heartbeat, which may
+	// wait behind busy workers: a deadline during it goes off on time.
+	pw.kills.run.Lock()
+	killed, capped := w.actions.killHung(ctx, target, &r)
+	w.armKills(pw, &r, capped)
+	pw.kills.run.Unlock()
 	switch {
 	case killed == 0 && supervisor.BeatFromHung(target, &r):
 		pw.standIns = 0
@@ -327,7 +343,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.detect(pw, prev, &r)
 	w.actions.maybeReload(ctx, target, &r, pw.failures >= w.cfg.UnhealthyAfter, killed)
 	w.seeMaster(&r)
-	pw.deadline = w.nextDeadline(&r, time.Now())
+	pw.deadline = w.nextDeadline(&r)
 
 	w.publish(pw, target, &r, prev == nil)
 }
@@ -362,24 +378,26 @@ func (w *Watcher) throughOwnSocket(pw *poolWatch, t supervisor.Target, prev *sup
 	return err == nil && q.Length == 0
 }
 
-// nextDeadline is the first moment after now when a request in flight on
-// r's status page grows older than --hung-after or --kill-hung-after; zero
-// when none does. The probe loop probes the pool then, if that comes
-// before its interval: a hung worker is judged, and killed, on time
-// whatever the interval. A pool with no long request costs nothing more.
-func (w *Watcher) nextDeadline(r *supervisor.PoolReport, now time.Time) time.Time {
+// nextDeadline is the first moment a request in flight on r's status page
+// grows older than --hung-after, after the page was read (the probe judged
+// what came before); zero when none does. The probe loop probes the pool
+// then, if that comes before its interval: a hung worker is judged on
+// time whatever the interval. (Kills have timers of their own:
+// deadline.go.) A pool with no long request costs nothing more.
+func (w *Watcher) nextDeadline(r *supervisor.PoolReport) time.Time {
 	var first time.Time
+	if w.th.HungAfter <= 0 {
+		return first
+	}
 	for _, p := range r.Processes {
 		start, ok := r.RequestStart(p)
 		if !ok || p.ProbeRequest() {
 			continue
 		}
-		for _, after := range []time.Duration{w.th.HungAfter, w.cfg.Actions.KillHungAfter} {
-			// A millisecond past: judged older than the threshold, not as old.
-			at := start.Add(after + time.Millisecond)
-			if after > 0 && at.After(now) && (first.IsZero() || at.Before(first)) {
-				first = at
-			}
+		// A millisecond past: judged older than the threshold, not as old.
+		at := start.Add(w.th.HungAfter + time.Millisecond)
+		if at.After(r.StatusAt()) && (first.IsZero() || at.Before(first)) {
+			first = at
 		}
 	}
 	return first

@@ -55,15 +55,15 @@ func eventsOf(w *Watcher, kind event.Kind) []event.Event {
 }
 
 // forgeStatus serves a status page over FastCGI that names pid as a worker
-// running one request for 100 s. This is a hostile peer, not php-fpm.
-func forgeStatus(t *testing.T, pid int) fastcgi.Address {
+// in state for 100 s. This is a hostile peer, not php-fpm.
+func forgeStatus(t *testing.T, pid int, state string) fastcgi.Address {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "forged.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := fmt.Sprintf(`{"pool":"www","process manager":"static","start time":1,"start since":100,"accepted conn":1,"listen queue":0,"max listen queue":0,"listen queue len":0,"idle processes":0,"active processes":1,"total processes":1,"max active processes":1,"max children reached":0,"slow requests":0, "processes":[{"pid":%d,"state":"Running","start time":1,"start since":100,"requests":1,"request duration":100000000,"request method":"GET","request uri":"\/x.php","content length":0,"user":"-","script":"\/x.php","last request cpu":0.00,"last request memory":0}]}`, pid)
+	page := fmt.Sprintf(`{"pool":"www","process manager":"static","start time":1,"start since":100,"accepted conn":1,"listen queue":0,"max listen queue":0,"listen queue len":0,"idle processes":0,"active processes":1,"total processes":1,"max active processes":1,"max children reached":0,"slow requests":0, "processes":[{"pid":%d,"state":"%s","start time":1,"start since":100,"requests":1,"request duration":100000000,"request method":"GET","request uri":"\/x.php","content length":0,"user":"-","script":"\/x.php","last request cpu":0.00,"last request memory":0}]}`, pid, state)
 	go func() {
 		_ = fcgi.Serve(l, http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
 			rw.Header().Set("Content-Type", "application/json")
