@@ -70,15 +70,16 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 // pm.status_listen when the pool has it), the OS view of the master and of
 // every worker it names, and the socket's queue.
 func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
-	return pr.ObserveThrough(ctx, t, t.StatusVia())
+	return pr.ObserveThrough(ctx, t, t.StatusVia(), 0)
 }
 
-// ObserveThrough is Observe with the status page read through at: the
-// pool's own socket or its status listener. The watch loop reads a pool
-// with pm.status_listen through its own socket while a worker is free,
-// so that the read stands in for the heartbeat (BeatFromStatus) and a
-// tick costs one exchange, as it does without pm.status_listen.
-func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Address) PoolReport {
+// ObserveThrough is Observe with the status page read through at, the
+// pool's own socket or its status listener, waiting for it wait at most (0:
+// the client's timeout). The watch loop reads a pool with
+// pm.status_listen through its own socket while a worker is free, so that
+// the read stands in for the heartbeat (BeatFromStatus) and a tick costs
+// one exchange, as it does without pm.status_listen.
+func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Address, wait time.Duration) PoolReport {
 	r := PoolReport{
 		Name:    t.Name,
 		Address: t.Address.String(),
@@ -87,7 +88,7 @@ func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Addre
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
 	}
-	st, status := pr.readStatus(ctx, t, at)
+	st, status := pr.readStatus(ctx, t, at, wait)
 	r.Status = status
 	if st != nil {
 		r.Counters = counters(st)
@@ -158,13 +159,12 @@ func BeatFromStatus(t Target, r *PoolReport) bool {
 }
 
 // BeatFromTimeout fails the heartbeat of r without sending it when read, a
-// status read through the pool's own socket, timed out: it waited in the
-// listen queue nginx's requests wait in, as a ping would, and a ping would
-// only wait out another timeout. read is r's own status read, or, for a
-// pool with pm.status_listen, the read through its own socket that the
-// listener's read then replaced. False when a ping must be sent: the read
-// did not time out (a refusal, a reset or a 404 is the ping's to
-// classify), or proves nothing as fpmguard was starved.
+// status read through the pool's own socket that waited the client's
+// whole timeout, timed out: it waited in the listen queue nginx's requests
+// wait in, as a ping would, and a ping would only wait out another
+// timeout. False when a ping must be sent: the read did not time out (a
+// refusal, a reset or a 404 is the ping's to classify), or proves nothing
+// as fpmguard was starved.
 func BeatFromTimeout(t Target, r *PoolReport, read StatusRead) bool {
 	if t.PingPath == "" || read.Via != viaMain || !read.Failed() || read.Failure.Class != fastcgi.ClassTimeout {
 		return false
@@ -221,8 +221,8 @@ const (
 )
 
 // readStatus reads the status page of t through at, its own socket or its
-// status listener.
-func (pr *Prober) readStatus(ctx context.Context, t Target, at fastcgi.Address) (*fastcgi.Status, StatusRead) {
+// status listener, waiting wait at most (0: the client's timeout).
+func (pr *Prober) readStatus(ctx context.Context, t Target, at fastcgi.Address, wait time.Duration) (*fastcgi.Status, StatusRead) {
 	if t.StatusPath == "" {
 		return nil, StatusRead{Skipped: true}
 	}
@@ -230,8 +230,12 @@ func (pr *Prober) readStatus(ctx context.Context, t Target, at fastcgi.Address) 
 	if at != t.Address {
 		via = viaStatusListen
 	}
+	c := pr.Client
+	if wait > 0 {
+		c.Timeout = min(wait, pr.Timeout())
+	}
 	start := time.Now()
-	st, err := pr.Client.Status(ctx, at, t.StatusPath)
+	st, err := c.Status(ctx, at, t.StatusPath)
 	end := time.Now()
 	if err != nil {
 		msg := fmt.Sprintf("reading status of pool %s: %v", t.Name, err)

@@ -152,13 +152,14 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (i int, exact, 
 
 // lookEvery is the longest time between two probes of a pool: the
 // interval, or a little less than --kill-hung-after when that is shorter
-// (less two slots, the most a probe on the grid wakes late), so that no
-// request grows older than --kill-hung-after unseen between two probes:
-// each is seen before its deadline, and killed on time.
+// (less two slots, the most a probe on the grid wakes late, and the wait
+// for a read through the pool's own socket before the listener's), so that
+// no request grows older than --kill-hung-after unseen between two
+// probes: each is seen before its deadline, and killed on time.
 func (w *Watcher) lookEvery(interval time.Duration) time.Duration {
 	k := w.cfg.Actions.KillHungAfter
 	if k <= 0 {
 		return interval
 	}
-	return min(interval, max(k-2*w.slot(), k/2))
+	return min(interval, max(k-2*w.slot()-ownSocketWait, k/2))
 }

@@ -292,16 +292,21 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 		return
 	}
 	pw.probeStart.Store(time.Now().UnixNano())
-	at := target.StatusVia()
-	if w.throughOwnSocket(pw, target, prev, atDeadline) {
-		at = target.Address
-	}
-	r := w.prober.ObserveThrough(ctx, target, at)
-	// own is the status read through the pool's own socket, when this
-	// tick made one: it may stand in for the heartbeat.
-	own := r.Status
-	if at != target.StatusVia() && !r.Status.OK {
-		// No worker answered it in time: the status listener shows why.
+	var r supervisor.PoolReport
+	// own is a status read through the pool's own socket that waited the
+	// client's whole timeout: it stands in for the heartbeat, failed too.
+	var own supervisor.StatusRead
+	switch {
+	case target.StatusAddress.IsZero():
+		r = w.prober.Observe(ctx, target)
+		own = r.Status
+	case w.throughOwnSocket(pw, target, prev, atDeadline):
+		if r = w.prober.ObserveThrough(ctx, target, target.Address, ownSocketWait); !r.Status.OK {
+			// No worker answered it at once: the status listener shows
+			// why, and a ping will say what nginx would see.
+			r = w.prober.Observe(ctx, target)
+		}
+	default:
 		r = w.prober.Observe(ctx, target)
 	}
 	supervisor.Mark(&r, w.th)
@@ -354,6 +359,14 @@ func cleanBeat(prev *supervisor.PoolReport) bool {
 	return prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == ""
 }
 
+// ownSocketWait is how long a read through the own socket of a pool with
+// pm.status_listen is waited for. A free worker answers within a
+// millisecond; a read that has not answered by then stands in for no
+// ping (BeatFromStatus takes answers within 10 ms), and waiting longer
+// would only hold back what the listener shows: hung workers, and their
+// kill timers.
+const ownSocketWait = 100 * time.Millisecond
+
 // throughOwnSocket says whether a tick reads the status page of a pool
 // with pm.status_listen through the pool's own socket, as a pool without
 // it always does: the read then stands in for the heartbeat, and a healthy
@@ -363,7 +376,8 @@ func cleanBeat(prev *supervisor.PoolReport) bool {
 // instead on the ticks that ping (the first one, one in pingEvery, and
 // every one after a heartbeat that was not a clean success), and at a
 // deadline, when the page must answer whatever the workers do; and when
-// the read through the pool's socket fails, in the same tick.
+// the read through the pool's socket fails or does not answer at once
+// (ownSocketWait), in the same tick.
 func (w *Watcher) throughOwnSocket(pw *poolWatch, t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool) bool {
 	if t.StatusAddress.IsZero() {
 		return true
