@@ -300,7 +300,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	case target.StatusAddress.IsZero():
 		r = w.prober.Observe(ctx, target)
 		own = r.Status
-	case w.throughOwnSocket(pw, target, prev, atDeadline):
+	case w.throughOwnSocket(target, prev, atDeadline):
 		if r = w.prober.ObserveThrough(ctx, target, target.Address, ownSocketWait); !r.Status.OK {
 			// No worker answered it at once: the status listener shows
 			// why, and a ping will say what nginx would see.
@@ -372,17 +372,19 @@ const ownSocketWait = 100 * time.Millisecond
 // it always does: the read then stands in for the heartbeat, and a healthy
 // tick costs one FastCGI exchange instead of two. It does while a worker
 // is free: the last look saw an idle one and a clean heartbeat, and
-// nothing waits in the socket's queue now. The status listener is read
-// instead on the ticks that ping (the first one, one in pingEvery, and
-// every one after a heartbeat that was not a clean success), and at a
-// deadline, when the page must answer whatever the workers do; and when
-// the read through the pool's socket fails or does not answer at once
-// (ownSocketWait), in the same tick.
-func (w *Watcher) throughOwnSocket(pw *poolWatch, t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool) bool {
+// nothing waits in the socket's queue now. The listener is left alone
+// while the pool is healthy, the ticks that ping included: its hidden
+// pool is ondemand, and a read every few seconds would fork a worker for
+// it each time its idle timeout (10 s) passed. It is read instead on the
+// first tick, on every one after a heartbeat that was not a clean
+// success, and at a deadline, when the page must answer whatever the
+// workers do; and when the read through the pool's socket fails or does
+// not answer at once (ownSocketWait), in the same tick.
+func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool) bool {
 	if t.StatusAddress.IsZero() {
 		return true
 	}
-	if atDeadline || t.PingPath == "" || pw.standIns >= pingEvery-1 || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
+	if atDeadline || t.PingPath == "" || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
 		return false
 	}
 	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {
