@@ -12,7 +12,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test lint vulncheck bench demo soak clean
+.PHONY: all build deps test lint vulncheck bench bench-scenario bench-scale demo soak clean
 
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
@@ -57,15 +57,24 @@ soak: deps
 	FPMGUARD_INTEGRATION=require SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/fpmguard/
 
 # The Go benchmarks of every package (6 runs each, for benchstat medians),
-# then the end-to-end scenario through nginx: hung workers with nothing
-# acting, with fpmguard, and with php-fpm's request_terminate_timeout.
+# then the end-to-end scenario through nginx and the scale table.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... > bench.out; status=$$?; cat bench.out; exit $$status
+	$(MAKE) --no-print-directory bench-scenario bench-scale
+
+# The end-to-end scenario through nginx: hung workers with nothing acting,
+# with fpmguard (at --interval 1s and 5s), and with php-fpm's
+# request_terminate_timeout.
+bench-scenario: deps
 	FPMGUARD_SCENARIO=1 $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count 1 ./cmd/fpmguard/ > bench-scenario.out; status=$$?; cat bench-scenario.out; exit $$status
 	@echo
 	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms; fpmguard's --kill-hung-after and php-fpm's request_terminate_timeout 3s:"
 	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); line = sprintf("  %-28s", n[2]); \
 		for (i = 3; i < NF; i += 2) if ($$(i + 1) != "ns/op") line = line sprintf("  %s %s", $$(i + 1), $$i); print line }' bench-scenario.out
+
+# The scale table: serve's cost at SCALE_POOLS pools, static and ondemand,
+# with and without pm.status_listen, beside SCALE_BASELINE when set.
+bench-scale: deps
 	@base=""; tmp=$$(mktemp -d); trap 'git worktree remove --force "$$tmp/src" 2>/dev/null; rm -rf "$$tmp"' EXIT; \
 	if [ -n "$(SCALE_BASELINE)" ]; then \
 		git worktree add --detach "$$tmp/src" "$(SCALE_BASELINE)" >/dev/null && \

@@ -88,6 +88,12 @@ func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Addre
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
 	}
+	// The kernel's queue first: a dump of it taken while the status read
+	// waits in the pool's own socket (another probe loop takes them, once
+	// a quarter second) would count fpmguard's own request as one waiting.
+	if q, err := ReadSocketQueue(t.Address); err == nil {
+		r.SocketQueue = q
+	}
 	st, status := pr.readStatus(ctx, t, at, wait)
 	r.Status = status
 	if st != nil {
@@ -95,9 +101,6 @@ func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Addre
 		r.Processes = pr.processes(ctx, t, st)
 	}
 	r.at = time.Now()
-	if q, err := ReadSocketQueue(t.Address); err == nil {
-		r.SocketQueue = q
-	}
 	if r.Processes == nil {
 		r.Processes = []ProcessState{}
 	}

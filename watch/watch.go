@@ -122,6 +122,7 @@ type poolWatch struct {
 	lastBeat  time.Time
 	dSince    map[int]time.Time
 	standIns  int                // heartbeats in a row the status read stood in for
+	listened  time.Time          // the last read through pm.status_listen
 	announced map[condition]bool // conditions already reported, to report each once
 	// deadline is when a request the last probe saw grows older than
 	// --hung-after, if before the next probe: the pool is probed then
@@ -300,14 +301,16 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	case target.StatusAddress.IsZero():
 		r = w.prober.Observe(ctx, target)
 		own = r.Status
-	case w.throughOwnSocket(target, prev, atDeadline):
+	case w.throughOwnSocket(target, prev, atDeadline, pw.listened):
 		if r = w.prober.ObserveThrough(ctx, target, target.Address, ownSocketWait); !r.Status.OK {
 			// No worker answered it at once: the status listener shows
 			// why, and a ping will say what nginx would see.
 			r = w.prober.Observe(ctx, target)
+			pw.listened = time.Now()
 		}
 	default:
 		r = w.prober.Observe(ctx, target)
+		pw.listened = time.Now()
 	}
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
@@ -360,31 +363,41 @@ func cleanBeat(prev *supervisor.PoolReport) bool {
 }
 
 // ownSocketWait is how long a read through the own socket of a pool with
-// pm.status_listen is waited for. A free worker answers within a
-// millisecond; a read that has not answered by then stands in for no
-// ping (BeatFromStatus takes answers within 10 ms), and waiting longer
-// would only hold back what the listener shows: hung workers, and their
-// kill timers.
-const ownSocketWait = 100 * time.Millisecond
+// pm.status_listen is waited for before its listener is read instead. A
+// free worker answers within a millisecond, and a read that has not
+// answered within 10 ms stands in for no ping (BeatFromStatus); waiting
+// longer holds back what the listener shows (hung workers, and their kill
+// timers), waiting less reads the listener whenever php-fpm is slow to
+// answer on a loaded machine, and each read of it after its idle timeout
+// (10 s) forks a worker of its hidden pool: at 100 pools with a wait of
+// 100 ms, php-fpm spent a third of a core on that.
+const ownSocketWait = 500 * time.Millisecond
+
+// listenEvery is how often a healthy pool's status listener is read: within
+// the idle timeout (10 s) of its hidden ondemand pool, with room for a late
+// probe on a loaded machine, so that its worker stays. A read after the worker idled out forks another (at 100 pools,
+// reads every 10 s cost php-fpm a third of a core), and a read that comes
+// while php-fpm is ending the idle worker can wait in the listener's
+// queue until the next connection: the listener would be slow exactly when
+// the pool's own workers are busy and it is needed.
+const listenEvery = 8 * time.Second
 
 // throughOwnSocket says whether a tick reads the status page of a pool
 // with pm.status_listen through the pool's own socket, as a pool without
-// it always does: the read then stands in for the heartbeat, and a healthy
-// tick costs one FastCGI exchange instead of two. It does while a worker
-// is free: the last look saw an idle one and a clean heartbeat, and
-// nothing waits in the socket's queue now. The listener is left alone
-// while the pool is healthy, the ticks that ping included: its hidden
-// pool is ondemand, and a read every few seconds would fork a worker for
-// it each time its idle timeout (10 s) passed. It is read instead on the
-// first tick, on every one after a heartbeat that was not a clean
-// success, and at a deadline, when the page must answer whatever the
+// it always does: the read then stands in for the heartbeat, and most
+// healthy ticks cost one FastCGI exchange instead of two. It does while a
+// worker is free: the last look saw an idle one and a clean heartbeat, and
+// nothing waits in the socket's queue now; and while the listener was read
+// within listenEvery (that tick reads it, and pings). The listener is read
+// instead on the first tick, on every one after a heartbeat that was not a
+// clean success, and at a deadline, when the page must answer whatever the
 // workers do; and when the read through the pool's socket fails or does
 // not answer at once (ownSocketWait), in the same tick.
-func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool) bool {
+func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool, listened time.Time) bool {
 	if t.StatusAddress.IsZero() {
 		return true
 	}
-	if atDeadline || t.PingPath == "" || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
+	if atDeadline || t.PingPath == "" || time.Since(listened) >= listenEvery || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
 		return false
 	}
 	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {

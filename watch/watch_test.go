@@ -154,8 +154,8 @@ func TestOndemandStaysAsleep(t *testing.T) {
 // TestStatusStandsInForPing: a pool's status page, read through its own
 // socket, stands in for the ping, which is sent every pingEvery ticks; so
 // for a pool with pm.status_listen, read through its own socket while a
-// worker is free, its listener left alone but for the first tick. After a
-// ping that answers wrong, every tick pings.
+// worker is free, and through its listener, with a ping, every
+// listenEvery. After a ping that answers wrong, every tick pings.
 func TestStatusStandsInForPing(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "main"}, {Name: "listen", StatusListen: true}}})
 	w := watcherFor(t, fpm, Config{Interval: time.Hour})
@@ -181,8 +181,8 @@ func TestStatusStandsInForPing(t *testing.T) {
 			case got == read{"status page", "main"}:
 				standIns++
 				inARow++
-			case got.beat == "" && (got.status == "main" || (name == "listen" && i == 0)):
-				inARow = 0 // a ping; the listen pool's page through its listener first
+			case got.beat == "" && (got.status == "main" || name == "listen"):
+				inARow = 0 // a ping; the listen pool's page through its listener
 			default:
 				t.Errorf("pool %s, tick %d: heartbeat via %q, status via %q", name, i, got.beat, got.status)
 			}
@@ -211,8 +211,8 @@ func TestStatusStandsInForPing(t *testing.T) {
 }
 
 // TestThroughOwnSocket: a pool with pm.status_listen is read through its
-// own socket only while a worker is free and the last heartbeat was
-// clean (on the ticks that ping too), and never at a deadline.
+// own socket only while a worker is free, the last heartbeat was clean and
+// the listener was read within listenEvery, and never at a deadline.
 func TestThroughOwnSocket(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "listen", StatusListen: true}, {Name: "plain"}}})
 	tgs := fpmTargets(t, fpm)
@@ -234,23 +234,26 @@ func TestThroughOwnSocket(t *testing.T) {
 	queued.SocketQueue = &supervisor.SocketQueue{Length: 1}
 	noPing := tgs["listen"]
 	noPing.PingPath = ""
+	now, long := time.Now(), time.Now().Add(-listenEvery)
 	for _, tc := range []struct {
 		name       string
 		target     supervisor.Target
 		prev       *supervisor.PoolReport
 		atDeadline bool
+		listened   time.Time
 		want       bool
 	}{
-		{"a worker free", tgs["listen"], clean(idle, busy), false, true},
-		{"without pm.status_listen", tgs["plain"], nil, false, true},
-		{"first tick", tgs["listen"], nil, false, false},
-		{"every worker busy", tgs["listen"], clean(busy, busy), false, false},
-		{"last heartbeat failed", tgs["listen"], failed, false, false},
-		{"requests waited", tgs["listen"], queued, false, false},
-		{"at a deadline", tgs["listen"], clean(idle, busy), true, false},
-		{"no ping.path to stand in for", noPing, clean(idle, busy), false, false},
+		{"a worker free", tgs["listen"], clean(idle, busy), false, now, true},
+		{"without pm.status_listen", tgs["plain"], nil, false, time.Time{}, true},
+		{"first tick", tgs["listen"], nil, false, time.Time{}, false},
+		{"the listener not read for long", tgs["listen"], clean(idle, busy), false, long, false},
+		{"every worker busy", tgs["listen"], clean(busy, busy), false, now, false},
+		{"last heartbeat failed", tgs["listen"], failed, false, now, false},
+		{"requests waited", tgs["listen"], queued, false, now, false},
+		{"at a deadline", tgs["listen"], clean(idle, busy), true, now, false},
+		{"no ping.path to stand in for", noPing, clean(idle, busy), false, now, false},
 	} {
-		if got := w.throughOwnSocket(tc.target, tc.prev, tc.atDeadline); got != tc.want {
+		if got := w.throughOwnSocket(tc.target, tc.prev, tc.atDeadline, tc.listened); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
