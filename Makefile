@@ -8,11 +8,15 @@ GO        ?= go
 export GOTOOLCHAIN := go1.26.10
 BIN       := bin/fpmguard
 # A static binary: no libc needed where it runs.
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+# The version of the binary, the packages and the image: git describe
+# (packaging/version.sh says how, and how a .deb and an .rpm spell it).
+VERSION   ?= $(shell packaging/version.sh)
+# The commit, for fpmguard_build_info's revision and the image's label.
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(REVISION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test lint vulncheck bench bench-scenario bench-scale demo soak clean
+.PHONY: all build deps test lint vulncheck bench bench-scenario bench-scale demo soak clean package image test-package package-deps
 
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
@@ -29,7 +33,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fpmguard
 
-# php-fpm with opcache and nginx, from the distribution's packages, when missing.
+# php-fpm with opcache and nginx, from the distribution's packages, when
+# missing; then the roots of the other PHP versions the tests run, built
+# once and cached (.ci/rootfs).
 deps:
 	./.ci/install-deps
 
@@ -47,8 +53,13 @@ vulncheck:
 	./.ci/vulncheck
 
 # Every test, integration tests against a real php-fpm included. They fail,
-# not skip, when php-fpm is missing.
+# not skip, when php-fpm is missing. The integration families run against
+# every PHP version of fastcgi/fpmtest's matrix (8.2 on the host, 7.4 and
+# 8.4 in the roots deps builds); the first line says which php-fpm each is.
 test: deps lint vulncheck
+	@out=$$(FPMGUARD_INTEGRATION=require $(GO) test -count=1 -run '^TestStartEachVersion$$' -v ./fastcgi/fpmtest/ 2>&1); status=$$?; \
+		if [ $$status -ne 0 ]; then echo "$$out"; exit $$status; fi; \
+		echo "$$out" | sed -n 's/.*\(php-fpm matrix: .*\)/\1/p'
 	FPMGUARD_INTEGRATION=require $(GO) test -race -count=1 -timeout 20m ./...
 	FPMGUARD_INTEGRATION=require SOAK=60s $(GO) test -count=1 -timeout 10m -run '^TestSoak$$' -v ./cmd/fpmguard/
 
@@ -92,5 +103,63 @@ bench-scale: deps
 demo: deps build
 	./examples/demo.sh
 
+# The .deb and .rpm of each architecture, and their SHA256SUMS, in dist/.
+# nfpm is a Go tool of its own module file (packaging/nfpm.mod), so its
+# dependencies never change fpmguard's. Files dated at the commit: the
+# same commit gives the same packages.
+ARCHS     := amd64 arm64
+DIST      := dist
+STAGE     := bin/stage
+NFPM      := $(GO) tool -modfile=packaging/nfpm.mod nfpm
+PKG_VERSION = $(shell packaging/version.sh package $(VERSION))
+export SOURCE_DATE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
+package: build
+	@pkgver='$(PKG_VERSION)'; test -n "$$pkgver" || exit 1
+	rm -rf $(DIST) $(STAGE) && mkdir -p $(DIST) $(STAGE)
+	$(BIN) --help-man | gzip -9n > $(STAGE)/fpmguard.1.gz
+	$(BIN) --completion-script-bash > $(STAGE)/fpmguard.bash
+	$(BIN) --completion-script-zsh > $(STAGE)/_fpmguard
+	printf 'fpmguard ($(PKG_VERSION)-1) unstable; urgency=medium\n\n  * fpmguard $(VERSION), built by make package from commit\n    $(REVISION).\n\n -- %s  %s\n' \
+		"$$(sed -n 's/^maintainer: //p' packaging/nfpm.yaml)" "$$(date -u -R -d @$(SOURCE_DATE_EPOCH))" | gzip -9n > $(STAGE)/changelog.Debian.gz
+	set -e; for arch in $(ARCHS); do \
+		CGO_ENABLED=0 GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(STAGE)/$$arch/fpmguard ./cmd/fpmguard; \
+		for format in deb rpm; do \
+			ARCH=$$arch VERSION='$(PKG_VERSION)' STAGE=$(STAGE) $(NFPM) package --config packaging/nfpm.yaml --packager $$format --target $(DIST)/; \
+		done; \
+	done
+	cd $(DIST) && sha256sum *.deb *.rpm > SHA256SUMS
+	@ls -l $(DIST)
+
+# The OCI image, FROM scratch, for this machine's architecture (IMAGE_ARCH
+# for another), named $(IMAGE):$(VERSION) in buildah's storage. Dated at the
+# commit, as the packages are.
+IMAGE      ?= localhost/fpmguard
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+BUILDAH    := buildah --storage-driver vfs
+
+image:
+	rm -rf $(STAGE)/image && mkdir -p $(STAGE)/image/root/var/lib $(STAGE)/image/opcache
+	CGO_ENABLED=0 GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(STAGE)/image/fpmguard ./cmd/fpmguard
+	@# A build of the same version replaces the image, leaving no untagged one.
+	-@$(BUILDAH) rmi $(IMAGE):$(VERSION) >/dev/null 2>&1
+	$(BUILDAH) bud --isolation chroot --arch $(IMAGE_ARCH) --timestamp $(SOURCE_DATE_EPOCH) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		-f packaging/Containerfile -t $(IMAGE):$(VERSION) $(STAGE)/image
+	@echo "image $(IMAGE):$(VERSION); export it with: $(BUILDAH) push $(IMAGE):$(VERSION) oci-archive:fpmguard.tar"
+
+# The packages and the image, tested as a user installs them: lintian, the
+# .deb installed into a clean Debian bookworm root with php8.2-fpm, the
+# .rpm's files and scripts, the image exported and read back, one version
+# in all. Needs root (chroot); .ci/package-deps installs the tools and
+# makes the root, once.
+test-package: package-deps package image
+	FPMGUARD_PACKAGE=$(CURDIR)/$(DIST) FPMGUARD_VERSION=$(VERSION) FPMGUARD_REVISION=$(REVISION) \
+		FPMGUARD_IMAGE=$(IMAGE):$(VERSION) FPMGUARD_PACKAGE_ROOT=$${FPMGUARD_ROOTFS:-/var/cache/fpmguard-test}/package-bookworm \
+		$(GO) test -count=1 -timeout 20m -v ./packaging/
+
+package-deps:
+	./.ci/package-deps
+
 clean:
-	rm -rf bin bench.out bench-scenario.out bench-scale.out
+	rm -rf bin dist bench.out bench-scenario.out bench-scale.out

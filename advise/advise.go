@@ -1,7 +1,7 @@
 // Package advise turns a window of history into php-fpm and opcache
 // settings, each with the figures behind it. Advice is text: nothing here
-// changes a config or a process. It reads history and supervisor; it must
-// not import watch, web or the command.
+// changes a config or a process. It reads history, and writes through
+// human and termsafe; it must not import watch, web or the command.
 package advise
 
 import (
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/history"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // Advice is the settings for every pool and opcache, and the memory
@@ -35,6 +36,10 @@ type PoolAdvice struct {
 	WorkerBudgetBytes uint64   `json:"worker_budget_bytes"`
 	Confidence        string   `json:"confidence"`
 	Notes             []string `json:"notes,omitempty"`
+	// NotAdvised says why the window is too small for settings: then
+	// Lines is empty and Evidence holds what was seen.
+	NotAdvised string   `json:"not_advised,omitempty"`
+	Evidence   []string `json:"evidence,omitempty"`
 }
 
 // Window is what the advice is based on.
@@ -87,8 +92,17 @@ func Compute(s *history.Summary, m Memory, now time.Time) *Advice {
 	for _, p := range s.Pools {
 		a.Pools = append(a.Pools, advisePool(p, shares[p.Pool], m))
 	}
+	served := map[string]uint64{}
+	for _, p := range s.Pools {
+		served[p.Pool] = p.Accepted
+	}
 	for _, o := range s.Opcache {
-		a.Opcache = append(a.Opcache, adviseOpcache(o))
+		// What the cache needs shows only while its pools serve.
+		var requests uint64
+		for _, name := range o.Pools {
+			requests += served[name]
+		}
+		a.Opcache = append(a.Opcache, adviseOpcache(o, requests))
 	}
 	return a
 }
@@ -133,7 +147,25 @@ const (
 	// leakBytesPerRequest is the median PSS growth per request from which
 	// pm.max_requests is advised.
 	leakBytesPerRequest = 32 << 10
+	// minWindow and minRequests are the least a window must cover for a
+	// pool's settings: below, its traffic's shape, its concurrency and
+	// its durations say nothing yet, and advise shows its evidence
+	// without a line to paste. The window counts to the second, as it
+	// is printed: sampling for 15s covers 15s.
+	minWindow   = 15 * time.Second
+	minRequests = 50
 )
+
+// tooLittle says why p's window is too small for settings, "" when it is
+// not. Its requests are its users': fpmguard's own are not counted.
+func tooLittle(p history.PoolSummary) string {
+	span := time.Duration(p.Seconds() * float64(time.Second)).Round(time.Second)
+	if span >= minWindow && p.Accepted >= minRequests {
+		return ""
+	}
+	return fmt.Sprintf("no settings: %d requests in %s, and settings need at least %d over at least %s; sample longer (--duration), or under load",
+		p.Accepted, human.Duration(span), minRequests, human.Duration(minWindow))
+}
 
 func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice {
 	pa := PoolAdvice{Pool: p.Pool, Master: p.Master, PM: p.PM, WorkerBudgetBytes: workerBudget,
@@ -149,10 +181,35 @@ func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice
 	}
 	pa.Lines = append(pa.Lines, timeouts(p)...)
 	pa.Confidence = confidence(p)
+	if why := tooLittle(p); why != "" {
+		pa.NotAdvised, pa.Evidence, pa.Lines = why, windowEvidence(p), []Line{}
+		return pa
+	}
 	if p.SlowestRunningSeconds > p.DurationMaxSeconds && p.SlowestRunningSeconds >= 1 {
 		pa.Notes = append(pa.Notes, fmt.Sprintf("a request was seen running for %s, longer than any that finished: if it was hung, the timeouts above end it; if it was healthy, raise them", seconds(p.SlowestRunningSeconds)))
 	}
 	return pa
+}
+
+// windowEvidence is what a window too small for settings showed: figures,
+// no conclusion.
+func windowEvidence(p history.PoolSummary) []string {
+	ev := []string{
+		fmt.Sprintf("traffic: %d requests; no request on %s of samples, busy p50 %d, p99 %d, max %d of %d", p.Accepted, percent(p.IdleShare), p.BusyP50, p.BusyP99, p.BusyMax, p.MaxChildren),
+		fmt.Sprintf("queue: requests waited on %s of samples (queue max %d); max children reached %d times", percent(p.QueueShare), p.QueueMax, p.MaxChildrenReached),
+	}
+	if p.WorkerPSSHighBytes > 0 {
+		ev = append(ev, fmt.Sprintf("memory: a worker's PSS at peak is %s (max %s)", size(p.WorkerPSSHighBytes), size(p.WorkerPSSMaxBytes)))
+	}
+	if p.Requests > 0 {
+		ev = append(ev, durationsEvidence(p))
+	}
+	return ev
+}
+
+// durationsEvidence is the durations of the requests that finished.
+func durationsEvidence(p history.PoolSummary) string {
+	return fmt.Sprintf("durations of %d finished requests: p95 %s, p99 %s, slowest %s", p.Requests, seconds(p.DurationP95Seconds), seconds(p.DurationP99Seconds), seconds(p.DurationMaxSeconds))
 }
 
 // maxChildren is the pool size the memory, the concurrency seen and the
@@ -280,7 +337,7 @@ func timeouts(p history.PoolSummary) []Line {
 		return nil
 	}
 	slowest := p.DurationMaxSeconds
-	evidence := fmt.Sprintf("durations of %d finished requests: p95 %s, p99 %s, slowest %s", p.Requests, seconds(p.DurationP95Seconds), seconds(p.DurationP99Seconds), seconds(slowest))
+	evidence := durationsEvidence(p)
 	slowlog := niceSeconds(max(2*p.DurationP99Seconds, 1.2*slowest, 1))
 	terminate := niceSeconds(max(4*p.DurationP99Seconds, 2*slowest, 2*slowlog, 10))
 	kill := niceSeconds(1.5 * terminate)
@@ -301,12 +358,13 @@ func timeouts(p history.PoolSummary) []Line {
 
 // confidence says how far the window can be trusted.
 func confidence(p history.PoolSummary) string {
-	span := time.Duration(p.Seconds() * float64(time.Second)).Round(time.Second)
+	d := time.Duration(p.Seconds() * float64(time.Second))
+	span := human.Duration(d)
 	low := p.BusyMax <= 1 && p.Accepted < 1000
 	switch {
-	case span < 20*time.Hour && low:
+	case d < 20*time.Hour && low:
 		return fmt.Sprintf("based on %s, all at low traffic: run `fpmguard serve` for a day and ask again", span)
-	case span < 20*time.Hour:
+	case d < 20*time.Hour:
 		return fmt.Sprintf("based on %s: run `fpmguard serve` for a day, through a peak, and ask again", span)
 	case low:
 		return fmt.Sprintf("based on %s, all at low traffic: the sizes are lower bounds", span)

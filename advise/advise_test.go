@@ -105,7 +105,7 @@ func TestMaxRequestsOnlyForALeak(t *testing.T) {
 	p.GrowthMedian = 200 << 10
 	l := find(Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To).Pools[0].Lines, "pm.max_requests")
 	// A quarter of 40 MiB at 200 KiB a request: 51, rounded down to 50.
-	if l.Value != "50" || !strings.Contains(l.Evidence[0], "200 KiB per request served (median of 2 workers over 180 requests)") {
+	if l.Value != "50" || !strings.Contains(l.Evidence[0], "200.0KiB per request served (median of 2 workers over 180 requests)") {
 		t.Errorf("pm.max_requests = %q: %v", l.Value, l.Evidence)
 	}
 }
@@ -125,7 +125,7 @@ func TestConfidence(t *testing.T) {
 	p := quiet()
 	p.From = p.To.Add(-4 * time.Minute)
 	p.BusyMax, p.Accepted = 1, 40
-	if got := confidence(p); got != "based on 4m0s, all at low traffic: run `fpmguard serve` for a day and ask again" {
+	if got := confidence(p); got != "based on 4m00s, all at low traffic: run `fpmguard serve` for a day and ask again" {
 		t.Errorf("confidence: %q", got)
 	}
 }
@@ -150,4 +150,47 @@ func find(lines []Line, directive string) Line {
 		}
 	}
 	return Line{}
+}
+
+// TestNoSettingsWithoutEvidence: a window too short, or with too few
+// requests of the pool's users, gives its evidence and no line to paste.
+func TestNoSettingsWithoutEvidence(t *testing.T) {
+	idle := func(p *history.PoolSummary) {
+		p.From = p.To.Add(-5 * time.Second)
+		p.Samples, p.Accepted, p.Requests, p.IdleShare = 5, 0, 0, 1
+		p.BusyP50, p.BusyP95, p.BusyP99, p.BusyMax = 0, 0, 0, 0
+	}
+	for _, tt := range []struct {
+		name    string
+		pool    func(*history.PoolSummary)
+		advised bool
+	}{
+		{"a day of traffic", func(*history.PoolSummary) {}, true},
+		{"idle for 5s", idle, false},
+		{"idle for a day", func(p *history.PoolSummary) { idle(p); p.From = p.To.Add(-24 * time.Hour) }, false},
+		{"busy for 5s", func(p *history.PoolSummary) { p.From = p.To.Add(-5 * time.Second) }, false},
+		{"49 requests in a minute", func(p *history.PoolSummary) { p.From, p.Accepted = p.To.Add(-time.Minute), 49 }, false},
+		{"50 requests in 15s", func(p *history.PoolSummary) { p.From, p.Accepted = p.To.Add(-15*time.Second), 50 }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := quiet()
+			tt.pool(&p)
+			a := Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To)
+			pa := a.Pools[0]
+			var text strings.Builder
+			if err := WriteText(&text, a); err != nil {
+				t.Fatal(err)
+			}
+			pastable := false
+			for _, l := range strings.Split(text.String(), "\n") {
+				pastable = pastable || (l != "" && !strings.HasPrefix(l, ";"))
+			}
+			if tt.advised != (len(pa.Lines) > 0) || tt.advised != pastable || tt.advised != (pa.NotAdvised == "") {
+				t.Errorf("advised %v: %d lines, not advised %q, text:\n%s", tt.advised, len(pa.Lines), pa.NotAdvised, text.String())
+			}
+			if !tt.advised && (len(pa.Evidence) == 0 || !strings.Contains(text.String(), ";   traffic: ")) {
+				t.Errorf("no evidence:\n%s", text.String())
+			}
+		})
+	}
 }

@@ -27,23 +27,43 @@ func WriteText(w io.Writer, a *Advice) error {
 		for _, n := range p.Notes {
 			fmt.Fprintf(&b, "; note: %s\n", termsafe.String(n))
 		}
+		if p.NotAdvised != "" {
+			writeEvidence(&b, p.NotAdvised, p.Evidence)
+			continue
+		}
 		fmt.Fprintf(&b, "[%s]\n", termsafe.String(p.Pool))
 		writeLines(&b, p.Lines)
 	}
 	for _, o := range a.Opcache {
 		verdict := "needs changes"
-		if o.Fine {
+		switch {
+		case o.NotAdvised != "":
+			verdict = "not advised"
+		case o.Fine:
 			verdict = "fine: nothing to change"
 		}
 		fmt.Fprintf(&b, "\n; opcache of %s (pools %s): %s\n", termsafe.String(o.Master), termsafe.String(strings.Join(o.Pools, ", ")), verdict)
 		for _, n := range o.Notes {
 			fmt.Fprintf(&b, "; note: %s\n", termsafe.String(n))
 		}
+		if o.NotAdvised != "" {
+			writeEvidence(&b, o.NotAdvised, o.Evidence)
+			continue
+		}
 		b.WriteString("; php.ini, or php_admin_value[...] in the pool\n")
 		writeLines(&b, o.Lines)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeEvidence writes why there is nothing to paste, and what was seen,
+// all as comments.
+func writeEvidence(b *strings.Builder, why string, evidence []string) {
+	fmt.Fprintf(b, "; %s\n", termsafe.String(why))
+	for _, e := range evidence {
+		fmt.Fprintf(b, ";   %s\n", termsafe.String(e))
+	}
 }
 
 func writeLines(b *strings.Builder, lines []Line) {

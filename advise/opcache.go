@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/history"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // OpcacheAdvice is one master's opcache settings.
@@ -16,6 +17,10 @@ type OpcacheAdvice struct {
 	Fine  bool     `json:"fine"`
 	Lines []Line   `json:"lines"`
 	Notes []string `json:"notes,omitempty"`
+	// NotAdvised says why the window is too short for settings: then
+	// Lines is empty, Fine false, and Evidence holds what was seen.
+	NotAdvised string   `json:"not_advised,omitempty"`
+	Evidence   []string `json:"evidence,omitempty"`
 }
 
 // acceleratedFiles is the table php 8.2 takes opcache.max_accelerated_files
@@ -42,7 +47,9 @@ const (
 	opcacheFull     = 0.8
 )
 
-func adviseOpcache(o history.OpcacheSummary) OpcacheAdvice {
+// adviseOpcache advises one master's opcache, whose pools served requests
+// (their users', fpmguard's own not counted) in the window.
+func adviseOpcache(o history.OpcacheSummary, requests uint64) OpcacheAdvice {
 	a := OpcacheAdvice{Master: o.Master, Pools: o.Pools, Fine: true,
 		Window: Window{From: o.From, To: o.To, Seconds: o.To.Sub(o.From).Seconds(), Samples: o.Samples, Requests: uint64(o.Hits + o.Misses)}}
 	add := func(l Line) {
@@ -55,6 +62,15 @@ func adviseOpcache(o history.OpcacheSummary) OpcacheAdvice {
 	add(opcacheKeys(o))
 	add(opcacheInterned(o))
 	a.Notes = opcacheNotes(o)
+	if span := o.To.Sub(o.From).Round(time.Second); span < minWindow || requests < minRequests {
+		// The evidence, without its conclusions.
+		a.NotAdvised = fmt.Sprintf("no settings: its pools served %d requests in %s, and settings need at least %d over at least %s; sample longer (--duration), or under load",
+			requests, human.Duration(span), minRequests, human.Duration(minWindow))
+		for _, l := range a.Lines {
+			a.Evidence = append(a.Evidence, l.Evidence[0])
+		}
+		a.Lines, a.Fine = []Line{}, false
+	}
 	return a
 }
 
@@ -124,7 +140,7 @@ func opcacheNotes(o history.OpcacheSummary) []string {
 		notes = append(notes, fmt.Sprintf("opcache.jit_buffer_size reserves %s of shared memory, but the JIT is off", size(uint64(o.JITBufferBytes))))
 	}
 	if span := o.To.Sub(o.From); span < 20*time.Hour {
-		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", span.Round(time.Second)))
+		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", human.Duration(span)))
 	}
 	return notes
 }

@@ -3,6 +3,7 @@ package advise
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fpmguard/fpmguard/history"
 )
@@ -18,7 +19,8 @@ func TestAcceleratedFiles(t *testing.T) {
 }
 
 func TestOpcache(t *testing.T) {
-	spare := history.OpcacheSummary{Master: "m", MemoryConsumptionBytes: 128 * MiB, UsedWastedMaxBytes: 30 * MiB,
+	to := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	spare := history.OpcacheSummary{Master: "m", From: to.Add(-24 * time.Hour), To: to, MemoryConsumptionBytes: 128 * MiB, UsedWastedMaxBytes: 30 * MiB,
 		MaxAcceleratedFiles: 10000, MaxCachedKeys: 16229, KeysMax: 2000, ScriptsMax: 1500,
 		InternedBufferBytes: 8 * MiB, InternedUsedMaxBytes: 2 * MiB, ValidateTimestamps: true, RevalidateFreqSeconds: 2}
 	tests := []struct {
@@ -42,7 +44,7 @@ func TestOpcache(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := spare
 			tt.edit(&o)
-			a := adviseOpcache(o)
+			a := adviseOpcache(o, 500000)
 			if a.Fine != tt.fine {
 				t.Errorf("fine = %v, want %v: %+v", a.Fine, tt.fine, a.Lines)
 			}
@@ -55,5 +57,26 @@ func TestOpcache(t *testing.T) {
 				t.Errorf("notes %q, want %q", notes, tt.note)
 			}
 		})
+	}
+}
+
+// TestOpcacheShortWindow: a window too short for settings, or one in which
+// its pools served too few requests, gives its evidence and no line to
+// paste, even for a cache seen full.
+func TestOpcacheShortWindow(t *testing.T) {
+	to := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	o := history.OpcacheSummary{Master: "m", From: to.Add(-5 * time.Second), To: to, MemoryConsumptionBytes: 128 * MiB, UsedWastedMaxBytes: 127 * MiB,
+		MaxAcceleratedFiles: 10000, MaxCachedKeys: 16229, KeysMax: 2000, InternedBufferBytes: 8 * MiB, InternedUsedMaxBytes: 2 * MiB, CacheFull: true}
+	a := adviseOpcache(o, 500000)
+	if len(a.Lines) != 0 || a.Fine || a.NotAdvised == "" || len(a.Evidence) != 3 || !strings.Contains(a.Evidence[0], "used plus wasted peaked at 127.0MiB") {
+		t.Errorf("a 5s window: %+v", a)
+	}
+	// A day in which its pools served nothing says nothing either.
+	o.From = to.Add(-24 * time.Hour)
+	if a := adviseOpcache(o, 0); len(a.Lines) != 0 || a.NotAdvised == "" {
+		t.Errorf("a day without requests: %+v", a)
+	}
+	if a := adviseOpcache(o, minRequests); len(a.Lines) == 0 || a.NotAdvised != "" {
+		t.Errorf("a day of requests: %+v", a)
 	}
 }

@@ -5,28 +5,18 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/fpmguard/fpmguard/human"
 )
 
-// size is a size for people: 48.2 MiB.
-func size(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// size and seconds print sizes and durations as every output of fpmguard
+// does: 48.2MiB, 250ms.
+var (
+	size    = human.FormatBytes
+	seconds = human.FormatSeconds
+)
 
 func percent(share float64) string { return fmt.Sprintf("%.0f%%", 100*share) }
-
-// seconds is a duration for people: 250ms, 3.2s.
-func seconds(s float64) string {
-	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
-}
 
 // niceSteps are the values a timeout is rounded up to, in seconds.
 var niceSteps = []float64{1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800, 3600}

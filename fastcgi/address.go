@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/fpmguard/fpmguard/safefile"
+	"golang.org/x/sys/unix"
 )
 
 // Address is where a FastCGI server listens: a unix socket path or a TCP
@@ -13,6 +16,12 @@ import (
 type Address struct {
 	Network string // "unix" or "tcp"
 	Addr    string // socket path, or host:port
+	// Root, for a unix socket of a process in another root (another
+	// container, through /proc/PID/root), is that root: Addr starts with
+	// it, and the rest of Addr is resolved inside it at every connect, as
+	// the root's own processes resolve it. Links swapped in there never
+	// lead out of it.
+	Root string
 }
 
 // String gives the canonical form, the one ParseAddress reads back.
@@ -21,6 +30,23 @@ func (a Address) String() string {
 		return "unix://" + a.Addr
 	}
 	return "tcp://" + a.Addr
+}
+
+// socketPath is the path to connect to, and what to do once connected:
+// for a socket inside a root, a descriptor of the socket found there.
+func (a Address) socketPath() (string, func(), error) {
+	if a.Root == "" {
+		return a.Addr, func() {}, nil
+	}
+	inRoot, ok := strings.CutPrefix(a.Addr, strings.TrimSuffix(a.Root, "/"))
+	if !ok || !strings.HasPrefix(inRoot, "/") {
+		return "", nil, fmt.Errorf("socket %s is not inside root %s", a.Addr, a.Root)
+	}
+	fd, err := safefile.OpenSocket(a.Root, inRoot)
+	if err != nil {
+		return "", nil, err
+	}
+	return safefile.FDPath(fd), func() { unix.Close(fd) }, nil
 }
 
 // IsZero reports whether the address was never set.

@@ -33,6 +33,18 @@ func BenchmarkHeartbeat(b *testing.B) {
 			}
 		}
 	})
+	// The same socket as a master in another container shows it: its
+	// path resolved inside the root (here the master's directory) at
+	// every connect.
+	b.Run("insideRoot", func(b *testing.B) {
+		c := fastcgi.Client{}
+		addr := fastcgi.Address{Network: "unix", Addr: sock, Root: fpm.Dir}
+		for b.Loop() {
+			if _, err := c.Ping(ctx, addr, "/ping", "pong"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("rawGofast", func(b *testing.B) {
 		factory := gofast.SimpleClientFactory(gofast.SimpleConnFactory("unix", sock))
 		for b.Loop() {

@@ -1,7 +1,9 @@
 // Package fastcgi talks to php-fpm the way nginx does: one short FastCGI
 // request per connection, bounded in time and size. It also knows php-fpm's
 // two built-in endpoints, the ping and the status page, and the status page's
-// data model. It knows nothing of pools' configs, processes or metrics.
+// data model. It knows nothing of pools' configs, processes or metrics. Of
+// fpmguard's packages it imports only safefile, to reach a socket inside
+// another container's root.
 package fastcgi
 
 import (
@@ -39,6 +41,10 @@ const (
 type Client struct {
 	Timeout time.Duration // bounds dial and exchange together; DefaultTimeout if 0
 	MaxBody int64         // bytes of stdout accepted; DefaultMaxBody if 0
+	// Probe counts the client's connections as fpmguard's own probes, in
+	// RequestsSent and Connections: what fpmguard takes away from
+	// php-fpm's counts of its users' requests.
+	Probe bool
 }
 
 // Request is one CGI request. SCRIPT_NAME, SCRIPT_FILENAME, REQUEST_URI and
@@ -84,13 +90,9 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	defer cancel()
 	op := req.describe()
 
-	nc, err := c.dial(ctx, addr)
+	nc, err := c.open(ctx, addr)
 	if err != nil {
-		e := classify(op, addr, timeout, err)
-		if e.Class == ClassTimeout {
-			e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
-		}
-		return nil, e
+		return nil, dialError(op, addr, timeout, err)
 	}
 	defer nc.Close()
 
@@ -127,12 +129,28 @@ func (c Client) Do(ctx context.Context, addr Address, req Request) (*Response, e
 	return resp, nil
 }
 
+// dialError classifies a failure to connect.
+func dialError(op string, addr Address, timeout time.Duration, err error) *Error {
+	e := classify(op, addr, timeout, err)
+	if e.Class == ClassTimeout {
+		e.Err = fmt.Errorf("%w, waiting to connect", e.Err)
+	}
+	return e
+}
+
 // dial connects to addr with ctx's deadline on every read and write, and
 // ctx's end waking them.
 func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, error) {
 	deadline, _ := ctx.Deadline()
+	target := addr.Addr
 	if addr.Network == "unix" {
-		uc, ok, err := dialUnix(addr.Addr, deadline)
+		path, connected, err := addr.socketPath()
+		if err != nil {
+			return nil, err
+		}
+		defer connected()
+		target = path
+		uc, ok, err := dialUnix(path, deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +159,7 @@ func (c Client) dial(ctx context.Context, addr Address) (io.ReadWriteCloser, err
 		}
 	}
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, addr.Network, addr.Addr)
+	nc, err := d.DialContext(ctx, addr.Network, target)
 	if err != nil {
 		return nil, err
 	}

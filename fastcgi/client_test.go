@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -77,6 +78,9 @@ func TestAnswersAreClassified(t *testing.T) {
 
 	_, err = c.Ping(ctx, addr, "/ping", "PONG!")
 	assertClass(t, err, fastcgi.ClassBadResponse, 502, `ping.response = PONG!`)
+	if fe, _ := fastcgi.AsError(err); !errors.Is(err, fastcgi.ErrPingResponse) || fe.Status != 200 {
+		t.Errorf("a worker answered the ping, with another text: %v is not ErrPingResponse with status 200", err)
+	}
 
 	_, err = c.Do(ctx, addr, fastcgi.Request{Path: "/notes.txt", Script: filepath.Join(fpm.DocRoot, "notes.txt")})
 	assertClass(t, err, fastcgi.ClassForbidden, 403, "security.limit_extensions")
@@ -279,5 +283,35 @@ func assertClass(t *testing.T, err error, class fastcgi.Class, nginx int, hint s
 	}
 	if errors.Unwrap(err) == nil {
 		t.Errorf("error %v wraps nothing", err)
+	}
+}
+
+// TestDialInsideRoot: a socket of a process in another root is found as
+// that process finds it, at every connect. The test master's directory
+// stands for the root: inside it the pool's socket is /www.sock. An
+// absolute link there names /www.sock of the root, and a link naming the
+// socket's path on the host leads nowhere inside the root.
+func TestDialInsideRoot(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{})
+	root := fpm.Dir
+	in := func(rel string) fastcgi.Address {
+		return fastcgi.Address{Network: "unix", Addr: filepath.Join(root, rel), Root: root}
+	}
+	for _, l := range []struct{ link, target string }{{"inside.sock", "/www.sock"}, {"host.sock", fpm.Pools["www"].Listen}, {"file.sock", "/php-fpm.conf"}} {
+		if err := os.Symlink(l.target, filepath.Join(root, l.link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := fastcgi.Client{Timeout: patient}
+	for _, rel := range []string{"www.sock", "inside.sock"} {
+		if _, err := c.Status(context.Background(), in(rel), "/status"); err != nil {
+			t.Errorf("%s inside the root: %v", rel, err)
+		}
+	}
+	for rel, class := range map[string]fastcgi.Class{"host.sock": fastcgi.ClassMissing, "file.sock": fastcgi.ClassRefused, "missing.sock": fastcgi.ClassMissing} {
+		_, err := c.Status(context.Background(), in(rel), "/status")
+		if fastcgi.ClassOf(err) != class {
+			t.Errorf("%s: %v, want class %s", rel, err, class)
+		}
 	}
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // encoded returns the bytes of a request with params, as gofast encodes it
-// on a fresh connection (request id 1, keep-conn). They are cached: a
-// watcher sends the same few requests to each pool every interval.
+// on a fresh connection (request id 1), without keep-conn. They are cached:
+// a watcher sends the same few requests to each pool every interval.
 func encoded(params map[string]string) ([]byte, error) {
 	key := paramsKey(params)
 	encodings.mu.Lock()
@@ -84,7 +84,30 @@ func encode(params map[string]string) ([]byte, error) {
 	pipe.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return bytes.Clone(c.buf.Bytes()), nil
+	b := bytes.Clone(c.buf.Bytes())
+	if err := dropKeepConn(b); err != nil {
+		return nil, fmt.Errorf("encoding the request: %w", err)
+	}
+	return b, nil
+}
+
+// keepConn is the FCGI_KEEP_CONN flag of a BEGIN_REQUEST body.
+const keepConn = 1
+
+// dropKeepConn clears FCGI_KEEP_CONN in the BEGIN_REQUEST that starts b,
+// which gofast always sets. fpmguard sends one request per connection, as
+// nginx does by default: without the flag, php-fpm closes the connection
+// when it has answered. With it, the worker stays on the connection until
+// fpmguard closes it, then wakes once more to find it closed, and php-fpm
+// counts that wake-up as one more accepted connection: each probe would
+// count twice in the pool's "accepted conn".
+func dropKeepConn(b []byte) error {
+	const flags = headerLen + 2 // after the two bytes of the role
+	if len(b) <= flags || RecordType(b[1]) != BeginRequest {
+		return errors.New("gofast's request does not start with BEGIN_REQUEST")
+	}
+	b[flags] &^= keepConn
+	return nil
 }
 
 // captureConn keeps what gofast writes, and tells when the request is

@@ -119,12 +119,23 @@ func (c Client) Ping(ctx context.Context, addr Address, path, want string) (time
 		return elapsed, err
 	}
 	if got := strings.TrimSpace(string(resp.Body)); got != want {
-		return elapsed, &Error{Op: req.describe(), Addr: addr, Class: ClassBadResponse,
-			Err:  fmt.Errorf("ping answered %q, want %q", truncate(got, 40), want),
+		return elapsed, &Error{Op: req.describe(), Addr: addr, Class: ClassBadResponse, Status: resp.Status,
+			Err:  pingMismatch{got: truncate(got, 40), want: want},
 			Hint: fmt.Sprintf("set the expected answer to the pool's ping.response, or set `ping.response = %s` in the pool", want)}
 	}
 	return elapsed, nil
 }
+
+// ErrPingResponse is in the error of a ping that a worker answered with
+// another text than ping.response: the pool serves; only the answer
+// expected of it is wrong.
+var ErrPingResponse = errors.New("the ping's answer is not ping.response")
+
+type pingMismatch struct{ got, want string }
+
+func (e pingMismatch) Error() string { return fmt.Sprintf("ping answered %q, want %q", e.got, e.want) }
+
+func (pingMismatch) Is(target error) bool { return target == ErrPingResponse }
 
 // answerError classifies a non-200 answer from php-fpm.
 func answerError(req Request, addr Address, resp *Response) *Error {

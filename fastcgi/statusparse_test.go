@@ -91,6 +91,48 @@ func TestParseStatusCaptures(t *testing.T) {
 	}
 }
 
+// TestParseStatusOfEachVersion reads the status pages of PHP 7.4.33,
+// 8.2.36 and 8.4.27, captured while a worker ran a request whose URI, user
+// and script hold a quote, a backslash and an escape sequence. 7.4 writes
+// all three raw into its JSON, 8.4.27 the user and the script; each is
+// read back exactly.
+func TestParseStatusOfEachVersion(t *testing.T) {
+	const (
+		uri  = "/sleep.php/a\"b\\c\x1b[31m?ms=5000&q=\"x\\y"
+		user = `u"s\er`
+	)
+	for _, tt := range []struct {
+		file, script string
+	}{
+		{"php74_hostile_status_full.json", `/fpmtest/3401070488/www/sl"e\ep.php`},
+		{"php82_hostile_status_full.json", `/tmp/TestZZCapture8.22305558182/001/www/sl"e\ep.php`},
+		{"php84_hostile_status_full.json", `/fpmtest/3762609083/www/sl"e\ep.php`},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := fastcgi.ParseStatus(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, p := range st.Processes {
+				if p.RequestURI == uri {
+					found = true
+					if p.User != user || p.Script != tt.script || p.State != "Running" {
+						t.Errorf("user %q script %q state %q, want %q %q Running", p.User, p.Script, p.State, user, tt.script)
+					}
+				}
+			}
+			if !found || len(st.Processes) != 2 || st.Pool != "www" {
+				t.Errorf("no worker with URI %q in %+v", uri, st)
+			}
+		})
+	}
+}
+
 func TestParseStatusRejects(t *testing.T) {
 	tests := []struct {
 		name, in, want string

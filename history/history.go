@@ -1,7 +1,8 @@
 // Package history keeps a bounded window of what the watcher saw of each
 // pool and of each master's opcache: the evidence `fpmguard advise` turns
-// into settings. It reads supervisor's reports; it must not import watch,
-// web or advise, which feed it and read it.
+// into settings. It reads supervisor's reports and fastcgi's vocabulary of
+// worker states; it must not import watch, web or advise, which feed it
+// and read it.
 package history
 
 import (
@@ -26,14 +27,13 @@ const (
 // safe for concurrent use: each pool's loop adds, HTTP handlers read.
 type History struct {
 	mu      sync.Mutex
-	started time.Time
 	pools   map[string]*pool
 	opcache map[string]*opcacheWindow // by master name
 }
 
 // New returns an empty history.
 func New() *History {
-	return &History{started: time.Now(), pools: map[string]*pool{}, opcache: map[string]*opcacheWindow{}}
+	return &History{pools: map[string]*pool{}, opcache: map[string]*opcacheWindow{}}
 }
 
 // pool is one pool's window and what the next sample is compared with.
@@ -46,7 +46,8 @@ type pool struct {
 	gone      []Growth
 	accepted  uint64 // the status page's counters at the last sample
 	reached   uint64
-	counters  bool   // accepted and reached are set
+	probes    uint64 // fpmguard's connections to the pool as of accepted
+	counters  bool   // accepted, reached and probes are set
 	master    string // the master's name: pools of one master share its memory
 	masterPID int
 	// What the workers and the master use at the last sample.
@@ -76,11 +77,6 @@ type pssPoint struct {
 
 const maxGone = 64
 
-// probesPerSample is how many requests fpmguard itself sends a pool
-// between two samples: the status page and the ping, and now and then the
-// opcache script.
-const probesPerSample = 3
-
 // AddPool records one probe of the pool t as r, made at now. A probe that
 // saw nothing (the status page could not be read) is left out.
 func (h *History) AddPool(t supervisor.Target, r *supervisor.PoolReport, now time.Time) {
@@ -105,6 +101,17 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 	if p.firstAt.IsZero() {
 		p.firstAt = now
 	}
+	// What php-fpm accepted since the last sample, less fpmguard's own
+	// connections: its users' requests.
+	var accepted uint64
+	if c := r.Counters; c != nil {
+		if p.counters && c.AcceptedConn >= p.accepted && c.MaxChildrenReached >= p.reached && r.ProbeRequests >= p.probes {
+			accepted = (c.AcceptedConn - p.accepted) - min(c.AcceptedConn-p.accepted, r.ProbeRequests-p.probes)
+			b.Accepted += uint32(min(accepted, 0xffffffff))
+			b.MaxChildrenReached += uint32(min(c.MaxChildrenReached-p.reached, 0xffffffff))
+		}
+		p.accepted, p.reached, p.probes, p.counters = c.AcceptedConn, c.MaxChildrenReached, r.ProbeRequests, true
+	}
 	busy, probes, workers := 0, 0, len(r.Processes)
 	var pssMax, pssSum, rssSum uint64
 	var rssN int
@@ -124,7 +131,10 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 			rssSum += w.RSSBytes
 			rssN++
 		}
-		p.worker(b, w, serving, now)
+		// A duration is a user's only when users' requests were served
+		// since the last sample: fpmguard's own ping shows as "-", which
+		// no filter on URIs can tell from any other request without one.
+		p.worker(b, w, serving, accepted > 0, now)
 	}
 	for pid, ws := range p.workers {
 		if ws.sample != p.samples {
@@ -144,19 +154,10 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 		// that waits: under load, it is busy too.
 		busy += probes
 	}
-	var accepted uint64
-	if c := r.Counters; c != nil {
-		if p.counters && c.AcceptedConn >= p.accepted && c.MaxChildrenReached >= p.reached {
-			accepted = c.AcceptedConn - p.accepted
-			b.Accepted += uint32(min(accepted, 0xffffffff))
-			b.MaxChildrenReached += uint32(min(c.MaxChildrenReached-p.reached, 0xffffffff))
-		}
-		p.accepted, p.reached, p.counters = c.AcceptedConn, c.MaxChildrenReached, true
-	}
 	b.Busy.add(busy)
 	b.BusyMax = max(b.BusyMax, uint16(min(busy, 0xffff)))
 	b.WorkersMax = max(b.WorkersMax, uint16(min(workers, 0xffff)))
-	if busy == 0 && accepted <= probesPerSample {
+	if busy == 0 && accepted == 0 {
 		// Nothing running, and nothing served since the last sample but
 		// fpmguard's own requests.
 		b.IdleSamples++
@@ -186,8 +187,9 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 }
 
 // worker folds one worker's sample into b: a request it finished since the
-// last sample, its CPU while busy, and its PSS against requests served.
-func (p *pool) worker(b *Bucket, w *supervisor.ProcessState, serving bool, now time.Time) {
+// last sample (when users' requests were served: users), its CPU while
+// busy, and its PSS against requests served.
+func (p *pool) worker(b *Bucket, w *supervisor.ProcessState, serving, users bool, now time.Time) {
 	ws := p.workers[w.PID]
 	if ws == nil || w.Requests < ws.requests {
 		// A new worker, or a new process under a reused pid.
@@ -195,7 +197,7 @@ func (p *pool) worker(b *Bucket, w *supervisor.ProcessState, serving bool, now t
 		p.workers[w.PID] = ws
 	} else {
 		idle := w.State == fastcgi.StateIdle
-		if idle && w.Requests > ws.requests && !p.target.IsProbe(supervisor.StripQuery(w.RequestURI)) {
+		if idle && users && w.Requests > ws.requests && !supervisor.OwnRequest(p.target, w.RequestURI) {
 			// The status page shows the duration of an idle worker's last
 			// request: one of those it served since the last sample.
 			b.Durations.add(w.RequestDurationSeconds)

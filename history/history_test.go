@@ -64,7 +64,9 @@ func TestIdleAndQueue(t *testing.T) {
 	h := New()
 	for i := range 10 {
 		// Only fpmguard's two requests a sample: idle.
-		h.AddPool(target, report(uint64(2*i), 0, worker(10, "Idle", 0, 0, 20)), t0.Add(time.Duration(i)*time.Second))
+		r := report(uint64(2*i), 0, worker(10, "Idle", 0, 0, 20))
+		r.ProbeRequests = uint64(2 * i)
+		h.AddPool(target, r, t0.Add(time.Duration(i)*time.Second))
 	}
 	h.AddPool(target, report(100, 3, worker(10, "Running", 1, 0, 20)), t0.Add(10*time.Second))
 	s := h.Summary().Pools[0]
@@ -143,5 +145,26 @@ func BenchmarkAddPool(b *testing.B) {
 			r.Processes[j].Requests = uint64(i)
 		}
 		h.AddPool(target, r, t0.Add(time.Duration(i)*time.Second))
+	}
+}
+
+// TestOwnRequestsAreNotLoad: on a pool that serves only fpmguard's own
+// requests (status reads, pings, whose URI php-fpm shows as "-", bare
+// connects), no request is counted and no duration is kept, whatever
+// the workers' last URIs say.
+func TestOwnRequestsAreNotLoad(t *testing.T) {
+	h := New()
+	for i := range 60 {
+		n := uint64(i)
+		r := report(2*n+1, 0,
+			supervisor.ProcessState{PID: 10, State: "Idle", Requests: n, RequestDurationSeconds: 0.00005, RequestURI: "-"},
+			supervisor.ProcessState{PID: 11, State: "Idle", Requests: n, RequestDurationSeconds: 0.0001, RequestURI: "/status?json&full"},
+			supervisor.ProcessState{PID: 12, State: "Idle", Requests: n, RequestDurationSeconds: 0.0001, RequestURI: "/index.php"})
+		r.ProbeRequests = 2*n + 1
+		h.AddPool(target, r, t0.Add(time.Duration(i)*time.Second))
+	}
+	s := h.Summary().Pools[0]
+	if s.Accepted != 0 || s.Requests != 0 || s.IdleShare != 1 {
+		t.Errorf("fpmguard's own requests counted: %d accepted, %d timed, idle on %v of samples", s.Accepted, s.Requests, s.IdleShare)
 	}
 }

@@ -112,6 +112,26 @@ func findCgroupIn(cgroup, mountinfo []byte, c Controller, exists func(string) bo
 	return Cgroup{}, false
 }
 
+// FindCgroupFile finds a file of a process's cgroup: v1File in the
+// hierarchy of controller when it is a v1 one, else v2File in the unified
+// hierarchy, where findCgroupIn finds the cgroup. cgroup is the process's
+// /proc/PID/cgroup, read by fpmguard (its paths are relative to
+// fpmguard's cgroup namespace); mountinfo is fpmguard's own
+// /proc/self/mountinfo, the hierarchies it can reach; exists checks a path
+// on this host. ok is false when there is none.
+func FindCgroupFile(cgroup, mountinfo []byte, controller, v1File, v2File string, exists func(string) bool) (path string, v2, ok bool) {
+	g, ok := findCgroupIn(cgroup, mountinfo, Controller(controller), func(string) bool { return true })
+	if !ok {
+		return "", false, false
+	}
+	file := v1File
+	if g.V2 {
+		file = v2File
+	}
+	path = filepath.Join(g.Dir, file)
+	return path, g.V2, exists(path)
+}
+
 func hasOption(opts, want string) bool {
 	for _, o := range strings.Split(opts, ",") {
 		if o == want {

@@ -1,28 +1,27 @@
 // Package nginxlog follows nginx's error logs and counts the upstream
 // failures of each pool: what nginx answered (502, 504) and why. It imports
-// supervisor for the pools and event for what it reports; it must not
-// import watch, runner or web.
+// supervisor for the pools, fastcgi for their addresses, event for what it
+// reports and logtail to follow the files; it must not import watch,
+// runner or web.
 package nginxlog
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"maps"
-	"os"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/logtail"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
+
+// maxNginxLine skips absurd lines; nginx's own limit is about 2 KB.
+const maxNginxLine = 64 << 10
 
 // Failure is one upstream failure nginx logged.
 type Failure struct {
@@ -96,7 +95,6 @@ func ParseLine(line string) (Failure, bool) {
 // pool (matched by its socket address) and turns them into events that say
 // what fpmguard saw of the pool at the time.
 type Follower struct {
-	paths  []string
 	pools  map[string]string // canonical address -> pool name
 	addrs  map[string]string // pool name -> its address as nginx names it
 	events *event.Log
@@ -105,15 +103,11 @@ type Follower struct {
 	// Describe, when set, says in a few words what fpmguard saw of a pool,
 	// for the events.
 	Describe func(pool string) string
-	// poll is how often the logs are read; drainQuiet how long a rotated
-	// log must stay quiet, once nginx writes to the new one, to be closed.
-	poll, drainQuiet time.Duration
-	// onLine, when set, sees every complete line read; onPass, the end of
-	// each pass over a log's open files, with the rotations seen so far
-	// (tests).
+	// tails follow the logs, one each; their Poll and DrainQuiet are
+	// logtail's defaults but in tests.
+	tails []*logtail.Follower
+	// onLine, when set, sees every complete line read (tests).
 	onLine func(line string)
-	onPass func(rotations int)
-	long   atomic.Uint64 // lines dropped for passing maxNginxLine
 
 	mu     sync.Mutex
 	counts map[Key]uint64
@@ -123,9 +117,11 @@ type Follower struct {
 
 // NewFollower follows paths for the pools of targets.
 func NewFollower(paths []string, targets []supervisor.Target, events *event.Log) *Follower {
-	n := &Follower{paths: paths, pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
-		poll: 250 * time.Millisecond, drainQuiet: 10 * time.Second,
+	n := &Follower{pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
 		counts: map[Key]uint64{}, recent: map[Key][]time.Time{}, fresh: map[Key]bool{}}
+	for _, p := range paths {
+		n.tails = append(n.tails, &logtail.Follower{Path: p, Line: n.line, MaxLine: maxNginxLine})
+	}
 	for _, t := range targets {
 		addr := t.Address
 		// A master in another container is reached through /proc/PID/root;
@@ -147,11 +143,22 @@ func (n *Follower) Counts() map[Key]uint64 {
 	return maps.Clone(n.counts)
 }
 
+// Opened reports whether every log has been opened: until then, what
+// nginx logged is not known, and Counts' zeros do not say "no failure".
+func (n *Follower) Opened() bool {
+	for _, t := range n.tails {
+		if !t.Opened() {
+			return false
+		}
+	}
+	return true
+}
+
 // Run follows every log until ctx ends.
 func (n *Follower) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, p := range n.paths {
-		wg.Go(func() { n.follow(ctx, p) })
+	for _, t := range n.tails {
+		wg.Go(func() { t.Run(ctx) })
 	}
 	wg.Go(func() {
 		tick := time.NewTicker(n.ReportEvery)
@@ -262,212 +269,6 @@ func causeText(cause Cause) string {
 	return string(cause)
 }
 
-// follow reads new lines of one log as they come, surviving rotation (a
-// new file at the path) and truncation. It starts at the end: only what
-// happens while fpmguard runs is counted.
-//
-// On rotation nothing nginx wrote is lost. logrotate renames the file and
-// then signals nginx (USR1) to reopen its logs; until each nginx process has
-// reopened, it keeps writing to the renamed file through the descriptor it
-// holds. So the follower reads the old file to its end before it reads the
-// new one, and then keeps the old descriptor and keeps reading it on every
-// poll. It closes it only once the file that replaced it has received data
-// (nginx has reopened: nothing new should go to the old file) and the old
-// one has then been quiet for drainQuiet (a worker busy when the signal came
-// reopens a little later), reading it once more just before. A fixed
-// number of drains would lose a line written by a late worker; waiting for
-// a quiet period alone would lose everything if nginx is never signalled
-// (then the new file stays empty and the old one is followed for as long
-// as that lasts). Copytruncate loses, by design, what nginx wrote between
-// the copy and the truncation: that is gone before anyone can read it.
-func (n *Follower) follow(ctx context.Context, path string) {
-	var cur *logFile   // the file at the path, as last seen
-	var old []*logFile // rotated away, oldest first, still read
-	rotations := 0
-	defer func() {
-		for _, o := range old {
-			o.close()
-		}
-		if cur != nil {
-			cur.close()
-		}
-	}()
-	cur, _ = openLog(path, false) // missing yet: read it whole when it comes
-	tick := time.NewTicker(n.poll)
-	defer tick.Stop()
-	for {
-		if cur != nil {
-			n.drain(cur)
-		}
-		// Newest first, so that a rotated file's successor was read before
-		// this pass reads the file itself. A successor with data means nginx
-		// reopened past the file; the read of it that follows that check
-		// then sees everything nginx wrote to it, and only then may it close.
-		for i := len(old) - 1; i >= 0; i-- {
-			o := old[i]
-			next := cur
-			if i+1 < len(old) {
-				next = old[i+1]
-			}
-			reopened := next != nil && next.got
-			if n.drain(o) {
-				continue
-			}
-			if reopened && time.Since(o.lastData) >= n.drainQuiet {
-				o.close()
-				old = slices.Delete(old, i, i+1)
-			}
-		}
-		if n.onPass != nil {
-			n.onPass(rotations)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			continue // rotated away and not recreated yet: keep reading the old file
-		}
-		if cur == nil {
-			cur, _ = openLog(path, true) // the file appeared: read it whole
-			continue
-		}
-		ours, err := cur.f.Stat()
-		if err != nil {
-			continue
-		}
-		switch {
-		case !os.SameFile(fi, ours) || nlink(ours) == 0:
-			// A new file at the path (a deleted file's inode may be reused:
-			// hence the link count of ours).
-			nf, err := openLog(path, true)
-			if err != nil {
-				continue // gone again: try on the next poll
-			}
-			n.drain(cur) // to its end, before any line of the new file
-			cur.lastData = time.Now()
-			old = append(old, cur)
-			cur = nf
-			rotations++
-			for len(old) > maxRotated {
-				n.drain(old[0]) // one last time
-				old[0].close()
-				old = old[1:]
-			}
-		case ours.Size() < cur.offset:
-			_ = cur.rewind() // truncated: a failed seek is retried on the next poll
-		}
-	}
-}
-
-// maxNginxLine skips absurd lines; nginx's own limit is about 2 KB. It is
-// also the bound of the buffer holding a line whose end has not come yet.
-const maxNginxLine = 64 << 10
-
-// maxRotated bounds the rotated files kept open, should rotations come
-// faster than nginx reopens; the oldest then is read one last time and
-// closed.
-const maxRotated = 4
-
-// logFile is one open log file being read: the one at the path, or a
-// rotated one nginx may still write to.
-type logFile struct {
-	f      *os.File
-	r      *bufio.Reader
-	offset int64 // bytes read
-	// line holds the start of a line whose end has not been written yet;
-	// never more than maxNginxLine bytes.
-	line []byte
-	// skipping: the current line passed maxNginxLine; the rest of it, up
-	// to its newline, is dropped as it comes.
-	skipping bool
-	got      bool      // some read returned data
-	lastData time.Time // when a read last returned data
-}
-
-// openLog opens path, at its start or at its end.
-func openLog(path string, fromStart bool) (*logFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("nginx log: %w", err)
-	}
-	var offset int64
-	if !fromStart {
-		if offset, err = f.Seek(0, io.SeekEnd); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("nginx log %s: %w", path, err)
-		}
-	}
-	return &logFile{f: f, r: bufio.NewReaderSize(f, 64<<10), offset: offset}, nil
-}
-
-func (l *logFile) close() { l.f.Close() }
-
-// rewind starts over at the start of a truncated file.
-func (l *logFile) rewind() error {
-	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("nginx log rewind: %w", err)
-	}
-	l.r.Reset(l.f)
-	l.offset = 0
-	l.line, l.skipping = l.line[:0], false
-	return nil
-}
-
-// drain reads l to its current end, and counts the failures of each
-// complete line. It reports whether it read anything.
-//
-// ReadSlice, unlike ReadString, never returns more than the reader's
-// buffer: a run of bytes without a newline, however long, costs at most
-// the buffer and maxNginxLine.
-func (n *Follower) drain(l *logFile) bool {
-	read := false
-	for {
-		chunk, err := l.r.ReadSlice('\n')
-		if len(chunk) > 0 {
-			read = true
-			l.offset += int64(len(chunk))
-			if !l.skipping {
-				if len(l.line)+len(chunk) > maxNginxLine {
-					l.skipping = true
-					l.line = l.line[:0]
-					n.long.Add(1)
-				} else {
-					l.line = appendBounded(l.line, chunk)
-				}
-			}
-		}
-		if err == bufio.ErrBufferFull {
-			continue // a line longer than the buffer: its next part
-		}
-		if err != nil {
-			break // at the end (or unreadable): the rest of the line comes later
-		}
-		if !l.skipping {
-			n.line(string(l.line))
-		}
-		l.line, l.skipping = l.line[:0], false
-	}
-	if read {
-		l.got, l.lastData = true, time.Now()
-	}
-	return read
-}
-
-// appendBounded appends chunk to line, which with it holds no more than
-// maxNginxLine bytes, growing it no further than that: append's own
-// growth could double it past the bound.
-func appendBounded(line, chunk []byte) []byte {
-	if need := len(line) + len(chunk); need > cap(line) {
-		grown := make([]byte, len(line), min(max(need, 2*cap(line)), maxNginxLine))
-		copy(grown, line)
-		line = grown
-	}
-	return append(line, chunk...)
-}
-
 // line handles one complete line of the log.
 func (n *Follower) line(line string) {
 	if n.onLine != nil {
@@ -478,12 +279,12 @@ func (n *Follower) line(line string) {
 	}
 }
 
-// LongLines returns how many lines were dropped for passing maxNginxLine.
-func (n *Follower) LongLines() uint64 { return n.long.Load() }
-
-func nlink(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Nlink)
+// LongLines returns how many lines were dropped for being longer than
+// any line nginx writes.
+func (n *Follower) LongLines() uint64 {
+	var sum uint64
+	for _, t := range n.tails {
+		sum += t.LongLines()
 	}
-	return 1 // unknown: take the file for still linked
+	return sum
 }

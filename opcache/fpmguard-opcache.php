@@ -3,15 +3,18 @@
 // FastCGI, because the opcache lives in the php-fpm master's shared memory
 // and nothing outside PHP can read it.
 //
-// It acts only when the FastCGI parameter FPMGUARD_OPCACHE is set. nginx
-// passes HTTP headers to PHP only as HTTP_* parameters, so no HTTP client can
-// set this one through nginx. A copy left in a web root by mistake answers
-// 404 and does nothing.
+// It only reads: the status (without the per-script list) and the
+// configuration directives. It holds no code that changes the cache, on
+// purpose. Anyone who can connect to a pool's socket can run this file with
+// any FastCGI parameters, and the pool's own PHP code can include it: a
+// reset here would be a reset button for every pool user, and would let
+// them past opcache.restrict_api, which trusts this file's directory.
+// fpmguard resets and invalidates through a script of its own that exists
+// only for the one call (see fpmguard-opcache-action.php).
 //
-// FPMGUARD_OPCACHE=status      the status (without the per-script list) and the configuration
-// FPMGUARD_OPCACHE=reset       opcache_reset(), then the status
-// FPMGUARD_OPCACHE=invalidate  opcache_invalidate(path, true) for each line of FPMGUARD_PATHS
-//                              and each match of the glob in FPMGUARD_GLOB
+// It answers only with the FastCGI parameter FPMGUARD_OPCACHE=status. nginx
+// passes HTTP headers to PHP only as HTTP_* parameters, so no HTTP client
+// can set it through nginx: a copy left in a web root answers 404.
 //
 // The answer is JSON with "schema": 1.
 
@@ -27,7 +30,7 @@ header('Cache-Control: no-store');
 
 $out = [
     'schema' => 1,
-    'action' => $action,
+    'action' => 'status',
     'php_version' => PHP_VERSION,
     'sapi' => PHP_SAPI,
     'pid' => getmypid(),
@@ -41,6 +44,12 @@ function fpmguard_answer($out, $code = 200)
 {
     http_response_code($code);
     echo json_encode($out, JSON_UNESCAPED_SLASHES | JSON_PARTIAL_OUTPUT_ON_ERROR | JSON_INVALID_UTF8_SUBSTITUTE), "\n";
+}
+
+if ($action !== 'status') {
+    $out['error'] = 'this script only reads the opcache (FPMGUARD_OPCACHE=status); fpmguard resets and invalidates through a script of its own';
+    fpmguard_answer($out, 403);
+    return;
 }
 
 if (!$out['loaded'] || !function_exists('opcache_get_status')) {
@@ -58,38 +67,17 @@ if ($restrict !== '' && strpos(__FILE__, $restrict) !== 0) {
     return;
 }
 
-if ($action === 'reset') {
-    $out['result'] = opcache_reset();
-} elseif ($action === 'invalidate') {
-    $paths = [];
-    foreach (explode("\n", isset($_SERVER['FPMGUARD_PATHS']) ? $_SERVER['FPMGUARD_PATHS'] : '') as $p) {
-        if ($p !== '') {
-            $paths[] = $p;
-        }
-    }
-    if (isset($_SERVER['FPMGUARD_GLOB']) && $_SERVER['FPMGUARD_GLOB'] !== '') {
-        $matches = glob($_SERVER['FPMGUARD_GLOB'], GLOB_NOSORT);
-        if ($matches !== false) {
-            $paths = array_merge($paths, $matches);
-        }
-    }
-    $done = [];
-    foreach ($paths as $p) {
-        $done[$p] = opcache_invalidate($p, true);
-    }
-    $out['result'] = $done;
-} elseif ($action !== 'status') {
-    $out['error'] = 'unknown action ' . $action . '; use status, reset or invalidate';
-    fpmguard_answer($out, 400);
-    return;
-}
-
 $status = @opcache_get_status(false);
 $config = @opcache_get_configuration();
+// The blacklist names files of the application: fpmguard reads only the
+// directives.
+if (is_array($config)) {
+    unset($config['blacklist']);
+}
 $out['status'] = $status === false ? null : $status;
 $out['configuration'] = $config === false ? null : $config;
 // A disabled opcache has no status to give; that is not an error.
-if ($status === false && $out['error'] === null && ini_get('opcache.enable')) {
+if ($status === false && ini_get('opcache.enable')) {
     $err = error_get_last();
     $out['error'] = 'opcache_get_status() failed' . ($err ? ': ' . $err['message'] : '');
 }

@@ -97,33 +97,35 @@ func (s *Status) InternedFull() bool {
 	return s.InternedSize > 0 && s.InternedFree < s.InternedSize/100
 }
 
-// Guard is the FastCGI parameter the script needs before it acts. It has no
-// HTTP_ prefix, so nginx never passes one from a client.
+// Guard is the FastCGI parameter the scripts answer to: status for the
+// status script, the action for an action script. It has no HTTP_ prefix,
+// so nginx never passes one from a client. It is no proof of anything:
+// whoever reaches a pool's socket sets any parameter.
 const Guard = "FPMGUARD_OPCACHE"
 
-// Client runs the script through php-fpm.
+// Client runs the scripts through php-fpm.
 type Client struct {
 	FastCGI fastcgi.Client
-	// Script is the script's path as php-fpm sees it (SCRIPT_FILENAME).
+	// Script is the status script's path as php-fpm sees it
+	// (SCRIPT_FILENAME). It only reads.
 	Script string
+	// Actions is where Reset and Invalidate write the script of their one
+	// call, removed when it ends: the only code that changes the cache.
+	Actions Place
 }
 
-func (c Client) call(ctx context.Context, addr fastcgi.Address, action string, extra map[string]string) (*answer, error) {
-	params := map[string]string{Guard: action}
-	for k, v := range extra {
-		params[k] = v
-	}
-	req := fastcgi.Request{Path: "/" + path.Base(c.Script), Script: c.Script, Params: params}
+func (c Client) call(ctx context.Context, addr fastcgi.Address, script, action string) (*answer, error) {
+	req := fastcgi.Request{Path: "/" + path.Base(script), Script: script, Params: map[string]string{Guard: action}}
 	resp, err := c.FastCGI.Do(ctx, addr, req)
 	if err != nil {
 		if fe, ok := fastcgi.AsError(err); ok && fe.Class == fastcgi.ClassNotFound {
-			fe.Hint = fmt.Sprintf("php-fpm cannot read %s: it must exist as that path inside php-fpm's file system (and chroot), readable by the pool's user; see README: opcache script placement", c.Script)
+			fe.Hint = fmt.Sprintf("php-fpm cannot read %s: it must exist as that path inside php-fpm's file system (and chroot), readable by the pool's user; when php-fpm runs in another container, mount a volume at %s in both (examples/kubernetes/sidecar.yaml)", script, path.Dir(script))
 		}
 		return nil, fmt.Errorf("opcache %s: %w", action, err)
 	}
 	bad := func(err error) error {
 		return &fastcgi.Error{Op: "opcache " + action, Addr: addr, Class: fastcgi.ClassBadResponse, Err: err,
-			Hint: fmt.Sprintf("%s did not answer as fpmguard's opcache script: check that it is this fpmguard's copy and that php-fpm runs it as PHP", c.Script)}
+			Hint: fmt.Sprintf("%s did not answer as fpmguard's opcache script: check that it is this fpmguard's copy and that php-fpm runs it as PHP", script)}
 	}
 	var a answer
 	if err := json.Unmarshal(resp.Body, &a); err != nil {
@@ -137,17 +139,28 @@ func (c Client) call(ctx context.Context, addr fastcgi.Address, action string, e
 
 // Read returns the opcache status of the master behind addr.
 func (c Client) Read(ctx context.Context, addr fastcgi.Address) (*Status, error) {
-	a, err := c.call(ctx, addr, "status", nil)
+	a, err := c.call(ctx, addr, c.Script, "status")
 	if err != nil {
 		return nil, err
 	}
 	return a.status(), nil
 }
 
+// act runs one action through a script written for this call alone, and
+// removes the script when the call ends, answered or not.
+func (c Client) act(ctx context.Context, addr fastcgi.Address, req actionRequest) (*answer, error) {
+	script, remove, err := c.Actions.action(req)
+	if err != nil {
+		return nil, fmt.Errorf("opcache %s: %w", req.Action, err)
+	}
+	defer remove()
+	return c.call(ctx, addr, script, req.Action)
+}
+
 // Reset runs opcache_reset() inside php-fpm and returns whether PHP
 // accepted it, and the status after.
 func (c Client) Reset(ctx context.Context, addr fastcgi.Address) (bool, *Status, error) {
-	a, err := c.call(ctx, addr, "reset", nil)
+	a, err := c.act(ctx, addr, actionRequest{Action: "reset"})
 	if err != nil {
 		return false, nil, err
 	}
@@ -167,11 +180,7 @@ func (c Client) Invalidate(ctx context.Context, addr fastcgi.Address, paths []st
 			return nil, fmt.Errorf("opcache invalidate: %q must be an absolute path without newlines", p)
 		}
 	}
-	extra := map[string]string{"FPMGUARD_PATHS": strings.Join(paths, "\n")}
-	if glob != "" {
-		extra["FPMGUARD_GLOB"] = glob
-	}
-	a, err := c.call(ctx, addr, "invalidate", extra)
+	a, err := c.act(ctx, addr, actionRequest{Action: "invalidate", Paths: paths, Glob: glob})
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,15 +20,31 @@ import (
 	"github.com/fpmguard/fpmguard/opcache"
 )
 
-// scriptDir installs the embedded script into a fresh directory workers can
-// read.
-func scriptDir(t testing.TB) string {
+// newClient installs the status script into a fresh directory workers can
+// read, where the client also writes the scripts of its actions.
+func newClient(t testing.TB) opcache.Client {
 	t.Helper()
-	path, err := opcache.Install(filepath.Join(fpmtest.Dir(t), "fpmguard"))
+	place := opcache.Place{Dir: filepath.Join(fpmtest.Dir(t), "fpmguard")}
+	path, err := place.Install()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return opcache.Client{FastCGI: patient, Script: path, Actions: place}
+}
+
+// newClientIn is newClient for php-fpm fpm of any version: the script is
+// placed in fpm's directory, through its master's root when it has one.
+func newClientIn(t testing.TB, fpm *fpmtest.FPM) opcache.Client {
+	t.Helper()
+	place := opcache.Place{Dir: fpm.InRoot(filepath.Join(fpm.Dir, "fpmguard"))}
+	if fpm.Root != "" {
+		place.Root.MasterPID = fpm.MasterPID()
+	}
+	path, err := place.Install()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opcache.Client{FastCGI: patient, Script: path, Actions: place}
 }
 
 // patient is the client of calls that must get php-fpm's answer: its timeout
@@ -34,6 +54,13 @@ var patient = fastcgi.Client{Timeout: 30 * time.Second}
 
 func startFPM(t *testing.T, defines map[string]string, files map[string]string) (*fpmtest.FPM, fastcgi.Address) {
 	t.Helper()
+	return startFPMOf(t, "", defines, files)
+}
+
+// startFPMOf is startFPM with PHP version v; the address is the pool's own
+// socket where v has no pm.status_listen.
+func startFPMOf(t *testing.T, v string, defines map[string]string, files map[string]string) (*fpmtest.FPM, fastcgi.Address) {
+	t.Helper()
 	if defines == nil {
 		defines = map[string]string{}
 	}
@@ -41,13 +68,16 @@ func startFPM(t *testing.T, defines map[string]string, files map[string]string) 
 	if _, ok := defines["opcache.file_update_protection"]; !ok {
 		defines["opcache.file_update_protection"] = "0"
 	}
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Defines: defines, Files: files})
+	fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}}, Defines: defines, Files: files})
+	if !fpmtest.HasStatusListen(v) {
+		return fpm, fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].Listen}
+	}
 	return fpm, fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}
 }
 
 func get(t *testing.T, addr fastcgi.Address, fpm *fpmtest.FPM, name string) string {
 	t.Helper()
-	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/" + name, Script: filepath.Join(fpm.DocRoot, name)})
+	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/" + name, Script: fpm.Script(name)})
 	if err != nil {
 		t.Fatalf("GET %s: %v", name, err)
 	}
@@ -58,56 +88,65 @@ func get(t *testing.T, addr fastcgi.Address, fpm *fpmtest.FPM, name string) stri
 // with what fpmguard reports.
 const ownStatusPHP = `<?php header('Content-Type: application/json'); echo json_encode(opcache_get_status(false));`
 
+// TestReadMatchesPHP compares what fpmguard reads with what PHP itself
+// reports, on every PHP version.
 func TestReadMatchesPHP(t *testing.T) {
-	script := scriptDir(t)
-	fpm, addr := startFPM(t, nil, map[string]string{"own.php": ownStatusPHP, "a.php": "<?php echo 1;"})
-	c := opcache.Client{FastCGI: patient, Script: script}
-	get(t, addr, fpm, "a.php")
-	// Cache both scripts first so that nothing changes between the reads
-	// but the hit counter.
-	if _, err := c.Read(context.Background(), addr); err != nil {
-		t.Fatal(err)
-	}
-	get(t, addr, fpm, "own.php")
-
-	raw := get(t, addr, fpm, "own.php")
-	var php map[string]any
-	if err := json.Unmarshal([]byte(raw), &php); err != nil {
-		t.Fatalf("own status: %v: %s", err, raw)
-	}
-	st, err := c.Read(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := php["memory_usage"].(map[string]any)
-	stats := php["opcache_statistics"].(map[string]any)
-	interned := php["interned_strings_usage"].(map[string]any)
-	for _, tt := range []struct {
-		name      string
-		got, want int64
-	}{
-		{"used_memory", st.MemoryUsed, num(mem["used_memory"])},
-		{"free_memory", st.MemoryFree, num(mem["free_memory"])},
-		{"wasted_memory", st.MemoryWasted, num(mem["wasted_memory"])},
-		{"num_cached_scripts", st.CachedScripts, num(stats["num_cached_scripts"])},
-		{"num_cached_keys", st.CachedKeys, num(stats["num_cached_keys"])},
-		{"max_cached_keys", st.MaxCachedKeys, num(stats["max_cached_keys"])},
-		{"oom_restarts", st.OOMRestarts, num(stats["oom_restarts"])},
-		{"hash_restarts", st.HashRestarts, num(stats["hash_restarts"])},
-		{"manual_restarts", st.ManualRestarts, num(stats["manual_restarts"])},
-		{"misses", st.Misses, num(stats["misses"])},
-		{"interned buffer_size", st.InternedSize, num(interned["buffer_size"])},
-		{"start_time", st.StartTime.Unix(), num(stats["start_time"])},
-		// The script's own request is one more hit.
-		{"hits", st.Hits, num(stats["hits"]) + 1},
-	} {
-		if tt.got != tt.want {
-			t.Errorf("%s = %d, PHP says %d", tt.name, tt.got, tt.want)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm, addr := startFPMOf(t, v, nil, map[string]string{"own.php": ownStatusPHP, "a.php": "<?php echo 1;"})
+		c := newClientIn(t, fpm)
+		get(t, addr, fpm, "a.php")
+		// Cache both scripts first so that nothing changes between the reads
+		// but the hit counter.
+		if _, err := c.Read(context.Background(), addr); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if st.CachedScripts < 3 || !st.Enabled || st.Config.MemoryConsumption == 0 {
-		t.Errorf("status %+v", st)
-	}
+		get(t, addr, fpm, "own.php")
+
+		raw := get(t, addr, fpm, "own.php")
+		var php map[string]any
+		if err := json.Unmarshal([]byte(raw), &php); err != nil {
+			t.Fatalf("own status: %v: %s", err, raw)
+		}
+		st, err := c.Read(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := php["memory_usage"].(map[string]any)
+		stats := php["opcache_statistics"].(map[string]any)
+		interned := php["interned_strings_usage"].(map[string]any)
+		for _, tt := range []struct {
+			name      string
+			got, want int64
+		}{
+			{"used_memory", st.MemoryUsed, num(mem["used_memory"])},
+			{"free_memory", st.MemoryFree, num(mem["free_memory"])},
+			{"wasted_memory", st.MemoryWasted, num(mem["wasted_memory"])},
+			{"num_cached_scripts", st.CachedScripts, num(stats["num_cached_scripts"])},
+			{"num_cached_keys", st.CachedKeys, num(stats["num_cached_keys"])},
+			{"max_cached_keys", st.MaxCachedKeys, num(stats["max_cached_keys"])},
+			{"oom_restarts", st.OOMRestarts, num(stats["oom_restarts"])},
+			{"hash_restarts", st.HashRestarts, num(stats["hash_restarts"])},
+			{"manual_restarts", st.ManualRestarts, num(stats["manual_restarts"])},
+			{"misses", st.Misses, num(stats["misses"])},
+			{"interned buffer_size", st.InternedSize, num(interned["buffer_size"])},
+			{"start_time", st.StartTime.Unix(), num(stats["start_time"])},
+			// The script's own request is one more hit.
+			{"hits", st.Hits, num(stats["hits"]) + 1},
+		} {
+			if tt.got != tt.want {
+				t.Errorf("%s = %d, PHP says %d", tt.name, tt.got, tt.want)
+			}
+		}
+		if st.CachedScripts < 3 || !st.Enabled || st.Config.MemoryConsumption == 0 {
+			t.Errorf("status %+v", st)
+		}
+		// PHP 8.0 brought the JIT; 8.4 gives it a 64 MB buffer by default
+		// (jit.enabled), while the JIT itself stays off (jit.on).
+		jit, _ := php["jit"].(map[string]any)
+		if (v == "7.4") != (jit == nil) || (v == "8.4") != (st.JITBufferSize > 0) || st.JITBufferSize != num(jit["buffer_size"]) || st.JITEnabled != (jit["enabled"] == true) {
+			t.Errorf("JIT: buffer %d, enabled %v; PHP says %v", st.JITBufferSize, st.JITEnabled, php["jit"])
+		}
+	})
 }
 
 func num(v any) int64 {
@@ -118,7 +157,7 @@ func num(v any) int64 {
 // TestFullCacheWithoutRestart fills a tiny cache with generated scripts and
 // expects the "full and no restart coming" verdict with advice.
 func TestFullCacheWithoutRestart(t *testing.T) {
-	script := scriptDir(t)
+	c := newClient(t)
 	files := map[string]string{}
 	for i := range 400 {
 		files[fmt.Sprintf("gen/s%03d.php", i)] = fmt.Sprintf("<?php return %d;", i)
@@ -127,7 +166,7 @@ func TestFullCacheWithoutRestart(t *testing.T) {
 	for i := range 400 {
 		get(t, addr, fpm, fmt.Sprintf("gen/s%03d.php", i))
 	}
-	st, err := opcache.Client{FastCGI: patient, Script: script}.Read(context.Background(), addr)
+	st, err := c.Read(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,9 +182,8 @@ func TestFullCacheWithoutRestart(t *testing.T) {
 }
 
 func TestResetCountsAManualRestart(t *testing.T) {
-	script := scriptDir(t)
+	c := newClient(t)
 	_, addr := startFPM(t, nil, nil)
-	c := opcache.Client{FastCGI: patient, Script: script}
 	before, err := c.Read(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +213,7 @@ func TestResetCountsAManualRestart(t *testing.T) {
 // TestInvalidateRecompiles: with validate_timestamps off php-fpm keeps
 // serving the old code after a deploy until the file is invalidated.
 func TestInvalidateRecompiles(t *testing.T) {
-	script := scriptDir(t)
+	c := newClient(t)
 	fpm, addr := startFPM(t, map[string]string{"opcache.validate_timestamps": "0"}, map[string]string{"app.php": "<?php echo 'v1';"})
 	if got := get(t, addr, fpm, "app.php"); got != "v1" {
 		t.Fatalf("got %q", got)
@@ -184,7 +222,7 @@ func TestInvalidateRecompiles(t *testing.T) {
 	if got := get(t, addr, fpm, "app.php"); got != "v1" {
 		t.Fatalf("before invalidate got %q, want the cached v1", got)
 	}
-	res, err := opcache.Client{FastCGI: patient, Script: script}.Invalidate(context.Background(), addr, []string{path}, "")
+	res, err := c.Invalidate(context.Background(), addr, []string{path}, "")
 	if err != nil || !res[path] {
 		t.Fatalf("invalidate: %v %v", res, err)
 	}
@@ -193,7 +231,7 @@ func TestInvalidateRecompiles(t *testing.T) {
 	}
 	// A glob is expanded by PHP inside php-fpm.
 	fpm.WriteFile(t, "app.php", "<?php echo 'v3';")
-	res, err = opcache.Client{FastCGI: patient, Script: script}.Invalidate(context.Background(), addr, nil, filepath.Join(fpm.DocRoot, "*.php"))
+	res, err = c.Invalidate(context.Background(), addr, nil, filepath.Join(fpm.DocRoot, "*.php"))
 	if err != nil || !res[path] {
 		t.Fatalf("invalidate --glob: %v %v", res, err)
 	}
@@ -206,15 +244,14 @@ func TestInvalidateRecompiles(t *testing.T) {
 // guard parameter, as nginx would reach one in a web root, answers 404 and
 // does nothing.
 func TestScriptRefusesWithoutGuard(t *testing.T) {
-	script := scriptDir(t)
+	c := newClient(t)
 	_, addr := startFPM(t, nil, nil)
-	c := opcache.Client{FastCGI: patient, Script: script}
 	before, err := c.Read(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What nginx would pass for a request with a forged header.
-	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/x.php", Script: script,
+	resp, err := patient.Do(context.Background(), addr, fastcgi.Request{Path: "/x.php", Script: c.Script,
 		Params: map[string]string{"HTTP_FPMGUARD_OPCACHE": "reset", "QUERY_STRING": "FPMGUARD_OPCACHE=reset"}, Query: "FPMGUARD_OPCACHE=reset"})
 	if fastcgi.ClassOf(err) != fastcgi.ClassNotFound || resp == nil || resp.Status != 404 || bytes.Contains(resp.Body, []byte("opcache")) {
 		t.Fatalf("without the guard: %v %+v", err, resp)
@@ -229,7 +266,7 @@ func TestScriptRefusesWithoutGuard(t *testing.T) {
 }
 
 func TestOpcacheStates(t *testing.T) {
-	script := scriptDir(t)
+	c := newClient(t)
 	tests := []struct {
 		name    string
 		defines map[string]string
@@ -242,7 +279,7 @@ func TestOpcacheStates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, addr := startFPM(t, tt.defines, nil)
-			st, err := opcache.Client{FastCGI: patient, Script: script}.Read(context.Background(), addr)
+			st, err := c.Read(context.Background(), addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +298,7 @@ func TestOpcacheStates(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, addr := startFPM(t, map[string]string{"opcache.file_cache": cache, "opcache.file_cache_only": "1"}, nil)
-		st, err := opcache.Client{FastCGI: patient, Script: script}.Read(context.Background(), addr)
+		st, err := c.Read(context.Background(), addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,52 +309,6 @@ func TestOpcacheStates(t *testing.T) {
 			t.Errorf("verdict %+v", v)
 		}
 	})
-}
-
-func TestInstallAndVerify(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	path, err := opcache.Install(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if filepath.Base(path) != opcache.ScriptName() || opcache.Verify(path) != nil {
-		t.Fatalf("installed %s: %v", path, opcache.Verify(path))
-	}
-	fi, _ := os.Stat(path)
-	if fi.Mode().Perm() != 0o644 {
-		t.Errorf("mode %o, want 0644 so the pool user can read it", fi.Mode().Perm())
-	}
-	// A changed copy is caught, then replaced by the next install.
-	if err := os.WriteFile(path, []byte("<?php opcache_reset();"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := opcache.Verify(path); err == nil || !strings.Contains(err.Error(), "differs") {
-		t.Errorf("Verify of a changed script: %v", err)
-	}
-	if again, err := opcache.Install(dir); err != nil || again != path || opcache.Verify(path) != nil {
-		t.Errorf("reinstall: %v", err)
-	}
-
-	open := filepath.Join(t.TempDir(), "open")
-	if err := os.Mkdir(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := opcache.Install(open); err == nil || !strings.Contains(err.Error(), "writable by others") {
-		t.Errorf("Install into a world-writable dir: %v", err)
-	}
-	link := filepath.Join(t.TempDir(), "link")
-	if err := os.Symlink(dir, link); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := opcache.Install(link); err == nil || !strings.Contains(err.Error(), "not a plain directory") {
-		t.Errorf("Install through a symlink: %v", err)
-	}
-	if _, err := opcache.Install("relative/dir"); err == nil {
-		t.Error("Install into a relative dir succeeded")
-	}
 }
 
 // TestExampleIsTheEmbeddedScript: examples/php holds the same file, not a
@@ -356,7 +347,7 @@ func TestJudgeRestartPending(t *testing.T) {
 // to the embedded script and one JSON decode. ping is the baseline: the
 // same round trip to php-fpm's own ping, which runs no PHP.
 func BenchmarkRead(b *testing.B) {
-	script := scriptDir(b)
+	script := newClient(b).Script
 	fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
 	addr := fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].StatusSocket}
 	ctx := context.Background()
@@ -374,5 +365,139 @@ func BenchmarkRead(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// TestMain lets the test binary stand in for cgi-fcgi: run with
+// FPMGUARD_TEST_FASTCGI set, it sends that one FastCGI request and prints
+// the answer. The tests start it as a pool's user.
+func TestMain(m *testing.M) {
+	if req := os.Getenv("FPMGUARD_TEST_FASTCGI"); req != "" {
+		os.Exit(fastcgiRequest(req))
+	}
+	os.Exit(m.Run())
+}
+
+type clientRequest struct {
+	Socket, Script string
+	Params         map[string]string
+}
+
+func fastcgiRequest(raw string) int {
+	var r clientRequest
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		fmt.Println(err)
+		return 2
+	}
+	resp, err := patient.Do(context.Background(), fastcgi.Address{Network: "unix", Addr: r.Socket},
+		fastcgi.Request{Path: "/" + filepath.Base(r.Script), Script: r.Script, Params: r.Params})
+	if resp != nil {
+		fmt.Printf("%d\n%s", resp.Status, resp.Body)
+	}
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	return 0
+}
+
+// asPoolUser sends one FastCGI request from a process of the user php-fpm's
+// workers run as (the test's own user when it is not root), and returns
+// what it printed.
+func asPoolUser(t *testing.T, req clientRequest) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The go command keeps its binaries in a directory of mode 0700.
+	bin := filepath.Join(fpmtest.Dir(t), "client")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(req)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "FPMGUARD_TEST_FASTCGI="+string(raw))
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("www-data")
+		if err != nil {
+			u, err = user.Lookup("nobody")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatalf("running the client as the pool user: %v", err)
+	}
+	return string(out)
+}
+
+// TestPoolUserCannotReset reproduces finding 5 of issue 18. With
+// opcache.restrict_api keeping the application's own code away from the
+// opcache API, the pool user reached fpmguard's installed script through
+// the pool's socket, as cgi-fcgi would, with FPMGUARD_OPCACHE=reset, and
+// reset the cache every pool of the master shares (manual restarts 0 to
+// 1); with FPMGUARD_OPCACHE=invalidate it ran glob() on any pattern. The
+// script now only reads. fpmguard itself still resets, under the same
+// restrict_api.
+func TestPoolUserCannotReset(t *testing.T) {
+	c := newClient(t)
+	fpm, addr := startFPM(t, map[string]string{"opcache.restrict_api": filepath.Dir(c.Script) + "/"}, map[string]string{
+		"own.php": `<?php header('Content-Type: text/plain'); var_export(@opcache_reset());`,
+		"app.php": `<?php echo 1;`,
+	})
+	ctx := context.Background()
+	// unchanged checks that no restart happened, nor is pending.
+	unchanged := func(when string) {
+		t.Helper()
+		for range 2 {
+			st, err := c.Read(ctx, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.ManualRestarts != 0 || st.RestartPending {
+				t.Fatalf("%s: manual restarts %d, restart pending %v: the cache was reset", when, st.ManualRestarts, st.RestartPending)
+			}
+		}
+	}
+	unchanged("at start")
+
+	// restrict_api is in force: the application's own call is refused.
+	if got := get(t, addr, fpm, "own.php"); got != "false" {
+		t.Fatalf("the application's own opcache_reset() returned %q, want false under restrict_api", got)
+	}
+	unchanged("after the application's own opcache_reset()")
+
+	out := asPoolUser(t, clientRequest{Socket: fpm.Pools["www"].Listen, Script: c.Script, Params: map[string]string{opcache.Guard: "reset"}})
+	if !strings.Contains(out, "only reads") {
+		t.Errorf("the script answered the pool user's reset with %q", out)
+	}
+	unchanged("after the pool user's FPMGUARD_OPCACHE=reset")
+
+	out = asPoolUser(t, clientRequest{Socket: fpm.Pools["www"].Listen, Script: c.Script,
+		Params: map[string]string{opcache.Guard: "invalidate", "FPMGUARD_GLOB": filepath.Join(fpm.DocRoot, "*.php")}})
+	if strings.Contains(out, "app.php") {
+		t.Errorf("the script ran the pool user's glob: %q", out)
+	}
+
+	ok, _, err := c.Reset(ctx, addr)
+	if err != nil || !ok {
+		t.Fatalf("fpmguard's own reset under restrict_api: %v %v", ok, err)
+	}
+	fpmtest.Poll(t, patient.Timeout, func() (int64, bool) {
+		st, err := c.Read(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.ManualRestarts, st.ManualRestarts == 1
 	})
 }

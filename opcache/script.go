@@ -1,27 +1,33 @@
 // Package opcache reads and manages php-fpm's opcache from outside PHP. The
 // opcache lives in the shared memory of the php-fpm master, which only PHP
-// code inside php-fpm can see, so fpmguard runs a small embedded PHP script
-// through FastCGI and judges what it returns.
+// code inside php-fpm can see, so fpmguard runs small embedded PHP scripts
+// through FastCGI and judges what they return. It imports fastcgi only: it
+// must not import supervisor, watch or anything above them.
 package opcache
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"syscall"
+	"encoding/json"
 
 	_ "embed"
 )
 
 // Script is the PHP probe, the same file as examples/php/fpmguard-opcache.php.
+// It only reads: anyone who can reach a pool's socket can run it.
 //
 //go:embed fpmguard-opcache.php
 var Script []byte
+
+// actionTemplate is the script of one reset or invalidate: fpmguard writes
+// it with its request for one call, under a random name, and removes it
+// after (see Place.action).
+//
+//go:embed fpmguard-opcache-action.php
+var actionTemplate []byte
 
 // ScriptHash is the hex SHA-256 of Script.
 var ScriptHash = func() string {
@@ -39,84 +45,27 @@ func ScriptName() string { return "fpmguard-opcache-" + ScriptHash[:12] + ".php"
 // a directory only root can write, readable by every pool user.
 const DefaultDir = "/var/lib/fpmguard"
 
-// Install writes the script into dir, creating dir when missing, and
-// returns the script's path. dir must not be writable by anyone but root or
-// this process's user: a script placed there runs inside php-fpm.
-func Install(dir string) (string, error) {
-	if !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("opcache script directory %q must be an absolute path", dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("creating opcache script directory: %w", err)
-	}
-	if err := checkPrivate(dir); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, ScriptName())
-	if Verify(path) == nil {
-		return path, nil
-	}
-	tmp, err := os.CreateTemp(dir, ".fpmguard-opcache-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("installing opcache script: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(Script); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("installing opcache script: %w", err)
-	}
-	// Readable by the pool's user, whoever it is.
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("installing opcache script: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("installing opcache script: %w", err)
-	}
-	// rename replaces atomically: a worker never sees half a file.
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("installing opcache script: %w", err)
-	}
-	return path, nil
+// actionRequest is what one action script does. It is written into the
+// script itself: the script takes nothing from whoever calls it.
+type actionRequest struct {
+	Action string   `json:"action"` // reset or invalidate
+	Paths  []string `json:"paths,omitempty"`
+	Glob   string   `json:"glob,omitempty"`
 }
 
-// checkPrivate refuses a directory that is a symlink, or that someone other
-// than root or us could write into.
-func checkPrivate(dir string) error {
-	fi, err := os.Lstat(dir)
+// actionScript is the PHP of one action. The request travels as base64 of
+// JSON: no byte of a path can end the PHP string it sits in.
+func actionScript(req actionRequest) []byte {
+	js, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("checking opcache script directory: %w", err)
+		panic(err) // strings and a list of strings always encode
 	}
-	if fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir() {
-		return fmt.Errorf("opcache script directory %s is not a plain directory; use a directory of fpmguard's own such as %s", dir, DefaultDir)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil
-	}
-	if int(st.Uid) != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("opcache script directory %s belongs to uid %d; use a directory owned by root or by fpmguard's user", dir, st.Uid)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("opcache script directory %s is writable by others (mode %o); chmod go-w it or use another directory", dir, fi.Mode().Perm())
-	}
-	return nil
+	return bytes.Replace(actionTemplate, []byte("@REQUEST@"), []byte(base64.StdEncoding.EncodeToString(js)), 1)
 }
 
-// ErrScriptMismatch says the file at a script path is not fpmguard's.
-var ErrScriptMismatch = errors.New("the opcache script differs from this fpmguard's")
+// actionPrefix starts the name of every action script, so that a leftover
+// one (fpmguard killed mid-call) is recognised and removed.
+const actionPrefix = "fpmguard-opcache-action-"
 
-// Verify checks that path holds exactly the embedded script. fpmguard checks
-// before each use: the file runs inside php-fpm.
-func Verify(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("verifying opcache script: %w", err)
-	}
-	if !bytes.Equal(data, Script) {
-		sum := sha256.Sum256(data)
-		return fmt.Errorf("verifying opcache script %s: %w (sha256 %s, want %s); copy examples/php/fpmguard-opcache.php of this version there",
-			path, ErrScriptMismatch, hex.EncodeToString(sum[:])[:12], ScriptHash[:12])
-	}
-	return nil
-}
+// actionName is a fresh, unguessable name: 128 random bits.
+func actionName() string { return actionPrefix + rand.Text() + ".php" }

@@ -1,7 +1,8 @@
 // Package runner runs php-fpm as fpmguard's child for `fpmguard run`: it
 // starts it, restarts it when it dies, stops it gracefully, and reaps every
-// process that ends up in its care. It imports event for what it reports;
-// it must not import watch or web.
+// process that ends up in its care. It imports event for what it reports
+// and supervisor to find a master of its config left running; it must not
+// import watch or web.
 package runner
 
 import (

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // Monitoring-plugins exit codes, as Nagios, Icinga and exec probes read them.
@@ -45,12 +47,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 	}
 	for i := range rep.Pools {
 		p := &rep.Pools[i]
-		switch p.Health {
-		case HealthDegraded:
-			raise(CheckWarning)
-		case HealthUnhealthy, HealthDown:
-			raise(CheckCritical)
-		}
+		raise(healthCode(p.Health))
 		text := p.Name + " " + string(p.Health)
 		if len(p.Reasons) > 0 {
 			text += " (" + p.Reasons[0]
@@ -70,7 +67,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			c := level(lat, th.WarnLatency.Seconds(), th.CritLatency.Seconds())
 			raise(c)
 			if c > CheckOK {
-				text += fmt.Sprintf(" heartbeat %s over %s", seconds(lat), thresholdFor(c, th.WarnLatency, th.CritLatency))
+				text += fmt.Sprintf(" heartbeat %s over %s", human.FormatSeconds(lat), human.FormatDuration(thresholdFor(c, th.WarnLatency, th.CritLatency)))
 			}
 			perf = append(perf, fmt.Sprintf("'%s_latency'=%.6fs;%s;%s;0", label, lat, limit(th.WarnLatency.Seconds()), limit(th.CritLatency.Seconds())))
 		}
@@ -102,12 +99,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		texts = append(texts, text)
 	}
 	for _, o := range rep.Opcache {
-		switch o.Health {
-		case HealthDegraded:
-			raise(CheckWarning)
-		case HealthUnhealthy:
-			raise(CheckCritical)
-		}
+		raise(healthCode(o.Health))
 		text := fmt.Sprintf("opcache of master %d %s", o.MasterPID, o.Health)
 		if len(o.Reasons) > 0 {
 			text += " (" + o.Reasons[0] + ")"
@@ -117,7 +109,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			text += " [not judged: " + o.Inconclusive + "]"
 		}
 		texts = append(texts, text)
-		if o.Error == "" {
+		if o.Error == "" && o.Health != HealthUnknown {
 			perf = append(perf, fmt.Sprintf("'opcache_%d_fill'=%.4f;;;0;1", o.MasterPID, o.FillRatio), fmt.Sprintf("'opcache_%d_hit_rate'=%.4f;;;0;1", o.MasterPID, o.HitRate))
 		}
 	}
@@ -126,6 +118,20 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		line += " | " + strings.Join(perf, " ")
 	}
 	return CheckResult{Code: code, Line: line}
+}
+
+// healthCode is a verdict's exit code: what fpmguard could not see is
+// UNKNOWN, as monitoring plugins say it.
+func healthCode(h Health) int {
+	switch h {
+	case HealthOK:
+		return CheckOK
+	case HealthDegraded:
+		return CheckWarning
+	case HealthUnknown:
+		return CheckUnknown
+	}
+	return CheckCritical
 }
 
 // checkRank orders exit codes by severity: UNKNOWN (fpmguard could not
@@ -162,10 +168,6 @@ func thresholdFor(code int, warn, crit time.Duration) time.Duration {
 		return crit
 	}
 	return warn
-}
-
-func seconds(s float64) string {
-	return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String()
 }
 
 // perfLabel keeps a pool name usable inside a quoted perfdata label.

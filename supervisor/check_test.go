@@ -36,6 +36,17 @@ func TestCheck(t *testing.T) {
 			name: "busy threshold", spoil: func(r *PoolReport) { r.Processes[0] = running(101, 1, "/a.php") }, th: CheckThresholds{CritBusy: 0.5}, code: CheckCritical,
 			line: "FPMGUARD CRITICAL - www ok 1 of 2 workers busy",
 		},
+		{
+			name: "not monitored is unknown", spoil: unmonitored, code: CheckUnknown,
+			line: "FPMGUARD UNKNOWN - www unknown (not monitored: ",
+		},
+		{
+			name: "not monitored and refused is critical", spoil: func(r *PoolReport) {
+				unmonitored(r)
+				r.Connect = failedConnect(fastcgi.ClassRefused)
+			}, code: CheckCritical,
+			line: "FPMGUARD CRITICAL - www down (nothing listens",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,5 +62,20 @@ func TestCheck(t *testing.T) {
 	}
 	if res := Check(&Report{}, CheckThresholds{}); res.Code != CheckUnknown {
 		t.Errorf("no pools: %+v, want UNKNOWN", res)
+	}
+}
+
+// TestCheckOpcacheNotRead: an opcache the command had no time to read is
+// UNKNOWN, never ok, and gives no figures.
+func TestCheckOpcacheNotRead(t *testing.T) {
+	r := healthy()
+	Judge(&r, nil, Thresholds{})
+	o := OpcacheReport{MasterPID: 100, Health: HealthUnknown, Reasons: []string{}, Inconclusive: "the opcache was not read: the pools' probes used the whole timeout"}
+	res := Check(&Report{Pools: []PoolReport{r}, Opcache: []OpcacheReport{o}}, CheckThresholds{})
+	if res.Code != CheckUnknown || strings.Contains(res.Line, "opcache of master 100 ok") || strings.Contains(res.Line, "opcache_100") {
+		t.Errorf("got %d %q", res.Code, res.Line)
+	}
+	if !strings.Contains(res.Line, "opcache of master 100 unknown [not judged: the opcache was not read") {
+		t.Errorf("line %q does not say the opcache was not read", res.Line)
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 // ResolveTargets decides what to watch: the pools of specs, plus every
 // pool of each php-fpm config; with none of these, every pool of every
-// running master.
-func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string) ([]Target, error) {
+// running master tr trusts.
+func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string, tr Trust) ([]Target, error) {
 	var targets []Target
 	for _, s := range specs {
 		t, err := ParsePoolSpec(s)
@@ -31,7 +31,7 @@ func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string) ([
 	if len(targets) > 0 {
 		return targets, nil
 	}
-	return Discover(ctx)
+	return Discover(ctx, tr)
 }
 
 // Source names where pools come from, for errors.

@@ -8,75 +8,101 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
+	"github.com/fpmguard/fpmguard/safefile"
 	"github.com/fpmguard/fpmguard/supervisor/fpmconf"
 	"github.com/shirou/gopsutil/v4/process"
 )
 
-// Master is a running php-fpm master found in the process table.
+// Master is a running php-fpm master found in the process table, one
+// fpmguard trusts (trust.go).
 type Master struct {
 	PID    int
 	Config string // the config path as the master sees it
 	Root   string // /proc/PID/root when its file system is not ours, else ""
+	Cred   MasterCred
 }
 
-// FindMasters scans the process table once for php-fpm masters. It is for
-// start-up only: the watch loop never scans the whole table.
+// FindMasters scans the process table once for the php-fpm masters
+// fpmguard trusts by default: root's and its own user's. It is for start-up
+// only: the watch loop never scans the whole table.
 func FindMasters(ctx context.Context) ([]Master, error) {
+	masters, _, err := ScanMasters(ctx, Trust{})
+	return masters, err
+}
+
+// ScanMasters scans the process table once for processes with a master's
+// title. It returns the masters tr trusts, and why each other one is not
+// trusted (an *UntrustedMasterError each).
+func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []error, err error) {
 	pids, err := process.PidsWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
+		return nil, nil, fmt.Errorf("listing processes: %w", err)
 	}
-	var out []Master
 	for _, pid := range pids {
 		p := &process.Process{Pid: pid}
 		title, err := p.CmdlineWithContext(ctx)
 		if err != nil || !IsMasterTitle(title) {
 			continue
 		}
-		m := Master{PID: int(pid)}
+		cred, err := tr.Verify(int(pid), title, "")
+		if err != nil {
+			untrusted = append(untrusted, err)
+			continue
+		}
+		m := Master{PID: int(pid), Cred: cred}
+		if m.Root, err = foreignRoot(m.PID); err != nil {
+			untrusted = append(untrusted, &UntrustedMasterError{PID: m.PID, Err: err})
+			continue
+		}
 		m.Config, _ = MasterConfigFromTitle(title)
-		m.Root = foreignRoot(m.PID)
 		if m.Config != "" && !path.IsAbs(m.Config) {
 			// `php-fpm -y rel.conf` names the file relative to its cwd.
 			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
 				m.Config = path.Join(cwd, m.Config)
 			}
 		}
-		out = append(out, m)
+		trusted = append(trusted, m)
 	}
-	return out, nil
+	return trusted, untrusted, nil
 }
 
 // foreignRoot returns /proc/PID/root when the process sees another root
 // file system than ours (another container sharing our PID namespace), so
-// its config and sockets are read through it; else "".
-func foreignRoot(pid int) string {
+// its config and sockets are read through it; else "". When the roots
+// cannot be compared (/proc/PID/root needs CAP_SYS_PTRACE for a process
+// with capabilities fpmguard lacks), it fails: taking the process for one
+// of this host would read this host's files for it.
+func foreignRoot(pid int) (string, error) {
 	root := "/proc/" + strconv.Itoa(pid) + "/root"
 	var theirs, ours syscall.Stat_t
-	if syscall.Stat(root+"/", &theirs) != nil || syscall.Stat("/", &ours) != nil {
-		return ""
+	if err := syscall.Stat(root+"/", &theirs); err != nil {
+		return "", fmt.Errorf("cannot tell which root it lives in: %w", &os.PathError{Op: "stat", Path: root, Err: err})
+	}
+	if err := syscall.Stat("/", &ours); err != nil {
+		return "", fmt.Errorf("cannot tell which root it lives in: %w", &os.PathError{Op: "stat", Path: "/", Err: err})
 	}
 	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
-		return ""
+		return "", nil
 	}
-	return root
+	return root, nil
 }
 
-// Discover finds running masters and turns every pool of their configs into
-// targets. A master whose config cannot be read is reported in the error,
-// and the others are still returned.
-func Discover(ctx context.Context) ([]Target, error) {
-	masters, err := FindMasters(ctx)
+// Discover finds the running masters tr trusts and turns every pool of
+// their configs into targets. The error says why each other process with
+// a master's title was skipped, and which master's config could not be
+// read; the pools found are still returned.
+func Discover(ctx context.Context, tr Trust) ([]Target, error) {
+	masters, errs, err := ScanMasters(ctx, tr)
 	if err != nil {
 		return nil, err
 	}
 	if len(masters) == 0 {
-		return nil, ErrNoMaster
+		return nil, errors.Join(append([]error{ErrNoMaster}, errs...)...)
 	}
 	var targets []Target
-	var errs []error
 	for _, m := range masters {
 		ts, err := TargetsOfMaster(m)
 		if err != nil {
@@ -88,26 +114,63 @@ func Discover(ctx context.Context) ([]Target, error) {
 	return targets, errors.Join(errs...)
 }
 
-// TargetsOfMaster reads a master's config through its root.
+// TargetsOfMaster reads a master's config through its root. A config found
+// this way was named by no operator, so it is read as the master reads it
+// and no more: files only root may change, readable by the master's user,
+// ${VAR} from the master's own environment, and errors that quote none of
+// it.
 func TargetsOfMaster(m Master) ([]Target, error) {
 	if m.Config == "" {
 		return nil, fmt.Errorf("php-fpm master %d: %w", m.PID, ErrTitleCut)
 	}
-	cfg, err := fpmconf.Load(m.Config, fpmconf.Options{Root: m.Root})
+	cfg, err := fpmconf.Load(m.Config, fpmconf.Options{
+		Root:   m.Root,
+		Getenv: masterEnv(m.PID),
+		Files:  safefile.Rules{Owners: []uint32{0}, NoOtherWrite: true, ReadableBy: m.Cred.ReadableBy()},
+		Redact: true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("php-fpm master %d: %w", m.PID, err)
 	}
 	return TargetsFromConfig(cfg, m.Root, m.PID, "discovered")
 }
 
-// LoadFPMConfig reads a php-fpm config into targets. The master is found
-// through the config's pid file.
+// maxEnviron bounds a master's environment: the kernel's own bound on the
+// arguments and environment of a program is 2 MiB or a quarter of its
+// stack limit.
+const maxEnviron = 4 << 20
+
+// masterEnv looks a variable up in a master's own environment, as php-fpm
+// expanded ${VAR} when it read its config. php-fpm overwrites that
+// environment with its process title once started (checked on 8.2: every
+// byte reads 0), and then every variable is unset here; where it is not, a
+// master's value is used, never fpmguard's.
+func masterEnv(pid int) func(string) (string, bool) {
+	b, err := readProcFileMax(pid, "environ", maxEnviron)
+	env := map[string]string{}
+	if err == nil {
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+				env[k] = v
+			}
+		}
+	}
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
+}
+
+// LoadFPMConfig reads a php-fpm config the operator named into targets.
+// The master is found through the config's pid file. ${VAR} expands from
+// fpmguard's own environment: the operator starts both, and chose to name
+// this file.
 func LoadFPMConfig(path string) ([]Target, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, &SourceError{Source: SourceFPMConfig, Value: path, Err: err}
 	}
-	cfg, err := fpmconf.Load(abs, fpmconf.Options{})
+	cfg, err := fpmconf.Load(abs, fpmconf.Options{Getenv: os.LookupEnv})
 	if err != nil {
 		return nil, err
 	}

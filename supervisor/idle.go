@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,14 +37,18 @@ func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 		return r, false
 	}
 	r = PoolReport{
-		Name:        t.Name,
-		Address:     t.Address.String(),
-		Config:      PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
-		Master:      m,
-		SocketQueue: q,
-		Processes:   []ProcessState{},
-		Heartbeat:   Heartbeat{Idle: true},
-		Status:      StatusRead{Idle: true},
+		Name:          t.Name,
+		Address:       t.Address.String(),
+		Config:        PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+		Master:        m,
+		SocketQueue:   q,
+		ProbeRequests: fastcgi.RequestsSent(t.Address),
+		Processes:     []ProcessState{},
+		// Not sent, not read; and skipped as well for a pool without
+		// ping.path or pm.status_path, so that an idle pool is judged
+		// monitored, or not, as it is when it serves.
+		Heartbeat: Heartbeat{Idle: true, Skipped: t.PingPath == ""},
+		Status:    StatusRead{Idle: true, Skipped: t.StatusPath == ""},
 	}
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
@@ -58,7 +63,7 @@ func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 // dearer.
 func (pr *Prober) serving(ctx context.Context, master int, name string) bool {
 	id := strconv.Itoa(master)
-	b, err := readSmallFile("/proc/" + id + "/task/" + id + "/children")
+	b, err := readSmallFile("/proc/"+id+"/task/"+id+"/children", maxProcFile)
 	if err != nil {
 		return true
 	}

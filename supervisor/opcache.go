@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -80,35 +79,47 @@ type OpcacheReport struct {
 // OpcacheProber reads the opcache of each master once.
 type OpcacheProber struct {
 	Client fastcgi.Client
-	// Script is the script's path as php-fpm sees it, deployed by the
-	// operator (--opcache-script). Empty: fpmguard installs its own copy
-	// into Dir.
+	// Script is the status script's path as php-fpm sees it, deployed by
+	// the operator (--opcache-script). Empty: fpmguard installs its own
+	// copy into Dir.
 	Script string
-	Dir    string
+	// Dir is the directory, as php-fpm sees it, where fpmguard installs
+	// the status script and writes the script of each reset or invalidate
+	// (opcache.DefaultDir when empty). For a master in another container
+	// it is inside that container's root.
+	Dir string
 	// Lag is fpmguard's own lag, as in Prober.
 	Lag *lag.Monitor
 }
 
-// scriptFor decides the script's path for target t: what php-fpm sees, and
-// where fpmguard reads it to verify the content before each use.
-func (o *OpcacheProber) scriptFor(t Target) (fpmPath string, err error) {
-	if o.Script != "" {
-		// The operator placed it; fpmguard sees it through the master's root
-		// and the pool's chroot.
-		if err := opcache.Verify(filepath.Join(t.Root, t.Chroot, o.Script)); err != nil {
-			return "", err
+// client is the opcache client for the master of target t, pid: its
+// scripts placed in php-fpm's own file system, the master's root when it
+// lives in another container, and the pool's chroot below it.
+func (o *OpcacheProber) client(t Target, pid int) (opcache.Client, error) {
+	root := opcache.Root{Chroot: t.Chroot}
+	if pid > 0 && t.Root != "" {
+		root.MasterPID = pid
+	} else if pid > 0 {
+		// A root that cannot be compared (no SYS_PTRACE) counts as this
+		// host's here, as the script is then read on fpmguard's side.
+		if other, _ := foreignRoot(pid); other != "" {
+			root.MasterPID = pid
 		}
-		return o.Script, nil
-	}
-	if t.Root != "" || t.Chroot != "" {
-		return "", fmt.Errorf("pool %s runs in another container or a chroot, where fpmguard does not write: put examples/php/fpmguard-opcache.php where php-fpm can read it and give fpmguard its path as php-fpm sees it (opcache script)", t.Name)
 	}
 	dir := o.Dir
 	if dir == "" {
 		dir = opcache.DefaultDir
 	}
+	c := opcache.Client{FastCGI: o.Client, Script: o.Script, Actions: opcache.Place{Root: root, Dir: dir}}
+	if o.Script != "" {
+		// The operator placed it: checked inside php-fpm's root before
+		// each use, as php-fpm will read it.
+		return c, root.Verify(o.Script)
+	}
 	// Install verifies an existing copy and rewrites one that differs.
-	return opcache.Install(dir)
+	script, err := c.Actions.Install()
+	c.Script = script
+	return c, err
 }
 
 // masterKey groups pools by master: the master's pid when known, else the
@@ -242,9 +253,9 @@ func (o *OpcacheProber) each(targets []Target, pools []PoolReport, do func(opcac
 	var out []OpcacheAction
 	for _, g := range groupByMaster(targets, pools) {
 		a := OpcacheAction{MasterPID: g.pid, Pools: g.pools, Via: g.target.StatusVia().String()}
-		script, err := o.scriptFor(g.target)
+		c, err := o.client(g.target, g.pid)
 		if err == nil {
-			err = do(opcache.Client{FastCGI: o.Client, Script: script}, g, &a)
+			err = do(c, g, &a)
 		}
 		if err != nil {
 			a.OK, a.Error = false, err.Error()
@@ -255,19 +266,19 @@ func (o *OpcacheProber) each(targets []Target, pools []PoolReport, do func(opcac
 }
 
 func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Target, prev *OpcacheReport) OpcacheReport {
-	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}, Health: HealthOK}
+	// Unknown until read: a verdict needs figures.
+	r := OpcacheReport{MasterPID: pid, Pools: pools, Via: t.StatusVia().String(), Reasons: []string{}, Health: HealthUnknown}
 	if past(ctx) {
 		// The one-shot commands read the opcache in what time the pools'
 		// probes left: none is left when a pool used all of it.
 		r.Inconclusive = "the opcache was not read: the pools' probes used the whole timeout"
 		return r
 	}
-	script, err := o.scriptFor(t)
+	c, err := o.client(t, pid)
 	if err != nil {
 		return failedOpcache(r, err)
 	}
-	r.Script = script
-	c := opcache.Client{FastCGI: o.Client, Script: script}
+	r.Script = c.Script
 	start := time.Now()
 	st, err := c.Read(ctx, t.StatusVia())
 	if err != nil {
@@ -278,7 +289,8 @@ func (o *OpcacheProber) read(ctx context.Context, pid int, pools []string, t Tar
 		}
 		if fastcgi.ClassOf(err) == fastcgi.ClassTimeout {
 			if starved, why := o.Lag.Judge("opcache read", start, time.Now()); starved {
-				// Keep the last figures and verdict: this read says nothing.
+				// Keep the last figures and verdict, if any: this read
+				// says nothing.
 				if prev != nil {
 					r = *prev
 				}

@@ -1,23 +1,20 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, opcache and lag; it must not import event,
-// watch, runner or web, which act on and show what it finds.
+// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag
+// and human; it must not import event, watch, runner or web, which act on
+// and show what it finds.
 package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
+	"github.com/fpmguard/fpmguard/opcache"
 )
 
 // Prober probes pools. Its zero value is not ready: set Procs.
@@ -33,9 +30,14 @@ type Prober struct {
 	// Lag is fpmguard's own lag: a read that timed out or answered late
 	// while fpmguard was starved of CPU is inconclusive. nil: never.
 	Lag *lag.Monitor
+	// Trust says whose masters fpmguard acts for (trust.go).
+	Trust Trust
 
 	pssMu sync.Mutex
 	pss   map[titleKey]pssSample
+
+	trustMu sync.Mutex
+	trust   map[titleKey]trustSample
 }
 
 type pssSample struct {
@@ -96,6 +98,7 @@ func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Addre
 	}
 	st, status := pr.readStatus(ctx, t, at, wait)
 	r.Status = status
+	r.ProbeRequests = fastcgi.RequestsSent(t.Address)
 	if st != nil {
 		r.Counters = counters(st)
 		r.Processes = pr.processes(ctx, t, st)
@@ -110,6 +113,9 @@ func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Addre
 			r.Processes[i].ParentOK = r.Processes[i].ParentOK && r.Master.Alive && r.Processes[i].parent == r.Master.PID
 		}
 	}
+	// Last, as the heartbeat comes after: the socket's queue never shows
+	// fpmguard's own connection.
+	r.Connect = pr.connect(ctx, t, &r)
 	return r
 }
 
@@ -281,7 +287,7 @@ func failure(err error) *Failure {
 	if !ok {
 		return &Failure{Error: err.Error(), Reason: fastcgi.ReasonBadResponse}
 	}
-	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint}
+	return &Failure{Error: err.Error(), Reason: fe.Class.Reason(), Class: fe.Class, NginxStatus: fe.NginxStatus(), Hint: fe.Hint, Misconfigured: misconfigured(fe)}
 }
 
 func counters(st *fastcgi.Status) *Counters {
@@ -378,115 +384,11 @@ func (pr *Prober) pssOf(pid int, start, rss uint64) uint64 {
 	return s.bytes
 }
 
-// master finds and reads the pool's master: the known pid, else the pid
-// file, else the parent of the workers.
-func (pr *Prober) master(ctx context.Context, t Target, procs []ProcessState) *MasterReport {
-	pid := t.MasterPID
-	if pid == 0 && t.MasterPIDFile != "" {
-		n, err := readPIDFile(filepath.Join(t.Root, t.MasterPIDFile))
-		if err != nil {
-			m := &MasterReport{Config: t.MasterConfig, Error: err.Error()}
-			if !errors.Is(err, os.ErrNotExist) {
-				// No pid file means no master; an unreadable one proves nothing.
-				m.Unknown = "cannot tell whether the master is alive: " + err.Error()
-			}
-			return m
-		}
-		pid = n
-	}
-	if pid == 0 {
-		for _, p := range procs {
-			if p.parent > 0 {
-				pid = p.parent
-				break
-			}
-		}
-	}
-	if pid == 0 {
-		return nil
-	}
-	m := &MasterReport{PID: pid, Config: t.MasterConfig}
-	osp, err := pr.Procs.ReadProcess(ctx, pid)
-	m.OSState = osp.State
-	if cfg, ok := MasterConfigFromTitle(osp.Title); ok && m.Config == "" {
-		m.Config = cfg
-	}
-	switch {
-	case err == nil && osp.State != OSZombie && IsMasterTitle(osp.Title):
-		m.Alive = true
-		if pr.ReadPSS {
-			m.PSSBytes = pr.pssOf(pid, osp.StartTicks, osp.RSSBytes)
-		}
-	case osp.State == OSZombie:
-		// It exited; only its parent has not collected it yet.
-	case osp.State == OSGone:
-		// /proc says no such process; the kernel must say so too.
-		if kerr := syscall.Kill(pid, 0); !errors.Is(kerr, syscall.ESRCH) {
-			m.Unknown = fmt.Sprintf("cannot tell whether master %d is alive: /proc has no such process, but kill(%d, 0) answered %v", pid, pid, kerr)
-		}
-	case err != nil:
-		m.Unknown = fmt.Sprintf("cannot tell whether master %d is alive: %v", pid, err)
-	default:
-		m.Unknown = pr.foreignMaster(ctx, pid, osp)
-	}
-	return m
-}
-
-// secondLook is the pause before the second read that confirms a pid now
-// belongs to something other than a php-fpm master.
-const secondLook = 100 * time.Millisecond
-
-// foreignMaster looks twice at a master's pid that shows a title that is
-// not a master's. It returns "" when the pid now surely belongs to another
-// program (the master is gone), else why fpmguard cannot tell.
-func (pr *Prober) foreignMaster(ctx context.Context, pid int, first OSProcess) string {
-	unknown := func(title string) string {
-		switch {
-		case title == "":
-			return fmt.Sprintf("cannot tell whether master %d is alive: its title could not be read", pid)
-		case strings.Contains(title, "php-fpm"):
-			// A master shows its command line until it has set its title.
-			return fmt.Sprintf("master %d is starting: its title is still %q", pid, truncate(title, 80))
-		}
-		return ""
-	}
-	if why := unknown(first.Title); why != "" {
-		return why
-	}
-	select {
-	case <-ctx.Done():
-		return fmt.Sprintf("cannot tell whether master %d is alive: its pid shows %q, and there was no time to look again", pid, truncate(first.Title, 80))
-	case <-time.After(secondLook):
-	}
-	again, err := pr.Procs.ReadProcess(ctx, pid)
-	switch {
-	case again.State == OSGone:
-		return ""
-	case err != nil:
-		return fmt.Sprintf("cannot tell whether master %d is alive: %v", pid, err)
-	case IsMasterTitle(again.Title):
-		return fmt.Sprintf("cannot tell whether master %d is alive: it showed %q, then a master's title", pid, truncate(first.Title, 80))
-	}
-	return unknown(again.Title)
-}
-
-// isProbe reports whether a request path is a status or ping request.
 // IsProbe reports whether a request path is one of fpmguard's probes of
-// the pool: its status page or its ping.
+// the pool: its status page, its ping, or the opcache script fpmguard
+// installs.
 func (t Target) IsProbe(path string) bool {
-	return path != "" && (path == t.StatusPath || path == t.PingPath)
-}
-
-func readPIDFile(path string) (int, error) {
-	b, err := readSmallFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("reading php-fpm pid file: %w", err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("php-fpm pid file %s holds %q, not a pid", path, truncate(strings.TrimSpace(string(b)), 20))
-	}
-	return n, nil
+	return path != "" && (path == t.StatusPath || path == t.PingPath || path == "/"+opcache.ScriptName())
 }
 
 func truncate(s string, n int) string {
@@ -531,6 +433,7 @@ func suggestStatusListen(t Target) string {
 // heartbeat, run at once; the opcache of each master is read right after,
 // in what time is left. prev is the previous report, or nil.
 func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) *Report {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, pr.Timeout())
 	defer cancel()
 	if pr.Lag != nil {
@@ -549,7 +452,14 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	}
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()]) })
+		wg.Go(func() {
+			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()])
+			if parent.Err() != nil {
+				// Interrupted: what the probe's requests met was no answer
+				// of php-fpm's.
+				rep.Pools[i] = NotProbed(t, "not probed: fpmguard was interrupted before the probe ended")
+			}
+		})
 	}
 	wg.Wait()
 	if pr.Opcache != nil {

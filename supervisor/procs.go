@@ -177,16 +177,27 @@ func readTitle(ctx context.Context, pid int) string {
 // readProcFile reads a small file of /proc/PID. /proc files claim size 0,
 // so os.ReadFile's stat is wasted; this does open, read, close.
 func readProcFile(pid int, name string) ([]byte, error) {
-	return readSmallFile("/proc/" + strconv.Itoa(pid) + "/" + name)
+	return readProcFileMax(pid, name, maxProcFile)
 }
 
-// readSmallFile reads a small file with open, read, close: os.ReadFile
-// also stats it and offers it to the netpoller, which refuses /proc files
-// (fstat, fcntl, a failing epoll_ctl), and this runs for every process of
-// every pool every interval. A short read ends it: /proc writes a small
-// file in one read, and a regular file ends there.
-func readSmallFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+// readProcFileMax is readProcFile with a bound of its own.
+func readProcFileMax(pid int, name string, max int) ([]byte, error) {
+	return readSmallFile("/proc/"+strconv.Itoa(pid)+"/"+name, max)
+}
+
+// maxProcFile bounds what is read of a /proc file: the largest fpmguard
+// reads, a busy master's task/N/children, holds a few bytes per worker.
+const maxProcFile = 1 << 20
+
+// readSmallFile reads a small file of /proc with open, read, close:
+// os.ReadFile also stats it and offers it to the netpoller, which refuses
+// /proc files (fstat, fcntl, a failing epoll_ctl), and this runs for every
+// process of every pool every interval. A short read ends it: /proc writes
+// a small file in one read. Past max bytes it fails: no /proc file
+// fpmguard reads is that long. Files the watched side may write go
+// through package safefile instead.
+func readSmallFile(path string, max int) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -205,7 +216,10 @@ func readSmallFile(path string) ([]byte, error) {
 		if m == 0 || n < len(buf) {
 			return buf[:n], nil
 		}
-		buf = append(buf, make([]byte, len(buf))...)
+		if len(buf) >= max {
+			return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("longer than %d bytes", max)}
+		}
+		buf = append(buf, make([]byte, min(len(buf), max-len(buf)+1))...)
 	}
 }
 

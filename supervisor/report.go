@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -28,23 +30,34 @@ type Health string
 
 // The verdicts, from best to worst.
 const (
-	HealthOK        Health = "ok"
+	HealthOK Health = "ok"
+	// HealthUnknown: fpmguard has no evidence either way. The pool was
+	// not probed yet, or it answers no request fpmguard may send (no
+	// ping.path and no pm.status_path), or the opcache was not read. It
+	// is never ok: nothing was seen to be.
+	HealthUnknown   Health = "unknown"
 	HealthDegraded  Health = "degraded"
 	HealthUnhealthy Health = "unhealthy"
 	HealthDown      Health = "down"
 )
 
-// Rank orders verdicts: a higher rank is worse.
+// Healths lists every verdict, best first.
+var Healths = []Health{HealthOK, HealthUnknown, HealthDegraded, HealthUnhealthy, HealthDown}
+
+// Rank orders verdicts: a higher rank is worse. Any finding outranks
+// unknown: what was seen is said, and unknown only when nothing was.
 func (h Health) Rank() int {
 	switch h {
 	case HealthOK:
 		return 0
-	case HealthDegraded:
+	case HealthUnknown:
 		return 1
-	case HealthUnhealthy:
+	case HealthDegraded:
 		return 2
+	case HealthUnhealthy:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // Worst returns the worst verdict of the pools and the opcaches, ok for none.
@@ -80,13 +93,61 @@ type PoolReport struct {
 	Status    StatusRead    `json:"status"`
 	Master    *MasterReport `json:"master,omitempty"`
 	Counters  *Counters     `json:"counters,omitempty"`
+	// Connect says whether fpmguard may connect to the pool's main socket,
+	// checked when no request of fpmguard's goes through it (no ping.path,
+	// and no status page read there): from the kernel's table of listening
+	// sockets and the socket's permissions, or by a bare connection where
+	// the table cannot be read.
+	Connect *Connect `json:"connect,omitempty"`
 	// SocketQueue is the kernel's view of the listen socket's queue.
 	SocketQueue *SocketQueue   `json:"socket_queue,omitempty"`
 	Config      PoolLimits     `json:"config"`
 	Processes   []ProcessState `json:"processes"`
+	// ProbeRequests counts the connections fpmguard made to the pool's
+	// main socket since it started, up to the status read of this report:
+	// php-fpm's "accepted conn" counts them with its users' requests.
+	ProbeRequests uint64 `json:"probe_requests"`
+	// RequestsPerSecond is the rate of requests php-fpm accepted since
+	// the previous probe, fpmguard's own taken away. Absent on a first
+	// probe, after php-fpm restarted, and from one-shot commands.
+	RequestsPerSecond *float64 `json:"requests_per_second,omitempty"`
 
 	at time.Time // when the OS view was read
 }
+
+// NotProbed is the report of a pool whose probe has not ended: only what
+// is true before any probe (its name, address and config), its health
+// unknown for the reason why, and a heartbeat and status read that prove
+// nothing either way.
+func NotProbed(t Target, why string) PoolReport {
+	r := PoolReport{Name: t.Name, Address: t.Address.String(), Health: HealthUnknown, Reasons: []string{why},
+		Config:    PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+		Heartbeat: Heartbeat{Skipped: t.PingPath == ""}, Status: StatusRead{Skipped: t.StatusPath == ""},
+		ProbeRequests: fastcgi.RequestsSent(t.Address), Processes: []ProcessState{}}
+	if !r.Heartbeat.Skipped {
+		r.Heartbeat.Inconclusive = why
+	}
+	if !r.Status.Skipped {
+		r.Status.Inconclusive = why
+	}
+	if !t.StatusAddress.IsZero() {
+		r.StatusAddress = t.StatusAddress.String()
+	}
+	return r
+}
+
+// Connect is whether fpmguard may connect to the pool's main socket.
+type Connect struct {
+	OK      bool     `json:"ok"`
+	Error   string   `json:"error,omitempty"`
+	Failure *Failure `json:"failure,omitempty"`
+}
+
+// Monitored reports a pool fpmguard can see answer: it has a ping.path or
+// a pm.status_path. Without either, all it can do is connect to the
+// pool's socket, which proves that something listens, not that a worker
+// serves.
+func (r *PoolReport) Monitored() bool { return !r.Heartbeat.Skipped || !r.Status.Skipped }
 
 // Failure is a classified FastCGI failure as reported.
 type Failure struct {
@@ -95,6 +156,16 @@ type Failure struct {
 	Class       fastcgi.Class  `json:"class"` // 0 for an error that is not FastCGI's: "unknown"
 	NginxStatus int            `json:"nginx_status,omitempty"`
 	Hint        string         `json:"hint,omitempty"`
+	// Misconfigured: a worker answered, so the pool serves; only what
+	// fpmguard was told of it is wrong: its ping.path or status path (404
+	// or 403), or its ping.response.
+	Misconfigured bool `json:"misconfigured,omitempty"`
+}
+
+// misconfigured reports an error that is a worker's answer saying the
+// pool's settings as fpmguard knows them are wrong.
+func misconfigured(fe *fastcgi.Error) bool {
+	return fe.Class == fastcgi.ClassNotFound || fe.Class == fastcgi.ClassForbidden || errors.Is(fe, fastcgi.ErrPingResponse)
 }
 
 // Heartbeat is the result of the ping through the main socket.
@@ -105,8 +176,9 @@ type Heartbeat struct {
 	Error          string   `json:"error,omitempty"`
 	Failure        *Failure `json:"failure,omitempty"`
 	// Inconclusive, when set, says why this heartbeat proves nothing: it
-	// timed out, or answered late, while fpmguard was starved of CPU.
-	// With OK set the pool answered, and only the latency is in doubt.
+	// timed out, or answered late, while fpmguard was starved of CPU, or
+	// it was not sent yet (NotProbed). With OK set the pool answered, and
+	// only the latency is in doubt.
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Idle: not sent, since the ondemand pool had no worker and nothing
 	// queued, and a ping would have started one. Its master is alive and
@@ -123,18 +195,20 @@ type Heartbeat struct {
 	WaitsBehindHung int `json:"waits_behind_hung,omitempty"`
 }
 
-// Failed reports a heartbeat that failed, and proves it.
-func (h Heartbeat) Failed() bool { return !h.OK && !h.Skipped && !h.Idle && h.Inconclusive == "" }
-
-// Up is the heartbeat as a gauge: not failed. A skipped heartbeat is not
-// up: nothing was seen.
-func (h Heartbeat) Up() bool { return h.OK || h.Idle || (!h.Skipped && h.Inconclusive != "") }
-
-// Misconfigured reports a ping a worker answered with 404 or 403: the pool
-// serves, only its ping.path or ping.response is wrong.
-func (h Heartbeat) Misconfigured() bool {
-	return h.Failure != nil && (h.Failure.NginxStatus == 404 || h.Failure.NginxStatus == 403)
+// Failed reports a heartbeat that failed, and proves it. A misconfigured
+// one does not: a worker answered it.
+func (h Heartbeat) Failed() bool {
+	return !h.OK && !h.Skipped && !h.Idle && h.Inconclusive == "" && !h.Misconfigured()
 }
+
+// Up is the heartbeat as a gauge: sent, and not failed. A pool without
+// ping.path has no heartbeat, neither up nor down.
+func (h Heartbeat) Up() bool { return !h.Skipped && !h.Failed() }
+
+// Misconfigured reports a ping a worker answered, with 404 or 403 or
+// another text than ping.response: the pool serves, only its ping.path
+// or ping.response is wrong.
+func (h Heartbeat) Misconfigured() bool { return h.Failure != nil && h.Failure.Misconfigured }
 
 // StatusRead says whether the status page could be read, and from where.
 type StatusRead struct {
@@ -143,8 +217,9 @@ type StatusRead struct {
 	Via     string   `json:"via,omitempty"`     // "status_listen" or "main"
 	Error   string   `json:"error,omitempty"`
 	Failure *Failure `json:"failure,omitempty"`
-	// Inconclusive, when set, says why the read failed without proving
-	// anything: it timed out while fpmguard was starved of CPU.
+	// Inconclusive, when set, says why the read proves nothing: it timed
+	// out while fpmguard was starved of CPU, or it was not made yet
+	// (NotProbed).
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Idle: not read, since the ondemand pool had no worker to answer.
 	Idle bool `json:"idle,omitempty"`
@@ -233,8 +308,8 @@ type ProcessState struct {
 	onCPU      time.Duration
 	runQueue   time.Duration
 
-	// probeRequest marks a worker serving a status or ping request: a
-	// probe, not load.
+	// probeRequest marks a worker serving one of fpmguard's probes
+	// (Target.IsProbe): not load.
 	probeRequest bool
 }
 
@@ -257,9 +332,9 @@ const (
 var HungKinds = []HungKind{HungBlocked, HungSpinning}
 
 // Age is the request's age for a busy worker, or its last request's
-// length for an idle one, to the second.
-func (p *ProcessState) Age() time.Duration {
-	return time.Duration(p.RequestDurationSeconds * float64(time.Second)).Round(time.Second)
+// length for an idle one. It prints for people, as every duration does.
+func (p *ProcessState) Age() human.Duration {
+	return human.Duration(p.RequestDurationSeconds * float64(time.Second))
 }
 
 // Parent is the worker's parent pid, as the OS said.
@@ -269,8 +344,8 @@ func (p *ProcessState) Parent() int { return p.parent }
 // it names one process, so a reused pid is told apart.
 func (p *ProcessState) StartTicks() uint64 { return p.startTicks }
 
-// ProbeRequest reports a worker serving a status or ping request: a
-// probe's, not load.
+// ProbeRequest reports a worker serving one of fpmguard's probes: a status
+// or ping request, or the opcache script; not load.
 func (p *ProcessState) ProbeRequest() bool { return p.probeRequest }
 
 // Idle reports a worker php-fpm calls idle: its request duration is its
@@ -286,8 +361,16 @@ func StripQuery(uri string) string {
 	return uri
 }
 
-// Busy counts the workers serving a request, not counting status and ping
-// requests, and all workers.
+// OwnRequest reports a last request URI an idle worker of t shows that may
+// be one of fpmguard's own: a probe (Target.IsProbe), or none at all
+// ("-"), which is what php-fpm shows for a ping and for a bare connect.
+func OwnRequest(t Target, uri string) bool {
+	uri = StripQuery(uri)
+	return uri == "" || uri == "-" || t.IsProbe(uri)
+}
+
+// Busy counts the workers serving a request, not counting fpmguard's own
+// probes, and all workers.
 func (r *PoolReport) Busy() (busy, total int) {
 	for _, p := range r.Processes {
 		if !p.Idle() && !p.probeRequest {
@@ -317,15 +400,17 @@ func (r *PoolReport) MasterName() string {
 	return r.Address
 }
 
-// Queue is the listen queue as far as it is known: the kernel's count, or
-// php-fpm's (which is 0 on unix sockets).
+// Queue is the listen queue of the pool's users as far as it is known: the
+// kernel's count, or php-fpm's (which is 0 on unix sockets), less
+// fpmguard's own connections that may have been waiting there. It is the
+// one figure every verdict and output of a pool's queue uses.
 func (r *PoolReport) Queue() int64 {
 	var q int64
 	if r.Counters != nil {
 		q = r.Counters.ListenQueue
 	}
-	if r.SocketQueue != nil {
-		q = max(q, r.SocketQueue.Length)
+	if sq := r.SocketQueue; sq != nil {
+		q = max(0, max(q, sq.Length)-sq.Own)
 	}
 	return q
 }

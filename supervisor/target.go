@@ -170,14 +170,23 @@ func nameFromAddress(a fastcgi.Address) string {
 
 // TargetsFromConfig turns every pool of a parsed php-fpm config into
 // targets. Pools without a status or ping path keep them empty; the probe
-// then reports the lines to add instead of guessing.
+// then reports the lines to add instead of guessing. A config read through
+// root (another container's) gets sockets resolved inside root at every
+// connect.
 func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source string) ([]Target, error) {
 	var out []Target
+	inRoot := func(a fastcgi.Address) fastcgi.Address {
+		if a.Network == "unix" {
+			a.Root = root
+		}
+		return a
+	}
 	for _, p := range cfg.Pools {
 		addr, err := fastcgi.ParseAddress(p.ListenAddress)
 		if err != nil {
 			return nil, fmt.Errorf("pool %s in %s: listen: %w", p.Name, p.File, err)
 		}
+		addr = inRoot(addr)
 		t := Target{
 			Name:                    p.Name,
 			Address:                 addr,
@@ -201,6 +210,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			if t.StatusAddress, err = fastcgi.ParseAddress(p.StatusListenAddress); err != nil {
 				return nil, fmt.Errorf("pool %s in %s: pm.status_listen: %w", p.Name, p.File, err)
 			}
+			t.StatusAddress = inRoot(t.StatusAddress)
 		}
 		out = append(out, t)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/human"
 )
 
 // Thresholds tune the verdict.
@@ -55,20 +56,18 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		}
 	}
 	if f := r.Heartbeat.Failure; f != nil {
-		switch f.Reason {
-		case fastcgi.ReasonRefused:
-			worse(HealthDown, "nothing listens on %s (%s): %s", r.Address, f.Class, f.Hint)
-		case fastcgi.ReasonBacklog:
-			worse(HealthUnhealthy, "saturated: %s", f.Error)
-		case fastcgi.ReasonBadResponse:
-			if r.Heartbeat.Misconfigured() {
-				worse(HealthDegraded, "heartbeat misconfigured: %s", f.Error)
-				break
-			}
+		switch {
+		case f.Misconfigured:
+			// A worker answered: the pool serves what nginx sends it.
+			worse(HealthDegraded, "heartbeat misconfigured: %s", f.Error)
+		case f.Reason == fastcgi.ReasonBadResponse:
 			worse(HealthUnhealthy, "heartbeat failed: %s", f.Error)
 		default:
-			worse(HealthUnhealthy, "heartbeat failed (nginx would answer %d): %s", f.NginxStatus, f.Error)
+			judgeConnection(r, f, "heartbeat failed", worse)
 		}
+	}
+	if c := r.Connect; c != nil && c.Failure != nil {
+		judgeConnection(r, c.Failure, "cannot connect", worse)
 	}
 	if r.Status.Failed() && r.Health.Rank() < HealthDown.Rank() {
 		worse(HealthDegraded, "cannot see the workers: %s", r.Status.Error)
@@ -82,7 +81,7 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	for i := range r.Processes {
 		p := &r.Processes[i]
 		if p.Hung {
-			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, p.Age(), th.HungAfter)
+			worse(HealthDegraded, "worker %d has run %s %s for %s (hung after %s)", p.PID, p.RequestMethod, p.RequestURI, p.Age(), human.Duration(th.HungAfter))
 		}
 		switch p.OSState {
 		case OSStopped:
@@ -109,7 +108,44 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 			worse(HealthDegraded, "%d workers, the config promises at least %d (pm = %s)", total, r.Config.MinWorkers, r.Config.PM)
 		}
 	}
+	if !r.Monitored() {
+		// Seeing nothing wrong is not seeing it serve.
+		worse(HealthUnknown, "not monitored: the pool has no ping.path and no pm.status_path, so fpmguard can only connect to its socket; see the advice")
+	}
+	r.RequestsPerSecond = requestRate(r, prev)
 	if r.Reasons == nil {
 		r.Reasons = []string{}
 	}
+}
+
+// judgeConnection judges a failure to reach the pool through its main
+// socket, the one nginx uses, as nginx would meet it: what failed says
+// what was tried (a heartbeat, a bare connection).
+func judgeConnection(r *PoolReport, f *Failure, what string, worse func(Health, string, ...any)) {
+	switch f.Reason {
+	case fastcgi.ReasonRefused:
+		worse(HealthDown, "nothing listens on %s (%s): %s", r.Address, f.Class, f.Hint)
+	case fastcgi.ReasonBacklog:
+		worse(HealthUnhealthy, "saturated: %s", f.Error)
+	default:
+		worse(HealthUnhealthy, "%s (nginx would answer %d): %s", what, f.NginxStatus, f.Error)
+	}
+}
+
+// requestRate is the rate of requests php-fpm accepted between prev and
+// r, less the connections fpmguard made: its users' requests. nil when
+// it cannot be told: no two status reads of one php-fpm to compare.
+func requestRate(r, prev *PoolReport) *float64 {
+	if prev == nil || r.Counters == nil || prev.Counters == nil || r.at.IsZero() || !r.at.After(prev.at) || prev.at.IsZero() {
+		return nil
+	}
+	c, p := r.Counters, prev.Counters
+	if !c.StartTime.Equal(p.StartTime) || c.AcceptedConn < p.AcceptedConn || r.ProbeRequests < prev.ProbeRequests {
+		return nil // php-fpm restarted
+	}
+	// A probe counted by fpmguard when it connected and by php-fpm only
+	// once a worker took it may fall on either side of a status read.
+	n := max(0, float64(c.AcceptedConn-p.AcceptedConn)-float64(r.ProbeRequests-prev.ProbeRequests))
+	rate := n / r.at.Sub(prev.at).Seconds()
+	return &rate
 }

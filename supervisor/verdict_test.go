@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +74,59 @@ func TestJudge(t *testing.T) {
 				r.Heartbeat = failedHeartbeat(fastcgi.ReasonBadResponse, fastcgi.ClassNotFound, 404)
 			},
 			health: HealthDegraded, reason: "heartbeat misconfigured",
+		},
+		{
+			name: "ping response wrong",
+			spoil: func(r *PoolReport) {
+				err := &fastcgi.Error{Op: "GET /ping", Class: fastcgi.ClassBadResponse, Status: 200, Err: fmt.Errorf("ping answered %q: %w", "PONG", fastcgi.ErrPingResponse)}
+				r.Heartbeat = Heartbeat{Error: err.Error(), Failure: failure(err)}
+			},
+			health: HealthDegraded, reason: "heartbeat misconfigured",
+		},
+		{
+			name:   "not monitored",
+			spoil:  unmonitored,
+			health: HealthUnknown, reason: "not monitored: the pool has no ping.path and no pm.status_path",
+		},
+		{
+			name: "not monitored, connection refused",
+			spoil: func(r *PoolReport) {
+				unmonitored(r)
+				r.Connect = failedConnect(fastcgi.ClassRefused)
+			},
+			health: HealthDown, reason: "nothing listens on unix:///run/php/www.sock (connection refused)",
+		},
+		{
+			name: "not monitored, connection forbidden",
+			spoil: func(r *PoolReport) {
+				unmonitored(r)
+				r.Connect = failedConnect(fastcgi.ClassPermission)
+			},
+			health: HealthUnhealthy, reason: "cannot connect (nginx would answer 502): connect on unix:///run/php/www.sock: permission denied",
+		},
+		{
+			name: "no ping, status through the listener, connection forbidden",
+			spoil: func(r *PoolReport) {
+				r.Heartbeat = Heartbeat{Skipped: true}
+				r.Connect = failedConnect(fastcgi.ClassPermission)
+			},
+			health: HealthUnhealthy, reason: "cannot connect (nginx would answer 502)",
+		},
+		{
+			name: "no ping, status through the listener",
+			spoil: func(r *PoolReport) {
+				r.Heartbeat = Heartbeat{Skipped: true}
+				r.Connect = &Connect{OK: true}
+			},
+			health: HealthOK,
+		},
+		{
+			name: "the kernel's listen queue",
+			spoil: func(r *PoolReport) {
+				r.Counters.ListenQueue = 0
+				r.SocketQueue = &SocketQueue{Length: 3, Max: 511}
+			},
+			health: HealthDegraded, reason: "listen queue 3",
 		},
 		{
 			name:   "hung worker",
@@ -206,5 +261,76 @@ func TestJudge(t *testing.T) {
 }
 
 func failedHeartbeat(reason fastcgi.Reason, class fastcgi.Class, nginx int) Heartbeat {
-	return Heartbeat{Error: "heartbeat of pool www: " + class.String(), Failure: &Failure{Error: class.String(), Reason: reason, Class: class, NginxStatus: nginx, Hint: "a hint"}}
+	return Heartbeat{Error: "heartbeat of pool www: " + class.String(), Failure: &Failure{Error: class.String(), Reason: reason, Class: class, NginxStatus: nginx, Hint: "a hint",
+		Misconfigured: misconfigured(&fastcgi.Error{Class: class})}}
+}
+
+// failedConnect is a bare connection that failed, as Prober.connect
+// reports it.
+func failedConnect(class fastcgi.Class) *Connect {
+	err := &fastcgi.Error{Op: "connect", Addr: fastcgi.Address{Network: "unix", Addr: "/run/php/www.sock"}, Class: class, Err: errors.New(class.String()), Hint: "a hint"}
+	return &Connect{Error: err.Error(), Failure: failure(err)}
+}
+
+// unmonitored is a pool with neither ping.path nor pm.status_path.
+func unmonitored(r *PoolReport) {
+	r.Heartbeat = Heartbeat{Skipped: true}
+	r.Status = StatusRead{Skipped: true}
+	r.Counters, r.Processes = nil, []ProcessState{}
+	r.Connect = &Connect{OK: true}
+}
+
+func TestRequestRate(t *testing.T) {
+	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	at := start.Add(time.Hour)
+	report := func(accepted, probes uint64, at time.Time) *PoolReport {
+		r := healthy()
+		r.Counters.StartTime, r.Counters.AcceptedConn, r.ProbeRequests, r.at = start, accepted, probes, at
+		return &r
+	}
+	for _, tt := range []struct {
+		name      string
+		prev, now *PoolReport
+		want      float64 // -1: none
+	}{
+		{"users' requests, fpmguard's taken away", report(100, 10, at), report(130, 14, at.Add(2*time.Second)), 13},
+		{"only fpmguard's", report(100, 10, at), report(104, 14, at.Add(2*time.Second)), 0},
+		{"a probe fpmguard counted before php-fpm did", report(100, 10, at), report(103, 14, at.Add(2*time.Second)), 0},
+		{"first probe", nil, report(100, 10, at), -1},
+		{"php-fpm restarted", report(100, 10, at), report(5, 14, at.Add(time.Second)), -1},
+		{"same instant", report(100, 10, at), report(104, 14, at), -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			Judge(tt.now, tt.prev, Thresholds{})
+			got := tt.now.RequestsPerSecond
+			switch {
+			case tt.want < 0 && got != nil:
+				t.Errorf("rate %v, want none", *got)
+			case tt.want >= 0 && (got == nil || *got != tt.want):
+				t.Errorf("rate %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHeartbeatStates: what each kind of heartbeat proves.
+func TestHeartbeatStates(t *testing.T) {
+	wrong := &fastcgi.Error{Class: fastcgi.ClassBadResponse, Status: 200, Err: fmt.Errorf("ping answered: %w", fastcgi.ErrPingResponse)}
+	for _, tt := range []struct {
+		name       string
+		hb         Heartbeat
+		failed, up bool
+	}{
+		{"ok", Heartbeat{OK: true}, false, true},
+		{"timeout", failedHeartbeat(fastcgi.ReasonTimeout, fastcgi.ClassTimeout, 504), true, false},
+		{"404", failedHeartbeat(fastcgi.ReasonBadResponse, fastcgi.ClassNotFound, 404), false, true},
+		{"wrong ping.response", Heartbeat{Error: wrong.Error(), Failure: failure(wrong)}, false, true},
+		{"inconclusive", Heartbeat{Inconclusive: "starved"}, false, true},
+		{"idle ondemand pool", Heartbeat{Idle: true}, false, true},
+		{"no ping.path", Heartbeat{Skipped: true}, false, false},
+	} {
+		if tt.hb.Failed() != tt.failed || tt.hb.Up() != tt.up {
+			t.Errorf("%s: failed %v, up %v; want %v, %v", tt.name, tt.hb.Failed(), tt.hb.Up(), tt.failed, tt.up)
+		}
+	}
 }

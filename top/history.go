@@ -68,7 +68,7 @@ func (h *history) observe(s *watch.Snapshot) {
 		for _, w := range r.Processes {
 			live[workerKey{r.Name, w.PID}] = true
 		}
-		if !p.Probed || !p.LastProbe.After(h.lastProbe[r.Name]) {
+		if !p.Probed() || !p.LastProbe.After(h.lastProbe[r.Name]) {
 			continue
 		}
 		h.lastProbe[r.Name] = p.LastProbe

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
@@ -78,7 +78,7 @@ var columns = []column{
 		if r.mem == 0 {
 			return "-", nil
 		}
-		return supervisor.FormatBytes(r.mem), nil
+		return human.FormatBytes(r.mem), nil
 	}},
 }
 
@@ -247,14 +247,5 @@ func ageText(p *supervisor.ProcessState) string {
 	if p.Idle() {
 		return "-"
 	}
-	d := time.Duration(p.RequestDurationSeconds * float64(time.Second))
-	switch {
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
-	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	return p.Age().String()
 }

@@ -3,7 +3,8 @@
 // function, as the metrics collector does, and asks a Control to act: it
 // reads nothing else of the watcher, and never acts itself. Every string
 // that came from php-fpm, a client or a file goes through termsafe before
-// it is drawn. It imports watch and termsafe; only the command imports it.
+// it is drawn. It imports watch, supervisor, human and termsafe; only the
+// command imports it.
 package top
 
 import (

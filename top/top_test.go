@@ -46,7 +46,7 @@ func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 			r.Processes = append(r.Processes, p)
 		}
 		supervisor.Judge(r, nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
-		s.Pools = append(s.Pools, watch.PoolView{Report: r, Probed: true, LastProbe: at})
+		s.Pools = append(s.Pools, watch.PoolView{Report: r, LastProbe: at})
 	}
 	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
 	return s
@@ -228,6 +228,40 @@ func TestHeartbeatWords(t *testing.T) {
 		s.Pools[0].Report.Heartbeat = tc.hb
 		if out := Once(Options{Host: "web1"}, 160, s, s); !strings.Contains(out, tc.want) {
 			t.Errorf("%+v: frame lacks %q:\n%s", tc.hb, tc.want, out)
+		}
+	}
+}
+
+// TestNoVerdictWithoutEvidence: a pool whose first probe has not ended is
+// UNKNOWN, with no heartbeat, worker counts or queue drawn; a pool whose
+// status page was not read shows no worker counts; the request rate is
+// shown once known.
+func TestNoVerdictWithoutEvidence(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	s := snapshot(t0, 3, 2, 0)
+	s.Pools[1].LastProbe = time.Time{}
+	s.Pools[1].Report = &supervisor.PoolReport{Name: "api1", Health: supervisor.HealthUnknown, Reasons: []string{"not probed yet"},
+		Heartbeat: supervisor.Heartbeat{Inconclusive: "not probed yet"}, Status: supervisor.StatusRead{Inconclusive: "not probed yet"}, Processes: []supervisor.ProcessState{}}
+	r := s.Pools[2].Report
+	r.Status, r.Processes, r.Counters = supervisor.StatusRead{Via: "main", Error: "timeout"}, []supervisor.ProcessState{}, nil
+	rate := 12.25
+	s.Pools[0].Report.RequestsPerSecond = &rate
+	out := Once(Options{Host: "web1"}, 160, s)
+	t.Logf("\n%s", out)
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "pool api1 "):
+			if !strings.Contains(line, "pool api1 UNKNOWN  not probed yet") || strings.Contains(line, "heartbeat") || strings.Contains(line, "busy") || strings.Contains(line, "queue") {
+				t.Errorf("a pool not probed yet: %q", line)
+			}
+		case strings.HasPrefix(line, "pool api2 "):
+			if strings.Contains(line, "busy") || !strings.Contains(line, "queue 0/511") {
+				t.Errorf("a pool whose status page was not read: %q", line)
+			}
+		case strings.HasPrefix(line, "pool www "):
+			if !strings.Contains(line, "req/s 12.2") {
+				t.Errorf("no request rate: %q", line)
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/termsafe"
 )
@@ -24,7 +25,7 @@ func newStyles(r *lipgloss.Renderer) styles {
 	c := func(color string) lipgloss.Style { return r.NewStyle().Foreground(lipgloss.Color(color)) }
 	return styles{
 		health: map[supervisor.Health]lipgloss.Style{
-			supervisor.HealthOK: c("2").Bold(true), supervisor.HealthDegraded: c("3").Bold(true),
+			supervisor.HealthOK: c("2").Bold(true), supervisor.HealthUnknown: c("8").Bold(true), supervisor.HealthDegraded: c("3").Bold(true),
 			supervisor.HealthUnhealthy: c("1").Bold(true), supervisor.HealthDown: c("1").Bold(true).Reverse(true),
 		},
 		title: r.NewStyle().Bold(true).Reverse(true),
@@ -114,11 +115,11 @@ func (m *model) header() string {
 		parts = append(parts, s.Time.Local().Format("15:04:05"))
 		lag := fmt.Sprintf("lag %.1f%%", 100*m.hist.lagShare)
 		if s.Self.Interval > 0 {
-			lag += ", probes every " + s.Self.Interval.String()
+			lag += ", probes every " + human.FormatDuration(s.Self.Interval)
 		}
 		parts = append(parts, lag)
 		if m.opts.HungAfter > 0 {
-			parts = append(parts, "hung after "+m.opts.HungAfter.String())
+			parts = append(parts, "hung after "+human.FormatDuration(m.opts.HungAfter))
 		}
 		var ps []string
 		for _, p := range s.Pools {
@@ -154,7 +155,10 @@ func (m *model) pools(room int) []string {
 			break
 		}
 		r := pv.Report
-		segs := m.poolSegments(r)
+		segs := []string{m.poolTitle(r), m.st.dim.Render("not probed yet")}
+		if pv.Probed() {
+			segs = m.poolSegments(r)
+		}
 		lines := pack(segs, m.width, min(per, 2))
 		if per == 3 && len(r.Reasons) > 0 {
 			reason := "  ! " + safe(r.Reasons[0])
@@ -187,18 +191,28 @@ func pack(segs []string, width, n int) []string {
 	return append(lines, cur)
 }
 
+// poolTitle is the pool's name and verdict.
+func (m *model) poolTitle(r *supervisor.PoolReport) string {
+	return "pool " + safe(r.Name) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))
+}
+
 func (m *model) poolSegments(r *supervisor.PoolReport) []string {
-	segs := []string{"pool " + safe(r.Name) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))}
+	segs := []string{m.poolTitle(r)}
 	h := r.Heartbeat
 	switch {
 	case h.Skipped:
 		segs = append(segs, "heartbeat not configured")
+		if c := r.Connect; c != nil && c.Failure != nil {
+			segs = append(segs, m.st.bad.Render(fmt.Sprintf("connect FAILED (%s, nginx %d)", c.Failure.Class, c.Failure.NginxStatus)))
+		}
 	case h.Idle:
 		segs = append(segs, "heartbeat not sent (idle ondemand pool)")
 	case h.OK:
-		segs = append(segs, "heartbeat "+supervisor.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, "heartbeat "+human.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
 	case h.Inconclusive != "":
 		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
+	case h.Misconfigured():
+		segs = append(segs, m.st.warn.Render(fmt.Sprintf("heartbeat MISCONFIGURED (%s)", h.Failure.Class))+" "+m.hist.sparkline(r.Name))
 	case h.WaitsBehindHung > 0:
 		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (not sent: all %d workers hung)", h.WaitsBehindHung))+" "+m.hist.sparkline(r.Name))
 	case h.Failure != nil:
@@ -206,18 +220,25 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	default:
 		segs = append(segs, m.st.bad.Render("heartbeat FAILED")+" "+m.hist.sparkline(r.Name))
 	}
-	busy, total := r.Busy()
-	workers := fmt.Sprintf("busy %d idle %d total %d", busy, total-busy, total)
-	if r.Config.MaxChildren > 0 {
-		workers += fmt.Sprintf("/%d max", r.Config.MaxChildren)
+	if r.Status.OK {
+		// Counted from the process list, when it was read: fpmguard's own
+		// status read is no load.
+		busy, total := r.Busy()
+		workers := fmt.Sprintf("busy %d idle %d total %d", busy, total-busy, total)
+		if r.Config.MaxChildren > 0 {
+			workers += fmt.Sprintf("/%d max", r.Config.MaxChildren)
+		}
+		if total > 0 && busy == total {
+			workers = m.st.warn.Render(workers)
+		}
+		segs = append(segs, workers)
 	}
-	if total > 0 && busy == total {
-		workers = m.st.warn.Render(workers)
+	if rate := r.RequestsPerSecond; rate != nil {
+		segs = append(segs, fmt.Sprintf("req/s %.1f", *rate))
 	}
-	segs = append(segs, workers)
 	if q := r.SocketQueue; q != nil {
-		s := fmt.Sprintf("queue %d/%d", q.Length, q.Max)
-		if q.Length > 0 {
+		s := fmt.Sprintf("queue %d/%d", r.Queue(), q.Max)
+		if r.Queue() > 0 {
 			s = m.st.warn.Render(s)
 		}
 		segs = append(segs, s)
@@ -285,7 +306,7 @@ func (m *model) message() string {
 		return m.st.bad.Render(safe(m.opts.Problem()))
 	}
 	if m.snap != nil && time.Since(m.snap.Time) > 3*m.opts.Refresh+2*time.Second {
-		return m.st.warn.Render(fmt.Sprintf("the data is %s old", time.Since(m.snap.Time).Round(time.Second)))
+		return m.st.warn.Render("the data is " + human.FormatDuration(time.Since(m.snap.Time)) + " old")
 	}
 	return ""
 }

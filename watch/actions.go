@@ -1,17 +1,11 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"maps"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +29,9 @@ type ActionConfig struct {
 	// ReloadUnhealthy: when the heartbeat keeps failing and killing hung
 	// workers did not help, test the config and SIGUSR2 the master.
 	ReloadUnhealthy bool
+	// PHPFPMBinary runs the config test (php-fpm -t): "" for the binary
+	// the master runs, when it is a php-fpm only root may change.
+	PHPFPMBinary string
 	// Budget actions per pool in each BudgetWindow; beyond it fpmguard
 	// reports and stops acting.
 	Budget       int           // 10 if 0
@@ -49,10 +46,6 @@ const (
 	DefaultMaxKillRatio = 0.5
 	DefaultBudget       = 10
 	DefaultBudgetWindow = 10 * time.Minute
-	// reloadCooldown keeps reloads apart while a reloaded master settles.
-	reloadCooldown = 30 * time.Second
-	maxSlowlogRead = 256 << 10
-	maxSlowlogKept = 4 << 10
 )
 
 func (c *ActionConfig) fill() {
@@ -157,20 +150,6 @@ func (a *Actor) count(pool string, action Action, result Result) {
 
 // wait lets pending escalations finish.
 func (a *Actor) wait() { a.escalating.Wait() }
-
-// maybeReload reloads the master when the heartbeat keeps failing and no
-// hung worker was killed this interval, nor just before.
-func (a *Actor) maybeReload(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, heartbeatFailing bool, killed int) {
-	if !a.cfg.ReloadUnhealthy || !heartbeatFailing || killed > 0 {
-		return
-	}
-	a.mu.Lock()
-	quiet := time.Since(a.lastKill[t.Name]) > a.cfg.KillGrace+time.Second && time.Since(a.lastReload[t.Name]) > reloadCooldown
-	a.mu.Unlock()
-	if quiet {
-		a.reload(ctx, t, r)
-	}
-}
 
 // event records an event and returns its message.
 func (a *Actor) event(t supervisor.Target, r *supervisor.PoolReport, kind event.Kind, pid int, w *event.WorkerRecord, format string, args ...any) string {
@@ -339,7 +318,7 @@ func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.
 		}
 	}()
 	rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
-		CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID)}
+		CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID, a.prober.Trust)}
 	if reason := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); reason != "" {
 		a.count(t.Name, ActionKill, ResultRefused)
 		return ResultRefused, a.event(t, r, event.KindActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, reason)
@@ -493,123 +472,4 @@ func (a *Actor) waitGone(ctx context.Context, p supervisor.ProcessState, d time.
 		case <-time.After(min(pause, left)):
 		}
 	}
-}
-
-// reload tests the master's config with php-fpm -t, then sends SIGUSR2 for
-// a graceful reload. A config that fails the test is reported, never loaded.
-func (a *Actor) reload(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport) {
-	m := r.Master
-	if m == nil || !m.Alive {
-		return // nothing to reload; the verdict already says the master is gone
-	}
-	a.mu.Lock()
-	a.lastReload[t.Name] = time.Now()
-	a.mu.Unlock()
-	if t.Root != "" {
-		a.count(t.Name, ActionReload, ResultRefused)
-		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading master %d of pool %s: it runs in another container, whose config fpmguard cannot test", m.PID, t.Name)
-		return
-	}
-	conf := m.Config
-	if conf == "" {
-		a.count(t.Name, ActionReload, ResultRefused)
-		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading master %d of pool %s: its config path is unknown", m.PID, t.Name)
-		return
-	}
-	if !a.takeBudget(t.Name) {
-		a.count(t.Name, ActionReload, ResultBudget)
-		a.event(t, r, event.KindBudget, 0, nil, "action budget of pool %s spent (%d per %s): reporting only, not reloading master %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, m.PID)
-		return
-	}
-	if err := CheckConfig(ctx, a.output, m.PID, conf); err != nil {
-		a.count(t.Name, ActionReload, ResultConfigInvalid)
-		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading master %d of pool %s: %v", m.PID, t.Name, err)
-		return
-	}
-	if a.cfg.DryRun {
-		a.count(t.Name, ActionReload, ResultDryRun)
-		a.event(t, r, event.KindAction, 0, nil, "dry run: would SIGUSR2 master %d of pool %s (heartbeat failing, config test passed)", m.PID, t.Name)
-		return
-	}
-	osp, err := a.prober.Procs.ReadProcess(ctx, m.PID)
-	if err != nil || !supervisor.IsMasterTitle(osp.Title) {
-		a.count(t.Name, ActionReload, ResultRefused)
-		a.event(t, r, event.KindActionRefused, 0, nil, "not reloading pid %d: it is no longer a php-fpm master", m.PID)
-		return
-	}
-	if err := a.signal(m.PID, syscall.SIGUSR2); err != nil {
-		a.count(t.Name, ActionReload, ResultError)
-		a.event(t, r, event.KindAction, 0, nil, "SIGUSR2 to master %d failed: %v", m.PID, err)
-		return
-	}
-	a.count(t.Name, ActionReload, ResultOK)
-	a.event(t, r, event.KindAction, 0, nil, "SIGUSR2 master %d of pool %s: graceful reload, since the heartbeat kept failing and no hung worker was left to kill (config test passed)", m.PID, t.Name)
-}
-
-// CheckConfig runs `php-fpm -t` with the master's own binary and config,
-// through output. No shell is involved: the arguments go to the binary as
-// they are.
-func CheckConfig(ctx context.Context, output func(context.Context, string, ...string) ([]byte, error), masterPID int, conf string) error {
-	bin, err := os.Readlink("/proc/" + strconv.Itoa(masterPID) + "/exe")
-	if err != nil {
-		return fmt.Errorf("finding php-fpm's binary: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	args := []string{"-t", "-y", conf}
-	if os.Geteuid() == 0 {
-		args = append(args, "-R") // the master may run pools as root itself
-	}
-	out, err := output(ctx, strings.TrimSuffix(bin, " (deleted)"), args...)
-	if err != nil {
-		return fmt.Errorf("config test `php-fpm -t -y %s` failed: %s", conf, lastLine(out))
-	}
-	return nil
-}
-
-func lastLine(b []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// slowlogEntry returns the pool's newest slowlog entry for pid, or "".
-func slowlogEntry(t supervisor.Target, pid int) string {
-	if t.Slowlog == "" {
-		return ""
-	}
-	// Only a regular file: a container's slowlog is often /proc/self/fd/2,
-	// which from here is fpmguard's own stderr, and a read would never end.
-	path := filepath.Join(t.Root, t.Slowlog)
-	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-		return ""
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return ""
-	}
-	if fi, err := f.Stat(); err == nil && fi.Size() > maxSlowlogRead {
-		_, _ = f.Seek(fi.Size()-maxSlowlogRead, io.SeekStart)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSlowlogRead))
-	if err != nil {
-		return ""
-	}
-	marker := []byte("] pid " + strconv.Itoa(pid) + "\n")
-	at := bytes.LastIndex(data, marker)
-	if at < 0 {
-		return ""
-	}
-	start := bytes.LastIndexByte(data[:at], '\n') + 1
-	entry := data[start:]
-	if end := bytes.Index(entry, []byte("\n\n")); end >= 0 {
-		entry = entry[:end]
-	}
-	if len(entry) > maxSlowlogKept {
-		entry = entry[:maxSlowlogKept]
-	}
-	return strings.TrimSpace(string(entry))
 }

@@ -27,7 +27,7 @@ func TestSlowlogEntryOnlyReadsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan string, 1)
-	go func() { done <- slowlogEntry(supervisor.Target{Slowlog: fifo}, 42) }()
+	go func() { done <- slowlogEntry(supervisor.Target{Slowlog: fifo}, 42, supervisor.Trust{}) }()
 	select {
 	case got := <-done:
 		if got != "" {
@@ -41,7 +41,7 @@ func TestSlowlogEntryOnlyReadsFiles(t *testing.T) {
 	if err := os.WriteFile(file, []byte("[26-Nov-2026 08:59:00]  [pool www] pid 7\nscript_filename = /x.php\n\n"+entry+"\n\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := slowlogEntry(supervisor.Target{Slowlog: file}, 42); got != entry {
+	if got := slowlogEntry(supervisor.Target{Slowlog: file}, 42, supervisor.Trust{}); got != entry {
 		t.Errorf("entry %q, want %q", got, entry)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
@@ -61,7 +62,7 @@ func (w *Watcher) detect(pw *poolWatch, prev, r *supervisor.PoolReport) {
 		}
 		inD := p.OSState == supervisor.OSDiskSleep && now.Sub(pw.dSince[p.PID]) >= DiskSleepAfter
 		if once(condition{"dsleep", p.PID}, inD) {
-			add(event.KindDiskSleep, p.PID, "worker %d has been in disk sleep (D) for %s: stuck on storage (NFS, a full or failing disk); signals wait until the I/O ends", p.PID, now.Sub(pw.dSince[p.PID]).Round(time.Second))
+			add(event.KindDiskSleep, p.PID, "worker %d has been in disk sleep (D) for %s: stuck on storage (NFS, a full or failing disk); signals wait until the I/O ends", p.PID, human.Duration(now.Sub(pw.dSince[p.PID])))
 		}
 	}
 	for pid := range pw.dSince {

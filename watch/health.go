@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
@@ -36,7 +37,7 @@ func (w *Watcher) Live() (bool, []string) {
 		case v.Failures >= w.cfg.UnhealthyAfter:
 			reasons = append(reasons, fmt.Sprintf("pool %s: heartbeat failed %d times in a row: %s", r.Name, v.Failures, r.Heartbeat.Error))
 		case w.stuck(v.LastProbe, interval):
-			reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished for %s", r.Name, time.Since(v.LastProbe).Round(time.Second)))
+			reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished for %s", r.Name, human.FormatDuration(time.Since(v.LastProbe))))
 		}
 	}
 	return len(reasons) == 0, reasons
@@ -64,7 +65,7 @@ func (w *Watcher) Ready() (bool, []string) {
 			// A heartbeat outstanding while fpmguard could not run proves
 			// nothing.
 			if ok, _ := w.prober.Lag.Judge("heartbeat", began, time.Now()); !ok && time.Since(began) > w.cfg.Interval {
-				reasons = append(reasons, fmt.Sprintf("pool %s: a heartbeat has been outstanding for %s", name, time.Since(began).Round(time.Millisecond)))
+				reasons = append(reasons, fmt.Sprintf("pool %s: a heartbeat has been outstanding for %s", name, human.FormatDuration(time.Since(began))))
 				continue
 			}
 		}

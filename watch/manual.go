@@ -66,7 +66,7 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 	case !supervisor.InRequest(p.State):
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it runs no request (php-fpm says %q), and an idle worker is never killed", p.PID, t.Name, who, p.State)
 	case p.ProbeRequest():
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving fpmguard's own status or ping request", p.PID, t.Name, who)
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving one of fpmguard's own probes", p.PID, t.Name, who)
 	case r.Master == nil || !r.Master.Alive:
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its master is not known to be alive, so nothing would respawn it", p.PID, t.Name, who)
 	}
@@ -106,7 +106,7 @@ func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
 	if t.Slowlog == "" {
 		return "", fmt.Errorf("pool %s has no slowlog: set slowlog and request_slowlog_timeout in its config", pool)
 	}
-	return slowlogEntry(t, pid), nil
+	return slowlogEntry(t, pid, w.prober.Trust), nil
 }
 
 // poolNamed is the watched pool of that name, nil if none.

@@ -24,7 +24,8 @@ type Snapshot struct {
 	// MasterRestarts counts the new master pids seen under each master
 	// name.
 	MasterRestarts map[string]uint64
-	// Nginx counts the upstream failures nginx logged, when it is followed.
+	// Nginx counts the upstream failures nginx logged, when it is followed
+	// and every log it follows has been opened; nil otherwise.
 	Nginx map[nginxlog.Key]uint64
 	Self  Self
 }
@@ -32,9 +33,8 @@ type Snapshot struct {
 // PoolView is one pool as last probed.
 type PoolView struct {
 	// Report is the pool's latest report; for a pool not probed yet, one
-	// that says so.
+	// that says so: health unknown, and nothing measured.
 	Report *supervisor.PoolReport
-	Probed bool
 	Stats  PoolStats
 	// ScrapeURI names the status page as the established exporter does:
 	// ADDRESS;STATUS_PATH.
@@ -45,6 +45,10 @@ type PoolView struct {
 	LastBeat  time.Time // the last good heartbeat
 	LastProbe time.Time // the last probe that finished, whatever its outcome
 }
+
+// Probed reports a pool whose first probe has ended: until then its
+// report holds nothing measured.
+func (v *PoolView) Probed() bool { return !v.LastProbe.IsZero() }
 
 // Self is fpmguard's own state: its lag, and what it costs.
 type Self struct {
@@ -60,17 +64,13 @@ func (w *Watcher) Snapshot() *Snapshot {
 	for i, pw := range w.pools {
 		if v := pw.view.Load(); v != nil {
 			s.Pools[i] = *v
-			s.Pools[i].Probed = true
 			continue
 		}
 		pw.mu.Lock()
 		t := pw.target
 		pw.mu.Unlock()
-		s.Pools[i] = PoolView{
-			Report: &supervisor.PoolReport{Name: t.Name, Address: t.Address.String(), Health: supervisor.HealthUnhealthy,
-				Reasons: []string{"not probed yet"}, Processes: []supervisor.ProcessState{}},
-			ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath,
-		}
+		r := supervisor.NotProbed(t, "not probed yet")
+		s.Pools[i] = PoolView{Report: &r, ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath}
 	}
 	w.mu.Lock()
 	s.Opcache = w.opcache
@@ -79,7 +79,9 @@ func (w *Watcher) Snapshot() *Snapshot {
 		s.MasterRestarts[name] = m.restarts
 	}
 	w.mu.Unlock()
-	if w.nginx != nil {
+	if w.nginx != nil && w.nginx.Opened() {
+		// Before its log is open, nginx's failures are not known: none
+		// are shown rather than zeros.
 		s.Nginx = w.nginx.Counts()
 	}
 	s.Self = Self{

@@ -1,7 +1,8 @@
 // Package watch is fpmguard's loop: it probes every pool continuously,
 // judges, acts when asked, records events, and publishes each result as an
-// immutable Snapshot that every output reads. It imports supervisor, event,
-// nginxlog, lag and history; it must not import runner or web, which read it.
+// immutable Snapshot that every output reads. It imports supervisor,
+// fastcgi, event, nginxlog, lag, history, safefile and human; it must not
+// import runner or web, which read it.
 package watch
 
 import (

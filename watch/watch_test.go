@@ -195,15 +195,16 @@ func TestStatusStandsInForPing(t *testing.T) {
 		}
 	}
 
-	// A ping that answers something else than ping.response fails: seen at
-	// the next real ping at the latest, then sent again at every tick.
+	// A ping that answers something else than ping.response is
+	// misconfigured: seen at the next real ping at the latest, then sent
+	// again at every tick.
 	for _, pw := range w.pools {
 		pw.target.PingResponse = "not-pong"
 	}
 	for i := range pingEvery + 3 {
 		for _, pw := range w.pools {
 			w.tick(ctx, pw)
-			if r := pw.view.Load().Report; i >= pingEvery && (r.Heartbeat.Via != "" || !r.Heartbeat.Failed()) {
+			if r := pw.view.Load().Report; i >= pingEvery && (r.Heartbeat.Via != "" || !r.Heartbeat.Misconfigured()) {
 				t.Errorf("pool %s: heartbeat %+v, want a ping that answered wrong", r.Name, r.Heartbeat)
 			}
 		}

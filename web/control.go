@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/fpmguard/fpmguard/watch"
 	"go.yaml.in/yaml/v3"
@@ -23,14 +25,39 @@ type Controller interface {
 	Slowlog(pool string, pid int) (string, error)
 }
 
-// KillPolicy says who may ask for a kill over HTTP.
-type KillPolicy struct {
-	// Enabled is --web.enable-kill. Off, POST /kill is refused.
-	Enabled bool
+// Policy says which clients may reach what over HTTP. The reasoning is in
+// docs/security-surface.md ("HTTP").
+//
+//   - Every answer needs a Host header that is an IP address, localhost or
+//     a name of Hosts: a web page whose own name an attacker points at
+//     fpmguard's address (DNS rebinding) sends that name, and is refused.
+//   - Worker details (/status, /snapshot, /events, /slowlog: request URIs,
+//     scripts, slowlog stacks) go to clients on loopback that name a
+//     loopback Host, or to any client when the web config authenticates
+//     every client. /metrics, /healthz, /readyz, /advice and / hold none.
+//   - POST /kill needs Kill, and authenticated clients, or KillFromLoopback
+//     and a client on loopback.
+type Policy struct {
+	// Hosts are the names a request's Host may carry besides IP
+	// addresses and localhost: --web.allowed-host and the names in
+	// --web.listen-address. A leading dot (".example.com") allows the
+	// domain and every name below it.
+	Hosts []string
 	// Authenticated is true when --web.config.file authenticates every
 	// client (basic_auth_users, or client certificates required and
-	// verified). Only then may a client that is not on loopback kill.
+	// verified): every request that reaches fpmguard's handlers is then
+	// a known client's.
 	Authenticated bool
+	// Kill is --web.enable-kill. Off, POST /kill is refused.
+	Kill bool
+	// KillFromLoopback is --web.kill-from-loopback: without
+	// authentication, a client on loopback may kill. On a host that is any
+	// local user; in a pod, any of its containers, the PHP application's
+	// included.
+	KillFromLoopback bool
+	// Log, when set, hears once of each Host refused, so that an operator
+	// whose scrapes fail learns why.
+	Log *slog.Logger
 }
 
 // KillRequest is the body of POST /kill.
@@ -41,11 +68,16 @@ type KillRequest struct {
 
 const maxKillBody = 4 << 10
 
-// WithControl adds to h, the read-only handler, the two endpoints that
-// `fpmguard top --from` uses: GET /slowlog?pool=P&pid=N, read-only like
-// the rest, and POST /kill, the one endpoint that acts, refused unless
-// policy allows it (see KillPolicy and the README's security section).
-func WithControl(h http.Handler, current func() Controller, policy KillPolicy) http.Handler {
+// detailPaths are the answers that carry worker details: request URIs
+// and scripts (in reports, reasons and events) and slowlog stacks.
+var detailPaths = []string{"/status", "/snapshot", "/events", "/slowlog"}
+
+// WithControl serves h, the read-only handler, under policy, and adds the
+// two endpoints that `fpmguard top --from` uses besides /snapshot: GET
+// /slowlog?pool=P&pid=N, read-only like the rest, and POST /kill, the one
+// endpoint that acts. It is what fpmguard serves: the policy's checks
+// (Host, worker details, kill) are made here, around every route.
+func WithControl(h http.Handler, current func() Controller, policy Policy) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	mux.Handle("/slowlog", readOnly(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
@@ -76,7 +108,7 @@ func WithControl(h http.Handler, current func() Controller, policy KillPolicy) h
 			http.Error(rw, "kill takes POST with a JSON body {\"pool\": NAME, \"pid\": N}", http.StatusMethodNotAllowed)
 			return
 		}
-		if why := policy.refuse(r); why != "" {
+		if why := policy.refuseKill(r); why != "" {
 			http.Error(rw, why, http.StatusForbidden)
 			return
 		}
@@ -117,24 +149,51 @@ func WithControl(h http.Handler, current func() Controller, policy KillPolicy) h
 		}
 		_ = json.NewEncoder(rw).Encode(res)
 	})
-	return mux
+	return policy.guard(mux)
 }
 
-// refuse says why the policy turns r away, "" when it may ask.
-func (p KillPolicy) refuse(r *http.Request) string {
-	if !p.Enabled {
+// guard makes the checks every route shares: the Host, then worker
+// details.
+func (p Policy) guard(h http.Handler) http.Handler {
+	refused := newOnce(64)
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if !hostAllowed(r.Host, p.Hosts) {
+			if p.Log != nil && refused.first(r.Host) {
+				p.Log.Warn("HTTP request refused for its Host header: fpmguard answers to IP addresses, localhost and the names of --web.allowed-host",
+					"host", r.Host, "client", r.RemoteAddr)
+			}
+			rw.Header().Set("X-Content-Type-Options", "nosniff")
+			http.Error(rw, fmt.Sprintf("Host %q is not one fpmguard answers to: it answers to IP addresses, localhost and the names given with --web.allowed-host, so that a web page on another site cannot read it by pointing its own name at this address (DNS rebinding)", r.Host), http.StatusForbidden)
+			return
+		}
+		if slices.Contains(detailPaths, r.URL.Path) && !p.local(r) && !p.Authenticated {
+			rw.Header().Set("X-Content-Type-Options", "nosniff")
+			http.Error(rw, r.URL.Path+" holds worker details (request URIs, scripts, slowlog stacks): fpmguard serves them to clients on this machine (loopback), or to clients --web.config.file authenticates (basic_auth_users, or verified client certificates). /metrics, /healthz, /readyz and /advice are open", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(rw, r)
+	})
+}
+
+// local reports a client on loopback that names a loopback Host. A web
+// page can make a browser on this machine send requests to loopback under
+// a name of its own (DNS rebinding); such a request carries that name.
+func (p Policy) local(r *http.Request) bool {
+	return loopbackAddr(r.RemoteAddr) && loopbackHost(r.Host)
+}
+
+// refuseKill says why the policy turns r away, "" when it may kill.
+func (p Policy) refuseKill(r *http.Request) string {
+	switch {
+	case !p.Kill:
 		return "killing over HTTP is off: start fpmguard serve (or run) with --web.enable-kill to allow it"
-	}
-	if p.Authenticated {
+	case p.Authenticated:
 		return ""
-	}
-	if !loopbackAddr(r.RemoteAddr) {
+	case !p.KillFromLoopback:
+		return "kill refused: --web.config.file authenticates no client (basic_auth_users, or verified client certificates), and --web.kill-from-loopback is not given"
+	case !loopbackAddr(r.RemoteAddr):
 		return fmt.Sprintf("kill refused for %s: without basic_auth_users or verified client certificates in --web.config.file, only a client on this machine (loopback) may kill", r.RemoteAddr)
-	}
-	// A web page can make a browser on this machine send requests to
-	// loopback under a name of its own (DNS rebinding); such a request
-	// carries that name in Host.
-	if !loopbackHost(r.Host) {
+	case !loopbackHost(r.Host):
 		return fmt.Sprintf("kill refused: Host %q is not a loopback address or localhost", r.Host)
 	}
 	return ""
@@ -159,16 +218,12 @@ func loopbackAddr(hostport string) bool {
 }
 
 func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
-	if strings.EqualFold(host, "localhost") {
+	host := hostName(hostport)
+	if host == "localhost" {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // AuthenticatesClients reads the exporter-toolkit web config at path and

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +46,7 @@ func (f *fakeWatcher) Slowlog(pool string, pid int) (string, error) {
 	return "[pool " + pool + "] pid 101\nscript_filename = /var/www/report.php", nil
 }
 
-func serveFake(t *testing.T, policy KillPolicy) (*fakeWatcher, *Remote) {
+func serveFake(t *testing.T, policy Policy) (*fakeWatcher, *Remote) {
 	t.Helper()
 	snap := fixedSnapshot(2, 3)
 	snap.Nginx = map[nginxlog.Key]uint64{{Pool: "pool0", Status: 502, Cause: nginxlog.CauseReset}: 4}
@@ -62,7 +65,7 @@ func serveFake(t *testing.T, policy KillPolicy) (*fakeWatcher, *Remote) {
 // TestSnapshotOverHTTP: /snapshot carries the snapshot exactly, control
 // characters in URIs included, as JSON escapes; no raw control byte.
 func TestSnapshotOverHTTP(t *testing.T) {
-	f, r := serveFake(t, KillPolicy{})
+	f, r := serveFake(t, Policy{})
 	got, err := r.Snapshot(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -99,11 +102,12 @@ func TestSnapshotKeepsFailures(t *testing.T) {
 	}
 }
 
-// TestKillOverHTTP: off unless enabled; on, a loopback client may kill and
-// hears refusals in plain words; slowlog is read-only and always there.
+// TestKillOverHTTP: off unless enabled; on, a loopback client may kill
+// when kills from loopback are allowed, and hears refusals in plain words;
+// slowlog is read-only and there for loopback clients.
 func TestKillOverHTTP(t *testing.T) {
 	ctx := context.Background()
-	f, r := serveFake(t, KillPolicy{})
+	f, r := serveFake(t, Policy{})
 	res, err := r.Kill(ctx, "pool0", 101)
 	if err != nil || res.Done() || !strings.Contains(res.Message, "--web.enable-kill") || len(f.killed) != 0 {
 		t.Errorf("kill while off: %+v %v %v", res, err, f.killed)
@@ -113,7 +117,11 @@ func TestKillOverHTTP(t *testing.T) {
 		t.Errorf("slowlog: %q %v", entry, err)
 	}
 
-	f, r = serveFake(t, KillPolicy{Enabled: true})
+	f, r = serveFake(t, Policy{Kill: true})
+	if res, err := r.Kill(ctx, "pool0", 101); err != nil || res.Done() || !strings.Contains(res.Message, "--web.kill-from-loopback is not given") || len(f.killed) != 0 {
+		t.Errorf("kill from loopback without --web.kill-from-loopback: %+v %v %v", res, err, f.killed)
+	}
+	f, r = serveFake(t, Policy{Kill: true, KillFromLoopback: true})
 	if res, err := r.Kill(ctx, "pool0", 101); err != nil || res.Result != watch.ResultOK || len(f.killed) != 1 || !strings.HasPrefix(f.killed[0], "HTTP client 127.0.0.1:") {
 		t.Errorf("kill: %+v %v %v", res, err, f.killed)
 	}
@@ -149,25 +157,112 @@ func TestKillOverHTTP(t *testing.T) {
 }
 
 func TestKillPolicy(t *testing.T) {
+	loop := Policy{Kill: true, KillFromLoopback: true}
 	for _, tc := range []struct {
-		policy     KillPolicy
+		policy     Policy
 		peer, host string
 		ok         bool
 	}{
-		{KillPolicy{}, "127.0.0.1:5000", "127.0.0.1:9253", false},
-		{KillPolicy{Enabled: true}, "127.0.0.1:5000", "127.0.0.1:9253", true},
-		{KillPolicy{Enabled: true}, "[::1]:5000", "[::1]:9253", true},
-		{KillPolicy{Enabled: true}, "127.0.0.1:5000", "localhost:9253", true},
-		{KillPolicy{Enabled: true}, "10.1.2.3:5000", "10.1.2.4:9253", false},
-		{KillPolicy{Enabled: true}, "127.0.0.1:5000", "evil.example:9253", false}, // DNS rebinding
-		{KillPolicy{Enabled: true, Authenticated: true}, "10.1.2.3:5000", "fpm.example:9253", true},
-		{KillPolicy{Authenticated: true}, "127.0.0.1:5000", "127.0.0.1:9253", false},
+		{Policy{}, "127.0.0.1:5000", "127.0.0.1:9253", false},
+		{Policy{Kill: true}, "127.0.0.1:5000", "127.0.0.1:9253", false}, // loopback is not enough by default
+		{loop, "127.0.0.1:5000", "127.0.0.1:9253", true},
+		{loop, "[::1]:5000", "[::1]:9253", true},
+		{loop, "127.0.0.1:5000", "localhost:9253", true},
+		{loop, "10.1.2.3:5000", "10.1.2.4:9253", false},
+		{loop, "127.0.0.1:5000", "evil.example:9253", false}, // DNS rebinding
+		{Policy{Kill: true, Authenticated: true}, "10.1.2.3:5000", "fpm.example:9253", true},
+		{Policy{Authenticated: true}, "127.0.0.1:5000", "127.0.0.1:9253", false},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/kill", nil)
 		r.RemoteAddr, r.Host = tc.peer, tc.host
-		if why := tc.policy.refuse(r); (why == "") != tc.ok {
+		if why := tc.policy.refuseKill(r); (why == "") != tc.ok {
 			t.Errorf("%+v from %s to %s: refused %q, want ok %v", tc.policy, tc.peer, tc.host, why, tc.ok)
 		}
+	}
+}
+
+// guarded serves the fake watcher under policy, as serve does.
+func guarded(policy Policy) (*fakeWatcher, http.Handler) {
+	f := &fakeWatcher{snap: fixedSnapshot(1, 2)}
+	metrics := NewMetricsHandler(NewCollector(f.Snapshot, true), nil)
+	return f, WithControl(NewHTTPHandler(func() Source { return f }, metrics, "/metrics"), func() Controller { return f }, policy)
+}
+
+var everyPath = []string{"/", "/healthz", "/readyz", "/status", "/snapshot", "/events", "/advice", "/metrics", "/slowlog?pool=pool0&pid=101"}
+
+// TestHostAllowList reproduces the DNS rebinding of finding 6 of issue 18:
+// a page on attacker.example, whose name the attacker points at 127.0.0.1,
+// reads what it likes through the visitor's browser; the browser sends the
+// page's own name as Host. Every path must refuse that Host, through a real
+// server, on loopback; while scrapes and probes by IP address, and names
+// the operator allows, are answered.
+func TestHostAllowList(t *testing.T) {
+	_, h := guarded(Policy{Hosts: []string{"fpm.example", ".fleet.example"}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(path, host string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	for _, host := range []string{"attacker.example", "attacker.example:" + port, "fpm.example.attacker.example", "evilfleet.example", "localhost.attacker.example", "127.0.0.1.nip.io:" + port} {
+		for _, path := range everyPath {
+			if code, body := get(path, host); code != http.StatusForbidden || strings.Contains(body, "pool0") {
+				t.Errorf("GET %s with Host %s: %d %q, want 403", path, host, code, body)
+			}
+		}
+	}
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST.", "[::1]:" + port, "10.1.2.3:9253", "[fd00::1]:9253", "fpm.example:" + port, "fleet.example", "a.fleet.example:9253"} {
+		if code, body := get("/metrics", host); code != http.StatusOK || !strings.Contains(body, "phpfpm_up") {
+			t.Errorf("GET /metrics with Host %s: %d %q, want 200", host, code, body)
+		}
+	}
+}
+
+// TestWorkerDetails reproduces the rest of finding 6: without a web
+// config, /slowlog served PHP stack traces, and /status, /snapshot and
+// /events request URIs and scripts, to any client on the network. They go
+// to loopback clients now, or to authenticated ones; the rest stays open.
+func TestWorkerDetails(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		policy     Policy
+		peer, host string
+		details    bool
+	}{
+		{"network client", Policy{}, "10.1.2.3:5000", "10.1.2.4:9253", false},
+		{"network client, loopback Host", Policy{}, "10.1.2.3:5000", "127.0.0.1:9253", false},
+		{"loopback client", Policy{}, "127.0.0.1:5000", "127.0.0.1:9253", true},
+		{"loopback client, allowed name", Policy{Hosts: []string{"fpm.example"}}, "127.0.0.1:5000", "fpm.example:9253", false},
+		{"authenticated network client", Policy{Authenticated: true}, "10.1.2.3:5000", "10.1.2.4:9253", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, h := guarded(tc.policy)
+			for _, path := range everyPath {
+				r := httptest.NewRequest(http.MethodGet, path, nil)
+				r.RemoteAddr, r.Host = tc.peer, tc.host
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				holds := slices.Contains(detailPaths, r.URL.Path)
+				// (/advice answers 404 here: the fake keeps no history.)
+				if want := !holds || tc.details; (rec.Code != http.StatusForbidden) != want {
+					t.Errorf("GET %s: %d %q, want answered %v", path, rec.Code, rec.Body.String(), want)
+				}
+				if rec.Code == http.StatusForbidden && (strings.Contains(rec.Body.String(), "report.php") || strings.Contains(rec.Body.String(), "pool0")) {
+					t.Errorf("GET %s: the refusal holds details: %q", path, rec.Body.String())
+				}
+			}
+		})
 	}
 }
 

@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
@@ -52,7 +55,8 @@ type Source interface {
 // SIGHUP reloads the config; nil while nothing is watched): /healthz,
 // /readyz, /status, /snapshot, /events, /advice and, at telemetryPath, metrics (nil: the route
 // answers 404 until metrics exist). Everything is read-only and answered
-// from memory.
+// from memory. It checks no client: fpmguard serves it through
+// WithControl, whose Policy decides who may read what.
 func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath string) http.Handler {
 	mux := http.NewServeMux()
 	watching := func(h http.HandlerFunc) http.HandlerFunc {
@@ -122,6 +126,64 @@ func readOnly(h http.Handler) http.Handler {
 		rw.Header().Set("X-Content-Type-Options", "nosniff")
 		h.ServeHTTP(rw, r)
 	})
+}
+
+// hostAllowed reports whether a request naming hostport in its Host
+// header may be answered. DNS rebinding reads a server through a name the
+// attacker controls, pointed at the server's address: the browser then
+// sends that name. So the names fpmguard answers to are listed, and an IP
+// address is always answered, whatever the listen address: no page can be
+// served from an address literal but by the server at that address. That
+// keeps Prometheus' scrapes by address (Host is the target, host:port) and
+// the kubelet's probes (Host is the pod's IP) working. A name (a static
+// scrape target, a Service) needs --web.allowed-host, or the listen
+// address's own name. An empty Host is HTTP/1.0 without one, which no
+// browser sends.
+func hostAllowed(hostport string, names []string) bool {
+	if hostport == "" {
+		return true
+	}
+	host := hostName(hostport)
+	if _, err := netip.ParseAddr(host); err == nil || host == "localhost" {
+		return true
+	}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSuffix(n, "."))
+		if host == n || (strings.HasPrefix(n, ".") && (host == n[1:] || strings.HasSuffix(host, n))) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostName is the host of a Host header, without its port, brackets or
+// final dot, in lower case.
+func hostName(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+}
+
+// once says yes the first time it sees a key, for n keys at most: a client
+// that sends a new Host each time cannot flood the log.
+type once struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	n    int
+}
+
+func newOnce(n int) *once { return &once{seen: map[string]bool{}, n: n} }
+
+func (o *once) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[key] || len(o.seen) >= o.n {
+		return false
+	}
+	o.seen[key] = true
+	return true
 }
 
 func probeAnswer(rw http.ResponseWriter, ok bool, reasons []string) {

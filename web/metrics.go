@@ -36,6 +36,7 @@ func NewCollector(source func() *watch.Snapshot, processMetrics bool) *Collector
 	c := &Collector{snapshot: source, families: []family{
 		newStatusCollector(processMetrics),
 		newPoolCollector(),
+		newUtilizationCollector(),
 		newProcessCollector(processMetrics),
 		newOpcacheCollector(),
 		newNginxCollector(),

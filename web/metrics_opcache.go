@@ -51,6 +51,9 @@ func (c *opcacheCollector) collect(s *watch.Snapshot, m emitter) {
 }
 
 func (c *opcacheCollector) collectOne(o *supervisor.OpcacheReport, m emitter) {
+	if o.Health == supervisor.HealthUnknown && o.Error == "" {
+		return // not read: nothing was measured, not even a failure
+	}
 	name := o.Master
 	m.gauge(c.up, b2f(o.Error == ""), name)
 	if o.Error != "" {

@@ -6,20 +6,18 @@ import (
 	"github.com/fpmguard/fpmguard/watch"
 )
 
-// The label values fpmguard always emits, so each series exists from the
-// first scrape on.
-var (
-	healths  = []supervisor.Health{supervisor.HealthOK, supervisor.HealthDegraded, supervisor.HealthUnhealthy, supervisor.HealthDown}
-	osStates = []supervisor.OSState{supervisor.OSRunning, supervisor.OSSleeping, supervisor.OSDiskSleep, supervisor.OSStopped, supervisor.OSZombie}
-)
+// The OS states fpmguard emits for every pool whose workers it saw.
+var osStates = []supervisor.OSState{supervisor.OSRunning, supervisor.OSSleeping, supervisor.OSDiskSleep, supervisor.OSStopped, supervisor.OSZombie}
 
 // poolCollector emits fpmguard's view of each pool and its master: the
 // heartbeat, the verdict, hung and OS states, the kernel's queue, and what
-// fpmguard did.
+// fpmguard did. A gauge is emitted only once it was measured: before a
+// pool's first probe, only its verdict (unknown), its configured
+// max_children and its counters (all 0) are true.
 type poolCollector struct {
 	heartbeatUp, heartbeatDuration, heartbeatFailures, heartbeatInconclusive *metricDesc
 	poolHealth, hung, osState, maxChildren, socketQueue, socketQueueMax      *metricDesc
-	actions, masterUp, masterRestarts                                        *metricDesc
+	actions, masterUp, masterRestarts, probeRequests                         *metricDesc
 }
 
 func newPoolCollector() *poolCollector {
@@ -27,19 +25,21 @@ func newPoolCollector() *poolCollector {
 		return desc("phpfpm", name, help, labels...)
 	}
 	return &poolCollector{
-		heartbeatUp:           d("heartbeat_up", "1 when the last heartbeat through the pool's main socket (the one nginx uses) succeeded.", "pool"),
+		heartbeatUp:           d("heartbeat_up", "1 when a worker answered the last heartbeat through the pool's main socket (the one nginx uses), if only to say ping.path or ping.response is wrong; absent for a pool without ping.path, and before its first probe.", "pool"),
 		heartbeatDuration:     d("heartbeat_duration_seconds", "Round trip of the heartbeat through a worker.", "pool"),
 		heartbeatFailures:     d("heartbeat_failures_total", "Failed heartbeats by reason: refused, permission, backlog, reset, timeout, bad_response.", "pool", "reason"),
 		heartbeatInconclusive: d("heartbeat_inconclusive_total", "Heartbeats that proved nothing: they timed out or answered late while fpmguard itself was starved of CPU.", "pool"),
-		poolHealth:            d("pool_health", "1 for the pool's current verdict: ok, degraded, unhealthy or down.", "pool", "health"),
+		poolHealth:            d("pool_health", "1 for the pool's current verdict: ok, unknown (not probed yet, or not monitored), degraded, unhealthy or down.", "pool", "health"),
 		hung:                  d("hung_processes", "Workers whose request is older than --hung-after, by what they did over the last interval.", "pool", "kind"),
 		osState:               d("os_state_processes", "Workers by the kernel's process state.", "pool", "os_state"),
 		maxChildren:           d("max_children", "pm.max_children of the pool, when its config is known.", "pool"),
-		socketQueue:           d("socket_listen_queue", "Connections waiting on the pool's listen socket, as the kernel counts them (ss Recv-Q).", "pool"),
+		socketQueue:           d("socket_listen_queue", "Connections waiting on the pool's listen socket, as the kernel counts them (ss Recv-Q), fpmguard's own included.", "pool"),
 		socketQueueMax:        d("socket_listen_queue_max", "Size of the pool's listen backlog, as the kernel counts it (ss Send-Q); when full, nginx answers 502.", "pool"),
 		actions:               d("actions_total", "Actions fpmguard took or declined, by action and result.", "pool", "action", "result"),
 		masterUp:              d("master_up", "1 when the php-fpm master is alive.", "master"),
 		masterRestarts:        d("master_restarts_total", "Times a new master pid appeared under this master's name.", "master"),
+		probeRequests: desc("fpmguard", "probe_requests_total",
+			"Connections fpmguard made to the pool's main socket (pings, status reads, opcache reads, bare connects), as of the status read phpfpm_accepted_connections comes from, which counts them too: the difference of their rates is the users' requests.", "pool"),
 	}
 }
 
@@ -47,7 +47,7 @@ func (c *poolCollector) descs() []*metricDesc {
 	return []*metricDesc{
 		c.heartbeatUp, c.heartbeatDuration, c.heartbeatFailures, c.heartbeatInconclusive,
 		c.poolHealth, c.hung, c.osState, c.maxChildren, c.socketQueue, c.socketQueueMax,
-		c.actions, c.masterUp, c.masterRestarts,
+		c.actions, c.masterUp, c.masterRestarts, c.probeRequests,
 	}
 }
 
@@ -55,35 +55,27 @@ func (c *poolCollector) collect(s *watch.Snapshot, m emitter) {
 	masters := map[string]bool{}
 	for _, v := range byName(s) {
 		p, st := v.Report, &v.Stats
-		m.gauge(c.heartbeatUp, b2f(p.Heartbeat.Up()), p.Name)
-		m.counter(c.heartbeatInconclusive, float64(st.Inconclusive), p.Name)
-		if st.Heartbeats > 0 {
-			m.histogram(c.heartbeatDuration, st.Heartbeats, st.HeartbeatSumSeconds, watch.HeartbeatBuckets, st.Buckets, p.Name)
+		for _, h := range supervisor.Healths {
+			m.gauge(c.poolHealth, b2f(p.Health == h), p.Name, string(h))
 		}
+		m.counter(c.heartbeatInconclusive, float64(st.Inconclusive), p.Name)
 		for _, r := range fastcgi.Reasons {
 			m.counter(c.heartbeatFailures, float64(st.Failures[r]), p.Name, string(r))
 		}
-		for _, h := range healths {
-			m.gauge(c.poolHealth, b2f(p.Health == h), p.Name, string(h))
-		}
-		hung := map[supervisor.HungKind]int{}
-		states := map[supervisor.OSState]int{}
-		for i := range p.Processes {
-			w := &p.Processes[i]
-			if w.Hung && w.HungKind != "" {
-				hung[w.HungKind]++
-			}
-			states[w.OSState]++
-		}
-		for _, kind := range supervisor.HungKinds {
-			m.gauge(c.hung, float64(hung[kind]), p.Name, string(kind))
-		}
-		for _, st := range osStates {
-			m.gauge(c.osState, float64(states[st]), p.Name, string(st))
-		}
+		m.counter(c.probeRequests, float64(p.ProbeRequests), p.Name)
 		if p.Config.MaxChildren > 0 {
 			m.gauge(c.maxChildren, float64(p.Config.MaxChildren), p.Name)
 		}
+		if !v.Probed() {
+			continue
+		}
+		if !p.Heartbeat.Skipped {
+			m.gauge(c.heartbeatUp, b2f(p.Heartbeat.Up()), p.Name)
+		}
+		if st.Heartbeats > 0 {
+			m.histogram(c.heartbeatDuration, st.Heartbeats, st.HeartbeatSumSeconds, watch.HeartbeatBuckets, st.Buckets, p.Name)
+		}
+		c.collectWorkers(p, m)
 		if q := p.SocketQueue; q != nil {
 			m.gauge(c.socketQueue, float64(q.Length), p.Name)
 			m.gauge(c.socketQueueMax, float64(q.Max), p.Name)
@@ -108,5 +100,33 @@ func (c *poolCollector) collect(s *watch.Snapshot, m emitter) {
 	}
 	for k, v := range s.Actions {
 		m.counter(c.actions, float64(v), k.Pool, string(k.Action), string(k.Result))
+	}
+}
+
+// collectWorkers emits the pool's hung workers and its workers by OS
+// state, when they were seen: the status page was read. An idle ondemand
+// pool, judged without reading it, has no hung worker (every one waits for
+// a request), and its OS states are not known.
+func (c *poolCollector) collectWorkers(p *supervisor.PoolReport, m emitter) {
+	if !p.Status.OK && !p.Status.Idle {
+		return
+	}
+	hung := map[supervisor.HungKind]int{}
+	states := map[supervisor.OSState]int{}
+	for i := range p.Processes {
+		w := &p.Processes[i]
+		if w.Hung && w.HungKind != "" {
+			hung[w.HungKind]++
+		}
+		states[w.OSState]++
+	}
+	for _, kind := range supervisor.HungKinds {
+		m.gauge(c.hung, float64(hung[kind]), p.Name, string(kind))
+	}
+	if !p.Status.OK {
+		return
+	}
+	for _, st := range osStates {
+		m.gauge(c.osState, float64(states[st]), p.Name, string(st))
 	}
 }

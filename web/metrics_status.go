@@ -29,12 +29,12 @@ func newStatusCollector(processMetrics bool) *statusCollector {
 		up:                 d("up", "Could PHP-FPM be reached? 1 when the status page was read.", pool...),
 		scrapeFailures:     d("scrape_failures", "The number of failures scraping from PHP-FPM.", pool...),
 		startSince:         d("start_since", "The number of seconds since FPM has started.", pool...),
-		acceptedConn:       d("accepted_connections", "The number of requests accepted by the pool.", pool...),
+		acceptedConn:       d("accepted_connections", "The number of requests accepted by the pool: php-fpm's own counter, fpmguard's probes included (fpmguard_probe_requests_total counts those).", pool...),
 		listenQueue:        d("listen_queue", "The number of requests in the queue of pending connections (php-fpm fills it for TCP listeners only).", pool...),
 		maxListenQueue:     d("max_listen_queue", "The maximum number of requests in the queue of pending connections since FPM has started.", pool...),
 		listenQueueLen:     d("listen_queue_length", "The size of the socket queue of pending connections.", pool...),
-		idle:               d("idle_processes", "The number of idle processes.", pool...),
-		active:             d("active_processes", "The number of active processes.", pool...),
+		idle:               d("idle_processes", "The number of idle processes, the one serving fpmguard's status request included.", pool...),
+		active:             d("active_processes", "The number of active processes, not counting the one serving fpmguard's status request.", pool...),
 		total:              d("total_processes", "The number of idle + active processes.", pool...),
 		maxActive:          d("max_active_processes", "The maximum number of active processes since FPM has started.", pool...),
 		maxChildrenReached: d("max_children_reached", "The number of times, the process limit has been reached, when pm tries to start more children (works only for pm 'dynamic' and 'ondemand').", pool...),
@@ -60,9 +60,13 @@ func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
 	for _, v := range pools {
 		p, uri := v.Report, v.ScrapeURI
 		m.untyped(c.scrapeFailures, float64(v.Stats.ScrapeFailures), p.Name, uri)
-		// An idle ondemand pool is reachable: its master is alive and its
-		// socket listens; its page is not read, not to wake a worker.
-		m.gauge(c.up, b2f(p.Status.OK || p.Status.Idle), p.Name, uri)
+		if st := p.Status; v.Probed() && !st.Skipped && st.Inconclusive == "" {
+			// An idle ondemand pool is reachable: its master is alive and
+			// its socket listens; its page is not read, not to wake a
+			// worker. A pool without a status page, or whose read proved
+			// nothing, is neither up nor down.
+			m.gauge(c.up, b2f(st.OK || st.Idle), p.Name, uri)
+		}
 		cn := p.Counters
 		if !p.Status.OK || cn == nil {
 			continue
@@ -73,17 +77,13 @@ func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
 		m.untyped(c.maxListenQueue, float64(cn.MaxListenQueue), p.Name, uri)
 		m.gauge(c.listenQueueLen, float64(cn.ListenQueueLen), p.Name, uri)
 		// php-fpm's own counts can disagree with its process list ("max
-		// active processes" can be nonsense); the list is what the page
-		// shows.
-		active := 0
-		for i := range p.Processes {
-			if !p.Processes[i].Idle() {
-				active++
-			}
-		}
-		m.gauge(c.idle, float64(len(p.Processes)-active), p.Name, uri)
+		// active processes" can be nonsense), and count the worker serving
+		// fpmguard's own status request as active: the list, less that
+		// request, is what every output of fpmguard counts.
+		active, total := p.Busy()
+		m.gauge(c.idle, float64(total-active), p.Name, uri)
 		m.gauge(c.active, float64(active), p.Name, uri)
-		m.gauge(c.total, float64(len(p.Processes)), p.Name, uri)
+		m.gauge(c.total, float64(total), p.Name, uri)
 		m.untyped(c.maxActive, float64(cn.MaxActiveProcesses), p.Name, uri)
 		m.untyped(c.maxChildrenReached, float64(cn.MaxChildrenReached), p.Name, uri)
 		m.untyped(c.slowRequests, float64(cn.SlowRequests), p.Name, uri)

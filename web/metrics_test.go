@@ -71,7 +71,7 @@ func fixedSnapshot(pools, workers int) *watch.Snapshot {
 		supervisor.Mark(r, supervisor.Thresholds{})
 		supervisor.Judge(r, nil, supervisor.Thresholds{})
 		s.Pools = append(s.Pools, watch.PoolView{
-			Report: r, Probed: true, ScrapeURI: "unix:///run/php/" + name + "-status.sock;/status",
+			Report: r, LastProbe: start, ScrapeURI: "unix:///run/php/" + name + "-status.sock;/status",
 			// One good heartbeat of 0.3 ms, one that timed out after 2 s
 			// while the status page failed.
 			Stats: watch.PoolStats{Heartbeats: 2, HeartbeatSumSeconds: 2.0003, Buckets: []uint64{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2},
@@ -153,6 +153,27 @@ func scrape(t testing.TB, h http.Handler) string {
 // metricValue finds the value of the series with all the given labels.
 func metricValue(t *testing.T, exposition, name string, labels ...string) float64 {
 	t.Helper()
+	line, ok := findSeries(exposition, name, labels...)
+	if !ok {
+		t.Fatalf("no series %s%v in the exposition", name, labels)
+	}
+	v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// hasSeries reports whether the exposition holds a series of name with
+// every label given.
+func hasSeries(exposition, name string, labels ...string) bool {
+	_, ok := findSeries(exposition, name, labels...)
+	return ok
+}
+
+// findSeries finds the line of the first series of name with every label
+// given.
+func findSeries(exposition, name string, labels ...string) (string, bool) {
 	for _, line := range strings.Split(exposition, "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
@@ -162,15 +183,10 @@ func metricValue(t *testing.T, exposition, name string, labels ...string) float6
 			all = all && strings.Contains(line, l)
 		}
 		if all {
-			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
+			return line, true
 		}
 	}
-	t.Fatalf("no series %s%v in the exposition", name, labels)
-	return 0
+	return "", false
 }
 
 // TestMetricsMatchPHPFPM: against a real php-fpm, /metrics says what the
@@ -185,18 +201,19 @@ func TestMetricsMatchPHPFPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := ts[0]
-	// No heartbeat: its request would change the counters between reads.
+	// No heartbeat: nothing goes through the main socket after the status
+	// read, which goes through the status listener.
 	tg.PingPath = ""
 	dir := fpmtest.Dir(t)
 	// A timeout far above what a read takes on a loaded runner: a failed
 	// read would change what /metrics says.
-	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 30 * time.Second}, Procs: supervisor.SystemProcs}
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 30 * time.Second, Probe: true}, Procs: supervisor.SystemProcs}
 	pr.Opcache = &supervisor.OpcacheProber{Client: pr.Client, Dir: filepath.Join(dir, "oc")}
 	first := time.Now()
 	r := pr.Probe(context.Background(), tg, nil)
 	pools := []supervisor.PoolReport{r}
 	pr.Opcache.Probe(context.Background(), []supervisor.Target{tg}, pools, nil)
-	snap := &watch.Snapshot{Pools: []watch.PoolView{{Report: &r, Probed: true, ScrapeURI: tg.StatusVia().String() + ";" + tg.StatusPath}},
+	snap := &watch.Snapshot{Pools: []watch.PoolView{{Report: &r, LastProbe: time.Now(), ScrapeURI: tg.StatusVia().String() + ";" + tg.StatusPath}},
 		Opcache: pr.Opcache.Probe(context.Background(), []supervisor.Target{tg}, pools, nil)} // the script is cached now
 	out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
 
@@ -206,11 +223,26 @@ func TestMetricsMatchPHPFPM(t *testing.T) {
 	}
 	between := time.Since(first) // the two reads of the status page are at most this far apart
 	pool := `pool="www"`
+	// What fpmguard connected to the main socket between the two reads is
+	// what php-fpm counted since: nothing.
+	since := fastcgi.RequestsSent(tg.Address) - r.ProbeRequests
+	if since != 0 || metricValue(t, out, "fpmguard_probe_requests_total", pool) != float64(r.ProbeRequests) {
+		t.Errorf("%d connections to the main socket after the status read, want none; probe_requests_total %v, the report's %d",
+			since, metricValue(t, out, "fpmguard_probe_requests_total", pool), r.ProbeRequests)
+	}
+	served := uint64(0)
+	for i, p := range st.Processes {
+		child := fmt.Sprintf(`child="%d"`, i)
+		served += p.Requests - uint64(metricValue(t, out, "phpfpm_process_requests", pool, child))
+	}
+	if served != since {
+		t.Errorf("the workers served %d requests between the reads, fpmguard made %d connections", served, since)
+	}
 	for _, tt := range []struct {
 		name string
 		want float64
 	}{
-		{"phpfpm_accepted_connections", float64(st.AcceptedConn)},
+		{"phpfpm_accepted_connections", float64(st.AcceptedConn - since)},
 		{"phpfpm_total_processes", float64(len(st.Processes))},
 		{"phpfpm_listen_queue", float64(st.ListenQueue)},
 		{"phpfpm_max_listen_queue", float64(st.MaxListenQueue)},
@@ -223,12 +255,6 @@ func TestMetricsMatchPHPFPM(t *testing.T) {
 	} {
 		if got := metricValue(t, out, tt.name, pool); got != tt.want {
 			t.Errorf("%s = %v, the status page says %v", tt.name, got, tt.want)
-		}
-	}
-	for i, p := range st.Processes {
-		child := fmt.Sprintf(`child="%d"`, i)
-		if got := metricValue(t, out, "phpfpm_process_requests", pool, child); got != float64(p.Requests) {
-			t.Errorf("process_requests of child %d = %v, status page %d", i, got, p.Requests)
 		}
 	}
 	// Whole seconds since the start, read at most `between` apart: they
@@ -306,7 +332,7 @@ func TestMetricsWhileEveryWorkerHangs(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("/metrics: %d while php-fpm hangs", resp.StatusCode)
 		}
-		if w.Snapshot().Pools[0].Probed {
+		if w.Snapshot().Pools[0].Probed() {
 			t.Fatal("the first probe ended: php-fpm did not hang")
 		}
 	}
@@ -407,4 +433,51 @@ func watching(t *testing.T, fpm *fpmtest.FPM, timeout time.Duration, edit func(*
 		<-done
 	})
 	return w
+}
+
+// TestNoValueNotMeasured: a pool not probed yet has its verdict, unknown,
+// its configured max_children and its counters at 0, and no gauge; a pool
+// without ping.path or pm.status_path has no heartbeat or status gauge,
+// and an opcache not read has no series at all. None of them reads as down.
+func TestNoValueNotMeasured(t *testing.T) {
+	dir := fpmtest.Dir(t)
+	waiting, err := supervisor.ParsePoolSpec("unix://" + dir + "/waiting.sock,name=waiting,pm=static,pm.max_children=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watcher's own view of a pool whose first probe has not come.
+	w := watch.New(&supervisor.Prober{Procs: supervisor.SystemProcs}, []supervisor.Target{waiting}, watch.Config{FirstProbeAfter: time.Hour}, event.NewLog(nil))
+	snap := w.Snapshot()
+	if r := snap.Pools[0].Report; r.Health != supervisor.HealthUnknown || r.Heartbeat.Failed() || r.Status.Failed() {
+		t.Errorf("a pool not probed yet: %s, heartbeat failed %v, status failed %v", r.Health, r.Heartbeat.Failed(), r.Status.Failed())
+	}
+	stock := fixedSnapshot(1, 2).Pools[0]
+	stock.Stats = watch.PoolStats{}
+	stock.Report = &supervisor.PoolReport{Name: "stock", Heartbeat: supervisor.Heartbeat{Skipped: true}, Status: supervisor.StatusRead{Skipped: true},
+		Connect: &supervisor.Connect{OK: true}, Processes: []supervisor.ProcessState{}}
+	supervisor.Judge(stock.Report, nil, supervisor.Thresholds{})
+	snap.Pools = append(snap.Pools, stock)
+	snap.Opcache = []supervisor.OpcacheReport{{MasterPID: 7, Master: "/etc/unread.conf", Health: supervisor.HealthUnknown, Inconclusive: "the opcache was not read"}}
+	out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
+
+	for _, pool := range []string{"waiting", "stock"} {
+		label := `pool="` + pool + `"`
+		if metricValue(t, out, "phpfpm_pool_health", label, `health="unknown"`) != 1 {
+			t.Errorf("pool %s: health is not unknown", pool)
+		}
+		for _, name := range []string{"phpfpm_heartbeat_up", "phpfpm_up", "phpfpm_hung_processes", "phpfpm_os_state_processes", "phpfpm_total_processes"} {
+			if hasSeries(out, name, label) {
+				t.Errorf("pool %s: %s, which was never measured", pool, name)
+			}
+		}
+		if metricValue(t, out, "phpfpm_heartbeat_failures_total", label, `reason="timeout"`) != 0 {
+			t.Errorf("pool %s: failures counted", pool)
+		}
+	}
+	if metricValue(t, out, "phpfpm_max_children", `pool="waiting"`) != 4 {
+		t.Error("the configured max_children is known before a probe")
+	}
+	if hasSeries(out, "phpfpm_opcache_up", `master="/etc/unread.conf"`) {
+		t.Error("an opcache not read has series")
+	}
 }

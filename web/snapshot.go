@@ -36,12 +36,14 @@ type snapshotJSON struct {
 }
 
 type poolJSON struct {
-	Report    *supervisor.PoolReport `json:"report"`
-	Probed    bool                   `json:"probed"`
-	ScrapeURI string                 `json:"scrape_uri"`
-	Failures  int                    `json:"heartbeat_failures_in_a_row"`
-	LastBeat  time.Time              `json:"last_good_heartbeat"`
-	LastProbe time.Time              `json:"last_probe"`
+	Report *supervisor.PoolReport `json:"report"`
+	// Probed says whether the pool's first probe has ended, for readers
+	// of the JSON; it travels as LastProbe too.
+	Probed    bool      `json:"probed"`
+	ScrapeURI string    `json:"scrape_uri"`
+	Failures  int       `json:"heartbeat_failures_in_a_row"`
+	LastBeat  time.Time `json:"last_good_heartbeat"`
+	LastProbe time.Time `json:"last_probe"`
 }
 
 type actionJSON struct {
@@ -73,7 +75,7 @@ func encodeSnapshot(s *watch.Snapshot) *snapshotJSON {
 		Self: selfJSON{LagSeconds: s.Self.LagSeconds, Periods: s.Self.Throttling.Periods, Throttled: s.Self.Throttling.Throttled,
 			ThrottledSeconds: s.Self.Throttling.Time.Seconds(), IntervalSeconds: s.Self.Interval.Seconds(), DroppedLogLines: s.Self.DroppedLogLines}}
 	for i, p := range s.Pools {
-		out.Pools[i] = poolJSON{Report: p.Report, Probed: p.Probed, ScrapeURI: p.ScrapeURI, Failures: p.Failures, LastBeat: p.LastBeat, LastProbe: p.LastProbe}
+		out.Pools[i] = poolJSON{Report: p.Report, Probed: p.Probed(), ScrapeURI: p.ScrapeURI, Failures: p.Failures, LastBeat: p.LastBeat, LastProbe: p.LastProbe}
 	}
 	for k, n := range s.Actions {
 		out.Actions = append(out.Actions, actionJSON{Pool: k.Pool, Action: k.Action, Result: k.Result, Count: n})
@@ -117,7 +119,7 @@ func DecodeSnapshot(r io.Reader) (*watch.Snapshot, error) {
 		if p.Report.Processes == nil {
 			p.Report.Processes = []supervisor.ProcessState{}
 		}
-		s.Pools[i] = watch.PoolView{Report: p.Report, Probed: p.Probed, ScrapeURI: p.ScrapeURI, Failures: p.Failures, LastBeat: p.LastBeat, LastProbe: p.LastProbe}
+		s.Pools[i] = watch.PoolView{Report: p.Report, ScrapeURI: p.ScrapeURI, Failures: p.Failures, LastBeat: p.LastBeat, LastProbe: p.LastProbe}
 	}
 	for _, a := range in.Actions {
 		s.Actions[watch.ActionKey{Pool: a.Pool, Action: a.Action, Result: a.Result}] = a.Count

@@ -11,6 +11,7 @@ import (
 	"github.com/fpmguard/fpmguard/advise"
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/history"
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/watch"
 	"github.com/fpmguard/fpmguard/web"
 	"golang.org/x/term"
@@ -128,14 +129,14 @@ func progress(ctx context.Context, w io.Writer, pools int, d time.Duration) {
 	start := time.Now()
 	file, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(file.Fd())) {
-		fmt.Fprintf(w, "fpmguard advise: sampling %d pools for %s\n", pools, d)
+		fmt.Fprintf(w, "fpmguard advise: sampling %d pools for %s\n", pools, human.FormatDuration(d))
 		<-ctx.Done()
 		return
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		fmt.Fprintf(w, "\rfpmguard advise: sampling %d pools, %s of %s ", pools, time.Since(start).Round(time.Second), d)
+		fmt.Fprintf(w, "\rfpmguard advise: sampling %d pools, %s of %s ", pools, human.FormatDuration(time.Since(start).Truncate(time.Second)), human.FormatDuration(d))
 		select {
 		case <-ctx.Done():
 			fmt.Fprint(w, "\r\033[K")

@@ -35,7 +35,10 @@ $keep = []; for ($i = 0; $i < $n; $i++) { $keep[] = str_repeat('y', 256 << 10); 
 // pm.max_children is the memory budget over the peak PSS.
 func TestAdviseMemory(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools:   []fpmtest.Pool{{Name: "mem", MaxChildren: 3}},
+		// The status page through its own listener, and no ping to wait
+		// in the queue: a sample every interval while requests queue, for
+		// a window long enough for settings.
+		Pools:   []fpmtest.Pool{{Name: "mem", MaxChildren: 3, StatusListen: true, PingPath: "-"}},
 		Defines: map[string]string{"opcache.memory_consumption": "16"},
 		Files:   map[string]string{"mem.php": memPHP},
 	})
@@ -46,9 +49,8 @@ func TestAdviseMemory(t *testing.T) {
 		wg.Wait()
 	}()
 	// Ten clients on three workers: requests queue, more than memory
-	// allows workers for; briefly enough for the status page to be read
-	// through the same queue within --timeout.
-	load(ctx, &wg, fpm, "mem", "mem.php", "mb=64&ms=500", 10, 0)
+	// allows workers for.
+	load(ctx, &wg, fpm, "mem", "mem.php", "mb=64&ms=300", 10, 0)
 	var peakPSS atomic.Uint64
 	wg.Go(func() {
 		for ctx.Err() == nil {
@@ -58,10 +60,10 @@ func TestAdviseMemory(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "20s", "--timeout", "10s", "--memory", "440M", "--reserve", "1M", "-o", "json")
+	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "30s", "--timeout", "10s", "--memory", "440M", "--reserve", "1M", "-o", "json")
 	cancel()
 	wg.Wait()
-	if code != 0 || !strings.Contains(stderr, "sampling 1 pools for 20s") {
+	if code != 0 || !strings.Contains(stderr, "sampling 1 pools for 30s") {
 		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
 	}
 	var a advise.Advice
@@ -132,10 +134,11 @@ func TestAdviseServe(t *testing.T) {
 		return &a, body
 	}
 	// The leak shows once its worker's PSS was read twice, seconds apart,
-	// with requests in between.
+	// with requests in between; each pool's lines once its window is long
+	// enough, with requests enough.
 	a := fpmtest.Poll(t, 120*time.Second, func() (*advise.Advice, bool) {
 		a, _ := get("memory=1G")
-		return a, a != nil && line(a, "leak", "pm.max_requests") != nil
+		return a, a != nil && line(a, "leak", "pm.max_requests") != nil && line(a, "big", "pm.max_children") != nil
 	})
 	if l := line(a, "leak", "pm.max_requests"); !strings.Contains(l.Evidence[0], "per request served") {
 		t.Errorf("leak: want the growth per request: %+v", l)
@@ -187,7 +190,15 @@ func TestAdviseOpcacheInCgroup(t *testing.T) {
 	if err := fpm.Request(context.Background(), "all.php", ""); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "6s", "--interval", "500ms", "--timeout", "10s", "-o", "json")
+	// Long enough a window for settings, with requests.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	load(ctx, &wg, fpm, "www", "all.php", "", 1, 50*time.Millisecond)
+	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "20s", "--interval", "500ms", "--timeout", "10s", "-o", "json")
 	if code != 0 {
 		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
 	}
@@ -249,4 +260,36 @@ func line(a *advise.Advice, poolName, directive string) *advise.Line {
 		}
 	}
 	return nil
+}
+
+// TestAdviseIdlePool: advise on a pool that serves nothing but fpmguard's
+// own probes (status reads, pings that php-fpm shows as "-", opcache
+// reads through the pool's own socket) counts no request and no duration,
+// and prints its evidence without a line to paste, although its window
+// is long enough for settings.
+func TestAdviseIdlePool(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
+	code, out, stderr := runCLI(t, "advise", "--fpm-config", fpm.Conf, "--duration", "16s", "--interval", "200ms", "--timeout", "10s",
+		"--opcache-dir", opcacheDir(t), "-o", "json")
+	if code != 0 {
+		t.Fatalf("advise: exit %d, stderr %q", code, stderr)
+	}
+	var a advise.Advice
+	if err := json.Unmarshal([]byte(out), &a); err != nil {
+		t.Fatalf("advise -o json: %v\n%s", err, out)
+	}
+	p := pool(&a, "www")
+	var text strings.Builder
+	if err := advise.WriteText(&text, &a); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", text.String())
+	if p.Window.Requests != 0 || p.Window.Samples < 20 || len(p.Lines) != 0 || p.NotAdvised == "" {
+		t.Errorf("an idle pool: %d requests in %d samples, %d lines, not advised %q", p.Window.Requests, p.Window.Samples, len(p.Lines), p.NotAdvised)
+	}
+	for _, l := range strings.Split(text.String(), "\n") {
+		if strings.Contains(l, "finished requests") || strings.HasPrefix(l, "[www]") || (l != "" && !strings.HasPrefix(l, ";") && !strings.HasPrefix(l, "[")) {
+			t.Errorf("an idle pool's advice has %q", l)
+		}
+	}
 }

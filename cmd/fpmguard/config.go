@@ -18,12 +18,15 @@ import (
 // a repeatable flag takes a list, and each pool may be a --pool string or a
 // map of its options with `listen` for the address.
 func parseArgs(app *kingpin.Application, c *cli, args []string) (string, error) {
-	pctx, err := app.ParseContext(args)
-	if err != nil {
-		return "", err
-	}
+	// Parse first: it answers shell completion (--completion-bash), for
+	// which a partial command line is no error. It fails where
+	// ParseContext does.
 	cmd, err := app.Parse(args)
 	if err != nil || c.config == "" {
+		return cmd, err
+	}
+	pctx, err := app.ParseContext(args)
+	if err != nil {
 		return cmd, err
 	}
 	given := map[string]bool{}

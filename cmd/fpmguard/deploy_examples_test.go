@@ -117,6 +117,7 @@ func deployHelpCache(bin string) func(*testing.T, string) deployFlags {
 
 type deployMount struct {
 	volume, path, subPath string
+	readOnly              bool
 }
 
 type deployContainer struct {
@@ -230,7 +231,7 @@ func deployPods(file string, docs []map[string]any) []deployPod {
 				kc.argv = append(deployStrings(deployDig(c, "command")), deployStrings(deployDig(c, "args"))...)
 				for _, m := range deployList(deployDig(c, "volumeMounts")) {
 					kc.mounts = append(kc.mounts, deployMount{volume: fmt.Sprint(deployDig(m, "name")),
-						path: fmt.Sprint(deployDig(m, "mountPath")), subPath: fmt.Sprint(deployDig(m, "subPath"))})
+						path: fmt.Sprint(deployDig(m, "mountPath")), subPath: fmt.Sprint(deployDig(m, "subPath")), readOnly: deployDig(m, "readOnly") == true})
 					if deployDig(m, "subPath") == nil {
 						kc.mounts[len(kc.mounts)-1].subPath = ""
 					}
@@ -264,7 +265,7 @@ func (p deployPod) shared(t *testing.T, what, file string, a, b deployContainer)
 	switch {
 	case !okA || !okB:
 		t.Errorf("%s: %s %s: containers %s and %s must both mount it (%s: %v, %s: %v)", p.file, what, file, a.name, b.name, a.name, okA, b.name, okB)
-	case ma != mb:
+	case ma.volume != mb.volume || ma.path != mb.path || ma.subPath != mb.subPath:
 		t.Errorf("%s: %s %s: containers %s and %s see it through different mounts (%+v, %+v)", p.file, what, file, a.name, b.name, ma, mb)
 	}
 }
@@ -417,6 +418,9 @@ func TestDeployKubernetesExamples(t *testing.T) {
 	help := deployHelpCache(buildBinary(t))
 
 	for _, file := range files {
+		if deployNoPod[filepath.Base(file)] {
+			continue
+		}
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			pods := deployPods(file, deployReadManifest(t, file))
 			if len(pods) != 1 {
@@ -531,11 +535,21 @@ func TestDeployKubernetesExamples(t *testing.T) {
 					}
 					p.shared(t, "pool "+pool.Name+" slowlog", pool.Slowlog, phpC, guardC)
 				}
-				script := guard.flags["opcache-script"]
-				if script == "" {
-					t.Errorf("%s: fpmguard in another container than php-fpm needs --opcache-script", file)
-				} else {
+				// fpmguard's opcache scripts: written on fpmguard's side of
+				// a volume, read-only in php-fpm's container.
+				if script := guard.flags["opcache-script"]; script != "" {
 					p.shared(t, "opcache script", script, phpC, guardC)
+				}
+				dir := guard.flags["opcache-dir"]
+				if dir == "" {
+					dir = "/var/lib/fpmguard"
+				}
+				p.shared(t, "opcache directory", dir, phpC, guardC)
+				if m, ok := phpC.mountOf(dir); ok && !m.readOnly {
+					t.Errorf("%s: php-fpm's container mounts the opcache directory %s writable: PHP code could change fpmguard's scripts", file, dir)
+				}
+				if m, ok := guardC.mountOf(dir); ok && m.readOnly {
+					t.Errorf("%s: fpmguard's container mounts the opcache directory %s read-only: it cannot write its scripts", file, dir)
 				}
 			case "entrypoint.yaml":
 				if guard.cmd != "run" {
@@ -584,10 +598,15 @@ func TestDeploySystemdUnit(t *testing.T) {
 		return vs[0]
 	}
 
-	for _, key := range []string{"[Unit]Wants", "[Unit]After"} {
-		if !strings.Contains(one(key), "php") {
-			t.Errorf("%s: %s does not name php-fpm's unit", file, key)
+	// Any PHP version: no php-fpm unit is named, discovery finds the
+	// masters.
+	for _, key := range []string{"[Unit]Wants", "[Unit]Requires", "[Unit]BindsTo", "[Unit]After", "[Unit]PartOf"} {
+		if v := strings.Join(settings[key], " "); strings.Contains(v, "php") {
+			t.Errorf("%s: %s=%s names a php-fpm unit: the unit must fit every PHP version", file, key, v)
 		}
+	}
+	if got := one("[Service]Restart"); got != "on-failure" {
+		t.Errorf("%s: Restart=%s, want on-failure", file, got)
 	}
 	if got := one("[Service]StateDirectory"); got != "fpmguard" {
 		t.Errorf("%s: StateDirectory=%s, want fpmguard (/var/lib/fpmguard, the default --opcache-dir)", file, got)
@@ -605,22 +624,61 @@ func TestDeploySystemdUnit(t *testing.T) {
 		}
 	}
 
-	execStart := strings.TrimLeft(one("[Service]ExecStart"), "-@:+!")
-	if strings.ContainsAny(execStart, `"'\$`) {
-		t.Fatalf("%s: ExecStart uses quoting or variables this test does not read: %s", file, execStart)
+	// The flags come from the defaults file the packages install, Debian's
+	// or RPM's, as ARGS.
+	envFiles := settings["[Service]EnvironmentFile"]
+	for _, want := range []string{"-/etc/default/fpmguard", "-/etc/sysconfig/fpmguard"} {
+		if !slices.Contains(envFiles, want) {
+			t.Errorf("%s: no EnvironmentFile=%s, got %q", file, want, envFiles)
+		}
 	}
-	argv := strings.Fields(execStart)
-	if len(argv) < 2 || path.Base(argv[0]) != "fpmguard" || argv[1] != "serve" {
-		t.Fatalf("%s: ExecStart=%s, want fpmguard serve", file, execStart)
+	const execStart = "/usr/bin/fpmguard serve $ARGS"
+	if got := one("[Service]ExecStart"); got != execStart {
+		t.Fatalf("%s: ExecStart=%s, want %s", file, got, execStart)
 	}
-	c := deployParseFpmguard(t, file+": ExecStart", argv, deployHelpCache(buildBinary(t)))
-	if len(c.rest) > 0 {
-		t.Errorf("%s: fpmguard serve takes no command: %q", file, c.rest)
+	// The defaults file: its ARGS, and every ARGS it shows commented out,
+	// use only flags serve has. The one in force only reads.
+	defaults := filepath.Join("..", "..", "packaging", "fpmguard.default")
+	data, err = os.ReadFile(defaults)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if dir, ok := c.flags["opcache-dir"]; ok && dir != "/var/lib/fpmguard" {
-		t.Errorf("%s: --opcache-dir %s is not the StateDirectory", file, dir)
+	help := deployHelpCache(buildBinary(t))
+	active := 0
+	for n, line := range strings.Split(string(data), "\n") {
+		m := deployDefaultsArgs.FindStringSubmatch(line)
+		if m == nil {
+			if strings.Contains(line, "ARGS=") {
+				t.Errorf("%s:%d: cannot read %q: want ARGS=\"...\" (or #ARGS=\"...\")", defaults, n+1, line)
+			}
+			continue
+		}
+		where := fmt.Sprintf("%s:%d", defaults, n+1)
+		c := deployParseFpmguard(t, where, append([]string{"/usr/bin/fpmguard", "serve"}, strings.Fields(m[2])...), help)
+		if len(c.rest) > 0 {
+			t.Errorf("%s: fpmguard serve takes no command: %q", where, c.rest)
+		}
+		if dir, ok := c.flags["opcache-dir"]; ok && dir != "/var/lib/fpmguard" {
+			t.Errorf("%s: --opcache-dir %s is not the StateDirectory", where, dir)
+		}
+		if m[1] == "#" {
+			continue
+		}
+		active++
+		for _, action := range []string{"kill-hung-after", "reload-unhealthy", "web.enable-kill"} {
+			if _, ok := c.flags[action]; ok {
+				t.Errorf("%s: --%s is on by default: actions are off unless switched on", where, action)
+			}
+		}
+	}
+	if active != 1 {
+		t.Errorf("%s: %d ARGS lines in force, want 1", defaults, active)
 	}
 }
+
+// deployDefaultsArgs is an ARGS line of the defaults file, commented out
+// or not.
+var deployDefaultsArgs = regexp.MustCompile(`^(#?)ARGS="([^"\\$` + "`" + `]*)"$`)
 
 func TestDeployGrafanaDashboard(t *testing.T) {
 	file := filepath.Join("..", "..", "examples", "grafana", "fpmguard-dashboard.json")

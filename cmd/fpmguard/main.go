@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +64,10 @@ type cli struct {
 	logLevel   string
 	logFormat  string
 
+	// masterUsers are the users, besides root and fpmguard's own, whose
+	// php-fpm masters fpmguard acts for.
+	masterUsers uidList
+
 	opcacheScript string
 	opcacheDir    string
 	noOpcache     bool
@@ -99,15 +105,18 @@ func (c *cli) runConfig() []string {
 
 func newApp(c *cli) *kingpin.Application {
 	app := kingpin.New("fpmguard", "Supervisor, prober and exporter for php-fpm and its opcache.")
+	// --version, and the version in the man page's title line.
+	app.Version(version)
 	app.HelpFlag.Short('h')
 	app.Flag("config", "YAML file holding any of these flags by long name; flags on the command line win.").PlaceHolder("FILE").StringVar(&c.config)
 	app.Flag("pool", "A pool to watch: ADDR[,name=N,pm.status_path=/status,pm.status_listen=ADDR,ping.path=/ping,ping.response=pong,pid=FILE,pm=static,pm.max_children=N]. Repeatable.").PlaceHolder("SPEC").StringsVar(&c.pools)
 	app.Flag("fpm-config", "Watch every pool of this php-fpm config (php-fpm.conf). Repeatable.").PlaceHolder("PATH").StringsVar(&c.fpmConfigs)
+	app.Flag("fpm-master-user", "Also act for php-fpm masters running as this user (name or uid), as in a container where php-fpm runs as a user of its own. By default only masters of root and of fpmguard's own user are watched; any other process with a master's title is skipped, since a pool's PHP code could start it. Repeatable.").PlaceHolder("USER").SetValue(&c.masterUsers)
 	app.Flag("timeout", "Bound on each FastCGI request.").Default("2s").DurationVar(&c.timeout)
 	app.Flag("hung-after", "A request older than this makes its worker hung.").Default(supervisor.DefaultHungAfter.String()).DurationVar(&c.hungAfter)
 	app.Flag("show-query", "Keep query strings in request URIs (they may hold tokens).").BoolVar(&c.showQuery)
-	app.Flag("opcache-script", "The opcache script's path as php-fpm sees it, deployed by you (examples/php/fpmguard-opcache.php). Default: fpmguard installs its own copy into --opcache-dir.").PlaceHolder("PATH").StringVar(&c.opcacheScript)
-	app.Flag("opcache-dir", "Directory, writable only by root or fpmguard's user, where fpmguard installs its opcache script.").Default(opcache.DefaultDir).StringVar(&c.opcacheDir)
+	app.Flag("opcache-script", "The opcache status script's path as php-fpm sees it, placed by you (examples/php/fpmguard-opcache.php); fpmguard checks its content before each use. Default: fpmguard installs its own copy into --opcache-dir. Reset and invalidate always write into --opcache-dir.").PlaceHolder("PATH").StringVar(&c.opcacheScript)
+	app.Flag("opcache-dir", "Directory, as php-fpm sees it (inside its container's root and chroot), where fpmguard installs its opcache status script and writes the script of each reset or invalidate for that call alone. Every directory on its path must belong to root or fpmguard's user and be writable by nobody else; no link is followed.").Default(opcache.DefaultDir).StringVar(&c.opcacheDir)
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
 
@@ -156,7 +165,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(&c)
 	app.UsageWriter(stdout).ErrorWriter(stderr)
 	exited := -1
-	app.Terminate(func(code int) { exited = code })
+	app.Terminate(func(code int) {
+		exited = code
+		// kingpin parses on after --help, --help-man, --version or a
+		// completion script, and prints the usage when no command
+		// follows: that would end up in the man page.
+		app.UsageWriter(io.Discard).ErrorWriter(io.Discard)
+	})
 	cmd, err := parseArgs(app, &c, args)
 	if exited >= 0 { // --help printed its text
 		return 0
@@ -205,7 +220,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func newProber(c *cli) *supervisor.Prober {
-	client := fastcgi.Client{Timeout: c.timeout}
+	// Its connections are counted: php-fpm's counts less them are load.
+	client := fastcgi.Client{Timeout: c.timeout, Probe: true}
 	self := lag.New(0)
 	pr := &supervisor.Prober{
 		Client:     client,
@@ -213,6 +229,7 @@ func newProber(c *cli) *supervisor.Prober {
 		Thresholds: supervisor.Thresholds{HungAfter: c.hungAfter},
 		ShowQuery:  c.showQuery,
 		Lag:        self,
+		Trust:      c.trust(),
 	}
 	if !c.noOpcache {
 		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir, Lag: self}
@@ -343,10 +360,45 @@ func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io
 	return code
 }
 
+// trust is whose masters fpmguard acts for.
+func (c *cli) trust() supervisor.Trust {
+	return supervisor.Trust{MasterUsers: c.masterUsers}
+}
+
+// uidList is the value of a repeatable flag naming users, by name or uid.
+type uidList []uint32
+
+func (l *uidList) Set(s string) error {
+	s = strings.TrimSpace(s)
+	u, err := user.Lookup(s)
+	if err != nil {
+		if u, err = user.LookupId(s); err != nil {
+			return fmt.Errorf("%q is neither a user name nor a uid of this host", s)
+		}
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return fmt.Errorf("user %q has uid %q, not a number", s, u.Uid)
+	}
+	*l = append(*l, uint32(uid))
+	return nil
+}
+
+func (l *uidList) String() string {
+	out := make([]string, len(*l))
+	for i, u := range *l {
+		out[i] = strconv.FormatUint(uint64(u), 10)
+	}
+	return strings.Join(out, ",")
+}
+
+// IsCumulative makes the flag repeatable.
+func (l *uidList) IsCumulative() bool { return true }
+
 // resolveTargets finds the pools the flags name, or discovers them, with
 // errors that name the flag at fault.
 func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
-	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs, c.trust())
 	if err == nil {
 		return targets, nil
 	}
@@ -360,6 +412,9 @@ func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 		err = fmt.Errorf("%w: start php-fpm, or name pools with --pool or --fpm-config", err)
 	case errors.Is(err, supervisor.ErrTitleCut):
 		err = fmt.Errorf("%w: pass --fpm-config PATH", err)
+	}
+	if errors.Is(err, supervisor.ErrUntrustedUser) {
+		err = fmt.Errorf("%w; if php-fpm itself runs as that user (not only its pools), name the user with --fpm-master-user", err)
 	}
 	return targets, err
 }

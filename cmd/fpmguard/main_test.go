@@ -40,7 +40,9 @@ func fixedReport() *supervisor.Report {
 				Master: &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
 				Counters: &supervisor.Counters{ProcessManager: "static", StartTime: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC), StartSinceSeconds: 3600,
 					AcceptedConn: 1234, IdleProcesses: 0, ActiveProcesses: 2, TotalProcesses: 2, MaxActiveProcesses: 2, MaxChildrenReached: 3, SlowRequests: 1},
-				Config: supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
+				// php-fpm counts 0 on a unix socket; the kernel knows better.
+				SocketQueue: &supervisor.SocketQueue{Length: 3, Max: 511},
+				Config:      supervisor.PoolLimits{PM: "static", MaxChildren: 2, MinWorkers: 2},
 				Processes: []supervisor.ProcessState{
 					{PID: 101, State: "Running", OSState: supervisor.OSSleeping, ParentOK: true, RequestDurationSeconds: 45.2, RequestMethod: "GET", RequestURI: "/report.php", Script: "/var/www/report.php", Requests: 10, CPUSeconds: 0.12, RSSBytes: 24 << 20},
 					{PID: 102, State: "Running", OSState: supervisor.OSRunning, ParentOK: true, RequestDurationSeconds: 1.5, RequestMethod: "POST", RequestURI: "/api/save", Script: "/var/www/index.php", Requests: 99, CPUSeconds: 3.4, RSSBytes: 30 << 20},
@@ -53,6 +55,15 @@ func fixedReport() *supervisor.Report {
 				Status:    supervisor.StatusRead{Skipped: true},
 				Processes: []supervisor.ProcessState{},
 			},
+			{
+				// Debian's stock pool: no ping.path, no pm.status_path.
+				Name: "stock", Address: "unix:///run/php/php8.2-fpm.sock",
+				Heartbeat: supervisor.Heartbeat{Skipped: true}, Status: supervisor.StatusRead{Skipped: true}, Connect: &supervisor.Connect{OK: true},
+				SocketQueue: &supervisor.SocketQueue{Length: 0, Max: 4096},
+				Master:      &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
+				Processes:   []supervisor.ProcessState{},
+				Advice:      []string{"add `pm.status_path = /status` to pool [stock] so fpmguard can see its workers", "add `ping.path = /ping` to pool [stock] so fpmguard can send a heartbeat through a worker"},
+			},
 		},
 	}
 	supervisor.Mark(&rep.Pools[0], supervisor.Thresholds{HungAfter: 30 * time.Second})
@@ -60,6 +71,7 @@ func fixedReport() *supervisor.Report {
 	supervisor.Mark(&rep.Pools[1], supervisor.Thresholds{})
 	supervisor.Judge(&rep.Pools[1], nil, supervisor.Thresholds{})
 	rep.Pools[1].Advice = []string{"add `pm.status_path = /status` to pool [api] so fpmguard can see its workers"}
+	supervisor.Judge(&rep.Pools[2], nil, supervisor.Thresholds{})
 	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
 	rep.Opcache = []supervisor.OpcacheReport{{
 		MasterPID: 100, Pools: []string{"www"}, Via: "unix:///run/php/www-status.sock", Script: "/var/lib/fpmguard/fpmguard-opcache-0123456789ab.php",
@@ -102,6 +114,14 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("timeout: 2s\ncolour: blue\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A php-fpm binary the pool user could change.
+	theirs := filepath.Join(t.TempDir(), "php-fpm")
+	if err := os.WriteFile(theirs, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, fpmtest.PoolUser, fpmtest.PoolUser); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		code int
@@ -117,6 +137,9 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{[]string{"status", "--config", "/nonexistent.yaml"}, 2, `no such file`},
 		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 1, `/nonexistent.conf`},
 		{[]string{"frobnicate"}, 2, `frobnicate`},
+		{[]string{"status", "--fpm-master-user", "no-such-user-here"}, 2, `"no-such-user-here" is neither a user name nor a uid`},
+		{[]string{"serve", "--php-fpm-binary", theirs}, 2, `--php-fpm-binary "` + theirs + `": not running php-fpm's binary for the config test: open ` + theirs + `: not owned by a user fpmguard trusts for it: owned by uid 33`},
+		{[]string{"serve", "--php-fpm-binary", "/nonexistent/php-fpm"}, 2, `no such file`},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runCLI(t, tt.args...)
@@ -133,68 +156,80 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	}
 }
 
+// TestStatusAndCheckAgainstPHPFPM runs status and check against a
+// php-fpm of each version, with their exit codes: OK, CRITICAL over a
+// limit, CRITICAL once the master is gone.
 func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}})
-	p := fpm.Pools["www"]
-	spec := "unix://" + p.Listen + ",pm.status_listen=" + p.StatusSocket + ",pm=static,pm.max_children=2"
-	ocDir := "--opcache-dir=" + opcacheDir(t)
-
-	code, out, stderr := runCLI(t, "status", "-o", "json", "--pool", spec, ocDir)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var rep supervisor.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
-	}
-	if len(rep.Pools) != 1 || rep.Pools[0].Health != supervisor.HealthOK || len(rep.Pools[0].Processes) != 2 || rep.Pools[0].Master.PID != fpm.MasterPID() {
-		t.Errorf("report: %s", out)
-	}
-	if len(rep.Opcache) != 1 || rep.Opcache[0].MasterPID != fpm.MasterPID() || !rep.Opcache[0].Enabled || rep.Opcache[0].Health != supervisor.HealthOK {
-		t.Errorf("opcache in report: %+v", rep.Opcache)
-	}
-	// The documented schema's field names are there.
-	for _, field := range []string{`"pools"`, `"name"`, `"address"`, `"health"`, `"reasons"`, `"heartbeat"`, `"latency_seconds"`, `"processes"`,
-		`"pid"`, `"state"`, `"os_state"`, `"request_duration_seconds"`, `"request_method"`, `"request_uri"`, `"script"`, `"requests"`, `"cpu_seconds"`, `"rss_bytes"`, `"hung"`} {
-		if !strings.Contains(out, field) {
-			t.Errorf("JSON lacks %s", field)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: fpmtest.HasStatusListen(v)}}})
+		g := newGuard(t, fpm)
+		p := fpm.Pools["www"]
+		spec := "unix://" + g.path(p.Listen) + ",pm=static,pm.max_children=2"
+		if p.StatusSocket != "" {
+			spec += ",pm.status_listen=" + g.path(p.StatusSocket)
 		}
-	}
+		ocDir := "--opcache-dir=" + g.opcacheDir(t)
 
-	code, out, _ = runCLI(t, "status", "--pool", spec, ocDir)
-	if code != 0 || !strings.Contains(out, "pool www  unix://"+p.Listen+"  OK") || strings.Contains(out, "\x1b[") ||
-		!strings.Contains(out, "opcache of master "+strconv.Itoa(fpm.MasterPID())+" (pools www)  OK") {
-		t.Errorf("table (exit %d):\n%s", code, out)
-	}
+		code, out, stderr := g.run(t, "status", "-o", "json", "--pool", spec, ocDir)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var rep supervisor.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
+		}
+		if len(rep.Pools) != 1 || rep.Pools[0].Health != supervisor.HealthOK || len(rep.Pools[0].Processes) != 2 || rep.Pools[0].Master.PID != fpm.MasterPID() {
+			t.Errorf("report: %s", out)
+		}
+		if len(rep.Opcache) != 1 || rep.Opcache[0].MasterPID != fpm.MasterPID() || !rep.Opcache[0].Enabled || rep.Opcache[0].Health != supervisor.HealthOK {
+			t.Errorf("opcache in report: %+v", rep.Opcache)
+		}
+		// The documented schema's field names are there.
+		for _, field := range []string{`"pools"`, `"name"`, `"address"`, `"health"`, `"reasons"`, `"heartbeat"`, `"latency_seconds"`, `"processes"`,
+			`"pid"`, `"state"`, `"os_state"`, `"request_duration_seconds"`, `"request_method"`, `"request_uri"`, `"script"`, `"requests"`, `"cpu_seconds"`, `"rss_bytes"`, `"hung"`} {
+			if !strings.Contains(out, field) {
+				t.Errorf("JSON lacks %s", field)
+			}
+		}
 
-	code, out, _ = runCLI(t, "check", "--pool", spec, ocDir)
-	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of master "+strconv.Itoa(fpm.MasterPID())+" ok | 'www_latency'=") {
-		t.Errorf("check exit %d: %q", code, out)
-	}
-	code, out, _ = runCLI(t, "check", "--pool", spec, "--no-opcache", "--critical-latency", "1ns")
-	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ok heartbeat") {
-		t.Errorf("check with a latency limit: exit %d: %q", code, out)
-	}
+		code, out, _ = g.run(t, "status", "--pool", spec, ocDir)
+		if code != 0 || !strings.Contains(out, "pool www  unix://"+g.path(p.Listen)+"  OK") || strings.Contains(out, "\x1b[") ||
+			!strings.Contains(out, "opcache of master "+strconv.Itoa(fpm.MasterPID())+" (pools www)  OK") {
+			t.Errorf("table (exit %d):\n%s", code, out)
+		}
 
-	// The same through a config file, pools as maps.
-	cfg := filepath.Join(t.TempDir(), "fpmguard.yaml")
-	yaml := "timeout: 1s\nno-opcache: true\npool:\n  - listen: unix://" + p.Listen + "\n    pm.status_listen: " + p.StatusSocket + "\n    name: fromfile\n"
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, out, stderr = runCLI(t, "check", "--config", cfg)
-	if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - fromfile ok") {
-		t.Errorf("check --config: exit %d: %q %q", code, out, stderr)
-	}
+		code, out, _ = g.run(t, "check", "--pool", spec, ocDir)
+		if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of master "+strconv.Itoa(fpm.MasterPID())+" ok | 'www_latency'=") {
+			t.Errorf("check exit %d: %q", code, out)
+		}
+		code, out, _ = g.run(t, "check", "--pool", spec, "--no-opcache", "--critical-latency", "1ns")
+		if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www ok heartbeat") {
+			t.Errorf("check with a latency limit: exit %d: %q", code, out)
+		}
 
-	if err := fpm.Signal(syscall.SIGQUIT); err != nil {
-		t.Fatal(err)
-	}
-	<-fpm.Exited()
-	code, out, _ = runCLI(t, "check", "--pool", spec, ocDir)
-	if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
-		t.Errorf("check after master stop: exit %d: %q", code, out)
-	}
+		// The same through a config file, pools as maps.
+		cfg := filepath.Join(fpm.Dir, "fpmguard.yaml")
+		yaml := "timeout: 1s\nno-opcache: true\npool:\n  - listen: unix://" + g.path(p.Listen) + "\n    name: fromfile\n"
+		if p.StatusSocket != "" {
+			yaml += "    pm.status_listen: " + g.path(p.StatusSocket) + "\n"
+		}
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr = g.run(t, "check", "--config", g.path(cfg))
+		if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - fromfile ok") {
+			t.Errorf("check --config: exit %d: %q %q", code, out, stderr)
+		}
+
+		if err := fpm.Signal(syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		<-fpm.Exited()
+		code, out, _ = g.run(t, "check", "--pool", spec, ocDir)
+		if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
+			t.Errorf("check after master stop: exit %d: %q", code, out)
+		}
+	})
 }
 
 // TestPermissionDenied runs the real binary as an unprivileged user against
@@ -227,55 +262,65 @@ func opcacheDir(t testing.TB) string {
 	return filepath.Join(fpmtest.Dir(t), "fpmguard")
 }
 
+// TestOpcacheCommands reads, resets and invalidates the opcache of a
+// php-fpm of each version.
 func TestOpcacheCommands(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools:   []fpmtest.Pool{{Name: "a", StatusListen: true}, {Name: "b"}},
-		Defines: map[string]string{"opcache.file_update_protection": "0"},
-		Files:   map[string]string{"app.php": "<?php echo 1;"},
-	})
-	args := []string{"--fpm-config", fpm.Conf, "--opcache-dir", opcacheDir(t)}
-	code, out, stderr := runCLI(t, append([]string{"opcache", "status", "-o", "json"}, args...)...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var doc struct {
-		Opcache []map[string]any `json:"opcache"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Opcache) != 1 {
-		t.Fatalf("opcache status -o json: %v\n%s", err, out)
-	}
-	o := doc.Opcache[0]
-	for _, k := range []string{"master_pid", "pools", "enabled", "cache_full", "restart_pending", "memory_used_bytes", "memory_free_bytes",
-		"memory_wasted_bytes", "cached_scripts", "cached_keys", "max_cached_keys", "hits", "misses", "oom_restarts", "hash_restarts",
-		"manual_restarts", "health", "reasons"} {
-		if _, ok := o[k]; !ok {
-			t.Errorf("opcache JSON lacks %q", k)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{
+			Version: v,
+			Pools:   []fpmtest.Pool{{Name: "a", StatusListen: fpmtest.HasStatusListen(v)}, {Name: "b"}},
+			Defines: map[string]string{"opcache.file_update_protection": "0"},
+			Files:   map[string]string{"app.php": "<?php echo 1;"},
+		})
+		g := newGuard(t, fpm)
+		args := []string{"--fpm-config", g.path(fpm.Conf), "--opcache-dir", g.opcacheDir(t)}
+		code, out, stderr := g.run(t, append([]string{"opcache", "status", "-o", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
 		}
-	}
-	if int(o["master_pid"].(float64)) != fpm.MasterPID() || len(o["pools"].([]any)) != 2 {
-		t.Errorf("opcache JSON %v", o)
-	}
-	before := o["manual_restarts"].(float64)
+		var doc struct {
+			Opcache []map[string]any `json:"opcache"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Opcache) != 1 {
+			t.Fatalf("opcache status -o json: %v\n%s", err, out)
+		}
+		o := doc.Opcache[0]
+		for _, k := range []string{"master_pid", "pools", "enabled", "cache_full", "restart_pending", "memory_used_bytes", "memory_free_bytes",
+			"memory_wasted_bytes", "cached_scripts", "cached_keys", "max_cached_keys", "hits", "misses", "oom_restarts", "hash_restarts",
+			"manual_restarts", "health", "reasons"} {
+			if _, ok := o[k]; !ok {
+				t.Errorf("opcache JSON lacks %q", k)
+			}
+		}
+		if int(o["master_pid"].(float64)) != fpm.MasterPID() || len(o["pools"].([]any)) != 2 {
+			t.Errorf("opcache JSON %v", o)
+		}
+		before := o["manual_restarts"].(float64)
 
-	code, out, stderr = runCLI(t, append([]string{"opcache", "reset"}, args...)...)
-	want := fmt.Sprintf("master %d (pools a, b) via unix://%s: opcache_reset() done; manual restarts now %d", fpm.MasterPID(), fpm.Pools["a"].StatusSocket, int(before)+1)
-	if code != 0 || !strings.Contains(out, want) {
-		t.Errorf("opcache reset: exit %d %q %q, want %q", code, out, stderr, want)
-	}
+		code, out, stderr = g.run(t, append([]string{"opcache", "reset"}, args...)...)
+		via := fpm.Pools["a"].StatusSocket
+		if via == "" {
+			via = fpm.Pools["a"].Listen
+		}
+		want := fmt.Sprintf("master %d (pools a, b) via unix://%s: opcache_reset() done; manual restarts now %d", fpm.MasterPID(), g.path(via), int(before)+1)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("opcache reset: exit %d %q %q, want %q", code, out, stderr, want)
+		}
 
-	app := filepath.Join(fpm.DocRoot, "app.php")
-	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", app}, args...)...)
-	if code != 0 || !strings.Contains(out, app+"  invalidated") {
-		t.Errorf("opcache invalidate: exit %d %q", code, out)
-	}
-	code, out, _ = runCLI(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
-	if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
-		t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
-	}
-	code, _, stderr = runCLI(t, append([]string{"opcache", "invalidate"}, args...)...)
-	if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
-		t.Errorf("opcache invalidate without paths: exit %d %q", code, stderr)
-	}
+		app := fpm.Script("app.php")
+		code, out, _ = g.run(t, append([]string{"opcache", "invalidate", app}, args...)...)
+		if code != 0 || !strings.Contains(out, app+"  invalidated") {
+			t.Errorf("opcache invalidate: exit %d %q", code, out)
+		}
+		code, out, _ = g.run(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
+		if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
+			t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
+		}
+		code, _, stderr = g.run(t, append([]string{"opcache", "invalidate"}, args...)...)
+		if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
+			t.Errorf("opcache invalidate without paths: exit %d %q", code, stderr)
+		}
+	})
 }
 
 func buildBinary(t testing.TB) string {
@@ -333,22 +378,7 @@ func waitHTTP(t *testing.T, url string, want int) string {
 // end of the test, unless the test did.
 func startBinary(t testing.TB, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("fpmguard output:\n%s", out.String())
-		}
-	})
-	return cmd, &out
+	return startCommand(t, exec.Command(buildBinary(t), args...))
 }
 
 func TestServeBinary(t *testing.T) {
@@ -381,43 +411,38 @@ func TestServeBinary(t *testing.T) {
 	}
 }
 
-// TestRunBinary: fpmguard run owns php-fpm; SIGTERM stops php-fpm
-// gracefully, leaves no process behind and passes on its exit status.
+// TestRunBinary: fpmguard run owns a php-fpm of each version (inside its
+// root for 7.4 and 8.4, as a container's entrypoint); SIGTERM stops
+// php-fpm gracefully, leaves no process behind and passes on its exit
+// status.
 func TestRunBinary(t *testing.T) {
-	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
-	addr := freePort(t)
-	args := append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t), "--"}, fpm.Argv()...)
-	cmd, out := startBinary(t, args...)
-	base := "http://" + addr
-	waitHTTP(t, base+"/healthz", 200)
-	// The first probe comes one interval after php-fpm starts.
-	waitHTTP(t, base+"/readyz", 200)
-	var rep supervisor.Report
-	if err := json.Unmarshal([]byte(waitHTTP(t, base+"/status", 200)), &rep); err != nil || len(rep.Pools) != 1 || rep.Pools[0].Master == nil {
-		t.Fatalf("/status: %v %+v", err, rep)
-	}
-	master := rep.Pools[0].Master.PID
-	workers := fpmtest.ChildrenTitled(master, "php-fpm: pool www")
-	if len(workers) == 0 {
-		t.Fatalf("no workers under master %d", master)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("run after SIGTERM: %v, want php-fpm's exit status 0", err)
-	}
-	for _, pid := range append([]int{master}, workers...) {
-		if err := syscall.Kill(pid, 0); err == nil {
-			t.Errorf("process %d of php-fpm is left", pid)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.New(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{StatusListen: fpmtest.HasStatusListen(v)}}})
+		g := newGuard(t, fpm)
+		addr := freePort(t)
+		args := append([]string{"run", "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", g.opcacheDir(t), "--"}, fpm.InRootArgv()...)
+		cmd, out := g.start(t, args...)
+		base := "http://" + addr
+		waitHTTP(t, base+"/healthz", 200)
+		// The first probe comes one interval after php-fpm starts.
+		waitHTTP(t, base+"/readyz", 200)
+		var rep supervisor.Report
+		if err := json.Unmarshal([]byte(waitHTTP(t, base+"/status", 200)), &rep); err != nil || len(rep.Pools) != 1 || rep.Pools[0].Master == nil {
+			t.Fatalf("/status: %v %+v", err, rep)
 		}
-	}
-	if !strings.Contains(fpm.Log(), "exiting, bye-bye") {
-		t.Errorf("php-fpm did not stop gracefully:\n%s", fpm.Log())
-	}
-	if !strings.Contains(out.String(), "stopping php-fpm master") {
-		t.Errorf("no stop event in the log:\n%s", out)
-	}
+		master := rep.Pools[0].Master.PID
+		workers := fpmtest.ChildrenTitled(master, "php-fpm: pool www")
+		if len(workers) == 0 {
+			t.Fatalf("no workers under master %d", master)
+		}
+		stopRun(t, cmd, append([]int{master}, workers...))
+		if !strings.Contains(fpm.Log(), "exiting, bye-bye") {
+			t.Errorf("php-fpm did not stop gracefully:\n%s", fpm.Log())
+		}
+		if !strings.Contains(out.String(), "stopping php-fpm master") {
+			t.Errorf("no stop event in the log:\n%s", out)
+		}
+	})
 }
 
 // TestRunSignals: SIGUSR2 to fpmguard run reaches php-fpm (a graceful

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/termsafe"
 	"golang.org/x/term"
@@ -51,6 +52,7 @@ func useColor(mode string, w io.Writer) bool {
 
 var healthColor = map[supervisor.Health]string{
 	supervisor.HealthOK:        "\x1b[32m",
+	supervisor.HealthUnknown:   "\x1b[2m",
 	supervisor.HealthDegraded:  "\x1b[33m",
 	supervisor.HealthUnhealthy: "\x1b[31m",
 	supervisor.HealthDown:      "\x1b[1;31m",
@@ -73,14 +75,16 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		for _, r := range p.Inconclusive {
 			fmt.Fprintf(w, "  ? %s\n", safe(r))
 		}
-		fmt.Fprintf(w, "  heartbeat: %s   status: %s\n", heartbeatText(p.Heartbeat), statusText(p.Status))
+		fmt.Fprintf(w, "  heartbeat: %s   status: %s", heartbeatText(p.Heartbeat), statusText(p.Status))
+		if c := p.Connect; c != nil {
+			fmt.Fprintf(w, "   connect: %s", connectText(c))
+		}
+		fmt.Fprintln(w)
 		if m := p.Master; m != nil {
 			fmt.Fprintf(w, "  master: %s\n", masterText(m))
 		}
-		if c := p.Counters; c != nil {
-			fmt.Fprintf(w, "  pm %s  accepted %d  listen queue %d (max %d, len %d)  idle %d  active %d  total %d  max active %d  max children reached %d  slow requests %d\n",
-				safe(c.ProcessManager), c.AcceptedConn, c.ListenQueue, c.MaxListenQueue, c.ListenQueueLen, c.IdleProcesses, c.ActiveProcesses,
-				c.TotalProcesses, c.MaxActiveProcesses, c.MaxChildrenReached, c.SlowRequests)
+		if line := countersText(&p); line != "" {
+			fmt.Fprintf(w, "  %s\n", line)
 		}
 		if len(p.Processes) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -180,11 +184,63 @@ func heartbeatText(h supervisor.Heartbeat) string {
 	case h.OK:
 		return "ok " + duration(h.LatencySeconds)
 	case h.Inconclusive != "":
-		return "NOT JUDGED (fpmguard was starved)"
+		return "NOT JUDGED" // the reasons above say why
+	case h.Misconfigured():
+		return fmt.Sprintf("MISCONFIGURED (%s: a worker answered)", h.Failure.Class)
 	case h.WaitsBehindHung > 0:
 		return fmt.Sprintf("FAILED (not sent: all %d workers are hung, nginx would answer %d)", h.WaitsBehindHung, h.Failure.NginxStatus)
 	case h.Failure != nil:
 		return fmt.Sprintf("FAILED (%s, nginx would answer %d)", h.Failure.Class, h.Failure.NginxStatus)
+	}
+	return "FAILED"
+}
+
+// countersText is the pool's numbers in one line, each from one source, the
+// one the reasons and the worker table use: workers from the process list
+// (one serving fpmguard's own request counted as idle), the listen
+// queue from the kernel when it was read. php-fpm's own counters follow,
+// named as such.
+func countersText(p *supervisor.PoolReport) string {
+	var parts []string
+	c := p.Counters
+	if c != nil {
+		parts = append(parts, "pm "+safe(c.ProcessManager))
+		busy, total := p.Busy()
+		probes := 0
+		for i := range p.Processes {
+			if p.Processes[i].ProbeRequest() {
+				probes++
+			}
+		}
+		idle := fmt.Sprintf("idle %d", total-busy)
+		if probes > 0 {
+			idle += fmt.Sprintf(" (%d serving fpmguard's own request)", probes)
+		}
+		parts = append(parts, fmt.Sprintf("busy %d", busy), idle, fmt.Sprintf("total %d", total))
+	}
+	switch q := p.SocketQueue; {
+	case q != nil:
+		parts = append(parts, fmt.Sprintf("listen queue %d of %d", p.Queue(), q.Max))
+	case c != nil:
+		parts = append(parts, fmt.Sprintf("listen queue %d (php-fpm's count: max %d, len %d)", c.ListenQueue, c.MaxListenQueue, c.ListenQueueLen))
+	}
+	if rate := p.RequestsPerSecond; rate != nil {
+		parts = append(parts, fmt.Sprintf("requests %.1f/s (fpmguard's own not counted)", *rate))
+	}
+	if c != nil {
+		parts = append(parts, fmt.Sprintf("accepted %d (php-fpm's count, fpmguard's probes included)", c.AcceptedConn),
+			fmt.Sprintf("max active %d", c.MaxActiveProcesses), fmt.Sprintf("max children reached %d", c.MaxChildrenReached),
+			fmt.Sprintf("slow requests %d", c.SlowRequests))
+	}
+	return strings.Join(parts, "  ")
+}
+
+func connectText(c *supervisor.Connect) string {
+	switch {
+	case c.OK:
+		return "ok"
+	case c.Failure != nil:
+		return fmt.Sprintf("FAILED (%s, nginx would answer %d)", c.Failure.Class, c.Failure.NginxStatus)
 	}
 	return "FAILED"
 }
@@ -198,7 +254,7 @@ func statusText(s supervisor.StatusRead) string {
 	case s.OK:
 		return "ok via " + safe(s.Via)
 	case s.Inconclusive != "":
-		return "NOT JUDGED via " + safe(s.Via) + " (fpmguard was starved)"
+		return strings.TrimSpace("NOT JUDGED via " + safe(s.Via))
 	case s.Failure != nil:
 		return fmt.Sprintf("FAILED via %s (%s)", safe(s.Via), s.Failure.Class)
 	}
@@ -232,6 +288,6 @@ func dash(s string) string {
 
 // duration and bytesText print times and sizes for people.
 var (
-	duration  = supervisor.FormatSeconds
-	bytesText = supervisor.FormatBytes
+	duration  = human.FormatSeconds
+	bytesText = human.FormatBytes
 )

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +36,8 @@ type watchFlags struct {
 	noOpcache        bool
 	nginxLogs        []string
 	enableKill       bool
+	killFromLoopback bool
+	allowedHosts     []string
 }
 
 func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
@@ -46,6 +50,7 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("kill-grace", "Time from SIGTERM to SIGKILL for a hung worker.").Default("5s").DurationVar(&a.KillGrace)
 	cmd.Flag("max-kill-ratio", "Share of a pool's workers on their way out at once, killed by fpmguard or by hand (at least one).").Default("0.5").Float64Var(&a.MaxKillRatio)
 	cmd.Flag("reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.").BoolVar(&a.ReloadUnhealthy)
+	cmd.Flag("php-fpm-binary", "php-fpm's binary for the config test of --reload-unhealthy (php-fpm -t); it must belong to root and be writable by no one else. Default: the binary the master runs, if named php-fpm… and only root may change it.").PlaceHolder("PATH").StringVar(&a.PHPFPMBinary)
 	cmd.Flag("action-budget", "Actions per pool within --action-budget-window; beyond it fpmguard only reports.").Default("10").IntVar(&a.Budget)
 	cmd.Flag("action-budget-window", "Window of --action-budget.").Default("10m").DurationVar(&a.BudgetWindow)
 	cmd.Flag("dry-run", "Log and count the actions that would be taken; take none.").BoolVar(&a.DryRun)
@@ -53,7 +58,9 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	cmd.Flag("no-process-metrics", "Leave out the per-worker series, for large pools.").BoolVar(&f.noProcessMetrics)
 	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
 	cmd.Flag("nginx-error-log", "Follow this nginx error log and count upstream failures per pool. Repeatable.").PlaceHolder("PATH").StringsVar(&f.nginxLogs)
-	cmd.Flag("web.enable-kill", "Allow POST /kill, the kill key of `fpmguard top --from`: through the same checks as --kill-hung-after, for clients on loopback, or for any client --web.config.file authenticates.").BoolVar(&f.enableKill)
+	cmd.Flag("web.enable-kill", "Allow POST /kill, the kill key of `fpmguard top --from`, through the same checks as --kill-hung-after, for the clients --web.config.file authenticates (basic_auth_users, or verified client certificates). Without such a web config fpmguard refuses to start, unless --web.kill-from-loopback is given too.").BoolVar(&f.enableKill)
+	cmd.Flag("web.kill-from-loopback", "With --web.enable-kill and no client authentication in --web.config.file: let any client on loopback kill workers. On a host that is every local user and process; in a Kubernetes pod, every container of the pod, the PHP application's included.").BoolVar(&f.killFromLoopback)
+	cmd.Flag("web.allowed-host", "A name HTTP clients may reach fpmguard by (a DNS scrape target, a Service), besides IP addresses, localhost and the names in --web.listen-address; .example.com allows the domain and every name below it. Requests naming another Host are refused, so that no web page can read fpmguard by pointing its own name at it (DNS rebinding). Repeatable.").PlaceHolder("NAME").StringsVar(&f.allowedHosts)
 	f.web = kingpinflag.AddFlags(cmd, ":9253")
 }
 
@@ -69,14 +76,29 @@ func (f *watchFlags) check() error {
 		return errors.New("--kill-hung-after and --kill-grace must not be negative")
 	case f.cfg.Actions.Budget < 1:
 		return fmt.Errorf("--action-budget %d must be at least 1", f.cfg.Actions.Budget)
+	case f.killFromLoopback && !f.enableKill:
+		return errors.New("--web.kill-from-loopback says who may kill over HTTP: it needs --web.enable-kill")
+	}
+	for _, h := range f.allowedHosts {
+		name := strings.TrimPrefix(h, ".")
+		if name == "" || strings.ContainsAny(name, ":/*[] \t") {
+			return fmt.Errorf("--web.allowed-host %q: give a host name without port or wildcard, e.g. fpm.example.com, or .example.com for the domain and every name below it", h)
+		}
+	}
+	if bin := f.cfg.Actions.PHPFPMBinary; bin != "" {
+		b, err := watch.PHPFPMBinary(bin, 0)
+		if err != nil {
+			return fmt.Errorf("--php-fpm-binary %q: %w", bin, err)
+		}
+		b.Close()
 	}
 	return nil
 }
 
-// serveHTTP serves what the session's watcher knows.
-func serveHTTP(f *watchFlags, s *session, logger *slog.Logger) (<-chan error, func()) {
+// serveHTTP serves what the session's watcher knows, under policy.
+func serveHTTP(f *watchFlags, s *session, logger *slog.Logger, policy fpmweb.Policy) (<-chan error, func()) {
 	metrics := fpmweb.NewMetricsHandler(fpmweb.NewCollector(s.snapshot, !f.noProcessMetrics), logger)
-	handler := fpmweb.WithControl(fpmweb.NewHTTPHandler(s.source, metrics, f.telemetryPath), s.controller, killPolicy(f, logger))
+	handler := fpmweb.WithControl(fpmweb.NewHTTPHandler(s.source, metrics, f.telemetryPath), s.controller, policy)
 	srv := fpmweb.NewHTTPServer(handler)
 	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	errc := make(chan error, 1)
@@ -92,31 +114,46 @@ func serveHTTP(f *watchFlags, s *session, logger *slog.Logger) (<-chan error, fu
 	}
 }
 
-// killPolicy says who may ask for a kill over HTTP, and logs it when any
-// may. A web config that cannot be read authenticates nobody: only
-// loopback clients may then kill (and exporter-toolkit refuses to serve
-// it anyway).
-func killPolicy(f *watchFlags, logger *slog.Logger) fpmweb.KillPolicy {
-	p := fpmweb.KillPolicy{Enabled: f.enableKill}
-	if !p.Enabled {
-		return p
-	}
+// webPolicy says who may reach what over HTTP (see fpmweb.Policy). It
+// refuses --web.enable-kill when no client is authenticated, unless
+// --web.kill-from-loopback accepts that every local process may kill. A
+// web config that cannot be read authenticates nobody (and
+// exporter-toolkit refuses to serve it anyway).
+func webPolicy(f *watchFlags, logger *slog.Logger) (fpmweb.Policy, error) {
+	p := fpmweb.Policy{Kill: f.enableKill, KillFromLoopback: f.killFromLoopback, Log: logger}
 	auth, err := fpmweb.AuthenticatesClients(*f.web.WebConfigFile)
 	if err != nil {
-		logger.Warn("kill over HTTP: loopback clients only", "err", oneLine(err.Error()))
+		logger.Warn("HTTP: no client is authenticated: worker details for loopback clients only", "err", oneLine(err.Error()))
 	}
 	p.Authenticated = auth
-	who := "clients on loopback only: --web.config.file authenticates no client (basic_auth_users, or RequireAndVerifyClientCert)"
-	if auth {
-		who = "clients authenticated by --web.config.file"
+	p.Hosts = append(p.Hosts, f.allowedHosts...)
+	for _, addr := range *f.web.WebListenAddresses {
+		if host, _, err := net.SplitHostPort(addr); err == nil && host != "" && net.ParseIP(host) == nil {
+			p.Hosts = append(p.Hosts, host)
+		}
+	}
+	if !p.Kill {
+		return p, nil
+	}
+	if !auth && !p.KillFromLoopback {
+		return p, errors.New("--web.enable-kill without client authentication would let any process on this machine (in a pod: any container, the PHP application's included) kill workers: set basic_auth_users, or client_auth_type RequireAndVerifyClientCert, in --web.config.file; or add --web.kill-from-loopback to accept that")
+	}
+	who := "clients authenticated by --web.config.file"
+	if !auth {
+		who = "any client on loopback (--web.kill-from-loopback): every local process, in a pod every container"
 	}
 	logger.Warn("POST /kill is on (--web.enable-kill) for "+who, "path", "/kill")
-	return p
+	return p, nil
 }
 
 func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logger *slog.Logger) int {
 	f := c.watchFlags("serve")
 	if err := f.check(); err != nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
+		return 2
+	}
+	policy, err := webPolicy(f, logger)
+	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
 		return 2
 	}
@@ -146,7 +183,7 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 		}
 		return 0
 	}
-	errc, shutdown := serveHTTP(f, s, logger)
+	errc, shutdown := serveHTTP(f, s, logger, policy)
 	code := 0
 	select {
 	case <-ctx.Done():
@@ -163,6 +200,11 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger *slog.Logger) int {
 	f := c.watchFlags("run")
 	if err := f.check(); err != nil {
+		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
+		return 2
+	}
+	policy, err := webPolicy(f, logger)
+	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
 		return 2
 	}
@@ -228,7 +270,7 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		}
 	})
 	<-ready
-	errc, shutdown := serveHTTP(f, s, logger)
+	errc, shutdown := serveHTTP(f, s, logger, policy)
 	// A fatal error stops php-fpm the graceful way too, and fpmguard then
 	// exits 1, so that whatever restarts it knows.
 	var failed atomic.Bool

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -96,5 +98,37 @@ func TestServeWithAStalledLog(t *testing.T) {
 	})
 	if _, body := httpGet(base + "/metrics"); !strings.Contains(body, "fpmguard_log_lines_dropped_total") {
 		t.Errorf("no fpmguard_log_lines_dropped_total in /metrics")
+	}
+}
+
+// TestKillNeedsAuthentication reproduces the last part of finding 6 of
+// issue 18: `--web.enable-kill` let any process on loopback kill workers,
+// in a pod any container, the PHP application's included. Without client
+// authentication in the web config, serve and run now refuse to start,
+// unless --web.kill-from-loopback says that is meant; and the web flags
+// that make no sense are refused too. (Before, serve started and served
+// until the context ended.)
+func TestKillNeedsAuthentication(t *testing.T) {
+	sock := "unix://" + t.TempDir() + "/none.sock"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--web.enable-kill"}, "--web.enable-kill without client authentication would let any process on this machine (in a pod: any container, the PHP application's included) kill workers"},
+		{[]string{"run", "--web.enable-kill", "--", "php-fpm8.2", "-F", "-y", "/nonexistent.conf"}, "add --web.kill-from-loopback to accept that"},
+		{[]string{"serve", "--web.kill-from-loopback"}, "--web.kill-from-loopback says who may kill over HTTP: it needs --web.enable-kill"},
+		{[]string{"serve", "--web.allowed-host", "fpm.example:9253"}, `--web.allowed-host "fpm.example:9253": give a host name without port`},
+		{[]string{"serve", "--web.allowed-host", "*"}, `--web.allowed-host "*"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			args := append([]string{tc.args[0], "--pool", sock, "--web.listen-address", freePort(t)}, tc.args[1:]...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out, errb bytes.Buffer
+			code := run(ctx, args, &out, &errb)
+			if code != 2 || !strings.Contains(errb.String(), tc.want) || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+				t.Errorf("fpmguard %q: exit %d, stderr %q; want 2 and one line with %q", args, code, errb.String(), tc.want)
+			}
+		})
 	}
 }

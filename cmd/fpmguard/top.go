@@ -139,7 +139,7 @@ func topOnce(ctx context.Context, c *cli, opts top.Options, stdout, stderr io.Wr
 
 func allProbed(s *watch.Snapshot) bool {
 	for _, p := range s.Pools {
-		if !p.Probed {
+		if !p.Probed() {
 			return false
 		}
 	}
@@ -172,7 +172,7 @@ func waitSnapshot(ctx context.Context, snapshot func() *watch.Snapshot, deadline
 // kill key asks it, through the watchdog's rules, with their defaults.
 func localFeed(ctx context.Context, c *cli) (*feed, error) {
 	f := &c.top
-	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs)
+	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs, c.trust())
 	if err != nil && len(targets) == 0 {
 		return nil, err
 	}

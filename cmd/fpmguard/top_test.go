@@ -286,7 +286,7 @@ func TestTopFrom(t *testing.T) {
 	}
 
 	addr = freePort(t)
-	startBinary(t, append(serveFlags, "--web.listen-address", addr, "--web.enable-kill")...)
+	startBinary(t, append(serveFlags, "--web.listen-address", addr, "--web.enable-kill", "--web.kill-from-loopback")...)
 	waitHTTP(t, "http://"+addr+"/readyz", 200)
 	r, _ = web.NewRemote("http://"+addr, "", 10*time.Second)
 	res, err = r.Kill(context.Background(), "www", busy)

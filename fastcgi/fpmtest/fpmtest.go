@@ -2,7 +2,9 @@
 // an HTTP server: a master of its own in a temporary directory, with its own
 // sockets and config, stopped with every worker when the test ends, even if
 // the test fails. It starts a real nginx in front of it too, for tests of
-// what nginx users see.
+// what nginx users see. Options.Version picks the PHP version: the host's
+// php-fpm, or another one run in a root filesystem of its own, as in a
+// container (versions.go).
 package fpmtest
 
 import (
@@ -43,19 +45,28 @@ type Options struct {
 	Pools   []Pool            // one default pool if empty
 	Defines map[string]string // php.ini settings passed as -d, e.g. opcache sizes
 	Files   map[string]string // PHP files written into the document root
+	// Version is the PHP version, one of Versions: "" or HostVersion is
+	// the host's php-fpm, another runs php-fpm with chroot in its root.
+	Version string
 }
 
-// FPM is a running test master.
+// FPM is a running test master. Every path is a host path; for a version
+// run in a chroot it lies inside Root, and InRoot gives the path php-fpm
+// sees.
 type FPM struct {
-	Dir      string // the temporary directory holding everything
-	DocRoot  string // where Files are written
-	Conf     string // the php-fpm.conf path
-	Pools    map[string]*RunningPool
-	argv     []string
-	cmd      *exec.Cmd
-	waited   chan struct{}
-	waitErr  error
-	stopOnce sync.Once
+	Dir        string // the temporary directory holding everything
+	DocRoot    string // where Files are written
+	Conf       string // the php-fpm.conf path
+	Pools      map[string]*RunningPool
+	Version    string // the matrix version asked for: "7.4", "8.2", "8.4"
+	PHPVersion string // the version php-fpm reports, e.g. "7.4.33"
+	Binary     string // the php-fpm binary
+	Root       string // the root filesystem php-fpm runs in; "" on the host
+	argv       []string
+	cmd        *exec.Cmd
+	waited     chan struct{}
+	waitErr    error
+	stopOnce   sync.Once
 }
 
 // RunningPool tells where a pool listens.
@@ -103,12 +114,26 @@ func Start(t testing.TB, opts Options) *FPM {
 // that start it their own way (Argv gives the command line).
 func New(t testing.TB, opts Options) *FPM {
 	t.Helper()
-	bin, err := Binary()
+	rt, err := buildOf(opts.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := Dir(t)
-	f := &FPM{Dir: dir, DocRoot: filepath.Join(dir, "www"), Conf: filepath.Join(dir, "php-fpm.conf"), Pools: map[string]*RunningPool{}, waited: make(chan struct{})}
+	for _, p := range opts.Pools {
+		if p.StatusListen && !HasStatusListen(opts.Version) {
+			t.Fatalf("fpmtest: pool %q asks for pm.status_listen, which PHP %s does not have (php-fpm 8.0 brought it): ask for it only where fpmtest.HasStatusListen", p.Name, rt.phpVersion)
+		}
+	}
+	var dir string
+	if rt.root == "" {
+		dir = Dir(t)
+	} else {
+		dir = rootDir(t, rt.root)
+	}
+	f := &FPM{Dir: dir, DocRoot: filepath.Join(dir, "www"), Conf: filepath.Join(dir, "php-fpm.conf"), Pools: map[string]*RunningPool{}, waited: make(chan struct{}),
+		Version: opts.Version, PHPVersion: rt.phpVersion, Binary: rt.binary, Root: rt.root}
+	if f.Version == "" {
+		f.Version = HostVersion
+	}
 	if err := os.Mkdir(f.DocRoot, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +147,10 @@ func New(t testing.TB, opts Options) *FPM {
 	if err := os.WriteFile(f.Conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.argv = []string{bin, "-F", "-y", f.Conf}
+	f.argv = []string{rt.inRoot, "-F", "-y", f.InRoot(f.Conf)}
+	if f.Root != "" {
+		f.argv = append([]string{chrootBinary(), f.Root}, f.argv...)
+	}
 	keys := make([]string, 0, len(opts.Defines))
 	for k := range opts.Defines {
 		keys = append(keys, k)
@@ -134,13 +162,28 @@ func New(t testing.TB, opts Options) *FPM {
 	return f
 }
 
-// Argv is the php-fpm command line for this config.
+// Argv is the php-fpm command line for this config, as the host runs it:
+// for a version in a root, `chroot ROOT php-fpmX.Y ...`.
 func (f *FPM) Argv() []string { return append([]string(nil), f.argv...) }
+
+// InRootArgv is the php-fpm command line as a process inside f's root
+// runs it (see Command); on the host, Argv.
+func (f *FPM) InRootArgv() []string {
+	if f.Root == "" {
+		return f.Argv()
+	}
+	return append([]string(nil), f.argv[2:]...)
+}
 
 // Start starts php-fpm and waits for its sockets.
 func (f *FPM) Start(t testing.TB) {
 	t.Helper()
-	f.cmd = exec.Command(f.argv[0], f.argv[1:]...)
+	if f.Root == "" {
+		f.cmd = exec.Command(f.argv[0], f.argv[1:]...)
+	} else {
+		// As in a container: a mount namespace of its own, with a /proc.
+		f.cmd = f.newNamespace(f.InRootArgv()...)
+	}
 	f.cmd.Dir = f.Dir
 	// A group of its own, so cleanup reaches workers orphaned by a test
 	// that kills the master.
@@ -199,7 +242,7 @@ func (f *FPM) WaitSockets(d time.Duration) error {
 			if sock == "" {
 				continue
 			}
-			if err := waitSocket(sock, deadline, f.waited); err != nil {
+			if err := waitSocket(sock, f.InRoot(sock), deadline, f.waited); err != nil {
 				return err
 			}
 		}
@@ -225,7 +268,7 @@ func (f *FPM) config(pools []Pool) string {
 	var b strings.Builder
 	// Paths are quoted: a test name may put '=' or ';' in them.
 	fmt.Fprintf(&b, "[global]\npid = %q\nerror_log = %q\ndaemonize = no\nlog_level = notice\n",
-		filepath.Join(f.Dir, "php-fpm.pid"), filepath.Join(f.Dir, "error.log"))
+		f.InRoot(filepath.Join(f.Dir, "php-fpm.pid")), f.InRoot(filepath.Join(f.Dir, "error.log")))
 	asRoot := os.Geteuid() == 0
 	for _, p := range pools {
 		rp := &RunningPool{Pool: p}
@@ -245,12 +288,16 @@ func (f *FPM) config(pools []Pool) string {
 			rp.PingPath = "/ping"
 		}
 		rp.Listen = filepath.Join(f.Dir, rp.Name+".sock")
-		fmt.Fprintf(&b, "\n[%s]\nlisten = %q\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, rp.Listen, rp.PM, rp.MaxChildren)
+		fmt.Fprintf(&b, "\n[%s]\nlisten = %q\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, f.InRoot(rp.Listen), rp.PM, rp.MaxChildren)
 		if rp.PM == "dynamic" {
 			fmt.Fprintf(&b, "pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = %d\n", rp.MaxChildren)
 		}
 		if asRoot {
-			usr, grp := unprivileged()
+			// A root of .ci/rootfs is Debian's, with www-data.
+			usr, grp := "www-data", "www-data"
+			if f.Root == "" {
+				usr, grp = unprivileged()
+			}
 			fmt.Fprintf(&b, "user = %s\ngroup = %s\n", usr, grp)
 		}
 		if rp.StatusPath != "-" {
@@ -261,11 +308,11 @@ func (f *FPM) config(pools []Pool) string {
 		}
 		if rp.StatusListen {
 			rp.StatusSocket = filepath.Join(f.Dir, rp.Name+"-status.sock")
-			fmt.Fprintf(&b, "pm.status_listen = %q\n", rp.StatusSocket)
+			fmt.Fprintf(&b, "pm.status_listen = %q\n", f.InRoot(rp.StatusSocket))
 		}
 		if rp.Slowlog {
 			rp.SlowlogPath = filepath.Join(f.Dir, rp.Name+"-slow.log")
-			fmt.Fprintf(&b, "slowlog = %q\nrequest_slowlog_timeout = 1s\n", rp.SlowlogPath)
+			fmt.Fprintf(&b, "slowlog = %q\nrequest_slowlog_timeout = 1s\n", f.InRoot(rp.SlowlogPath))
 		}
 		b.WriteString("catch_workers_output = yes\n")
 		for _, l := range rp.Extra {
@@ -290,9 +337,11 @@ func unprivileged() (string, string) {
 	return usr, usr
 }
 
-func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
+// waitSocket waits until a socket listens at path, which php-fpm bound as
+// bound (the path it sees in its root).
+func waitSocket(path, bound string, deadline time.Time, exited <-chan struct{}) error {
 	for {
-		if listening(path) {
+		if listening(bound) && isSocket(path) {
 			return nil
 		}
 		select {
@@ -307,10 +356,16 @@ func waitSocket(path string, deadline time.Time, exited <-chan struct{}) error {
 	}
 }
 
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
 // listening reports whether a unix socket listens at path, from the
-// kernel's table: a test connection would be queued for a worker, counted
-// in the pool's accepted connections, and start a worker of an ondemand
-// pool, all after the test began.
+// kernel's table, which names a socket by the path its process bound, in
+// that process's root. A test connection would be queued for a worker,
+// counted in the pool's accepted connections, and start a worker of an
+// ondemand pool, all after the test began.
 func listening(path string) bool {
 	b, err := os.ReadFile("/proc/net/unix")
 	if err != nil {
@@ -503,8 +558,10 @@ func FreePort(t testing.TB) string {
 
 // WaitWorker waits until pool's status page shows a worker for which want
 // is true, and returns its pid. It reads the page through pm.status_listen
-// when the pool has it, so busy workers do not delay it. Its limits are
-// generous, for a loaded runner: it returns as soon as the worker shows.
+// when the pool has it, so busy workers do not delay it; else through the
+// pool's socket, and the worker serving that read is never the one. Its
+// limits are generous, for a loaded runner: it returns as soon as the
+// worker shows.
 func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) bool) int {
 	t.Helper()
 	p := f.Pools[pool]
@@ -519,6 +576,11 @@ func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) b
 			return 0, false
 		}
 		for _, w := range st.Processes {
+			// Without pm.status_listen (PHP 7.4) a worker serves this very
+			// status request, Running too: it is not the worker waited for.
+			if sock == p.Listen && w.State != fastcgi.StateIdle && strings.HasPrefix(w.RequestURI, p.StatusPath+"?") {
+				continue
+			}
 			if want(w) {
 				return w.PID, true
 			}

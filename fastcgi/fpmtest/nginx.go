@@ -42,6 +42,8 @@ func NginxBinary() (string, error) {
 
 // StartNginx starts nginx serving f's document root through pool's socket,
 // and stops it when the test ends. It fails the test when nginx is missing.
+// nginx runs on the host, with host paths; the script names it passes are
+// the ones php-fpm sees, in its root when it has one.
 func StartNginx(t testing.TB, f *FPM, pool string, opts NginxOptions) *Nginx {
 	t.Helper()
 	bin, err := NginxBinary()
@@ -81,13 +83,13 @@ http {
         location ~ \.php$ {
             fastcgi_pass unix:%[5]s;
             fastcgi_read_timeout %[6]ds;
-            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param SCRIPT_FILENAME %[7]s$fastcgi_script_name;
             fastcgi_param SCRIPT_NAME $fastcgi_script_name;
             fastcgi_param QUERY_STRING $query_string;
             fastcgi_param REQUEST_METHOD $request_method;
             fastcgi_param REQUEST_URI $request_uri;
             fastcgi_param DOCUMENT_URI $document_uri;
-            fastcgi_param DOCUMENT_ROOT $document_root;
+            fastcgi_param DOCUMENT_ROOT %[7]s;
             fastcgi_param SERVER_PROTOCOL $server_protocol;
             fastcgi_param GATEWAY_INTERFACE CGI/1.1;
             fastcgi_param REMOTE_ADDR $remote_addr;
@@ -97,7 +99,7 @@ http {
         }
     }
 }
-`, dir, user, port, f.DocRoot, f.Pools[pool].Listen, int(opts.ReadTimeout.Seconds()))
+`, dir, user, port, f.DocRoot, f.Pools[pool].Listen, int(opts.ReadTimeout.Seconds()), f.InRoot(f.DocRoot))
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

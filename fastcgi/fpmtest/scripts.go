@@ -2,7 +2,6 @@ package fpmtest
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ const (
 // waiting up to a minute, as a client of the site would.
 func (f *FPM) Request(ctx context.Context, name, query string) error {
 	_, err := fastcgi.Client{Timeout: 60 * time.Second}.Do(ctx, fastcgi.Address{Network: "unix", Addr: f.Pools["www"].Listen},
-		fastcgi.Request{Path: "/" + name, Query: query, Script: filepath.Join(f.DocRoot, name)})
+		fastcgi.Request{Path: "/" + name, Query: query, Script: f.Script(name)})
 	return err
 }
 

@@ -11,8 +11,15 @@
 // union is accepted. Checks that depend on the file system or the user
 // database (does the chroot exist, is the master root) are left to php-fpm.
 //
+// Configs may belong to a master fpmguard found, not one an operator named:
+// Options.Files says what every file must be (owner, mode, readable by the
+// master's user), and Options.Redact keeps what the files hold out of
+// errors. Every file is read through package safefile: no FIFO, device or
+// endless file, and inside a root no link leads out of it.
+//
 // It must import nothing of fpmguard's but fastcgi (for ListenAddress, via
-// fastcgi.ParseAddress): the supervisor imports it, never the reverse.
+// fastcgi.ParseAddress) and safefile: the supervisor imports it, never the
+// reverse.
 package fpmconf
 
 // The API: Options, Config, Pool, Load and Parse.
@@ -20,13 +27,27 @@ package fpmconf
 import (
 	"io"
 	"time"
+
+	"github.com/fpmguard/fpmguard/safefile"
 )
 
 // Options say how to read the config.
 type Options struct {
-	Root   string                      // file system root to read through, e.g. "/proc/1234/root" for a master in another container; "" means "/"
-	Prefix string                      // php-fpm's -p prefix; "" means none
-	Getenv func(string) (string, bool) // for ${VAR}; nil means os.LookupEnv
+	Root   string // file system root to read through, e.g. "/proc/1234/root" for a master in another container; "" means "/"
+	Prefix string // php-fpm's -p prefix; "" means none
+	// Getenv looks up ${VAR}: php-fpm expands it from its own environment,
+	// so pass the master's, never one the config's author must not read.
+	// nil: every variable is unset.
+	Getenv func(string) (string, bool)
+	// Files is what every file read must be besides a regular file of at
+	// most 8 MiB: its owner, its mode, who may read it. Links are followed,
+	// inside Root.
+	Files safefile.Rules
+	// Redact keeps what the files hold out of errors: they name the file,
+	// the line and what is wrong, and quote nothing. For a config no
+	// operator named, which may pull in a file the reader of the error must
+	// not see.
+	Redact bool
 }
 
 // Config is what php-fpm would run with.

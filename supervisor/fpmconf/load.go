@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,13 +41,44 @@ type loader struct {
 
 // where is a place in the config, for messages.
 type where struct {
-	file string
-	line int
+	file   string
+	line   int
+	redact bool // quote nothing of the file: Options.Redact
 }
 
+// errorf says what is wrong at w. Its string and error arguments hold
+// what the files say; with redact they are left out.
 func (w where) errorf(format string, args ...any) error {
+	if w.redact {
+		args = slices.Clone(args)
+		for i, a := range args {
+			switch a := a.(type) {
+			case string:
+				args[i] = redacted
+			case error:
+				args[i] = redactedError{a}
+			}
+		}
+	}
 	return errorf("reading %s:%d: "+format, append([]any{w.file, w.line}, args...)...)
 }
+
+// redacted stands for what a file said, in errors that must not quote it.
+const redacted = "(not shown)"
+
+// redactedError keeps an error for errors.Is and errors.As, but shows of
+// it only what names no content: a system call and its errno.
+type redactedError struct{ err error }
+
+func (e redactedError) Error() string {
+	var pe *fs.PathError
+	if errors.As(e.err, &pe) {
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return redacted
+}
+
+func (e redactedError) Unwrap() error { return e.err }
 
 // errorf is fmt.Errorf for messages that must stay on one line although
 // they may name files, and a file name may hold a newline.
@@ -104,7 +136,7 @@ func (s *section) num(key string, def int) int {
 func newLoader(path string, opts Options) (*loader, error) {
 	l := &loader{opts: opts, getenv: opts.Getenv}
 	if l.getenv == nil {
-		l.getenv = os.LookupEnv
+		l.getenv = func(string) (string, bool) { return "", false }
 	}
 	if opts.Prefix != "" && !filepath.IsAbs(opts.Prefix) {
 		return nil, errorf("php-fpm prefix %q is not an absolute path; pass the -p value of the running master", opts.Prefix)
@@ -157,7 +189,7 @@ func (l *loader) parseFile(name string, data []byte) error {
 		if len(line) == 0 {
 			continue
 		}
-		at := where{file: name, line: n + 1}
+		at := where{file: name, line: n + 1, redact: l.opts.Redact}
 		// php-fpm appends the newline it split on, then passes the line
 		// as a C string, so a NUL byte ends it and hides that newline.
 		if i := bytes.IndexByte(line, 0); i >= 0 {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/safefile"
 )
 
 // validFixture is a directory under testdata read with the prefix set to
@@ -281,7 +283,7 @@ func generatedBad(t *testing.T) []badCase {
 		t.Fatal(err)
 	}
 	cases = append(cases, badCase{name: "FIFO", dir: dir, main: filepath.Join(dir, "php-fpm.conf"), at: "php-fpm.conf:3",
-		want: []string{"fifo.conf is not a regular file"}})
+		want: []string{"fifo.conf: not a regular file (a FIFO)"}})
 
 	dir = t.TempDir()
 	writeFile(t, filepath.Join(dir, "php-fpm.conf"), "[global]\nerror_log = fpm.log\ninclude = loop.conf\n"+testPool)
@@ -305,5 +307,66 @@ func TestNestedFiveDeep(t *testing.T) {
 	}
 	if len(cfg.Files) != 5 || cfg.Pools[0].File != filepath.Join(dir, "d4.conf") {
 		t.Errorf("Files = %q, pool in %q", cfg.Files, cfg.Pools[0].File)
+	}
+}
+
+// TestRedact: a config no operator named may include a file whose reader
+// must not see what it holds. With Redact, errors name the file, the line
+// and what is wrong, and quote nothing of it; without, they quote as
+// ever.
+func TestRedact(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "shadow")
+	writeFile(t, secret, "secretuser:$y$SECRET:20228:0:99999:7:::\n[pool ${HOME}]\n")
+	writeFile(t, filepath.Join(dir, "php-fpm.conf"), "[global]\ninclude = "+secret+"\n")
+	for _, text := range []string{
+		"secretuser:$y$SECRET",
+		"[www]\nlisten = /run/secret.sock\npm = SECRET\n",
+		"[www]\nlisten = SECRET_host:9000\npm = static\npm.max_children = 1\n",
+		"[SECRET]\nlisten = /run/a.sock\npm = static\n",
+	} {
+		writeFile(t, secret, text)
+		_, err := Load(filepath.Join(dir, "php-fpm.conf"), Options{Redact: true})
+		if err == nil || !strings.Contains(err.Error(), "reading "+secret+":") || strings.Contains(strings.ToLower(err.Error()), "secret:") || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%q: %v; want an error naming %s and quoting nothing", text, err, secret)
+		}
+		if _, err := Load(filepath.Join(dir, "php-fpm.conf"), Options{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "secret") {
+			t.Errorf("%q without Redact: %v; want the usual quote", text, err)
+		}
+	}
+}
+
+// TestFileRules: every file of a config passes Options.Files: the main
+// file, and what it includes.
+func TestFileRules(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "php-fpm.conf")
+	writeFile(t, main, "[global]\ninclude = "+dir+"/pool.d/*.conf\n")
+	writeFile(t, filepath.Join(dir, "pool.d/www.conf"), testPool)
+	root := Options{Files: safefile.Rules{Owners: []uint32{0}, NoOtherWrite: true}}
+	if _, err := Load(main, root); err != nil {
+		t.Fatalf("root's own files: %v", err)
+	}
+	if err := os.Chown(filepath.Join(dir, "pool.d/www.conf"), 33, 33); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(main, root); !errors.Is(err, safefile.ErrOwner) {
+		t.Errorf("an include of the pool user's: %v, want ErrOwner", err)
+	}
+	if err := os.Chmod(main, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(main, root); !errors.Is(err, safefile.ErrWritable) {
+		t.Errorf("a main file anyone may write: %v, want ErrWritable", err)
+	}
+}
+
+// TestEnvUnsetByDefault: ${VAR} expands only from the environment given:
+// with none, every variable is unset, never fpmguard's own.
+func TestEnvUnsetByDefault(t *testing.T) {
+	t.Setenv("FPMCONF_TEST_SECRET", "s3cr3t")
+	cfg, err := Parse(strings.NewReader("[www${FPMCONF_TEST_SECRET}]\nlisten = /run/a.sock\npm = static\npm.max_children = 1\n"), "env.conf", Options{})
+	if err != nil || cfg.Pools[0].Name != "www" {
+		t.Fatalf("%+v, %v; want pool www", cfg, err)
 	}
 }

@@ -5,7 +5,6 @@ package fpmconf
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -13,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/fpmguard/fpmguard/safefile"
 )
 
 // cleanAbs makes p an absolute, clean path inside the root: ".." cannot
@@ -111,43 +112,15 @@ func (l *loader) exists(p string) bool {
 	return err == nil
 }
 
-// readFile reads a config file, which must be a regular file: a FIFO would
-// block and a device could be endless. O_NONBLOCK keeps the open itself
-// from blocking on a FIFO.
+// readFile reads a config file through safefile: a regular file (a FIFO
+// would block and a device could be endless) of at most maxFileSize, that
+// passes Options.Files, reached through links resolved inside the root as
+// the master resolves them.
 func (l *loader) readFile(p string) ([]byte, error) {
-	var f *os.File
-	var err error
-	if l.root == "" {
-		f, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	} else {
-		var r string
-		if r, err = l.resolve(p); err == nil {
-			f, err = l.fsys.OpenFile(rel(r), os.O_RDONLY|syscall.O_NONBLOCK, 0)
-		}
-		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-			// Name the file as php-fpm would, not by the root's name.
-			err = &fs.PathError{Op: "open", Path: p, Err: pe.Err}
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d MiB; that is not a php-fpm config", p, maxFileSize>>20)
-	}
-	return data, nil
+	rules := l.opts.Files
+	rules.MaxBytes = maxFileSize
+	rules.FollowLinks = true
+	return safefile.ReadFile(l.root, p, rules)
 }
 
 func (l *loader) readDirNames(dir string) ([]string, error) {

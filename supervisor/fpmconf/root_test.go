@@ -51,3 +51,27 @@ func TestRoot(t *testing.T) {
 		t.Errorf("PIDFile = %q", cfg.PIDFile)
 	}
 }
+
+// TestRootHostileFiles: what a hostile root puts where its config is read
+// neither blocks, nor exhausts memory, nor leads out of the root.
+func TestRootHostileFiles(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "host.conf")
+	writeFile(t, host, "[host]\nlisten = /run/host.sock\npm = static\npm.max_children = 1\n")
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "etc/php-fpm.conf"), "include = /etc/pool.d/*.conf\n")
+	if err := os.MkdirAll(filepath.Join(root, "etc/pool.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"zero.conf": "/dev/zero", "host.conf": host} {
+		link := filepath.Join(root, "etc/pool.d", name)
+		os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load("/etc/php-fpm.conf", Options{Root: root})
+		if err == nil {
+			t.Errorf("%s -> %s: read %+v", name, target, cfg.Pools)
+		}
+		os.Remove(link)
+	}
+}
