@@ -21,12 +21,22 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
 # The scale table of make bench: pool counts, seconds per window, runs.
-# SCALE_BASELINE names a git ref (main, a commit) built and measured in the
-# same runs beside the working tree; empty for none.
 SCALE_POOLS ?= 10,100,1000
 SCALE_SECONDS ?= 60
 SCALE_RUNS ?= 3
-SCALE_BASELINE ?=
+# Runs of each mode of the nginx scenario.
+SCENARIO_RUNS ?= 3
+# BASELINE names a git ref (main, a commit) built and measured beside the
+# working tree, in the same runs, by the scenario and the scale table;
+# empty for none.
+BASELINE ?=
+# with-baseline runs a command with $$base set to a binary built from
+# BASELINE (empty without it), in a git worktree removed afterwards.
+with-baseline = base=""; tmp=$$(mktemp -d); trap 'git worktree remove --force "$$tmp/src" 2>/dev/null; rm -rf "$$tmp"' EXIT; \
+	if [ -n "$(BASELINE)" ]; then \
+		git worktree add --detach "$$tmp/src" "$(BASELINE)" >/dev/null && \
+		(cd "$$tmp/src" && $(GO) build -ldflags "-X main.version=$$(git describe --tags --always)" -o "$$tmp/fpmguard" ./cmd/fpmguard) && base="$$tmp/fpmguard" || exit 1; \
+	fi;
 
 all: build
 
@@ -74,23 +84,19 @@ bench: deps
 	$(MAKE) --no-print-directory bench-scenario bench-scale
 
 # The end-to-end scenario through nginx: hung workers with nothing acting,
-# with fpmguard (at --interval 1s and 5s), and with php-fpm's
-# request_terminate_timeout.
+# with fpmguard (at --interval 1s and 5s; BASELINE's too when set), and with
+# php-fpm's request_terminate_timeout. SCENARIO_RUNS runs of each.
 bench-scenario: deps
-	FPMGUARD_SCENARIO=1 $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count 1 ./cmd/fpmguard/ > bench-scenario.out; status=$$?; cat bench-scenario.out; exit $$status
+	@$(with-baseline) FPMGUARD_SCENARIO=1 FPMGUARD_SCENARIO_BASELINE="$$base" $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count $(SCENARIO_RUNS) ./cmd/fpmguard/ > bench-scenario.out; status=$$?; cat bench-scenario.out; exit $$status
 	@echo
 	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms; fpmguard's --kill-hung-after and php-fpm's request_terminate_timeout 3s:"
 	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); line = sprintf("  %-28s", n[2]); \
 		for (i = 3; i < NF; i += 2) if ($$(i + 1) != "ns/op") line = line sprintf("  %s %s", $$(i + 1), $$i); print line }' bench-scenario.out
 
 # The scale table: serve's cost at SCALE_POOLS pools, static and ondemand,
-# with and without pm.status_listen, beside SCALE_BASELINE when set.
+# with and without pm.status_listen, beside BASELINE when set.
 bench-scale: deps
-	@base=""; tmp=$$(mktemp -d); trap 'git worktree remove --force "$$tmp/src" 2>/dev/null; rm -rf "$$tmp"' EXIT; \
-	if [ -n "$(SCALE_BASELINE)" ]; then \
-		git worktree add --detach "$$tmp/src" "$(SCALE_BASELINE)" >/dev/null && \
-		(cd "$$tmp/src" && $(GO) build -ldflags "-X main.version=$$(git describe --tags --always)" -o "$$tmp/fpmguard" ./cmd/fpmguard) && base="$$tmp/fpmguard" || exit 1; \
-	fi; \
+	@$(with-baseline) \
 	FPMGUARD_SCALE=$(SCALE_POOLS) SCALE_SECONDS=$(SCALE_SECONDS) SCALE_RUNS=$(SCALE_RUNS) FPMGUARD_SCALE_BASELINE="$$base" \
 		$(GO) test -count=1 -timeout 0 -run '^TestScale$$' -v ./cmd/fpmguard/ > bench-scale.out; status=$$?; grep '^SCALE' bench-scale.out; exit $$status
 	@echo

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +25,9 @@ import (
 //   - fpmguard-interval-1s, fpmguard-interval-5s: fpmguard run
 //     --kill-hung-after 3s, probing every 1 s or 5 s (--max-kill-ratio 0.5:
 //     two workers go, then the other two once those are gone);
-//   - request_terminate_timeout: php-fpm's own kill at the same 3 s.
+//   - request_terminate_timeout: php-fpm's own kill at the same 3 s;
+//   - baseline-interval-1s, baseline-interval-5s: another fpmguard binary
+//     (FPMGUARD_SCENARIO_BASELINE=PATH, the old code) as fpmguard.
 //
 // For fpmguard it also reports kill-late-ms: how long after the hang
 // began plus --kill-hung-after its last SIGTERM went, from its own events
@@ -41,13 +45,23 @@ func BenchmarkRecovery(b *testing.B) {
 		return fpmtest.Pool{MaxChildren: 4, StatusListen: true, Extra: extra}
 	}
 	files := map[string]string{"index.php": indexPHP, "hang.php": hangPHP}
-	withFpmguard := func(interval string) func(b *testing.B) (*fpmtest.Nginx, string) {
+	withFpmguard := func(bin, interval string) func(b *testing.B) (*fpmtest.Nginx, string) {
 		return func(b *testing.B) (*fpmtest.Nginx, string) {
 			fpm := fpmtest.New(b, fpmtest.Options{Pools: []fpmtest.Pool{pool()}, Files: files})
 			addr := freePort(b)
 			args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", opcacheDir(b),
 				"--interval", interval, "--kill-hung-after", threshold.String(), "--"}, fpm.Argv()...)
-			startBinary(b, args...)
+			if bin == "" {
+				bin = buildBinary(b)
+			}
+			cmd := exec.Command(bin, args...)
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				_ = cmd.Wait()
+			})
 			if err := fpm.WaitSockets(10 * time.Second); err != nil {
 				b.Fatal(err)
 			}
@@ -65,12 +79,23 @@ func BenchmarkRecovery(b *testing.B) {
 			fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{pool()}, Files: files})
 			return fpmtest.StartNginx(b, fpm, "www", fpmtest.NginxOptions{ReadTimeout: 10 * time.Second}), ""
 		}},
-		{"fpmguard-interval-1s", withFpmguard("1s")},
-		{"fpmguard-interval-5s", withFpmguard("5s")},
+		{"fpmguard-interval-1s", withFpmguard("", "1s")},
+		{"fpmguard-interval-5s", withFpmguard("", "5s")},
 		{"request_terminate_timeout", func(b *testing.B) (*fpmtest.Nginx, string) {
 			fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{pool("request_terminate_timeout = " + threshold.String())}, Files: files})
 			return fpmtest.StartNginx(b, fpm, "www", fpmtest.NginxOptions{ReadTimeout: 10 * time.Second}), ""
 		}},
+	}
+	// Another fpmguard binary (the old code), measured the same way in the
+	// same run: FPMGUARD_SCENARIO_BASELINE=PATH.
+	if base := os.Getenv("FPMGUARD_SCENARIO_BASELINE"); base != "" {
+		modes = append(modes, []struct {
+			name  string
+			start func(b *testing.B) (n *fpmtest.Nginx, fpmguard string)
+		}{
+			{"baseline-interval-1s", withFpmguard(base, "1s")},
+			{"baseline-interval-5s", withFpmguard(base, "5s")},
+		}...)
 	}
 	for _, m := range modes {
 		b.Run(m.name, func(b *testing.B) {
