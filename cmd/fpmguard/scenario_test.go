@@ -29,8 +29,9 @@ import (
 //   - baseline-interval-1s, baseline-interval-5s: another fpmguard binary
 //     (FPMGUARD_SCENARIO_BASELINE=PATH, the old code) as fpmguard.
 //
-// For fpmguard it also reports kill-late-ms: how long after the hang
-// began plus --kill-hung-after its last SIGTERM went, from its own events
+// For fpmguard it also reports its SIGTERMs, and kill-late-ms: how long
+// after the hang began plus --kill-hung-after the last one went, from its
+// own events
 // (the hang begins when the test sends the requests, a little before
 // php-fpm starts them, so this overstates the lateness, never understates
 // it).
@@ -106,11 +107,13 @@ func BenchmarkRecovery(b *testing.B) {
 				b.ReportMetric(res.recovery.Seconds(), "recovery-s")
 				b.ReportMetric(res.hungEnded.Seconds(), "hung-ended-s")
 				if fpmguard != "" {
+					// Four, unless nginx's fastcgi_read_timeout ended some
+					// hung requests first (504, in nginx-5xx).
 					kills := sigterms(b, fpmguard, res.start)
-					if len(kills) != 4 {
-						b.Fatalf("%d SIGTERMs after the hang began, want 4", len(kills))
+					b.ReportMetric(float64(len(kills)), "sigterms")
+					if len(kills) > 0 {
+						b.ReportMetric(float64((slices.MaxFunc(kills, time.Time.Compare).Sub(res.start) - threshold).Milliseconds()), "kill-late-ms")
 					}
-					b.ReportMetric(float64((slices.MaxFunc(kills, time.Time.Compare).Sub(res.start) - threshold).Milliseconds()), "kill-late-ms")
 				}
 			}
 		})
