@@ -31,10 +31,9 @@ import (
 //
 // For fpmguard it also reports its SIGTERMs, and kill-late-ms: how long
 // after the hang began plus --kill-hung-after the last one went, from its
-// own events
-// (the hang begins when the test sends the requests, a little before
-// php-fpm starts them, so this overstates the lateness, never understates
-// it).
+// own events (the hang begins when the test sends the requests, a little
+// before php-fpm starts them, so this overstates the lateness, never
+// understates it).
 //
 // It takes about two minutes, so it runs only with FPMGUARD_SCENARIO=1.
 func BenchmarkRecovery(b *testing.B) {
@@ -52,10 +51,11 @@ func BenchmarkRecovery(b *testing.B) {
 			addr := freePort(b)
 			args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", opcacheDir(b),
 				"--interval", interval, "--kill-hung-after", threshold.String(), "--"}, fpm.Argv()...)
-			if bin == "" {
-				bin = buildBinary(b)
+			path := bin
+			if path == "" {
+				path = buildBinary(b) // in this run's directory, removed with it
 			}
-			cmd := exec.Command(bin, args...)
+			cmd := exec.Command(path, args...)
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
