@@ -41,6 +41,12 @@ type OSProcess struct {
 	// StartTicks is when the process started, in ticks since boot: with
 	// the pid it names one process, so a reused pid is told apart.
 	StartTicks uint64
+	// ExecID changes each time the process runs a program anew (execve):
+	// the kernel places its code and its stack at new random addresses at
+	// each exec, and php-fpm's reload (SIGUSR2) is an exec under the same
+	// pid and start time. 0 when /proc hides those addresses (a process
+	// read without ptrace rights over it).
+	ExecID uint64
 }
 
 // Titles php-fpm gives its processes.
@@ -235,9 +241,9 @@ func parseStat(b []byte, out *OSProcess) error {
 	// field 3. They are walked in place: this runs for every worker of
 	// every pool every interval.
 	var state []byte
-	var nums [25]uint64
+	var nums [29]uint64
 	n := 2
-	for rest := b[end+1:]; n < 24; {
+	for rest := b[end+1:]; n < 28; {
 		for len(rest) > 0 && rest[0] == ' ' {
 			rest = rest[1:]
 		}
@@ -265,6 +271,12 @@ func parseStat(b []byte, out *OSProcess) error {
 	out.CPUSeconds = float64(nums[14]+nums[15]) / userHZ
 	out.StartTicks = nums[22]
 	out.RSSBytes = nums[24] * pageSize
+	// startcode (26) and startstack (28): /proc shows 1 and 0 in their
+	// place to a reader without ptrace rights.
+	out.ExecID = 0
+	if nums[28] != 0 {
+		out.ExecID = nums[26] ^ nums[28]
+	}
 	return nil
 }
 
