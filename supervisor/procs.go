@@ -53,6 +53,9 @@ type OSProcess struct {
 const (
 	masterTitlePrefix = "php-fpm: master process"
 	poolTitlePrefix   = "php-fpm: pool "
+	// masterTitleCut is the shortest start of a master's title
+	// IsMasterTitle takes.
+	masterTitleCut = "php-fpm: mast"
 )
 
 // PoolTitle is the process title of a worker of pool name.
@@ -65,7 +68,7 @@ func IsMasterTitle(title string) bool {
 	if strings.HasPrefix(title, masterTitlePrefix) {
 		return true
 	}
-	return len(title) >= len("php-fpm: mast") && strings.HasPrefix(masterTitlePrefix, title)
+	return len(title) >= len(masterTitleCut) && strings.HasPrefix(masterTitlePrefix, title)
 }
 
 // MasterConfigFromTitle returns the config path a master's title names, as

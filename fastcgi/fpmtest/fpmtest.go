@@ -428,6 +428,31 @@ func ChildrenTitled(ppid int, title string) []int {
 // Stop stops php-fpm and every worker now, rather than when the test ends.
 func (f *FPM) Stop(t testing.TB) { f.stopOnce.Do(func() { f.stop(t) }) }
 
+// Restart stops php-fpm and starts it again on the same config, in the
+// same root: a new master pid, as a restart by an init system gives.
+func (f *FPM) Restart(t testing.TB) {
+	t.Helper()
+	f.Stop(t)
+	f.stopOnce, f.waited = sync.Once{}, make(chan struct{})
+	f.Start(t)
+}
+
+// Reconfigure writes the config again with pools, as an operator edits
+// php-fpm.conf, and tells php-fpm nothing: Signal(syscall.SIGUSR2) then
+// reloads it, and WaitSockets waits for the new pools.
+func (f *FPM) Reconfigure(t testing.TB, pools []Pool) {
+	t.Helper()
+	for _, p := range pools {
+		if p.StatusListen && !HasStatusListen(f.Version) {
+			t.Fatalf("fpmtest: pool %q asks for pm.status_listen, which PHP %s does not have", p.Name, f.PHPVersion)
+		}
+	}
+	f.Pools = map[string]*RunningPool{}
+	if err := os.WriteFile(f.Conf, []byte(f.config(pools)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (f *FPM) stop(t testing.TB) {
 	pgid := f.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGQUIT)
