@@ -145,9 +145,9 @@ func Discover(ctx context.Context, tr Trust) ([]Target, error) {
 // concurrent use.
 type Discovery struct {
 	Trust Trust
-	known []*knownMaster     // in the order they were first found
-	told  map[titleKey]bool  // untrusted processes already reported
-	procs ProcReader         // SystemProcs; tests' own table
+	known []*knownMaster    // in the order they were first found
+	told  map[titleKey]bool // untrusted processes already reported
+	procs ProcReader        // SystemProcs; tests' own table
 }
 
 // knownMaster is a master's config as a scan last found it running.
