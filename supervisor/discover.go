@@ -147,7 +147,6 @@ type Discovery struct {
 	Trust Trust
 	known []*knownMaster    // in the order they were first found
 	told  map[titleKey]bool // untrusted processes already reported
-	procs ProcReader        // SystemProcs; tests' own table
 }
 
 // knownMaster is a master's config as a scan last found it running.
@@ -171,15 +170,11 @@ func (d *Discovery) Scan(ctx context.Context) (targets []Target, changed bool, e
 	if err != nil {
 		return d.targets(), false, err
 	}
-	procs := d.procs
-	if procs == nil {
-		procs = SystemProcs
-	}
-	errs := d.tell(ctx, procs, untrusted)
+	errs := d.tell(ctx, untrusted)
 	for _, k := range d.known {
 		k.running = false
 	}
-	for _, m := range newestOfEach(ctx, procs, masters) {
+	for _, m := range newestOfEach(ctx, masters) {
 		k := d.find(m.key)
 		if k == nil {
 			k = &knownMaster{key: m.key}
@@ -235,13 +230,13 @@ func (d *Discovery) find(key string) *knownMaster {
 
 // tell returns the untrusted processes not told before, and forgets those
 // gone.
-func (d *Discovery) tell(ctx context.Context, procs ProcReader, untrusted []error) []error {
+func (d *Discovery) tell(ctx context.Context, untrusted []error) []error {
 	seen := map[titleKey]bool{}
 	var errs []error
 	for _, err := range untrusted {
 		key := titleKey{}
 		if ue, ok := errors.AsType[*UntrustedMasterError](err); ok {
-			osp, _ := procs.ReadProcess(ctx, ue.PID)
+			osp, _ := SystemProcs.ReadProcess(ctx, ue.PID)
 			key = titleKey{ue.PID, osp.StartTicks}
 		}
 		seen[key] = true
@@ -264,10 +259,10 @@ type scanned struct {
 // newestOfEach keeps, of the masters running one config, the one started
 // last: an old master still ending beside its replacement is no longer
 // the one to watch.
-func newestOfEach(ctx context.Context, procs ProcReader, masters []Master) []scanned {
+func newestOfEach(ctx context.Context, masters []Master) []scanned {
 	var out []scanned
 	for _, m := range masters {
-		osp, _ := procs.ReadProcess(ctx, m.PID)
+		osp, _ := SystemProcs.ReadProcess(ctx, m.PID)
 		s := scanned{Master: m, key: configKey(m), start: osp.StartTicks, exec: osp.ExecID}
 		if i := slices.IndexFunc(out, func(o scanned) bool { return o.key == s.key }); i >= 0 {
 			if s.start > out[i].start {
