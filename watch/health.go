@@ -17,7 +17,7 @@ func (w *Watcher) Live() (bool, []string) {
 	var reasons []string
 	interval := w.pace.Interval()
 	window := time.Duration(w.cfg.UnhealthyAfter) * interval
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		v := pw.view.Load()
 		if v == nil {
 			if time.Since(w.started) > window+w.stuckAfter() {
@@ -58,7 +58,7 @@ func (w *Watcher) stuck(last time.Time, interval time.Duration) bool {
 // Ready answers the readiness probe: every pool can take a request now.
 func (w *Watcher) Ready() (bool, []string) {
 	var reasons []string
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		name := w.name(pw)
 		if start := pw.probeStart.Load(); start != 0 {
 			began := time.Unix(0, start)

@@ -133,7 +133,7 @@ func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
 
 // poolNamed is the watched pool of that name, nil if none.
 func (w *Watcher) poolNamed(name string) *poolWatch {
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		if w.name(pw) == name {
 			return pw
 		}

@@ -1,0 +1,260 @@
+package watch
+
+// Following php-fpm as it changes. A reload (SIGUSR2) may add pools, drop
+// some or move a pool's socket; a restart does the same under a new master
+// pid, in a new /proc/PID/root for a master in another root. SetTargets
+// gives the running watcher the pools php-fpm runs now, with the probe
+// loop running. A pool that stayed keeps everything the watcher knows of
+// it: its counts and histograms (its /metrics counters go on), its failure
+// streak, its history for advice. A removed pool goes from every output:
+// the snapshot (so /metrics, /status, /snapshot, top), the action counts
+// and the history behind advice.
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/fastcgi"
+	"github.com/fpmguard/fpmguard/supervisor"
+)
+
+// PoolChange says how SetTargets changed the pools watched, by name.
+type PoolChange struct {
+	Added   []string
+	Removed []string
+	// Changed says what changed of each, e.g. "www (listen
+	// unix:///run/a.sock → unix:///run/b.sock)".
+	Changed []string
+}
+
+// Empty reports no change.
+func (c PoolChange) Empty() bool {
+	return len(c.Added) == 0 && len(c.Removed) == 0 && len(c.Changed) == 0
+}
+
+func (c PoolChange) String() string {
+	var parts []string
+	for _, p := range []struct {
+		what  string
+		pools []string
+	}{{"added", c.Added}, {"removed", c.Removed}, {"changed", c.Changed}} {
+		if len(p.pools) > 0 {
+			parts = append(parts, p.what+" "+strings.Join(p.pools, ", "))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// poolKey is what makes two targets the same pool: its name under the
+// same master's config.
+func poolKey(t supervisor.Target) string { return t.Name + "\x00" + t.MasterConfig }
+
+// SetTargets makes targets the pools watched, and records the change as
+// one event. It is safe to call while the watcher runs. A pool of the same
+// name and master config as one watched is that pool, with its target
+// replaced: a new master pid, root or socket. A pool whose address
+// changed starts a new failure streak, and failures in its first moments
+// count for nothing, as those of a pool added (php-fpm may still be
+// opening its socket): see followMaster.
+func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
+	now := time.Now()
+	var ch PoolChange
+	var added, removed []*poolWatch
+
+	w.sched.mu.Lock()
+	old := make(map[string]*poolWatch, len(w.pools))
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		old[poolKey(pw.target)] = pw
+		pw.mu.Unlock()
+	}
+	next := make([]*poolWatch, 0, len(targets))
+	given := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		k := poolKey(t)
+		if given[k] {
+			continue // given twice: the first one counts
+		}
+		given[k] = true
+		pw, ok := old[k]
+		if !ok {
+			pw = newPoolWatch(t, -1)
+			// Never waited for by the opcache's first read.
+			pw.counted.Store(true)
+			pw.reloadedAt, pw.reloadWhy = now, "the pool was just added"
+			added = append(added, pw)
+			ch.Added = append(ch.Added, t.Name)
+			next = append(next, pw)
+			continue
+		}
+		delete(old, k)
+		pw.mu.Lock()
+		if what := changes(pw.target, t); what != "" {
+			ch.Changed = append(ch.Changed, t.Name+" ("+what+")")
+		}
+		if moved(pw.target, t) {
+			pw.moved = now
+		}
+		pw.target = t
+		pw.mu.Unlock()
+		next = append(next, pw)
+	}
+	for _, pw := range w.pools {
+		pw.mu.Lock()
+		gone := old[poolKey(pw.target)] == pw
+		if gone {
+			pw.removed = true
+			removed = append(removed, pw)
+			ch.Removed = append(ch.Removed, pw.target.Name)
+		}
+		pw.mu.Unlock()
+	}
+	if ch.Empty() && len(next) == len(w.pools) {
+		w.sched.mu.Unlock()
+		return ch
+	}
+	w.reschedule(next, now, len(added))
+	w.sched.mu.Unlock()
+
+	for _, pw := range removed {
+		w.forget(pw)
+	}
+	if !ch.Empty() {
+		w.events.Add(event.Event{Kind: event.KindPools, Message: "pools watched changed: " + ch.String()})
+	}
+	return ch
+}
+
+// reschedule makes next the pools watched and the schedule's order: the
+// pools that stay keep their place in time, new ones are probed within
+// half an interval (at most half a second), spread over it. sched.mu is
+// held.
+func (w *Watcher) reschedule(next []*poolWatch, now time.Time, added int) {
+	s := &w.sched
+	due := make([]time.Time, len(next))
+	busy := make([]bool, len(next))
+	spread := min(w.cfg.Interval, time.Second) / 2
+	k := 0
+	for i, pw := range next {
+		if j := pw.slot; j >= 0 && j < len(s.due) && w.pools[j] == pw {
+			due[i], busy[i] = s.due[j], s.busy[j]
+		} else {
+			due[i] = now.Add(spread * time.Duration(k) / time.Duration(max(added, 1)))
+			if added > 1 {
+				due[i] = due[i].Add(rand.N(spread/time.Duration(added) + 1))
+			}
+			k++
+		}
+	}
+	for _, pw := range w.pools {
+		pw.slot = -1
+	}
+	for i, pw := range next {
+		pw.slot = i
+	}
+	if s.due != nil {
+		// Before Run, startSchedule makes the schedule from w.pools.
+		s.due, s.busy = due, busy
+	}
+	w.poolsMu.Lock()
+	w.pools = next
+	w.poolsMu.Unlock()
+	if s.kick != nil {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// forget drops what the watcher and the history keep of a removed pool.
+func (w *Watcher) forget(pw *poolWatch) {
+	pw.mu.Lock()
+	t := pw.target
+	pw.mu.Unlock()
+	w.countProbed(pw)
+	if w.cfg.History != nil {
+		w.cfg.History.RemovePool(t)
+	}
+	w.actions.forget(t.Name)
+	if v := pw.view.Load(); v != nil {
+		name := v.Report.MasterName()
+		for _, o := range w.watched() {
+			if ov := o.view.Load(); ov != nil && ov.Report.MasterName() == name {
+				return
+			}
+		}
+		w.mu.Lock()
+		delete(w.masters, name)
+		w.mu.Unlock()
+	}
+}
+
+// forget drops the action counts and budget of a pool no longer watched.
+func (a *Actor) forget(pool string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.counts {
+		if k.Pool == pool {
+			delete(a.counts, k)
+		}
+	}
+	delete(a.spent, pool)
+	delete(a.lastKill, pool)
+	delete(a.lastReload, pool)
+}
+
+// moved reports a pool reached elsewhere now: the failures of the old
+// address say nothing of the new one.
+func moved(a, b supervisor.Target) bool {
+	return inRoot(a.Address) != inRoot(b.Address) || inRoot(a.StatusAddress) != inRoot(b.StatusAddress) ||
+		a.StatusPath != b.StatusPath || a.PingPath != b.PingPath || a.PingResponse != b.PingResponse
+}
+
+// changes says what of the pool's config changed, as its directives name
+// it; "" for nothing. A new master pid or root is no change of the pool.
+func changes(a, b supervisor.Target) string {
+	var out []string
+	diff := func(name string, x, y any) {
+		if fmt.Sprint(x) != fmt.Sprint(y) {
+			out = append(out, fmt.Sprintf("%s %v → %v", name, none(x), none(y)))
+		}
+	}
+	diff("listen", inRoot(a.Address), inRoot(b.Address))
+	diff("pm.status_listen", inRoot(a.StatusAddress), inRoot(b.StatusAddress))
+	diff("pm.status_path", a.StatusPath, b.StatusPath)
+	diff("ping.path", a.PingPath, b.PingPath)
+	diff("ping.response", a.PingResponse, b.PingResponse)
+	diff("pm", a.PM, b.PM)
+	diff("pm.max_children", a.MaxChildren, b.MaxChildren)
+	diff("workers promised", a.MinWorkers, b.MinWorkers)
+	diff("slowlog", a.Slowlog, b.Slowlog)
+	diff("request_slowlog_timeout", a.RequestSlowlogTimeout, b.RequestSlowlogTimeout)
+	diff("request_terminate_timeout", a.RequestTerminateTimeout, b.RequestTerminateTimeout)
+	diff("access.log", a.AccessLog, b.AccessLog)
+	diff("access.suppress_path", a.SuppressPaths, b.SuppressPaths)
+	diff("chroot", a.Chroot, b.Chroot)
+	return strings.Join(out, ", ")
+}
+
+// none writes an unset value as "none".
+func none(v any) any {
+	if s := fmt.Sprint(v); s == "" || s == "[]" {
+		return "none"
+	}
+	return v
+}
+
+// inRoot is an address as its master sees it: a socket in another root is
+// reached through /proc/PID/root, whose pid changes at every restart.
+func inRoot(a fastcgi.Address) string {
+	if a.IsZero() {
+		return ""
+	}
+	a.Addr = strings.TrimPrefix(a.Addr, a.Root)
+	a.Root = ""
+	return a.String()
+}
