@@ -62,7 +62,7 @@ func poolKey(t supervisor.Target) string { return t.Name + "\x00" + t.MasterConf
 func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 	now := time.Now()
 	var ch PoolChange
-	var added, removed []*poolWatch
+	var removed []*poolWatch
 
 	w.sched.mu.Lock()
 	old := make(map[string]*poolWatch, len(w.pools))
@@ -73,6 +73,7 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 	}
 	next := make([]*poolWatch, 0, len(targets))
 	given := make(map[string]bool, len(targets))
+	soon := map[*poolWatch]bool{} // added or moved: probed at once
 	for _, t := range targets {
 		k := poolKey(t)
 		if given[k] {
@@ -85,7 +86,7 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 			// Never waited for by the opcache's first read.
 			pw.counted.Store(true)
 			pw.reloadedAt, pw.reloadWhy = now, "the pool was just added"
-			added = append(added, pw)
+			soon[pw] = true
 			ch.Added = append(ch.Added, t.Name)
 			next = append(next, pw)
 			continue
@@ -97,6 +98,7 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 		}
 		if moved(pw.target, t) {
 			pw.moved = now
+			soon[pw] = true
 		}
 		pw.target = t
 		pw.mu.Unlock()
@@ -116,7 +118,7 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 		w.sched.mu.Unlock()
 		return ch
 	}
-	w.reschedule(next, now, len(added))
+	w.reschedule(next, now, soon)
 	w.sched.mu.Unlock()
 
 	for _, pw := range removed {
@@ -129,23 +131,22 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 }
 
 // reschedule makes next the pools watched and the schedule's order: the
-// pools that stay keep their place in time, new ones are probed within
-// half an interval (at most half a second), spread over it. sched.mu is
-// held.
-func (w *Watcher) reschedule(next []*poolWatch, now time.Time, added int) {
+// pools that stay keep their place in time, but for those in soon (added,
+// or moved to another socket), probed within half an interval (at most
+// half a second), spread over it. sched.mu is held.
+func (w *Watcher) reschedule(next []*poolWatch, now time.Time, soon map[*poolWatch]bool) {
 	s := &w.sched
 	due := make([]time.Time, len(next))
 	busy := make([]bool, len(next))
 	spread := min(w.cfg.Interval, time.Second) / 2
-	k := 0
+	n := time.Duration(max(len(soon), 1))
+	k := time.Duration(0)
 	for i, pw := range next {
 		if j := pw.slot; j >= 0 && j < len(s.due) && w.pools[j] == pw {
 			due[i], busy[i] = s.due[j], s.busy[j]
-		} else {
-			due[i] = now.Add(spread * time.Duration(k) / time.Duration(max(added, 1)))
-			if added > 1 {
-				due[i] = due[i].Add(rand.N(spread/time.Duration(added) + 1))
-			}
+		}
+		if soon[pw] {
+			due[i] = now.Add(spread*k/n + rand.N(spread/n+1))
 			k++
 		}
 	}
