@@ -73,7 +73,9 @@ func advisedOf(base, name string) bool {
 // snapshotOf says whether /snapshot has pool name.
 func snapshotOf(base, name string) bool {
 	_, body := httpGet(base + "/snapshot")
-	var s struct{ Pools []struct{ Report struct{ Name string } } }
+	var s struct {
+		Pools []struct{ Report struct{ Name string } }
+	}
 	_ = json.Unmarshal([]byte(body), &s)
 	return slices.ContainsFunc(s.Pools, func(p struct{ Report struct{ Name string } }) bool { return p.Report.Name == name })
 }
@@ -294,7 +296,9 @@ func TestServeDiscoveryFollowsMasters(t *testing.T) {
 		}
 		old := f.MasterPID()
 		f.Restart(t)
-		wait("restarted", func(p statusPool) bool { return p.Health == "ok" && p.Master.PID == f.MasterPID() && p.Master.PID != old })
+		wait("restarted", func(p statusPool) bool {
+			return p.Health == "ok" && p.Master.PID == f.MasterPID() && p.Master.PID != old
+		})
 		f.Stop(t)
 		wait("stopped for good", func(p statusPool) bool { return p.Health == "down" && !p.Master.Alive })
 	})
