@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -16,7 +17,7 @@ const nginxWindow = time.Minute
 
 // workerKey names one worker.
 type workerKey struct {
-	pool string
+	pool supervisor.PoolID
 	pid  int
 }
 
@@ -31,8 +32,8 @@ type beat struct {
 // at the last probe, and fpmguard's lag. A snapshot holds one moment; the
 // view needs rates and trends.
 type history struct {
-	beats     map[string][]beat
-	lastProbe map[string]time.Time
+	beats     map[supervisor.PoolID][]beat
+	lastProbe map[supervisor.PoolID]time.Time
 	nginx     []nginxSample
 	cpu       map[workerKey]cpuSample
 	cpuPct    map[workerKey]float64
@@ -42,7 +43,7 @@ type history struct {
 
 type nginxSample struct {
 	at     time.Time
-	byPool map[string]uint64
+	byPool map[supervisor.PoolID]uint64
 }
 
 type cpuSample struct {
@@ -56,7 +57,7 @@ type lagSample struct {
 }
 
 func newHistory() *history {
-	return &history{beats: map[string][]beat{}, lastProbe: map[string]time.Time{}, cpu: map[workerKey]cpuSample{}, cpuPct: map[workerKey]float64{}}
+	return &history{beats: map[supervisor.PoolID][]beat{}, lastProbe: map[supervisor.PoolID]time.Time{}, cpu: map[workerKey]cpuSample{}, cpuPct: map[workerKey]float64{}}
 }
 
 // observe takes in a snapshot. A pool probed again adds a heartbeat and
@@ -64,23 +65,23 @@ func newHistory() *history {
 func (h *history) observe(s *watch.Snapshot) {
 	live := make(map[workerKey]bool, len(h.cpu))
 	for _, p := range s.Pools {
-		r := p.Report
+		r, id := p.Report, p.Report.ID()
 		for _, w := range r.Processes {
-			live[workerKey{r.Name, w.PID}] = true
+			live[workerKey{id, w.PID}] = true
 		}
-		if !p.Probed() || !p.LastProbe.After(h.lastProbe[r.Name]) {
+		if !p.Probed() || !p.LastProbe.After(h.lastProbe[id]) {
 			continue
 		}
-		h.lastProbe[r.Name] = p.LastProbe
+		h.lastProbe[id] = p.LastProbe
 		if !r.Heartbeat.Skipped {
-			b := append(h.beats[r.Name], beat{seconds: r.Heartbeat.LatencySeconds, failed: r.Heartbeat.Failed()})
+			b := append(h.beats[id], beat{seconds: r.Heartbeat.LatencySeconds, failed: r.Heartbeat.Failed()})
 			if len(b) > sparkLen {
 				b = b[len(b)-sparkLen:]
 			}
-			h.beats[r.Name] = b
+			h.beats[id] = b
 		}
 		for _, w := range r.Processes {
-			k := workerKey{r.Name, w.PID}
+			k := workerKey{id, w.PID}
 			if prev, ok := h.cpu[k]; ok && p.LastProbe.After(prev.at) && w.CPUSeconds >= prev.seconds {
 				h.cpuPct[k] = 100 * (w.CPUSeconds - prev.seconds) / p.LastProbe.Sub(prev.at).Seconds()
 			}
@@ -95,7 +96,7 @@ func (h *history) observe(s *watch.Snapshot) {
 	}
 
 	if s.Nginx != nil {
-		by := map[string]uint64{}
+		by := map[supervisor.PoolID]uint64{}
 		for k, n := range s.Nginx {
 			by[k.Pool] += n
 		}
@@ -120,7 +121,7 @@ func (h *history) observe(s *watch.Snapshot) {
 
 // nginx5xx is the pool's 5xx nginx logged over the last minute (or since
 // top started, when that is shorter), and whether nginx is followed.
-func (h *history) nginx5xx(pool string) (uint64, bool) {
+func (h *history) nginx5xx(pool supervisor.PoolID) (uint64, bool) {
 	if len(h.nginx) == 0 {
 		return 0, false
 	}
@@ -142,7 +143,7 @@ var sparkBars = []rune("▁▂▃▄▅▆▇█")
 
 // sparkline draws the pool's recent heartbeats, on a log scale between the
 // fastest and the slowest of them: one "!" per failed heartbeat.
-func (h *history) sparkline(pool string) string {
+func (h *history) sparkline(pool supervisor.PoolID) string {
 	beats := h.beats[pool]
 	if len(beats) == 0 {
 		return ""
