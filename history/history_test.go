@@ -80,7 +80,7 @@ func TestWindowIsBounded(t *testing.T) {
 	for i := range 3 * Buckets {
 		h.AddPool(target, report(0, 0), t0.Add(time.Duration(i)*BucketWidth))
 	}
-	p := h.pools["www"]
+	p := h.pools[target.ID()]
 	if len(p.buckets.b) != Buckets || !h.Summary().Pools[0].From.Equal(t0.Add(2*Buckets*BucketWidth)) {
 		t.Errorf("%d buckets from %v", len(p.buckets.b), h.Summary().Pools[0].From)
 	}

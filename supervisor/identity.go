@@ -67,7 +67,7 @@ func (t Target) MasterName() string {
 	case t.MasterPIDFile != "":
 		return t.MasterPIDFile
 	}
-	return t.Address.String()
+	return t.inRoot(t.Address)
 }
 
 // ID is the pool's identity.

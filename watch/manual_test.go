@@ -82,7 +82,7 @@ func TestKillWorkerByHand(t *testing.T) {
 		return now, len(now) == 2 && !slices.Contains(now, busy[1].PID)
 	})
 	counts := w.actions.Counts()
-	if counts[ActionKey{"www", ActionKill, ResultOK}] != 1 || counts[ActionKey{"www", ActionKill, ResultCapped}] != 1 || counts[ActionKey{"www", ActionKill, ResultRefused}] != 2 {
+	if counts[ActionKey{w.pools[0].id, ActionKill, ResultOK}] != 1 || counts[ActionKey{w.pools[0].id, ActionKill, ResultCapped}] != 1 || counts[ActionKey{w.pools[0].id, ActionKill, ResultRefused}] != 2 {
 		t.Errorf("counts: %v", counts)
 	}
 	var acts []event.Event

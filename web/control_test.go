@@ -49,7 +49,7 @@ func (f *fakeWatcher) Slowlog(pool string, pid int) (string, error) {
 func serveFake(t *testing.T, policy Policy) (*fakeWatcher, *Remote) {
 	t.Helper()
 	snap := fixedSnapshot(2, 3)
-	snap.Nginx = map[nginxlog.Key]uint64{{Pool: "pool0", Status: 502, Cause: nginxlog.CauseReset}: 4}
+	snap.Nginx = map[nginxlog.Key]uint64{{Pool: snap.Pools[0].Report.ID(), Status: 502, Cause: nginxlog.CauseReset}: 4}
 	snap.Pools[0].Report.Processes[0].RequestURI = "/a\x1b]0;x\a\u009b"
 	f := &fakeWatcher{snap: snap}
 	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() Controller { return f }, policy)
