@@ -356,7 +356,8 @@ func TestSocketListenQueue(t *testing.T) {
 		snap := w.Snapshot()
 		r = snap.Pools[0].Report
 		out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
-		return out, strings.Contains(out, `phpfpm_socket_listen_queue{pool="www"} 3`)
+		line, ok := findSeries(out, "phpfpm_socket_listen_queue", `pool="www"`)
+		return out, ok && strings.HasSuffix(line, " 3")
 	})
 	if got := metricValue(t, out, "phpfpm_listen_queue", `pool="www"`); got != 0 {
 		t.Logf("php-fpm's own listen_queue is %v", got)
