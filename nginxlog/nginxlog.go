@@ -128,17 +128,14 @@ func NewFollower(paths []string, targets []supervisor.Target, events *event.Log)
 		n.pools[t.Address.String()] = ids[i]
 	}
 	for i, t := range targets {
-		addr := t.Address
 		// A master in another container is reached through /proc/PID/root;
 		// nginx, beside it, names the socket by its own path. A pool of
 		// this host's at that path is the one nginx names.
-		if t.Root != "" && addr.Network == "unix" {
-			addr.Addr = strings.TrimPrefix(addr.Addr, t.Root)
-			if _, taken := n.pools[addr.String()]; !taken {
-				n.pools[addr.String()] = ids[i]
-			}
+		addr := t.Address.InRoot().String()
+		if _, taken := n.pools[addr]; !taken {
+			n.pools[addr] = ids[i]
 		}
-		n.addrs[ids[i]] = addr.String()
+		n.addrs[ids[i]] = addr
 	}
 	return n
 }

@@ -72,7 +72,7 @@ func TestParseLineOnRealLog(t *testing.T) {
 // both name one pool.
 func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 	root := "/proc/4242/root"
-	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock"}}
+	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock", Root: root}}
 	n := NewFollower(nil, []supervisor.Target{tg}, event.NewLog(nil))
 	line := `2026/11/26 09:52:24 [error] 7#7: *3 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`
 	e, ok := ParseLine(line)

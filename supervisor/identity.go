@@ -67,7 +67,7 @@ func (t Target) MasterName() string {
 	case t.MasterPIDFile != "":
 		return t.MasterPIDFile
 	}
-	return t.inRoot(t.Address)
+	return t.Address.InRoot().String()
 }
 
 // ID is the pool's identity.

@@ -55,17 +55,7 @@ func (t Target) StatusVia() fastcgi.Address {
 // another root is reached through /proc/PID/root, whose pid changes at
 // every restart of php-fpm, and a label must not.
 func (t Target) ScrapeURI() string {
-	return t.inRoot(t.StatusVia()) + ";" + t.StatusPath
-}
-
-// inRoot is address a as php-fpm sees it, inside its root.
-func (t Target) inRoot(a fastcgi.Address) string {
-	if a.Network == "unix" && t.Root != "" {
-		if in, ok := strings.CutPrefix(a.Addr, strings.TrimSuffix(t.Root, "/")); ok && strings.HasPrefix(in, "/") {
-			a.Addr = in
-		}
-	}
-	return a.String()
+	return t.StatusVia().InRoot().String() + ";" + t.StatusPath
 }
 
 // Default endpoints for a pool given by address only: the values php-fpm's
