@@ -90,7 +90,7 @@ func (h *History) AddPool(t supervisor.Target, r *supervisor.PoolReport, now tim
 		p = &pool{workers: map[int]*workerSeen{}}
 		h.pools[t.ID()] = p
 	}
-	p.target = t
+	p.target, p.master = t, t.MasterName()
 	p.add(r, now)
 }
 
@@ -180,7 +180,6 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 		b.QueueMax = max(b.QueueMax, uint32(min(queue, 0xffffffff)))
 	}
 	p.lastAt = now
-	p.master = r.MasterName
 	if r.Master != nil && r.Master.Alive {
 		p.masterPID = r.Master.PID
 	}
