@@ -108,14 +108,7 @@ func TestAlertRules(t *testing.T) {
 // 8.2's www, seen only in its queue, was dropped for 7.4's, and the hung
 // workers of both summed into one alert naming neither master.
 func TestAlertRulesTellMastersApart(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		requireIntegration(t, "promtool not found: run make deps")
-	}
-	rules, err := filepath.Abs(filepath.Join("..", "..", "examples", "prometheus", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := alertRules(t)
 	const m74, m82 = "/etc/php/7.4/fpm/php-fpm.conf", "/etc/php/8.2/fpm/php-fpm.conf"
 	const uri74, uri82 = "unix:///run/php/php7.4-fpm.sock;/status", "unix:///run/php/php8.2-fpm.sock;/status"
 	series := func(name, master string, labels string) string {
@@ -160,23 +153,11 @@ func TestAlertRulesTellMastersApart(t *testing.T) {
 		Alertname string  `yaml:"alertname"`
 		ExpAlerts []alert `yaml:"exp_alerts"`
 	}
-	doc := map[string]any{
-		"rule_files":          []string{rules},
-		"evaluation_interval": "1m",
-		"tests": []any{map[string]any{"interval": "1m", "input_series": inputs, "alert_rule_test": []expect{
-			{"10m", "PHPFPMSaturated", []alert{saturated(m74, uri74), saturated(m82, "")}},
-			{"10m", "PHPFPMHungWorkers", []alert{hung(m74, "1"), hung(m82, "2")}},
-		}}},
+	expects := []expect{
+		{"10m", "PHPFPMSaturated", []alert{saturated(m74, uri74), saturated(m82, "")}},
+		{"10m", "PHPFPMHungWorkers", []alert{hung(m74, "1"), hung(m82, "2")}},
 	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "masters_test.yml")
-	if err := os.WriteFile(file, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := exec.Command(promtool, "test", "rules", file).CombinedOutput(); err != nil {
+	if res, err := testAlertRules(t, rules, inputs, expects); err != nil {
 		t.Errorf("promtool test rules: %v\n%s", err, res)
 	}
 }
