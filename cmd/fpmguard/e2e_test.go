@@ -206,12 +206,6 @@ func TestE2EHungWithFpmguard(t *testing.T) {
 	})
 }
 
-// waitMetric waits until /metrics holds line.
-func waitMetric(t *testing.T, base, line string) string {
-	t.Helper()
-	return waitMetricMatch(t, base, regexp.QuoteMeta(line))
-}
-
 // waitMetricMatch waits until a line of /metrics matches pattern.
 func waitMetricMatch(t *testing.T, base, pattern string) string {
 	t.Helper()
