@@ -182,12 +182,14 @@ func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice
 	if l, ok := maxRequests(p); ok {
 		pa.Lines = append(pa.Lines, l)
 	}
-	pa.Lines = append(pa.Lines, timeouts(p)...)
+	lines, notes := timeouts(p)
+	pa.Lines = append(pa.Lines, lines...)
 	pa.Confidence = confidence(p)
 	if why := tooLittle(p); why != "" {
 		pa.NotAdvised, pa.Evidence, pa.Lines = why, windowEvidence(p), []Line{}
 		return pa
 	}
+	pa.Notes = append(pa.Notes, notes...)
 	if p.SlowestRunningSeconds > p.DurationMaxSeconds && p.SlowestRunningSeconds >= 1 {
 		pa.Notes = append(pa.Notes, fmt.Sprintf("a request was seen running for %s, longer than any that finished: if it was hung, the timeouts above end it; if it was healthy, raise them", seconds(p.SlowestRunningSeconds)))
 	}
@@ -334,10 +336,11 @@ func maxRequests(p history.PoolSummary) (Line, bool) {
 }
 
 // timeouts sets php-fpm's and fpmguard's limits on a request from the
-// durations seen, never below the slowest request that finished.
-func timeouts(p history.PoolSummary) []Line {
+// durations seen, never below the slowest request that finished, and says
+// in notes what it cannot set.
+func timeouts(p history.PoolSummary) ([]Line, []string) {
 	if p.Requests == 0 {
-		return nil
+		return nil, nil
 	}
 	slowest := p.DurationMaxSeconds
 	evidence := durationsEvidence(p)
@@ -352,11 +355,20 @@ func timeouts(p history.PoolSummary) []Line {
 		}
 		return l
 	}
-	return []Line{
-		timeout("request_slowlog_timeout", slowlog, p.RequestSlowlogTimeoutSeconds, "twice the p99, and above the slowest: the slowlog shows requests slower than any seen"),
-		timeout("request_terminate_timeout", terminate, p.RequestTerminateTimeoutSeconds, "four times the p99 and twice the slowest: php-fpm ends a request only far past anything healthy"),
-		{Directive: "--kill-hung-after", Value: fmt.Sprintf("%gs", kill), Change: Set, Flag: true, Evidence: []string{"half again request_terminate_timeout: fpmguard kills only a worker php-fpm failed to end"}},
+	var lines []Line
+	var notes []string
+	if p.Slowlog != "" {
+		lines = append(lines, timeout("request_slowlog_timeout", slowlog, p.RequestSlowlogTimeoutSeconds, "twice the p99, and above the slowest: the slowlog shows requests slower than any seen"))
+	} else {
+		// php-fpm refuses request_slowlog_timeout without a slowlog file
+		// (fpm_conf.c: "'slowlog' must be specified for use with
+		// 'request_slowlog_timeout'"), in every version.
+		notes = append(notes, fmt.Sprintf("request_slowlog_timeout = %gs would log where requests slower than any seen spend their time, but php-fpm takes it only with `slowlog = FILE` in the pool, a file its master may write; and it writes the slowlog only where it may ptrace its workers (CAP_SYS_PTRACE)", slowlog))
 	}
+	return append(lines,
+		timeout("request_terminate_timeout", terminate, p.RequestTerminateTimeoutSeconds, "four times the p99 and twice the slowest: php-fpm ends a request only far past anything healthy"),
+		Line{Directive: "--kill-hung-after", Value: fmt.Sprintf("%gs", kill), Change: Set, Flag: true, Evidence: []string{"half again request_terminate_timeout: fpmguard kills only a worker php-fpm failed to end"}},
+	), notes
 }
 
 // confidence says how far the window can be trusted.

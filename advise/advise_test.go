@@ -112,12 +112,26 @@ func TestMaxRequestsOnlyForALeak(t *testing.T) {
 
 func TestTimeoutsNeverBelowTheSlowest(t *testing.T) {
 	p := quiet()
-	p.DurationP99Seconds, p.DurationMaxSeconds = 0.5, 40
+	p.DurationP99Seconds, p.DurationMaxSeconds, p.Slowlog = 0.5, 40, "/var/log/php-fpm/www.slow"
 	lines := Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To).Pools[0].Lines
 	for d, want := range map[string]string{"request_slowlog_timeout": "60s", "request_terminate_timeout": "120s", "--kill-hung-after": "180s"} {
 		if got := find(lines, d).Value; got != want {
 			t.Errorf("%s = %s, want %s", d, got, want)
 		}
+	}
+}
+
+// TestSlowlogTimeoutNeedsASlowlog: php-fpm refuses request_slowlog_timeout
+// in a pool without a slowlog file, so such a pool gets a note, not a line
+// to paste.
+func TestSlowlogTimeoutNeedsASlowlog(t *testing.T) {
+	p := quiet()
+	pa := Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To).Pools[0]
+	if l := find(pa.Lines, "request_slowlog_timeout"); l.Directive != "" {
+		t.Errorf("a pool without a slowlog is advised %+v", l)
+	}
+	if find(pa.Lines, "request_terminate_timeout").Value == "" || !strings.Contains(strings.Join(pa.Notes, "\n"), "request_slowlog_timeout = 3s would log") {
+		t.Errorf("lines %+v, notes %q: want request_terminate_timeout, and a note for request_slowlog_timeout", pa.Lines, pa.Notes)
 	}
 }
 

@@ -52,7 +52,9 @@ func WriteText(w io.Writer, a *Advice) error {
 			writeEvidence(&b, o.NotAdvised, o.Evidence)
 			continue
 		}
-		b.WriteString("; php.ini, or php_admin_value[...] in the pool\n")
+		// The master sizes the shared cache once, when it starts: a pool's
+		// php_admin_value changes what its workers report, not the cache.
+		b.WriteString("; php.ini of this php-fpm, not a pool's php_admin_value: the master sizes the cache when it starts\n")
 		writeLines(&b, o.Lines)
 	}
 	_, err := io.WriteString(w, b.String())

@@ -22,11 +22,14 @@ type PoolSummary struct {
 	PM          string `json:"pm"`
 	MaxChildren int    `json:"max_children"`
 	// The pool's timeouts as configured, 0 when unset or not known.
-	RequestTerminateTimeoutSeconds float64   `json:"request_terminate_timeout_seconds,omitempty"`
-	RequestSlowlogTimeoutSeconds   float64   `json:"request_slowlog_timeout_seconds,omitempty"`
-	From                           time.Time `json:"from"`
-	To                             time.Time `json:"to"`
-	Samples                        uint64    `json:"samples"`
+	RequestTerminateTimeoutSeconds float64 `json:"request_terminate_timeout_seconds,omitempty"`
+	RequestSlowlogTimeoutSeconds   float64 `json:"request_slowlog_timeout_seconds,omitempty"`
+	// Slowlog is the pool's slowlog file, "" when unset or not known:
+	// php-fpm takes request_slowlog_timeout only with one.
+	Slowlog string    `json:"slowlog,omitempty"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Samples uint64    `json:"samples"`
 
 	// Workers serving requests (fpmguard's probes left out): percentiles
 	// are upper bounds of a histogram's bins, never above the maximum.
@@ -133,7 +136,7 @@ func (p *pool) summary() PoolSummary {
 	s := PoolSummary{Pool: t.Name, Master: p.master, MasterPID: p.masterPID, PM: t.PM, MaxChildren: t.MaxChildren,
 		From: p.firstAt, To: p.lastAt, Samples: p.samples, BusyCPUShare: -1,
 		WorkersPSSNowBytes: p.pssNow, MasterPSSNowBytes: p.masterPSSNow,
-		RequestTerminateTimeoutSeconds: t.RequestTerminateTimeout.Seconds(), RequestSlowlogTimeoutSeconds: t.RequestSlowlogTimeout.Seconds()}
+		RequestTerminateTimeoutSeconds: t.RequestTerminateTimeout.Seconds(), RequestSlowlogTimeoutSeconds: t.RequestSlowlogTimeout.Seconds(), Slowlog: t.Slowlog}
 	if len(p.buckets.b) == 0 {
 		return s
 	}

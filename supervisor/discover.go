@@ -176,3 +176,68 @@ func LoadFPMConfig(path string) ([]Target, error) {
 	}
 	return TargetsFromConfig(cfg, "", 0, "config")
 }
+
+// ErrNotStarted says that a master fpmguard started does not show a
+// master's title yet: php-fpm sets it once it has read its config, and
+// until then the process may still be the program that starts it
+// (chroot(1), say), in fpmguard's own root.
+var ErrNotStarted = errors.New("php-fpm has not started yet")
+
+// RunMasterRoot says where master pid, a child fpmguard started itself
+// (`run`), lives once php-fpm runs: "" for fpmguard's own root, else its
+// /proc/PID/root. It must still be fpmguard's child and a master tr
+// trusts: a pid freed meanwhile could be anyone's.
+func RunMasterRoot(ctx context.Context, pid int, tr Trust) (string, error) {
+	osp, err := SystemProcs.ReadProcess(ctx, pid)
+	switch {
+	case err != nil:
+		return "", err
+	case osp.PPID != os.Getpid():
+		return "", fmt.Errorf("process %d is no longer fpmguard's child", pid)
+	case !IsMasterTitle(osp.Title):
+		return "", ErrNotStarted
+	}
+	if _, err := tr.Verify(pid, osp.Title, ""); err != nil {
+		return "", err
+	}
+	return foreignRoot(pid)
+}
+
+// LoadRunConfig reads the config named on `run`'s php-fpm command line as
+// its master pid reads it, in root (RunMasterRoot): `run -- chroot ROOT
+// php-fpm -y CONF` names CONF as php-fpm sees it inside ROOT. As with
+// --fpm-config, the operator named it: ${VAR} expands from fpmguard's
+// environment, which the master inherited. A relative path is the
+// master's, from its working directory.
+func LoadRunConfig(conf, root string, pid int) ([]Target, error) {
+	if root == "" {
+		ts, err := LoadFPMConfig(conf)
+		for i := range ts {
+			ts[i].MasterPID = pid
+		}
+		return ts, err
+	}
+	if !path.IsAbs(conf) {
+		conf = path.Join(cwdInRoot(pid), conf)
+	}
+	cfg, err := fpmconf.Load(conf, fpmconf.Options{Root: root, Getenv: os.LookupEnv})
+	if err != nil {
+		return nil, err
+	}
+	return TargetsFromConfig(cfg, root, pid, "config")
+}
+
+// cwdInRoot is the working directory of process pid as it sees it inside
+// its root: "/" when that cannot be told.
+func cwdInRoot(pid int) string {
+	proc := "/proc/" + strconv.Itoa(pid)
+	cwd, err1 := os.Readlink(proc + "/cwd")
+	root, err2 := os.Readlink(proc + "/root")
+	if err1 != nil || err2 != nil {
+		return "/"
+	}
+	if rel, ok := strings.CutPrefix(cwd, strings.TrimSuffix(root, "/")); ok && (rel == "" || strings.HasPrefix(rel, "/")) {
+		return "/" + strings.TrimPrefix(rel, "/")
+	}
+	return "/"
+}

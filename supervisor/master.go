@@ -91,6 +91,7 @@ func (pr *Prober) readMaster(ctx context.Context, t Target, pid int) *MasterRepo
 			m.Config = cfg
 		}
 		m.Alive = true
+		m.PHPVersion = MasterPHPVersion(pid)
 		if pr.ReadPSS {
 			m.PSSBytes = pr.pssOf(pid, osp.StartTicks, osp.RSSBytes)
 		}

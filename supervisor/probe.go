@@ -1,14 +1,13 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag
-// and human; it must not import event, watch, runner or web, which act on
-// and show what it finds.
+// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag,
+// human and phpbin; it must not import event, watch, runner or web, which
+// act on and show what it finds.
 package supervisor
 
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -320,35 +319,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// advice lists the config lines that would let fpmguard see the pool fully.
-func advice(t Target, r PoolReport) []string {
-	var out []string
-	where := "to pool [" + t.Name + "]"
-	if r.Status.Skipped {
-		out = append(out, fmt.Sprintf("add `pm.status_path = %s` %s so fpmguard can see its workers", DefaultStatusPath, where))
-	}
-	if t.StatusAddress.IsZero() && !r.Status.Skipped {
-		out = append(out, fmt.Sprintf("add `pm.status_listen = %s` %s so its status still answers when every worker is busy", suggestStatusListen(t), where))
-	}
-	if r.Heartbeat.Skipped {
-		out = append(out, fmt.Sprintf("add `ping.path = %s` %s so fpmguard can send a heartbeat through a worker", DefaultPingPath, where))
-	}
-	if f := r.Status.Failure; f != nil && f.Hint != "" {
-		out = append(out, f.Hint)
-	}
-	if f := r.Heartbeat.Failure; f != nil && f.Hint != "" && (r.Status.Failure == nil || f.Hint != r.Status.Failure.Hint) {
-		out = append(out, f.Hint)
-	}
-	return out
-}
-
-func suggestStatusListen(t Target) string {
-	if t.Address.Network == "unix" {
-		return strings.TrimSuffix(t.Address.Addr, ".sock") + "-status.sock"
-	}
-	return "127.0.0.1:9001"
 }
 
 // ProbeAll probes every target once, for the one-shot commands, and

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/human"
+	"github.com/fpmguard/fpmguard/phpbin"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -247,6 +248,9 @@ type MasterReport struct {
 	Unknown string  `json:"unknown,omitempty"`
 	OSState OSState `json:"os_state,omitempty"`
 	Config  string  `json:"config,omitempty"`
+	// PHPVersion is the PHP version of the master's binary, read from its
+	// ELF file; zero (left out of JSON) when it could not be read.
+	PHPVersion phpbin.Version `json:"php_version,omitzero"`
 	// PSSBytes is the master's proportional memory, read as the workers'
 	// is: by serve and run only.
 	PSSBytes uint64 `json:"pss_bytes,omitempty"`

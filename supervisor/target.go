@@ -37,6 +37,8 @@ type Target struct {
 	MinWorkers  int // workers the config promises at least
 
 	Slowlog                 string
+	AccessLog               string   // access.log, "" when unset or not known
+	SuppressPaths           []string // access.suppress_path[]
 	RequestTerminateTimeout time.Duration
 	RequestSlowlogTimeout   time.Duration
 	Source                  string // "flag", "config" or "discovered"
@@ -215,6 +217,8 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MaxChildren:             p.MaxChildren,
 			MinWorkers:              p.MinWorkers(),
 			Slowlog:                 p.Slowlog,
+			AccessLog:               p.AccessLog,
+			SuppressPaths:           p.SuppressPaths,
 			RequestTerminateTimeout: p.RequestTerminateTimeout,
 			RequestSlowlogTimeout:   p.RequestSlowlogTimeout,
 			Source:                  source,

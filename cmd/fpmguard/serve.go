@@ -254,14 +254,15 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	ready := make(chan struct{})
 	var readyOnce sync.Once
 	s := &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup, history: history.New(),
+		runPID: rn.PID, runStarted: make(chan int, 1),
 		onWatcher: func(w *watch.Watcher) {
 			if w != nil {
 				w.UseOutput(rn.Reaper().Output)
 				w.SetMasterPID(rn.PID())
-				rn.OnStart(w.SetMasterPID)
 			}
 			readyOnce.Do(func() { close(ready) })
 		}}
+	rn.OnStart(s.runMasterStarted)
 	wg.Go(func() {
 		defer readyOnce.Do(func() { close(ready) })
 		if err := s.run(watchCtx); err != nil {

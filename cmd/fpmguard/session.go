@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +33,10 @@ type session struct {
 	onWatcher func(*watch.Watcher)
 	// history outlives each watcher: advice covers reloads.
 	history *history.History
+	// runPID is `run`'s master, 0 while none runs; nil under serve.
+	runPID func() int
+	// runStarted holds the latest master `run` started, not yet looked at.
+	runStarted chan int
 
 	current atomic.Pointer[watch.Watcher]
 }
@@ -61,13 +69,31 @@ func (s *session) snapshot() *watch.Snapshot {
 func (s *session) flags() *watchFlags { return s.c.watchFlags(s.cmd) }
 
 // run resolves the pools and runs a watcher until ctx ends, starting a
-// new one on every SIGHUP. It returns the first resolve error.
+// new one on every SIGHUP, and under `run` when php-fpm starts again in
+// another root. It returns the first resolve error.
 func (s *session) run(ctx context.Context) error {
 	waiting := false
 	for {
 		f := s.flags()
-		targets, err := resolveTargets(ctx, &s.c)
+		targets, root, err := s.resolve(ctx)
 		if err != nil && len(targets) == 0 {
+			if s.runPID != nil && root == "" && errors.Is(err, fs.ErrNotExist) {
+				// run -- chroot ROOT php-fpm -y CONF: CONF is a path of
+				// ROOT, read once php-fpm runs there.
+				if !waiting {
+					s.logger.Warn("php-fpm's config is not on this side: reading it in php-fpm's root once it runs", "config", s.c.runConfig()[0])
+					waiting = true
+					s.onWatcher(nil)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-s.runStarted:
+				case <-s.reload:
+					s.rereadFlags()
+				}
+				continue
+			}
 			if len(s.c.pools) > 0 || len(s.c.fpmConfigs) > 0 {
 				return err
 			}
@@ -98,16 +124,115 @@ func (s *session) run(ctx context.Context) error {
 			close(done)
 		}()
 		s.logger.Info("watching", "pools", len(targets), "interval", f.cfg.Interval, "kill_hung_after", f.cfg.Actions.KillHungAfter, "dry_run", f.cfg.Actions.DryRun)
-		select {
-		case <-ctx.Done():
+		if !s.watch(ctx, root) {
 			stop()
 			<-done
 			return nil
-		case <-s.reload:
 		}
-		s.rereadFlags()
 		stop()
 		<-done
+	}
+}
+
+// watch waits while the current watcher runs: false when ctx ends, true
+// when a new one must start: on SIGHUP, or under `run` when a master
+// starts in another root than the one run's config was read in (root).
+func (s *session) watch(ctx context.Context, root string) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.reload:
+			s.rereadFlags()
+			return true
+		case pid := <-s.runStarted:
+			// A master's /proc/PID/root names its pid: a new master is a
+			// new root, whatever it holds.
+			if now, err := waitRunMaster(ctx, pid, s.c.trust()); root != "" || (err == nil && now != "") {
+				s.events.Add(event.Event{Master: pid, Kind: event.KindConfig, Message: fmt.Sprintf("php-fpm master %d started in another root: reading its config there", pid)})
+				return true
+			}
+		}
+	}
+}
+
+// resolve finds the pools to watch, and says where run's config was read:
+// "" on this side, else the /proc/PID/root of run's master. Under `run`,
+// once php-fpm runs in another root (run -- chroot ROOT php-fpm -y CONF),
+// CONF is read there, as php-fpm reads it.
+func (s *session) resolve(ctx context.Context) ([]supervisor.Target, string, error) {
+	conf := s.c.runConfig()
+	pid := 0
+	if s.runPID != nil {
+		pid = s.runPID()
+	}
+	root := ""
+	if pid > 0 && len(conf) > 0 {
+		var err error
+		if root, err = waitRunMaster(ctx, pid, s.c.trust()); err != nil && ctx.Err() == nil {
+			// Its config is then read on this side, as before it ran.
+			s.logger.Warn("not reading php-fpm's config in its root", "master", pid, "err", oneLine(err.Error()))
+		}
+	}
+	if root == "" {
+		targets, err := resolveTargets(ctx, &s.c)
+		return targets, "", err
+	}
+	var targets []supervisor.Target
+	c := s.c
+	c.fpmConfigs = slices.DeleteFunc(slices.Clone(c.fpmConfigs), func(p string) bool { return p == conf[0] })
+	if len(c.pools) > 0 || len(c.fpmConfigs) > 0 {
+		ts, err := resolveTargets(ctx, &c)
+		if err != nil {
+			return ts, root, err
+		}
+		targets = ts
+	}
+	ts, err := supervisor.LoadRunConfig(conf[0], root, pid)
+	if err != nil {
+		return targets, root, fmt.Errorf("php-fpm config %q of master %d, read in its root %s: %w", conf[0], pid, root, err)
+	}
+	return append(targets, ts...), root, nil
+}
+
+// runStartWait bounds the wait for a master `run` started to show its
+// title: php-fpm sets it once its config is read, in milliseconds, or
+// seconds on a loaded machine.
+const runStartWait = 30 * time.Second
+
+// waitRunMaster waits until master pid, which `run` started, runs php-fpm,
+// and returns its root (supervisor.RunMasterRoot).
+func waitRunMaster(ctx context.Context, pid int, tr supervisor.Trust) (string, error) {
+	deadline := time.Now().Add(runStartWait)
+	for {
+		root, err := supervisor.RunMasterRoot(ctx, pid, tr)
+		if !errors.Is(err, supervisor.ErrNotStarted) || time.Now().After(deadline) {
+			return root, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// runMasterStarted is told of each master `run` starts: the watcher learns
+// its pid at once, and the session looks at its root.
+func (s *session) runMasterStarted(pid int) {
+	if w := s.current.Load(); w != nil {
+		w.SetMasterPID(pid)
+	}
+	for {
+		select {
+		case s.runStarted <- pid:
+			return
+		default:
+			select {
+			case <-s.runStarted: // an older master, gone already
+			default:
+			}
+		}
 	}
 }
 
