@@ -137,12 +137,13 @@ func (l *Log) Add(e Event) {
 	}
 }
 
-// Recent returns up to n of the newest events, oldest first.
+// Recent returns up to n of the newest events, oldest first: never nil,
+// so that JSON shows no event as [], not null.
 func (l *Log) Recent(n int) []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n <= 0 || n > len(l.events) {
 		n = len(l.events)
 	}
-	return append([]Event(nil), l.events[len(l.events)-n:]...)
+	return append(make([]Event, 0, n), l.events[len(l.events)-n:]...)
 }

@@ -12,6 +12,10 @@ import (
 type Thresholds struct {
 	// HungAfter is the request age past which a worker counts as hung.
 	HungAfter time.Duration
+	// MasterRestarted says that a master that dies is restarted by
+	// fpmguard itself (fpmguard run): the verdict then says so, instead of
+	// asking the user to do it.
+	MasterRestarted bool
 }
 
 // DefaultHungAfter is the default of HungAfter.
@@ -52,7 +56,11 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		if m.PID == 0 {
 			worse(HealthDown, "master not running: %s", m.Error)
 		} else {
-			worse(HealthDown, "master process %d is gone: nothing will respawn workers; restart php-fpm", m.PID)
+			fix := "restart php-fpm"
+			if th.MasterRestarted {
+				fix = "fpmguard run is restarting php-fpm"
+			}
+			worse(HealthDown, "master process %d is gone: nothing will respawn workers; %s", m.PID, fix)
 		}
 	}
 	if f := r.Heartbeat.Failure; f != nil {

@@ -334,3 +334,22 @@ func TestHeartbeatStates(t *testing.T) {
 		}
 	}
 }
+
+// TestGoneMasterAdvice: the verdict on a master that died asks the user to
+// restart php-fpm, unless fpmguard run is doing it.
+func TestGoneMasterAdvice(t *testing.T) {
+	for _, tt := range []struct {
+		restarted bool
+		want      string
+	}{
+		{false, "master process 100 is gone: nothing will respawn workers; restart php-fpm"},
+		{true, "master process 100 is gone: nothing will respawn workers; fpmguard run is restarting php-fpm"},
+	} {
+		r := healthy()
+		r.Master.Alive = false
+		Judge(&r, nil, Thresholds{HungAfter: 30 * time.Second, MasterRestarted: tt.restarted})
+		if r.Health != HealthDown || len(r.Reasons) == 0 || r.Reasons[0] != tt.want {
+			t.Errorf("restarted %v: %s %q, want down with %q", tt.restarted, r.Health, r.Reasons, tt.want)
+		}
+	}
+}

@@ -43,11 +43,14 @@ type keyMap struct {
 	SortAge, SortCPU, SortM key.Binding
 	Pool, Pause, Slowlog    key.Binding
 	Kill, Help, Quit, Back  key.Binding
+	// killOffered shows the kill key in the footer: the selected worker
+	// is one the watcher may kill. Pressed anyway, the key says why not.
+	killOffered bool
 }
 
 func newKeys() keyMap {
 	return keyMap{
-		Up:      key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "up")),
+		Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 		Top:     key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("home/g", "first worker")),
 		Bottom:  key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("end/G", "last worker")),
@@ -57,15 +60,20 @@ func newKeys() keyMap {
 		Pool:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "next pool / all")),
 		Pause:   key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "pause")),
 		Slowlog: key.NewBinding(key.WithKeys("s", "enter"), key.WithHelp("s", "slowlog")),
-		Kill:    key.NewBinding(key.WithKeys("k"), key.WithHelp("k", "kill")),
-		Help:    key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
-		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
-		Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+		// Kill is away from the keys that move, and asks first.
+		Kill: key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "kill")),
+		Help: key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
+		Quit: key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Back: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	}
 }
 
 func (k keyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog, k.Kill}
+	short := []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog}
+	if k.killOffered {
+		short = append(short, k.Kill)
+	}
+	return short
 }
 
 func (k keyMap) FullHelp() [][]key.Binding {
@@ -271,6 +279,7 @@ func (m *model) move(d int) {
 	}
 	i := max(0, min(len(m.rows)-1, max(m.selIndex(), 0)+d))
 	m.sel = m.rows[i].key
+	m.offerKill()
 }
 
 func (m *model) showSlowlog() tea.Cmd {
@@ -301,8 +310,34 @@ func (m *model) askKill() {
 	case m.opts.Control == nil:
 		m.msg, m.msgOK = "this view cannot kill: it has no watcher to ask", false
 	default:
+		if why := m.unkillable(r); why != "" {
+			m.msg, m.msgOK = fmt.Sprintf("worker %d of pool %s is not killed: %s", r.key.pid, m.label(r.key.pool), why), false
+			return
+		}
 		m.mode, m.confirm = modeConfirm, r
 	}
+}
+
+// unkillable says why the watcher would refuse to kill the worker of r
+// whatever the moment, "" when it would not: the view never offers a kill
+// that is refused for sure. The rule is the watcher's own.
+func (m *model) unkillable(r row) string {
+	if m.snap == nil {
+		return "nothing is known of it yet"
+	}
+	for _, pv := range m.snap.Pools {
+		if pv.Report.ID() == r.key.pool {
+			return watch.Unkillable(pv.Report, r.p)
+		}
+	}
+	return "its pool is no longer watched"
+}
+
+// offerKill shows the kill key in the footer only for a worker it may
+// kill.
+func (m *model) offerKill() {
+	r, ok := m.selected()
+	m.keys.killOffered = ok && m.opts.Control != nil && m.unkillable(r) == ""
 }
 
 // refresh takes in a new snapshot.
@@ -343,6 +378,7 @@ func (m *model) buildRows() {
 	if m.selIndex() < 0 && len(m.rows) > 0 {
 		m.sel = m.rows[0].key
 	}
+	m.offerKill()
 }
 
 // sortRows orders the rows: the chosen key first, busy before idle, then

@@ -65,9 +65,13 @@ func (m *model) frame(height int) string {
 		}
 		return strings.Join(m.fill(lines, height), "\n")
 	}
+	// The footer: the message, wrapped to the width (never cut), and the
+	// keys.
+	var msg []string
 	footer := 0
 	if height > 0 {
-		footer = 2
+		msg = m.messageLines(max(1, height-3))
+		footer = len(msg) + 1
 	}
 	// The pools may take what is left after the table's header, three
 	// workers and the footer.
@@ -91,7 +95,8 @@ func (m *model) frame(height int) string {
 	}
 	if height > 0 {
 		lines = m.fill(lines, height-footer)
-		add(m.message(), m.help.ShortHelpView(m.keys.ShortHelp()))
+		add(msg...)
+		add(m.help.ShortHelpView(m.keys.ShortHelp()))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -290,7 +295,9 @@ func (m *model) opcacheOf(r *supervisor.PoolReport) *supervisor.OpcacheReport {
 	return nil
 }
 
-func (m *model) message() string {
+// message is the line above the keys: a question, the answer to the last
+// key, or what is wrong with the data; its text and its style.
+func (m *model) message() (string, lipgloss.Style) {
 	switch {
 	case m.mode == modeConfirm:
 		p := m.confirm.p
@@ -298,19 +305,36 @@ func (m *model) message() string {
 		if !p.Idle() {
 			what = safe(p.RequestMethod) + " " + m.uri(p) + " for " + ageText(p)
 		}
-		return m.st.title.Render(fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.label(m.confirm.key.pool)), what))
+		return fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.label(m.confirm.key.pool)), what), m.st.title
+	case m.msg != "" && m.msgOK:
+		return safe(m.msg), m.st.good
 	case m.msg != "":
-		if m.msgOK {
-			return m.st.good.Render(safe(m.msg))
-		}
-		return m.st.bad.Render(safe(m.msg))
+		return safe(m.msg), m.st.bad
 	case m.opts.Problem() != "":
-		return m.st.bad.Render(safe(m.opts.Problem()))
+		return safe(m.opts.Problem()), m.st.bad
 	}
 	if m.snap != nil && time.Since(m.snap.Time) > 3*m.opts.Refresh+2*time.Second {
-		return m.st.warn.Render("the data is " + human.FormatDuration(time.Since(m.snap.Time)) + " old")
+		return "the data is " + human.FormatDuration(time.Since(m.snap.Time)) + " old", m.st.warn
 	}
-	return ""
+	return "", m.st.dim
+}
+
+// messageLines is the message wrapped to the screen's width, in at most
+// room lines: a message is never cut at the edge of the screen.
+func (m *model) messageLines(room int) []string {
+	text, style := m.message()
+	if text == "" {
+		return []string{""}
+	}
+	lines := strings.Split(ansi.Wrap(text, max(1, m.width), " "), "\n")
+	if len(lines) > room {
+		lines = lines[:room]
+		lines[room-1] = ansi.Truncate(lines[room-1], max(1, m.width-1), "") + "…"
+	}
+	for i, l := range lines {
+		lines[i] = style.Render(l)
+	}
+	return lines
 }
 
 func (m *model) helpLines(room int) []string {
@@ -321,8 +345,10 @@ func (m *model) helpLines(room int) []string {
 		"request in flight, in red once it is past --hung-after; HUNG says whether a hung",
 		"worker spins on a CPU or waits (blocked). CPU% is over the last probe interval;",
 		"PSS counts shared memory (the opcache) once across the workers sharing it.",
-		"The kill key sends SIGTERM through the same checks as --kill-hung-after: parent",
-		"and title, never an idle worker, at most --max-kill-ratio of a pool at once.",
+		"The kill key (x, then y) sends SIGTERM through the same checks as --kill-hung-after:",
+		"parent and title, never an idle worker, at most --max-kill-ratio of a pool at once.",
+		"It is offered only for a worker the watcher would kill: busy, not serving",
+		"fpmguard's own probe, its master alive.",
 		"esc closes this help.")
 	return lines[:min(len(lines), room)]
 }

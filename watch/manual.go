@@ -66,13 +66,8 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 		a.count(t.ID(), ActionKill, result)
 		return KillResult{Result: result, Message: a.event(t, r, kind, p.PID, nil, format, args...)}
 	}
-	switch {
-	case p.Idle():
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is idle, and an idle worker is never killed", p.PID, t.Name, who)
-	case p.ProbeRequest():
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving one of fpmguard's own probes", p.PID, t.Name, who)
-	case r.Master == nil || !r.Master.Alive:
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its master is not known to be alive, so nothing would respawn it", p.PID, t.Name, who)
+	if why := Unkillable(r, &p); why != "" {
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): %s", p.PID, t.Name, who, why)
 	}
 	a.mu.Lock()
 	_, already := a.pending[p.PID]
@@ -105,6 +100,23 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 	// by itself after the grace, and Run waits for it.
 	res, msg := a.killOne(context.WithoutCancel(ctx), t, r, p, "on request of "+who)
 	return KillResult{Result: res, Message: msg}
+}
+
+// Unkillable says why worker p of pool r, as a probe saw them, is never
+// killed by hand, whatever the moment: "" when it may be, subject to the
+// checks made right before the signal (the status page read again, the
+// kill cap, the budget). top asks it before it offers the kill key, and
+// killByHand before anything else.
+func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
+	switch {
+	case p.Idle():
+		return "it is idle, and an idle worker is never killed"
+	case p.ProbeRequest():
+		return "it is serving one of fpmguard's own probes"
+	case r.Master == nil || !r.Master.Alive:
+		return "its master is not known to be alive, so nothing would respawn it"
+	}
+	return ""
 }
 
 // Slowlog returns the newest entry of pool's slowlog for worker pid, ""

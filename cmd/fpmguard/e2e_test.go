@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -44,7 +45,12 @@ func runStackOf(t *testing.T, v string, pool fpmtest.Pool, readTimeout time.Dura
 	g := newGuard(t, fpm)
 	addr := freePort(t)
 	// nginx's error log path is known before nginx starts: it lives in the
-	// php-fpm test directory.
+	// php-fpm test directory. Its directory exists, as a package makes
+	// /var/log/nginx: fpmguard refuses a log path whose directory is
+	// missing, and follows the file once nginx creates it.
+	if err := os.MkdirAll(fpm.Dir+"/nginx", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", g.opcacheDir(t), "--nginx-error-log", g.path(fpm.Dir + "/nginx/error.log")}, flags...)
 	args = append(append(args, "--"), fpm.InRootArgv()...)
 	g.start(t, args...)

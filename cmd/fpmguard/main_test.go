@@ -160,15 +160,15 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"status", "--pool", "www.sock"}, 1, `bad FastCGI address "www.sock"`},
-		{[]string{"status", "--pool", "/run/a.sock,pm=lazy"}, 1, `pm "lazy" must be static, dynamic or ondemand`},
+		{[]string{"status", "--pool", "www.sock"}, 2, `bad FastCGI address "www.sock"`},
+		{[]string{"status", "--pool", "/run/a.sock,pm=lazy"}, 2, `pm "lazy" must be static, dynamic or ondemand`},
 		{[]string{"status", "--timeout", "soon"}, 2, `soon`},
 		{[]string{"status", "-o", "xml"}, 2, `xml`},
 		{[]string{"check", "--pool", "nope"}, 3, `bad FastCGI address "nope"`},
 		{[]string{"check", "--warning-queue", "x"}, 3, `"x"`},
 		{[]string{"status", "--config", cfg}, 2, `unknown key "colour"`},
 		{[]string{"status", "--config", "/nonexistent.yaml"}, 2, `no such file`},
-		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 1, `/nonexistent.conf`},
+		{[]string{"status", "--fpm-config", "/nonexistent.conf"}, 2, `/nonexistent.conf`},
 		{[]string{"frobnicate"}, 2, `frobnicate`},
 		{[]string{"status", "--fpm-master-user", "no-such-user-here"}, 2, `"no-such-user-here" is neither a user name nor a uid`},
 		{[]string{"serve", "--php-fpm-binary", theirs}, 2, `--php-fpm-binary "` + theirs + `": not running php-fpm's binary for the config test: open ` + theirs + `: not owned by a user fpmguard trusts for it: owned by uid 33`},
@@ -264,7 +264,38 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 		if code != supervisor.CheckCritical || !strings.HasPrefix(out, "FPMGUARD CRITICAL - www down") {
 			t.Errorf("check after master stop: exit %d: %q", code, out)
 		}
+		// status exits as systemctl status does: 3 for a pool that is
+		// down, with the report all the same.
+		code, out, _ = g.run(t, "status", "--pool", spec, ocDir)
+		if code != statusFailing || !strings.Contains(out, "DOWN") {
+			t.Errorf("status after master stop: exit %d, want %d:\n%s", code, statusFailing, out)
+		}
 	})
+}
+
+// TestStatusExitCode: 0 while every pool serves, 3 when a pool or an
+// opcache fails, 1 when there is nothing to look at.
+func TestStatusExitCode(t *testing.T) {
+	rep := fixedReport() // www unhealthy, api down
+	if code := statusCode(rep); code != statusFailing {
+		t.Errorf("unhealthy and down pools: exit %d", code)
+	}
+	rep.Pools = rep.Pools[:1]
+	rep.Pools[0].Health = supervisor.HealthDegraded
+	if code := statusCode(rep); code != statusServing {
+		t.Errorf("a degraded pool: exit %d", code)
+	}
+	rep.Opcache[0].Health = supervisor.HealthUnhealthy
+	if code := statusCode(rep); code != statusFailing {
+		t.Errorf("an unhealthy opcache: exit %d", code)
+	}
+	conf := filepath.Join(t.TempDir(), "php-fpm.conf")
+	if err := os.WriteFile(conf, []byte("[www\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, "status", "--fpm-config", conf); code != 1 || !strings.Contains(stderr, "syntax error") {
+		t.Errorf("a config that cannot be read: exit %d %q", code, stderr)
+	}
 }
 
 // TestPermissionDenied runs the real binary as an unprivileged user against
@@ -347,9 +378,9 @@ func TestOpcacheCommands(t *testing.T) {
 		if code != 0 || !strings.Contains(out, app+"  invalidated") {
 			t.Errorf("opcache invalidate: exit %d %q", code, out)
 		}
-		code, out, _ = g.run(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
-		if code != 1 || !strings.Contains(out, `"relative.php" must be an absolute path`) {
-			t.Errorf("opcache invalidate of a relative path: exit %d %q", code, out)
+		code, _, stderr = g.run(t, append([]string{"opcache", "invalidate", "relative.php"}, args...)...)
+		if code != 2 || stderr != "fpmguard: error: <path> \"relative.php\": must be an absolute path, e.g. /var/www/app/index.php\n" {
+			t.Errorf("opcache invalidate of a relative path: exit %d %q", code, stderr)
 		}
 		code, _, stderr = g.run(t, append([]string{"opcache", "invalidate"}, args...)...)
 		if code != 2 || !strings.Contains(stderr, "needs paths or --glob") {
@@ -419,7 +450,8 @@ func startBinary(t testing.TB, args ...string) (*exec.Cmd, *bytes.Buffer) {
 func TestServeBinary(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
 	addr := freePort(t)
-	cmd, _ := startBinary(t, "serve", "--fpm-config", fpm.Conf, "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t))
+	nginxLog := filepath.Join(t.TempDir(), "error.log") // nginx is yet to create it
+	cmd, out := startBinary(t, "serve", "--fpm-config", fpm.Conf, "--web.listen-address", addr, "--interval", "200ms", "--opcache-dir", opcacheDir(t), "--nginx-error-log", nginxLog)
 	base := "http://" + addr
 	waitHTTP(t, base+"/healthz", 200)
 	waitHTTP(t, base+"/readyz", 200)
@@ -443,6 +475,12 @@ func TestServeBinary(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("serve after SIGTERM: %v", err)
+	}
+	// The start line names what it watches, and what it cannot follow yet.
+	for _, want := range []string{"msg=watching pools=1 names=www ", `msg="nginx error log not there yet: followed once nginx creates it" path=` + nginxLog} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -123,7 +124,7 @@ func (s *session) run(ctx context.Context) error {
 			w.Run(wctx)
 			close(done)
 		}()
-		s.logger.Info("watching", "pools", len(targets), "interval", f.cfg.Interval, "kill_hung_after", f.cfg.Actions.KillHungAfter, "dry_run", f.cfg.Actions.DryRun)
+		s.logger.Info("watching", "pools", len(targets), "names", poolNames(targets), "interval", f.cfg.Interval, "kill_hung_after", f.cfg.Actions.KillHungAfter, "dry_run", f.cfg.Actions.DryRun)
 		if !s.watch(ctx, root) {
 			stop()
 			<-done
@@ -240,13 +241,18 @@ func (s *session) runMasterStarted(pid int) {
 func (s *session) newWatcher(targets []supervisor.Target) *watch.Watcher {
 	f := s.flags()
 	c := s.c
-	c.noOpcache = c.noOpcache || f.noOpcache
 	pr := newProber(&c)
-	pr.ReadPSS = !f.noProcessMetrics
+	pr.ReadPSS = f.processMetrics
+	pr.Thresholds.MasterRestarted = s.cmd == "run"
 	cfg := f.cfg
 	cfg.History = s.history
 	w := watch.New(pr, targets, cfg, s.events)
 	if len(f.nginxLogs) > 0 {
+		for _, p := range f.nginxLogs {
+			if _, err := os.Stat(p); err != nil {
+				s.logger.Warn("nginx error log not there yet: followed once nginx creates it", "path", p)
+			}
+		}
 		w.FollowNginx(f.nginxLogs)
 	}
 	return w
@@ -259,7 +265,7 @@ func (s *session) rereadFlags() {
 	var fresh cli
 	_, err := parseArgs(newApp(&fresh), &fresh, s.args)
 	if err == nil {
-		err = fresh.watchFlags(s.cmd).check()
+		err = fresh.validate(s.cmd)
 	}
 	if err != nil {
 		s.logger.Error("SIGHUP: config not reloaded; keeping the old one", "err", oneLine(err.Error()))
@@ -269,4 +275,19 @@ func (s *session) rereadFlags() {
 	fresh.watchFlags(s.cmd).cfg.FirstProbeAfter = s.flags().cfg.FirstProbeAfter
 	s.c = fresh
 	s.events.Add(event.Event{Kind: event.KindConfig, Message: "SIGHUP: configuration reloaded"})
+}
+
+// poolNames names the pools for the log line that starts a watcher: the
+// first ten, and how many more.
+func poolNames(targets []supervisor.Target) string {
+	const shown = 10
+	names := make([]string, 0, min(len(targets), shown))
+	for _, t := range targets[:min(len(targets), shown)] {
+		names = append(names, t.Name)
+	}
+	out := strings.Join(names, ",")
+	if n := len(targets) - shown; n > 0 {
+		out += fmt.Sprintf(" (+%d more)", n)
+	}
+	return out
 }
