@@ -95,14 +95,14 @@ func ParseLine(line string) (Failure, bool) {
 // pool (matched by its socket address) and turns them into events that say
 // what fpmguard saw of the pool at the time.
 type Follower struct {
-	pools  map[string]string // canonical address -> pool name
-	addrs  map[string]string // pool name -> its address as nginx names it
+	pools  map[string]supervisor.PoolID // canonical address -> pool
+	addrs  map[supervisor.PoolID]string // pool -> its address as nginx names it
 	events *event.Log
 	// ReportEvery is how often new failures become an event.
 	ReportEvery time.Duration
 	// Describe, when set, says in a few words what fpmguard saw of a pool,
 	// for the events.
-	Describe func(pool string) string
+	Describe func(pool supervisor.PoolID) string
 	// tails follow the logs, one each; their Poll and DrainQuiet are
 	// logtail's defaults but in tests.
 	tails []*logtail.Follower
@@ -117,21 +117,25 @@ type Follower struct {
 
 // NewFollower follows paths for the pools of targets.
 func NewFollower(paths []string, targets []supervisor.Target, events *event.Log) *Follower {
-	n := &Follower{pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
+	n := &Follower{pools: map[string]supervisor.PoolID{}, addrs: map[supervisor.PoolID]string{}, events: events, ReportEvery: 10 * time.Second,
 		counts: map[Key]uint64{}, recent: map[Key][]time.Time{}, fresh: map[Key]bool{}}
 	for _, p := range paths {
 		n.tails = append(n.tails, &logtail.Follower{Path: p, Line: n.line, MaxLine: maxNginxLine})
 	}
-	for _, t := range targets {
-		addr := t.Address
+	ids := make([]supervisor.PoolID, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID()
+		n.pools[t.Address.String()] = ids[i]
+	}
+	for i, t := range targets {
 		// A master in another container is reached through /proc/PID/root;
-		// nginx, beside it, names the socket by its own path.
-		if t.Root != "" && addr.Network == "unix" {
-			addr.Addr = strings.TrimPrefix(addr.Addr, t.Root)
+		// nginx, beside it, names the socket by its own path. A pool of
+		// this host's at that path is the one nginx names.
+		addr := t.Address.InRoot().String()
+		if _, taken := n.pools[addr]; !taken {
+			n.pools[addr] = ids[i]
 		}
-		n.pools[addr.String()] = t.Name
-		n.pools[t.Address.String()] = t.Name
-		n.addrs[t.Name] = addr.String()
+		n.addrs[ids[i]] = addr
 	}
 	return n
 }
@@ -218,7 +222,10 @@ func (n *Follower) report() {
 	}
 	n.mu.Unlock()
 	sort.Slice(items, func(i, j int) bool {
-		return items[i].k.Pool+string(items[i].k.Cause) < items[j].k.Pool+string(items[j].k.Cause)
+		if c := items[i].k.Pool.Compare(items[j].k.Pool); c != 0 {
+			return c < 0
+		}
+		return items[i].k.Cause < items[j].k.Cause
 	})
 	for _, it := range items {
 		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), n.addrs[it.k.Pool])
@@ -227,7 +234,7 @@ func (n *Follower) report() {
 				msg += " — " + seen
 			}
 		}
-		n.events.Add(event.Event{Pool: it.k.Pool, Kind: event.KindNginxUpstream, Message: msg})
+		n.events.Add(event.Event{Pool: it.k.Pool.Pool, MasterName: it.k.Pool.Master, Kind: event.KindNginxUpstream, Message: msg})
 	}
 }
 
@@ -246,7 +253,7 @@ const (
 
 // Key labels a count of upstream failures nginx logged.
 type Key struct {
-	Pool   string
+	Pool   supervisor.PoolID
 	Status int // what nginx answered: 502 or 504
 	Cause  Cause
 }

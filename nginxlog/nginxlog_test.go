@@ -72,7 +72,7 @@ func TestParseLineOnRealLog(t *testing.T) {
 // both name one pool.
 func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 	root := "/proc/4242/root"
-	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock"}}
+	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock", Root: root}}
 	n := NewFollower(nil, []supervisor.Target{tg}, event.NewLog(nil))
 	line := `2026/11/26 09:52:24 [error] 7#7: *3 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`
 	e, ok := ParseLine(line)
@@ -80,7 +80,7 @@ func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 		t.Fatal("line not read")
 	}
 	n.record(e)
-	if got := n.Counts()[Key{Pool: "www", Status: 504, Cause: "timeout"}]; got != 1 {
+	if got := n.Counts()[Key{Pool: tg.ID(), Status: 504, Cause: "timeout"}]; got != 1 {
 		t.Errorf("counts %v", n.Counts())
 	}
 }
@@ -91,7 +91,9 @@ func nginxTimeout(seq int) string {
 	return fmt.Sprintf(`2026/11/26 09:52:24 [error] 7#7: *%d upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php?seq=%d HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`+"\n", seq, seq)
 }
 
-var wwwTimeout = Key{Pool: "www", Status: 504, Cause: "timeout"}
+// wwwTimeout counts pool www of the tests, given by its address alone: its
+// master is named by its address.
+var wwwTimeout = Key{Pool: supervisor.PoolID{Pool: "www", Master: "unix:///run/php/www.sock"}, Status: 504, Cause: "timeout"}
 
 // TestFollowerCountsWhatItReads follows a real file (logtail's tests cover
 // rotation and truncation) and counts the lines written to it while it

@@ -108,6 +108,11 @@ type masterSeen struct {
 type poolWatch struct {
 	mu     sync.Mutex // guards target, which SetMasterPID changes
 	target supervisor.Target
+	// id is the pool's identity, and label its name for people: its name
+	// alone, or its ID when another pool watched has the same name. Neither
+	// changes: the master's pid is no part of them.
+	id    supervisor.PoolID
+	label string
 
 	// probeStart is when the probe in flight began (Unix ns), 0 if none.
 	probeStart atomic.Int64
@@ -144,8 +149,13 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	if len(targets) == 0 {
 		close(w.probed)
 	}
-	for _, t := range targets {
-		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
+	ids := make([]supervisor.PoolID, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID()
+	}
+	labels := supervisor.Labels(ids)
+	for i, t := range targets {
+		w.pools = append(w.pools, &poolWatch{target: t, id: ids[i], label: labels[ids[i]], dSince: map[int]time.Time{}, announced: map[condition]bool{}})
 	}
 	return w
 }
@@ -182,9 +192,9 @@ func (w *Watcher) FollowNginx(paths []string) {
 	n := nginxlog.NewFollower(paths, targets, w.events)
 	// A few intervals gather a burst of failures into one event.
 	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
-	n.Describe = func(pool string) string {
+	n.Describe = func(pool supervisor.PoolID) string {
 		for _, pw := range w.pools {
-			if v := pw.view.Load(); v != nil && v.Report.Name == pool {
+			if v := pw.view.Load(); v != nil && pw.id == pool {
 				return v.Report.Summary()
 			}
 		}
@@ -313,7 +323,7 @@ func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor
 		w.cfg.History.AddPool(target, r, time.Now())
 	}
 	pw.view.Store(&PoolView{
-		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
+		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.ScrapeURI(),
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
 	if first && w.unprobed.Add(-1) == 0 {
@@ -327,7 +337,7 @@ func (w *Watcher) seeMaster(r *supervisor.PoolReport) {
 	if m == nil || !m.Alive || m.PID == 0 {
 		return
 	}
-	name := r.MasterName()
+	name := r.MasterName
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seen := w.masters[name]
@@ -375,7 +385,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 		for i := range reports {
 			o := &reports[i]
 			if p := prev[o.MasterPID]; (p == nil && o.Health != supervisor.HealthOK) || (p != nil && p.Health != o.Health) {
-				w.events.Add(event.Event{Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
+				w.events.Add(event.Event{MasterName: o.Master, Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
 			}
 			next[o.MasterPID] = o
 		}

@@ -428,6 +428,15 @@ func ChildrenTitled(ppid int, title string) []int {
 // Stop stops php-fpm and every worker now, rather than when the test ends.
 func (f *FPM) Stop(t testing.TB) { f.stopOnce.Do(func() { f.stop(t) }) }
 
+// Restart stops php-fpm and starts it again on the same config, in the
+// same root: a new master pid, as a restart by an init system gives.
+func (f *FPM) Restart(t testing.TB) {
+	t.Helper()
+	f.Stop(t)
+	f.stopOnce, f.waited = sync.Once{}, make(chan struct{})
+	f.Start(t)
+}
+
 func (f *FPM) stop(t testing.TB) {
 	pgid := f.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGQUIT)
