@@ -88,6 +88,10 @@ type PoolReport struct {
 	StatusAddress string   `json:"status_address,omitempty"`
 	Health        Health   `json:"health"`
 	Reasons       []string `json:"reasons"`
+	// decisive holds the reasons that alone make the verdict (those of
+	// its rank): pool-level findings that quote no request, for outputs
+	// open to every client (/readyz).
+	decisive []string
 	// Inconclusive says what fpmguard could not judge and why: reads that
 	// timed out while fpmguard itself was starved of CPU. They count for
 	// nothing, neither failure nor success.
@@ -456,3 +460,9 @@ func (r *PoolReport) Summary() string {
 	}
 	return fmt.Sprintf("%d of %d workers busy now", busy, total)
 }
+
+// DecisiveReasons are the reasons that alone make the pool's verdict, those
+// of its rank. They are pool-level findings (a failed heartbeat, a dead
+// master, every worker hung) and never quote a request: a worker's URI is
+// only ever a degraded finding beside them.
+func (r *PoolReport) DecisiveReasons() []string { return r.decisive }

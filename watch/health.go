@@ -81,7 +81,9 @@ func (w *Watcher) Ready() (bool, []string) {
 		case r.Saturated(w.cfg.ReadyMaxQueue):
 			reasons = append(reasons, fmt.Sprintf("pool %s: saturated: no idle worker and %d requests waiting", name, r.Queue()))
 		case r.Health == supervisor.HealthUnhealthy || r.Health == supervisor.HealthDown:
-			reasons = append(reasons, fmt.Sprintf("pool %s: %s: %s", name, r.Health, strings.Join(r.Reasons, "; ")))
+			// Only what makes the verdict: /readyz is open to every
+			// client, and a hung worker's reason quotes its URI.
+			reasons = append(reasons, fmt.Sprintf("pool %s: %s: %s", name, r.Health, strings.Join(r.DecisiveReasons(), "; ")))
 		}
 	}
 	return len(reasons) == 0, reasons
