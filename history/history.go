@@ -27,13 +27,13 @@ const (
 // safe for concurrent use: each pool's loop adds, HTTP handlers read.
 type History struct {
 	mu      sync.Mutex
-	pools   map[string]*pool
-	opcache map[string]*opcacheWindow // by master name
+	pools   map[supervisor.PoolID]*pool // two pools of one name under two masters are two
+	opcache map[string]*opcacheWindow   // by master name
 }
 
 // New returns an empty history.
 func New() *History {
-	return &History{pools: map[string]*pool{}, opcache: map[string]*opcacheWindow{}}
+	return &History{pools: map[supervisor.PoolID]*pool{}, opcache: map[string]*opcacheWindow{}}
 }
 
 // pool is one pool's window and what the next sample is compared with.
@@ -85,12 +85,12 @@ func (h *History) AddPool(t supervisor.Target, r *supervisor.PoolReport, now tim
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := h.pools[t.Name]
+	p := h.pools[t.ID()]
 	if p == nil {
 		p = &pool{workers: map[int]*workerSeen{}}
-		h.pools[t.Name] = p
+		h.pools[t.ID()] = p
 	}
-	p.target = t
+	p.target, p.master = t, t.MasterName()
 	p.add(r, now)
 }
 
@@ -101,11 +101,11 @@ func (h *History) AddPool(t supervisor.Target, r *supervisor.PoolReport, now tim
 func (h *History) RemovePool(t supervisor.Target) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := h.pools[t.Name]
+	p := h.pools[t.ID()]
 	if p == nil {
 		return
 	}
-	delete(h.pools, t.Name)
+	delete(h.pools, t.ID())
 	for _, o := range h.pools {
 		if o.master == p.master {
 			return
@@ -200,7 +200,6 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 		b.QueueMax = max(b.QueueMax, uint32(min(queue, 0xffffffff)))
 	}
 	p.lastAt = now
-	p.master = r.MasterName()
 	if r.Master != nil && r.Master.Alive {
 		p.masterPID = r.Master.PID
 	}

@@ -80,7 +80,7 @@ func TestWindowIsBounded(t *testing.T) {
 	for i := range 3 * Buckets {
 		h.AddPool(target, report(0, 0), t0.Add(time.Duration(i)*BucketWidth))
 	}
-	p := h.pools["www"]
+	p := h.pools[target.ID()]
 	if len(p.buckets.b) != Buckets || !h.Summary().Pools[0].From.Equal(t0.Add(2*Buckets*BucketWidth)) {
 		t.Errorf("%d buckets from %v", len(p.buckets.b), h.Summary().Pools[0].From)
 	}
@@ -173,13 +173,15 @@ func TestOwnRequestsAreNotLoad(t *testing.T) {
 // with the master's last pool: neither counts for advice any more.
 func TestRemovePool(t *testing.T) {
 	h := New()
-	api := target
+	www := target
+	www.MasterConfig = "/etc/php-fpm.conf"
+	api := www
 	api.Name = "api"
 	other := target
-	other.Name = "other"
+	other.Name, other.MasterConfig = "other", "/etc/other.conf"
 	for i := range 3 {
 		at := t0.Add(time.Duration(i) * time.Second)
-		h.AddPool(target, report(uint64(i), 0, worker(10, "Idle", 1, 0.1, 30)), at)
+		h.AddPool(www, report(uint64(i), 0, worker(10, "Idle", 1, 0.1, 30)), at)
 		h.AddPool(api, report(uint64(i), 0, worker(20, "Running", 1, 0.1, 90)), at)
 		r := report(uint64(i), 0, worker(30, "Idle", 1, 0.1, 10))
 		r.Master = &supervisor.MasterReport{PID: 2, Alive: true, Config: "/etc/other.conf"}
@@ -206,5 +208,27 @@ func TestRemovePool(t *testing.T) {
 	h.RemovePool(other)
 	if got := fmt.Sprint(pools(), masters()); got != "[www] [/etc/php-fpm.conf]" {
 		t.Errorf("other removed: pools and opcaches %s", got)
+	}
+}
+
+// TestOnePoolNameUnderTwoMasters: www of two masters are two windows, each
+// with its own samples and master.
+func TestOnePoolNameUnderTwoMasters(t *testing.T) {
+	h := New()
+	a, b := target, target
+	a.MasterConfig, b.MasterConfig = "/etc/php/8.2/fpm/php-fpm.conf", "/etc/php/7.4/fpm/php-fpm.conf"
+	for i := range 10 {
+		h.AddPool(a, report(uint64(10*i), 0, worker(10, "Idle", uint64(i), 0.1, 20)), t0.Add(time.Duration(i)*time.Second))
+		if i%2 == 0 {
+			h.AddPool(b, report(uint64(i), 0, worker(20, "Idle", uint64(i), 0.1, 20)), t0.Add(time.Duration(i)*time.Second))
+		}
+	}
+	pools := h.Summary().Pools
+	if len(pools) != 2 || pools[0].Pool != "www" || pools[1].Pool != "www" {
+		t.Fatalf("summaries: %+v", pools)
+	}
+	samples := map[string]uint64{pools[0].Master: pools[0].Samples, pools[1].Master: pools[1].Samples}
+	if samples[a.MasterConfig] != 10 || samples[b.MasterConfig] != 5 {
+		t.Errorf("samples by master: %v", samples)
 	}
 }

@@ -275,22 +275,14 @@ func newestOfEach(ctx context.Context, masters []Master) []scanned {
 	return out
 }
 
-// configKey names the config a master runs, in its root: the same for the
-// master that replaces it. A master whose title does not name its config
-// is known by its pid alone.
+// configKey names the config a master runs, in its root, as MasterName
+// does: the same for the master that replaces it. A master whose title
+// does not name its config is known by its pid alone.
 func configKey(m Master) string {
 	if m.Config == "" {
 		return "pid " + strconv.Itoa(m.PID)
 	}
-	if m.Root == "" {
-		return path.Clean(m.Config)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(m.Root+"/", &st); err != nil {
-		return m.Root + "/" + path.Clean(m.Config)
-	}
-	// Its root directory, which outlives the pid in /proc/PID/root.
-	return fmt.Sprintf("root:%d:%d/%s", st.Dev, st.Ino, path.Clean(m.Config))
+	return Target{MasterConfig: m.Config, RootName: rootName(m.Root)}.MasterName()
 }
 
 // TargetsOfMaster reads a master's config through its root. A config found

@@ -46,16 +46,25 @@ func TestDiscoverRunningMaster(t *testing.T) {
 		if a.Address.Addr != root+fpm.InRoot(fpm.Pools["alpha"].Listen) || a.StatusAddress.Addr != wantStatus || a.Root != root || a.Source != "discovered" {
 			t.Errorf("alpha = %+v", a)
 		}
+		// The master is named by its config, and by its root's path on the
+		// host (the chroot's) when it has one of its own: never its pid.
+		master := fpm.Conf
+		if fpm.Root != "" {
+			master = fpm.Root + "/" + fpm.InRoot(fpm.Conf)
+		}
 		rep := testProber(time.Second).ProbeAll(context.Background(), []Target{found["alpha"], found["beta"]}, nil)
 		for _, p := range rep.Pools {
 			if p.Health != HealthOK || len(p.Processes) != 2 {
 				t.Errorf("pool %s: %s %q with %d workers", p.Name, p.Health, p.Reasons, len(p.Processes))
 			}
+			if p.MasterName != master {
+				t.Errorf("pool %s: master %q, want %q", p.Name, p.MasterName, master)
+			}
 		}
 		// fpmguard places its opcache script in the master's root.
 		o := &OpcacheProber{Client: testProber(10 * time.Second).Client, Dir: fpm.InRoot(filepath.Join(fpm.Dir, "fpmguard"))}
 		oc := o.Probe(context.Background(), []Target{found["alpha"], found["beta"]}, rep.Pools, nil)
-		if len(oc) != 1 || oc[0].MasterPID != fpm.MasterPID() || !oc[0].Enabled || oc[0].Error != "" || oc[0].MaxCachedKeys == 0 {
+		if len(oc) != 1 || oc[0].MasterPID != fpm.MasterPID() || oc[0].Master != master || !oc[0].Enabled || oc[0].Error != "" || oc[0].MaxCachedKeys == 0 {
 			t.Errorf("opcache through the root: %+v", oc)
 		}
 	})

@@ -71,9 +71,10 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 // of the master and of every worker it names, and the socket's queue.
 func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 	r := PoolReport{
-		Name:    t.Name,
-		Address: t.Address.String(),
-		Config:  PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+		Name:       t.Name,
+		MasterName: t.MasterName(),
+		Address:    t.Address.String(),
+		Config:     PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
 	}
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
@@ -333,11 +334,11 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 		go pr.Lag.Run(ctx)
 	}
 	rep := &Report{Version: ReportVersion, Time: time.Now().UTC(), Pools: make([]PoolReport, len(targets))}
-	prevPools := map[string]*PoolReport{}
+	prevPools := map[PoolID]*PoolReport{}
 	prevOpcache := map[int]*OpcacheReport{}
 	if prev != nil {
 		for i := range prev.Pools {
-			prevPools[prev.Pools[i].Address] = &prev.Pools[i]
+			prevPools[prev.Pools[i].ID()] = &prev.Pools[i]
 		}
 		for i := range prev.Opcache {
 			prevOpcache[prev.Opcache[i].MasterPID] = &prev.Opcache[i]
@@ -346,7 +347,7 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Go(func() {
-			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()])
+			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.ID()])
 			if parent.Err() != nil {
 				// Interrupted: what the probe's requests met was no answer
 				// of php-fpm's.

@@ -17,17 +17,23 @@ import (
 	"github.com/muesli/termenv"
 )
 
+// conf is the master of the pools of snapshot.
+const conf = "/etc/php/8.2/fpm/php-fpm.conf"
+
+// www is pool www of snapshot.
+var www = supervisor.PoolID{Pool: "www", Master: conf}
+
 // snapshot is a snapshot set by hand: pools of n workers each, the first
 // hung with a hostile URI, the second busy.
 func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 	s := &watch.Snapshot{Time: at, Self: watch.Self{Interval: time.Second, LagSeconds: 0.01 * cpu},
-		Nginx: map[nginxlog.Key]uint64{{Pool: "www", Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
+		Nginx: map[nginxlog.Key]uint64{{Pool: www, Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
 	for i := range pools {
 		name := "www"
 		if i > 0 {
 			name = fmt.Sprintf("api%d", i)
 		}
-		r := &supervisor.PoolReport{Name: name, Address: "unix:///run/php/" + name + ".sock",
+		r := &supervisor.PoolReport{Name: name, MasterName: conf, Address: "unix:///run/php/" + name + ".sock",
 			Heartbeat:   supervisor.Heartbeat{OK: true, LatencySeconds: 0.0002 + 0.0001*cpu},
 			Status:      supervisor.StatusRead{OK: true, Via: "status_listen"},
 			Master:      &supervisor.MasterReport{PID: 100, Alive: true},
@@ -48,7 +54,7 @@ func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 		supervisor.Judge(r, nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
 		s.Pools = append(s.Pools, watch.PoolView{Report: r, LastProbe: at})
 	}
-	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
+	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Master: conf, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
 	return s
 }
 
@@ -99,12 +105,12 @@ func TestNarrowTerminal(t *testing.T) {
 
 // fakeControl records what the view asks for.
 type fakeControl struct {
-	killed []workerKey
+	killed []string // pool and pid
 	res    watch.KillResult
 }
 
 func (f *fakeControl) Kill(_ context.Context, pool string, pid int) (watch.KillResult, error) {
-	f.killed = append(f.killed, workerKey{pool, pid})
+	f.killed = append(f.killed, fmt.Sprint(pool, " ", pid))
 	return f.res, nil
 }
 
@@ -147,11 +153,11 @@ func TestKeys(t *testing.T) {
 	m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: ctl, Refresh: time.Second}, renderer())
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
 	m.Init()
-	if m.sel != (workerKey{"www", 101}) && m.sel != (workerKey{"api1", 1101}) {
+	if m.sel != (workerKey{www, 101}) && m.sel != (workerKey{supervisor.PoolID{Pool: "api1", Master: conf}, 1101}) {
 		t.Fatalf("selected %v, want the oldest request", m.sel)
 	}
 	press(m, "p")
-	if m.pool != "www" || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
+	if m.pool != www || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
 		t.Errorf("filter: pool %q, %d rows", m.pool, len(m.rows))
 	}
 	press(m, "m")
@@ -189,7 +195,7 @@ func TestKeys(t *testing.T) {
 	}
 	press(m, "x")
 	press(m, "y")
-	if len(ctl.killed) != 1 || ctl.killed[0] != (workerKey{"www", 102}) || !strings.Contains(m.View(), "an idle worker is never killed") {
+	if len(ctl.killed) != 1 || ctl.killed[0] != "www@"+conf+" 102" || !strings.Contains(m.View(), "an idle worker is never killed") {
 		t.Errorf("kill: %v\n%s", ctl.killed, m.View())
 	}
 	// An idle worker: the key is not offered, and pressed anyway it says

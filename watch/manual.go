@@ -2,8 +2,8 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -19,8 +19,12 @@ type KillResult struct {
 // --dry-run.
 func (k KillResult) Done() bool { return k.Result == ResultOK || k.Result == ResultDryRun }
 
-// ErrUnknownPool is returned for a pool the watcher does not watch.
-var ErrUnknownPool = errors.New("no such pool")
+// ErrUnknownPool is returned for a pool the watcher does not watch, and
+// ErrAmbiguousPool for a name more than one pool has.
+var (
+	ErrUnknownPool   = supervisor.ErrUnknownPool
+	ErrAmbiguousPool = supervisor.ErrAmbiguousPool
+)
 
 // KillWorker SIGTERMs worker pid of pool because a person asked (the kill
 // key of `fpmguard top`, or POST /kill of serve), through the rules the
@@ -35,9 +39,9 @@ var ErrUnknownPool = errors.New("no such pool")
 // is refused with ErrUnknownPool and counted nowhere, so a caller cannot
 // invent label values.
 func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who string) (KillResult, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return KillResult{}, fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return KillResult{}, err
 	}
 	pw.mu.Lock()
 	t := pw.target
@@ -59,7 +63,7 @@ func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who stri
 // their way out.
 func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, who string) KillResult {
 	refuse := func(result Result, kind event.Kind, format string, args ...any) KillResult {
-		a.count(t.Name, ActionKill, result)
+		a.count(t.ID(), ActionKill, result)
 		return KillResult{Result: result, Message: a.event(t, r, kind, p.PID, nil, format, args...)}
 	}
 	if why := Unkillable(r, &p); why != "" {
@@ -118,9 +122,9 @@ func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
 // Slowlog returns the newest entry of pool's slowlog for worker pid, ""
 // when it has none.
 func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return "", fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return "", err
 	}
 	pw.mu.Lock()
 	t := pw.target
@@ -131,12 +135,17 @@ func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
 	return slowlogEntry(t, pid, w.prober.Trust), nil
 }
 
-// poolNamed is the watched pool of that name, nil if none.
-func (w *Watcher) poolNamed(name string) *poolWatch {
-	for _, pw := range w.watched() {
-		if w.name(pw) == name {
-			return pw
-		}
+// findPool is the watched pool a person named (supervisor.FindPool): by
+// its name when no other pool has it, else by its ID.
+func (w *Watcher) findPool(ref string) (*poolWatch, error) {
+	pools := w.watched()
+	ids := make([]supervisor.PoolID, len(pools))
+	for i, pw := range pools {
+		ids[i] = pw.id
 	}
-	return nil
+	id, err := supervisor.FindPool(ids, ref)
+	if err != nil {
+		return nil, err
+	}
+	return pools[slices.IndexFunc(pools, func(pw *poolWatch) bool { return pw.id == id })], nil
 }

@@ -13,6 +13,7 @@ package watch
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 	"github.com/fpmguard/fpmguard/supervisor"
 )
 
-// PoolChange says how SetTargets changed the pools watched, by name.
+// PoolChange says how SetTargets changed the pools watched, each pool by
+// its name for people (NAME@MASTER where another pool has its name).
 type PoolChange struct {
 	Added   []string
 	Removed []string
@@ -48,14 +50,10 @@ func (c PoolChange) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// poolKey is what makes two targets the same pool: its name under the
-// same master's config.
-func poolKey(t supervisor.Target) string { return t.Name + "\x00" + t.MasterConfig }
-
 // SetTargets makes targets the pools watched, and records the change as
 // one event. It is safe to call while the watcher runs. A pool of the same
-// name and master config as one watched is that pool, with its target
-// replaced: a new master pid, root or socket. A pool whose address
+// ID as one watched (its name and its master's: supervisor.PoolID) is that
+// pool, with its target replaced: a new master pid, root or socket. A pool whose address
 // changed starts a new failure streak, and failures in its first moments
 // count for nothing, as those of a pool added (php-fpm may still be
 // opening its socket): see followMaster.
@@ -64,38 +62,50 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 	var ch PoolChange
 	var removed []*poolWatch
 
-	w.sched.mu.Lock()
-	old := make(map[string]*poolWatch, len(w.pools))
-	for _, pw := range w.pools {
-		pw.mu.Lock()
-		old[poolKey(pw.target)] = pw
-		pw.mu.Unlock()
+	ids := make([]supervisor.PoolID, 0, len(targets))
+	given := make(map[supervisor.PoolID]bool, len(targets))
+	for _, t := range targets {
+		if id := t.ID(); !given[id] {
+			given[id] = true
+			ids = append(ids, id)
+		}
 	}
-	next := make([]*poolWatch, 0, len(targets))
-	given := make(map[string]bool, len(targets))
+	labels := supervisor.Labels(ids)
+	if w.nginx != nil {
+		// Its sockets, through a new master's root too.
+		w.nginx.SetTargets(targets)
+	}
+
+	w.sched.mu.Lock()
+	old := make(map[supervisor.PoolID]*poolWatch, len(w.pools))
+	for _, pw := range w.pools {
+		old[pw.id] = pw
+	}
+	next := make([]*poolWatch, 0, len(ids))
 	soon := map[*poolWatch]bool{} // added or moved: probed at once
 	for _, t := range targets {
-		k := poolKey(t)
-		if given[k] {
+		k := t.ID()
+		if !given[k] {
 			continue // given twice: the first one counts
 		}
-		given[k] = true
+		given[k] = false
 		pw, ok := old[k]
 		if !ok {
-			pw = newPoolWatch(t, -1)
+			pw = newPoolWatch(t, -1, labels[k])
 			// Never waited for by the opcache's first read.
 			pw.counted.Store(true)
 			pw.reloadedAt, pw.reloadWhy = now, "the pool was just added"
 			soon[pw] = true
-			ch.Added = append(ch.Added, t.Name)
+			ch.Added = append(ch.Added, labels[k])
 			next = append(next, pw)
 			continue
 		}
 		delete(old, k)
 		pw.mu.Lock()
 		if what := changes(pw.target, t); what != "" {
-			ch.Changed = append(ch.Changed, t.Name+" ("+what+")")
+			ch.Changed = append(ch.Changed, labels[k]+" ("+what+")")
 		}
+		pw.label = labels[k]
 		if moved(pw.target, t) {
 			pw.moved = now
 			soon[pw] = true
@@ -105,14 +115,13 @@ func (w *Watcher) SetTargets(targets []supervisor.Target) PoolChange {
 		next = append(next, pw)
 	}
 	for _, pw := range w.pools {
-		pw.mu.Lock()
-		gone := old[poolKey(pw.target)] == pw
-		if gone {
+		if old[pw.id] == pw {
+			pw.mu.Lock()
 			pw.removed = true
+			ch.Removed = append(ch.Removed, pw.label)
+			pw.mu.Unlock()
 			removed = append(removed, pw)
-			ch.Removed = append(ch.Removed, pw.target.Name)
 		}
-		pw.mu.Unlock()
 	}
 	if ch.Empty() && len(next) == len(w.pools) {
 		w.sched.mu.Unlock()
@@ -180,22 +189,17 @@ func (w *Watcher) forget(pw *poolWatch) {
 	if w.cfg.History != nil {
 		w.cfg.History.RemovePool(t)
 	}
-	w.actions.forget(t.Name)
-	if v := pw.view.Load(); v != nil {
-		name := v.Report.MasterName()
-		for _, o := range w.watched() {
-			if ov := o.view.Load(); ov != nil && ov.Report.MasterName() == name {
-				return
-			}
-		}
-		w.mu.Lock()
-		delete(w.masters, name)
-		w.mu.Unlock()
+	w.actions.forget(pw.id)
+	if slices.ContainsFunc(w.watched(), func(o *poolWatch) bool { return o.id.Master == pw.id.Master }) {
+		return
 	}
+	w.mu.Lock()
+	delete(w.masters, pw.id.Master)
+	w.mu.Unlock()
 }
 
 // forget drops the action counts and budget of a pool no longer watched.
-func (a *Actor) forget(pool string) {
+func (a *Actor) forget(pool supervisor.PoolID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k := range a.counts {
@@ -209,9 +213,10 @@ func (a *Actor) forget(pool string) {
 }
 
 // moved reports a pool reached elsewhere now: the failures of the old
-// address say nothing of the new one.
+// address say nothing of the new one. A socket in another root is the
+// same socket through another master's /proc/PID/root.
 func moved(a, b supervisor.Target) bool {
-	return inRoot(a.Address) != inRoot(b.Address) || inRoot(a.StatusAddress) != inRoot(b.StatusAddress) ||
+	return a.Address.InRoot() != b.Address.InRoot() || a.StatusAddress.InRoot() != b.StatusAddress.InRoot() ||
 		a.StatusPath != b.StatusPath || a.PingPath != b.PingPath || a.PingResponse != b.PingResponse
 }
 
@@ -224,8 +229,8 @@ func changes(a, b supervisor.Target) string {
 			out = append(out, fmt.Sprintf("%s %v → %v", name, none(x), none(y)))
 		}
 	}
-	diff("listen", inRoot(a.Address), inRoot(b.Address))
-	diff("pm.status_listen", inRoot(a.StatusAddress), inRoot(b.StatusAddress))
+	diff("listen", addr(a.Address), addr(b.Address))
+	diff("pm.status_listen", addr(a.StatusAddress), addr(b.StatusAddress))
 	diff("pm.status_path", a.StatusPath, b.StatusPath)
 	diff("ping.path", a.PingPath, b.PingPath)
 	diff("ping.response", a.PingResponse, b.PingResponse)
@@ -249,13 +254,10 @@ func none(v any) any {
 	return v
 }
 
-// inRoot is an address as its master sees it: a socket in another root is
-// reached through /proc/PID/root, whose pid changes at every restart.
-func inRoot(a fastcgi.Address) string {
+// addr is an address as its master names it, "" when unset.
+func addr(a fastcgi.Address) string {
 	if a.IsZero() {
 		return ""
 	}
-	a.Addr = strings.TrimPrefix(a.Addr, a.Root)
-	a.Root = ""
-	return a.String()
+	return a.InRoot().String()
 }

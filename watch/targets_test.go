@@ -68,7 +68,7 @@ func TestSetTargets(t *testing.T) {
 	fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
 		return fmt.Sprint(historyOf()), beats("a") >= 3 && beats("b") >= 3 && slices.Equal(historyOf(), []string{"a", "b"})
 	})
-	w.actions.count("b", ActionKill, ResultOK)
+	w.actions.count(all["b"].ID(), ActionKill, ResultOK)
 	before := beats("a")
 
 	if ch := w.SetTargets([]supervisor.Target{all["a"], all["c"]}); ch.String() != "added c; removed b" {
@@ -84,7 +84,7 @@ func TestSetTargets(t *testing.T) {
 		t.Errorf("history still has b: %v", historyOf())
 	}
 	for k := range w.Snapshot().Actions {
-		if k.Pool == "b" {
+		if k.Pool.Pool == "b" {
 			t.Errorf("action counts of b kept: %+v", k)
 		}
 	}

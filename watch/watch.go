@@ -112,7 +112,7 @@ type masterSeen struct {
 // poolWatch is one pool's state. One tick of a pool runs at a time, and
 // only it touches the loop state; what others read is published in view.
 type poolWatch struct {
-	mu     sync.Mutex // guards target, which SetMasterPID changes, moved and removed
+	mu     sync.Mutex // guards target, which SetMasterPID changes, label, moved and removed
 	target supervisor.Target
 	// moved is when SetTargets gave the pool another address, zero if
 	// not since its last tick; removed, that the pool is no longer
@@ -124,6 +124,11 @@ type poolWatch struct {
 	slot int
 	// counted: its first probe, or its removal, was counted in unprobed.
 	counted atomic.Bool
+	// id is the pool's identity: the master's pid is no part of it. label
+	// is its name for people (name), which SetTargets changes: its name
+	// alone, or its ID when another pool watched has the same name.
+	id    supervisor.PoolID
+	label string
 
 	// probeStart is when the probe in flight began (Unix ns), 0 if none.
 	probeStart atomic.Int64
@@ -168,14 +173,26 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	if len(targets) == 0 {
 		close(w.probed)
 	}
+	ids := make([]supervisor.PoolID, len(targets))
 	for i, t := range targets {
-		w.pools = append(w.pools, newPoolWatch(t, i))
+		ids[i] = t.ID()
+	}
+	labels := supervisor.Labels(ids)
+	for i, t := range targets {
+		w.pools = append(w.pools, newPoolWatch(t, i, labels[ids[i]]))
 	}
 	return w
 }
 
-func newPoolWatch(t supervisor.Target, slot int) *poolWatch {
-	return &poolWatch{target: t, slot: slot, dSince: map[int]time.Time{}, announced: map[condition]bool{}}
+func newPoolWatch(t supervisor.Target, slot int, label string) *poolWatch {
+	return &poolWatch{target: t, slot: slot, id: t.ID(), label: label, dSince: map[int]time.Time{}, announced: map[condition]bool{}}
+}
+
+// name is the pool's name for people: its label.
+func (pw *poolWatch) name() string {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.label
 }
 
 // watched is the pools watched now.
@@ -218,9 +235,9 @@ func (w *Watcher) FollowNginx(paths []string) {
 	n := nginxlog.NewFollower(paths, targets, w.events)
 	// A few intervals gather a burst of failures into one event.
 	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
-	n.Describe = func(pool string) string {
+	n.Describe = func(pool supervisor.PoolID) string {
 		for _, pw := range w.watched() {
-			if v := pw.view.Load(); v != nil && v.Report.Name == pool {
+			if v := pw.view.Load(); v != nil && pw.id == pool {
 				return v.Report.Summary()
 			}
 		}
@@ -356,7 +373,7 @@ func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor
 		pw.mu.Unlock()
 	}
 	pw.view.Store(&PoolView{
-		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
+		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.ScrapeURI(),
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
 	if first {
@@ -379,7 +396,7 @@ func (w *Watcher) seeMaster(r *supervisor.PoolReport) {
 	if m == nil || !m.Alive || m.PID == 0 {
 		return
 	}
-	name := r.MasterName()
+	name := r.MasterName
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seen := w.masters[name]
@@ -427,7 +444,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 		for i := range reports {
 			o := &reports[i]
 			if p := prev[o.MasterPID]; (p == nil && o.Health != supervisor.HealthOK) || (p != nil && p.Health != o.Health) {
-				w.events.Add(event.Event{Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
+				w.events.Add(event.Event{MasterName: o.Master, Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
 			}
 			next[o.MasterPID] = o
 		}

@@ -62,7 +62,9 @@ type Policy struct {
 	Log *slog.Logger
 }
 
-// KillRequest is the body of POST /kill.
+// KillRequest is the body of POST /kill. Pool names the pool as
+// supervisor.FindPool reads it: its name alone when no other pool has it,
+// else NAME@MASTER.
 type KillRequest struct {
 	Pool string `json:"pool"`
 	PID  int    `json:"pid"`
@@ -98,7 +100,7 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		}
 		entry, err := c.Slowlog(r.URL.Query().Get("pool"), pid)
 		if err != nil {
-			http.Error(rw, err.Error(), http.StatusNotFound)
+			http.Error(rw, err.Error(), poolErrorCode(err, http.StatusNotFound))
 			return
 		}
 		writeJSON(rw, struct {
@@ -144,11 +146,7 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		}
 		res, err := c.KillWorker(r.Context(), req.Pool, req.PID, asker(r))
 		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, watch.ErrUnknownPool) {
-				code = http.StatusNotFound
-			}
-			http.Error(rw, err.Error(), code)
+			http.Error(rw, err.Error(), poolErrorCode(err, http.StatusInternalServerError))
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
@@ -162,6 +160,19 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		_ = json.NewEncoder(rw).Encode(res)
 	})
 	return policy.guard(mux)
+}
+
+// poolErrorCode is the status of a request that failed with err: a pool
+// not watched is 404, a name more than one pool has (www under two
+// masters) 400, as the client must name one; else code.
+func poolErrorCode(err error, code int) int {
+	switch {
+	case errors.Is(err, watch.ErrUnknownPool):
+		return http.StatusNotFound
+	case errors.Is(err, watch.ErrAmbiguousPool):
+		return http.StatusBadRequest
+	}
+	return code
 }
 
 // guard makes the checks every route shares: the Host, then worker

@@ -239,7 +239,7 @@ func (s *session) rescanAfter() time.Duration {
 // counts them.
 func (s *session) forgetRemoved(targets []supervisor.Target) {
 	for _, t := range s.targets {
-		if !slices.ContainsFunc(targets, func(n supervisor.Target) bool { return n.Name == t.Name }) {
+		if !slices.ContainsFunc(targets, func(n supervisor.Target) bool { return n.ID() == t.ID() }) {
 			s.history.RemovePool(t)
 		}
 	}
