@@ -303,3 +303,32 @@ func TestServeDiscoveryFollowsMasters(t *testing.T) {
 		wait("stopped for good", func(p statusPool) bool { return p.Health == "down" && !p.Master.Alive })
 	})
 }
+
+// TestRunFollowsReload: under `run`, php-fpm of each version reloaded
+// through fpmguard (SIGUSR2 to run, which forwards it) with a pool added:
+// the pool is watched, with no restart of fpmguard.
+func TestRunFollowsReload(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		sl := fpmtest.HasStatusListen(v)
+		f := fpmtest.New(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{Name: "www", StatusListen: sl}}})
+		g := newGuard(t, f)
+		addr := freePort(t)
+		base := "http://" + addr
+		cmd, _ := g.start(t, append([]string{"run", "--web.listen-address", addr, "--interval", "500ms", "--no-opcache", "--"}, f.InRootArgv()...)...)
+		conf := f.InRoot(f.Conf)
+		fpmtest.Poll(t, 60*time.Second, func() (map[string]statusPool, bool) {
+			p := poolsOf(t, base, conf)
+			return p, p["www"].Health == "ok"
+		})
+		f.Reconfigure(t, []fpmtest.Pool{{Name: "www", StatusListen: sl}, {Name: "api"}})
+		if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		fpmtest.Poll(t, 60*time.Second, func() (map[string]statusPool, bool) {
+			p := poolsOf(t, base, conf)
+			return p, p["api"].Health == "ok" && p["www"].Health == "ok"
+		})
+		t.Logf("PHP %s under run: pool api watched %v after SIGUSR2 to run", f.PHPVersion, time.Since(start).Round(time.Millisecond))
+	})
+}
