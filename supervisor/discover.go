@@ -163,8 +163,8 @@ type knownMaster struct {
 // found so far, running or not, and whether they changed since the last
 // scan. err says what is new since the last scan: a process with a
 // master's title fpmguard does not trust (each is told once), a new
-// master whose config could not be read; and ErrNoMaster while no master
-// was ever found.
+// master whose config could not be read. Found says whether any master
+// was found yet.
 func (d *Discovery) Scan(ctx context.Context) (targets []Target, changed bool, err error) {
 	masters, untrusted, err := ScanMasters(ctx, d.Trust)
 	if err != nil {
@@ -194,11 +194,11 @@ func (d *Discovery) Scan(ctx context.Context) (targets []Target, changed bool, e
 		}
 		k.targets, changed = ts, true
 	}
-	if len(d.known) == 0 {
-		errs = append([]error{ErrNoMaster}, errs...)
-	}
 	return d.targets(), changed, errors.Join(errs...)
 }
+
+// Found reports a master found by a scan, running or not.
+func (d *Discovery) Found() bool { return len(d.known) > 0 }
 
 // Missing reports a master found by an earlier scan that the last one did
 // not find running: a php-fpm stopped, or restarting.

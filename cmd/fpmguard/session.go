@@ -54,6 +54,8 @@ type session struct {
 	discovery *supervisor.Discovery
 	// missingSince is when discovery last found a known master missing.
 	missingSince time.Time
+	// waiting: no pool found yet, and that was said.
+	waiting bool
 	// targets are the pools given to the watcher last.
 	targets []supervisor.Target
 
@@ -100,7 +102,6 @@ func (s *session) flags() *watchFlags { return s.c.watchFlags(s.cmd) }
 // new one on every SIGHUP, and under `run` when php-fpm starts again in
 // another root. It returns the first resolve error.
 func (s *session) run(ctx context.Context) error {
-	waiting := false
 	for {
 		f := s.flags()
 		targets, root, err := s.resolve(ctx)
@@ -108,9 +109,9 @@ func (s *session) run(ctx context.Context) error {
 			if s.runPID != nil && root == "" && errors.Is(err, fs.ErrNotExist) {
 				// run -- chroot ROOT php-fpm -y CONF: CONF is a path of
 				// ROOT, read once php-fpm runs there.
-				if !waiting {
+				if !s.waiting {
 					s.logger.Warn("php-fpm's config is not on this side: reading it in php-fpm's root once it runs", "config", s.c.runConfig()[0])
-					waiting = true
+					s.waiting = true
 					s.onWatcher(nil)
 				}
 				select {
@@ -127,9 +128,9 @@ func (s *session) run(ctx context.Context) error {
 			}
 			// Discovery: php-fpm may start after fpmguard, as a sidecar's
 			// does. Look again every interval meanwhile.
-			if !waiting {
+			if !s.waiting {
 				s.logger.Warn("no php-fpm master to watch yet; looking again every interval", "err", oneLine(err.Error()))
-				waiting = true
+				s.waiting = true
 				s.onWatcher(nil)
 			}
 			select {
@@ -142,6 +143,7 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			s.logger.Warn("some pools were not found", "err", oneLine(err.Error()))
 		}
+		s.waiting = false
 		s.forgetRemoved(targets)
 		w := s.newWatcher(targets)
 		s.onWatcher(w)
@@ -269,6 +271,13 @@ func (s *session) resolve(ctx context.Context) ([]supervisor.Target, string, err
 			s.discovery = &supervisor.Discovery{Trust: s.c.trust()}
 		}
 		targets, _, err := s.discovery.Scan(ctx)
+		if !s.discovery.Found() {
+			if s.waiting && err != nil {
+				// Said once: what is new since the first scan.
+				s.logger.Warn("still no php-fpm master to watch", "err", oneLine(explainTargets(&s.c, err).Error()))
+			}
+			err = errors.Join(supervisor.ErrNoMaster, err)
+		}
 		return targets, "", explainTargets(&s.c, err)
 	}
 	if root == "" {
