@@ -245,7 +245,9 @@ func TestReloadsAreNoIncident(t *testing.T) {
 		if _, body := httpGet(base + "/metrics"); strings.Contains(body, "phpfpm_actions_total{") {
 			t.Errorf("actions counted:\n%s", grepLines(body, "phpfpm_actions_total"))
 		}
-		t.Logf("PHP %s: 10 reloads, %d requests served, %d cut by php-fpm", f.PHPVersion, served.Load(), cut.Load())
+		_, body := httpGet(base + "/metrics")
+		t.Logf("PHP %s: 10 reloads, %d requests served, %d cut by php-fpm; heartbeats that proved nothing:\n%s", f.PHPVersion, served.Load(), cut.Load(),
+			grepLines(body, "phpfpm_heartbeat_inconclusive_total{"))
 	})
 }
 
