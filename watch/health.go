@@ -20,7 +20,7 @@ func (w *Watcher) Live() (bool, []string) {
 	for _, pw := range w.watched() {
 		v := pw.view.Load()
 		if v == nil {
-			if time.Since(w.started) > window+w.stuckAfter() {
+			if time.Since(pw.since) > window+w.stuckAfter() {
 				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", pw.name()))
 			}
 			continue

@@ -88,8 +88,7 @@ type Watcher struct {
 	// changed is signalled when php-fpm changed under a pool (follow.go).
 	changed chan struct{}
 	// pace stretches the interval while fpmguard is starved of CPU.
-	pace    *lag.Pacer
-	started time.Time
+	pace *lag.Pacer
 	// probed is closed when every pool has finished its first probe.
 	probed     chan struct{}
 	unprobed   atomic.Int64
@@ -124,6 +123,8 @@ type poolWatch struct {
 	slot int
 	// counted: its first probe, or its removal, was counted in unprobed.
 	counted atomic.Bool
+	// since is when the pool was first watched.
+	since time.Time
 	// id is the pool's identity: the master's pid is no part of it. label
 	// is its name for people (name), which SetTargets changes: its name
 	// alone, or its ID when another pool watched has the same name.
@@ -163,7 +164,7 @@ type condition struct {
 // may be shared with other parts of fpmguard.
 func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events *event.Log) *Watcher {
 	cfg.fill()
-	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}, probed: make(chan struct{}), changed: make(chan struct{}, 1)}
+	w := &Watcher{prober: pr, cfg: cfg, events: events, masters: map[string]*masterSeen{}, probed: make(chan struct{}), changed: make(chan struct{}, 1)}
 	w.th = pr.Thresholds
 	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
@@ -185,7 +186,7 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 }
 
 func newPoolWatch(t supervisor.Target, slot int, label string) *poolWatch {
-	return &poolWatch{target: t, slot: slot, id: t.ID(), label: label, dSince: map[int]time.Time{}, announced: map[condition]bool{}}
+	return &poolWatch{target: t, slot: slot, id: t.ID(), label: label, since: time.Now(), dSince: map[int]time.Time{}, announced: map[condition]bool{}}
 }
 
 // name is the pool's name for people: its label.
