@@ -222,33 +222,48 @@ func moved(a, b supervisor.Target) bool {
 
 // changes says what of the pool's config changed, as its directives name
 // it; "" for nothing. A new master pid or root is no change of the pool.
+// It runs for every pool at each rescan and reload: only what differs is
+// written.
 func changes(a, b supervisor.Target) string {
 	var out []string
 	diff := func(name string, x, y any) {
-		if fmt.Sprint(x) != fmt.Sprint(y) {
-			out = append(out, fmt.Sprintf("%s %v → %v", name, none(x), none(y)))
+		out = append(out, fmt.Sprintf("%s %v → %v", name, none(x), none(y)))
+	}
+	if a.Address.InRoot() != b.Address.InRoot() {
+		diff("listen", addr(a.Address), addr(b.Address))
+	}
+	if a.StatusAddress.InRoot() != b.StatusAddress.InRoot() {
+		diff("pm.status_listen", addr(a.StatusAddress), addr(b.StatusAddress))
+	}
+	for _, f := range []struct{ name, x, y string }{
+		{"pm.status_path", a.StatusPath, b.StatusPath}, {"ping.path", a.PingPath, b.PingPath}, {"ping.response", a.PingResponse, b.PingResponse},
+		{"pm", a.PM, b.PM}, {"slowlog", a.Slowlog, b.Slowlog}, {"access.log", a.AccessLog, b.AccessLog}, {"chroot", a.Chroot, b.Chroot},
+	} {
+		if f.x != f.y {
+			diff(f.name, f.x, f.y)
 		}
 	}
-	diff("listen", addr(a.Address), addr(b.Address))
-	diff("pm.status_listen", addr(a.StatusAddress), addr(b.StatusAddress))
-	diff("pm.status_path", a.StatusPath, b.StatusPath)
-	diff("ping.path", a.PingPath, b.PingPath)
-	diff("ping.response", a.PingResponse, b.PingResponse)
-	diff("pm", a.PM, b.PM)
-	diff("pm.max_children", a.MaxChildren, b.MaxChildren)
-	diff("workers promised", a.MinWorkers, b.MinWorkers)
-	diff("slowlog", a.Slowlog, b.Slowlog)
-	diff("request_slowlog_timeout", a.RequestSlowlogTimeout, b.RequestSlowlogTimeout)
-	diff("request_terminate_timeout", a.RequestTerminateTimeout, b.RequestTerminateTimeout)
-	diff("access.log", a.AccessLog, b.AccessLog)
-	diff("access.suppress_path", a.SuppressPaths, b.SuppressPaths)
-	diff("chroot", a.Chroot, b.Chroot)
+	if a.MaxChildren != b.MaxChildren {
+		diff("pm.max_children", a.MaxChildren, b.MaxChildren)
+	}
+	if a.MinWorkers != b.MinWorkers {
+		diff("workers promised", a.MinWorkers, b.MinWorkers)
+	}
+	if a.RequestSlowlogTimeout != b.RequestSlowlogTimeout {
+		diff("request_slowlog_timeout", a.RequestSlowlogTimeout, b.RequestSlowlogTimeout)
+	}
+	if a.RequestTerminateTimeout != b.RequestTerminateTimeout {
+		diff("request_terminate_timeout", a.RequestTerminateTimeout, b.RequestTerminateTimeout)
+	}
+	if !slices.Equal(a.SuppressPaths, b.SuppressPaths) {
+		diff("access.suppress_path", a.SuppressPaths, b.SuppressPaths)
+	}
 	return strings.Join(out, ", ")
 }
 
 // none writes an unset value as "none".
 func none(v any) any {
-	if s := fmt.Sprint(v); s == "" || s == "[]" {
+	if s := fmt.Sprint(v); s == "" || s == "[]" || s == "0s" {
 		return "none"
 	}
 	return v

@@ -188,3 +188,36 @@ func TestFollowMaster(t *testing.T) {
 	})
 	<-w.Changed()
 }
+
+// BenchmarkFollow measures what following php-fpm adds: followMaster, run
+// in every tick (its baseline is a tick of a quiet 5-worker pool,
+// BenchmarkTick), and SetTargets with the pools unchanged, which a
+// discovery rescan or a reload of php-fpm costs, for 1,000 pools.
+func BenchmarkFollow(b *testing.B) {
+	fpm := fpmtest.Start(b, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 5, StatusListen: true}}})
+	tg := fpmTargets(b, fpm)["www"]
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 2 * time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour}, event.NewLog(nil))
+	ctx := context.Background()
+	pw := w.pools[0]
+	w.tick(ctx, pw)
+	r := *pw.view.Load().Report
+	cpu := func(b *testing.B, fn func()) {
+		start := fpmtest.CPUTime()
+		for b.Loop() {
+			fn()
+		}
+		b.ReportMetric(float64(fpmtest.CPUTime()-start)/float64(b.N), "cpu-ns/op")
+	}
+	b.Run("tick", func(b *testing.B) { cpu(b, func() { w.tick(ctx, pw) }) })
+	b.Run("followMaster", func(b *testing.B) { cpu(b, func() { w.followMaster(ctx, pw, &r, time.Time{}) }) })
+	b.Run("SetTargets-1000-unchanged", func(b *testing.B) {
+		ts := make([]supervisor.Target, 1000)
+		for i := range ts {
+			ts[i] = tg
+			ts[i].Name = fmt.Sprintf("pool%d", i)
+		}
+		w := New(pr, ts, Config{Interval: time.Hour}, event.NewLog(nil))
+		cpu(b, func() { w.SetTargets(ts) })
+	})
+}
