@@ -84,6 +84,7 @@ const (
 	KindNginxUpstream Kind = "nginx_upstream" // nginx logged upstream failures
 	KindStarved       Kind = "starved"        // fpmguard is starved of CPU and probes less often, or has CPU again
 	KindConfig        Kind = "config"         // SIGHUP reloaded the configuration
+	KindPools         Kind = "pools"          // the pools watched changed: php-fpm reloaded or restarted, or a master came
 )
 
 // maxEventsKept bounds the memory of the log.

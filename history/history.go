@@ -94,6 +94,26 @@ func (h *History) AddPool(t supervisor.Target, r *supervisor.PoolReport, now tim
 	p.add(r, now)
 }
 
+// RemovePool forgets the pool t: it is no longer watched (php-fpm's
+// config dropped it), so its window no longer counts for advice, in
+// particular its workers' peak in the memory budget of the pools that
+// remain. The opcache window of its master goes with its last pool.
+func (h *History) RemovePool(t supervisor.Target) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pools[t.ID()]
+	if p == nil {
+		return
+	}
+	delete(h.pools, t.ID())
+	for _, o := range h.pools {
+		if o.master == p.master {
+			return
+		}
+	}
+	delete(h.opcache, p.master)
+}
+
 func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 	b := p.buckets.at(now)
 	b.Samples++

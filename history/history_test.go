@@ -169,6 +169,48 @@ func TestOwnRequestsAreNotLoad(t *testing.T) {
 	}
 }
 
+// TestRemovePool drops a pool no longer watched, and its master's opcache
+// with the master's last pool: neither counts for advice any more.
+func TestRemovePool(t *testing.T) {
+	h := New()
+	www := target
+	www.MasterConfig = "/etc/php-fpm.conf"
+	api := www
+	api.Name = "api"
+	other := target
+	other.Name, other.MasterConfig = "other", "/etc/other.conf"
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		h.AddPool(www, report(uint64(i), 0, worker(10, "Idle", 1, 0.1, 30)), at)
+		h.AddPool(api, report(uint64(i), 0, worker(20, "Running", 1, 0.1, 90)), at)
+		r := report(uint64(i), 0, worker(30, "Idle", 1, 0.1, 10))
+		r.Master = &supervisor.MasterReport{PID: 2, Alive: true, Config: "/etc/other.conf"}
+		h.AddPool(other, r, at)
+		h.AddOpcache([]supervisor.OpcacheReport{{MasterPID: 1, Master: "/etc/php-fpm.conf", Enabled: true}, {MasterPID: 2, Master: "/etc/other.conf", Enabled: true}}, at)
+	}
+	pools := func() (names []string) {
+		for _, p := range h.Summary().Pools {
+			names = append(names, p.Pool)
+		}
+		return names
+	}
+	masters := func() (names []string) {
+		for _, o := range h.Summary().Opcache {
+			names = append(names, o.Master)
+		}
+		return names
+	}
+	h.RemovePool(api)
+	h.RemovePool(api) // twice: nothing more
+	if got := fmt.Sprint(pools(), masters()); got != "[other www] [/etc/other.conf /etc/php-fpm.conf]" {
+		t.Errorf("api removed: pools and opcaches %s", got)
+	}
+	h.RemovePool(other)
+	if got := fmt.Sprint(pools(), masters()); got != "[www] [/etc/php-fpm.conf]" {
+		t.Errorf("other removed: pools and opcaches %s", got)
+	}
+}
+
 // TestOnePoolNameUnderTwoMasters: www of two masters are two windows, each
 // with its own samples and master.
 func TestOnePoolNameUnderTwoMasters(t *testing.T) {

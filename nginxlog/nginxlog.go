@@ -95,8 +95,6 @@ func ParseLine(line string) (Failure, bool) {
 // pool (matched by its socket address) and turns them into events that say
 // what fpmguard saw of the pool at the time.
 type Follower struct {
-	pools  map[string]supervisor.PoolID // canonical address -> pool
-	addrs  map[supervisor.PoolID]string // pool -> its address as nginx names it
 	events *event.Log
 	// ReportEvery is how often new failures become an event.
 	ReportEvery time.Duration
@@ -110,6 +108,8 @@ type Follower struct {
 	onLine func(line string)
 
 	mu     sync.Mutex
+	pools  map[string]supervisor.PoolID // canonical address -> pool
+	addrs  map[supervisor.PoolID]string // pool -> its address as nginx names it
 	counts map[Key]uint64
 	recent map[Key][]time.Time // within the last minute
 	fresh  map[Key]bool        // seen since the last event
@@ -117,27 +117,48 @@ type Follower struct {
 
 // NewFollower follows paths for the pools of targets.
 func NewFollower(paths []string, targets []supervisor.Target, events *event.Log) *Follower {
-	n := &Follower{pools: map[string]supervisor.PoolID{}, addrs: map[supervisor.PoolID]string{}, events: events, ReportEvery: 10 * time.Second,
+	n := &Follower{events: events, ReportEvery: 10 * time.Second,
 		counts: map[Key]uint64{}, recent: map[Key][]time.Time{}, fresh: map[Key]bool{}}
 	for _, p := range paths {
 		n.tails = append(n.tails, &logtail.Follower{Path: p, Line: n.line, MaxLine: maxNginxLine})
 	}
+	n.pools, n.addrs = upstreams(targets)
+	return n
+}
+
+// SetTargets makes the pools of targets those failures are counted for,
+// when php-fpm changed (a reload, a restart): what was counted for a pool
+// no longer among them is dropped.
+func (n *Follower) SetTargets(targets []supervisor.Target) {
+	pools, addrs := upstreams(targets)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pools, n.addrs = pools, addrs
+	maps.DeleteFunc(n.counts, func(k Key, _ uint64) bool { _, ok := addrs[k.Pool]; return !ok })
+	maps.DeleteFunc(n.recent, func(k Key, _ []time.Time) bool { _, ok := addrs[k.Pool]; return !ok })
+	maps.DeleteFunc(n.fresh, func(k Key, _ bool) bool { _, ok := addrs[k.Pool]; return !ok })
+}
+
+// upstreams maps each address nginx may name a pool of targets by to the
+// pool, and each pool to the address nginx names it by.
+func upstreams(targets []supervisor.Target) (map[string]supervisor.PoolID, map[supervisor.PoolID]string) {
+	pools, addrs := map[string]supervisor.PoolID{}, map[supervisor.PoolID]string{}
 	ids := make([]supervisor.PoolID, len(targets))
 	for i, t := range targets {
 		ids[i] = t.ID()
-		n.pools[t.Address.String()] = ids[i]
+		pools[t.Address.String()] = ids[i]
 	}
 	for i, t := range targets {
 		// A master in another container is reached through /proc/PID/root;
 		// nginx, beside it, names the socket by its own path. A pool of
 		// this host's at that path is the one nginx names.
 		addr := t.Address.InRoot().String()
-		if _, taken := n.pools[addr]; !taken {
-			n.pools[addr] = ids[i]
+		if _, taken := pools[addr]; !taken {
+			pools[addr] = ids[i]
 		}
-		n.addrs[ids[i]] = addr
+		addrs[ids[i]] = addr
 	}
-	return n
+	return pools, addrs
 }
 
 // Counts returns the failures counted per pool, status and cause.
@@ -185,16 +206,16 @@ func (n *Follower) record(e Failure) {
 	if err != nil {
 		return
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	pool, ok := n.pools[addr.String()]
 	if !ok {
 		return // another upstream: not ours
 	}
 	k := Key{Pool: pool, Status: e.Status, Cause: e.Cause}
-	n.mu.Lock()
 	n.counts[k]++
 	n.recent[k] = append(n.recent[k], time.Now())
 	n.fresh[k] = true
-	n.mu.Unlock()
 }
 
 // report turns the failures seen since the last report into events, with
@@ -205,6 +226,7 @@ func (n *Follower) report() {
 	type item struct {
 		k     Key
 		count int
+		addr  string
 	}
 	var items []item
 	for k, times := range n.recent {
@@ -216,7 +238,7 @@ func (n *Follower) report() {
 		}
 		n.recent[k] = kept
 		if n.fresh[k] && len(kept) > 0 {
-			items = append(items, item{k: k, count: len(kept)})
+			items = append(items, item{k: k, count: len(kept), addr: n.addrs[k.Pool]})
 		}
 		delete(n.fresh, k)
 	}
@@ -228,7 +250,7 @@ func (n *Follower) report() {
 		return items[i].k.Cause < items[j].k.Cause
 	})
 	for _, it := range items {
-		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), n.addrs[it.k.Pool])
+		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), it.addr)
 		if n.Describe != nil {
 			if seen := n.Describe(it.k.Pool); seen != "" {
 				msg += " — " + seen

@@ -85,6 +85,32 @@ func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 	}
 }
 
+// TestFollowerSetTargets: after php-fpm restarted in its container (a new
+// /proc/PID/root) nginx's lines still count for the pool; once the pool is
+// gone (a reload dropped it), its counts go, and its socket counts for
+// nothing.
+func TestFollowerSetTargets(t *testing.T) {
+	inRoot := func(pid int) supervisor.Target {
+		root := fmt.Sprintf("/proc/%d/root", pid)
+		return supervisor.Target{Name: "www", Root: root, RootName: "root:8:1:2", MasterConfig: "/etc/php.conf", Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock", Root: root}}
+	}
+	other := supervisor.Target{Name: "api", Address: fastcgi.Address{Network: "unix", Addr: "/run/php/api.sock"}}
+	n := NewFollower(nil, []supervisor.Target{inRoot(4242), other}, event.NewLog(nil))
+	e, _ := ParseLine(nginxTimeout(1))
+	n.record(e)
+	n.SetTargets([]supervisor.Target{inRoot(4343), other})
+	n.record(e)
+	key := Key{Pool: inRoot(1).ID(), Status: 504, Cause: "timeout"}
+	if got := n.Counts()[key]; got != 2 {
+		t.Errorf("after the restart: counts %v", n.Counts())
+	}
+	n.SetTargets([]supervisor.Target{other})
+	n.record(e)
+	if got := n.Counts(); len(got) != 0 {
+		t.Errorf("www gone: counts %v", got)
+	}
+}
+
 // nginxTimeout is a line nginx writes when pool www times out, numbered by
 // seq so that each line is unique.
 func nginxTimeout(seq int) string {

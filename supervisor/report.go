@@ -258,6 +258,9 @@ type MasterReport struct {
 	// PSSBytes is the master's proportional memory, read as the workers'
 	// is: by serve and run only.
 	PSSBytes uint64 `json:"pss_bytes,omitempty"`
+	// ExecID changes when the master runs its program anew under the same
+	// pid: php-fpm's reload (OSProcess.ExecID). 0 when not known.
+	ExecID uint64 `json:"-"`
 }
 
 // Gone reports a master known to be dead: not alive, and not unknown.

@@ -16,7 +16,7 @@ import (
 func (w *Watcher) detect(pw *poolWatch, prev, r *supervisor.PoolReport) {
 	// pool is the pool's name in the messages: with its master's when
 	// another pool watched has the same name.
-	pool, master := pw.label, 0
+	pool, master := pw.name(), 0
 	if r.Master != nil {
 		master = r.Master.PID
 	}

@@ -17,15 +17,15 @@ func (w *Watcher) Live() (bool, []string) {
 	var reasons []string
 	interval := w.pace.Interval()
 	window := time.Duration(w.cfg.UnhealthyAfter) * interval
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		v := pw.view.Load()
 		if v == nil {
-			if time.Since(w.started) > window+w.stuckAfter() {
-				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", pw.label))
+			if time.Since(pw.since) > window+w.stuckAfter() {
+				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", pw.name()))
 			}
 			continue
 		}
-		r, name := v.Report, pw.label
+		r, name := v.Report, pw.name()
 		if r.Master != nil && r.Master.Gone() {
 			reasons = append(reasons, fmt.Sprintf("pool %s: master is gone", name))
 			continue
@@ -58,8 +58,8 @@ func (w *Watcher) stuck(last time.Time, interval time.Duration) bool {
 // Ready answers the readiness probe: every pool can take a request now.
 func (w *Watcher) Ready() (bool, []string) {
 	var reasons []string
-	for _, pw := range w.pools {
-		name := pw.label
+	for _, pw := range w.watched() {
+		name := pw.name()
 		if start := pw.probeStart.Load(); start != 0 {
 			began := time.Unix(0, start)
 			// A heartbeat outstanding while fpmguard could not run proves

@@ -138,13 +138,14 @@ func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
 // findPool is the watched pool a person named (supervisor.FindPool): by
 // its name when no other pool has it, else by its ID.
 func (w *Watcher) findPool(ref string) (*poolWatch, error) {
-	ids := make([]supervisor.PoolID, len(w.pools))
-	for i, pw := range w.pools {
+	pools := w.watched()
+	ids := make([]supervisor.PoolID, len(pools))
+	for i, pw := range pools {
 		ids[i] = pw.id
 	}
 	id, err := supervisor.FindPool(ids, ref)
 	if err != nil {
 		return nil, err
 	}
-	return w.pools[slices.IndexFunc(w.pools, func(pw *poolWatch) bool { return pw.id == id })], nil
+	return pools[slices.IndexFunc(pools, func(pw *poolWatch) bool { return pw.id == id })], nil
 }

@@ -38,6 +38,8 @@ type schedule struct {
 }
 
 func (w *Watcher) startSchedule() {
+	w.sched.mu.Lock()
+	defer w.sched.mu.Unlock()
 	now := time.Now()
 	w.sched.due = make([]time.Time, len(w.pools))
 	w.sched.busy = make([]bool, len(w.pools))
@@ -61,20 +63,23 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
 	for {
-		i, ok := w.nextDue(ctx, wait)
+		pw, ok := w.nextDue(ctx, wait)
 		if !ok {
 			return
 		}
 		handoff.Reset(stallAfter)
 		began := time.Now()
-		w.tick(ctx, w.pools[i])
+		w.tick(ctx, pw)
 		handedOver := !handoff.Stop()
 		w.sched.mu.Lock()
 		// The next probe is one (possibly stretched) interval after this
 		// one began: one that overran is followed at once, never by a
-		// queue of them.
-		w.sched.due[i] = began.Add(w.pace.Interval())
-		w.sched.busy[i] = false
+		// queue of them. SetTargets may have moved the pool in the
+		// schedule, or removed it, meanwhile.
+		if i := pw.slot; i >= 0 {
+			w.sched.due[i] = began.Add(w.pace.Interval())
+			w.sched.busy[i] = false
+		}
 		w.sched.mu.Unlock()
 		if handedOver {
 			<-started
@@ -90,10 +95,10 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 // nextDue waits for the pool due first, and marks it busy. Pools wake on
 // the slot grid, so that those due together share one wake-up. false when
 // ctx ends.
-func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (int, bool) {
+func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (*poolWatch, bool) {
 	for {
 		if ctx.Err() != nil {
-			return 0, false
+			return nil, false
 		}
 		s := &w.sched
 		s.mu.Lock()
@@ -106,8 +111,9 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (int, bool) {
 		now := time.Now()
 		if first >= 0 && !s.due[first].After(now) {
 			s.busy[first] = true
+			pw := w.pools[first]
 			s.mu.Unlock()
-			return first, true
+			return pw, true
 		}
 		d := time.Hour // every pool is in a stalled tick: kick wakes us
 		if first >= 0 {
@@ -117,7 +123,7 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (int, bool) {
 		wait.Reset(d)
 		select {
 		case <-ctx.Done():
-			return 0, false
+			return nil, false
 		case <-wait.C:
 		case <-s.kick:
 		}

@@ -60,8 +60,9 @@ type Self struct {
 
 // Snapshot returns what the watcher knows now, never waiting on php-fpm.
 func (w *Watcher) Snapshot() *Snapshot {
-	s := &Snapshot{Time: time.Now().UTC(), Pools: make([]PoolView, len(w.pools)), Actions: w.actions.Counts()}
-	for i, pw := range w.pools {
+	pools := w.watched()
+	s := &Snapshot{Time: time.Now().UTC(), Pools: make([]PoolView, len(pools)), Actions: w.actions.Counts()}
+	for i, pw := range pools {
 		if v := pw.view.Load(); v != nil {
 			s.Pools[i] = *v
 			continue

@@ -28,7 +28,7 @@ func newPoolCollector() *poolCollector {
 		heartbeatUp:           d("heartbeat_up", "1 when a worker answered the last heartbeat through the pool's main socket (the one nginx uses), if only to say ping.path or ping.response is wrong; absent for a pool without ping.path, and before its first probe.", "pool", "master"),
 		heartbeatDuration:     d("heartbeat_duration_seconds", "Round trip of the heartbeat through a worker.", "pool", "master"),
 		heartbeatFailures:     d("heartbeat_failures_total", "Failed heartbeats by reason: refused, permission, backlog, reset, timeout, bad_response.", "pool", "master", "reason"),
-		heartbeatInconclusive: d("heartbeat_inconclusive_total", "Heartbeats that proved nothing: they timed out or answered late while fpmguard itself was starved of CPU.", "pool", "master"),
+		heartbeatInconclusive: d("heartbeat_inconclusive_total", "Heartbeats that proved nothing: they timed out or answered late while fpmguard itself was starved of CPU, or failed while php-fpm reloaded.", "pool", "master"),
 		poolHealth:            d("pool_health", "1 for the pool's current verdict: ok, unknown (not probed yet, or not monitored), degraded, unhealthy or down.", "pool", "master", "health"),
 		hung:                  d("hung_processes", "Workers whose request is older than --hung-after, by what they did over the last interval.", "pool", "master", "kind"),
 		osState:               d("os_state_processes", "Workers by the kernel's process state.", "pool", "master", "os_state"),
