@@ -1,7 +1,8 @@
 // Package advise turns a window of history into php-fpm and opcache
 // settings, each with the figures behind it. Advice is text: nothing here
-// changes a config or a process. It reads history, and writes through
-// human and termsafe; it must not import watch, web or the command.
+// changes a config or a process. It reads history (and supervisor's pool
+// identity), and writes through human and termsafe; it must not import
+// watch, web or the command.
 package advise
 
 import (
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/history"
 	"github.com/fpmguard/fpmguard/human"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // Advice is the settings for every pool and opcache, and the memory
@@ -90,17 +92,18 @@ func Compute(s *history.Summary, m Memory, now time.Time) *Advice {
 	a := &Advice{Time: now, Memory: m, Pools: []PoolAdvice{}, Opcache: []OpcacheAdvice{}}
 	shares := workerBudgets(s, m)
 	for _, p := range s.Pools {
-		a.Pools = append(a.Pools, advisePool(p, shares[p.Pool], m))
+		a.Pools = append(a.Pools, advisePool(p, shares[p.ID()], m))
 	}
-	served := map[string]uint64{}
+	served := map[supervisor.PoolID]uint64{}
 	for _, p := range s.Pools {
-		served[p.Pool] = p.Accepted
+		served[p.ID()] = p.Accepted
 	}
 	for _, o := range s.Opcache {
-		// What the cache needs shows only while its pools serve.
+		// What the cache needs shows only while its pools serve: its
+		// master's pools, not others of the same name.
 		var requests uint64
 		for _, name := range o.Pools {
-			requests += served[name]
+			requests += served[supervisor.PoolID{Pool: name, Master: o.Master}]
 		}
 		a.Opcache = append(a.Opcache, adviseOpcache(o, requests))
 	}
@@ -110,7 +113,7 @@ func Compute(s *history.Summary, m Memory, now time.Time) *Advice {
 // workerBudgets is, for each pool, the budget left for its workers once
 // every master's PSS and opcache segment is counted once, and the other
 // pools' workers at their peak (their most workers times their PSS).
-func workerBudgets(s *history.Summary, m Memory) map[string]uint64 {
+func workerBudgets(s *history.Summary, m Memory) map[supervisor.PoolID]uint64 {
 	left := float64(m.BudgetBytes)
 	masters := map[string]bool{}
 	for _, p := range s.Pools {
@@ -127,10 +130,10 @@ func workerBudgets(s *history.Summary, m Memory) map[string]uint64 {
 	for _, p := range s.Pools {
 		all += peak(p)
 	}
-	out := map[string]uint64{}
+	out := map[supervisor.PoolID]uint64{}
 	for _, p := range s.Pools {
 		if mine := left - (all - peak(p)); mine > 0 {
-			out[p.Pool] = uint64(mine)
+			out[p.ID()] = uint64(mine)
 		}
 	}
 	return out
@@ -179,12 +182,14 @@ func advisePool(p history.PoolSummary, workerBudget uint64, m Memory) PoolAdvice
 	if l, ok := maxRequests(p); ok {
 		pa.Lines = append(pa.Lines, l)
 	}
-	pa.Lines = append(pa.Lines, timeouts(p)...)
+	lines, notes := timeouts(p)
+	pa.Lines = append(pa.Lines, lines...)
 	pa.Confidence = confidence(p)
 	if why := tooLittle(p); why != "" {
 		pa.NotAdvised, pa.Evidence, pa.Lines = why, windowEvidence(p), []Line{}
 		return pa
 	}
+	pa.Notes = append(pa.Notes, notes...)
 	if p.SlowestRunningSeconds > p.DurationMaxSeconds && p.SlowestRunningSeconds >= 1 {
 		pa.Notes = append(pa.Notes, fmt.Sprintf("a request was seen running for %s, longer than any that finished: if it was hung, the timeouts above end it; if it was healthy, raise them", seconds(p.SlowestRunningSeconds)))
 	}
@@ -331,10 +336,11 @@ func maxRequests(p history.PoolSummary) (Line, bool) {
 }
 
 // timeouts sets php-fpm's and fpmguard's limits on a request from the
-// durations seen, never below the slowest request that finished.
-func timeouts(p history.PoolSummary) []Line {
+// durations seen, never below the slowest request that finished, and says
+// in notes what it cannot set.
+func timeouts(p history.PoolSummary) ([]Line, []string) {
 	if p.Requests == 0 {
-		return nil
+		return nil, nil
 	}
 	slowest := p.DurationMaxSeconds
 	evidence := durationsEvidence(p)
@@ -349,11 +355,20 @@ func timeouts(p history.PoolSummary) []Line {
 		}
 		return l
 	}
-	return []Line{
-		timeout("request_slowlog_timeout", slowlog, p.RequestSlowlogTimeoutSeconds, "twice the p99, and above the slowest: the slowlog shows requests slower than any seen"),
-		timeout("request_terminate_timeout", terminate, p.RequestTerminateTimeoutSeconds, "four times the p99 and twice the slowest: php-fpm ends a request only far past anything healthy"),
-		{Directive: "--kill-hung-after", Value: fmt.Sprintf("%gs", kill), Change: Set, Flag: true, Evidence: []string{"half again request_terminate_timeout: fpmguard kills only a worker php-fpm failed to end"}},
+	var lines []Line
+	var notes []string
+	if p.Slowlog != "" {
+		lines = append(lines, timeout("request_slowlog_timeout", slowlog, p.RequestSlowlogTimeoutSeconds, "twice the p99, and above the slowest: the slowlog shows requests slower than any seen"))
+	} else {
+		// php-fpm refuses request_slowlog_timeout without a slowlog file
+		// (fpm_conf.c: "'slowlog' must be specified for use with
+		// 'request_slowlog_timeout'"), in every version.
+		notes = append(notes, fmt.Sprintf("request_slowlog_timeout = %gs would log where requests slower than any seen spend their time, but php-fpm takes it only with `slowlog = FILE` in the pool, a file its master may write; and it writes the slowlog only where it may ptrace its workers (CAP_SYS_PTRACE)", slowlog))
 	}
+	return append(lines,
+		timeout("request_terminate_timeout", terminate, p.RequestTerminateTimeoutSeconds, "four times the p99 and twice the slowest: php-fpm ends a request only far past anything healthy"),
+		Line{Directive: "--kill-hung-after", Value: fmt.Sprintf("%gs", kill), Change: Set, Flag: true, Evidence: []string{"half again request_terminate_timeout: fpmguard kills only a worker php-fpm failed to end"}},
+	), notes
 }
 
 // confidence says how far the window can be trusted.

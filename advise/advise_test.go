@@ -112,12 +112,26 @@ func TestMaxRequestsOnlyForALeak(t *testing.T) {
 
 func TestTimeoutsNeverBelowTheSlowest(t *testing.T) {
 	p := quiet()
-	p.DurationP99Seconds, p.DurationMaxSeconds = 0.5, 40
+	p.DurationP99Seconds, p.DurationMaxSeconds, p.Slowlog = 0.5, 40, "/var/log/php-fpm/www.slow"
 	lines := Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To).Pools[0].Lines
 	for d, want := range map[string]string{"request_slowlog_timeout": "60s", "request_terminate_timeout": "120s", "--kill-hung-after": "180s"} {
 		if got := find(lines, d).Value; got != want {
 			t.Errorf("%s = %s, want %s", d, got, want)
 		}
+	}
+}
+
+// TestSlowlogTimeoutNeedsASlowlog: php-fpm refuses request_slowlog_timeout
+// in a pool without a slowlog file, so such a pool gets a note, not a line
+// to paste.
+func TestSlowlogTimeoutNeedsASlowlog(t *testing.T) {
+	p := quiet()
+	pa := Compute(&history.Summary{Pools: []history.PoolSummary{p}}, Memory{BudgetBytes: 1 << 30}, p.To).Pools[0]
+	if l := find(pa.Lines, "request_slowlog_timeout"); l.Directive != "" {
+		t.Errorf("a pool without a slowlog is advised %+v", l)
+	}
+	if find(pa.Lines, "request_terminate_timeout").Value == "" || !strings.Contains(strings.Join(pa.Notes, "\n"), "request_slowlog_timeout = 3s would log") {
+		t.Errorf("lines %+v, notes %q: want request_terminate_timeout, and a note for request_slowlog_timeout", pa.Lines, pa.Notes)
 	}
 }
 
@@ -139,6 +153,43 @@ func TestTwoPoolsShareTheBudget(t *testing.T) {
 	for _, p := range adv.Pools {
 		if p.WorkerBudgetBytes != 624*MiB {
 			t.Errorf("pool %s: worker budget %d MiB, want 624", p.Pool, p.WorkerBudgetBytes/MiB)
+		}
+	}
+}
+
+// TestOnePoolNameUnderTwoMasters: www of two PHP versions are two pools,
+// each with its own share of the budget, and an opcache is advised from
+// its own master's requests, never from the other www's.
+func TestOnePoolNameUnderTwoMasters(t *testing.T) {
+	a, b := quiet(), quiet()
+	b.Master, b.WorkersMax, b.Accepted = "/etc/php/7.4/fpm/php-fpm.conf", 15, 0
+	oc := func(master string) history.OpcacheSummary {
+		return history.OpcacheSummary{Master: master, Pools: []string{"www"}, From: a.From, To: a.To, MemoryConsumptionBytes: 128 * MiB, UsedWastedMaxBytes: 30 * MiB,
+			KeysMax: 1000, MaxCachedKeys: 16229, MaxAcceleratedFiles: 10000, InternedBufferBytes: 8 * MiB, InternedUsedMaxBytes: 2 * MiB}
+	}
+	// 1034 MiB less two masters (10 MiB each) and two opcaches (128 MiB
+	// each): 758 MiB, less the other www's peak: 15 workers of 40 MiB for
+	// a's, 10 for b's.
+	adv := Compute(&history.Summary{Pools: []history.PoolSummary{a, b}, Opcache: []history.OpcacheSummary{oc(a.Master), oc(b.Master)}},
+		Memory{BudgetBytes: 1034 * MiB}, a.To)
+	want := map[string]uint64{a.Master: 158 * MiB, b.Master: 358 * MiB}
+	for _, p := range adv.Pools {
+		if p.WorkerBudgetBytes != want[p.Master] {
+			t.Errorf("www of %s: worker budget %d MiB, want %d", p.Master, p.WorkerBudgetBytes/MiB, want[p.Master]/MiB)
+		}
+	}
+	for _, o := range adv.Opcache {
+		if (o.NotAdvised == "") != (o.Master == a.Master) {
+			t.Errorf("opcache of %s: advised %v (%s); only %s's www served requests", o.Master, o.NotAdvised == "", o.NotAdvised, a.Master)
+		}
+	}
+	var text strings.Builder
+	if err := WriteText(&text, adv); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{a.Master, b.Master} {
+		if !strings.Contains(text.String(), "; pool www of master "+m+": ") {
+			t.Errorf("the advice does not say which www is %s's:\n%s", m, text.String())
 		}
 	}
 }

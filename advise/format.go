@@ -22,7 +22,9 @@ func WriteText(w io.Writer, a *Advice) error {
 		b.WriteString(";\n; no pool was watched long enough to advise\n")
 	}
 	for _, p := range a.Pools {
-		fmt.Fprintf(&b, "\n; pool %s: %s\n", termsafe.String(p.Pool), termsafe.String(p.Confidence))
+		// The master says which config the section goes into: Debian's
+		// www is in every PHP version's.
+		fmt.Fprintf(&b, "\n; pool %s of master %s: %s\n", termsafe.String(p.Pool), termsafe.String(p.Master), termsafe.String(p.Confidence))
 		fmt.Fprintf(&b, "; window %s to %s: %d samples, %d requests\n", p.Window.From.UTC().Format("15:04:05"), p.Window.To.UTC().Format("15:04:05"), p.Window.Samples, p.Window.Requests)
 		for _, n := range p.Notes {
 			fmt.Fprintf(&b, "; note: %s\n", termsafe.String(n))
@@ -50,7 +52,9 @@ func WriteText(w io.Writer, a *Advice) error {
 			writeEvidence(&b, o.NotAdvised, o.Evidence)
 			continue
 		}
-		b.WriteString("; php.ini, or php_admin_value[...] in the pool\n")
+		// The master sizes the shared cache once, when it starts: a pool's
+		// php_admin_value changes what its workers report, not the cache.
+		b.WriteString("; php.ini of this php-fpm, not a pool's php_admin_value: the master sizes the cache when it starts\n")
 		writeLines(&b, o.Lines)
 	}
 	_, err := io.WriteString(w, b.String())

@@ -16,12 +16,16 @@ import (
 // Event is one thing a person may want to know happened: a verdict change,
 // a detection, an action and its result.
 type Event struct {
-	Time    time.Time `json:"time"`
-	Pool    string    `json:"pool,omitempty"`
-	Master  int       `json:"master,omitempty"`
-	PID     int       `json:"pid,omitempty"`
-	Kind    Kind      `json:"kind"`
-	Message string    `json:"message"`
+	Time time.Time `json:"time"`
+	Pool string    `json:"pool,omitempty"`
+	// MasterName names the pool's master, or the master the event is
+	// about (supervisor.Target.MasterName): with Pool, it tells a pool
+	// from one of the same name under another master.
+	MasterName string `json:"master_name,omitempty"`
+	Master     int    `json:"master,omitempty"` // the master's pid
+	PID        int    `json:"pid,omitempty"`
+	Kind       Kind   `json:"kind"`
+	Message    string `json:"message"`
 	// Worker holds what was known of the worker an action touched,
 	// recorded before the action.
 	Worker *WorkerRecord `json:"worker,omitempty"`
@@ -80,6 +84,7 @@ const (
 	KindNginxUpstream Kind = "nginx_upstream" // nginx logged upstream failures
 	KindStarved       Kind = "starved"        // fpmguard is starved of CPU and probes less often, or has CPU again
 	KindConfig        Kind = "config"         // SIGHUP reloaded the configuration
+	KindPools         Kind = "pools"          // the pools watched changed: php-fpm reloaded or restarted, or a master came
 )
 
 // maxEventsKept bounds the memory of the log.
@@ -113,6 +118,9 @@ func (l *Log) Add(e Event) {
 		if e.Pool != "" {
 			attrs = append(attrs, slog.String("pool", e.Pool))
 		}
+		if e.MasterName != "" {
+			attrs = append(attrs, slog.String("master_name", e.MasterName))
+		}
 		if e.PID != 0 {
 			attrs = append(attrs, slog.Int("pid", e.PID))
 		}
@@ -130,12 +138,13 @@ func (l *Log) Add(e Event) {
 	}
 }
 
-// Recent returns up to n of the newest events, oldest first.
+// Recent returns up to n of the newest events, oldest first: never nil,
+// so that JSON shows no event as [], not null.
 func (l *Log) Recent(n int) []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n <= 0 || n > len(l.events) {
 		n = len(l.events)
 	}
-	return append([]Event(nil), l.events[len(l.events)-n:]...)
+	return append(make([]Event, 0, n), l.events[len(l.events)-n:]...)
 }

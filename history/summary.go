@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // Summary is the window as figures: what advice is computed from.
@@ -15,16 +17,19 @@ type Summary struct {
 // PoolSummary is one pool's window.
 type PoolSummary struct {
 	Pool        string `json:"pool"`
-	Master      string `json:"master"` // pools of one master share its memory and opcache
+	Master      string `json:"master"` // its master's name (supervisor.Target.MasterName): pools of one master share its memory and opcache
 	MasterPID   int    `json:"master_pid,omitempty"`
 	PM          string `json:"pm"`
 	MaxChildren int    `json:"max_children"`
 	// The pool's timeouts as configured, 0 when unset or not known.
-	RequestTerminateTimeoutSeconds float64   `json:"request_terminate_timeout_seconds,omitempty"`
-	RequestSlowlogTimeoutSeconds   float64   `json:"request_slowlog_timeout_seconds,omitempty"`
-	From                           time.Time `json:"from"`
-	To                             time.Time `json:"to"`
-	Samples                        uint64    `json:"samples"`
+	RequestTerminateTimeoutSeconds float64 `json:"request_terminate_timeout_seconds,omitempty"`
+	RequestSlowlogTimeoutSeconds   float64 `json:"request_slowlog_timeout_seconds,omitempty"`
+	// Slowlog is the pool's slowlog file, "" when unset or not known:
+	// php-fpm takes request_slowlog_timeout only with one.
+	Slowlog string    `json:"slowlog,omitempty"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Samples uint64    `json:"samples"`
 
 	// Workers serving requests (fpmguard's probes left out): percentiles
 	// are upper bounds of a histogram's bins, never above the maximum.
@@ -69,6 +74,9 @@ type PoolSummary struct {
 	Growth       []Growth `json:"growth,omitempty"`
 	GrowthMedian float64  `json:"growth_median_bytes_per_request"`
 }
+
+// ID is the pool's identity: pools of one name under two masters are two.
+func (p PoolSummary) ID() supervisor.PoolID { return supervisor.PoolID{Pool: p.Pool, Master: p.Master} }
 
 // Seconds is how long the window covers.
 func (p PoolSummary) Seconds() float64 { return p.To.Sub(p.From).Seconds() }
@@ -115,7 +123,7 @@ func (h *History) Summary() *Summary {
 	for _, p := range h.pools {
 		s.Pools = append(s.Pools, p.summary())
 	}
-	sort.Slice(s.Pools, func(i, j int) bool { return s.Pools[i].Pool < s.Pools[j].Pool })
+	sort.Slice(s.Pools, func(i, j int) bool { return s.Pools[i].ID().Compare(s.Pools[j].ID()) < 0 })
 	for name, w := range h.opcache {
 		s.Opcache = append(s.Opcache, w.summary(name))
 	}
@@ -128,7 +136,7 @@ func (p *pool) summary() PoolSummary {
 	s := PoolSummary{Pool: t.Name, Master: p.master, MasterPID: p.masterPID, PM: t.PM, MaxChildren: t.MaxChildren,
 		From: p.firstAt, To: p.lastAt, Samples: p.samples, BusyCPUShare: -1,
 		WorkersPSSNowBytes: p.pssNow, MasterPSSNowBytes: p.masterPSSNow,
-		RequestTerminateTimeoutSeconds: t.RequestTerminateTimeout.Seconds(), RequestSlowlogTimeoutSeconds: t.RequestSlowlogTimeout.Seconds()}
+		RequestTerminateTimeoutSeconds: t.RequestTerminateTimeout.Seconds(), RequestSlowlogTimeoutSeconds: t.RequestSlowlogTimeout.Seconds(), Slowlog: t.Slowlog}
 	if len(p.buckets.b) == 0 {
 		return s
 	}

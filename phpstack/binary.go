@@ -6,14 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/fpmguard/fpmguard/phpbin"
 )
 
 // executable is what the reader knows of one php-fpm executable.
 type executable struct {
-	version  string  // "8.2.36", from the X-Powered-By header compiled in
+	version  string  // "8.2.36", from the X-Powered-By header compiled in (phpbin)
 	layout   *layout // the structure offsets of its version
 	eg       uint64  // executor_globals' address before relocation
 	entry    uint64  // the ELF entry point before relocation, to find the load base
@@ -23,31 +24,14 @@ type executable struct {
 	buildIDv uint64  // the build ID note's descriptor address before relocation
 }
 
-// maxBinarySize bounds the executable the reader parses: php-fpm is 5 to
-// 7 MB, with its debug symbols in another file.
-const maxBinarySize = 256 << 20
-
-// maxRodata bounds the section searched for the version strings (450 KB
-// in Debian's php-fpm 8.4).
-const maxRodata = 32 << 20
-
-// The strings every php-fpm binary carries: the module build ID that
-// extensions are checked against ("API20220829,NTS", with ",debug" in a
-// debug build; ZEND_MODULE_BUILD_ID in Zend/zend_modules.h) and the
-// X-Powered-By header of main/SAPI.c, with the full version.
-var (
-	buildIDPattern   = regexp.MustCompile(`API([0-9]{8})(,[A-Za-z_,]*)\x00`)
-	poweredByPattern = regexp.MustCompile(`X-Powered-By: PHP/([0-9]+\.[0-9]+\.[0-9]+)[A-Za-z0-9.+~-]*\x00`)
-)
-
 // identify reads an executable and tells whether the reader knows its
 // build. path only names it in errors.
 func identify(r io.ReaderAt, size int64, path string) (*executable, error) {
 	unsupported := func(format string, a ...any) error {
 		return &UnsupportedError{Binary: path, Reason: fmt.Sprintf(format, a...)}
 	}
-	if size > maxBinarySize {
-		return nil, unsupported("%d bytes, more than any php-fpm (%d MiB at most)", size, maxBinarySize>>20)
+	if size > phpbin.MaxSize {
+		return nil, unsupported("%d bytes, more than any php-fpm (%d MiB at most)", size, phpbin.MaxSize>>20)
 	}
 	f, err := elf.NewFile(r)
 	if err != nil {
@@ -60,21 +44,14 @@ func identify(r io.ReaderAt, size int64, path string) (*executable, error) {
 	if f.Type != elf.ET_DYN && f.Type != elf.ET_EXEC {
 		return nil, unsupported("ELF type %v is not an executable", f.Type)
 	}
-	ro := f.Section(".rodata")
-	if ro == nil || ro.Type != elf.SHT_PROGBITS || ro.Size > maxRodata {
-		return nil, unsupported("no .rodata section of at most %d MiB, so no PHP version to read", maxRodata>>20)
-	}
-	data, err := ro.Data()
-	if err != nil {
-		return nil, unsupported("reading .rodata: %v", err)
-	}
-	api, flags, version, err := versionOf(data)
+	build, err := phpbin.FromELF(f)
 	if err != nil {
 		return nil, unsupported("%v", err)
 	}
-	if flags != ",NTS" {
-		what := fmt.Sprintf("built as %q", strings.TrimPrefix(flags, ","))
-		if strings.HasPrefix(flags, ",TS") {
+	version, api := build.Version.String(), build.API
+	if build.Flags != "NTS" {
+		what := fmt.Sprintf("built as %q", build.Flags)
+		if build.ZTS() {
 			what = "a ZTS (thread-safe) build"
 		}
 		return nil, unsupported("PHP %s is %s: the reader knows NTS builds without debug only", version, what)
@@ -83,7 +60,7 @@ func identify(r io.ReaderAt, size int64, path string) (*executable, error) {
 	if l == nil {
 		return nil, unsupported("PHP %s (module API %s) is a version the reader does not know; it knows %s", version, api, knownVersions())
 	}
-	if !strings.HasPrefix(version, l.minor+".") {
+	if build.Version.Branch() != l.minor {
 		return nil, unsupported("the binary says PHP %s but carries module API %s, which is PHP %s's: not a build the reader trusts", version, api, l.minor)
 	}
 	eg, err := executorGlobals(f)
@@ -97,20 +74,6 @@ func identify(r io.ReaderAt, size int64, path string) (*executable, error) {
 	}
 	b.buildID, b.buildIDv = buildID(f)
 	return b, nil
-}
-
-// versionOf finds the module build ID and the version in .rodata.
-func versionOf(rodata []byte) (api, flags, version string, err error) {
-	m := buildIDPattern.FindSubmatch(rodata)
-	if m == nil {
-		return "", "", "", errors.New("no PHP module build ID (API<number>,NTS) in it: not a PHP binary")
-	}
-	api, flags = string(m[1]), string(m[2])
-	v := poweredByPattern.FindSubmatch(rodata)
-	if v == nil {
-		return "", "", "", fmt.Errorf("module API %s but no PHP version string (X-Powered-By: PHP/x.y.z) in it", api)
-	}
-	return api, flags, string(v[1]), nil
 }
 
 // executorGlobals finds the dynamic symbol executor_globals: an NTS build

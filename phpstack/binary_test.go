@@ -36,16 +36,35 @@ func patch(t *testing.T, data []byte, old, new string) []byte {
 	return bytes.Replace(data, []byte(old), []byte(new), 1)
 }
 
-// TestIdentify identifies the host's php-fpm and copies of it patched
-// into builds the reader must refuse: each refusal says why in one line.
+// versionBinary reads the php-fpm executable of matrix version v.
+func versionBinary(t testing.TB, v string) (string, []byte) {
+	t.Helper()
+	f := fpmtest.New(t, fpmtest.Options{Version: v})
+	data, err := os.ReadFile(f.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Binary, data
+}
+
+// TestIdentify identifies the php-fpm of every version and copies of it
+// patched into builds the reader must refuse: each refusal says why in one
+// line.
 func TestIdentify(t *testing.T) {
-	path, data := hostBinary(t)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) { identifyVersion(t, v) })
+}
+
+func identifyVersion(t *testing.T, v string) {
+	path, data := versionBinary(t, v)
 	good, err := identify(bytes.NewReader(data), int64(len(data)), path)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	l := good.layout
 	ver := good.version
+	if l.minor != v {
+		t.Fatalf("%s: layout of PHP %s, want %s", path, l.minor, v)
+	}
 	build := "API" + l.api + ",NTS\x00"
 	powered := "X-Powered-By: PHP/" + ver + "\x00"
 
@@ -99,9 +118,13 @@ func TestIdentify(t *testing.T) {
 }
 
 // TestMatchesMemory: the memory at the load base must hold the file's ELF
-// header and build ID.
+// header and build ID, for the php-fpm of every version.
 func TestMatchesMemory(t *testing.T) {
-	path, data := hostBinary(t)
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) { matchesMemory(t, v) })
+}
+
+func matchesMemory(t *testing.T, v string) {
+	path, data := versionBinary(t, v)
 	b, err := identify(bytes.NewReader(data), int64(len(data)), path)
 	if err != nil {
 		t.Fatal(err)

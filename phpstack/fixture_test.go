@@ -186,13 +186,13 @@ func variants(version string) []variant {
 	return vs
 }
 
-// checkVariant asks a worker whether opcache and the JIT are on as the
-// variant says, and the test script cached: else the test would prove
-// nothing of them.
+// checkVariant asks a worker of pool www whether opcache and the JIT are
+// on as the variant says, and the test script cached: else the test would
+// prove nothing of them.
 func checkVariant(t *testing.T, f *fpmtest.FPM, v variant) {
 	t.Helper()
 	resp, err := fastcgi.Client{Timeout: time.Minute}.Do(context.Background(), fastcgi.Address{Network: "unix", Addr: f.Pools["www"].Listen},
-		fastcgi.Request{Path: "/" + opcacheScript, Script: inRoot(f, filepath.Join(f.DocRoot, opcacheScript))})
+		fastcgi.Request{Path: "/" + opcacheScript, Script: f.Script(opcacheScript)})
 	if err != nil {
 		t.Fatalf("asking for opcache's status: %v", err)
 	}
@@ -202,27 +202,31 @@ func checkVariant(t *testing.T, f *fpmtest.FPM, v variant) {
 	}
 }
 
-// notTraced checks that php-fpm never stopped a worker to trace it: the
-// reader must not, and no slowlog was asked for.
-func notTraced(t *testing.T, f *fpmtest.FPM) {
+// notTraced checks that php-fpm never stopped a worker of pids to trace
+// it: the reader must not, and their pool has no slowlog (pool slow's
+// workers are traced, by php-fpm).
+func notTraced(t *testing.T, f *fpmtest.FPM, pids map[string]int) {
 	t.Helper()
-	if log := f.Log(); strings.Contains(log, "stopped for tracing") || strings.Contains(log, "about to trace") {
-		t.Errorf("php-fpm traced a worker:\n%s", log)
+	for _, line := range strings.Split(f.Log(), "\n") {
+		if !strings.Contains(line, "stopped for tracing") && !strings.Contains(line, "about to trace") {
+			continue
+		}
+		for mode, pid := range pids {
+			// "[pool slow] child 1234 stopped for tracing", "about to trace 1234"
+			if regexp.MustCompile(fmt.Sprintf(`(^|\D)%d(\D|$)`, pid)).MatchString(line) {
+				t.Errorf("php-fpm traced worker %d (%s): %s", pid, mode, line)
+			}
+		}
 	}
 }
 
-// busy starts php-fpm with opts and, for each mode, one request for
-// stack.php that lasts ms milliseconds (until the test ends, at most), and
-// returns the pid of the worker serving each mode. The first pool serves
-// them: it needs a worker more than there are modes, for its status page
-// where it has no pm.status_listen.
-func busy(t testing.TB, opts fpmtest.Options, ms int, modes ...string) (*fpmtest.FPM, map[string]int) {
+// busy sends, for each mode, one request for stack.php to pool that lasts
+// ms milliseconds (until the test ends, at most), and returns the pid of
+// the worker serving each mode. The pool needs a worker more than there
+// are modes, for its status page where it has no pm.status_listen.
+func busy(t testing.TB, f *fpmtest.FPM, pool string, ms int, modes ...string) map[string]int {
 	t.Helper()
-	f := fpmtest.Start(t, opts)
-	pool := f.Pools[opts.Pools[0].Name]
-	if opts.Pools[0].Name == "" {
-		pool = f.Pools["www"]
-	}
+	p := f.Pools[pool]
 	queries := map[string]string{}
 	for _, mode := range modes {
 		query := fmt.Sprintf("mode=%s&ms=%d", mode, ms)
@@ -231,8 +235,8 @@ func busy(t testing.TB, opts fpmtest.Options, ms int, modes ...string) (*fpmtest
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_, _ = fastcgi.Client{Timeout: time.Duration(ms)*time.Millisecond + time.Minute}.Do(ctx, fastcgi.Address{Network: "unix", Addr: pool.Listen},
-				fastcgi.Request{Path: "/" + mainScript, Query: query, Script: inRoot(f, filepath.Join(f.DocRoot, mainScript))})
+			_, _ = fastcgi.Client{Timeout: time.Duration(ms)*time.Millisecond + time.Minute}.Do(ctx, fastcgi.Address{Network: "unix", Addr: p.Listen},
+				fastcgi.Request{Path: "/" + mainScript, Query: query, Script: f.Script(mainScript)})
 		}()
 		t.Cleanup(func() {
 			cancel()
@@ -241,11 +245,11 @@ func busy(t testing.TB, opts fpmtest.Options, ms int, modes ...string) (*fpmtest
 	}
 	pids := map[string]int{}
 	for _, mode := range modes {
-		pids[mode] = f.WaitWorker(t, pool.Name, func(p fastcgi.Process) bool {
+		pids[mode] = f.WaitWorker(t, pool, func(p fastcgi.Process) bool {
 			return p.State == "Running" && strings.HasSuffix(p.RequestURI, "?"+queries[mode])
 		})
 	}
-	return f, pids
+	return pids
 }
 
 // readUntil reads pid's stack until it is the one expected, and returns
@@ -421,7 +425,3 @@ func readToExit(t *testing.T, r *Reader, pid int, ok func(Stack) bool, exit func
 	}
 	return stacks
 }
-
-// inRoot is a path of f as its php-fpm sees it: the same path until
-// fpmtest runs other versions in roots of their own.
-func inRoot(_ *fpmtest.FPM, path string) string { return path }

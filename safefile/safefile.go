@@ -155,6 +155,17 @@ func openChecked(root, path string, r Rules) (int, *unix.Stat_t, error) {
 	return fd, st, nil
 }
 
+// Check checks an open descriptor under rules, as every open here checks
+// its own: for a file the caller had to open another way, such as a
+// process's binary through /proc/PID/exe.
+func Check(fd int, r Rules) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	return r.check(&st)
+}
+
 // testHookOpened runs between the open and the checks, for tests that swap
 // the file there.
 var testHookOpened func(path string)

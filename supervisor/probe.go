@@ -1,14 +1,13 @@
 // Package supervisor knows php-fpm pools: it finds them, probes each one
 // through FastCGI and the OS, and gives each a verdict with reasons, in a
-// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag
-// and human; it must not import event, watch, runner or web, which act on
-// and show what it finds.
+// report. It imports fastcgi, fpmconf, opcache, lag, safefile, sockdiag,
+// human and phpbin; it must not import event, watch, runner or web, which
+// act on and show what it finds.
 package supervisor
 
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -83,9 +82,10 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 // one exchange, as it does without pm.status_listen.
 func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Address, wait time.Duration) PoolReport {
 	r := PoolReport{
-		Name:    t.Name,
-		Address: t.Address.String(),
-		Config:  PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+		Name:       t.Name,
+		MasterName: t.MasterName(),
+		Address:    t.Address.String(),
+		Config:     PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
 	}
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
@@ -398,35 +398,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// advice lists the config lines that would let fpmguard see the pool fully.
-func advice(t Target, r PoolReport) []string {
-	var out []string
-	where := "to pool [" + t.Name + "]"
-	if r.Status.Skipped {
-		out = append(out, fmt.Sprintf("add `pm.status_path = %s` %s so fpmguard can see its workers", DefaultStatusPath, where))
-	}
-	if t.StatusAddress.IsZero() && !r.Status.Skipped {
-		out = append(out, fmt.Sprintf("add `pm.status_listen = %s` %s so its status still answers when every worker is busy", suggestStatusListen(t), where))
-	}
-	if r.Heartbeat.Skipped {
-		out = append(out, fmt.Sprintf("add `ping.path = %s` %s so fpmguard can send a heartbeat through a worker", DefaultPingPath, where))
-	}
-	if f := r.Status.Failure; f != nil && f.Hint != "" {
-		out = append(out, f.Hint)
-	}
-	if f := r.Heartbeat.Failure; f != nil && f.Hint != "" && (r.Status.Failure == nil || f.Hint != r.Status.Failure.Hint) {
-		out = append(out, f.Hint)
-	}
-	return out
-}
-
-func suggestStatusListen(t Target) string {
-	if t.Address.Network == "unix" {
-		return strings.TrimSuffix(t.Address.Addr, ".sock") + "-status.sock"
-	}
-	return "127.0.0.1:9001"
-}
-
 // ProbeAll probes every target once, for the one-shot commands, and
 // returns the report in target order. The whole of it ends within the
 // client's timeout (and ctx): the pools, and each pool's status read and
@@ -440,11 +411,11 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 		go pr.Lag.Run(ctx)
 	}
 	rep := &Report{Version: ReportVersion, Time: time.Now().UTC(), Pools: make([]PoolReport, len(targets))}
-	prevPools := map[string]*PoolReport{}
+	prevPools := map[PoolID]*PoolReport{}
 	prevOpcache := map[int]*OpcacheReport{}
 	if prev != nil {
 		for i := range prev.Pools {
-			prevPools[prev.Pools[i].Address] = &prev.Pools[i]
+			prevPools[prev.Pools[i].ID()] = &prev.Pools[i]
 		}
 		for i := range prev.Opcache {
 			prevOpcache[prev.Opcache[i].MasterPID] = &prev.Opcache[i]
@@ -453,7 +424,7 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Go(func() {
-			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()])
+			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.ID()])
 			if parent.Err() != nil {
 				// Interrupted: what the probe's requests met was no answer
 				// of php-fpm's.

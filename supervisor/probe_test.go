@@ -177,7 +177,7 @@ func TestProbeWrongStatusPath(t *testing.T) {
 	if r.Health != HealthDegraded {
 		t.Errorf("health %s, want degraded", r.Health)
 	}
-	if !strings.Contains(strings.Join(r.Advice, "\n"), "add `pm.status_path = /fpm-status` to the pool") {
+	if !strings.Contains(strings.Join(r.Advice, "\n"), "add `pm.status_path = /fpm-status` to pool [www]") {
 		t.Errorf("advice %q lacks the status_path line", r.Advice)
 	}
 }

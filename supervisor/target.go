@@ -27,13 +27,18 @@ type Target struct {
 	MasterPIDFile string
 	MasterConfig  string // the php-fpm.conf the master runs
 	Root          string // /proc/PID/root when the master lives in another mount namespace
-	Chroot        string // the pool's chroot: PHP sees paths below it
+	// RootName names Root in MasterName: stable across restarts, unlike
+	// the pid in Root.
+	RootName string
+	Chroot   string // the pool's chroot: PHP sees paths below it
 
 	PM          string // static, dynamic or ondemand; "" when unknown
 	MaxChildren int
 	MinWorkers  int // workers the config promises at least
 
 	Slowlog                 string
+	AccessLog               string   // access.log, "" when unset or not known
+	SuppressPaths           []string // access.suppress_path[]
 	RequestTerminateTimeout time.Duration
 	RequestSlowlogTimeout   time.Duration
 	Source                  string // "flag", "config" or "discovered"
@@ -45,6 +50,14 @@ func (t Target) StatusVia() fastcgi.Address {
 		return t.StatusAddress
 	}
 	return t.Address
+}
+
+// ScrapeURI names the pool's status page as the established exporter does,
+// ADDRESS;STATUS_PATH, with the address as php-fpm sees it: a socket in
+// another root is reached through /proc/PID/root, whose pid changes at
+// every restart of php-fpm, and a label must not.
+func (t Target) ScrapeURI() string {
+	return t.StatusVia().InRoot().String() + ";" + t.StatusPath
 }
 
 // Default endpoints for a pool given by address only: the values php-fpm's
@@ -181,6 +194,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 		}
 		return a
 	}
+	rn := rootName(root)
 	for _, p := range cfg.Pools {
 		addr, err := fastcgi.ParseAddress(p.ListenAddress)
 		if err != nil {
@@ -197,11 +211,14 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MasterPIDFile:           cfg.PIDFile,
 			MasterConfig:            cfg.Path,
 			Root:                    root,
+			RootName:                rn,
 			Chroot:                  p.Chroot,
 			PM:                      p.PM,
 			MaxChildren:             p.MaxChildren,
 			MinWorkers:              p.MinWorkers(),
 			Slowlog:                 p.Slowlog,
+			AccessLog:               p.AccessLog,
+			SuppressPaths:           p.SuppressPaths,
 			RequestTerminateTimeout: p.RequestTerminateTimeout,
 			RequestSlowlogTimeout:   p.RequestSlowlogTimeout,
 			Source:                  source,

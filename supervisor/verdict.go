@@ -12,6 +12,10 @@ import (
 type Thresholds struct {
 	// HungAfter is the request age past which a worker counts as hung.
 	HungAfter time.Duration
+	// MasterRestarted says that a master that dies is restarted by
+	// fpmguard itself (fpmguard run): the verdict then says so, instead of
+	// asking the user to do it.
+	MasterRestarted bool
 }
 
 // DefaultHungAfter is the default of HungAfter.
@@ -30,12 +34,16 @@ func (th *Thresholds) fill() {
 func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	th.fill()
 	r.Health = HealthOK
-	r.Reasons = nil
+	r.Reasons, r.decisive = nil, nil
 	worse := func(h Health, format string, args ...any) {
-		if h.Rank() > r.Health.Rank() {
-			r.Health = h
+		reason := fmt.Sprintf(format, args...)
+		switch {
+		case h.Rank() > r.Health.Rank():
+			r.Health, r.decisive = h, []string{reason}
+		case h == r.Health:
+			r.decisive = append(r.decisive, reason)
 		}
-		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+		r.Reasons = append(r.Reasons, reason)
 	}
 
 	r.Inconclusive = nil
@@ -52,7 +60,11 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 		if m.PID == 0 {
 			worse(HealthDown, "master not running: %s", m.Error)
 		} else {
-			worse(HealthDown, "master process %d is gone: nothing will respawn workers; restart php-fpm", m.PID)
+			fix := "restart php-fpm"
+			if th.MasterRestarted {
+				fix = "fpmguard run is restarting php-fpm"
+			}
+			worse(HealthDown, "master process %d is gone: nothing will respawn workers; %s", m.PID, fix)
 		}
 	}
 	if f := r.Heartbeat.Failure; f != nil {

@@ -334,3 +334,44 @@ func TestHeartbeatStates(t *testing.T) {
 		}
 	}
 }
+
+// TestGoneMasterAdvice: the verdict on a master that died asks the user to
+// restart php-fpm, unless fpmguard run is doing it.
+func TestGoneMasterAdvice(t *testing.T) {
+	for _, tt := range []struct {
+		restarted bool
+		want      string
+	}{
+		{false, "master process 100 is gone: nothing will respawn workers; restart php-fpm"},
+		{true, "master process 100 is gone: nothing will respawn workers; fpmguard run is restarting php-fpm"},
+	} {
+		r := healthy()
+		r.Master.Alive = false
+		Judge(&r, nil, Thresholds{HungAfter: 30 * time.Second, MasterRestarted: tt.restarted})
+		if r.Health != HealthDown || len(r.Reasons) == 0 || r.Reasons[0] != tt.want {
+			t.Errorf("restarted %v: %s %q, want down with %q", tt.restarted, r.Health, r.Reasons, tt.want)
+		}
+	}
+}
+
+// TestDecisiveReasonsQuoteNoRequest: /readyz, open to every client, gives a
+// not-ready pool's decisive reasons only; a hung worker's URI is in the
+// reasons of /status, never among them.
+func TestDecisiveReasonsQuoteNoRequest(t *testing.T) {
+	r := healthy()
+	r.Processes = []ProcessState{running(101, 45, "/secret-report.php"), running(102, 31, "/secret-export.php")}
+	Mark(&r, Thresholds{HungAfter: 30 * time.Second})
+	Judge(&r, nil, Thresholds{HungAfter: 30 * time.Second})
+	if r.Health != HealthUnhealthy || !strings.Contains(strings.Join(r.Reasons, "\n"), "/secret-report.php") {
+		t.Fatalf("verdict %s, reasons %q: want unhealthy, with the hung worker's URI among the reasons", r.Health, r.Reasons)
+	}
+	decisive := r.DecisiveReasons()
+	if len(decisive) != 1 || !strings.HasPrefix(decisive[0], "all 2 workers are hung") {
+		t.Errorf("decisive reasons %q, want only that every worker is hung", decisive)
+	}
+	r = healthy()
+	Judge(&r, nil, Thresholds{})
+	if r.Health != HealthOK || len(r.DecisiveReasons()) != 0 {
+		t.Errorf("healthy pool: %s with decisive reasons %q", r.Health, r.DecisiveReasons())
+	}
+}

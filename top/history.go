@@ -1,48 +1,39 @@
 package top
 
 import (
-	"math"
 	"strings"
 	"time"
 
+	"github.com/fpmguard/fpmguard/recent"
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
-
-// sparkLen is how many heartbeats the sparkline shows.
-const sparkLen = 16
 
 // nginxWindow is the window of the nginx 5xx count.
 const nginxWindow = time.Minute
 
 // workerKey names one worker.
 type workerKey struct {
-	pool string
+	pool supervisor.PoolID
 	pid  int
 }
 
-// beat is one heartbeat as the sparkline draws it.
-type beat struct {
-	seconds float64
-	failed  bool
-}
-
 // history is what top remembers across snapshots: each pool's recent
-// heartbeats, nginx's counts over the last minute, each worker's CPU time
-// at the last probe, and fpmguard's lag. A snapshot holds one moment; the
-// view needs rates and trends.
+// heartbeats and fpmguard's lag (package recent, shared with the status
+// page), nginx's counts over the last minute, and each worker's CPU time
+// at the last probe. A snapshot holds one moment; the view needs rates
+// and trends.
 type history struct {
-	beats     map[string][]beat
-	lastProbe map[string]time.Time
-	nginx     []nginxSample
-	cpu       map[workerKey]cpuSample
-	cpuPct    map[workerKey]float64
-	lag       lagSample
-	lagShare  float64 // share of the last refresh fpmguard's timers ran late
+	recent   *recent.History
+	nginx    []nginxSample
+	cpu      map[workerKey]cpuSample
+	cpuPct   map[workerKey]float64
+	lagShare float64 // share of the last refresh fpmguard's timers ran late
 }
 
 type nginxSample struct {
 	at     time.Time
-	byPool map[string]uint64
+	byPool map[supervisor.PoolID]uint64
 }
 
 type cpuSample struct {
@@ -50,13 +41,8 @@ type cpuSample struct {
 	at      time.Time
 }
 
-type lagSample struct {
-	seconds float64
-	at      time.Time
-}
-
 func newHistory() *history {
-	return &history{beats: map[string][]beat{}, lastProbe: map[string]time.Time{}, cpu: map[workerKey]cpuSample{}, cpuPct: map[workerKey]float64{}}
+	return &history{recent: recent.New(), cpu: map[workerKey]cpuSample{}, cpuPct: map[workerKey]float64{}}
 }
 
 // observe takes in a snapshot. A pool probed again adds a heartbeat and
@@ -64,23 +50,14 @@ func newHistory() *history {
 func (h *history) observe(s *watch.Snapshot) {
 	live := make(map[workerKey]bool, len(h.cpu))
 	for _, p := range s.Pools {
+		for _, w := range p.Report.Processes {
+			live[workerKey{p.Report.ID(), w.PID}] = true
+		}
+	}
+	for _, p := range h.recent.Observe(s) {
 		r := p.Report
 		for _, w := range r.Processes {
-			live[workerKey{r.Name, w.PID}] = true
-		}
-		if !p.Probed() || !p.LastProbe.After(h.lastProbe[r.Name]) {
-			continue
-		}
-		h.lastProbe[r.Name] = p.LastProbe
-		if !r.Heartbeat.Skipped {
-			b := append(h.beats[r.Name], beat{seconds: r.Heartbeat.LatencySeconds, failed: r.Heartbeat.Failed()})
-			if len(b) > sparkLen {
-				b = b[len(b)-sparkLen:]
-			}
-			h.beats[r.Name] = b
-		}
-		for _, w := range r.Processes {
-			k := workerKey{r.Name, w.PID}
+			k := workerKey{r.ID(), w.PID}
 			if prev, ok := h.cpu[k]; ok && p.LastProbe.After(prev.at) && w.CPUSeconds >= prev.seconds {
 				h.cpuPct[k] = 100 * (w.CPUSeconds - prev.seconds) / p.LastProbe.Sub(prev.at).Seconds()
 			}
@@ -95,7 +72,7 @@ func (h *history) observe(s *watch.Snapshot) {
 	}
 
 	if s.Nginx != nil {
-		by := map[string]uint64{}
+		by := map[supervisor.PoolID]uint64{}
 		for k, n := range s.Nginx {
 			by[k.Pool] += n
 		}
@@ -109,18 +86,12 @@ func (h *history) observe(s *watch.Snapshot) {
 		}
 		h.nginx = h.nginx[cut:]
 	}
-
-	if h.lag.at.IsZero() || s.Time.After(h.lag.at) {
-		if !h.lag.at.IsZero() {
-			h.lagShare = max(0, s.Self.LagSeconds-h.lag.seconds) / s.Time.Sub(h.lag.at).Seconds()
-		}
-		h.lag = lagSample{seconds: s.Self.LagSeconds, at: s.Time}
-	}
+	h.lagShare = h.recent.LagShare()
 }
 
 // nginx5xx is the pool's 5xx nginx logged over the last minute (or since
 // top started, when that is shorter), and whether nginx is followed.
-func (h *history) nginx5xx(pool string) (uint64, bool) {
+func (h *history) nginx5xx(pool supervisor.PoolID) (uint64, bool) {
 	if len(h.nginx) == 0 {
 		return 0, false
 	}
@@ -140,30 +111,18 @@ func (h *history) cpuPercent(k workerKey) (float64, bool) {
 
 var sparkBars = []rune("▁▂▃▄▅▆▇█")
 
-// sparkline draws the pool's recent heartbeats, on a log scale between the
-// fastest and the slowest of them: one "!" per failed heartbeat.
-func (h *history) sparkline(pool string) string {
-	beats := h.beats[pool]
-	if len(beats) == 0 {
-		return ""
-	}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, b := range beats {
-		if !b.failed && b.seconds > 0 {
-			lo, hi = min(lo, b.seconds), max(hi, b.seconds)
-		}
-	}
+// sparkline draws the pool's recent heartbeats, on recent's log scale
+// between the fastest and the slowest of them: one "!" per failed
+// heartbeat.
+func (h *history) sparkline(pool supervisor.PoolID) string {
+	beats := h.recent.Beats(pool)
 	var sb strings.Builder
-	for _, b := range beats {
-		switch {
-		case b.failed:
+	for i, f := range recent.Scale(beats) {
+		if beats[i].Failed {
 			sb.WriteByte('!')
-		case b.seconds <= 0 || hi <= lo*1.0001:
-			sb.WriteRune(sparkBars[0])
-		default:
-			f := math.Log(b.seconds/lo) / math.Log(hi/lo)
-			sb.WriteRune(sparkBars[min(len(sparkBars)-1, int(f*float64(len(sparkBars))))])
+			continue
 		}
+		sb.WriteRune(sparkBars[min(len(sparkBars)-1, int(f*float64(len(sparkBars))))])
 	}
 	return sb.String()
 }

@@ -43,11 +43,14 @@ type keyMap struct {
 	SortAge, SortCPU, SortM key.Binding
 	Pool, Pause, Slowlog    key.Binding
 	Kill, Help, Quit, Back  key.Binding
+	// killOffered shows the kill key in the footer: the selected worker
+	// is one the watcher may kill. Pressed anyway, the key says why not.
+	killOffered bool
 }
 
 func newKeys() keyMap {
 	return keyMap{
-		Up:      key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "up")),
+		Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 		Top:     key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("home/g", "first worker")),
 		Bottom:  key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("end/G", "last worker")),
@@ -57,15 +60,20 @@ func newKeys() keyMap {
 		Pool:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "next pool / all")),
 		Pause:   key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "pause")),
 		Slowlog: key.NewBinding(key.WithKeys("s", "enter"), key.WithHelp("s", "slowlog")),
-		Kill:    key.NewBinding(key.WithKeys("k"), key.WithHelp("k", "kill")),
-		Help:    key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
-		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
-		Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+		// Kill is away from the keys that move, and asks first.
+		Kill: key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "kill")),
+		Help: key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
+		Quit: key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Back: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	}
 }
 
 func (k keyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog, k.Kill}
+	short := []key.Binding{k.Quit, k.Help, k.SortAge, k.SortCPU, k.SortM, k.Pool, k.Pause, k.Slowlog}
+	if k.killOffered {
+		short = append(short, k.Kill)
+	}
+	return short
 }
 
 func (k keyMap) FullHelp() [][]key.Binding {
@@ -83,19 +91,22 @@ type row struct {
 
 // model is the view's state. Only bubbletea's loop touches it.
 type model struct {
-	opts  Options
-	keys  keyMap
-	help  help.Model
-	st    styles
-	snap  *watch.Snapshot
-	hist  *history
-	rows  []row
-	sel   workerKey // the selected worker, kept across refreshes
-	top   int       // the first row shown
-	by    sortKey
-	pool  string // shown pool, "" for all
-	pause bool
-	mode  mode
+	opts Options
+	keys keyMap
+	help help.Model
+	st   styles
+	snap *watch.Snapshot
+	hist *history
+	rows []row
+	sel  workerKey // the selected worker, kept across refreshes
+	top  int       // the first row shown
+	by   sortKey
+	pool supervisor.PoolID // shown pool, the zero ID for all
+	// labels name the pools of snap for people: a pool's name, or its ID
+	// when another pool has the same name.
+	labels map[supervisor.PoolID]string
+	pause  bool
+	mode   mode
 
 	slowlog     []string // the entry shown, one line each
 	slowlogFor  workerKey
@@ -161,7 +172,7 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case msg.err != nil:
 			m.slowlog = []string{"cannot read the slowlog: " + msg.err.Error()}
 		case msg.entry == "":
-			m.slowlog = []string{fmt.Sprintf("no slowlog entry for worker %d of pool %s (entries appear once a request runs past request_slowlog_timeout)", msg.key.pid, msg.key.pool)}
+			m.slowlog = []string{fmt.Sprintf("no slowlog entry for worker %d of pool %s (entries appear once a request runs past request_slowlog_timeout)", msg.key.pid, m.label(msg.key.pool))}
 		default:
 			m.slowlog = strings.Split(msg.entry, "\n")
 		}
@@ -180,11 +191,12 @@ func (m *model) key(msg tea.KeyMsg) tea.Cmd {
 			return nil
 		}
 		c, k := m.opts.Control, m.confirm.key
-		m.msg, m.msgOK = fmt.Sprintf("asking to kill worker %d of pool %s…", k.pid, k.pool), true
+		m.msg, m.msgOK = fmt.Sprintf("asking to kill worker %d of pool %s…", k.pid, m.label(k.pool)), true
 		return func() tea.Msg {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			res, err := c.Kill(ctx, k.pool, k.pid)
+			// The full ID: the name alone may be another master's pool too.
+			res, err := c.Kill(ctx, k.pool.String(), k.pid)
 			return killMsg{res, err}
 		}
 	}
@@ -232,18 +244,18 @@ func (m *model) nextPool() {
 	if m.snap == nil {
 		return
 	}
-	names := make([]string, 0, len(m.snap.Pools))
+	ids := make([]supervisor.PoolID, 0, len(m.snap.Pools))
 	for _, p := range m.snap.Pools {
-		names = append(names, p.Report.Name)
+		ids = append(ids, p.Report.ID())
 	}
-	i := slices.Index(names, m.pool)
+	i := slices.Index(ids, m.pool)
 	switch {
-	case m.pool == "" && len(names) > 0:
-		m.pool = names[0]
-	case i >= 0 && i+1 < len(names):
-		m.pool = names[i+1]
+	case m.pool == (supervisor.PoolID{}) && len(ids) > 0:
+		m.pool = ids[0]
+	case i >= 0 && i+1 < len(ids):
+		m.pool = ids[i+1]
 	default:
-		m.pool = ""
+		m.pool = supervisor.PoolID{}
 	}
 	m.buildRows()
 }
@@ -267,6 +279,7 @@ func (m *model) move(d int) {
 	}
 	i := max(0, min(len(m.rows)-1, max(m.selIndex(), 0)+d))
 	m.sel = m.rows[i].key
+	m.offerKill()
 }
 
 func (m *model) showSlowlog() tea.Cmd {
@@ -279,12 +292,12 @@ func (m *model) showSlowlog() tea.Cmd {
 		m.slowlog = []string{"no slowlog here: this view cannot ask the watcher"}
 		return nil
 	}
-	m.slowlog = []string{fmt.Sprintf("reading the slowlog of worker %d of pool %s…", r.key.pid, r.key.pool)}
+	m.slowlog = []string{fmt.Sprintf("reading the slowlog of worker %d of pool %s…", r.key.pid, m.label(r.key.pool))}
 	c, k := m.opts.Control, r.key
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		entry, err := c.Slowlog(ctx, k.pool, k.pid)
+		entry, err := c.Slowlog(ctx, k.pool.String(), k.pid)
 		return slowlogMsg{k, entry, err}
 	}
 }
@@ -297,13 +310,44 @@ func (m *model) askKill() {
 	case m.opts.Control == nil:
 		m.msg, m.msgOK = "this view cannot kill: it has no watcher to ask", false
 	default:
+		if why := m.unkillable(r); why != "" {
+			m.msg, m.msgOK = fmt.Sprintf("worker %d of pool %s is not killed: %s", r.key.pid, m.label(r.key.pool), why), false
+			return
+		}
 		m.mode, m.confirm = modeConfirm, r
 	}
+}
+
+// unkillable says why the watcher would refuse to kill the worker of r
+// whatever the moment, "" when it would not: the view never offers a kill
+// that is refused for sure. The rule is the watcher's own.
+func (m *model) unkillable(r row) string {
+	if m.snap == nil {
+		return "nothing is known of it yet"
+	}
+	for _, pv := range m.snap.Pools {
+		if pv.Report.ID() == r.key.pool {
+			return watch.Unkillable(pv.Report, r.p)
+		}
+	}
+	return "its pool is no longer watched"
+}
+
+// offerKill shows the kill key in the footer only for a worker it may
+// kill.
+func (m *model) offerKill() {
+	r, ok := m.selected()
+	m.keys.killOffered = ok && m.opts.Control != nil && m.unkillable(r) == ""
 }
 
 // refresh takes in a new snapshot.
 func (m *model) refresh(s *watch.Snapshot) {
 	m.snap = s
+	ids := make([]supervisor.PoolID, len(s.Pools))
+	for i, p := range s.Pools {
+		ids[i] = p.Report.ID()
+	}
+	m.labels = supervisor.Labels(ids)
 	m.hist.observe(s)
 	m.buildRows()
 }
@@ -316,12 +360,12 @@ func (m *model) buildRows() {
 	}
 	for _, pv := range m.snap.Pools {
 		r := pv.Report
-		if m.pool != "" && r.Name != m.pool {
+		if m.pool != (supervisor.PoolID{}) && r.ID() != m.pool {
 			continue
 		}
 		for i := range r.Processes {
 			p := &r.Processes[i]
-			k := workerKey{r.Name, p.PID}
+			k := workerKey{r.ID(), p.PID}
 			cpu, ok := m.hist.cpuPercent(k)
 			mem := p.PSSBytes
 			if mem == 0 {
@@ -334,6 +378,7 @@ func (m *model) buildRows() {
 	if m.selIndex() < 0 && len(m.rows) > 0 {
 		m.sel = m.rows[0].key
 	}
+	m.offerKill()
 }
 
 // sortRows orders the rows: the chosen key first, busy before idle, then
@@ -352,11 +397,20 @@ func (m *model) sortRows() {
 		if c != 0 {
 			return c
 		}
-		if c = strings.Compare(a.key.pool, b.key.pool); c != 0 {
+		if c = a.key.pool.Compare(b.key.pool); c != 0 {
 			return c
 		}
 		return a.key.pid - b.key.pid
 	})
+}
+
+// label is the pool's name for people: its name, or its ID when another
+// pool shown has the same name.
+func (m *model) label(id supervisor.PoolID) string {
+	if l, ok := m.labels[id]; ok {
+		return l
+	}
+	return id.String()
 }
 
 // age is a busy worker's request age; an idle worker has none and sorts

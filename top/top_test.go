@@ -17,17 +17,23 @@ import (
 	"github.com/muesli/termenv"
 )
 
+// conf is the master of the pools of snapshot.
+const conf = "/etc/php/8.2/fpm/php-fpm.conf"
+
+// www is pool www of snapshot.
+var www = supervisor.PoolID{Pool: "www", Master: conf}
+
 // snapshot is a snapshot set by hand: pools of n workers each, the first
 // hung with a hostile URI, the second busy.
 func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 	s := &watch.Snapshot{Time: at, Self: watch.Self{Interval: time.Second, LagSeconds: 0.01 * cpu},
-		Nginx: map[nginxlog.Key]uint64{{Pool: "www", Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
+		Nginx: map[nginxlog.Key]uint64{{Pool: www, Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
 	for i := range pools {
 		name := "www"
 		if i > 0 {
 			name = fmt.Sprintf("api%d", i)
 		}
-		r := &supervisor.PoolReport{Name: name, Address: "unix:///run/php/" + name + ".sock",
+		r := &supervisor.PoolReport{Name: name, MasterName: conf, Address: "unix:///run/php/" + name + ".sock",
 			Heartbeat:   supervisor.Heartbeat{OK: true, LatencySeconds: 0.0002 + 0.0001*cpu},
 			Status:      supervisor.StatusRead{OK: true, Via: "status_listen"},
 			Master:      &supervisor.MasterReport{PID: 100, Alive: true},
@@ -48,7 +54,7 @@ func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 		supervisor.Judge(r, nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
 		s.Pools = append(s.Pools, watch.PoolView{Report: r, LastProbe: at})
 	}
-	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
+	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Master: conf, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
 	return s
 }
 
@@ -113,12 +119,12 @@ func TestNarrowTerminal(t *testing.T) {
 
 // fakeControl records what the view asks for.
 type fakeControl struct {
-	killed []workerKey
+	killed []string // pool and pid
 	res    watch.KillResult
 }
 
 func (f *fakeControl) Kill(_ context.Context, pool string, pid int) (watch.KillResult, error) {
-	f.killed = append(f.killed, workerKey{pool, pid})
+	f.killed = append(f.killed, fmt.Sprint(pool, " ", pid))
 	return f.res, nil
 }
 
@@ -161,11 +167,11 @@ func TestKeys(t *testing.T) {
 	m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: ctl, Refresh: time.Second}, renderer())
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
 	m.Init()
-	if m.sel != (workerKey{"www", 101}) && m.sel != (workerKey{"api1", 1101}) {
+	if m.sel != (workerKey{www, 101}) && m.sel != (workerKey{supervisor.PoolID{Pool: "api1", Master: conf}, 1101}) {
 		t.Fatalf("selected %v, want the oldest request", m.sel)
 	}
 	press(m, "p")
-	if m.pool != "www" || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
+	if m.pool != www || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
 		t.Errorf("filter: pool %q, %d rows", m.pool, len(m.rows))
 	}
 	press(m, "m")
@@ -173,6 +179,14 @@ func TestKeys(t *testing.T) {
 		t.Errorf("by memory: first %v, selected %v", m.rows[0].key, m.sel)
 	}
 	press(m, "a")
+	press(m, "j") // vi's down, as the arrow
+	if m.sel.pid != 102 {
+		t.Fatalf("selected %v after j", m.sel)
+	}
+	press(m, "k") // vi's up: it never kills
+	if m.sel.pid != 101 || m.mode != modeTable {
+		t.Fatalf("selected %v, mode %v after k", m.sel, m.mode)
+	}
 	press(m, "down")
 	if m.sel.pid != 102 {
 		t.Fatalf("selected %v", m.sel)
@@ -182,7 +196,10 @@ func TestKeys(t *testing.T) {
 		t.Errorf("slowlog view:\n%s", v)
 	}
 	press(m, "esc")
-	press(m, "k")
+	if !strings.Contains(m.View(), "x kill") {
+		t.Errorf("the kill key is not offered for a busy worker:\n%s", m.View())
+	}
+	press(m, "x")
 	if v := m.View(); !strings.Contains(v, "Kill worker 102 of pool www (POST /api/save for 2.5s)? SIGTERM") {
 		t.Errorf("no confirmation:\n%s", v)
 	}
@@ -190,10 +207,20 @@ func TestKeys(t *testing.T) {
 	if len(ctl.killed) != 0 || !strings.Contains(m.View(), "kill cancelled") {
 		t.Errorf("killed without a yes: %v", ctl.killed)
 	}
-	press(m, "k")
+	press(m, "x")
 	press(m, "y")
-	if len(ctl.killed) != 1 || ctl.killed[0] != (workerKey{"www", 102}) || !strings.Contains(m.View(), "an idle worker is never killed") {
+	if len(ctl.killed) != 1 || ctl.killed[0] != "www@"+conf+" 102" || !strings.Contains(m.View(), "an idle worker is never killed") {
 		t.Errorf("kill: %v\n%s", ctl.killed, m.View())
+	}
+	// An idle worker: the key is not offered, and pressed anyway it says
+	// why, without asking the watcher.
+	press(m, "G")
+	if m.sel.pid != 103 || strings.Contains(m.View(), "x kill") {
+		t.Errorf("selected %v; the kill key is offered for an idle worker:\n%s", m.sel, m.View())
+	}
+	press(m, "x")
+	if v := m.View(); len(ctl.killed) != 1 || m.mode == modeConfirm || !strings.Contains(v, "worker 103 of pool www is not killed: it is idle, and an idle worker is never killed") {
+		t.Errorf("x on an idle worker: asked %v, mode %v\n%s", ctl.killed, m.mode, v)
 	}
 	press(m, " ")
 	snap = snapshot(t0.Add(time.Second), 1, 1, 1)
@@ -228,6 +255,38 @@ func TestHeartbeatWords(t *testing.T) {
 		s.Pools[0].Report.Heartbeat = tc.hb
 		if out := Once(Options{Host: "web1"}, 160, s, s); !strings.Contains(out, tc.want) {
 			t.Errorf("%+v: frame lacks %q:\n%s", tc.hb, tc.want, out)
+		}
+	}
+}
+
+// TestMessagesWrap: a message longer than the screen is wide is wrapped,
+// whole, and the screen keeps its height.
+func TestMessagesWrap(t *testing.T) {
+	long := "not killing worker 102 of pool www (asked by fpmguard top (pid 4242, uid 0)): it is idle, and an idle worker is never killed"
+	snap := snapshot(time.Now(), 1, 3, 1)
+	for _, width := range []int{40, 80, 200} {
+		m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: &fakeControl{res: watch.KillResult{Result: watch.ResultRefused, Message: long}}, Refresh: time.Second}, renderer())
+		m.Update(tea.WindowSizeMsg{Width: width, Height: 24})
+		m.Init()
+		press(m, "j") // worker 102, busy
+		press(m, "x")
+		question := m.View()
+		press(m, "y")
+		view := m.View()
+		lines := strings.Split(view, "\n")
+		if len(lines) != 24 {
+			t.Errorf("width %d: %d lines", width, len(lines))
+		}
+		for i, l := range lines {
+			if w := ansi.StringWidth(l); w > width {
+				t.Errorf("width %d: line %d is %d wide: %q", width, i, w, l)
+			}
+		}
+		if !strings.Contains(strings.Join(strings.Fields(view), " "), long) {
+			t.Errorf("width %d: the message is not whole:\n%s", width, view)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(question), " "), "Kill worker 102 of pool www (POST /api/save for 2.5s)? SIGTERM; the master starts another. y/N") {
+			t.Errorf("width %d: the question is not whole:\n%s", width, question)
 		}
 	}
 }

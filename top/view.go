@@ -2,6 +2,7 @@ package top
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,9 +65,13 @@ func (m *model) frame(height int) string {
 		}
 		return strings.Join(m.fill(lines, height), "\n")
 	}
+	// The footer: the message, wrapped to the width (never cut), and the
+	// keys.
+	var msg []string
 	footer := 0
 	if height > 0 {
-		footer = 2
+		msg = m.messageLines(max(1, height-3))
+		footer = len(msg) + 1
 	}
 	// The pools may take what is left after the table's header, three
 	// workers and the footer.
@@ -90,7 +95,8 @@ func (m *model) frame(height int) string {
 	}
 	if height > 0 {
 		lines = m.fill(lines, height-footer)
-		add(m.message(), m.help.ShortHelpView(m.keys.ShortHelp()))
+		add(msg...)
+		add(m.help.ShortHelpView(m.keys.ShortHelp()))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -123,7 +129,7 @@ func (m *model) header() string {
 		}
 		var ps []string
 		for _, p := range s.Pools {
-			ps = append(ps, safe(p.Report.Name)+" "+m.st.health[p.Report.Health].Render(strings.ToUpper(string(p.Report.Health))))
+			ps = append(ps, safe(m.label(p.Report.ID()))+" "+m.st.health[p.Report.Health].Render(strings.ToUpper(string(p.Report.Health))))
 		}
 		parts = append(parts, strings.Join(ps, ", "))
 	}
@@ -131,8 +137,8 @@ func (m *model) header() string {
 		parts = append(parts, safe(m.opts.Source))
 	}
 	line := strings.Join(parts, " · ")
-	if m.pool != "" {
-		line = m.st.title.Render("POOL "+safe(m.pool)) + " " + line
+	if m.pool != (supervisor.PoolID{}) {
+		line = m.st.title.Render("POOL "+safe(m.label(m.pool))) + " " + line
 	}
 	if m.pause {
 		line = m.st.title.Render("PAUSED") + " " + line
@@ -193,7 +199,7 @@ func pack(segs []string, width, n int) []string {
 
 // poolTitle is the pool's name and verdict.
 func (m *model) poolTitle(r *supervisor.PoolReport) string {
-	return "pool " + safe(r.Name) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))
+	return "pool " + safe(m.label(r.ID())) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))
 }
 
 func (m *model) poolSegments(r *supervisor.PoolReport) []string {
@@ -208,17 +214,17 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	case h.Idle:
 		segs = append(segs, "heartbeat not sent (idle ondemand pool)")
 	case h.OK:
-		segs = append(segs, "heartbeat "+human.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, "heartbeat "+human.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.ID()))
 	case h.Inconclusive != "":
-		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.ID()))
 	case h.Misconfigured():
-		segs = append(segs, m.st.warn.Render(fmt.Sprintf("heartbeat MISCONFIGURED (%s)", h.Failure.Class))+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.warn.Render(fmt.Sprintf("heartbeat MISCONFIGURED (%s)", h.Failure.Class))+" "+m.hist.sparkline(r.ID()))
 	case h.WaitsBehindHung > 0:
-		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (not sent: all %d workers hung)", h.WaitsBehindHung))+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (not sent: all %d workers hung)", h.WaitsBehindHung))+" "+m.hist.sparkline(r.ID()))
 	case h.Failure != nil:
-		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (%s, nginx %d)", h.Failure.Class, h.Failure.NginxStatus))+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (%s, nginx %d)", h.Failure.Class, h.Failure.NginxStatus))+" "+m.hist.sparkline(r.ID()))
 	default:
-		segs = append(segs, m.st.bad.Render("heartbeat FAILED")+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.bad.Render("heartbeat FAILED")+" "+m.hist.sparkline(r.ID()))
 	}
 	if r.Status.OK {
 		// Counted from the process list, when it was read: fpmguard's own
@@ -248,7 +254,7 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	if c := r.Counters; c != nil {
 		segs = append(segs, fmt.Sprintf("max children reached %d", c.MaxChildrenReached))
 	}
-	if n, ok := m.hist.nginx5xx(r.Name); ok {
+	if n, ok := m.hist.nginx5xx(r.ID()); ok {
 		s := fmt.Sprintf("nginx 5xx/min %d", n)
 		if n > 0 {
 			s = m.st.bad.Render(s)
@@ -278,17 +284,20 @@ func (m *model) opcacheOf(r *supervisor.PoolReport) *supervisor.OpcacheReport {
 			return o
 		}
 	}
+	// The master's name, when its pid is not known: the name alone may be
+	// another master's pool's too.
 	for i := range m.snap.Opcache {
-		for _, name := range m.snap.Opcache[i].Pools {
-			if name == r.Name {
-				return &m.snap.Opcache[i]
-			}
+		o := &m.snap.Opcache[i]
+		if o.Master == r.MasterName && slices.Contains(o.Pools, r.Name) {
+			return o
 		}
 	}
 	return nil
 }
 
-func (m *model) message() string {
+// message is the line above the keys: a question, the answer to the last
+// key, or what is wrong with the data; its text and its style.
+func (m *model) message() (string, lipgloss.Style) {
 	switch {
 	case m.mode == modeConfirm:
 		p := m.confirm.p
@@ -296,19 +305,36 @@ func (m *model) message() string {
 		if !p.Idle() {
 			what = safe(p.RequestMethod) + " " + m.uri(p) + " for " + ageText(p)
 		}
-		return m.st.title.Render(fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.confirm.key.pool), what))
+		return fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.label(m.confirm.key.pool)), what), m.st.title
+	case m.msg != "" && m.msgOK:
+		return safe(m.msg), m.st.good
 	case m.msg != "":
-		if m.msgOK {
-			return m.st.good.Render(safe(m.msg))
-		}
-		return m.st.bad.Render(safe(m.msg))
+		return safe(m.msg), m.st.bad
 	case m.opts.Problem() != "":
-		return m.st.bad.Render(safe(m.opts.Problem()))
+		return safe(m.opts.Problem()), m.st.bad
 	}
 	if m.snap != nil && time.Since(m.snap.Time) > 3*m.opts.Refresh+2*time.Second {
-		return m.st.warn.Render("the data is " + human.FormatDuration(time.Since(m.snap.Time)) + " old")
+		return "the data is " + human.FormatDuration(time.Since(m.snap.Time)) + " old", m.st.warn
 	}
-	return ""
+	return "", m.st.dim
+}
+
+// messageLines is the message wrapped to the screen's width, in at most
+// room lines: a message is never cut at the edge of the screen.
+func (m *model) messageLines(room int) []string {
+	text, style := m.message()
+	if text == "" {
+		return []string{""}
+	}
+	lines := strings.Split(ansi.Wrap(text, max(1, m.width), " "), "\n")
+	if len(lines) > room {
+		lines = lines[:room]
+		lines[room-1] = ansi.Truncate(lines[room-1], max(1, m.width-1), "") + "…"
+	}
+	for i, l := range lines {
+		lines[i] = style.Render(l)
+	}
+	return lines
 }
 
 func (m *model) helpLines(room int) []string {
@@ -319,14 +345,16 @@ func (m *model) helpLines(room int) []string {
 		"request in flight, in red once it is past --hung-after; HUNG says whether a hung",
 		"worker spins on a CPU or waits (blocked). CPU% is over the last probe interval;",
 		"PSS counts shared memory (the opcache) once across the workers sharing it.",
-		"The kill key sends SIGTERM through the same checks as --kill-hung-after: parent",
-		"and title, never an idle worker, at most --max-kill-ratio of a pool at once.",
+		"The kill key (x, then y) sends SIGTERM through the same checks as --kill-hung-after:",
+		"parent and title, never an idle worker, at most --max-kill-ratio of a pool at once.",
+		"It is offered only for a worker the watcher would kill: busy, not serving",
+		"fpmguard's own probe, its master alive.",
 		"esc closes this help.")
 	return lines[:min(len(lines), room)]
 }
 
 func (m *model) slowlogLines(room int) []string {
-	lines := []string{m.st.title.Render(fmt.Sprintf("slowlog of worker %d of pool %s (esc to close)", m.slowlogFor.pid, safe(m.slowlogFor.pool)))}
+	lines := []string{m.st.title.Render(fmt.Sprintf("slowlog of worker %d of pool %s (esc to close)", m.slowlogFor.pid, safe(m.label(m.slowlogFor.pool))))}
 	for _, l := range m.slowlog {
 		lines = append(lines, safe(l))
 	}

@@ -89,7 +89,7 @@ const (
 
 // ActionKey labels an action count.
 type ActionKey struct {
-	Pool   string
+	Pool   supervisor.PoolID
 	Action Action
 	Result Result
 }
@@ -109,13 +109,13 @@ type Actor struct {
 	output func(ctx context.Context, name string, args ...string) ([]byte, error)
 	// gone, when set, is told the pool of a worker sent SIGTERM once it
 	// has gone: the kill cap has room again for the kills it held back.
-	gone func(pool string)
+	gone func(pool supervisor.PoolID)
 
 	mu         sync.Mutex
-	spent      map[string][]time.Time // pool -> action times in the window
-	pending    map[int]uint64         // SIGTERMed pid -> its start time, until it is gone: on its way out
-	lastKill   map[string]time.Time
-	lastReload map[string]time.Time
+	spent      map[supervisor.PoolID][]time.Time // pool -> action times in the window
+	pending    map[int]uint64                    // SIGTERMed pid -> its start time, until it is gone: on its way out
+	lastKill   map[supervisor.PoolID]time.Time
+	lastReload map[supervisor.PoolID]time.Time
 	counts     map[ActionKey]uint64
 	escalating sync.WaitGroup
 }
@@ -127,10 +127,10 @@ func newActor(cfg ActionConfig, pr *supervisor.Prober, events *event.Log) *Actor
 		output: func(ctx context.Context, name string, args ...string) ([]byte, error) {
 			return exec.CommandContext(ctx, name, args...).CombinedOutput()
 		},
-		spent:      map[string][]time.Time{},
+		spent:      map[supervisor.PoolID][]time.Time{},
 		pending:    map[int]uint64{},
-		lastKill:   map[string]time.Time{},
-		lastReload: map[string]time.Time{},
+		lastKill:   map[supervisor.PoolID]time.Time{},
+		lastReload: map[supervisor.PoolID]time.Time{},
 		counts:     map[ActionKey]uint64{},
 	}
 }
@@ -142,7 +142,7 @@ func (a *Actor) Counts() map[ActionKey]uint64 {
 	return maps.Clone(a.counts)
 }
 
-func (a *Actor) count(pool string, action Action, result Result) {
+func (a *Actor) count(pool supervisor.PoolID, action Action, result Result) {
 	a.mu.Lock()
 	a.counts[ActionKey{pool, action, result}]++
 	a.mu.Unlock()
@@ -153,7 +153,7 @@ func (a *Actor) wait() { a.escalating.Wait() }
 
 // event records an event and returns its message.
 func (a *Actor) event(t supervisor.Target, r *supervisor.PoolReport, kind event.Kind, pid int, w *event.WorkerRecord, format string, args ...any) string {
-	e := event.Event{Pool: t.Name, PID: pid, Kind: kind, Worker: w, Message: fmt.Sprintf(format, args...)}
+	e := event.Event{Pool: t.Name, MasterName: t.MasterName(), PID: pid, Kind: kind, Worker: w, Message: fmt.Sprintf(format, args...)}
 	if r.Master != nil {
 		e.Master = r.Master.PID
 	}
@@ -162,7 +162,7 @@ func (a *Actor) event(t supervisor.Target, r *supervisor.PoolReport, kind event.
 }
 
 // takeBudget spends one action of the pool's budget, or says it is spent.
-func (a *Actor) takeBudget(pool string) bool {
+func (a *Actor) takeBudget(pool supervisor.PoolID) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
@@ -213,7 +213,7 @@ func (a *Actor) killHung(ctx context.Context, t supervisor.Target, r *supervisor
 func (a *Actor) kill(ctx context.Context, t supervisor.Target, cands []candidate) (int, []candidate) {
 	r := cands[0].r
 	if r.Master == nil || !r.Master.Alive {
-		a.count(t.Name, ActionKill, ResultRefused)
+		a.count(t.ID(), ActionKill, ResultRefused)
 		a.event(t, r, event.KindActionRefused, 0, nil, "not killing %d hung workers of pool %s: its master is not known to be alive, so nothing would respawn them", len(cands), t.Name)
 		return 0, nil
 	}
@@ -223,7 +223,7 @@ func (a *Actor) kill(ctx context.Context, t supervisor.Target, cands []candidate
 	// worker, or the next request of the same worker, its life.
 	now, err := a.running(ctx, t)
 	if err != nil {
-		a.count(t.Name, ActionKill, ResultRefused)
+		a.count(t.ID(), ActionKill, ResultRefused)
 		a.event(t, r, event.KindActionRefused, 0, nil, "not killing hung workers of pool %s: cannot re-read its status page: %v", t.Name, err)
 		return 0, nil
 	}
@@ -253,7 +253,7 @@ func (a *Actor) kill(ctx context.Context, t supervisor.Target, cands []candidate
 		}
 	}
 	if len(capped) > 0 {
-		a.count(t.Name, ActionKill, ResultCapped)
+		a.count(t.ID(), ActionKill, ResultCapped)
 		a.event(t, r, event.KindActionRefused, 0, nil, "%d more hung workers of pool %s wait: %d of its %d workers are on their way out, and at most %d are at once (--max-kill-ratio %.2f); they are killed as those go",
 			len(capped), t.Name, dying, len(now.procs), limit, a.cfg.MaxKillRatio)
 	}
@@ -320,16 +320,16 @@ func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.
 	rec := &event.WorkerRecord{State: p.State, URI: p.RequestURI, Script: p.Script, Method: p.RequestMethod, AgeSeconds: p.RequestDurationSeconds,
 		CPUSeconds: p.CPUSeconds, RSSBytes: p.RSSBytes, OSState: p.OSState, HungKind: p.HungKind, Slowlog: slowlogEntry(t, p.PID, a.prober.Trust)}
 	if reason := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); reason != "" {
-		a.count(t.Name, ActionKill, ResultRefused)
+		a.count(t.ID(), ActionKill, ResultRefused)
 		return ResultRefused, a.event(t, r, event.KindActionRefused, p.PID, nil, "not killing pid %d named by the status page of pool %s: %s", p.PID, t.Name, reason)
 	}
 	if starved := a.prober.Lag.Starved(readAt, time.Now()); starved > staleAfter {
-		a.count(t.Name, ActionKill, ResultRefused)
+		a.count(t.ID(), ActionKill, ResultRefused)
 		return ResultRefused, a.event(t, r, event.KindActionRefused, p.PID, nil, "not killing worker %d of pool %s now: fpmguard was starved of CPU for %s after it read the status page, so the request may have ended; it looks again at its next probe",
 			p.PID, t.Name, starved.Round(time.Millisecond))
 	}
-	if !a.takeBudget(t.Name) {
-		a.count(t.Name, ActionKill, ResultBudget)
+	if !a.takeBudget(t.ID()) {
+		a.count(t.ID(), ActionKill, ResultBudget)
 		return ResultBudget, a.event(t, r, event.KindBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
 	}
 	kind := p.HungKind
@@ -340,19 +340,19 @@ func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.
 		}
 	}
 	if a.cfg.DryRun {
-		a.count(t.Name, ActionKill, ResultDryRun)
+		a.count(t.ID(), ActionKill, ResultDryRun)
 		return ResultDryRun, a.event(t, r, event.KindAction, p.PID, rec, "dry run: would SIGTERM worker %d of pool %s (%s): %s %s for %s, %s",
 			p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), why)
 	}
 	if err := a.signal(p.PID, syscall.SIGTERM); err != nil {
-		a.count(t.Name, ActionKill, ResultError)
+		a.count(t.ID(), ActionKill, ResultError)
 		return ResultError, a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM to worker %d of pool %s failed: %v", p.PID, t.Name, err)
 	}
-	a.count(t.Name, ActionKill, ResultOK)
+	a.count(t.ID(), ActionKill, ResultOK)
 	msg = a.event(t, r, event.KindAction, p.PID, rec, "SIGTERM worker %d of pool %s (%s): %s %s for %s, %s; the master respawns it",
 		p.PID, t.Name, kind, p.RequestMethod, p.RequestURI, p.Age(), why)
 	a.mu.Lock()
-	a.lastKill[t.Name] = time.Now()
+	a.lastKill[t.ID()] = time.Now()
 	a.mu.Unlock()
 	a.escalating.Go(func() { a.escalate(ctx, t, r, p) })
 	return ResultOK, msg
@@ -424,7 +424,7 @@ func (a *Actor) escalate(ctx context.Context, t supervisor.Target, r *supervisor
 		delete(a.pending, p.PID)
 		a.mu.Unlock()
 		if a.gone != nil {
-			a.gone(t.Name)
+			a.gone(t.ID())
 		}
 	}()
 	if a.waitGone(ctx, p, a.cfg.KillGrace) {
@@ -435,16 +435,16 @@ func (a *Actor) escalate(ctx context.Context, t supervisor.Target, r *supervisor
 		return // it ended at the last moment
 	}
 	if why := a.notOurs(ctx, t, r.Master.PID, p.PID, p.StartTicks()); why != "" {
-		a.count(t.Name, ActionSIGKILL, ResultRefused)
+		a.count(t.ID(), ActionSIGKILL, ResultRefused)
 		a.event(t, r, event.KindActionRefused, p.PID, nil, "not sending SIGKILL to pid %d: %s", p.PID, why)
 		return
 	}
 	if err := a.signal(p.PID, syscall.SIGKILL); err != nil {
-		a.count(t.Name, ActionSIGKILL, ResultError)
+		a.count(t.ID(), ActionSIGKILL, ResultError)
 		a.event(t, r, event.KindAction, p.PID, nil, "SIGKILL to worker %d of pool %s failed: %v", p.PID, t.Name, err)
 		return
 	}
-	a.count(t.Name, ActionSIGKILL, ResultOK)
+	a.count(t.ID(), ActionSIGKILL, ResultOK)
 	a.event(t, r, event.KindAction, p.PID, nil, "SIGKILL worker %d of pool %s: still there %s after SIGTERM (os state %s)", p.PID, t.Name, a.cfg.KillGrace, osp.State)
 	// Its master reaps it at once, unless it waits in disk sleep: on its
 	// way out until then, for a grace at most.

@@ -157,10 +157,10 @@ func TestKillCap(t *testing.T) {
 	})
 	w.tick(context.Background(), w.pools[0])
 	counts := w.actions.Counts()
-	if got := counts[ActionKey{"www", ActionKill, ResultOK}]; got != 2 {
+	if got := counts[ActionKey{w.pools[0].id, ActionKill, ResultOK}]; got != 2 {
 		t.Errorf("one interval killed %d workers, want 2; counts %v", got, counts)
 	}
-	if counts[ActionKey{"www", ActionKill, ResultCapped}] != 1 {
+	if counts[ActionKey{w.pools[0].id, ActionKill, ResultCapped}] != 1 {
 		t.Errorf("the cap was not reported: %v", counts)
 	}
 }
@@ -248,7 +248,7 @@ func TestDryRunSignalsNothing(t *testing.T) {
 	fpm.Background(t, 1, "sleep.php", "ms=30000")
 	fpmtest.Poll(t, 30*time.Second, func() (uint64, bool) {
 		w.tick(context.Background(), w.pools[0])
-		n := w.actions.Counts()[ActionKey{"www", ActionKill, ResultDryRun}]
+		n := w.actions.Counts()[ActionKey{w.pools[0].id, ActionKill, ResultDryRun}]
 		return n, n > 0
 	})
 	if len(signalled) > 0 {
@@ -324,7 +324,7 @@ func TestReloadUnhealthy(t *testing.T) {
 			}
 			counts := w.actions.Counts()
 			if broken {
-				if len(signalled) != 0 || counts[ActionKey{"www", ActionReload, ResultConfigInvalid}] != 1 {
+				if len(signalled) != 0 || counts[ActionKey{w.pools[0].id, ActionReload, ResultConfigInvalid}] != 1 {
 					t.Errorf("signals %v counts %v, want a refused reload", signalled, counts)
 				}
 				ev := eventsOf(w, event.KindActionRefused)
@@ -333,7 +333,7 @@ func TestReloadUnhealthy(t *testing.T) {
 				}
 				return
 			}
-			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{"www", ActionReload, ResultOK}] != 1 {
+			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{w.pools[0].id, ActionReload, ResultOK}] != 1 {
 				t.Errorf("signals %v counts %v, want one SIGUSR2", signalled, counts)
 			}
 		})

@@ -107,6 +107,12 @@ func (w *Watcher) killDue(pw *poolWatch, waiting bool) {
 	if ctx == nil || ctx.Err() != nil {
 		return
 	}
+	pw.mu.Lock()
+	t, removed := pw.target, pw.removed
+	pw.mu.Unlock()
+	if removed {
+		return // SetTargets dropped the pool: its kills with it
+	}
 	now := time.Now()
 	var due []candidate
 	pw.kills.mu.Lock()
@@ -118,9 +124,6 @@ func (w *Watcher) killDue(pw *poolWatch, waiting bool) {
 	}
 	pw.kills.mu.Unlock()
 	if len(due) > 0 {
-		pw.mu.Lock()
-		t := pw.target
-		pw.mu.Unlock()
 		_, capped := w.actions.kill(ctx, t, due)
 		pw.kills.mu.Lock()
 		if pw.kills.armed == nil {
@@ -138,20 +141,29 @@ func (w *Watcher) killDue(pw *poolWatch, waiting bool) {
 
 // workerGone acts on the kills of pool that the kill cap held back: one of
 // its workers on its way out has gone.
-func (w *Watcher) workerGone(pool string) {
-	if pw := w.poolNamed(pool); pw != nil {
-		w.killDue(pw, true)
+func (w *Watcher) workerGone(pool supervisor.PoolID) {
+	for _, pw := range w.watched() {
+		if pw.id == pool {
+			w.killDue(pw, true)
+			return
+		}
 	}
 }
 
 // stopKillTimers stops every pool's kill timer, when the watcher stops.
 func (w *Watcher) stopKillTimers() {
-	for _, pw := range w.pools {
-		pw.kills.mu.Lock()
-		if pw.kills.timer != nil {
-			pw.kills.timer.Stop()
-		}
-		pw.kills.armed = nil
-		pw.kills.mu.Unlock()
+	for _, pw := range w.watched() {
+		pw.stopKills()
 	}
+}
+
+// stopKills stops pw's kill timer and forgets what it armed: the watcher
+// stops, or no longer watches the pool.
+func (pw *poolWatch) stopKills() {
+	pw.kills.mu.Lock()
+	defer pw.kills.mu.Unlock()
+	if pw.kills.timer != nil {
+		pw.kills.timer.Stop()
+	}
+	pw.kills.armed = nil
 }

@@ -2,8 +2,8 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -19,8 +19,12 @@ type KillResult struct {
 // --dry-run.
 func (k KillResult) Done() bool { return k.Result == ResultOK || k.Result == ResultDryRun }
 
-// ErrUnknownPool is returned for a pool the watcher does not watch.
-var ErrUnknownPool = errors.New("no such pool")
+// ErrUnknownPool is returned for a pool the watcher does not watch, and
+// ErrAmbiguousPool for a name more than one pool has.
+var (
+	ErrUnknownPool   = supervisor.ErrUnknownPool
+	ErrAmbiguousPool = supervisor.ErrAmbiguousPool
+)
 
 // KillWorker SIGTERMs worker pid of pool because a person asked (the kill
 // key of `fpmguard top`, or POST /kill of serve), through the rules the
@@ -36,9 +40,9 @@ var ErrUnknownPool = errors.New("no such pool")
 // are; a pool that is not watched is refused with ErrUnknownPool and
 // counted nowhere, so a caller cannot invent label values.
 func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who string) (KillResult, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return KillResult{}, fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return KillResult{}, err
 	}
 	pw.mu.Lock()
 	t := pw.target
@@ -59,16 +63,11 @@ func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who stri
 // its order, under the same kill cap.
 func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, who string) KillResult {
 	refuse := func(result Result, kind event.Kind, format string, args ...any) KillResult {
-		a.count(t.Name, ActionKill, result)
+		a.count(t.ID(), ActionKill, result)
 		return KillResult{Result: result, Message: a.event(t, r, kind, p.PID, nil, format, args...)}
 	}
-	switch {
-	case !supervisor.InRequest(p.State):
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it runs no request (php-fpm says %q), and an idle worker is never killed", p.PID, t.Name, who, p.State)
-	case p.ProbeRequest():
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): it is serving one of fpmguard's own probes", p.PID, t.Name, who)
-	case r.Master == nil || !r.Master.Alive:
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its master is not known to be alive, so nothing would respawn it", p.PID, t.Name, who)
+	if why := Unkillable(r, &p); why != "" {
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): %s", p.PID, t.Name, who, why)
 	}
 	// The snapshot may be an interval old: read the status page again, so
 	// that a request that ended meanwhile does not cost an idle worker, or
@@ -93,12 +92,29 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 	return KillResult{Result: res, Message: msg}
 }
 
+// Unkillable says why worker p of pool r, as a probe saw them, is never
+// killed by hand, whatever the moment: "" when it may be, subject to the
+// checks made right before the signal (the status page read again, the
+// kill cap, the budget). top asks it before it offers the kill key, and
+// killByHand before anything else.
+func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
+	switch {
+	case !supervisor.InRequest(p.State):
+		return fmt.Sprintf("it runs no request (php-fpm says %q), and an idle worker is never killed", p.State)
+	case p.ProbeRequest():
+		return "it is serving one of fpmguard's own probes"
+	case r.Master == nil || !r.Master.Alive:
+		return "its master is not known to be alive, so nothing would respawn it"
+	}
+	return ""
+}
+
 // Slowlog returns the newest entry of pool's slowlog for worker pid, ""
 // when it has none.
 func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return "", fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return "", err
 	}
 	pw.mu.Lock()
 	t := pw.target
@@ -109,12 +125,17 @@ func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
 	return slowlogEntry(t, pid, w.prober.Trust), nil
 }
 
-// poolNamed is the watched pool of that name, nil if none.
-func (w *Watcher) poolNamed(name string) *poolWatch {
-	for _, pw := range w.pools {
-		if w.name(pw) == name {
-			return pw
-		}
+// findPool is the watched pool a person named (supervisor.FindPool): by
+// its name when no other pool has it, else by its ID.
+func (w *Watcher) findPool(ref string) (*poolWatch, error) {
+	pools := w.watched()
+	ids := make([]supervisor.PoolID, len(pools))
+	for i, pw := range pools {
+		ids[i] = pw.id
 	}
-	return nil
+	id, err := supervisor.FindPool(ids, ref)
+	if err != nil {
+		return nil, err
+	}
+	return pools[slices.IndexFunc(pools, func(pw *poolWatch) bool { return pw.id == id })], nil
 }

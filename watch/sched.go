@@ -46,6 +46,8 @@ type schedule struct {
 }
 
 func (w *Watcher) startSchedule() {
+	w.sched.mu.Lock()
+	defer w.sched.mu.Unlock()
 	now := time.Now()
 	w.sched.due = make([]time.Time, len(w.pools))
 	w.sched.exact = make([]bool, len(w.pools))
@@ -70,11 +72,10 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
 	for {
-		i, exact, ok := w.nextDue(ctx, wait)
+		pw, exact, ok := w.nextDue(ctx, wait)
 		if !ok {
 			return
 		}
-		pw := w.pools[i]
 		handoff.Reset(stallAfter)
 		began := time.Now()
 		pw.atDeadline = exact
@@ -83,13 +84,17 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 		w.sched.mu.Lock()
 		// The next probe is one (possibly stretched) interval after this
 		// one began: one that overran is followed at once, never by a
-		// queue of them. A deadline before that comes first.
+		// queue of them. A deadline before that comes first. SetTargets
+		// may have moved the pool in the schedule, or removed it,
+		// meanwhile.
 		next, exact := began.Add(w.lookEvery(w.pace.Step())), false
 		if !pw.deadline.IsZero() && pw.deadline.Before(next) {
 			next, exact = pw.deadline, true
 		}
-		w.sched.due[i], w.sched.exact[i] = next, exact
-		w.sched.busy[i] = false
+		if i := pw.slot; i >= 0 {
+			w.sched.due[i], w.sched.exact[i] = next, exact
+			w.sched.busy[i] = false
+		}
 		w.sched.mu.Unlock()
 		if handedOver {
 			<-started
@@ -106,10 +111,10 @@ func (w *Watcher) probeLoop(ctx context.Context, wg *sync.WaitGroup) {
 // their interval wake on the slot grid, so that those due together share
 // one wake-up; a pool due at a deadline wakes on time. false when ctx
 // ends; exact when the pool is due at a deadline.
-func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (i int, exact, ok bool) {
+func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (pw *poolWatch, exact, ok bool) {
 	for {
 		if ctx.Err() != nil {
-			return 0, false, false
+			return nil, false, false
 		}
 		s := &w.sched
 		s.mu.Lock()
@@ -129,8 +134,9 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (i int, exact, 
 		if first >= 0 && !s.due[first].After(now) {
 			s.busy[first] = true
 			exact := s.exact[first]
+			pw := w.pools[first]
 			s.mu.Unlock()
-			return first, exact, true
+			return pw, exact, true
 		}
 		d := time.Hour // every pool is in a stalled tick: kick wakes us
 		if first >= 0 {
@@ -143,7 +149,7 @@ func (w *Watcher) nextDue(ctx context.Context, wait *time.Timer) (i int, exact, 
 		wait.Reset(d)
 		select {
 		case <-ctx.Done():
-			return 0, false, false
+			return nil, false, false
 		case <-wait.C:
 		case <-s.kick:
 		}

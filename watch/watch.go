@@ -80,11 +80,16 @@ type Watcher struct {
 	th      supervisor.Thresholds
 	events  *event.Log
 	actions *Actor
+	// pools is replaced whole by SetTargets (targets.go), never changed
+	// in place, under poolsMu and sched.mu both: read it through watched,
+	// or under sched.mu.
 	pools   []*poolWatch
+	poolsMu sync.RWMutex
 	nginx   *nginxlog.Follower // nil unless nginx logs are followed
+	// changed is signalled when php-fpm changed under a pool (follow.go).
+	changed chan struct{}
 	// pace stretches the interval while fpmguard is starved of CPU.
-	pace    *lag.Pacer
-	started time.Time
+	pace *lag.Pacer
 	// probed is closed when every pool has finished its first probe.
 	probed     chan struct{}
 	unprobed   atomic.Int64
@@ -109,8 +114,25 @@ type masterSeen struct {
 // poolWatch is one pool's state. One tick of a pool runs at a time, and
 // only it touches the loop state; what others read is published in view.
 type poolWatch struct {
-	mu     sync.Mutex // guards target, which SetMasterPID changes
+	mu     sync.Mutex // guards target, which SetMasterPID changes, label, moved and removed
 	target supervisor.Target
+	// moved is when SetTargets gave the pool another address, zero if
+	// not since its last tick; removed, that the pool is no longer
+	// watched (targets.go).
+	moved   time.Time
+	removed bool
+	// slot is the pool's place in the schedule, -1 once removed; guarded
+	// by the schedule's lock.
+	slot int
+	// counted: its first probe, or its removal, was counted in unprobed.
+	counted atomic.Bool
+	// since is when the pool was first watched.
+	since time.Time
+	// id is the pool's identity: the master's pid is no part of it. label
+	// is its name for people (name), which SetTargets changes: its name
+	// alone, or its ID when another pool watched has the same name.
+	id    supervisor.PoolID
+	label string
 
 	// probeStart is when the probe in flight began (Unix ns), 0 if none.
 	probeStart atomic.Int64
@@ -136,6 +158,15 @@ type poolWatch struct {
 	// kills are the requests armed to be killed at their deadline
 	// (deadline.go); the loop arms them, their timer acts.
 	kills killTimers
+
+	// What followMaster saw of the pool's master, and when php-fpm last
+	// changed under the pool, and how (follow.go).
+	masterPID  int    // as last seen alive
+	masterExec uint64 // its program's ExecID
+	masterGone bool
+	started    time.Time // the status page's start time
+	reloadedAt time.Time
+	reloadWhy  string
 }
 
 // condition is something reported once when it starts: of a worker when pid
@@ -149,7 +180,7 @@ type condition struct {
 // may be shared with other parts of fpmguard.
 func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events *event.Log) *Watcher {
 	cfg.fill()
-	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}, probed: make(chan struct{})}
+	w := &Watcher{prober: pr, cfg: cfg, events: events, masters: map[string]*masterSeen{}, probed: make(chan struct{}), changed: make(chan struct{}, 1)}
 	w.th = pr.Thresholds
 	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
@@ -160,10 +191,33 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	if len(targets) == 0 {
 		close(w.probed)
 	}
-	for _, t := range targets {
-		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
+	ids := make([]supervisor.PoolID, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID()
+	}
+	labels := supervisor.Labels(ids)
+	for i, t := range targets {
+		w.pools = append(w.pools, newPoolWatch(t, i, labels[ids[i]]))
 	}
 	return w
+}
+
+func newPoolWatch(t supervisor.Target, slot int, label string) *poolWatch {
+	return &poolWatch{target: t, slot: slot, id: t.ID(), label: label, since: time.Now(), dSince: map[int]time.Time{}, announced: map[condition]bool{}}
+}
+
+// name is the pool's name for people: its label.
+func (pw *poolWatch) name() string {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.label
+}
+
+// watched is the pools watched now.
+func (w *Watcher) watched() []*poolWatch {
+	w.poolsMu.RLock()
+	defer w.poolsMu.RUnlock()
+	return w.pools
 }
 
 // UseOutput runs the commands the watcher runs (php-fpm -t) through
@@ -175,7 +229,7 @@ func (w *Watcher) UseOutput(output func(ctx context.Context, name string, args .
 // SetMasterPID tells every pool the pid of its master, for `run`, which
 // starts a new master after each crash.
 func (w *Watcher) SetMasterPID(pid int) {
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		pw.mu.Lock()
 		pw.target.MasterPID = pid
 		pw.mu.Unlock()
@@ -191,16 +245,17 @@ func (w *Watcher) Events() *event.Log { return w.events }
 // FollowNginx makes the watcher follow nginx's error logs at paths, with
 // what it saw of each pool in the events.
 func (w *Watcher) FollowNginx(paths []string) {
-	targets := make([]supervisor.Target, len(w.pools))
-	for i, pw := range w.pools {
+	pools := w.watched()
+	targets := make([]supervisor.Target, len(pools))
+	for i, pw := range pools {
 		targets[i] = pw.target
 	}
 	n := nginxlog.NewFollower(paths, targets, w.events)
 	// A few intervals gather a burst of failures into one event.
 	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
-	n.Describe = func(pool string) string {
-		for _, pw := range w.pools {
-			if v := pw.view.Load(); v != nil && v.Report.Name == pool {
+	n.Describe = func(pool supervisor.PoolID) string {
+		for _, pw := range w.watched() {
+			if v := pw.view.Load(); v != nil && pw.id == pool {
 				return v.Report.Summary()
 			}
 		}
@@ -217,10 +272,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	if w.prober.Lag != nil {
 		wg.Go(func() { w.prober.Lag.Run(ctx) })
 	}
-	if len(w.pools) > 0 {
-		w.startSchedule()
-		wg.Go(func() { w.probeLoop(ctx, &wg) })
-	}
+	// With no pool yet, the loop waits for SetTargets to give it some.
+	w.startSchedule()
+	wg.Go(func() { w.probeLoop(ctx, &wg) })
 	if w.prober.Opcache != nil {
 		wg.Go(func() { w.watchOpcache(ctx) })
 	}
@@ -236,7 +290,7 @@ func (w *Watcher) Run(ctx context.Context) {
 // are spread over the first interval (at most a second), with jitter, so
 // that a thousand of them never fire at once. Each then keeps its place.
 func (w *Watcher) offset(i int) time.Duration {
-	n := len(w.pools)
+	n := len(w.pools) // under sched.mu
 	spread := min(w.cfg.Interval, time.Second)
 	each := spread / time.Duration(n)
 	jitter := time.Duration(0)
@@ -274,7 +328,8 @@ const pingEvery = 10
 // heartbeat takes its whole timeout.
 func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	pw.mu.Lock()
-	target := pw.target
+	target, moved := pw.target, pw.moved
+	pw.moved = time.Time{}
 	pw.mu.Unlock()
 	var prev *supervisor.PoolReport
 	if v := pw.view.Load(); v != nil {
@@ -285,6 +340,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 
 	if r, ok := w.prober.Idle(ctx, target); ok {
 		// An idle ondemand pool: judged without waking a worker.
+		w.followMaster(ctx, pw, &r, moved)
 		supervisor.Judge(&r, prev, w.th)
 		w.detect(pw, prev, &r)
 		pw.kills.run.Lock()
@@ -336,6 +392,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	if ctx.Err() != nil {
 		return
 	}
+	w.followMaster(ctx, pw, &r, moved)
 	supervisor.Judge(&r, prev, w.th)
 
 	pw.stats.add(&r)
@@ -436,13 +493,27 @@ func (w *Watcher) nextDeadline(r *supervisor.PoolReport) time.Time {
 // publish makes r the pool's latest view, and keeps it in the history.
 func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor.PoolReport, first bool) {
 	if w.cfg.History != nil {
-		w.cfg.History.AddPool(target, r, time.Now())
+		// Not for a pool SetTargets removed meanwhile: its history is gone.
+		pw.mu.Lock()
+		if !pw.removed {
+			w.cfg.History.AddPool(target, r, time.Now())
+		}
+		pw.mu.Unlock()
 	}
 	pw.view.Store(&PoolView{
-		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
+		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.ScrapeURI(),
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
-	if first && w.unprobed.Add(-1) == 0 {
+	if first {
+		w.countProbed(pw)
+	}
+}
+
+// countProbed counts a pool as probed once, for the opcache's first read:
+// at its first probe, or when SetTargets removed it before. Pools added
+// later were never waited for.
+func (w *Watcher) countProbed(pw *poolWatch) {
+	if pw.counted.CompareAndSwap(false, true) && w.unprobed.Add(-1) == 0 {
 		w.probedOnce.Do(func() { close(w.probed) })
 	}
 }
@@ -453,7 +524,7 @@ func (w *Watcher) seeMaster(r *supervisor.PoolReport) {
 	if m == nil || !m.Alive || m.PID == 0 {
 		return
 	}
-	name := r.MasterName()
+	name := r.MasterName
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seen := w.masters[name]
@@ -501,7 +572,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 		for i := range reports {
 			o := &reports[i]
 			if p := prev[o.MasterPID]; (p == nil && o.Health != supervisor.HealthOK) || (p != nil && p.Health != o.Health) {
-				w.events.Add(event.Event{Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
+				w.events.Add(event.Event{MasterName: o.Master, Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
 			}
 			next[o.MasterPID] = o
 		}
@@ -520,7 +591,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 func (w *Watcher) probedPools() ([]supervisor.Target, []supervisor.PoolReport) {
 	var targets []supervisor.Target
 	var pools []supervisor.PoolReport
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		v := pw.view.Load()
 		if v == nil {
 			continue

@@ -34,7 +34,9 @@ type Controller interface {
 //   - Worker details (/status, /snapshot, /events, /slowlog: request URIs,
 //     scripts, slowlog stacks) go to clients on loopback that name a
 //     loopback Host, or to any client when the web config authenticates
-//     every client. /metrics, /healthz, /readyz, /advice and / hold none.
+//     every client. /metrics, /healthz, /readyz and /advice hold none; the
+//     status page (/ and /fragment) shows them to the same clients only,
+//     and a kill button only to a client that may kill.
 //   - POST /kill needs Kill, and authenticated clients, or KillFromLoopback
 //     and a client on loopback.
 type Policy struct {
@@ -60,13 +62,18 @@ type Policy struct {
 	Log *slog.Logger
 }
 
-// KillRequest is the body of POST /kill.
+// KillRequest is the body of POST /kill. Pool names the pool as
+// supervisor.FindPool reads it: its name alone when no other pool has it,
+// else NAME@MASTER.
 type KillRequest struct {
 	Pool string `json:"pool"`
 	PID  int    `json:"pid"`
 }
 
 const maxKillBody = 4 << 10
+
+// sameOrigin refuses a POST a browser makes for another site's page.
+var sameOrigin = http.NewCrossOriginProtection()
 
 // detailPaths are the answers that carry worker details: request URIs
 // and scripts (in reports, reasons and events) and slowlog stacks.
@@ -93,7 +100,7 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		}
 		entry, err := c.Slowlog(r.URL.Query().Get("pool"), pid)
 		if err != nil {
-			http.Error(rw, err.Error(), http.StatusNotFound)
+			http.Error(rw, err.Error(), poolErrorCode(err, http.StatusNotFound))
 			return
 		}
 		writeJSON(rw, struct {
@@ -110,6 +117,13 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		}
 		if why := policy.refuseKill(r); why != "" {
 			http.Error(rw, why, http.StatusForbidden)
+			return
+		}
+		if err := sameOrigin.Check(r); err != nil {
+			// A browser says where a request comes from (Sec-Fetch-Site,
+			// Origin): only the status page's own may kill. top --from
+			// and curl send neither.
+			http.Error(rw, "kill refused: the request comes from another site's page ("+err.Error()+")", http.StatusForbidden)
 			return
 		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -132,11 +146,7 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		}
 		res, err := c.KillWorker(r.Context(), req.Pool, req.PID, asker(r))
 		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, watch.ErrUnknownPool) {
-				code = http.StatusNotFound
-			}
-			http.Error(rw, err.Error(), code)
+			http.Error(rw, err.Error(), poolErrorCode(err, http.StatusInternalServerError))
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
@@ -150,6 +160,19 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		_ = json.NewEncoder(rw).Encode(res)
 	})
 	return policy.guard(mux)
+}
+
+// poolErrorCode is the status of a request that failed with err: a pool
+// not watched is 404, a name more than one pool has (www under two
+// masters) 400, as the client must name one; else code.
+func poolErrorCode(err error, code int) int {
+	switch {
+	case errors.Is(err, watch.ErrUnknownPool):
+		return http.StatusNotFound
+	case errors.Is(err, watch.ErrAmbiguousPool):
+		return http.StatusBadRequest
+	}
+	return code
 }
 
 // guard makes the checks every route shares: the Host, then worker
@@ -170,6 +193,9 @@ func (p Policy) guard(h http.Handler) http.Handler {
 			rw.Header().Set("X-Content-Type-Options", "nosniff")
 			http.Error(rw, r.URL.Path+" holds worker details (request URIs, scripts, slowlog stacks): fpmguard serves them to clients on this machine (loopback), or to clients --web.config.file authenticates (basic_auth_users, or verified client certificates). /metrics, /healthz, /readyz and /advice are open", http.StatusForbidden)
 			return
+		}
+		if isPagePath(r.URL.Path) {
+			r = withAccess(r, access{details: p.local(r) || p.Authenticated, kill: p.refuseKill(r) == ""})
 		}
 		h.ServeHTTP(rw, r)
 	})

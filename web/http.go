@@ -1,13 +1,18 @@
 // Package web serves what fpmguard knows over HTTP: the health probes, the
-// status and events as JSON, and Prometheus metrics, all read-only and
-// answered from the latest snapshot. It reads watch; nothing imports it
-// but the command.
+// status and events as JSON, Prometheus metrics and the status page, all
+// answered from the latest snapshot. Every route reads, but for POST /kill,
+// which is off unless asked for and acts only through the watcher's own
+// KillWorker (control.go).
+//
+// It reads watch's Snapshot and the packages its values come from
+// (supervisor, fastcgi, opcache, nginxlog, history, advise, event, lag, recent, human,
+// termsafe). It must not import top, runner or the command, and it never
+// talks to php-fpm itself; nothing imports it but the command.
 package web
 
 import (
 	"encoding/json"
 	"fmt"
-	"html"
 	"net"
 	"net/http"
 	"net/netip"
@@ -53,8 +58,9 @@ type Source interface {
 
 // NewHTTPHandler serves the source current returns (it changes when
 // SIGHUP reloads the config; nil while nothing is watched): /healthz,
-// /readyz, /status, /snapshot, /events, /advice and, at telemetryPath, metrics (nil: the route
-// answers 404 until metrics exist). Everything is read-only and answered
+// /readyz, /status, /snapshot, /events, /advice, at telemetryPath metrics
+// (nil: the route answers 404 until metrics exist), and the status page at
+// / (page.go). Everything is read-only and answered
 // from memory. It checks no client: fpmguard serves it through
 // WithControl, whose Policy decides who may read what.
 func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath string) http.Handler {
@@ -99,18 +105,10 @@ func NewHTTPHandler(current func() Source, metrics http.Handler, telemetryPath s
 		metrics = http.NotFoundHandler()
 	}
 	mux.Handle(telemetryPath, metrics)
-	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(rw, r)
-			return
-		}
-		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(rw, "<!doctype html><title>fpmguard</title><h1>fpmguard</h1><ul>")
-		for _, p := range []string{telemetryPath, "/status", "/snapshot", "/events", "/advice", "/healthz", "/readyz"} {
-			fmt.Fprintf(rw, `<li><a href="%s">%s</a>`, html.EscapeString(p), html.EscapeString(p))
-		}
-		fmt.Fprintf(rw, "</ul>")
-	})
+	page := newPage(current, telemetryPath)
+	mux.Handle("/", page.serve("page"))
+	mux.Handle(pageFragmentPath, page.serve("live"))
+	mux.HandleFunc(pageStaticPrefix, serveStatic)
 	return readOnly(mux)
 }
 

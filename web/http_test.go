@@ -29,6 +29,8 @@ func TestHTTPHandler(t *testing.T) {
 	down := fakeSource{snap: fixedSnapshot(1, 2), why: []string{"pool pool0: last heartbeat failed: timeout"}, events: events}
 	up := down
 	up.live, up.ready = true, true
+	quiet := up
+	quiet.events = event.NewLog(nil)
 	for _, tt := range []struct {
 		name   string
 		source Source
@@ -42,6 +44,7 @@ func TestHTTPHandler(t *testing.T) {
 		{"not ready", down, http.MethodGet, "/readyz", 503, "pool pool0: last heartbeat failed"},
 		{"status", up, http.MethodGet, "/status", 200, `"name": "pool0"`},
 		{"events", up, http.MethodGet, "/events", 200, `"message": "worker 101 hung"`},
+		{"no events yet", quiet, http.MethodGet, "/events", 200, `"events": []`},
 		{"metrics", up, http.MethodGet, "/metrics", 200, "phpfpm_up"},
 		{"not watching", nil, http.MethodGet, "/status", 503, "not watching any pool"},
 		{"read-only POST", up, http.MethodPost, "/status", 405, "read-only"},

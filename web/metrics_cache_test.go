@@ -38,10 +38,13 @@ func oddSnapshot() *watch.Snapshot {
 	s.Pools = append(s.Pools, watch.PoolView{Report: &supervisor.PoolReport{Name: "a-new-pool", Health: supervisor.HealthUnhealthy,
 		Processes: []supervisor.ProcessState{}}, ScrapeURI: "tcp://127.0.0.1:9000;/status"})
 	s.Pools[1].Report.Master = &supervisor.MasterReport{PID: 7, Alive: true, Config: "/etc/other.conf"}
+	s.Pools[1].Report.MasterName = "/etc/other.conf"
 	s.MasterRestarts["/etc/other.conf"] = 2
-	s.Actions[watch.ActionKey{Pool: "pool1", Action: watch.ActionKill, Result: watch.ResultOK}] = 3
-	s.Actions[watch.ActionKey{Pool: "pool0", Action: watch.ActionReload, Result: watch.ResultOK}] = 1
-	s.Nginx = map[nginxlog.Key]uint64{{Pool: "pool1", Status: 504, Cause: "timeout"}: 4, {Pool: "pool0", Status: 502, Cause: "refused"}: 1}
+	// Two pools of one name under two masters: two sets of series.
+	s.Pools[2].Report.Name = "pool1"
+	s.Actions[watch.ActionKey{Pool: supervisor.PoolID{Pool: "pool1", Master: fixedConf}, Action: watch.ActionKill, Result: watch.ResultOK}] = 3
+	s.Actions[watch.ActionKey{Pool: supervisor.PoolID{Pool: "pool0", Master: fixedConf}, Action: watch.ActionReload, Result: watch.ResultOK}] = 1
+	s.Nginx = map[nginxlog.Key]uint64{{Pool: supervisor.PoolID{Pool: "pool1", Master: fixedConf}, Status: 504, Cause: "timeout"}: 4, {Pool: supervisor.PoolID{Pool: "pool1", Master: "/etc/other.conf"}, Status: 504, Cause: "timeout"}: 5, {Pool: supervisor.PoolID{Pool: "pool0", Master: fixedConf}, Status: 502, Cause: "refused"}: 1}
 	s.Self.LagSeconds = 0.25
 	return s
 }
@@ -187,7 +190,7 @@ func TestScrapeCache(t *testing.T) {
 		t.Errorf("a new snapshot: %d renders, process_requests %v", *renders, metricValue(t, out, "phpfpm_process_requests", `pool="pool1"`, `child="2"`))
 	}
 	counts := maps.Clone(next.Actions)
-	counts[watch.ActionKey{Pool: "pool1", Action: watch.ActionKill, Result: watch.ResultOK}] = 1
+	counts[watch.ActionKey{Pool: supervisor.PoolID{Pool: "pool1", Master: fixedConf}, Action: watch.ActionKill, Result: watch.ResultOK}] = 1
 	moreActions := *next
 	moreActions.Actions = counts
 	current = &moreActions

@@ -19,23 +19,24 @@ import (
 
 // adviseFlags are the flags of advise.
 type adviseFlags struct {
-	from      string
-	duration  time.Duration
-	interval  time.Duration
-	memory    string
-	reserve   string
-	output    string
-	noOpcache bool
+	from     string
+	duration time.Duration
+	interval time.Duration
+	memory   string
+	reserve  string
+	output   string
 }
 
 func addAdviseFlags(cmd *kingpin.CmdClause, f *adviseFlags) {
-	cmd.Flag("from", "Advise from a running fpmguard serve's history instead of sampling: http://HOST:9253 (user:password@ for basic auth; FPMGUARD_PASSWORD keeps the password out of the process list).").PlaceHolder("URL").StringVar(&f.from)
-	cmd.Flag("duration", "How long to sample the pools before advising.").Default("60s").DurationVar(&f.duration)
-	cmd.Flag("interval", "Time between probes of each pool while sampling.").Default("1s").DurationVar(&f.interval)
-	cmd.Flag("memory", "The memory php-fpm may use, e.g. 2G (default: its cgroup's limit, else the host's memory less what other processes use).").PlaceHolder("SIZE").StringVar(&f.memory)
-	cmd.Flag("reserve", "Memory kept back from the budget, e.g. 256M (default: 10% of the limit).").PlaceHolder("SIZE").StringVar(&f.reserve)
-	cmd.Flag("output", "Output format: text (config lines with their evidence) or json.").Short('o').Default("text").EnumVar(&f.output, "text", "json")
-	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
+	fromFlag(cmd, &f.from, "Advise from a running fpmguard serve's history instead of sampling:")
+	declare(cmd, "duration", "How long to sample the pools before advising.",
+		&durationValue{name: "duration", to: &f.duration, min: time.Second, eg: "60s"}).Default("60s")
+	intervalFlag(cmd, &f.interval, "Time between probes of each pool while sampling.")
+	declare(cmd, "memory", "The memory php-fpm may use, e.g. 2G (default: its cgroup's limit, else the host's memory less what other processes use).",
+		&textValue{name: "memory", to: &f.memory, check: size}).PlaceHolder("SIZE")
+	declare(cmd, "reserve", "Memory kept back from the budget, e.g. 256M (default: 10% of the limit).",
+		&textValue{name: "reserve", to: &f.reserve, check: size}).PlaceHolder("SIZE")
+	outputFlag(cmd, &f.output, "text", "json")
 }
 
 func cmdAdvise(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
@@ -54,10 +55,6 @@ func cmdAdvise(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 			return 2
 		}
 		*s.to = n
-	}
-	if f.from == "" && (f.duration < time.Second || f.interval < 10*time.Millisecond || f.interval > f.duration) {
-		fmt.Fprintf(stderr, "fpmguard: error: --duration %s with --interval %s: sample for at least 1s, at an interval below the duration; e.g. --duration 60s --interval 1s\n", f.duration, f.interval)
-		return 2
 	}
 	var a *advise.Advice
 	var err error
@@ -102,9 +99,7 @@ func sampleAdvice(ctx context.Context, c *cli, o advise.Options, stderr io.Write
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: some pools were not found: %s\n", errLine(err))
 	}
-	cc := *c
-	cc.noOpcache = c.noOpcache || f.noOpcache
-	pr := newProber(&cc)
+	pr := newProber(c)
 	pr.ReadPSS = true
 	h := history.New()
 	w := watch.New(pr, targets, watch.Config{Interval: f.interval, History: h}, event.NewLog(nil))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -18,16 +19,23 @@ import (
 // a repeatable flag takes a list, and each pool may be a --pool string or a
 // map of its options with `listen` for the address.
 func parseArgs(app *kingpin.Application, c *cli, args []string) (string, error) {
+	args, err := switchValues(app, hoistFlags(app, args))
+	if err != nil {
+		return "", err
+	}
 	// Parse first: it answers shell completion (--completion-bash), for
 	// which a partial command line is no error. It fails where
 	// ParseContext does.
 	cmd, err := app.Parse(args)
-	if err != nil || c.config == "" {
-		return cmd, err
+	if err != nil {
+		return cmd, explainParseError(app, args, err)
+	}
+	if c.config == "" {
+		return cmd, nil
 	}
 	pctx, err := app.ParseContext(args)
 	if err != nil {
-		return cmd, err
+		return cmd, explainParseError(app, args, err)
 	}
 	given := map[string]bool{}
 	for _, el := range pctx.Elements {
@@ -46,21 +54,26 @@ func parseArgs(app *kingpin.Application, c *cli, args []string) (string, error) 
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		f, known := flags[k]
+		name, values := switchKey(flags, k, file[k])
+		f, known := flags[name]
 		if !known {
-			if anyFlag(app, k) {
+			if anyFlag(app, name) {
 				continue // a flag of another command
 			}
-			return cmd, fmt.Errorf("config %s: unknown key %q; keys are the long flag names of `fpmguard --help`", c.config, k)
+			return cmd, fmt.Errorf("config %s: unknown key %q; keys are the long flag names of `fpmguard %s --help`", c.config, k, cmd)
 		}
-		if k == "config" {
+		if name == "config" {
 			return cmd, fmt.Errorf("config %s: a config file cannot name another with config", c.config)
 		}
-		if given[k] {
+		if given[name] {
 			continue
 		}
-		for _, v := range file[k] {
+		for _, v := range values {
 			if err := f.Value.Set(v); err != nil {
+				var bf *badFlag
+				if errors.As(err, &bf) {
+					return cmd, fmt.Errorf("config %s: %s %q: %s", c.config, k, v, bf.fix)
+				}
 				return cmd, fmt.Errorf("config %s: %s: %v", c.config, k, err)
 			}
 		}
@@ -83,6 +96,20 @@ func commandFlags(app *kingpin.Application, cmd string) map[string]*kingpin.Flag
 		}
 	}
 	return out
+}
+
+// switchKey reads key no-NAME of a switch NAME (no-opcache: true) as the
+// switch turned the other way, as --no-opcache is on the command line.
+func switchKey(flags map[string]*kingpin.FlagModel, key string, values []string) (string, []string) {
+	name, ok := strings.CutPrefix(key, "no-")
+	if f, known := flags[name]; !ok || !known || !f.IsBoolFlag() || len(values) != 1 {
+		return key, values
+	}
+	b, err := strconv.ParseBool(values[0])
+	if err != nil {
+		return name, values // the switch's own check says why
+	}
+	return name, []string{strconv.FormatBool(!b)}
 }
 
 func anyFlag(app *kingpin.Application, name string) bool {

@@ -22,7 +22,6 @@ import (
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/lag"
-	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/runner"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/termsafe"
@@ -70,7 +69,7 @@ type cli struct {
 
 	opcacheScript string
 	opcacheDir    string
-	noOpcache     bool
+	opcache       bool // read the opcache along with the pools
 
 	output string // status: table or json
 	color  string // status: auto, always, never
@@ -103,57 +102,94 @@ func (c *cli) runConfig() []string {
 	return nil
 }
 
+// versionLine is what `fpmguard version` and --version print.
+func versionLine() string {
+	return fmt.Sprintf("fpmguard %s (%s, %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// The commands' help. The first paragraph is the summary in the list of
+// commands; the rest shows in the command's own help (and man page).
+const (
+	statusHelp = `Show each pool's verdict with its reasons, counters and workers, and each master's opcache.
+
+Exit status: 0 when every pool serves (OK or DEGRADED), 3 when a pool or an opcache is UNHEALTHY or DOWN (as systemctl status does for a unit that is not running), 1 when fpmguard could not look (no pool found), 2 for a bad flag. For monitoring, use check.`
+	checkHelp = `One status line with perfdata, for Nagios, Icinga or an exec probe: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+A degraded pool is a WARNING, an unhealthy or down one CRITICAL; the thresholds below add to that. A bad flag is UNKNOWN (3), as what fpmguard could not judge is.`
+	serveHelp = `Watch the pools continuously, serve what fpmguard sees over HTTP, and act when asked (actions are off unless a flag turns them on).
+
+HTTP, on --web.listen-address:
+
+  /          the live status page, for a browser
+  /metrics   Prometheus metrics (--web.telemetry-path)
+  /healthz   liveness: 503 while a master is gone or a pool is failing
+  /readyz    readiness: 503 while a pool cannot take a request now
+  /status    the report of fpmguard status -o json
+  /snapshot  everything fpmguard top --from reads
+  /events    the recent events as JSON (?n=100)
+  /advice    the settings of fpmguard advise, as JSON
+  /slowlog   a worker's newest slowlog entry (?pool=P&pid=N)
+  /kill      POST: kill a worker by hand; off unless --web.enable-kill
+
+SIGHUP reads the flags, --config and php-fpm's configs again.`
+	runHelp = `Run php-fpm as a child, the container entrypoint: fpmguard run [flags] -- php-fpm8.2 -F -y CONF. It restarts php-fpm when it dies, and does all serve does.
+
+SIGTERM, SIGINT and SIGQUIT stop php-fpm gracefully (SIGQUIT, then SIGTERM after --stop-timeout); SIGUSR1 and SIGUSR2 go to php-fpm; SIGHUP reads fpmguard's flags again. A config fpmguard's parser refuses stops run at once, exit status 78, before php-fpm starts.`
+)
+
 func newApp(c *cli) *kingpin.Application {
 	app := kingpin.New("fpmguard", "Supervisor, prober and exporter for php-fpm and its opcache.")
 	// --version, and the version in the man page's title line.
 	app.Version(version)
 	app.HelpFlag.Short('h')
-	app.Flag("config", "YAML file holding any of these flags by long name; flags on the command line win.").PlaceHolder("FILE").StringVar(&c.config)
-	app.Flag("pool", "A pool to watch: ADDR[,name=N,pm.status_path=/status,pm.status_listen=ADDR,ping.path=/ping,ping.response=pong,pid=FILE,pm=static,pm.max_children=N]. Repeatable.").PlaceHolder("SPEC").StringsVar(&c.pools)
-	app.Flag("fpm-config", "Watch every pool of this php-fpm config (php-fpm.conf). Repeatable.").PlaceHolder("PATH").StringsVar(&c.fpmConfigs)
-	app.Flag("fpm-master-user", "Also act for php-fpm masters running as this user (name or uid), as in a container where php-fpm runs as a user of its own. By default only masters of root and of fpmguard's own user are watched; any other process with a master's title is skipped, since a pool's PHP code could start it. Repeatable.").PlaceHolder("USER").SetValue(&c.masterUsers)
-	app.Flag("timeout", "Bound on each FastCGI request.").Default("2s").DurationVar(&c.timeout)
-	app.Flag("hung-after", "A request older than this makes its worker hung.").Default(supervisor.DefaultHungAfter.String()).DurationVar(&c.hungAfter)
-	app.Flag("show-query", "Keep query strings in request URIs (they may hold tokens).").BoolVar(&c.showQuery)
-	app.Flag("opcache-script", "The opcache status script's path as php-fpm sees it, placed by you (examples/php/fpmguard-opcache.php); fpmguard checks its content before each use. Default: fpmguard installs its own copy into --opcache-dir. Reset and invalidate always write into --opcache-dir.").PlaceHolder("PATH").StringVar(&c.opcacheScript)
-	app.Flag("opcache-dir", "Directory, as php-fpm sees it (inside its container's root and chroot), where fpmguard installs its opcache status script and writes the script of each reset or invalidate for that call alone. Every directory on its path must belong to root or fpmguard's user and be writable by nobody else; no link is followed.").Default(opcache.DefaultDir).StringVar(&c.opcacheDir)
-	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
-	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
+	app.UsageTemplate(usageTemplate).UsageFuncs(usageFuncs)
+	probe := append(slices.Clone(targetFlags), "hung-after", "show-query")
 
-	status := app.Command("status", "Show each pool's verdict, counters and workers.")
-	status.Flag("output", "Output format: table or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
-	status.Flag("color", "Colour the table: auto (on a terminal), always or never.").Default("auto").EnumVar(&c.color, "auto", "always", "never")
-	status.Flag("no-opcache", "Do not read the opcache.").BoolVar(&c.noOpcache)
+	status := app.Command("status", statusHelp)
+	c.commonFlags(status, probe...)
+	opcacheFlag(status, &c.opcache)
+	outputFlag(status, &c.output, "table", "json")
+	declare(status, "color", "Colour the table: auto (on a terminal, without NO_COLOR), always or never.",
+		&enumValue{name: "color", to: &c.color, options: []string{"auto", "always", "never"}}).Default("auto")
 
-	check := app.Command("check", "One status line with perfdata; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
-	check.Flag("warning-latency", "WARNING when a heartbeat takes this long (0: off).").Default("0").DurationVar(&c.check.WarnLatency)
-	check.Flag("critical-latency", "CRITICAL when a heartbeat takes this long (0: off).").Default("0").DurationVar(&c.check.CritLatency)
-	check.Flag("warning-queue", "WARNING at this listen queue (0: off).").Default("0").Int64Var(&c.check.WarnQueue)
-	check.Flag("critical-queue", "CRITICAL at this listen queue (0: off).").Default("0").Int64Var(&c.check.CritQueue)
-	check.Flag("warning-busy", "WARNING when this share of workers is busy, 0 to 1 (0: off).").Default("0").Float64Var(&c.check.WarnBusy)
-	check.Flag("critical-busy", "CRITICAL when this share of workers is busy, 0 to 1 (0: off).").Default("0").Float64Var(&c.check.CritBusy)
-
-	check.Flag("no-opcache", "Do not read the opcache.").BoolVar(&c.noOpcache)
+	check := app.Command("check", checkHelp)
+	c.commonFlags(check, probe...)
+	opcacheFlag(check, &c.opcache)
+	addCheckFlags(check, &c.check)
 
 	oc := app.Command("opcache", "Read, reset or invalidate the opcache inside php-fpm, once per master.")
 	ocStatus := oc.Command("status", "Show each master's opcache and its verdict.")
-	ocStatus.Flag("output", "Output format: table or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
-	oc.Command("reset", "Run opcache_reset() inside php-fpm.")
-	inv := oc.Command("invalidate", "Run opcache_invalidate(PATH, true) inside php-fpm, for deploy scripts.")
-	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").StringsVar(&c.invalidatePaths)
-	inv.Flag("glob", "Also every file matching this glob, expanded by PHP inside php-fpm.").StringVar(&c.invalidateGlob)
+	c.commonFlags(ocStatus, targetFlags...)
+	outputFlag(ocStatus, &c.output, "table", "json")
+	c.commonFlags(oc.Command("reset", "Run opcache_reset() inside php-fpm, and wait for the restart to happen."), targetFlags...)
+	inv := oc.Command("invalidate", "Run opcache_invalidate(PATH, true) inside php-fpm for each path, for deploy scripts.")
+	c.commonFlags(inv, targetFlags...)
+	inv.Arg("path", "Absolute paths of scripts, as php-fpm sees them.").SetValue(&textValue{name: "<path>", list: &c.invalidatePaths, check: absolutePath("/var/www/app/index.php")})
+	declare(inv, "glob", "Also every file matching this glob, expanded by PHP inside php-fpm, e.g. '/var/www/app/src/*.php'.",
+		&textValue{name: "glob", to: &c.invalidateGlob, check: absolutePath("/var/www/app/src/*.php")}).PlaceHolder("GLOB")
 
 	topCmd := app.Command("top", "A live full-screen view of every pool and worker, with a kill key; --from reads a running serve.")
+	c.commonFlags(topCmd, probe...)
+	opcacheFlag(topCmd, &c.opcache)
 	addTopFlags(topCmd, &c.top)
 
-	addAdviseFlags(app.Command("advise", "Settings for each pool and opcache, computed from what fpmguard measures: sampled for --duration, or --from a running serve's history."), &c.advise)
+	adviseCmd := app.Command("advise", "Settings for each pool and opcache, computed from what fpmguard measures: sampled for --duration, or --from a running serve's history.")
+	c.commonFlags(adviseCmd, targetFlags...)
+	opcacheFlag(adviseCmd, &c.opcache)
+	addAdviseFlags(adviseCmd, &c.advise)
 
-	serve := app.Command("serve", "Watch the pools continuously; serve /healthz, /readyz, /status, /events and /metrics; act when asked.")
+	all := append(slices.Clone(probe), "log.level", "log.format")
+	serve := app.Command("serve", serveHelp)
+	c.commonFlags(serve, all...)
+	opcacheFlag(serve, &c.opcache)
 	addWatchFlags(serve, &c.serve)
-	run := app.Command("run", "Run php-fpm as a child (the container entrypoint), restart it when it dies, and do all serve does: fpmguard run [flags] -- php-fpm -F -y CONF")
+	run := app.Command("run", runHelp)
+	c.commonFlags(run, all...)
+	opcacheFlag(run, &c.opcache)
 	addWatchFlags(run, &c.run)
-	run.Flag("stop-timeout", "On SIGTERM: time php-fpm gets after SIGQUIT to finish its requests, before SIGTERM.").Default("10s").DurationVar(&c.stopTimeout)
-	run.Arg("command", "php-fpm's command line, after --.").Required().StringsVar(&c.runArgv)
+	declare(run, "stop-timeout", "On SIGTERM: time php-fpm gets after SIGQUIT to finish its requests, before SIGTERM.",
+		&durationValue{name: "stop-timeout", to: &c.stopTimeout, eg: "10s"}).Default("10s")
+	run.Arg("command", "php-fpm's command line, after --: php-fpm8.2 -F -y CONF.").Required().StringsVar(&c.runArgv)
 
 	app.Command("version", "Print the version.")
 	return app
@@ -163,22 +199,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	promversion.Version = version
 	var c cli
 	app := newApp(&c)
-	app.UsageWriter(stdout).ErrorWriter(stderr)
-	exited := -1
-	app.Terminate(func(code int) {
-		exited = code
-		// kingpin parses on after --help, --help-man, --version or a
-		// completion script, and prints the usage when no command
-		// follows: that would end up in the man page.
-		app.UsageWriter(io.Discard).ErrorWriter(io.Discard)
-	})
-	cmd, err := parseArgs(app, &c, args)
-	if exited >= 0 { // --help printed its text
+	app.UsageWriter(helpWriter{stdout}).ErrorWriter(helpWriter{stderr})
+	cmd, err, done := parseOrHelp(app, &c, args)
+	if done { // --help, --help-man, --version or completion printed its text
 		return 0
+	}
+	if err == nil {
+		err = c.validate(cmd)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
-		if cmd == "check" || (cmd == "" && slices.Contains(args, "check")) {
+		if cmd == "check" || (cmd == "" && commandOf(app, args) == "check") {
 			fmt.Fprintln(stdout, "FPMGUARD UNKNOWN - "+errLine(err))
 			return supervisor.CheckUnknown
 		}
@@ -200,10 +231,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return cmdServe(ctx, args, &c, stderr, logger)
 	case "version":
-		fmt.Fprintf(stdout, "fpmguard %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "status":
-		return cmdStatus(ctx, &c, stdout, stderr, logger)
+		return cmdStatus(ctx, &c, stdout, stderr)
 	case "top":
 		return cmdTop(ctx, &c, stdout, stderr)
 	case "advise":
@@ -219,6 +250,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// helpDone is how kingpin's --help and --version end parsing: they call
+// the application's terminate function, which must not return (kingpin
+// would go on, and print the usage again after --version).
+type helpDone struct{}
+
+// parseOrHelp parses args; done reports that --help or --version printed
+// what was asked, and nothing else is to be done.
+func parseOrHelp(app *kingpin.Application, c *cli, args []string) (cmd string, err error, done bool) {
+	app.Terminate(func(int) { panic(helpDone{}) })
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(helpDone); !ok {
+				panic(r)
+			}
+			done = true
+		}
+	}()
+	cmd, err = parseArgs(app, c, args)
+	return cmd, err, false
+}
+
 func newProber(c *cli) *supervisor.Prober {
 	// Its connections are counted: php-fpm's counts less them are load.
 	client := fastcgi.Client{Timeout: c.timeout, Probe: true}
@@ -231,7 +283,7 @@ func newProber(c *cli) *supervisor.Prober {
 		Lag:        self,
 		Trust:      c.trust(),
 	}
-	if !c.noOpcache {
+	if c.opcache {
 		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir, Lag: self}
 	}
 	return pr
@@ -247,24 +299,48 @@ func probeOnce(ctx context.Context, c *cli) ([]supervisor.Target, *supervisor.Re
 	return targets, newProber(c).ProbeAll(ctx, targets, nil), err
 }
 
-func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer, logger *slog.Logger) int {
+func cmdStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 1
 	}
 	if err != nil {
-		logger.Warn("some pools were not found", "err", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "fpmguard: some pools were not found: %s\n", errLine(err))
 	}
 	if c.output == "json" {
 		if err := writeJSON(stdout, rep); err != nil {
 			fmt.Fprintf(stderr, "fpmguard: error: writing JSON: %v\n", err)
 			return 1
 		}
-		return 0
+	} else {
+		writeTable(stdout, rep, useColor(c.color, stdout))
 	}
-	writeTable(stdout, rep, useColor(c.color, stdout))
-	return 0
+	return statusCode(rep)
+}
+
+// Exit statuses of status, as systemctl status gives 3 for a unit that is
+// not running: a script can tell "a pool is failing" from "fpmguard could
+// not look" (1) and from a bad flag (2).
+const (
+	statusServing = 0 // every pool OK or DEGRADED: nginx's requests are served
+	statusFailing = 3 // a pool or an opcache UNHEALTHY or DOWN
+)
+
+// statusCode is status's exit status for rep.
+func statusCode(rep *supervisor.Report) int {
+	failing := func(h supervisor.Health) bool { return h == supervisor.HealthUnhealthy || h == supervisor.HealthDown }
+	for _, p := range rep.Pools {
+		if failing(p.Health) {
+			return statusFailing
+		}
+	}
+	for _, o := range rep.Opcache {
+		if failing(o.Health) {
+			return statusFailing
+		}
+	}
+	return statusServing
 }
 
 func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
@@ -279,7 +355,33 @@ func cmdCheck(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: %s\n", errLine(err))
 	}
+	for _, line := range unreachableQueue(rep, c.check) {
+		fmt.Fprintln(stderr, "fpmguard: "+safe(line))
+	}
 	return res.Code
+}
+
+// unreachableQueue names the queue thresholds that can never fire for a
+// pool: its listen backlog holds fewer requests (nginx gets EAGAIN, a 502,
+// beyond it). Only a probe tells the backlog, hence a warning, not an
+// error.
+func unreachableQueue(rep *supervisor.Report, th supervisor.CheckThresholds) []string {
+	var out []string
+	for _, p := range rep.Pools {
+		q := p.SocketQueue
+		if q == nil || q.Max <= 0 {
+			continue
+		}
+		for _, t := range []struct {
+			name  string
+			limit int64
+		}{{"warning-queue", th.WarnQueue}, {"critical-queue", th.CritQueue}} {
+			if t.limit > q.Max {
+				out = append(out, fmt.Sprintf("--%s %d can never fire for pool %s: its listen backlog holds %d requests (listen.backlog), and nginx answers 502 beyond it; use a value up to %d", t.name, t.limit, p.Name, q.Max, q.Max))
+			}
+		}
+	}
+	return out
 }
 
 // newLogger logs to w through an event.LogWriter: a line that cannot be
@@ -307,6 +409,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func errLine(err error) string { return safe(oneLine(err.Error())) }
 
 func cmdOpcacheStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
+	c.opcache = true
 	_, rep, err := probeOnce(ctx, c)
 	if rep == nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
@@ -329,11 +432,7 @@ func cmdOpcacheStatus(ctx context.Context, c *cli, stdout, stderr io.Writer) int
 }
 
 func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io.Writer) int {
-	if cmd == "opcache invalidate" && len(c.invalidatePaths) == 0 && c.invalidateGlob == "" {
-		fmt.Fprintln(stderr, "fpmguard: error: opcache invalidate needs paths or --glob; e.g. fpmguard opcache invalidate /var/www/index.php")
-		return 2
-	}
-	c.noOpcache = false
+	c.opcache = true
 	targets, rep, err := probeOnce(ctx, c)
 	if rep == nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
@@ -399,13 +498,21 @@ func (l *uidList) IsCumulative() bool { return true }
 // errors that name the flag at fault.
 func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs, c.trust())
+	return targets, explainTargets(c, err)
+}
+
+// explainTargets names the flag at fault in an error of finding pools, or
+// says what to do.
+func explainTargets(c *cli, err error) error {
 	if err == nil {
-		return targets, nil
+		return nil
 	}
 	var se *supervisor.SourceError
 	switch {
 	case errors.As(err, &se) && se.Source == supervisor.SourcePoolSpec:
 		err = fmt.Errorf("--pool %q: %w", se.Value, se.Err)
+	case errors.As(err, &se) && slices.Contains(c.runConfig(), se.Value):
+		err = fmt.Errorf("php-fpm's config %q (run's -y): %w", se.Value, se.Err)
 	case errors.As(err, &se):
 		err = fmt.Errorf("--fpm-config %q: %w", se.Value, se.Err)
 	case errors.Is(err, supervisor.ErrNoMaster):
@@ -416,5 +523,5 @@ func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 	if errors.Is(err, supervisor.ErrUntrustedUser) {
 		err = fmt.Errorf("%w; if php-fpm itself runs as that user (not only its pools), name the user with --fpm-master-user", err)
 	}
-	return targets, err
+	return err
 }

@@ -59,7 +59,7 @@ func TestOneShotBounded(t *testing.T) {
 		code int
 		want []string
 	}{
-		{[]string{"status"}, 0, []string{`timeout after 3s, waiting for the first byte of the answer`, opcacheNotRead}},
+		{[]string{"status"}, statusFailing, []string{`timeout after 3s, waiting for the first byte of the answer`, opcacheNotRead}},
 		{[]string{"check"}, supervisor.CheckCritical, []string{`heartbeat failed \(nginx would answer 504\)`}},
 		{[]string{"opcache", "status"}, 0, []string{opcacheNotRead}},
 	} {

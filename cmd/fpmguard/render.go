@@ -60,6 +60,9 @@ var healthColor = map[supervisor.Health]string{
 
 // writeTable prints the report for people.
 func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
+	// A pool's name alone when no other has it; with its master's name
+	// when one does (the www of two PHP versions).
+	labels := rep.Labels()
 	for i, p := range rep.Pools {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -68,7 +71,7 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		if color {
 			health = healthColor[p.Health] + health + "\x1b[0m"
 		}
-		fmt.Fprintf(w, "pool %s  %s  %s\n", safe(p.Name), safe(p.Address), health)
+		fmt.Fprintf(w, "pool %s  %s  %s\n", safe(labels[p.ID()]), safe(p.Address), health)
 		for _, r := range p.Reasons {
 			fmt.Fprintf(w, "  - %s\n", safe(r))
 		}
@@ -119,7 +122,7 @@ func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "opcache of master %d (pools %s)  %s\n", o.MasterPID, safe(strings.Join(o.Pools, ", ")), strings.ToUpper(string(o.Health)))
+		fmt.Fprintf(w, "opcache of %s (master %d, pools %s)  %s\n", safe(o.Master), o.MasterPID, safe(strings.Join(o.Pools, ", ")), strings.ToUpper(string(o.Health)))
 		for _, r := range o.Reasons {
 			fmt.Fprintf(w, "  - %s\n", safe(r))
 		}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,7 @@ const patience = 30 * time.Second
 type runGuard struct {
 	cmd     *exec.Cmd
 	fpm     *fpmtest.FPM
+	addr    string // fpmguard's HTTP address
 	logPath string
 	done    chan struct{} // closed when fpmguard has exited and was waited for
 
@@ -51,7 +54,8 @@ func startRun(t *testing.T, fpm *fpmtest.FPM, out *os.File) *runGuard {
 		defer f.Close()
 		out = f
 	}
-	args := append([]string{"run", "--web.listen-address", freePort(t), "--interval", "200ms", "--no-opcache", "--stop-timeout", "10s", "--"}, fpm.Argv()...)
+	g.addr = freePort(t)
+	args := append([]string{"run", "--web.listen-address", g.addr, "--interval", "200ms", "--no-opcache", "--stop-timeout", "10s", "--"}, fpm.Argv()...)
 	g.cmd = exec.Command(buildBinary(t), args...)
 	g.cmd.Stdout, g.cmd.Stderr = out, out
 	if err := g.cmd.Start(); err != nil {
@@ -353,5 +357,67 @@ func TestRunReportsALeftoverMaster(t *testing.T) {
 	master, _ := g.waitMaster(t)
 	if master == stranger {
 		t.Fatalf("master %d is the leftover", master)
+	}
+}
+
+// TestRunStopsOnAConfigItCannotRead: a config fpmguard's own parser
+// refuses stops run at once, with exit status 78 and one line saying what
+// to fix, and php-fpm is not started: no restart loop for ever.
+func TestRunStopsOnAConfigItCannotRead(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "php-fpm.conf")
+	if err := os.WriteFile(conf, []byte("[global]\npid = "+dir+"/fpm.pid\n[www\nlisten = "+dir+"/www.sock\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The "php-fpm" of this command line leaves a mark if it ever runs.
+	mark := filepath.Join(dir, "started")
+	cmd := exec.Command(buildBinary(t), "run", "--web.listen-address", freePort(t), "--", "/bin/sh", "-c", "touch "+mark, "-F", "-y", conf)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitConfig {
+		t.Errorf("fpmguard run: %v, want exit status %d\n%s", err, exitConfig, out)
+	}
+	want := `fpmguard: error: php-fpm's config "` + conf + `" (run's -y): reading ` + conf + `:3: syntax error`
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], want) ||
+		!strings.HasSuffix(lines[0], "fix it (/bin/sh -t -y "+conf+" tests it as php-fpm reads it), then start fpmguard run again; php-fpm was not started") {
+		t.Errorf("output %q, want one line starting %q", out, want)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Error("php-fpm's command ran")
+	}
+}
+
+// TestRunSaysItRestarts: after the master dies under run, nothing tells
+// the user to restart php-fpm: fpmguard is restarting it, and says so.
+func TestRunSaysItRestarts(t *testing.T) {
+	fpm := fpmtest.New(t, fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2}}})
+	g := startRun(t, fpm, nil)
+	master, _ := g.waitMaster(t)
+	// Each restart fails while the config is broken, so that the pool
+	// stays down for seconds: long enough for a probe to see it, whatever
+	// the load.
+	if err := os.WriteFile(fpm.Conf, []byte("[www\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The verdict on the pool while its master is gone: whichever master
+	// pid it names (each restart's dies at once), the reason says that
+	// fpmguard is restarting php-fpm.
+	gone := regexp.MustCompile(`master process \d+ is gone: nothing will respawn workers; ([^"]*)"`)
+	reason := fpmtest.Poll(t, patience, func() (string, bool) {
+		_, body := httpGet("http://" + g.addr + "/status")
+		m := gone.FindStringSubmatch(body)
+		if m == nil {
+			return body, false
+		}
+		return m[1], true
+	})
+	if reason != "fpmguard run is restarting php-fpm" {
+		t.Errorf("the verdict on a gone master asks: %q", reason)
+	}
+	if out := g.output(); strings.Contains(out, "; restart php-fpm") {
+		t.Errorf("fpmguard asks the user to restart php-fpm while it does:\n%s", out)
 	}
 }

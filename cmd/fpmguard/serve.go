@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,8 +33,7 @@ type watchFlags struct {
 	cfg              watch.Config
 	web              *web.FlagConfig
 	telemetryPath    string
-	noProcessMetrics bool
-	noOpcache        bool
+	processMetrics   bool
 	nginxLogs        []string
 	enableKill       bool
 	killFromLoopback bool
@@ -42,47 +42,58 @@ type watchFlags struct {
 
 func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 	a := &f.cfg.Actions
-	cmd.Flag("interval", "Time between probes of each pool.").Default("1s").DurationVar(&f.cfg.Interval)
-	cmd.Flag("unhealthy-after", "Heartbeat failures in a row before a pool counts as failing.").Default("3").IntVar(&f.cfg.UnhealthyAfter)
-	cmd.Flag("ready-max-queue", "/readyz: requests that may wait in a saturated pool's listen queue.").Default("0").Int64Var(&f.cfg.ReadyMaxQueue)
-	cmd.Flag("opcache-interval", "Time between opcache reads of each master.").Default("5s").DurationVar(&f.cfg.OpcacheEvery)
-	cmd.Flag("kill-hung-after", "SIGTERM a worker whose request is older than this, SIGKILL after --kill-grace (0: off).").Default("0").DurationVar(&a.KillHungAfter)
-	cmd.Flag("kill-grace", "Time from SIGTERM to SIGKILL for a hung worker.").Default("5s").DurationVar(&a.KillGrace)
-	cmd.Flag("max-kill-ratio", "Share of a pool's workers on their way out at once, killed by fpmguard or by hand (at least one).").Default("0.5").Float64Var(&a.MaxKillRatio)
-	cmd.Flag("reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.").BoolVar(&a.ReloadUnhealthy)
-	cmd.Flag("php-fpm-binary", "php-fpm's binary for the config test of --reload-unhealthy (php-fpm -t); it must belong to root and be writable by no one else. Default: the binary the master runs, if named php-fpm… and only root may change it.").PlaceHolder("PATH").StringVar(&a.PHPFPMBinary)
-	cmd.Flag("action-budget", "Actions per pool within --action-budget-window; beyond it fpmguard only reports.").Default("10").IntVar(&a.Budget)
-	cmd.Flag("action-budget-window", "Window of --action-budget.").Default("10m").DurationVar(&a.BudgetWindow)
-	cmd.Flag("dry-run", "Log and count the actions that would be taken; take none.").BoolVar(&a.DryRun)
-	cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetryPath)
-	cmd.Flag("no-process-metrics", "Leave out the per-worker series, for large pools.").BoolVar(&f.noProcessMetrics)
-	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
-	cmd.Flag("nginx-error-log", "Follow this nginx error log and count upstream failures per pool. Repeatable.").PlaceHolder("PATH").StringsVar(&f.nginxLogs)
-	cmd.Flag("web.enable-kill", "Allow POST /kill, the kill key of `fpmguard top --from`, through the same checks as --kill-hung-after, for the clients --web.config.file authenticates (basic_auth_users, or verified client certificates). Without such a web config fpmguard refuses to start, unless --web.kill-from-loopback is given too.").BoolVar(&f.enableKill)
-	cmd.Flag("web.kill-from-loopback", "With --web.enable-kill and no client authentication in --web.config.file: let any client on loopback kill workers. On a host that is every local user and process; in a Kubernetes pod, every container of the pod, the PHP application's included.").BoolVar(&f.killFromLoopback)
-	cmd.Flag("web.allowed-host", "A name HTTP clients may reach fpmguard by (a DNS scrape target, a Service), besides IP addresses, localhost and the names in --web.listen-address; .example.com allows the domain and every name below it. Requests naming another Host are refused, so that no web page can read fpmguard by pointing its own name at it (DNS rebinding). Repeatable.").PlaceHolder("NAME").StringsVar(&f.allowedHosts)
+	intervalFlag(cmd, &f.cfg.Interval, "Time between probes of each pool.")
+	declare(cmd, "unhealthy-after", "Heartbeat failures in a row before a pool counts as failing (/healthz, --reload-unhealthy).",
+		&intValue[int]{name: "unhealthy-after", to: &f.cfg.UnhealthyAfter, min: 1, what: "failures", eg: "3"}).Default("3")
+	declare(cmd, "ready-max-queue", "/readyz: requests that may wait in a saturated pool's listen queue.",
+		&intValue[int64]{name: "ready-max-queue", to: &f.cfg.ReadyMaxQueue, what: "requests", eg: "0"}).Default("0")
+	declare(cmd, "opcache-interval", "Time between opcache reads of each master.",
+		&durationValue{name: "opcache-interval", to: &f.cfg.OpcacheEvery, min: 10 * time.Millisecond, eg: "5s"}).Default("5s")
+	declare(cmd, "kill-hung-after", "SIGTERM a worker whose request is older than this, SIGKILL after --kill-grace (0: off).",
+		&durationValue{name: "kill-hung-after", to: &a.KillHungAfter, off: true, eg: "60s"}).Default("0")
+	declare(cmd, "kill-grace", "Time from SIGTERM to SIGKILL for a hung worker.",
+		&durationValue{name: "kill-grace", to: &a.KillGrace, eg: "5s"}).Default("5s")
+	declare(cmd, "max-kill-ratio", "Share of a pool's workers on their way out at once, killed by fpmguard or by hand, from 0 to 1 (at least one worker).",
+		&shareValue{name: "max-kill-ratio", to: &a.MaxKillRatio, over: "1 lets every worker be killed at once"}).Default("0.5")
+	declare(cmd, "reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.",
+		&boolValue{name: "reload-unhealthy", to: &a.ReloadUnhealthy})
+	declare(cmd, "php-fpm-binary", "php-fpm's binary for the config test of --reload-unhealthy (php-fpm8.2 -t); it must belong to root and be writable by no one else. Default: the binary the master runs, if named php-fpm… and only root may change it.",
+		&textValue{name: "php-fpm-binary", to: &a.PHPFPMBinary, check: existingFile("/usr/sbin/php-fpm8.2")}).PlaceHolder("PATH")
+	declare(cmd, "action-budget", "Actions per pool within --action-budget-window; beyond it fpmguard only reports.",
+		&intValue[int]{name: "action-budget", to: &a.Budget, min: 1, what: "actions", eg: "10"}).Default("10")
+	declare(cmd, "action-budget-window", "Window of --action-budget.",
+		&durationValue{name: "action-budget-window", to: &a.BudgetWindow, min: time.Second, eg: "10m"}).Default("10m")
+	declare(cmd, "dry-run", "Log and count the actions that would be taken; take none.", &boolValue{name: "dry-run", to: &a.DryRun})
+	declare(cmd, "web.telemetry-path", "Path of the metrics.", &textValue{name: "web.telemetry-path", to: &f.telemetryPath, check: telemetryPath}).Default("/metrics")
+	declare(cmd, "process-metrics", "Export the per-worker series (--no-process-metrics: leave them out, for large pools).",
+		&boolValue{name: "process-metrics", to: &f.processMetrics}).Default("true")
+	nginxLogFlag(cmd, &f.nginxLogs, "Follow this nginx error log and count upstream failures per pool.")
+	declare(cmd, "web.enable-kill", "Allow POST /kill, the kill key of `fpmguard top --from`, through the same checks as --kill-hung-after, for the clients --web.config.file authenticates (basic_auth_users, or verified client certificates). Without such a web config fpmguard refuses to start, unless --web.kill-from-loopback is given too.",
+		&boolValue{name: "web.enable-kill", to: &f.enableKill})
+	declare(cmd, "web.kill-from-loopback", "With --web.enable-kill and no client authentication in --web.config.file: let any client on loopback kill workers. On a host that is every local user and process; in a Kubernetes pod, every container of the pod, the PHP application's included.",
+		&boolValue{name: "web.kill-from-loopback", to: &f.killFromLoopback})
+	declare(cmd, "web.allowed-host", "A name HTTP clients may reach fpmguard by (a DNS scrape target, a Service), besides IP addresses, localhost and the names in --web.listen-address; .example.com allows the domain and every name below it. Requests naming another Host are refused, so that no web page can read fpmguard by pointing its own name at it (DNS rebinding). Repeatable.",
+		&textValue{name: "web.allowed-host", list: &f.allowedHosts, check: allowedHost}).PlaceHolder("NAME")
 	f.web = kingpinflag.AddFlags(cmd, ":9253")
 }
 
-func (f *watchFlags) check() error {
+// validate checks what the flags of serve or run say together.
+func (f *watchFlags) validate() error {
 	switch {
-	case f.cfg.Interval < 10*time.Millisecond:
-		return fmt.Errorf("--interval %s is too short; use e.g. 1s", f.cfg.Interval)
-	case f.cfg.UnhealthyAfter < 1:
-		return fmt.Errorf("--unhealthy-after %d must be at least 1", f.cfg.UnhealthyAfter)
-	case f.cfg.Actions.MaxKillRatio <= 0 || f.cfg.Actions.MaxKillRatio > 1:
-		return fmt.Errorf("--max-kill-ratio %g must be above 0 and at most 1, e.g. 0.5", f.cfg.Actions.MaxKillRatio)
-	case f.cfg.Actions.KillHungAfter < 0 || f.cfg.Actions.KillGrace < 0:
-		return errors.New("--kill-hung-after and --kill-grace must not be negative")
-	case f.cfg.Actions.Budget < 1:
-		return fmt.Errorf("--action-budget %d must be at least 1", f.cfg.Actions.Budget)
 	case f.killFromLoopback && !f.enableKill:
 		return errors.New("--web.kill-from-loopback says who may kill over HTTP: it needs --web.enable-kill")
 	}
-	for _, h := range f.allowedHosts {
-		name := strings.TrimPrefix(h, ".")
-		if name == "" || strings.ContainsAny(name, ":/*[] \t") {
-			return fmt.Errorf("--web.allowed-host %q: give a host name without port or wildcard, e.g. fpm.example.com, or .example.com for the domain and every name below it", h)
+	if file := *f.web.WebConfigFile; file != "" {
+		if _, err := existingFile("/etc/fpmguard/web.yml")(file); err != nil {
+			return &badFlag{"web.config.file", file, err.Error()}
+		}
+	}
+	for _, addr := range *f.web.WebListenAddresses {
+		if strings.HasPrefix(addr, "vsock://") {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return &badFlag{"web.listen-address", addr, "give HOST:PORT or :PORT, e.g. :9253 or 127.0.0.1:9253"}
 		}
 	}
 	if bin := f.cfg.Actions.PHPFPMBinary; bin != "" {
@@ -97,7 +108,7 @@ func (f *watchFlags) check() error {
 
 // serveHTTP serves what the session's watcher knows, under policy.
 func serveHTTP(f *watchFlags, s *session, logger *slog.Logger, policy fpmweb.Policy) (<-chan error, func()) {
-	metrics := fpmweb.NewMetricsHandler(fpmweb.NewCollector(s.snapshot, !f.noProcessMetrics), logger)
+	metrics := fpmweb.NewMetricsHandler(fpmweb.NewCollector(s.snapshot, f.processMetrics), logger)
 	handler := fpmweb.WithControl(fpmweb.NewHTTPHandler(s.source, metrics, f.telemetryPath), s.controller, policy)
 	srv := fpmweb.NewHTTPServer(handler)
 	srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -148,10 +159,6 @@ func webPolicy(f *watchFlags, logger *slog.Logger) (fpmweb.Policy, error) {
 
 func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logger *slog.Logger) int {
 	f := c.watchFlags("serve")
-	if err := f.check(); err != nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
-		return 2
-	}
 	policy, err := webPolicy(f, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
@@ -199,10 +206,6 @@ func cmdServe(ctx context.Context, args []string, c *cli, stderr io.Writer, logg
 
 func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger *slog.Logger) int {
 	f := c.watchFlags("run")
-	if err := f.check(); err != nil {
-		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
-		return 2
-	}
 	policy, err := webPolicy(f, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", err)
@@ -212,8 +215,18 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	f.cfg.FirstProbeAfter = f.cfg.Interval
 	conf := runner.ConfigPath(c.runArgv)
 	if conf == "" {
-		fmt.Fprintf(stderr, "fpmguard: error: run needs php-fpm's config on its command line: fpmguard run -- php-fpm -F -y /etc/php/8.2/fpm/php-fpm.conf\n")
+		fmt.Fprintf(stderr, "fpmguard: error: run needs php-fpm's config on its command line: fpmguard run -- php-fpm8.2 -F -y /etc/php/8.2/fpm/php-fpm.conf\n")
 		return 2
+	}
+	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
+	// run watches what it runs: a config fpmguard's parser refuses would
+	// leave php-fpm unwatched, or, as php-fpm most often refuses the same
+	// config, restarting for ever. Say what to fix, and start nothing. A
+	// config that is not on this side (run -- chroot ROOT php-fpm -y CONF
+	// names it as php-fpm sees it) is no such verdict: php-fpm starts.
+	if _, err := resolveTargets(ctx, c); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "fpmguard: error: %s; fix it (%s -t -y %s tests it as php-fpm reads it), then start fpmguard run again; php-fpm was not started\n", errLine(err), safe(c.runArgv[0]), safe(conf))
+		return exitConfig
 	}
 	events := event.NewLog(logger)
 	rn, err := runner.New(runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
@@ -221,7 +234,6 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 2
 	}
-	c.fpmConfigs = append(c.fpmConfigs, c.runConfig()...)
 
 	// SIGTERM, SIGINT, SIGQUIT and every other signal that would end
 	// fpmguard (runner.StopSignals) stop php-fpm gracefully; the
@@ -254,14 +266,15 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	ready := make(chan struct{})
 	var readyOnce sync.Once
 	s := &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup, history: history.New(),
+		runPID: rn.PID, runStarted: make(chan int, 1),
 		onWatcher: func(w *watch.Watcher) {
 			if w != nil {
 				w.UseOutput(rn.Reaper().Output)
 				w.SetMasterPID(rn.PID())
-				rn.OnStart(w.SetMasterPID)
 			}
 			readyOnce.Do(func() { close(ready) })
 		}}
+	rn.OnStart(s.runMasterStarted)
 	wg.Go(func() {
 		defer readyOnce.Do(func() { close(ready) })
 		if err := s.run(watchCtx); err != nil {
@@ -293,6 +306,11 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	}
 	return code
 }
+
+// exitConfig is run's exit status when it cannot read php-fpm's config:
+// php-fpm's own for a config it refuses (FPM_EXIT_CONFIG, sysexits'
+// EX_CONFIG), so that a supervisor that stops on it stops on both.
+const exitConfig = 78
 
 // signalName is a signal's name as kill(1) takes it, e.g. SIGXCPU.
 func signalName(sig os.Signal) string {

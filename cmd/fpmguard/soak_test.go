@@ -44,6 +44,10 @@ func TestSoak(t *testing.T) {
 		Files: map[string]string{"index.php": indexPHP, "hang.php": hangPHP, "spin.php": fpmtest.SpinPHP, "crash.php": crashPHP, "kill.php": killPHP},
 	})
 	addr := freePort(t)
+	// nginx creates its log later, in a directory that exists (runStack).
+	if err := os.MkdirAll(fpm.Dir+"/nginx", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"run", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t), "--interval", "500ms",
 		"--kill-hung-after", "3s", "--kill-grace", "2s", "--action-budget", "1000", "--nginx-error-log", fpm.Dir + "/nginx/error.log", "--"}, fpm.Argv()...)
 	guard, _ := startBinary(t, args...)

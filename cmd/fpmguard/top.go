@@ -24,17 +24,16 @@ type topFlags struct {
 	once      bool
 	width     int
 	interval  time.Duration
-	noOpcache bool
 	nginxLogs []string
 }
 
 func addTopFlags(cmd *kingpin.CmdClause, f *topFlags) {
-	cmd.Flag("from", "Show a running fpmguard serve or run instead of probing: its address, http://HOST:9253 (user:password@ for basic auth; FPMGUARD_PASSWORD keeps the password out of the process list).").PlaceHolder("URL").StringVar(&f.from)
-	cmd.Flag("once", "Print one frame as plain text and exit.").BoolVar(&f.once)
-	cmd.Flag("width", "--once: the frame's width (0: the terminal's, or 160).").Default("0").IntVar(&f.width)
-	cmd.Flag("interval", "Time between probes of each pool, and between refreshes.").Default("1s").DurationVar(&f.interval)
-	cmd.Flag("no-opcache", "Do not read the opcache.").BoolVar(&f.noOpcache)
-	cmd.Flag("nginx-error-log", "Follow this nginx error log and show each pool's 5xx of the last minute. Repeatable.").PlaceHolder("PATH").StringsVar(&f.nginxLogs)
+	fromFlag(cmd, &f.from, "Show a running fpmguard serve or run instead of probing:")
+	declare(cmd, "once", "Print one frame as plain text and exit.", &boolValue{name: "once", to: &f.once})
+	declare(cmd, "width", "--once: the frame's width in columns (0: the terminal's, or 160).",
+		&intValue[int]{name: "width", to: &f.width, min: 40, max: 1000, zeroOK: true, what: "columns", eg: "160"}).Default("0")
+	intervalFlag(cmd, &f.interval, "Time between probes of each pool, and between refreshes.")
+	nginxLogFlag(cmd, &f.nginxLogs, "Follow this nginx error log and show each pool's 5xx of the last minute.")
 }
 
 // feed is where top's snapshots come from: a watcher of its own, or a
@@ -52,10 +51,6 @@ type feed struct {
 
 func cmdTop(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	f := &c.top
-	if f.interval < 10*time.Millisecond {
-		fmt.Fprintf(stderr, "fpmguard: error: --interval %s is too short; use e.g. 1s\n", f.interval)
-		return 2
-	}
 	out, isFile := stdout.(*os.File)
 	if !f.once && (!isFile || !term.IsTerminal(int(out.Fd()))) {
 		fmt.Fprintln(stderr, "fpmguard: error: top needs a terminal; use top --once for one frame as plain text")
@@ -115,7 +110,7 @@ func topOnce(ctx context.Context, c *cli, opts top.Options, stdout, stderr io.Wr
 	// first probe of every pool, within one more.
 	deadline := time.Now().Add(3*c.timeout + 3*f.interval)
 	first := waitSnapshot(ctx, opts.Snapshot, deadline, func(s *watch.Snapshot) bool {
-		return allProbed(s) && (c.noOpcache || f.noOpcache || f.from != "" || s.Opcache != nil)
+		return allProbed(s) && (!c.opcache || f.from != "" || s.Opcache != nil)
 	})
 	if first == nil {
 		fmt.Fprintf(stderr, "fpmguard: error: no snapshot: %s\n", safe(opts.Problem()))
@@ -180,9 +175,7 @@ func localFeed(ctx context.Context, c *cli) (*feed, error) {
 	if err != nil {
 		problem = "some pools were not found: " + oneLine(err.Error())
 	}
-	cc := *c
-	cc.noOpcache = c.noOpcache || f.noOpcache
-	pr := newProber(&cc)
+	pr := newProber(c)
 	pr.ReadPSS = true
 	// Events stay in memory: a log line would tear the full-screen view.
 	// The kills are printed when top ends.

@@ -182,7 +182,29 @@ func TestTopInTmux(t *testing.T) {
 		return len(rows) == 2 && rows[0] == hung && strings.HasPrefix(rowOf(s, hung), ">")
 	})
 
+	// vi's keys move, as the arrows do: j down to the idle worker, k up
+	// again. Neither kills.
+	p.send("j")
+	p.waitFor("j moves down", 30*time.Second, func(s string) bool {
+		rows := tableRows(s)
+		return len(rows) == 2 && strings.HasPrefix(rowOf(s, rows[1]), ">")
+	})
+	idle := tableRows(p.capture())[1]
+	// The kill key on an idle worker is not offered, and says why, in
+	// full, on a screen too narrow for the sentence.
+	p.tmux("resize-window", "-t", "top", "-x", "60")
+	p.send("x")
+	whole := fmt.Sprintf("worker %d of pool www is not killed: it is idle, and an idle worker is never killed", idle)
+	p.waitFor("the refusal, wrapped", 30*time.Second, func(s string) bool {
+		return strings.Contains(strings.Join(strings.Fields(s), " "), whole) && !strings.Contains(s, "x kill")
+	})
+	p.tmux("resize-window", "-t", "top", "-x", "120")
 	p.send("k")
+	p.waitFor("k moves up", 30*time.Second, func(s string) bool {
+		return strings.HasPrefix(rowOf(s, hung), ">") && strings.Contains(s, "x kill")
+	})
+
+	p.send("x")
 	p.waitFor("the kill question", 30*time.Second, func(s string) bool {
 		return strings.Contains(s, fmt.Sprintf("Kill worker %d of pool www (GET /sleep.php for", hung))
 	})
@@ -261,7 +283,7 @@ func TestTopFrom(t *testing.T) {
 	waitHTTP(t, "http://"+addr+"/snapshot", 200)
 
 	local, out := onceWorkers(t, "--fpm-config", fpm.Conf)
-	remote, outFrom := onceWorkers(t, "--from", "http://"+addr)
+	remote, outFrom := onceWorkers(t, "--from", addr) // HOST:PORT, read as http://HOST:PORT
 	t.Logf("standalone:\n%s\nfrom serve:\n%s", out, outFrom)
 	// The same workers, the busy one running in both. The others are idle
 	// but for a moment now and then: serve's own heartbeat is served by

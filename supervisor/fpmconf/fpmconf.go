@@ -84,8 +84,10 @@ type Pool struct {
 	RequestTerminateTimeout time.Duration
 	RequestSlowlogTimeout   time.Duration
 
-	Slowlog               string // resolved path, "" if unset
-	Chroot, Chdir, Prefix string // resolved paths, "" if unset
+	Slowlog               string   // resolved path, "" if unset
+	AccessLog             string   // resolved path, "" if unset: php-fpm then logs no request
+	SuppressPaths         []string // access.suppress_path[]: request paths left out of the access log (PHP 8.2 and later)
+	Chroot, Chdir, Prefix string   // resolved paths, "" if unset
 
 	Line int    // line of the [name] section header, for messages
 	File string // file holding the section

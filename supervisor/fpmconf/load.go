@@ -103,6 +103,8 @@ type section struct {
 	name   string
 	header where              // the [name] line, first one if reopened
 	set    map[string]setting // by lower-case directive name
+	// suppress lists the access.suppress_path[] values, in order.
+	suppress []string
 }
 
 type setting struct {
@@ -334,7 +336,9 @@ func (l *loader) array(at where, st stmt) error {
 		if _, err := normalize(kBool, st.value); err != nil {
 			return at.errorf("%q %q %s", truncate(full, 60), truncate(st.value, 80), err)
 		}
-	case "php_value", "php_admin_value", "access.suppress_path":
+	case "access.suppress_path":
+		l.cur.suppress = append(l.cur.suppress, st.value)
+	case "php_value", "php_admin_value":
 	default:
 		return at.errorf("unknown directive %q; php-fpm takes env[], php_value[], php_admin_value[], php_flag[], php_admin_flag[] and access.suppress_path[]", truncate(full, 60))
 	}

@@ -65,6 +65,7 @@ var validFixtures = []validFixture{{
 			Name: "one", Listen: p + "/with space/one.sock", ListenAddress: "unix://" + p + "/with space/one.sock",
 			User: "nobody", Group: "nogroup", PM: "static", MaxChildren: 3,
 			PingPath: "/ping", PingResponse: "pong ; not a comment", RequestTerminateTimeout: time.Minute,
+			AccessLog: p + "/one.access.log", SuppressPaths: []string{"/ping"},
 			Line: 6, File: p + "/php-fpm.conf",
 		}, {
 			Name: "two", Listen: p + "/raw-two-${NOT_EXPANDED}.sock", ListenAddress: "unix://" + p + "/raw-two-${NOT_EXPANDED}.sock",

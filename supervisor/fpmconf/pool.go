@@ -131,6 +131,11 @@ func (l *loader) finishPool(s *section) (Pool, error) {
 		}
 	}
 
+	if p.AccessLog = get("access.log"); p.AccessLog != "" {
+		p.AccessLog = l.fullPath(p.AccessLog, poolPrefix, "")
+	}
+	p.SuppressPaths = s.suppress
+
 	if p.Chroot = get("chroot"); p.Chroot != "" {
 		if p.Chroot, err = l.chrootPath(p.Chroot, poolPrefix); err != nil {
 			return p, s.at("chroot").errorf("pool %q chroot %q %s", s.name, truncate(get("chroot"), 80), err)
