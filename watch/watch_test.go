@@ -159,6 +159,9 @@ func TestOndemandStaysAsleep(t *testing.T) {
 func TestStatusStandsInForPing(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "main"}, {Name: "listen", StatusListen: true}}})
 	w := watcherFor(t, fpm, Config{Interval: time.Hour})
+	// Read through its own socket only once the kernel's queue of it can
+	// be read (throughOwnSocket).
+	waitInQueueDump(t, fpmTargets(t, fpm)["listen"])
 	ctx := context.Background()
 	type read struct{ beat, status string }
 	reads := map[string][]read{}
@@ -211,6 +214,17 @@ func TestStatusStandsInForPing(t *testing.T) {
 	}
 }
 
+// waitInQueueDump waits until the kernel's queue of t's socket can be read:
+// it is read from a dump a fraction of a second old, which a socket just
+// bound may not be in yet.
+func waitInQueueDump(t *testing.T, tg supervisor.Target) {
+	t.Helper()
+	fpmtest.Poll(t, 30*time.Second, func() (error, bool) {
+		_, err := supervisor.ReadSocketQueue(tg.Address)
+		return err, err == nil
+	})
+}
+
 // TestThroughOwnSocket: a pool with pm.status_listen is read through its
 // own socket only while a worker is free, the last heartbeat was clean and
 // the listener was read within listenEvery, and never at a deadline.
@@ -218,12 +232,7 @@ func TestThroughOwnSocket(t *testing.T) {
 	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "listen", StatusListen: true}, {Name: "plain"}}})
 	tgs := fpmTargets(t, fpm)
 	w := watcherFor(t, fpm, Config{Interval: time.Hour})
-	// The kernel's queue is read from a dump a fraction of a second old,
-	// which a socket just bound may not be in yet.
-	fpmtest.Poll(t, 30*time.Second, func() (error, bool) {
-		_, err := supervisor.ReadSocketQueue(tgs["listen"].Address)
-		return err, err == nil
-	})
+	waitInQueueDump(t, tgs["listen"])
 	idle := supervisor.ProcessState{PID: 1, State: "Idle"}
 	busy := supervisor.ProcessState{PID: 2, State: "Running", RequestDurationSeconds: 5}
 	clean := func(procs ...supervisor.ProcessState) *supervisor.PoolReport {
