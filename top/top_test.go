@@ -219,7 +219,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("selected %v; the kill key is offered for an idle worker:\n%s", m.sel, m.View())
 	}
 	press(m, "x")
-	if v := m.View(); len(ctl.killed) != 1 || m.mode == modeConfirm || !strings.Contains(v, "worker 103 of pool www is not killed: it is idle, and an idle worker is never killed") {
+	if v := m.View(); len(ctl.killed) != 1 || m.mode == modeConfirm || !strings.Contains(v, "worker 103 of pool www is not killed: it runs no request (php-fpm says \"Idle\"), and an idle worker is never killed") {
 		t.Errorf("x on an idle worker: asked %v, mode %v\n%s", ctl.killed, m.mode, v)
 	}
 	press(m, " ")
