@@ -218,26 +218,6 @@ func (p *pool) summary() PoolSummary {
 	return s
 }
 
-// quantile is the upper bound of the bin holding the q-quantile.
-func (h *BusyHistogram) quantile(q float64) int {
-	var n uint64
-	for _, c := range h {
-		n += uint64(c)
-	}
-	if n == 0 {
-		return 0
-	}
-	rank := uint64(q*float64(n) + 0.999999)
-	var seen uint64
-	for i, c := range h {
-		seen += uint64(c)
-		if seen >= rank {
-			return busyBinMax[i]
-		}
-	}
-	return busyBinMax[len(busyBinMax)-1]
-}
-
 func (w *opcacheWindow) summary(name string) OpcacheSummary {
 	o := w.last
 	s := OpcacheSummary{Master: name, MasterPID: o.MasterPID, Pools: o.Pools,

@@ -233,9 +233,12 @@ type StatusRead struct {
 	// Idle: not read, since the ondemand pool had no worker to answer.
 	Idle bool `json:"idle,omitempty"`
 
-	// took is how long a read that succeeded took: its latency when it
-	// stands in for the heartbeat.
+	// took is how long the read took: its latency when it stands in for
+	// the heartbeat.
 	took time.Duration
+	// at is when a read that succeeded answered: request durations on the
+	// page are true at that moment.
+	at time.Time
 }
 
 // Failed reports a status read that failed, and proves it.

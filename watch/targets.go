@@ -147,15 +147,16 @@ func (w *Watcher) reschedule(next []*poolWatch, now time.Time, soon map[*poolWat
 	s := &w.sched
 	due := make([]time.Time, len(next))
 	busy := make([]bool, len(next))
+	exact := make([]bool, len(next))
 	spread := min(w.cfg.Interval, time.Second) / 2
 	n := time.Duration(max(len(soon), 1))
 	k := time.Duration(0)
 	for i, pw := range next {
 		if j := pw.slot; j >= 0 && j < len(s.due) && w.pools[j] == pw {
-			due[i], busy[i] = s.due[j], s.busy[j]
+			due[i], busy[i], exact[i] = s.due[j], s.busy[j], s.exact[j]
 		}
 		if soon[pw] {
-			due[i] = now.Add(spread*k/n + rand.N(spread/n+1))
+			due[i], exact[i] = now.Add(spread*k/n+rand.N(spread/n+1)), false
 			k++
 		}
 	}
@@ -167,7 +168,7 @@ func (w *Watcher) reschedule(next []*poolWatch, now time.Time, soon map[*poolWat
 	}
 	if s.due != nil {
 		// Before Run, startSchedule makes the schedule from w.pools.
-		s.due, s.busy = due, busy
+		s.due, s.busy, s.exact = due, busy, exact
 	}
 	w.poolsMu.Lock()
 	w.pools = next
@@ -186,6 +187,7 @@ func (w *Watcher) forget(pw *poolWatch) {
 	t := pw.target
 	pw.mu.Unlock()
 	w.countProbed(pw)
+	pw.stopKills()
 	if w.cfg.History != nil {
 		w.cfg.History.RemovePool(t)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,8 @@ type Watcher struct {
 	probedOnce sync.Once
 
 	sched schedule
+	// runCtx is Run's: the kill timers act within it. nil until Run.
+	runCtx context.Context
 
 	mu      sync.Mutex
 	opcache []supervisor.OpcacheReport
@@ -142,7 +145,20 @@ type poolWatch struct {
 	lastBeat  time.Time
 	dSince    map[int]time.Time
 	standIns  int                // heartbeats in a row the status read stood in for
+	listened  time.Time          // the last read through pm.status_listen
 	announced map[condition]bool // conditions already reported, to report each once
+	// deadline is when a request the last probe saw grows older than
+	// --hung-after, if before the next probe: the pool is probed then
+	// (sched.go), and judged. Zero when none does.
+	deadline time.Time
+	// atDeadline: this tick runs at a deadline, not on the pool's
+	// interval.
+	atDeadline bool
+
+	// kills are the requests armed to be killed at their deadline
+	// (deadline.go); the loop arms them, their timer acts.
+	kills killTimers
+
 	// What followMaster saw of the pool's master, and when php-fpm last
 	// changed under the pool, and how (follow.go).
 	masterPID  int    // as last seen alive
@@ -168,6 +184,7 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	w.th = pr.Thresholds
 	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
+	w.actions.gone = w.workerGone
 	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
 	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(event.Event{Kind: event.KindStarved, Message: why}) }
 	w.unprobed.Store(int64(len(targets)))
@@ -250,6 +267,7 @@ func (w *Watcher) FollowNginx(paths []string) {
 // Run watches until ctx ends. The pools are probed one after the other,
 // and a hung pool's probe goes on beside the others (sched.go).
 func (w *Watcher) Run(ctx context.Context) {
+	w.runCtx = ctx
 	var wg sync.WaitGroup
 	if w.prober.Lag != nil {
 		wg.Go(func() { w.prober.Lag.Run(ctx) })
@@ -264,6 +282,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		wg.Go(func() { w.nginx.Run(ctx) })
 	}
 	wg.Wait()
+	w.stopKillTimers()
 	w.actions.wait()
 }
 
@@ -316,25 +335,56 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	if v := pw.view.Load(); v != nil {
 		prev = v.Report
 	}
+	atDeadline := pw.atDeadline
+	pw.atDeadline, pw.deadline = false, time.Time{}
 
 	if r, ok := w.prober.Idle(ctx, target); ok {
 		// An idle ondemand pool: judged without waking a worker.
 		w.followMaster(ctx, pw, &r, moved)
 		supervisor.Judge(&r, prev, w.th)
 		w.detect(pw, prev, &r)
+		pw.kills.run.Lock()
+		w.armKills(pw, &r, nil)
+		pw.kills.run.Unlock()
 		w.publish(pw, target, &r, prev == nil)
 		return
 	}
 	pw.probeStart.Store(time.Now().UnixNano())
-	r := w.prober.Observe(ctx, target)
+	var r supervisor.PoolReport
+	// own is a status read through the pool's own socket that waited the
+	// client's whole timeout: it stands in for the heartbeat, failed too.
+	var own supervisor.StatusRead
+	switch {
+	case target.StatusAddress.IsZero():
+		r = w.prober.Observe(ctx, target)
+		own = r.Status
+	case w.throughOwnSocket(target, prev, atDeadline, pw.listened):
+		if r = w.prober.ObserveThrough(ctx, target, target.Address, ownSocketWait); !r.Status.OK {
+			// No worker answered it at once: the status listener shows
+			// why, and a ping will say what nginx would see.
+			r = w.prober.Observe(ctx, target)
+			pw.listened = time.Now()
+		}
+	default:
+		r = w.prober.Observe(ctx, target)
+		pw.listened = time.Now()
+	}
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
-	killed := w.actions.killHung(ctx, target, &r)
-	if killed == 0 && supervisor.BeatFromHung(target, &r) {
+	// Kills now, and the kill timer armed, before the heartbeat, which may
+	// wait behind busy workers: a deadline during it goes off on time.
+	pw.kills.run.Lock()
+	killed, capped := w.actions.killHung(ctx, target, &r)
+	w.armKills(pw, &r, capped)
+	pw.kills.run.Unlock()
+	switch {
+	case killed == 0 && supervisor.BeatFromHung(target, &r):
 		pw.standIns = 0
-	} else if pw.standIns < pingEvery-1 && prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == "" && supervisor.BeatFromStatus(target, &r) {
+	case supervisor.BeatFromTimeout(target, &r, own):
+		pw.standIns = 0
+	case pw.standIns < pingEvery-1 && cleanBeat(prev) && supervisor.BeatFromStatus(target, &r):
 		pw.standIns++
-	} else {
+	default:
 		w.prober.Beat(ctx, target, &r)
 		pw.standIns = 0
 	}
@@ -359,8 +409,85 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.detect(pw, prev, &r)
 	w.actions.maybeReload(ctx, target, &r, pw.failures >= w.cfg.UnhealthyAfter, killed)
 	w.seeMaster(&r)
+	pw.deadline = w.nextDeadline(&r)
 
 	w.publish(pw, target, &r, prev == nil)
+}
+
+// cleanBeat reports a previous report whose heartbeat succeeded and proved
+// it.
+func cleanBeat(prev *supervisor.PoolReport) bool {
+	return prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == ""
+}
+
+// ownSocketWait is how long a read through the own socket of a pool with
+// pm.status_listen is waited for before its listener is read instead. A
+// free worker answers within a millisecond, and a read that has not
+// answered within 10 ms stands in for no ping (BeatFromStatus); waiting
+// longer holds back what the listener shows (hung workers, and their kill
+// timers), waiting less reads the listener whenever php-fpm is slow to
+// answer on a loaded machine, and each read of it after its idle timeout
+// (10 s) forks a worker of its hidden pool: at 100 pools with a wait of
+// 100 ms, php-fpm spent a third of a core on that.
+const ownSocketWait = 500 * time.Millisecond
+
+// listenEvery is how often a healthy pool's status listener is read: within
+// the idle timeout (10 s) of its hidden ondemand pool, with room for a late
+// probe on a loaded machine, so that its worker stays. A read after the worker idled out forks another (at 100 pools,
+// reads every 10 s cost php-fpm a third of a core), and a read that comes
+// while php-fpm is ending the idle worker can wait in the listener's
+// queue until the next connection: the listener would be slow exactly when
+// the pool's own workers are busy and it is needed.
+const listenEvery = 8 * time.Second
+
+// throughOwnSocket says whether a tick reads the status page of a pool
+// with pm.status_listen through the pool's own socket, as a pool without
+// it always does: the read then stands in for the heartbeat, and most
+// healthy ticks cost one FastCGI exchange instead of two. It does while a
+// worker is free: the last look saw an idle one and a clean heartbeat, and
+// nothing waits in the socket's queue now; and while the listener was read
+// within listenEvery (that tick reads it, and pings). The listener is read
+// instead on the first tick, on every one after a heartbeat that was not a
+// clean success, and at a deadline, when the page must answer whatever the
+// workers do; and when the read through the pool's socket fails or does
+// not answer at once (ownSocketWait), in the same tick.
+func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool, listened time.Time) bool {
+	if t.StatusAddress.IsZero() {
+		return true
+	}
+	if atDeadline || t.PingPath == "" || time.Since(listened) >= listenEvery || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
+		return false
+	}
+	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {
+		return false
+	}
+	q, err := supervisor.ReadSocketQueue(t.Address)
+	return err == nil && q.Length == 0
+}
+
+// nextDeadline is the first moment a request in flight on r's status page
+// grows older than --hung-after, after the page was read (the probe judged
+// what came before); zero when none does. The probe loop probes the pool
+// then, if that comes before its interval: a hung worker is judged on
+// time whatever the interval. (Kills have timers of their own:
+// deadline.go.) A pool with no long request costs nothing more.
+func (w *Watcher) nextDeadline(r *supervisor.PoolReport) time.Time {
+	var first time.Time
+	if w.th.HungAfter <= 0 {
+		return first
+	}
+	for _, p := range r.Processes {
+		start, ok := r.RequestStart(p)
+		if !ok || p.ProbeRequest() {
+			continue
+		}
+		// A millisecond past: judged older than the threshold, not as old.
+		at := start.Add(w.th.HungAfter + time.Millisecond)
+		if at.After(r.StatusAt()) && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
 }
 
 // publish makes r the pool's latest view, and keeps it in the history.
