@@ -16,7 +16,7 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(REVISION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test lint vulncheck bench demo soak clean package image test-package package-deps
+.PHONY: all build deps test lint vulncheck bench bench-scenario bench-scale demo soak clean package image test-package package-deps
 
 # The chaos soak's length: make soak SOAK=10m.
 SOAK ?= 60s
@@ -24,6 +24,19 @@ SOAK ?= 60s
 SCALE_POOLS ?= 10,100,1000
 SCALE_SECONDS ?= 60
 SCALE_RUNS ?= 3
+# Runs of each mode of the nginx scenario.
+SCENARIO_RUNS ?= 3
+# BASELINE names a git ref (main, a commit) built and measured beside the
+# working tree, in the same runs, by the scenario and the scale table;
+# empty for none.
+BASELINE ?=
+# with-baseline runs a command with $$base set to a binary built from
+# BASELINE (empty without it), in a git worktree removed afterwards.
+with-baseline = base=""; tmp=$$(mktemp -d); trap 'git worktree remove --force "$$tmp/src" 2>/dev/null; rm -rf "$$tmp"' EXIT; \
+	if [ -n "$(BASELINE)" ]; then \
+		git worktree add --detach "$$tmp/src" "$(BASELINE)" >/dev/null && \
+		(cd "$$tmp/src" && $(GO) build -ldflags "-X main.version=$$(git describe --tags --always)" -o "$$tmp/fpmguard" ./cmd/fpmguard) && base="$$tmp/fpmguard" || exit 1; \
+	fi;
 
 all: build
 
@@ -65,22 +78,33 @@ soak: deps
 	FPMGUARD_INTEGRATION=require SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/fpmguard/
 
 # The Go benchmarks of every package (6 runs each, for benchstat medians),
-# then the end-to-end scenario through nginx: hung workers with nothing
-# acting, with fpmguard, and with php-fpm's request_terminate_timeout.
+# then the end-to-end scenario through nginx and the scale table.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... > bench.out; status=$$?; cat bench.out; exit $$status
-	FPMGUARD_SCENARIO=1 $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count 1 ./cmd/fpmguard/ > bench-scenario.out; status=$$?; cat bench-scenario.out; exit $$status
+	$(MAKE) --no-print-directory bench-scenario bench-scale
+
+# The end-to-end scenario through nginx: hung workers with nothing acting,
+# with fpmguard (at --interval 1s and 5s; BASELINE's too when set), and with
+# php-fpm's request_terminate_timeout. SCENARIO_RUNS runs of each.
+bench-scenario: deps
+	@$(with-baseline) FPMGUARD_SCENARIO=1 FPMGUARD_SCENARIO_BASELINE="$$base" $(GO) test -run '^$$' -bench BenchmarkRecovery -benchtime 1x -count $(SCENARIO_RUNS) ./cmd/fpmguard/ > bench-scenario.out; status=$$?; cat bench-scenario.out; exit $$status
 	@echo
-	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms:"
-	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); \
-		printf "  %-28s nginx 5xx %5s   recovery %6s s\n", n[2], $$5, $$7 }' bench-scenario.out
-	FPMGUARD_SCALE=$(SCALE_POOLS) SCALE_SECONDS=$(SCALE_SECONDS) SCALE_RUNS=$(SCALE_RUNS) $(GO) test -count=1 -timeout 0 -run '^TestScale$$' -v ./cmd/fpmguard/ > bench-scale.out; status=$$?; grep '^SCALE' bench-scale.out; exit $$status
+	@echo "4 workers hung for 20 s behind nginx (fastcgi_read_timeout 10s), a normal request every 100 ms; fpmguard's --kill-hung-after and php-fpm's request_terminate_timeout 3s:"
+	@awk '/^BenchmarkRecovery\// { split($$1, n, "/"); sub(/-[0-9]+$$/, "", n[2]); line = sprintf("  %-28s", n[2]); \
+		for (i = 3; i < NF; i += 2) if ($$(i + 1) != "ns/op") line = line sprintf("  %s %s", $$(i + 1), $$i); print line }' bench-scenario.out
+
+# The scale table: serve's cost at SCALE_POOLS pools, static and ondemand,
+# with and without pm.status_listen, beside BASELINE when set.
+bench-scale: deps
+	@$(with-baseline) \
+	FPMGUARD_SCALE=$(SCALE_POOLS) SCALE_SECONDS=$(SCALE_SECONDS) SCALE_RUNS=$(SCALE_RUNS) FPMGUARD_SCALE_BASELINE="$$base" \
+		$(GO) test -count=1 -timeout 0 -run '^TestScale$$' -v ./cmd/fpmguard/ > bench-scale.out; status=$$?; grep '^SCALE' bench-scale.out; exit $$status
 	@echo
 	@echo "serve --interval 1s, medians of $(SCALE_RUNS) runs of $(SCALE_SECONDS) s; php-fpm's CPU against the same pools without fpmguard:"
-	@awk '/^SCALE/ { for (i = 2; i <= NF; i++) { split($$i, kv, "="); v[kv[1]] = kv[2] } \
-		printf "  %-8s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB (%s..%s)  scrape %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)  all-hung pool judged %s s after --hung-after\n", \
-		v["pm"], v["pools"], v["cpu_per_pool_tick_us"], v["core_share_pct"], v["rss_mb"], v["rss_first_mb"], v["rss_max_mb"], v["scrape_p50_ms"], v["scrape_p99_ms"], \
-		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"], v["hung_caught_s"] }' bench-scale.out
+	@awk '/^SCALE / { for (i = 2; i <= NF; i++) { split($$i, kv, "="); v[kv[1]] = kv[2] } \
+		printf "  %-8s %-8s %-8s %-6s %5s pools  %6s µs/pool-tick  %5s%% core  %5s MB (%s..%s)  scrape p50/p99 of %s %6s/%6s ms  php-fpm +%5s%% core  workers %s (without fpmguard %s)  all-hung pool judged %s s after --hung-after, without status_listen unhealthy %s s after the hang\n", \
+		v["binary"], v["commit"], v["pm"], v["config"], v["pools"], v["cpu_per_pool_tick_us"], v["core_share_pct"], v["rss_mb"], v["rss_first_mb"], v["rss_max_mb"], v["scrapes"], v["scrape_p50_ms"], v["scrape_p99_ms"], \
+		v["fpm_probe_cpu_pct"], v["workers"], v["baseline_workers"], v["listen_hung_judged_after_threshold_s"], v["plain_hung_unhealthy_s"] }' bench-scale.out
 
 demo: deps build
 	./examples/demo.sh

@@ -1,7 +1,8 @@
 // Package advise turns a window of history into php-fpm and opcache
 // settings, each with the figures behind it. Advice is text: nothing here
-// changes a config or a process. It reads history, and writes through
-// human and termsafe; it must not import watch, web or the command.
+// changes a config or a process. It reads history (and supervisor's pool
+// identity), and writes through human and termsafe; it must not import
+// watch, web or the command.
 package advise
 
 import (
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/history"
 	"github.com/fpmguard/fpmguard/human"
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // Advice is the settings for every pool and opcache, and the memory
@@ -90,17 +92,18 @@ func Compute(s *history.Summary, m Memory, now time.Time) *Advice {
 	a := &Advice{Time: now, Memory: m, Pools: []PoolAdvice{}, Opcache: []OpcacheAdvice{}}
 	shares := workerBudgets(s, m)
 	for _, p := range s.Pools {
-		a.Pools = append(a.Pools, advisePool(p, shares[p.Pool], m))
+		a.Pools = append(a.Pools, advisePool(p, shares[p.ID()], m))
 	}
-	served := map[string]uint64{}
+	served := map[supervisor.PoolID]uint64{}
 	for _, p := range s.Pools {
-		served[p.Pool] = p.Accepted
+		served[p.ID()] = p.Accepted
 	}
 	for _, o := range s.Opcache {
-		// What the cache needs shows only while its pools serve.
+		// What the cache needs shows only while its pools serve: its
+		// master's pools, not others of the same name.
 		var requests uint64
 		for _, name := range o.Pools {
-			requests += served[name]
+			requests += served[supervisor.PoolID{Pool: name, Master: o.Master}]
 		}
 		a.Opcache = append(a.Opcache, adviseOpcache(o, requests))
 	}
@@ -110,7 +113,7 @@ func Compute(s *history.Summary, m Memory, now time.Time) *Advice {
 // workerBudgets is, for each pool, the budget left for its workers once
 // every master's PSS and opcache segment is counted once, and the other
 // pools' workers at their peak (their most workers times their PSS).
-func workerBudgets(s *history.Summary, m Memory) map[string]uint64 {
+func workerBudgets(s *history.Summary, m Memory) map[supervisor.PoolID]uint64 {
 	left := float64(m.BudgetBytes)
 	masters := map[string]bool{}
 	for _, p := range s.Pools {
@@ -127,10 +130,10 @@ func workerBudgets(s *history.Summary, m Memory) map[string]uint64 {
 	for _, p := range s.Pools {
 		all += peak(p)
 	}
-	out := map[string]uint64{}
+	out := map[supervisor.PoolID]uint64{}
 	for _, p := range s.Pools {
 		if mine := left - (all - peak(p)); mine > 0 {
-			out[p.Pool] = uint64(mine)
+			out[p.ID()] = uint64(mine)
 		}
 	}
 	return out

@@ -157,6 +157,43 @@ func TestTwoPoolsShareTheBudget(t *testing.T) {
 	}
 }
 
+// TestOnePoolNameUnderTwoMasters: www of two PHP versions are two pools,
+// each with its own share of the budget, and an opcache is advised from
+// its own master's requests, never from the other www's.
+func TestOnePoolNameUnderTwoMasters(t *testing.T) {
+	a, b := quiet(), quiet()
+	b.Master, b.WorkersMax, b.Accepted = "/etc/php/7.4/fpm/php-fpm.conf", 15, 0
+	oc := func(master string) history.OpcacheSummary {
+		return history.OpcacheSummary{Master: master, Pools: []string{"www"}, From: a.From, To: a.To, MemoryConsumptionBytes: 128 * MiB, UsedWastedMaxBytes: 30 * MiB,
+			KeysMax: 1000, MaxCachedKeys: 16229, MaxAcceleratedFiles: 10000, InternedBufferBytes: 8 * MiB, InternedUsedMaxBytes: 2 * MiB}
+	}
+	// 1034 MiB less two masters (10 MiB each) and two opcaches (128 MiB
+	// each): 758 MiB, less the other www's peak: 15 workers of 40 MiB for
+	// a's, 10 for b's.
+	adv := Compute(&history.Summary{Pools: []history.PoolSummary{a, b}, Opcache: []history.OpcacheSummary{oc(a.Master), oc(b.Master)}},
+		Memory{BudgetBytes: 1034 * MiB}, a.To)
+	want := map[string]uint64{a.Master: 158 * MiB, b.Master: 358 * MiB}
+	for _, p := range adv.Pools {
+		if p.WorkerBudgetBytes != want[p.Master] {
+			t.Errorf("www of %s: worker budget %d MiB, want %d", p.Master, p.WorkerBudgetBytes/MiB, want[p.Master]/MiB)
+		}
+	}
+	for _, o := range adv.Opcache {
+		if (o.NotAdvised == "") != (o.Master == a.Master) {
+			t.Errorf("opcache of %s: advised %v (%s); only %s's www served requests", o.Master, o.NotAdvised == "", o.NotAdvised, a.Master)
+		}
+	}
+	var text strings.Builder
+	if err := WriteText(&text, adv); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{a.Master, b.Master} {
+		if !strings.Contains(text.String(), "; pool www of master "+m+": ") {
+			t.Errorf("the advice does not say which www is %s's:\n%s", m, text.String())
+		}
+	}
+}
+
 func find(lines []Line, directive string) Line {
 	for _, l := range lines {
 		if l.Directive == directive {

@@ -22,7 +22,9 @@ func WriteText(w io.Writer, a *Advice) error {
 		b.WriteString(";\n; no pool was watched long enough to advise\n")
 	}
 	for _, p := range a.Pools {
-		fmt.Fprintf(&b, "\n; pool %s: %s\n", termsafe.String(p.Pool), termsafe.String(p.Confidence))
+		// The master says which config the section goes into: Debian's
+		// www is in every PHP version's.
+		fmt.Fprintf(&b, "\n; pool %s of master %s: %s\n", termsafe.String(p.Pool), termsafe.String(p.Master), termsafe.String(p.Confidence))
 		fmt.Fprintf(&b, "; window %s to %s: %d samples, %d requests\n", p.Window.From.UTC().Format("15:04:05"), p.Window.To.UTC().Format("15:04:05"), p.Window.Samples, p.Window.Requests)
 		for _, n := range p.Notes {
 			fmt.Fprintf(&b, "; note: %s\n", termsafe.String(n))

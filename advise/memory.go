@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fpmguard/fpmguard/lag"
 )
 
 // Memory is what php-fpm may use, and where the figure comes from.
@@ -35,15 +36,14 @@ type Memory struct {
 // last byte ends in the OOM killer.
 const DefaultReserve = 0.10
 
-// Host is where the memory figures are read: the real /proc and
-// /sys/fs/cgroup, or a copy in tests.
+// Host is where the memory figures are read: Root prefixes every path
+// (/proc, the cgroup mounts), "" on this machine, a copy of one in tests.
 type Host struct {
-	Proc   string // "/proc"
-	Cgroup string // "/sys/fs/cgroup"
+	Root string
 }
 
 // System is this machine.
-var System = Host{Proc: "/proc", Cgroup: "/sys/fs/cgroup"}
+var System = Host{}
 
 // ReadMemory finds php-fpm's memory budget: the memory limit of the
 // master's cgroup or of any cgroup above it when there is one, else the
@@ -81,91 +81,29 @@ func (h Host) ReadMemory(masterPID int, fpmUsesBytes, limit, reserve uint64) (Me
 	return m, nil
 }
 
-// cgroup is one line of /proc/PID/cgroup: a v1 hierarchy with its
-// controllers, or the v2 one.
-type cgroup struct {
-	v2          bool
-	controllers []string
-	path        string
-}
-
-// cgroupsOf reads the cgroups of pid, nil when they cannot be read.
-func (h Host) cgroupsOf(pid int) []cgroup {
-	b, err := os.ReadFile(filepath.Join(h.Proc, strconv.Itoa(pid), "cgroup"))
-	if err != nil {
-		return nil
-	}
-	var out []cgroup
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		out = append(out, cgroup{v2: f[0] == "0" && f[1] == "", controllers: strings.Split(f[1], ","), path: f[2]})
-	}
-	return out
-}
-
 // cgroupLimit is the smallest memory limit on the path from the master's
-// cgroup to the root, with its source.
+// cgroup to the top of its hierarchy, with its source.
 func (h Host) cgroupLimit(pid int) (uint64, string, bool) {
 	if pid <= 0 {
 		pid = os.Getpid()
 	}
-	var best uint64
-	var src string
-	consider := func(dir, file, what string) {
-		for d := dir; ; d = filepath.Dir(d) {
-			v, err := os.ReadFile(filepath.Join(h.Cgroup, d, file))
-			if err == nil {
-				s := strings.TrimSpace(string(v))
-				// v2 says "max"; v1 says a number near 2^63 for none.
-				if n, err := strconv.ParseUint(s, 10, 64); err == nil && n < 1<<60 && (best == 0 || n < best) {
-					best, src = n, fmt.Sprintf("%s %s of %s", what, file, d)
-				}
-			}
-			if d == "/" || d == "." {
-				return
-			}
-		}
+	g, ok := lag.FindCgroup(h.Root, pid, lag.Memory)
+	if !ok {
+		return 0, "", false
 	}
-	for _, g := range h.cgroupsOf(pid) {
-		switch {
-		case g.v2:
-			consider(g.path, "memory.max", "cgroup v2")
-		case slices.Contains(g.controllers, "memory"):
-			consider(filepath.Join("memory", g.path), "memory.limit_in_bytes", "cgroup v1")
-		}
-	}
-	return best, src, best > 0
+	return g.MemoryLimit()
 }
 
-// cpus is the CPU quota of the master's cgroup (v2 cpu.max, v1
-// cpu.cfs_quota_us), else the host's CPUs.
+// cpus is the smallest CPU quota on the path from the master's cgroup to
+// the top of its hierarchy, else the host's CPUs.
 func (h Host) cpus(pid int) (float64, string) {
 	n, src := float64(runtime.NumCPU()), "host"
 	if pid <= 0 {
 		return n, src
 	}
-	for _, g := range h.cgroupsOf(pid) {
-		var quota, period float64
-		switch {
-		case g.v2:
-			v, err := os.ReadFile(filepath.Join(h.Cgroup, g.path, "cpu.max"))
-			if fs := strings.Fields(string(v)); err == nil && len(fs) == 2 {
-				quota, _ = strconv.ParseFloat(fs[0], 64)
-				period, _ = strconv.ParseFloat(fs[1], 64)
-			}
-		case slices.Contains(g.controllers, "cpu"):
-			q, err1 := os.ReadFile(filepath.Join(h.Cgroup, "cpu", g.path, "cpu.cfs_quota_us"))
-			p, err2 := os.ReadFile(filepath.Join(h.Cgroup, "cpu", g.path, "cpu.cfs_period_us"))
-			if err1 == nil && err2 == nil {
-				quota, _ = strconv.ParseFloat(strings.TrimSpace(string(q)), 64)
-				period, _ = strconv.ParseFloat(strings.TrimSpace(string(p)), 64)
-			}
-		}
-		if quota > 0 && period > 0 && quota/period < n {
-			n, src = quota/period, "cgroup quota"
+	if g, ok := lag.FindCgroup(h.Root, pid, lag.CPU); ok {
+		if q, qsrc, ok := g.CPUQuota(); ok && q < n {
+			n, src = q, qsrc
 		}
 	}
 	return n, src
@@ -173,7 +111,7 @@ func (h Host) cpus(pid int) (float64, string) {
 
 // meminfo is the host's MemTotal and MemAvailable.
 func (h Host) meminfo() (total, available uint64, err error) {
-	b, err := os.ReadFile(filepath.Join(h.Proc, "meminfo"))
+	b, err := os.ReadFile(filepath.Join(h.Root, "/proc/meminfo"))
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading the host's memory: %w", err)
 	}
@@ -192,7 +130,7 @@ func (h Host) meminfo() (total, available uint64, err error) {
 		}
 	}
 	if total == 0 {
-		return 0, 0, fmt.Errorf("reading the host's memory: no MemTotal in %s", filepath.Join(h.Proc, "meminfo"))
+		return 0, 0, fmt.Errorf("reading the host's memory: no MemTotal in %s", filepath.Join(h.Root, "/proc/meminfo"))
 	}
 	return total, available, nil
 }

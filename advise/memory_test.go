@@ -20,8 +20,15 @@ func fakeHost(t *testing.T, files map[string]string) Host {
 			t.Fatal(err)
 		}
 	}
-	return Host{Proc: filepath.Join(root, "proc"), Cgroup: filepath.Join(root, "cgroup")}
+	return Host{Root: root}
 }
+
+// The cgroup mounts of the fake hosts, as fpmguard's own mountinfo shows
+// them.
+const (
+	mountsV1 = "35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n36 30 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+	mountsV2 = "26 1 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
+)
 
 const meminfo = "MemTotal:       16384000 kB\nMemFree:         1000000 kB\nMemAvailable:   12288000 kB\n"
 
@@ -38,27 +45,27 @@ func TestReadMemory(t *testing.T) {
 			name: "host: its memory less what others use",
 			// 16000 MiB total, 12000 available: 4000 used, 1000 of them
 			// by php-fpm.
-			files:  map[string]string{"proc/7/cgroup": "0::/\n", "proc/meminfo": meminfo},
+			files:  map[string]string{"proc/7/cgroup": "0::/\n", "proc/self/mountinfo": mountsV2, "proc/meminfo": meminfo},
 			source: "host",
 			want:   Memory{LimitBytes: 16000 * MiB, OthersBytes: 3000 * MiB, ReserveBytes: 1600 * MiB, BudgetBytes: 11400 * MiB},
 		},
 		{
 			name: "cgroup v2: the smallest limit on the way up",
-			files: map[string]string{"proc/7/cgroup": "0::/kubepods/pod1/php\n", "proc/meminfo": meminfo,
-				"cgroup/kubepods/pod1/php/memory.max": "max\n", "cgroup/kubepods/pod1/memory.max": "1073741824\n", "cgroup/kubepods/memory.max": "8589934592\n"},
+			files: map[string]string{"proc/7/cgroup": "0::/kubepods/pod1/php\n", "proc/self/mountinfo": mountsV2, "proc/meminfo": meminfo,
+				"sys/fs/cgroup/kubepods/pod1/php/memory.max": "max\n", "sys/fs/cgroup/kubepods/pod1/memory.max": "1073741824\n", "sys/fs/cgroup/kubepods/memory.max": "8589934592\n"},
 			source: "cgroup v2 memory.max of /kubepods/pod1",
 			want:   Memory{LimitBytes: 1 << 30, ReserveBytes: 107374182, BudgetBytes: 1<<30 - 107374182},
 		},
 		{
 			name: "cgroup v1",
-			files: map[string]string{"proc/7/cgroup": "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n", "proc/meminfo": meminfo,
-				"cgroup/memory/docker/abc/memory.limit_in_bytes": "536870912\n", "cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"},
-			source: "cgroup v1 memory.limit_in_bytes of memory/docker/abc",
+			files: map[string]string{"proc/7/cgroup": "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n", "proc/self/mountinfo": mountsV1, "proc/meminfo": meminfo,
+				"sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": "536870912\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"},
+			source: "cgroup v1 memory.limit_in_bytes of /docker/abc",
 			want:   Memory{LimitBytes: 512 * MiB, ReserveBytes: 53687091, BudgetBytes: 512*MiB - 53687091},
 		},
 		{
 			name:  "--memory and --reserve win",
-			files: map[string]string{"proc/7/cgroup": "0::/php\n", "cgroup/php/memory.max": "1073741824\n"},
+			files: map[string]string{"proc/7/cgroup": "0::/php\n", "proc/self/mountinfo": mountsV2, "sys/fs/cgroup/php/memory.max": "1073741824\n"},
 			limit: 2 << 30, reserve: 256 * MiB, source: "--memory",
 			want: Memory{LimitBytes: 2 << 30, ReserveBytes: 256 * MiB, BudgetBytes: 2<<30 - 256*MiB},
 		},
@@ -79,10 +86,12 @@ func TestReadMemory(t *testing.T) {
 }
 
 func TestReadCPUs(t *testing.T) {
-	h := fakeHost(t, map[string]string{"proc/7/cgroup": "0::/php\n", "cgroup/php/cpu.max": "50000 100000\n",
-		"proc/8/cgroup": "3:cpu,cpuacct:/php\n", "cgroup/cpu/php/cpu.cfs_quota_us": "-1\n", "cgroup/cpu/php/cpu.cfs_period_us": "100000\n"})
-	if n, src := h.cpus(7); n != 0.5 || src != "cgroup quota" {
-		t.Errorf("v2 quota: %v CPUs from %q, want 0.5 from the cgroup", n, src)
+	h := fakeHost(t, map[string]string{"proc/self/mountinfo": mountsV1 + mountsV2,
+		"proc/7/cgroup": "0::/php\n", "sys/fs/cgroup/php/cpu.max": "max 100000\n", "sys/fs/cgroup/cpu.max": "50000 100000\n",
+		"proc/8/cgroup": "3:cpu,cpuacct:/php\n", "sys/fs/cgroup/cpu,cpuacct/php/cpu.cfs_quota_us": "-1\n", "sys/fs/cgroup/cpu,cpuacct/php/cpu.cfs_period_us": "100000\n"})
+	// The quota of a cgroup above the master's holds it too.
+	if n, src := h.cpus(7); n != 0.5 || src != "cgroup v2 cpu.max of /" {
+		t.Errorf("v2 quota: %v CPUs from %q, want 0.5 from the cgroup above", n, src)
 	}
 	if _, src := h.cpus(8); src != "host" {
 		t.Errorf("v1 without a quota: CPUs from %q, want the host's", src)

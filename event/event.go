@@ -16,12 +16,16 @@ import (
 // Event is one thing a person may want to know happened: a verdict change,
 // a detection, an action and its result.
 type Event struct {
-	Time    time.Time `json:"time"`
-	Pool    string    `json:"pool,omitempty"`
-	Master  int       `json:"master,omitempty"`
-	PID     int       `json:"pid,omitempty"`
-	Kind    Kind      `json:"kind"`
-	Message string    `json:"message"`
+	Time time.Time `json:"time"`
+	Pool string    `json:"pool,omitempty"`
+	// MasterName names the pool's master, or the master the event is
+	// about (supervisor.Target.MasterName): with Pool, it tells a pool
+	// from one of the same name under another master.
+	MasterName string `json:"master_name,omitempty"`
+	Master     int    `json:"master,omitempty"` // the master's pid
+	PID        int    `json:"pid,omitempty"`
+	Kind       Kind   `json:"kind"`
+	Message    string `json:"message"`
 	// Worker holds what was known of the worker an action touched,
 	// recorded before the action.
 	Worker *WorkerRecord `json:"worker,omitempty"`
@@ -98,6 +102,7 @@ const (
 	KindConfig        Kind = "config"         // SIGHUP reloaded the configuration
 	KindDiagnosis     Kind = "diagnosis"      // fpmguard cannot read what workers wait for, their stacks or a log, and how to let it
 	KindWorkerExit    Kind = "worker_exit"    // a worker died, not as php-fpm retires workers: why, mid-request or not, and nginx's failures then
+	KindPools         Kind = "pools"          // the pools watched changed: php-fpm reloaded or restarted, or a master came
 )
 
 // maxEventsKept bounds the memory of the log.
@@ -130,6 +135,9 @@ func (l *Log) Add(e Event) {
 		attrs := []slog.Attr{slog.String("kind", string(e.Kind))}
 		if e.Pool != "" {
 			attrs = append(attrs, slog.String("pool", e.Pool))
+		}
+		if e.MasterName != "" {
+			attrs = append(attrs, slog.String("master_name", e.MasterName))
 		}
 		if e.PID != 0 {
 			attrs = append(attrs, slog.Int("pid", e.PID))

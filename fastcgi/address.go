@@ -38,15 +38,34 @@ func (a Address) socketPath() (string, func(), error) {
 	if a.Root == "" {
 		return a.Addr, func() {}, nil
 	}
-	inRoot, ok := strings.CutPrefix(a.Addr, strings.TrimSuffix(a.Root, "/"))
-	if !ok || !strings.HasPrefix(inRoot, "/") {
-		return "", nil, fmt.Errorf("socket %s is not inside root %s", a.Addr, a.Root)
-	}
-	fd, err := safefile.OpenSocket(a.Root, inRoot)
+	fd, err := a.OpenInRoot()
 	if err != nil {
 		return "", nil, err
 	}
 	return safefile.FDPath(fd), func() { unix.Close(fd) }, nil
+}
+
+// OpenInRoot opens the unix socket a names inside its root, as the root's
+// own processes resolve it (safefile.OpenSocket): an O_PATH descriptor,
+// for the caller to close.
+func (a Address) OpenInRoot() (int, error) {
+	in := a.InRoot()
+	if in.Addr == a.Addr || !strings.HasPrefix(in.Addr, "/") {
+		return -1, fmt.Errorf("socket %s is not inside root %s", a.Addr, a.Root)
+	}
+	return safefile.OpenSocket(a.Root, in.Addr)
+}
+
+// InRoot is a as the processes of its root see it: a unix socket's path
+// without the root. Others are as they are.
+func (a Address) InRoot() Address {
+	if a.Network != "unix" || a.Root == "" {
+		return a
+	}
+	if in, ok := strings.CutPrefix(a.Addr, strings.TrimSuffix(a.Root, "/")); ok && strings.HasPrefix(in, "/") {
+		return Address{Network: a.Network, Addr: in}
+	}
+	return a
 }
 
 // IsZero reports whether the address was never set.

@@ -47,6 +47,11 @@ type Process struct {
 	Script            string
 	LastRequestCPU    float64 // percent
 	LastRequestMemory int64   // bytes
+
+	// unforked: pid 0, the slot of a child php-fpm is starting (it fills
+	// the slot before it forks, and the pid after). No process yet: the
+	// reader leaves it out.
+	unforked bool
 }
 
 // Idle reports whether php-fpm counts the worker as idle. For an idle worker

@@ -299,11 +299,15 @@ func readStatusJSON(r *jsonReader) (*Status, error) {
 			if err := r.object(p.set, nil); err != nil {
 				return err
 			}
-			// fpmguard acts on workers by pid; php-fpm writes one for each.
-			if p.PID == 0 {
+			// fpmguard acts on workers by pid; php-fpm writes one for each,
+			// 0 for a child it has not forked yet.
+			switch {
+			case p.unforked:
+			case p.PID == 0:
 				return r.fail("a process without a pid")
+			default:
+				st.Processes = append(st.Processes, p)
 			}
-			st.Processes = append(st.Processes, p)
 			if r.expect(',') {
 				continue
 			}
@@ -378,11 +382,17 @@ func parseStatusText(b []byte) (*Status, error) {
 	if st.Pool == "" {
 		return nil, errors.New("not a php-fpm status page: no pool line")
 	}
+	procs := st.Processes[:0]
 	for i, p := range st.Processes {
-		if p.PID == 0 {
+		switch {
+		case p.unforked: // a child php-fpm has not forked yet
+		case p.PID == 0:
 			return nil, fmt.Errorf("not a php-fpm status page: process %d has no pid", i+1)
+		default:
+			procs = append(procs, p)
 		}
 	}
+	st.Processes = procs
 	return st, nil
 }
 
@@ -430,10 +440,10 @@ func (p *Process) set(k, v string) error {
 	case "pid":
 		var n int64
 		n, err = parseInt(k, v)
-		if err == nil && (n <= 0 || n > 1<<22) {
+		if err == nil && (n < 0 || n > 1<<22) {
 			err = fmt.Errorf("pid %d out of range", n)
 		}
-		p.PID = int(n)
+		p.PID, p.unforked = int(n), n == 0
 	case "state":
 		p.State = v
 	case "start time":

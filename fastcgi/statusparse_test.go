@@ -170,3 +170,28 @@ func TestParseStatusUnknownOrder(t *testing.T) {
 		t.Errorf("got %+v", st)
 	}
 }
+
+// TestParseStatusUnforkedChild: php-fpm fills a scoreboard slot for a child
+// before it forks it, and its pid after: a full status page read in that
+// moment (right after a worker is killed and respawned) names pid 0, state
+// "(null)". That slot is no process, and the page is read without it; a
+// process with no pid at all still makes the page unreadable.
+func TestParseStatusUnforkedChild(t *testing.T) {
+	for _, in := range []string{
+		`{"pool":"www","process manager":"static","processes":[{"pid":0,"state":"(null)","request duration":2953452317},{"pid":12,"state":"Idle"}]}`,
+		"pool: www\nprocess manager: static\n\n************************\npid: 0\nstate: (null)\n\n************************\npid: 12\nstate: Idle\n",
+	} {
+		st, err := fastcgi.ParseStatus([]byte(in))
+		if err != nil || len(st.Processes) != 1 || st.Processes[0].PID != 12 {
+			t.Errorf("ParseStatus(%q) = %+v, %v; want worker 12 alone", in, st, err)
+		}
+	}
+	for _, in := range []string{
+		`{"pool":"www","processes":[{"state":"Idle"}]}`,
+		"pool: www\n\n************************\nstate: Idle\n",
+	} {
+		if st, err := fastcgi.ParseStatus([]byte(in)); err == nil {
+			t.Errorf("ParseStatus(%q) = %+v, want an error for a process without a pid", in, st)
+		}
+	}
+}

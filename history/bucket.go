@@ -130,22 +130,44 @@ func (h *DurationHistogram) count() uint64 {
 // quantile is the upper bound of the bin holding the q-quantile, and never
 // more than the slowest request.
 func (h *DurationHistogram) quantile(q float64) float64 {
-	n := h.count()
-	if n == 0 {
+	i, ok := quantileBin(h.Counts[:], q)
+	switch {
+	case !ok:
 		return 0
-	}
-	rank := uint64(math.Ceil(q * float64(n)))
-	var seen uint64
-	for i, c := range h.Counts {
-		seen += uint64(c)
-		if seen >= rank {
-			if i < len(durationBounds) {
-				return min(durationBounds[i], float64(h.MaxSeconds))
-			}
-			break
-		}
+	case i < len(durationBounds):
+		return min(durationBounds[i], float64(h.MaxSeconds))
 	}
 	return float64(h.MaxSeconds)
+}
+
+// quantile is the upper bound of the bin holding the q-quantile.
+func (h *BusyHistogram) quantile(q float64) int {
+	i, ok := quantileBin(h[:], q)
+	if !ok {
+		return 0
+	}
+	return busyBinMax[i]
+}
+
+// quantileBin is the index of the bin of counts that holds the q-quantile
+// (its nearest rank), false when counts are all 0.
+func quantileBin(counts []uint32, q float64) (int, bool) {
+	var n uint64
+	for _, c := range counts {
+		n += uint64(c)
+	}
+	if n == 0 {
+		return 0, false
+	}
+	rank := max(1, uint64(math.Ceil(q*float64(n))))
+	var seen uint64
+	for i, c := range counts {
+		seen += uint64(c)
+		if seen >= rank {
+			return i, true
+		}
+	}
+	return len(counts) - 1, true
 }
 
 // opcacheBucket is one master's opcache over BucketWidth.

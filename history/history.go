@@ -27,13 +27,13 @@ const (
 // safe for concurrent use: each pool's loop adds, HTTP handlers read.
 type History struct {
 	mu      sync.Mutex
-	pools   map[string]*pool
-	opcache map[string]*opcacheWindow // by master name
+	pools   map[supervisor.PoolID]*pool // two pools of one name under two masters are two
+	opcache map[string]*opcacheWindow   // by master name
 }
 
 // New returns an empty history.
 func New() *History {
-	return &History{pools: map[string]*pool{}, opcache: map[string]*opcacheWindow{}}
+	return &History{pools: map[supervisor.PoolID]*pool{}, opcache: map[string]*opcacheWindow{}}
 }
 
 // pool is one pool's window and what the next sample is compared with.
@@ -85,13 +85,33 @@ func (h *History) AddPool(t supervisor.Target, r *supervisor.PoolReport, now tim
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := h.pools[t.Name]
+	p := h.pools[t.ID()]
 	if p == nil {
 		p = &pool{workers: map[int]*workerSeen{}}
-		h.pools[t.Name] = p
+		h.pools[t.ID()] = p
 	}
-	p.target = t
+	p.target, p.master = t, t.MasterName()
 	p.add(r, now)
+}
+
+// RemovePool forgets the pool t: it is no longer watched (php-fpm's
+// config dropped it), so its window no longer counts for advice, in
+// particular its workers' peak in the memory budget of the pools that
+// remain. The opcache window of its master goes with its last pool.
+func (h *History) RemovePool(t supervisor.Target) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pools[t.ID()]
+	if p == nil {
+		return
+	}
+	delete(h.pools, t.ID())
+	for _, o := range h.pools {
+		if o.master == p.master {
+			return
+		}
+	}
+	delete(h.opcache, p.master)
 }
 
 func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
@@ -180,7 +200,6 @@ func (p *pool) add(r *supervisor.PoolReport, now time.Time) {
 		b.QueueMax = max(b.QueueMax, uint32(min(queue, 0xffffffff)))
 	}
 	p.lastAt = now
-	p.master = r.MasterName()
 	if r.Master != nil && r.Master.Alive {
 		p.masterPID = r.Master.PID
 	}

@@ -80,7 +80,7 @@ func TestWindowIsBounded(t *testing.T) {
 	for i := range 3 * Buckets {
 		h.AddPool(target, report(0, 0), t0.Add(time.Duration(i)*BucketWidth))
 	}
-	p := h.pools["www"]
+	p := h.pools[target.ID()]
 	if len(p.buckets.b) != Buckets || !h.Summary().Pools[0].From.Equal(t0.Add(2*Buckets*BucketWidth)) {
 		t.Errorf("%d buckets from %v", len(p.buckets.b), h.Summary().Pools[0].From)
 	}
@@ -166,5 +166,69 @@ func TestOwnRequestsAreNotLoad(t *testing.T) {
 	s := h.Summary().Pools[0]
 	if s.Accepted != 0 || s.Requests != 0 || s.IdleShare != 1 {
 		t.Errorf("fpmguard's own requests counted: %d accepted, %d timed, idle on %v of samples", s.Accepted, s.Requests, s.IdleShare)
+	}
+}
+
+// TestRemovePool drops a pool no longer watched, and its master's opcache
+// with the master's last pool: neither counts for advice any more.
+func TestRemovePool(t *testing.T) {
+	h := New()
+	www := target
+	www.MasterConfig = "/etc/php-fpm.conf"
+	api := www
+	api.Name = "api"
+	other := target
+	other.Name, other.MasterConfig = "other", "/etc/other.conf"
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		h.AddPool(www, report(uint64(i), 0, worker(10, "Idle", 1, 0.1, 30)), at)
+		h.AddPool(api, report(uint64(i), 0, worker(20, "Running", 1, 0.1, 90)), at)
+		r := report(uint64(i), 0, worker(30, "Idle", 1, 0.1, 10))
+		r.Master = &supervisor.MasterReport{PID: 2, Alive: true, Config: "/etc/other.conf"}
+		h.AddPool(other, r, at)
+		h.AddOpcache([]supervisor.OpcacheReport{{MasterPID: 1, Master: "/etc/php-fpm.conf", Enabled: true}, {MasterPID: 2, Master: "/etc/other.conf", Enabled: true}}, at)
+	}
+	pools := func() (names []string) {
+		for _, p := range h.Summary().Pools {
+			names = append(names, p.Pool)
+		}
+		return names
+	}
+	masters := func() (names []string) {
+		for _, o := range h.Summary().Opcache {
+			names = append(names, o.Master)
+		}
+		return names
+	}
+	h.RemovePool(api)
+	h.RemovePool(api) // twice: nothing more
+	if got := fmt.Sprint(pools(), masters()); got != "[other www] [/etc/other.conf /etc/php-fpm.conf]" {
+		t.Errorf("api removed: pools and opcaches %s", got)
+	}
+	h.RemovePool(other)
+	if got := fmt.Sprint(pools(), masters()); got != "[www] [/etc/php-fpm.conf]" {
+		t.Errorf("other removed: pools and opcaches %s", got)
+	}
+}
+
+// TestOnePoolNameUnderTwoMasters: www of two masters are two windows, each
+// with its own samples and master.
+func TestOnePoolNameUnderTwoMasters(t *testing.T) {
+	h := New()
+	a, b := target, target
+	a.MasterConfig, b.MasterConfig = "/etc/php/8.2/fpm/php-fpm.conf", "/etc/php/7.4/fpm/php-fpm.conf"
+	for i := range 10 {
+		h.AddPool(a, report(uint64(10*i), 0, worker(10, "Idle", uint64(i), 0.1, 20)), t0.Add(time.Duration(i)*time.Second))
+		if i%2 == 0 {
+			h.AddPool(b, report(uint64(i), 0, worker(20, "Idle", uint64(i), 0.1, 20)), t0.Add(time.Duration(i)*time.Second))
+		}
+	}
+	pools := h.Summary().Pools
+	if len(pools) != 2 || pools[0].Pool != "www" || pools[1].Pool != "www" {
+		t.Fatalf("summaries: %+v", pools)
+	}
+	samples := map[string]uint64{pools[0].Master: pools[0].Samples, pools[1].Master: pools[1].Samples}
+	if samples[a.MasterConfig] != 10 || samples[b.MasterConfig] != 5 {
+		t.Errorf("samples by master: %v", samples)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/fpmguard/fpmguard/supervisor"
 )
 
 // Summary is the window as figures: what advice is computed from.
@@ -15,7 +17,7 @@ type Summary struct {
 // PoolSummary is one pool's window.
 type PoolSummary struct {
 	Pool        string `json:"pool"`
-	Master      string `json:"master"` // pools of one master share its memory and opcache
+	Master      string `json:"master"` // its master's name (supervisor.Target.MasterName): pools of one master share its memory and opcache
 	MasterPID   int    `json:"master_pid,omitempty"`
 	PM          string `json:"pm"`
 	MaxChildren int    `json:"max_children"`
@@ -73,6 +75,9 @@ type PoolSummary struct {
 	GrowthMedian float64  `json:"growth_median_bytes_per_request"`
 }
 
+// ID is the pool's identity: pools of one name under two masters are two.
+func (p PoolSummary) ID() supervisor.PoolID { return supervisor.PoolID{Pool: p.Pool, Master: p.Master} }
+
 // Seconds is how long the window covers.
 func (p PoolSummary) Seconds() float64 { return p.To.Sub(p.From).Seconds() }
 
@@ -118,7 +123,7 @@ func (h *History) Summary() *Summary {
 	for _, p := range h.pools {
 		s.Pools = append(s.Pools, p.summary())
 	}
-	sort.Slice(s.Pools, func(i, j int) bool { return s.Pools[i].Pool < s.Pools[j].Pool })
+	sort.Slice(s.Pools, func(i, j int) bool { return s.Pools[i].ID().Compare(s.Pools[j].ID()) < 0 })
 	for name, w := range h.opcache {
 		s.Opcache = append(s.Opcache, w.summary(name))
 	}
@@ -211,26 +216,6 @@ func (p *pool) summary() PoolSummary {
 		s.GrowthMedian = rates[len(rates)/2]
 	}
 	return s
-}
-
-// quantile is the upper bound of the bin holding the q-quantile.
-func (h *BusyHistogram) quantile(q float64) int {
-	var n uint64
-	for _, c := range h {
-		n += uint64(c)
-	}
-	if n == 0 {
-		return 0
-	}
-	rank := uint64(q*float64(n) + 0.999999)
-	var seen uint64
-	for i, c := range h {
-		seen += uint64(c)
-		if seen >= rank {
-			return busyBinMax[i]
-		}
-	}
-	return busyBinMax[len(busyBinMax)-1]
 }
 
 func (w *opcacheWindow) summary(name string) OpcacheSummary {

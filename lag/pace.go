@@ -39,8 +39,18 @@ func NewPacer(m *Monitor, base time.Duration) *Pacer {
 // window is how long the Pacer looks before it changes the interval.
 func (p *Pacer) window() time.Duration { return max(5*p.base, 5*time.Second) }
 
-// Interval is the time until the next probe.
+// Interval is the time between probes now. It only reads: a scrape or a
+// liveness probe may call it as often as it likes.
 func (p *Pacer) Interval() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.base * time.Duration(p.stretch)
+}
+
+// Step is the time until the next probe. Once a window has passed since
+// the last change of pace, it judges that window: a starved one stretches
+// the interval, calm ones give it back. Only the probe loop calls it.
+func (p *Pacer) Step() time.Duration {
 	if p.m == nil {
 		return p.base
 	}

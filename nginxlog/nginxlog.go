@@ -95,14 +95,12 @@ func ParseLine(line string) (Failure, bool) {
 // pool (matched by its socket address) and turns them into events that say
 // what fpmguard saw of the pool at the time.
 type Follower struct {
-	pools  map[string]string // canonical address -> pool name
-	addrs  map[string]string // pool name -> its address as nginx names it
 	events *event.Log
 	// ReportEvery is how often new failures become an event.
 	ReportEvery time.Duration
 	// Describe, when set, says in a few words what fpmguard saw of a pool,
 	// for the events.
-	Describe func(pool string) string
+	Describe func(pool supervisor.PoolID) string
 	// tails follow the logs, one each; their Poll and DrainQuiet are
 	// logtail's defaults but in tests.
 	tails []*logtail.Follower
@@ -110,6 +108,8 @@ type Follower struct {
 	onLine func(line string)
 
 	mu     sync.Mutex
+	pools  map[string]supervisor.PoolID // canonical address -> pool
+	addrs  map[supervisor.PoolID]string // pool -> its address as nginx names it
 	counts map[Key]uint64
 	recent map[Key][]time.Time // within the last minute
 	fresh  map[Key]bool        // seen since the last event
@@ -117,23 +117,48 @@ type Follower struct {
 
 // NewFollower follows paths for the pools of targets.
 func NewFollower(paths []string, targets []supervisor.Target, events *event.Log) *Follower {
-	n := &Follower{pools: map[string]string{}, addrs: map[string]string{}, events: events, ReportEvery: 10 * time.Second,
+	n := &Follower{events: events, ReportEvery: 10 * time.Second,
 		counts: map[Key]uint64{}, recent: map[Key][]time.Time{}, fresh: map[Key]bool{}}
 	for _, p := range paths {
 		n.tails = append(n.tails, &logtail.Follower{Path: p, Line: n.line, MaxLine: maxNginxLine})
 	}
-	for _, t := range targets {
-		addr := t.Address
-		// A master in another container is reached through /proc/PID/root;
-		// nginx, beside it, names the socket by its own path.
-		if t.Root != "" && addr.Network == "unix" {
-			addr.Addr = strings.TrimPrefix(addr.Addr, t.Root)
-		}
-		n.pools[addr.String()] = t.Name
-		n.pools[t.Address.String()] = t.Name
-		n.addrs[t.Name] = addr.String()
-	}
+	n.pools, n.addrs = upstreams(targets)
 	return n
+}
+
+// SetTargets makes the pools of targets those failures are counted for,
+// when php-fpm changed (a reload, a restart): what was counted for a pool
+// no longer among them is dropped.
+func (n *Follower) SetTargets(targets []supervisor.Target) {
+	pools, addrs := upstreams(targets)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pools, n.addrs = pools, addrs
+	maps.DeleteFunc(n.counts, func(k Key, _ uint64) bool { _, ok := addrs[k.Pool]; return !ok })
+	maps.DeleteFunc(n.recent, func(k Key, _ []time.Time) bool { _, ok := addrs[k.Pool]; return !ok })
+	maps.DeleteFunc(n.fresh, func(k Key, _ bool) bool { _, ok := addrs[k.Pool]; return !ok })
+}
+
+// upstreams maps each address nginx may name a pool of targets by to the
+// pool, and each pool to the address nginx names it by.
+func upstreams(targets []supervisor.Target) (map[string]supervisor.PoolID, map[supervisor.PoolID]string) {
+	pools, addrs := map[string]supervisor.PoolID{}, map[supervisor.PoolID]string{}
+	ids := make([]supervisor.PoolID, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID()
+		pools[t.Address.String()] = ids[i]
+	}
+	for i, t := range targets {
+		// A master in another container is reached through /proc/PID/root;
+		// nginx, beside it, names the socket by its own path. A pool of
+		// this host's at that path is the one nginx names.
+		addr := t.Address.InRoot().String()
+		if _, taken := pools[addr]; !taken {
+			pools[addr] = ids[i]
+		}
+		addrs[ids[i]] = addr
+	}
+	return pools, addrs
 }
 
 // Counts returns the failures counted per pool, status and cause.
@@ -181,16 +206,16 @@ func (n *Follower) record(e Failure) {
 	if err != nil {
 		return
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	pool, ok := n.pools[addr.String()]
 	if !ok {
 		return // another upstream: not ours
 	}
 	k := Key{Pool: pool, Status: e.Status, Cause: e.Cause}
-	n.mu.Lock()
 	n.counts[k]++
 	n.recent[k] = append(n.recent[k], time.Now())
 	n.fresh[k] = true
-	n.mu.Unlock()
 }
 
 // report turns the failures seen since the last report into events, with
@@ -201,6 +226,7 @@ func (n *Follower) report() {
 	type item struct {
 		k     Key
 		count int
+		addr  string
 	}
 	var items []item
 	for k, times := range n.recent {
@@ -212,22 +238,25 @@ func (n *Follower) report() {
 		}
 		n.recent[k] = kept
 		if n.fresh[k] && len(kept) > 0 {
-			items = append(items, item{k: k, count: len(kept)})
+			items = append(items, item{k: k, count: len(kept), addr: n.addrs[k.Pool]})
 		}
 		delete(n.fresh, k)
 	}
 	n.mu.Unlock()
 	sort.Slice(items, func(i, j int) bool {
-		return items[i].k.Pool+string(items[i].k.Cause) < items[j].k.Pool+string(items[j].k.Cause)
+		if c := items[i].k.Pool.Compare(items[j].k.Pool); c != 0 {
+			return c < 0
+		}
+		return items[i].k.Cause < items[j].k.Cause
 	})
 	for _, it := range items {
-		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, it.k.Cause.Text(), n.addrs[it.k.Pool])
+		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, it.k.Cause.Text(), it.addr)
 		if n.Describe != nil {
 			if seen := n.Describe(it.k.Pool); seen != "" {
 				msg += " — " + seen
 			}
 		}
-		n.events.Add(event.Event{Pool: it.k.Pool, Kind: event.KindNginxUpstream, Message: msg})
+		n.events.Add(event.Event{Pool: it.k.Pool.Pool, MasterName: it.k.Pool.Master, Kind: event.KindNginxUpstream, Message: msg})
 	}
 }
 
@@ -246,7 +275,7 @@ const (
 
 // Key labels a count of upstream failures nginx logged.
 type Key struct {
-	Pool   string
+	Pool   supervisor.PoolID
 	Status int // what nginx answered: 502 or 504
 	Cause  Cause
 }
@@ -275,7 +304,7 @@ func (cause Cause) Text() string {
 // between from and to, by status and cause: those of the last minute are
 // kept. The time of each is when fpmguard read it, a poll (250 ms) at most
 // after nginx wrote it.
-func (n *Follower) Between(pool string, from, to time.Time) map[Key]int {
+func (n *Follower) Between(pool supervisor.PoolID, from, to time.Time) map[Key]int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := map[Key]int{}

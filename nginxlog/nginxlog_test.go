@@ -72,7 +72,7 @@ func TestParseLineOnRealLog(t *testing.T) {
 // both name one pool.
 func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 	root := "/proc/4242/root"
-	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock"}}
+	tg := supervisor.Target{Name: "www", Root: root, Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock", Root: root}}
 	n := NewFollower(nil, []supervisor.Target{tg}, event.NewLog(nil))
 	line := `2026/11/26 09:52:24 [error] 7#7: *3 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`
 	e, ok := ParseLine(line)
@@ -80,8 +80,34 @@ func TestNginxMatchesPoolsInAnotherContainer(t *testing.T) {
 		t.Fatal("line not read")
 	}
 	n.record(e)
-	if got := n.Counts()[Key{Pool: "www", Status: 504, Cause: "timeout"}]; got != 1 {
+	if got := n.Counts()[Key{Pool: tg.ID(), Status: 504, Cause: "timeout"}]; got != 1 {
 		t.Errorf("counts %v", n.Counts())
+	}
+}
+
+// TestFollowerSetTargets: after php-fpm restarted in its container (a new
+// /proc/PID/root) nginx's lines still count for the pool; once the pool is
+// gone (a reload dropped it), its counts go, and its socket counts for
+// nothing.
+func TestFollowerSetTargets(t *testing.T) {
+	inRoot := func(pid int) supervisor.Target {
+		root := fmt.Sprintf("/proc/%d/root", pid)
+		return supervisor.Target{Name: "www", Root: root, RootName: "root:8:1:2", MasterConfig: "/etc/php.conf", Address: fastcgi.Address{Network: "unix", Addr: root + "/run/php/www.sock", Root: root}}
+	}
+	other := supervisor.Target{Name: "api", Address: fastcgi.Address{Network: "unix", Addr: "/run/php/api.sock"}}
+	n := NewFollower(nil, []supervisor.Target{inRoot(4242), other}, event.NewLog(nil))
+	e, _ := ParseLine(nginxTimeout(1))
+	n.record(e)
+	n.SetTargets([]supervisor.Target{inRoot(4343), other})
+	n.record(e)
+	key := Key{Pool: inRoot(1).ID(), Status: 504, Cause: "timeout"}
+	if got := n.Counts()[key]; got != 2 {
+		t.Errorf("after the restart: counts %v", n.Counts())
+	}
+	n.SetTargets([]supervisor.Target{other})
+	n.record(e)
+	if got := n.Counts(); len(got) != 0 {
+		t.Errorf("www gone: counts %v", got)
 	}
 }
 
@@ -91,7 +117,9 @@ func nginxTimeout(seq int) string {
 	return fmt.Sprintf(`2026/11/26 09:52:24 [error] 7#7: *%d upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, server: _, request: "GET /a.php?seq=%d HTTP/1.1", upstream: "fastcgi://unix:/run/php/www.sock", host: "x"`+"\n", seq, seq)
 }
 
-var wwwTimeout = Key{Pool: "www", Status: 504, Cause: "timeout"}
+// wwwTimeout counts pool www of the tests, given by its address alone: its
+// master is named by its address.
+var wwwTimeout = Key{Pool: supervisor.PoolID{Pool: "www", Master: "unix:///run/php/www.sock"}, Status: 504, Cause: "timeout"}
 
 // TestFollowerCountsWhatItReads follows a real file (logtail's tests cover
 // rotation and truncation) and counts the lines written to it while it

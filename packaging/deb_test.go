@@ -298,7 +298,7 @@ func statusAndServe(t *testing.T, b build, root string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		metrics = get(url)
-		if strings.Contains(metrics, `phpfpm_pool_health{health="ok",pool="www"} 1`) {
+		if regexp.MustCompile(`(?m)^phpfpm_pool_health\{health="ok",master="[^"]*",pool="www"\} 1$`).MatchString(metrics) {
 			break
 		}
 		select {
@@ -320,7 +320,7 @@ func statusAndServe(t *testing.T, b build, root string) {
 			t.Errorf("fpmguard_build_info{%s} lacks %s", buildInfo[1], want)
 		}
 	}
-	if !strings.Contains(metrics, "\nphpfpm_pool_utilization_ratio{pool=\"www\"} ") {
+	if !regexp.MustCompile(`(?m)^phpfpm_pool_utilization_ratio\{master="[^"]*",pool="www"\} `).MatchString(metrics) {
 		t.Errorf("no phpfpm_pool_utilization_ratio for www:\n%s", metrics)
 	}
 	status, err := os.ReadFile(filepath.Join(root, "tmp/status.out"))

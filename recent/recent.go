@@ -5,7 +5,8 @@
 // the sparkline with block characters, the status page (web) as an SVG:
 // both from the same heartbeats and the same scale.
 //
-// It imports watch; top and web read it. It must not import either.
+// It imports watch and supervisor; top and web read it. It must not
+// import either.
 // Its History is not safe for concurrent use: a view that several
 // goroutines draw guards it with a lock of its own.
 package recent
@@ -14,6 +15,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -28,8 +30,9 @@ type Beat struct {
 
 // History is what a view has seen of the snapshots shown to it.
 type History struct {
-	beats     map[string][]Beat
-	lastProbe map[string]time.Time
+	// By pool ID: www under two masters is two pools.
+	beats     map[supervisor.PoolID][]Beat
+	lastProbe map[supervisor.PoolID]time.Time
 	lag       lagSample
 	lagShare  float64
 }
@@ -41,7 +44,7 @@ type lagSample struct {
 
 // New returns an empty history.
 func New() *History {
-	return &History{beats: map[string][]Beat{}, lastProbe: map[string]time.Time{}}
+	return &History{beats: map[supervisor.PoolID][]Beat{}, lastProbe: map[supervisor.PoolID]time.Time{}}
 }
 
 // Observe takes in a snapshot and returns the pools probed since the
@@ -49,29 +52,29 @@ func New() *History {
 // (no ping.path). Pools no longer in the snapshot are forgotten.
 func (h *History) Observe(s *watch.Snapshot) []*watch.PoolView {
 	var fresh []*watch.PoolView
-	seen := make(map[string]bool, len(s.Pools))
+	seen := make(map[supervisor.PoolID]bool, len(s.Pools))
 	for i := range s.Pools {
 		p := &s.Pools[i]
-		r := p.Report
-		seen[r.Name] = true
-		if !p.Probed() || !p.LastProbe.After(h.lastProbe[r.Name]) {
+		r, id := p.Report, p.Report.ID()
+		seen[id] = true
+		if !p.Probed() || !p.LastProbe.After(h.lastProbe[id]) {
 			continue
 		}
-		h.lastProbe[r.Name] = p.LastProbe
+		h.lastProbe[id] = p.LastProbe
 		fresh = append(fresh, p)
 		if r.Heartbeat.Skipped {
 			continue
 		}
-		b := append(h.beats[r.Name], Beat{Seconds: r.Heartbeat.LatencySeconds, Failed: r.Heartbeat.Failed()})
+		b := append(h.beats[id], Beat{Seconds: r.Heartbeat.LatencySeconds, Failed: r.Heartbeat.Failed()})
 		if len(b) > Beats {
 			b = b[len(b)-Beats:]
 		}
-		h.beats[r.Name] = b
+		h.beats[id] = b
 	}
-	for name := range h.lastProbe {
-		if !seen[name] {
-			delete(h.lastProbe, name)
-			delete(h.beats, name)
+	for id := range h.lastProbe {
+		if !seen[id] {
+			delete(h.lastProbe, id)
+			delete(h.beats, id)
 		}
 	}
 
@@ -86,7 +89,7 @@ func (h *History) Observe(s *watch.Snapshot) []*watch.PoolView {
 
 // Beats returns the pool's last heartbeats, oldest first. The slice is
 // the history's own: read it before the next Observe.
-func (h *History) Beats(pool string) []Beat { return h.beats[pool] }
+func (h *History) Beats(pool supervisor.PoolID) []Beat { return h.beats[pool] }
 
 // LagShare is the share of the time between the last two snapshots that
 // fpmguard's timers fired late: 0 when fpmguard ran on time.

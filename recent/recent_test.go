@@ -32,8 +32,8 @@ func TestObserve(t *testing.T) {
 	h := New()
 
 	// Not probed yet: nothing fresh, no beat.
-	if fresh := h.Observe(snap(at(0), 0, pool("www", time.Time{}, supervisor.Heartbeat{}))); len(fresh) != 0 || len(h.Beats("www")) != 0 {
-		t.Fatalf("a pool not probed yet: fresh %d, beats %v", len(fresh), h.Beats("www"))
+	if fresh := h.Observe(snap(at(0), 0, pool("www", time.Time{}, supervisor.Heartbeat{}))); len(fresh) != 0 || len(h.Beats(supervisor.PoolID{Pool: "www"})) != 0 {
+		t.Fatalf("a pool not probed yet: fresh %d, beats %v", len(fresh), h.Beats(supervisor.PoolID{Pool: "www"}))
 	}
 	fresh := h.Observe(snap(at(1), 0, pool("www", at(1), ok(0.3)), pool("api", at(1), supervisor.Heartbeat{Skipped: true})))
 	if len(fresh) != 2 || fresh[0].Report.Name != "www" || fresh[1].Report.Name != "api" {
@@ -44,11 +44,11 @@ func TestObserve(t *testing.T) {
 		t.Errorf("the same probe again: fresh %v", fresh)
 	}
 	h.Observe(snap(at(2), 0.5, pool("www", at(2), failed), pool("api", at(2), supervisor.Heartbeat{Skipped: true})))
-	if got, want := fmt.Sprint(h.Beats("www")), fmt.Sprint([]Beat{{0.0003, false}, {1, true}}); got != want {
+	if got, want := fmt.Sprint(h.Beats(supervisor.PoolID{Pool: "www"})), fmt.Sprint([]Beat{{0.0003, false}, {1, true}}); got != want {
 		t.Errorf("beats %s, want %s", got, want)
 	}
-	if len(h.Beats("api")) != 0 {
-		t.Errorf("a pool without ping.path has beats: %v", h.Beats("api"))
+	if len(h.Beats(supervisor.PoolID{Pool: "api"})) != 0 {
+		t.Errorf("a pool without ping.path has beats: %v", h.Beats(supervisor.PoolID{Pool: "api"}))
 	}
 	if got := h.LagShare(); math.Abs(got-0.5) > 1e-9 {
 		t.Errorf("lag share %g, want 0.5 (0.5 s late over 1 s)", got)
@@ -56,14 +56,14 @@ func TestObserve(t *testing.T) {
 	for i := range 2 * Beats {
 		h.Observe(snap(at(3+i), 0.5, pool("www", at(3+i), ok(float64(i+1)))))
 	}
-	if b := h.Beats("www"); len(b) != Beats || b[Beats-1].Seconds != float64(2*Beats)/1000 {
+	if b := h.Beats(supervisor.PoolID{Pool: "www"}); len(b) != Beats || b[Beats-1].Seconds != float64(2*Beats)/1000 {
 		t.Errorf("kept %d beats, the last %v; want the last %d", len(b), b[len(b)-1], Beats)
 	}
 	if h.LagShare() != 0 {
 		t.Errorf("lag share %g with no new lag", h.LagShare())
 	}
 	// api left the snapshots (a reload): forgotten.
-	if _, ok := h.lastProbe["api"]; ok {
+	if _, ok := h.lastProbe[supervisor.PoolID{Pool: "api"}]; ok {
 		t.Errorf("pool api still remembered after it left")
 	}
 }
@@ -97,5 +97,20 @@ func TestScale(t *testing.T) {
 	}
 	if _, _, ok := Range([]Beat{{5, true}}); ok {
 		t.Errorf("Range of failed beats only is ok")
+	}
+}
+
+// TestObserveKeepsMastersApart: www under two masters has two series of
+// heartbeats.
+func TestObserveKeepsMastersApart(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	www := func(master string, hb supervisor.Heartbeat) watch.PoolView {
+		return watch.PoolView{Report: &supervisor.PoolReport{Name: "www", MasterName: master, Heartbeat: hb}, LastProbe: t0}
+	}
+	h := New()
+	h.Observe(snap(t0, 0, www("/etc/php/7.4/fpm/php-fpm.conf", ok(0.3)), www("/etc/php/8.2/fpm/php-fpm.conf", failed)))
+	a, b := h.Beats(supervisor.PoolID{Pool: "www", Master: "/etc/php/7.4/fpm/php-fpm.conf"}), h.Beats(supervisor.PoolID{Pool: "www", Master: "/etc/php/8.2/fpm/php-fpm.conf"})
+	if len(a) != 1 || a[0].Failed || len(b) != 1 || !b[0].Failed {
+		t.Errorf("beats of www under two masters: %v and %v", a, b)
 	}
 }

@@ -22,6 +22,23 @@ type UnixSocket struct {
 	// the backlog; for others, the bytes queued to read and to send.
 	Queue    Queue
 	HasQueue bool
+	// File is the socket file a bound socket made, as the kernel knows it
+	// whatever root the binding process saw: Name is that process's path.
+	File    File
+	HasFile bool
+}
+
+// File is a socket file's device (the kernel's own encoding) and inode,
+// as sock_diag gives them.
+type File struct {
+	Dev, Ino uint32
+}
+
+// FileOf is the File of the socket file whose stat(2) is st.
+func FileOf(st *unix.Stat_t) File {
+	// The kernel's dev_t holds the major in its top 12 bits, the minor in
+	// the other 20; stat(2) encodes them otherwise.
+	return File{Dev: unix.Major(st.Dev)<<20 | unix.Minor(st.Dev), Ino: uint32(st.Ino)}
 }
 
 // Queue is a socket's two queues as sock_diag gives them.
@@ -32,9 +49,11 @@ type Queue struct {
 // unix_diag constants missing from x/sys (linux/unix_diag.h).
 const (
 	udiagShowName  = 0x01
+	udiagShowVFS   = 0x02
 	udiagShowPeer  = 0x04
 	udiagShowRQLen = 0x10
 	unixDiagName   = 0
+	unixDiagVFS    = 1
 	unixDiagPeer   = 2
 	unixDiagRQLen  = 4
 	unixDiagMsgLen = 16
@@ -79,7 +98,7 @@ func unixReq(states, ino uint32) []byte {
 	req[0] = unix.AF_UNIX
 	binary.NativeEndian.PutUint32(req[4:], states)
 	binary.NativeEndian.PutUint32(req[8:], ino)
-	binary.NativeEndian.PutUint32(req[12:], udiagShowName|udiagShowPeer|udiagShowRQLen)
+	binary.NativeEndian.PutUint32(req[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowRQLen)
 	binary.NativeEndian.PutUint32(req[16:], noCookie)
 	binary.NativeEndian.PutUint32(req[20:], noCookie)
 	return req
@@ -97,6 +116,9 @@ func parseUnix(msg []byte) (UnixSocket, bool) {
 		switch {
 		case typ == unixDiagName:
 			s.Name = unixName(data)
+		case typ == unixDiagVFS && len(data) >= 8:
+			s.File = File{Ino: binary.NativeEndian.Uint32(data), Dev: binary.NativeEndian.Uint32(data[4:])}
+			s.HasFile = true
 		case typ == unixDiagPeer && len(data) >= 4:
 			s.Peer = binary.NativeEndian.Uint32(data)
 		case typ == unixDiagRQLen && len(data) >= 8:

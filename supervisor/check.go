@@ -45,10 +45,15 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			code = c
 		}
 	}
+	// A pool is named alone when no other pool has its name, so that a
+	// host with one master keeps the perfdata labels it always had; with
+	// its master's name when one does (www of two PHP versions).
+	labels := rep.Labels()
 	for i := range rep.Pools {
 		p := &rep.Pools[i]
 		raise(healthCode(p.Health))
-		text := p.Name + " " + string(p.Health)
+		name := labels[p.ID()]
+		text := name + " " + string(p.Health)
 		if len(p.Reasons) > 0 {
 			text += " (" + p.Reasons[0]
 			if n := len(p.Reasons) - 1; n > 0 {
@@ -68,7 +73,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			raise(CheckUnknown)
 			text += " [not judged: " + p.Inconclusive[0] + "]"
 		}
-		label := perfLabel(p.Name)
+		label := perfLabel(name)
 		if p.Heartbeat.OK && p.Heartbeat.Inconclusive == "" {
 			lat := p.Heartbeat.LatencySeconds
 			c := level(lat, th.WarnLatency.Seconds(), th.CritLatency.Seconds())
@@ -107,7 +112,7 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 	}
 	for _, o := range rep.Opcache {
 		raise(healthCode(o.Health))
-		text := fmt.Sprintf("opcache of master %d %s", o.MasterPID, o.Health)
+		text := fmt.Sprintf("opcache of %s (master %d) %s", o.Master, o.MasterPID, o.Health)
 		if len(o.Reasons) > 0 {
 			text += " (" + o.Reasons[0] + ")"
 		}
@@ -117,7 +122,10 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 		}
 		texts = append(texts, text)
 		if o.Error == "" && o.Health != HealthUnknown {
-			perf = append(perf, fmt.Sprintf("'opcache_%d_fill'=%.4f;;;0;1", o.MasterPID, o.FillRatio), fmt.Sprintf("'opcache_%d_hit_rate'=%.4f;;;0;1", o.MasterPID, o.HitRate))
+			// Named by the master's config, not its pid: a graph goes on
+			// across restarts of php-fpm.
+			label := perfLabel("opcache@" + o.Master)
+			perf = append(perf, fmt.Sprintf("'%s_fill'=%.4f;;;0;1", label, o.FillRatio), fmt.Sprintf("'%s_hit_rate'=%.4f;;;0;1", label, o.HitRate))
 		}
 	}
 	line := "FPMGUARD " + checkNames[code] + " - " + strings.Join(texts, ", ")
@@ -177,7 +185,8 @@ func thresholdFor(code int, warn, crit time.Duration) time.Duration {
 	return warn
 }
 
-// perfLabel keeps a pool name usable inside a quoted perfdata label.
+// perfLabel keeps a name usable inside a quoted perfdata label: no quote,
+// no equals sign, no space.
 func perfLabel(name string) string {
 	return strings.NewReplacer("'", "_", "=", "_", " ", "_").Replace(name)
 }

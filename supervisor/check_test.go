@@ -70,12 +70,58 @@ func TestCheck(t *testing.T) {
 func TestCheckOpcacheNotRead(t *testing.T) {
 	r := healthy()
 	Judge(&r, nil, Thresholds{})
-	o := OpcacheReport{MasterPID: 100, Health: HealthUnknown, Reasons: []string{}, Inconclusive: "the opcache was not read: the pools' probes used the whole timeout"}
+	o := OpcacheReport{MasterPID: 100, Master: "/etc/php/8.2/fpm/php-fpm.conf", Health: HealthUnknown, Reasons: []string{}, Inconclusive: "the opcache was not read: the pools' probes used the whole timeout"}
 	res := Check(&Report{Pools: []PoolReport{r}, Opcache: []OpcacheReport{o}}, CheckThresholds{})
-	if res.Code != CheckUnknown || strings.Contains(res.Line, "opcache of master 100 ok") || strings.Contains(res.Line, "opcache_100") {
+	if res.Code != CheckUnknown || strings.Contains(res.Line, "(master 100) ok") || strings.Contains(res.Line, "opcache@") {
 		t.Errorf("got %d %q", res.Code, res.Line)
 	}
-	if !strings.Contains(res.Line, "opcache of master 100 unknown [not judged: the opcache was not read") {
+	if !strings.Contains(res.Line, "opcache of /etc/php/8.2/fpm/php-fpm.conf (master 100) unknown [not judged: the opcache was not read") {
 		t.Errorf("line %q does not say the opcache was not read", res.Line)
+	}
+}
+
+// TestCheckNamesPoolsApart: www under three masters gives three sets of
+// perfdata, each pool named with its master, and the opcache named by its
+// master's config: a restart of php-fpm (a new pid) changes no label, so a
+// graph in Nagios or Icinga goes on. A pool whose name is its own keeps the
+// label it always had.
+func TestCheckNamesPoolsApart(t *testing.T) {
+	masters := []string{"/srv/php74//etc/php/7.4/fpm/php-fpm.conf", "/etc/php/8.2/fpm/php-fpm.conf", "/etc/php/8.4/fpm/php-fpm.conf"}
+	report := func(firstPID int) *Report {
+		rep := &Report{}
+		for i, m := range masters {
+			r := healthy()
+			r.MasterName = m
+			r.Master.PID = firstPID + i
+			r.Counters.ListenQueue = int64(i)
+			Judge(&r, nil, Thresholds{})
+			rep.Pools = append(rep.Pools, r)
+			rep.Opcache = append(rep.Opcache, OpcacheReport{MasterPID: firstPID + i, Master: m, Pools: []string{"www"}, Enabled: true, FillRatio: 0.5, HitRate: 0.9, Health: HealthOK})
+		}
+		api := healthy()
+		api.Name, api.MasterName = "api", masters[1]
+		Judge(&api, nil, Thresholds{})
+		rep.Pools = append(rep.Pools, api)
+		return rep
+	}
+	perf := func(line string) string {
+		_, p, _ := strings.Cut(line, " | ")
+		return p
+	}
+	res := Check(report(100), CheckThresholds{})
+	for _, want := range []string{
+		"www@/srv/php74//etc/php/7.4/fpm/php-fpm.conf ok", "www@/etc/php/8.4/fpm/php-fpm.conf degraded (listen queue 2", "api ok",
+		"'www@/srv/php74//etc/php/7.4/fpm/php-fpm.conf_queue'=0;", "'www@/etc/php/8.2/fpm/php-fpm.conf_queue'=1;", "'www@/etc/php/8.4/fpm/php-fpm.conf_queue'=2;",
+		"'api_queue'=0;", "'opcache@/etc/php/8.4/fpm/php-fpm.conf_fill'=0.5000;",
+	} {
+		if !strings.Contains(res.Line, want) {
+			t.Errorf("check line does not say %q:\n%s", want, res.Line)
+		}
+	}
+	if strings.Contains(perf(res.Line), "_10") || strings.Contains(perf(res.Line), "'www_") {
+		t.Errorf("perfdata names a pid, or a www of no master: %s", perf(res.Line))
+	}
+	if again := Check(report(2000), CheckThresholds{}); perf(again.Line) != perf(res.Line) {
+		t.Errorf("new master pids changed the perfdata:\n%s\n%s", perf(res.Line), perf(again.Line))
 	}
 }

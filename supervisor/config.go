@@ -29,9 +29,34 @@ func ResolveTargets(ctx context.Context, specs []string, fpmConfigs []string, tr
 		targets = append(targets, ts...)
 	}
 	if len(targets) > 0 {
+		if _, dup := once(targets); dup != nil {
+			return nil, dup
+		}
 		return targets, nil
 	}
-	return Discover(ctx, tr)
+	targets, err := Discover(ctx, tr)
+	targets, dup := once(targets)
+	return targets, errors.Join(err, dup)
+}
+
+// once keeps the first of the targets with one ID, and says which came
+// twice: the same config named twice, or two masters running one config
+// (an old one still ending beside a new one). Every output and action
+// keys pools by their ID.
+func once(targets []Target) ([]Target, error) {
+	seen := map[PoolID]bool{}
+	var out []Target
+	var errs []error
+	for _, t := range targets {
+		id := t.ID()
+		if seen[id] {
+			errs = append(errs, fmt.Errorf("pool %s is given twice", id))
+			continue
+		}
+		seen[id] = true
+		out = append(out, t)
+	}
+	return out, errors.Join(errs...)
 }
 
 // Source names where pools come from, for errors.

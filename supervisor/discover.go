@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +43,9 @@ func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []e
 		return nil, nil, fmt.Errorf("listing processes: %w", err)
 	}
 	for _, pid := range pids {
+		if !mayBeMaster(int(pid)) {
+			continue
+		}
 		p := &process.Process{Pid: pid}
 		title, err := p.CmdlineWithContext(ctx)
 		if err != nil || !IsMasterTitle(title) {
@@ -67,6 +71,21 @@ func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []e
 		trusted = append(trusted, m)
 	}
 	return trusted, untrusted, nil
+}
+
+// mayBeMaster reads the first bytes of a process's command line: only one
+// that starts as a master's title is read in full. A scan reads every
+// process's, and the full read (gopsutil's, which also stats the file)
+// made most of a scan's cost: 7 to 9 ms for 300 processes.
+func mayBeMaster(pid int) bool {
+	fd, err := syscall.Open("/proc/"+strconv.Itoa(pid)+"/cmdline", syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	var head [len(masterTitleCut)]byte
+	n, err := syscall.Read(fd, head[:])
+	return err == nil && n == len(head) && string(head[:]) == masterTitleCut
 }
 
 // foreignRoot returns /proc/PID/root when the process sees another root
@@ -112,6 +131,158 @@ func Discover(ctx context.Context, tr Trust) ([]Target, error) {
 		targets = append(targets, ts...)
 	}
 	return targets, errors.Join(errs...)
+}
+
+// Discovery follows the running masters from one scan of the process
+// table to the next, for serve with no pool named: a scan at a slow
+// cadence finds masters started after fpmguard, and the new master of a
+// restarted php-fpm (systemctl restart), whose new pid the targets of the
+// old one do not name. A master is known by the config it runs, in its
+// root: the one that replaces it is the same php-fpm. A master seen again
+// as it was (its pid, start and program) keeps its targets; only a new or
+// reloaded one's config is read. A master gone and not replaced keeps its
+// targets: its pools are reported down, not dropped. It is not safe for
+// concurrent use.
+type Discovery struct {
+	Trust Trust
+	known []*knownMaster    // in the order they were first found
+	told  map[titleKey]bool // untrusted processes already reported
+}
+
+// knownMaster is a master's config as a scan last found it running.
+type knownMaster struct {
+	key     string // the config it runs, in its root: the same across restarts
+	pid     int
+	start   uint64 // with pid, one process
+	exec    uint64 // its program's ExecID: a reload runs it anew
+	targets []Target
+	running bool // found by the last scan
+}
+
+// Scan scans the process table once. It returns the pools of every master
+// found so far, running or not, and whether they changed since the last
+// scan. err says what is new since the last scan: a process with a
+// master's title fpmguard does not trust (each is told once), a new
+// master whose config could not be read. Found says whether any master
+// was found yet.
+func (d *Discovery) Scan(ctx context.Context) (targets []Target, changed bool, err error) {
+	masters, untrusted, err := ScanMasters(ctx, d.Trust)
+	if err != nil {
+		return d.targets(), false, err
+	}
+	errs := d.tell(ctx, untrusted)
+	for _, k := range d.known {
+		k.running = false
+	}
+	for _, m := range newestOfEach(ctx, masters) {
+		k := d.find(m.key)
+		if k == nil {
+			k = &knownMaster{key: m.key}
+			d.known = append(d.known, k)
+		}
+		k.running = true
+		if k.pid == m.PID && k.start == m.start && k.exec == m.exec {
+			continue
+		}
+		k.pid, k.start, k.exec = m.PID, m.start, m.exec
+		ts, err := TargetsOfMaster(m.Master)
+		if err != nil {
+			// Told once for this master: it is not read again until it
+			// changes. The pools of the one it replaced stay.
+			errs = append(errs, err)
+			continue
+		}
+		k.targets, changed = ts, true
+	}
+	return d.targets(), changed, errors.Join(errs...)
+}
+
+// Found reports a master found by a scan, running or not.
+func (d *Discovery) Found() bool { return len(d.known) > 0 }
+
+// Missing reports a master found by an earlier scan that the last one did
+// not find running: a php-fpm stopped, or restarting.
+func (d *Discovery) Missing() bool {
+	for _, k := range d.known {
+		if !k.running {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Discovery) targets() []Target {
+	var out []Target
+	for _, k := range d.known {
+		out = append(out, k.targets...)
+	}
+	return out
+}
+
+func (d *Discovery) find(key string) *knownMaster {
+	for _, k := range d.known {
+		if k.key == key {
+			return k
+		}
+	}
+	return nil
+}
+
+// tell returns the untrusted processes not told before, and forgets those
+// gone.
+func (d *Discovery) tell(ctx context.Context, untrusted []error) []error {
+	seen := map[titleKey]bool{}
+	var errs []error
+	for _, err := range untrusted {
+		key := titleKey{}
+		if ue, ok := errors.AsType[*UntrustedMasterError](err); ok {
+			osp, _ := SystemProcs.ReadProcess(ctx, ue.PID)
+			key = titleKey{ue.PID, osp.StartTicks}
+		}
+		seen[key] = true
+		if !d.told[key] {
+			errs = append(errs, err)
+		}
+	}
+	d.told = seen
+	return errs
+}
+
+// scanned is a trusted master found by a scan, with what tells its
+// process and program apart, and the key of the config it runs.
+type scanned struct {
+	Master
+	key         string
+	start, exec uint64
+}
+
+// newestOfEach keeps, of the masters running one config, the one started
+// last: an old master still ending beside its replacement is no longer
+// the one to watch.
+func newestOfEach(ctx context.Context, masters []Master) []scanned {
+	var out []scanned
+	for _, m := range masters {
+		osp, _ := SystemProcs.ReadProcess(ctx, m.PID)
+		s := scanned{Master: m, key: configKey(m), start: osp.StartTicks, exec: osp.ExecID}
+		if i := slices.IndexFunc(out, func(o scanned) bool { return o.key == s.key }); i >= 0 {
+			if s.start > out[i].start {
+				out[i] = s
+			}
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// configKey names the config a master runs, in its root, as MasterName
+// does: the same for the master that replaces it. A master whose title
+// does not name its config is known by its pid alone.
+func configKey(m Master) string {
+	if m.Config == "" {
+		return "pid " + strconv.Itoa(m.PID)
+	}
+	return Target{MasterConfig: m.Config, RootName: rootName(m.Root)}.MasterName()
 }
 
 // TargetsOfMaster reads a master's config through its root. A config found

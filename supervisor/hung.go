@@ -49,20 +49,35 @@ func classifyHung(r, prev *PoolReport) {
 			continue
 		}
 		o, ok := old[p.PID]
-		if ok && o.startTicks == p.startTicks && elapsed > 0 && (p.onCPU > 0 || p.runQueue > 0) {
-			busy := (p.onCPU - o.onCPU) + (p.runQueue - o.runQueue)
-			if float64(busy) >= spinShare*float64(elapsed) {
-				p.HungKind = HungSpinning
-			} else {
-				p.HungKind = HungBlocked
-			}
-			continue
-		}
-		// No earlier sample: the state at this instant is all there is.
-		if p.OSState == OSRunning {
-			p.HungKind = HungSpinning
-		} else {
-			p.HungKind = HungBlocked
-		}
+		p.HungKind = hungKind(o, *p, ok, elapsed)
 	}
+}
+
+// hungKind tells spinning from blocked for worker p, from its earlier
+// sample o (when known) elapsed before.
+func hungKind(o, p ProcessState, known bool, elapsed time.Duration) HungKind {
+	if known && o.startTicks == p.startTicks && elapsed > 0 && (p.onCPU > 0 || p.runQueue > 0) {
+		busy := (p.onCPU - o.onCPU) + (p.runQueue - o.runQueue)
+		if float64(busy) >= spinShare*float64(elapsed) {
+			return HungSpinning
+		}
+		return HungBlocked
+	}
+	// No earlier sample: the state at this instant is all there is.
+	if p.OSState == OSRunning {
+		return HungSpinning
+	}
+	return HungBlocked
+}
+
+// HungNow is p, a worker of r not judged hung when r was read, as it is at
+// its kill deadline, between two probes: its request aged age, hung, and
+// spinning or blocked by what the kernel says it did since r was read.
+func (r *PoolReport) HungNow(p ProcessState, age time.Duration) ProcessState {
+	q := p
+	q.RequestDurationSeconds = age.Seconds()
+	q.Hung = true
+	q.onCPU, q.runQueue = ReadSchedstat(p.PID)
+	q.HungKind = hungKind(p, q, true, time.Since(r.at))
+	return q
 }

@@ -38,6 +38,7 @@ func (pr *Prober) Idle(ctx context.Context, t Target) (r PoolReport, ok bool) {
 	}
 	r = PoolReport{
 		Name:          t.Name,
+		MasterName:    t.MasterName(),
 		Address:       t.Address.String(),
 		Config:        PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
 		Master:        m,

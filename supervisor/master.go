@@ -80,7 +80,7 @@ func (pr *Prober) master(ctx context.Context, t Target, procs []ProcessState) *M
 func (pr *Prober) readMaster(ctx context.Context, t Target, pid int) *MasterReport {
 	m := &MasterReport{PID: pid, Config: t.MasterConfig}
 	osp, err := pr.Procs.ReadProcess(ctx, pid)
-	m.OSState = osp.State
+	m.OSState, m.ExecID = osp.State, osp.ExecID
 	switch {
 	case err == nil && osp.State != OSZombie && IsMasterTitle(osp.Title):
 		if err := pr.trusted(pid, osp, t.MasterConfig); err != nil {

@@ -262,16 +262,8 @@ func BenchmarkMaster(b *testing.B) {
 	tg := ts[0]
 	ctx := context.Background()
 	pr := testProber(time.Second)
-	// cpu reports fpmguard's own CPU time per op, beside the wall time.
-	cpu := func(b *testing.B, loop func()) {
-		start := fpmtest.CPUTime()
-		for b.Loop() {
-			loop()
-		}
-		b.ReportMetric(float64(fpmtest.CPUTime()-start)/float64(b.N), "cpu-ns/op")
-	}
 	b.Run("before", func(b *testing.B) {
-		cpu(b, func() {
+		benchCPU(b, func() {
 			data, err := readSmallFile(tg.MasterPIDFile, maxProcFile)
 			if err != nil {
 				b.Fatal(err)
@@ -283,7 +275,7 @@ func BenchmarkMaster(b *testing.B) {
 		})
 	})
 	b.Run("probe", func(b *testing.B) {
-		cpu(b, func() {
+		benchCPU(b, func() {
 			if m := pr.master(ctx, tg, nil); !m.Alive {
 				b.Fatalf("master %+v", m)
 			}
@@ -294,7 +286,7 @@ func BenchmarkMaster(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu(b, func() {
+		benchCPU(b, func() {
 			if _, err := pr.Trust.Verify(fpm.MasterPID(), osp.Title, fpm.Conf); err != nil {
 				b.Fatal(err)
 			}

@@ -155,7 +155,7 @@ func groupByMaster(targets []Target, pools []PoolReport) []masterGroup {
 		k := masterKey(p)
 		j, seen := index[k]
 		if !seen {
-			g := masterGroup{target: targets[i], name: p.MasterName()}
+			g := masterGroup{target: targets[i], name: p.MasterName}
 			if p.Master != nil {
 				g.pid = p.Master.PID
 			}

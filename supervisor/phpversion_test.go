@@ -44,24 +44,16 @@ func TestMasterPHPVersion(t *testing.T) {
 func BenchmarkMasterPHPVersion(b *testing.B) {
 	fpm := fpmtest.Start(b, fpmtest.Options{})
 	pid := fpm.MasterPID()
-	run := func(b *testing.B, fn func()) {
-		b.ReportAllocs()
-		start := fpmtest.CPUTime()
-		for b.Loop() {
-			fn()
-		}
-		b.ReportMetric(float64(fpmtest.CPUTime()-start)/float64(b.N), "cpu-ns/op")
-	}
 	b.Run("baseline-proc-stat", func(b *testing.B) {
 		path := "/proc/" + strconv.Itoa(pid) + "/stat"
-		run(b, func() { _, _ = os.ReadFile(path) })
+		benchCPU(b, func() { _, _ = os.ReadFile(path) })
 	})
 	b.Run("cached", func(b *testing.B) {
 		MasterPHPVersion(pid)
-		run(b, func() { MasterPHPVersion(pid) })
+		benchCPU(b, func() { MasterPHPVersion(pid) })
 	})
 	b.Run("first-read", func(b *testing.B) {
-		run(b, func() {
+		benchCPU(b, func() {
 			phpVersions.Lock()
 			phpVersions.m = nil
 			phpVersions.Unlock()

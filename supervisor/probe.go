@@ -70,18 +70,36 @@ func (pr *Prober) Probe(ctx context.Context, t Target, prev *PoolReport) PoolRep
 	return r
 }
 
-// Observe reads everything but the heartbeat: the status page, the OS view
-// of the master and of every worker it names, and the socket's queue.
+// Observe reads everything but the heartbeat: the status page (through
+// pm.status_listen when the pool has it), the OS view of the master and of
+// every worker it names, and the socket's queue.
 func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
+	return pr.ObserveThrough(ctx, t, t.StatusVia(), 0)
+}
+
+// ObserveThrough is Observe with the status page read through at, the
+// pool's own socket or its status listener, waiting for it wait at most (0:
+// the client's timeout). The watch loop reads a pool with
+// pm.status_listen through its own socket while a worker is free, so that
+// the read stands in for the heartbeat (BeatFromStatus) and a tick costs
+// one exchange, as it does without pm.status_listen.
+func (pr *Prober) ObserveThrough(ctx context.Context, t Target, at fastcgi.Address, wait time.Duration) PoolReport {
 	r := PoolReport{
-		Name:    t.Name,
-		Address: t.Address.String(),
-		Config:  PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
+		Name:       t.Name,
+		MasterName: t.MasterName(),
+		Address:    t.Address.String(),
+		Config:     PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
 	}
 	if !t.StatusAddress.IsZero() {
 		r.StatusAddress = t.StatusAddress.String()
 	}
-	st, status := pr.readStatus(ctx, t)
+	// The kernel's queue first: a dump of it taken while the status read
+	// waits in the pool's own socket (another probe loop takes them, once
+	// a quarter second) would count fpmguard's own request as one waiting.
+	if q, err := ReadSocketQueue(t.Address); err == nil {
+		r.SocketQueue = q
+	}
+	st, status := pr.readStatus(ctx, t, at, wait)
 	r.Status = status
 	r.ProbeRequests = fastcgi.RequestsSent(t.Address)
 	if st != nil {
@@ -89,9 +107,6 @@ func (pr *Prober) Observe(ctx context.Context, t Target) PoolReport {
 		r.Processes = pr.processes(ctx, t, st)
 	}
 	r.at = time.Now()
-	if q, err := ReadSocketQueue(t.Address); err == nil {
-		r.SocketQueue = q
-	}
 	if r.Processes == nil {
 		r.Processes = []ProcessState{}
 	}
@@ -140,17 +155,35 @@ func (pr *Prober) heartbeat(ctx context.Context, t Target) Heartbeat {
 
 // BeatFromStatus makes the status read of r stand in for the heartbeat,
 // when it proves what a ping would: it was read through the pool's own
-// socket (no pm.status_listen), so a worker took it from the listen queue
-// nginx uses and answered it, as it answers a ping. It does so only when
-// the read answered in time (a late one is judged as a late ping is) and
-// the pool has a ping.path; false when a ping must be sent. The ping's own
-// checks, ping.path and ping.response, are left to the pings the caller
-// still sends now and then.
+// socket, so a worker took it from the listen queue nginx uses and
+// answered it, as it answers a ping. It does so only when the read
+// answered in time (a late one is judged as a late ping is) and the pool
+// has a ping.path; false when a ping must be sent. The ping's own checks,
+// ping.path and ping.response, are left to the pings the caller still
+// sends now and then.
 func BeatFromStatus(t Target, r *PoolReport) bool {
-	if t.PingPath == "" || !t.StatusAddress.IsZero() || !r.Status.OK || r.Status.took <= 0 || r.Status.took >= lateAnswer {
+	if t.PingPath == "" || r.Status.Via != viaMain || !r.Status.OK || r.Status.took <= 0 || r.Status.took >= lateAnswer {
 		return false
 	}
 	r.Heartbeat = Heartbeat{OK: true, LatencySeconds: r.Status.took.Seconds(), Via: "status page"}
+	r.Advice = advice(t, *r)
+	return true
+}
+
+// BeatFromTimeout fails the heartbeat of r without sending it when read, a
+// status read through the pool's own socket that waited the client's
+// whole timeout, timed out: it waited in the listen queue nginx's requests
+// wait in, as a ping would, and a ping would only wait out another
+// timeout. False when a ping must be sent: the read did not time out (a
+// refusal, a reset or a 404 is the ping's to classify), or proves nothing
+// as fpmguard was starved.
+func BeatFromTimeout(t Target, r *PoolReport, read StatusRead) bool {
+	if t.PingPath == "" || read.Via != viaMain || !read.Failed() || read.Failure.Class != fastcgi.ClassTimeout {
+		return false
+	}
+	f := *read.Failure
+	f.Error = fmt.Sprintf("heartbeat of pool %s: %s (its status read stood in for the ping)", t.Name, read.Failure.Error)
+	r.Heartbeat = Heartbeat{Error: f.Error, Failure: &f, Via: "status page", LatencySeconds: read.took.Seconds()}
 	r.Advice = advice(t, *r)
 	return true
 }
@@ -193,24 +226,63 @@ func (pr *Prober) starved(what string, start time.Time, err error) string {
 	return why
 }
 
-func (pr *Prober) readStatus(ctx context.Context, t Target) (*fastcgi.Status, StatusRead) {
+// How a status page was read: StatusRead.Via.
+const (
+	viaMain         = "main"          // through the pool's own socket
+	viaStatusListen = "status_listen" // through its pm.status_listen
+)
+
+// readStatus reads the status page of t through at, its own socket or its
+// status listener, waiting wait at most (0: the client's timeout).
+func (pr *Prober) readStatus(ctx context.Context, t Target, at fastcgi.Address, wait time.Duration) (*fastcgi.Status, StatusRead) {
 	if t.StatusPath == "" {
 		return nil, StatusRead{Skipped: true}
 	}
-	via := "main"
-	if !t.StatusAddress.IsZero() {
-		via = "status_listen"
+	via := viaMain
+	if at != t.Address {
+		via = viaStatusListen
+	}
+	c := pr.Client
+	if wait > 0 {
+		c.Timeout = min(wait, pr.Timeout())
 	}
 	start := time.Now()
-	st, err := pr.Client.Status(ctx, t.StatusVia(), t.StatusPath)
+	st, err := c.Status(ctx, at, t.StatusPath)
+	end := time.Now()
 	if err != nil {
 		msg := fmt.Sprintf("reading status of pool %s: %v", t.Name, err)
 		if why := pr.starved("status page", start, err); why != "" {
 			return nil, StatusRead{Via: via, Inconclusive: why + ": " + msg}
 		}
-		return nil, StatusRead{Via: via, Error: msg, Failure: failure(err)}
+		return nil, StatusRead{Via: via, Error: msg, Failure: failure(err), took: end.Sub(start)}
 	}
-	return st, StatusRead{OK: true, Via: via, took: time.Since(start)}
+	return st, StatusRead{OK: true, Via: via, took: end.Sub(start), at: end}
+}
+
+// requestStages are php-fpm's names for the stages of a worker with a
+// request in flight (fpm_request.c; "informations" before PHP 7.4).
+var requestStages = map[string]bool{
+	"Reading headers": true, "Getting request information": true, "Getting request informations": true,
+	"Running": true, "Ending": true, "Finishing": true,
+}
+
+// InRequest reports whether a worker in state, as the status page names
+// it, has a request in flight. A worker fresh from fork shows no stage
+// ("(null)") until it first waits for a request: neither idle nor busy.
+func InRequest(state string) bool { return requestStages[state] }
+
+// StatusAt is when the status page of r answered: the moment its request
+// durations were true, zero when it was not read.
+func (r *PoolReport) StatusAt() time.Time { return r.Status.at }
+
+// RequestStart is when p's request in flight began, from its duration on
+// the status page of r and the moment the page answered; false for a
+// worker with no request in flight, or a page not read.
+func (r *PoolReport) RequestStart(p ProcessState) (time.Time, bool) {
+	if !InRequest(p.State) || r.Status.at.IsZero() {
+		return time.Time{}, false
+	}
+	return r.Status.at.Add(-time.Duration(p.RequestDurationSeconds * float64(time.Second))), true
 }
 
 func failure(err error) *Failure {
@@ -252,10 +324,16 @@ func (pr *Prober) processes(ctx context.Context, t Target, st *fastcgi.Status) [
 		if !pr.ShowQuery {
 			uri = StripQuery(uri)
 		}
+		age := p.RequestDuration
+		if !p.Idle() && !InRequest(p.State) {
+			// A fresh worker: php-fpm counts its duration from the
+			// clock's zero (the time since boot), as no request began.
+			age = 0
+		}
 		ps := ProcessState{
 			PID:                    p.PID,
 			State:                  p.State,
-			RequestDurationSeconds: p.RequestDuration.Seconds(),
+			RequestDurationSeconds: age.Seconds(),
 			RequestMethod:          p.RequestMethod,
 			RequestURI:             uri,
 			Script:                 p.Script,
@@ -336,11 +414,11 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 		go pr.Lag.Run(ctx)
 	}
 	rep := &Report{Version: ReportVersion, Time: time.Now().UTC(), Pools: make([]PoolReport, len(targets))}
-	prevPools := map[string]*PoolReport{}
+	prevPools := map[PoolID]*PoolReport{}
 	prevOpcache := map[int]*OpcacheReport{}
 	if prev != nil {
 		for i := range prev.Pools {
-			prevPools[prev.Pools[i].Address] = &prev.Pools[i]
+			prevPools[prev.Pools[i].ID()] = &prev.Pools[i]
 		}
 		for i := range prev.Opcache {
 			prevOpcache[prev.Opcache[i].MasterPID] = &prev.Opcache[i]
@@ -349,7 +427,7 @@ func (pr *Prober) ProbeAll(ctx context.Context, targets []Target, prev *Report) 
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Go(func() {
-			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.Address.String()])
+			rep.Pools[i] = pr.probeAtOnce(ctx, t, prevPools[t.ID()])
 			if parent.Err() != nil {
 				// Interrupted: what the probe's requests met was no answer
 				// of php-fpm's.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,12 +270,17 @@ func (failingProcs) ReadProcess(_ context.Context, pid int) (OSProcess, error) {
 
 // TestTitleNotCachedBeforeRename: php-fpm shows its command line for a few
 // milliseconds before it names itself "php-fpm: master process"; a title
-// read then must not stick to the process for good.
+// read then must not stick to the process for good. The master is started
+// traced, so that it stops at its exec, before it runs a line of its own:
+// the first read sees the command line for certain.
 func TestTitleNotCachedBeforeRename(t *testing.T) {
 	fpm := fpmtest.New(t, fpmtest.Options{})
 	argv := fpm.Argv()
+	// ptrace requests come from the thread that traces.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Ptrace: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -283,11 +289,22 @@ func TestTitleNotCachedBeforeRename(t *testing.T) {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || !ws.Stopped() {
+		t.Fatalf("php-fpm did not stop at its exec: %v, status %v", err, ws)
+	}
 	procs := &procReader{titles: map[titleKey]string{}}
-	var seen []string
+	p, err := procs.ReadProcess(context.Background(), pid)
+	if err != nil || p.Title == "" || IsMasterTitle(p.Title) {
+		t.Fatalf("title at exec %q (%v), want php-fpm's command line", p.Title, err)
+	}
+	seen := []string{p.Title}
+	if err := syscall.PtraceDetach(pid); err != nil {
+		t.Fatal(err)
+	}
 	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) {
 		p, err := procs.ReadProcess(context.Background(), pid)
-		if len(seen) == 0 || seen[len(seen)-1] != p.Title {
+		if seen[len(seen)-1] != p.Title {
 			seen = append(seen, p.Title)
 		}
 		return true, err == nil && IsMasterTitle(p.Title)

@@ -41,12 +41,21 @@ type OSProcess struct {
 	// StartTicks is when the process started, in ticks since boot: with
 	// the pid it names one process, so a reused pid is told apart.
 	StartTicks uint64
+	// ExecID changes each time the process runs a program anew (execve):
+	// the kernel places its code and its stack at new random addresses at
+	// each exec, and php-fpm's reload (SIGUSR2) is an exec under the same
+	// pid and start time. 0 when /proc hides those addresses (a process
+	// read without ptrace rights over it).
+	ExecID uint64
 }
 
 // Titles php-fpm gives its processes.
 const (
 	masterTitlePrefix = "php-fpm: master process"
 	poolTitlePrefix   = "php-fpm: pool "
+	// masterTitleCut is the shortest start of a master's title
+	// IsMasterTitle takes.
+	masterTitleCut = "php-fpm: mast"
 )
 
 // PoolTitle is the process title of a worker of pool name.
@@ -59,7 +68,7 @@ func IsMasterTitle(title string) bool {
 	if strings.HasPrefix(title, masterTitlePrefix) {
 		return true
 	}
-	return len(title) >= len("php-fpm: mast") && strings.HasPrefix(masterTitlePrefix, title)
+	return len(title) >= len(masterTitleCut) && strings.HasPrefix(masterTitlePrefix, title)
 }
 
 // MasterConfigFromTitle returns the config path a master's title names, as
@@ -235,9 +244,9 @@ func parseStat(b []byte, out *OSProcess) error {
 	// field 3. They are walked in place: this runs for every worker of
 	// every pool every interval.
 	var state []byte
-	var nums [25]uint64
+	var nums [29]uint64
 	n := 2
-	for rest := b[end+1:]; n < 24; {
+	for rest := b[end+1:]; n < 28; {
 		for len(rest) > 0 && rest[0] == ' ' {
 			rest = rest[1:]
 		}
@@ -265,6 +274,12 @@ func parseStat(b []byte, out *OSProcess) error {
 	out.CPUSeconds = float64(nums[14]+nums[15]) / userHZ
 	out.StartTicks = nums[22]
 	out.RSSBytes = nums[24] * pageSize
+	// startcode (26) and startstack (28): /proc shows 1 and 0 in their
+	// place to a reader without ptrace rights.
+	out.ExecID = 0
+	if nums[28] != 0 {
+		out.ExecID = nums[26] ^ nums[28]
+	}
 	return nil
 }
 

@@ -80,11 +80,19 @@ func (r *Report) Worst() Health {
 
 // PoolReport is one pool's state at one moment.
 type PoolReport struct {
-	Name          string   `json:"name"`
+	Name string `json:"name"`
+	// MasterName names the pool's master (Target.MasterName): with Name,
+	// it tells the pool from a pool of the same name under another
+	// master, and it stays the same when php-fpm restarts.
+	MasterName    string   `json:"master_name"`
 	Address       string   `json:"address"`
 	StatusAddress string   `json:"status_address,omitempty"`
 	Health        Health   `json:"health"`
 	Reasons       []string `json:"reasons"`
+	// decisive holds the reasons that alone make the verdict (those of
+	// its rank): pool-level findings that quote no request, for outputs
+	// open to every client (/readyz).
+	decisive []string
 	// Inconclusive says what fpmguard could not judge and why: reads that
 	// timed out while fpmguard itself was starved of CPU. They count for
 	// nothing, neither failure nor success.
@@ -128,7 +136,7 @@ type PoolReport struct {
 // unknown for the reason why, and a heartbeat and status read that prove
 // nothing either way.
 func NotProbed(t Target, why string) PoolReport {
-	r := PoolReport{Name: t.Name, Address: t.Address.String(), Health: HealthUnknown, Reasons: []string{why},
+	r := PoolReport{Name: t.Name, MasterName: t.MasterName(), Address: t.Address.String(), Health: HealthUnknown, Reasons: []string{why},
 		Config:    PoolLimits{PM: t.PM, MaxChildren: t.MaxChildren, MinWorkers: t.MinWorkers},
 		Heartbeat: Heartbeat{Skipped: t.PingPath == ""}, Status: StatusRead{Skipped: t.StatusPath == ""},
 		ProbeRequests: fastcgi.RequestsSent(t.Address), Processes: []ProcessState{}}
@@ -232,9 +240,12 @@ type StatusRead struct {
 	// Idle: not read, since the ondemand pool had no worker to answer.
 	Idle bool `json:"idle,omitempty"`
 
-	// took is how long a read that succeeded took: its latency when it
-	// stands in for the heartbeat.
+	// took is how long the read took: its latency when it stands in for
+	// the heartbeat.
 	took time.Duration
+	// at is when a read that succeeded answered: request durations on the
+	// page are true at that moment.
+	at time.Time
 }
 
 // Failed reports a status read that failed, and proves it.
@@ -257,6 +268,9 @@ type MasterReport struct {
 	// PSSBytes is the master's proportional memory, read as the workers'
 	// is: by serve and run only.
 	PSSBytes uint64 `json:"pss_bytes,omitempty"`
+	// ExecID changes when the master runs its program anew under the same
+	// pid: php-fpm's reload (OSProcess.ExecID). 0 when not known.
+	ExecID uint64 `json:"-"`
 }
 
 // Gone reports a master known to be dead: not alive, and not unknown.
@@ -409,15 +423,6 @@ func (r *PoolReport) HungCount() int {
 	return n
 }
 
-// MasterName names the pool's master for metrics: its config path, which
-// stays the same across restarts, else the pool's address. Never a pid.
-func (r *PoolReport) MasterName() string {
-	if r.Master != nil && r.Master.Config != "" {
-		return r.Master.Config
-	}
-	return r.Address
-}
-
 // Queue is the listen queue of the pool's users as far as it is known: the
 // kernel's count, or php-fpm's (which is 0 on unix sockets), less
 // fpmguard's own connections that may have been waiting there. It is the
@@ -485,3 +490,9 @@ func (r *PoolReport) Summary() string {
 	}
 	return fmt.Sprintf("%d of %d workers busy now", busy, total)
 }
+
+// DecisiveReasons are the reasons that alone make the pool's verdict, those
+// of its rank. They are pool-level findings (a failed heartbeat, a dead
+// master, every worker hung) and never quote a request: a worker's URI is
+// only ever a degraded finding beside them.
+func (r *PoolReport) DecisiveReasons() []string { return r.decisive }

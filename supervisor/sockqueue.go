@@ -10,6 +10,7 @@ import (
 
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/sockdiag"
+	"golang.org/x/sys/unix"
 )
 
 // SocketQueue is the kernel's own count of connections waiting to be
@@ -34,7 +35,7 @@ type SocketQueue struct {
 // would cost more than the rest of the probe.
 func ReadSocketQueue(addr fastcgi.Address) (*SocketQueue, error) {
 	if addr.Network == "unix" {
-		return queues.unix(addr.Addr)
+		return queues.unix(addr)
 	}
 	return queues.inet(addr.Addr)
 }
@@ -47,7 +48,7 @@ const queueMaxAge = 250 * time.Millisecond
 type queueCache struct {
 	mu       sync.Mutex
 	unixAt   time.Time
-	unixQ    map[string]SocketQueue
+	unixQ    unixListeners
 	inetAt   [2]time.Time // AF_INET, AF_INET6
 	inetQ    [2]map[netip.AddrPort]SocketQueue
 	lastErrs [3]error
@@ -75,8 +76,25 @@ func ownDuring(dump func()) map[fastcgi.Address]int64 {
 
 var queues = &queueCache{}
 
-// unix returns the queue of the unix socket bound to path.
-func (c *queueCache) unix(path string) (*SocketQueue, error) {
+// unix returns the queue of the unix socket at a. A socket in another
+// root was bound by a path of that root, which names another file here,
+// or none: it is found by its file instead, opened inside the root.
+func (c *queueCache) unix(a fastcgi.Address) (*SocketQueue, error) {
+	var file *sockdiag.File
+	if a.Root != "" {
+		fd, err := a.OpenInRoot()
+		if err != nil {
+			return nil, fmt.Errorf("reading the listen queue of %s: %w", a.Addr, err)
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("reading the listen queue of %s: %w", a.Addr, err)
+		}
+		f := sockdiag.FileOf(&st)
+		file = &f
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.unixAt) > queueMaxAge {
@@ -84,28 +102,45 @@ func (c *queueCache) unix(path string) (*SocketQueue, error) {
 		c.unixAt = time.Now()
 	}
 	if c.lastErrs[2] != nil {
-		return nil, fmt.Errorf("reading the listen queue of %s: %w", path, c.lastErrs[2])
+		return nil, fmt.Errorf("reading the listen queue of %s: %w", a.Addr, c.lastErrs[2])
 	}
-	q, ok := c.unixQ[path]
+	q, ok := c.unixQ.byName[a.Addr]
+	if file != nil {
+		q, ok = c.unixQ.byFile[*file]
+	}
 	if !ok {
-		return nil, fmt.Errorf("reading the listen queue of %s: no listening socket bound there in this network namespace", path)
+		return nil, fmt.Errorf("reading the listen queue of %s: no listening socket bound there in this network namespace", a.Addr)
 	}
-	q.Own = min(q.Length, c.unixOwn[fastcgi.Address{Network: "unix", Addr: path}])
+	q.Own = min(q.Length, c.unixOwn[a])
 	return &q, nil
 }
 
-// dumpUnix reads every listening unix socket: its path and queue.
-func dumpUnix() (map[string]SocketQueue, error) {
+// unixListeners are the listening unix sockets' queues, by the path each
+// was bound by and by its file.
+type unixListeners struct {
+	byName map[string]SocketQueue
+	byFile map[sockdiag.File]SocketQueue
+}
+
+// dumpUnix reads every listening unix socket.
+func dumpUnix() (unixListeners, error) {
+	var out unixListeners
 	c, err := sockdiag.Open()
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	defer c.Close()
 	socks, err := c.UnixSockets(sockdiag.States(sockdiag.StateListen))
-	out := make(map[string]SocketQueue, len(socks))
+	out.byName = make(map[string]SocketQueue, len(socks))
+	out.byFile = make(map[sockdiag.File]SocketQueue, len(socks))
 	for _, s := range socks {
-		if s.Name != "" && s.HasQueue {
-			out[s.Name] = SocketQueue{Length: int64(s.Queue.Recv), Max: int64(s.Queue.Send)}
+		if s.Name == "" || !s.HasQueue {
+			continue
+		}
+		q := SocketQueue{Length: int64(s.Queue.Recv), Max: int64(s.Queue.Send)}
+		out.byName[s.Name] = q
+		if s.HasFile {
+			out.byFile[s.File] = q
 		}
 	}
 	return out, err

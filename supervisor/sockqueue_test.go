@@ -2,8 +2,10 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -77,4 +79,26 @@ func TestQueueLeavesOwnConnectionsOut(t *testing.T) {
 	if q.Own != 1 || r.Queue() != 1 {
 		t.Errorf("the kernel counts %d waiting, %d of them fpmguard's: the pool's queue is %d, want 1", q.Length, q.Own, r.Queue())
 	}
+}
+
+// TestSocketQueueInAnotherRoot: a pool's socket in a root of its own was
+// bound by the path its php-fpm sees, which names another file on the
+// host, or none: its queue is found by the socket's file, reached through
+// /proc/PID/root as discovery reaches it. With the one worker busy, two
+// requests wait.
+func TestSocketQueueInAnotherRoot(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 1}}, Files: map[string]string{"sleep.php": fpmtest.SleepPHP}})
+		addr := fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].Listen}
+		if fpm.Root != "" {
+			root := "/proc/" + strconv.Itoa(fpm.MasterPID()) + "/root"
+			addr = fastcgi.Address{Network: "unix", Addr: root + fpm.InRoot(addr.Addr), Root: root}
+		}
+		// One request holds the worker; the two others wait.
+		fpm.Background(t, 3, "sleep.php", "ms=600000")
+		fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+			q, err := ReadSocketQueue(addr)
+			return fmt.Sprint(q, err), err == nil && q.Length == 2 && q.Max > 0
+		})
+	})
 }

@@ -31,6 +31,9 @@ type Target struct {
 	// follows it to tell why workers die.
 	ErrorLog string
 	Root     string // /proc/PID/root when the master lives in another mount namespace
+	// RootName names Root in MasterName: stable across restarts, unlike
+	// the pid in Root.
+	RootName string
 	Chroot   string // the pool's chroot: PHP sees paths below it
 
 	PM          string // static, dynamic or ondemand; "" when unknown
@@ -51,6 +54,14 @@ func (t Target) StatusVia() fastcgi.Address {
 		return t.StatusAddress
 	}
 	return t.Address
+}
+
+// ScrapeURI names the pool's status page as the established exporter does,
+// ADDRESS;STATUS_PATH, with the address as php-fpm sees it: a socket in
+// another root is reached through /proc/PID/root, whose pid changes at
+// every restart of php-fpm, and a label must not.
+func (t Target) ScrapeURI() string {
+	return t.StatusVia().InRoot().String() + ";" + t.StatusPath
 }
 
 // Default endpoints for a pool given by address only: the values php-fpm's
@@ -187,6 +198,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 		}
 		return a
 	}
+	rn := rootName(root)
 	for _, p := range cfg.Pools {
 		addr, err := fastcgi.ParseAddress(p.ListenAddress)
 		if err != nil {
@@ -204,6 +216,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MasterConfig:            cfg.Path,
 			ErrorLog:                cfg.ErrorLog,
 			Root:                    root,
+			RootName:                rn,
 			Chroot:                  p.Chroot,
 			PM:                      p.PM,
 			MaxChildren:             p.MaxChildren,

@@ -34,12 +34,16 @@ func (th *Thresholds) fill() {
 func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 	th.fill()
 	r.Health = HealthOK
-	r.Reasons = nil
+	r.Reasons, r.decisive = nil, nil
 	worse := func(h Health, format string, args ...any) {
-		if h.Rank() > r.Health.Rank() {
-			r.Health = h
+		reason := fmt.Sprintf(format, args...)
+		switch {
+		case h.Rank() > r.Health.Rank():
+			r.Health, r.decisive = h, []string{reason}
+		case h == r.Health:
+			r.decisive = append(r.decisive, reason)
 		}
-		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+		r.Reasons = append(r.Reasons, reason)
 	}
 
 	r.Inconclusive = nil

@@ -353,3 +353,25 @@ func TestGoneMasterAdvice(t *testing.T) {
 		}
 	}
 }
+
+// TestDecisiveReasonsQuoteNoRequest: /readyz, open to every client, gives a
+// not-ready pool's decisive reasons only; a hung worker's URI is in the
+// reasons of /status, never among them.
+func TestDecisiveReasonsQuoteNoRequest(t *testing.T) {
+	r := healthy()
+	r.Processes = []ProcessState{running(101, 45, "/secret-report.php"), running(102, 31, "/secret-export.php")}
+	Mark(&r, Thresholds{HungAfter: 30 * time.Second})
+	Judge(&r, nil, Thresholds{HungAfter: 30 * time.Second})
+	if r.Health != HealthUnhealthy || !strings.Contains(strings.Join(r.Reasons, "\n"), "/secret-report.php") {
+		t.Fatalf("verdict %s, reasons %q: want unhealthy, with the hung worker's URI among the reasons", r.Health, r.Reasons)
+	}
+	decisive := r.DecisiveReasons()
+	if len(decisive) != 1 || !strings.HasPrefix(decisive[0], "all 2 workers are hung") {
+		t.Errorf("decisive reasons %q, want only that every worker is hung", decisive)
+	}
+	r = healthy()
+	Judge(&r, nil, Thresholds{})
+	if r.Health != HealthOK || len(r.DecisiveReasons()) != 0 {
+		t.Errorf("healthy pool: %s with decisive reasons %q", r.Health, r.DecisiveReasons())
+	}
+}

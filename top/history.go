@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/recent"
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -13,7 +14,7 @@ const nginxWindow = time.Minute
 
 // workerKey names one worker.
 type workerKey struct {
-	pool string
+	pool supervisor.PoolID
 	pid  int
 }
 
@@ -32,7 +33,7 @@ type history struct {
 
 type nginxSample struct {
 	at     time.Time
-	byPool map[string]uint64
+	byPool map[supervisor.PoolID]uint64
 }
 
 type cpuSample struct {
@@ -50,13 +51,13 @@ func (h *history) observe(s *watch.Snapshot) {
 	live := make(map[workerKey]bool, len(h.cpu))
 	for _, p := range s.Pools {
 		for _, w := range p.Report.Processes {
-			live[workerKey{p.Report.Name, w.PID}] = true
+			live[workerKey{p.Report.ID(), w.PID}] = true
 		}
 	}
 	for _, p := range h.recent.Observe(s) {
 		r := p.Report
 		for _, w := range r.Processes {
-			k := workerKey{r.Name, w.PID}
+			k := workerKey{r.ID(), w.PID}
 			if prev, ok := h.cpu[k]; ok && p.LastProbe.After(prev.at) && w.CPUSeconds >= prev.seconds {
 				h.cpuPct[k] = 100 * (w.CPUSeconds - prev.seconds) / p.LastProbe.Sub(prev.at).Seconds()
 			}
@@ -71,7 +72,7 @@ func (h *history) observe(s *watch.Snapshot) {
 	}
 
 	if s.Nginx != nil {
-		by := map[string]uint64{}
+		by := map[supervisor.PoolID]uint64{}
 		for k, n := range s.Nginx {
 			by[k.Pool] += n
 		}
@@ -90,7 +91,7 @@ func (h *history) observe(s *watch.Snapshot) {
 
 // nginx5xx is the pool's 5xx nginx logged over the last minute (or since
 // top started, when that is shorter), and whether nginx is followed.
-func (h *history) nginx5xx(pool string) (uint64, bool) {
+func (h *history) nginx5xx(pool supervisor.PoolID) (uint64, bool) {
 	if len(h.nginx) == 0 {
 		return 0, false
 	}
@@ -113,7 +114,7 @@ var sparkBars = []rune("▁▂▃▄▅▆▇█")
 // sparkline draws the pool's recent heartbeats, on recent's log scale
 // between the fastest and the slowest of them: one "!" per failed
 // heartbeat.
-func (h *history) sparkline(pool string) string {
+func (h *history) sparkline(pool supervisor.PoolID) string {
 	beats := h.recent.Beats(pool)
 	var sb strings.Builder
 	for i, f := range recent.Scale(beats) {

@@ -95,19 +95,22 @@ type row struct {
 
 // model is the view's state. Only bubbletea's loop touches it.
 type model struct {
-	opts  Options
-	keys  keyMap
-	help  help.Model
-	st    styles
-	snap  *watch.Snapshot
-	hist  *history
-	rows  []row
-	sel   workerKey // the selected worker, kept across refreshes
-	top   int       // the first row shown
-	by    sortKey
-	pool  string // shown pool, "" for all
-	pause bool
-	mode  mode
+	opts Options
+	keys keyMap
+	help help.Model
+	st   styles
+	snap *watch.Snapshot
+	hist *history
+	rows []row
+	sel  workerKey // the selected worker, kept across refreshes
+	top  int       // the first row shown
+	by   sortKey
+	pool supervisor.PoolID // shown pool, the zero ID for all
+	// labels name the pools of snap for people: a pool's name, or its ID
+	// when another pool has the same name.
+	labels map[supervisor.PoolID]string
+	pause  bool
+	mode   mode
 
 	slowlog    []string // the entry shown, one line each
 	slowlogFor workerKey
@@ -204,12 +207,13 @@ func (m *model) key(msg tea.KeyMsg) tea.Cmd {
 			return nil
 		}
 		c, k := m.opts.Control, m.confirm.key
-		m.msg, m.msgOK = fmt.Sprintf("asking to kill worker %d of pool %s…", k.pid, k.pool), true
+		m.msg, m.msgOK = fmt.Sprintf("asking to kill worker %d of pool %s…", k.pid, m.label(k.pool)), true
 		who := m.opts.Who
 		return func() tea.Msg {
 			ctx, cancel := context.WithTimeout(m.ctx, askTimeout)
 			defer cancel()
-			res, err := c.KillWorker(ctx, k.pool, k.pid, who)
+			// The full ID: the name alone may be another master's pool too.
+			res, err := c.KillWorker(ctx, k.pool.String(), k.pid, who)
 			return killMsg{res, err}
 		}
 	}
@@ -259,18 +263,18 @@ func (m *model) nextPool() {
 	if m.snap == nil {
 		return
 	}
-	names := make([]string, 0, len(m.snap.Pools))
+	ids := make([]supervisor.PoolID, 0, len(m.snap.Pools))
 	for _, p := range m.snap.Pools {
-		names = append(names, p.Report.Name)
+		ids = append(ids, p.Report.ID())
 	}
-	i := slices.Index(names, m.pool)
+	i := slices.Index(ids, m.pool)
 	switch {
-	case m.pool == "" && len(names) > 0:
-		m.pool = names[0]
-	case i >= 0 && i+1 < len(names):
-		m.pool = names[i+1]
+	case m.pool == (supervisor.PoolID{}) && len(ids) > 0:
+		m.pool = ids[0]
+	case i >= 0 && i+1 < len(ids):
+		m.pool = ids[i+1]
 	default:
-		m.pool = ""
+		m.pool = supervisor.PoolID{}
 	}
 	m.buildRows()
 }
@@ -307,12 +311,12 @@ func (m *model) showSlowlog() tea.Cmd {
 		m.slowlog = []string{"no slowlog here: this view cannot ask the watcher"}
 		return nil
 	}
-	m.slowlog = []string{fmt.Sprintf("reading the slowlog of worker %d of pool %s…", r.key.pid, r.key.pool)}
+	m.slowlog = []string{fmt.Sprintf("reading the slowlog of worker %d of pool %s…", r.key.pid, m.label(r.key.pool))}
 	c, k := m.opts.Control, r.key
 	return func() tea.Msg {
 		ctx, cancel := contextWithTimeout(m.ctx)
 		defer cancel()
-		entry, err := c.Slowlog(ctx, k.pool, k.pid)
+		entry, err := c.Slowlog(ctx, k.pool.String(), k.pid)
 		return slowlogMsg{k, entry, err}
 	}
 }
@@ -338,7 +342,7 @@ func (m *model) askKill() {
 		m.msg, m.msgOK = "this view cannot kill: it has no watcher to ask", false
 	default:
 		if why := m.unkillable(r); why != "" {
-			m.msg, m.msgOK = fmt.Sprintf("worker %d of pool %s is not killed: %s", r.key.pid, r.key.pool, why), false
+			m.msg, m.msgOK = fmt.Sprintf("worker %d of pool %s is not killed: %s", r.key.pid, m.label(r.key.pool), why), false
 			return
 		}
 		m.mode, m.confirm = modeConfirm, r
@@ -353,7 +357,7 @@ func (m *model) unkillable(r row) string {
 		return "nothing is known of it yet"
 	}
 	for _, pv := range m.snap.Pools {
-		if pv.Report.Name == r.key.pool {
+		if pv.Report.ID() == r.key.pool {
 			return watch.Unkillable(pv.Report, r.p)
 		}
 	}
@@ -370,6 +374,11 @@ func (m *model) offerKill() {
 // refresh takes in a new snapshot.
 func (m *model) refresh(s *watch.Snapshot) {
 	m.snap = s
+	ids := make([]supervisor.PoolID, len(s.Pools))
+	for i, p := range s.Pools {
+		ids[i] = p.Report.ID()
+	}
+	m.labels = supervisor.Labels(ids)
 	m.hist.observe(s)
 	m.buildRows()
 }
@@ -382,12 +391,12 @@ func (m *model) buildRows() {
 	}
 	for _, pv := range m.snap.Pools {
 		r := pv.Report
-		if m.pool != "" && r.Name != m.pool {
+		if m.pool != (supervisor.PoolID{}) && r.ID() != m.pool {
 			continue
 		}
 		for i := range r.Processes {
 			p := &r.Processes[i]
-			k := workerKey{r.Name, p.PID}
+			k := workerKey{r.ID(), p.PID}
 			cpu, ok := m.hist.cpuPercent(k)
 			mem := p.PSSBytes
 			if mem == 0 {
@@ -419,11 +428,20 @@ func (m *model) sortRows() {
 		if c != 0 {
 			return c
 		}
-		if c = strings.Compare(a.key.pool, b.key.pool); c != 0 {
+		if c = a.key.pool.Compare(b.key.pool); c != 0 {
 			return c
 		}
 		return a.key.pid - b.key.pid
 	})
+}
+
+// label is the pool's name for people: its name, or its ID when another
+// pool shown has the same name.
+func (m *model) label(id supervisor.PoolID) string {
+	if l, ok := m.labels[id]; ok {
+		return l
+	}
+	return id.String()
 }
 
 // age is a busy worker's request age; an idle worker has none and sorts

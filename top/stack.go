@@ -31,7 +31,7 @@ func (m *model) showStack() tea.Cmd {
 	return func() tea.Msg {
 		ctx, cancel := contextWithTimeout(m.ctx)
 		defer cancel()
-		st, err := c.Stack(ctx, k.pool, k.pid)
+		st, err := c.Stack(ctx, k.pool.String(), k.pid)
 		return stackMsg{k, st, err}
 	}
 }
@@ -93,7 +93,7 @@ func waitLine(w *waits.Wait) string {
 
 // stackViewLines draws the stack view in room lines.
 func (m *model) stackViewLines(room int) []string {
-	lines := []string{m.st.title.Render(fmt.Sprintf("worker %d of pool %s (esc to close)", m.stackFor.pid, safe(m.stackFor.pool)))}
+	lines := []string{m.st.title.Render(fmt.Sprintf("worker %d of pool %s (esc to close)", m.stackFor.pid, safe(m.label(m.stackFor.pool))))}
 	for _, l := range m.stack {
 		lines = append(lines, safe(l))
 	}

@@ -38,7 +38,7 @@ func cutLeft(s string, w int) string {
 
 var columns = []column{
 	{title: "PID", width: 7, prio: 100, right: true, cell: func(_ *model, r row) (string, *lipgloss.Style) { return fmt.Sprint(r.p.PID), nil }},
-	{title: "POOL", width: 10, prio: 45, cell: func(_ *model, r row) (string, *lipgloss.Style) { return safe(r.key.pool), nil }},
+	{title: "POOL", width: 10, prio: 45, cell: func(m *model, r row) (string, *lipgloss.Style) { return safe(m.label(r.key.pool)), nil }},
 	{title: "STATE", width: 9, prio: 85, cell: func(_ *model, r row) (string, *lipgloss.Style) { return safe(r.p.State), nil }},
 	{title: "OS", width: 10, prio: 75, cell: func(m *model, r row) (string, *lipgloss.Style) {
 		switch r.p.OSState {
@@ -102,7 +102,7 @@ func (m *model) uri(p *supervisor.ProcessState) string {
 // layout picks the columns that fit the width and sizes them.
 func (m *model) layout() []column {
 	cols := slices.Clone(columns)
-	if m.pool != "" || m.snap == nil || len(m.snap.Pools) < 2 {
+	if m.pool != (supervisor.PoolID{}) || m.snap == nil || len(m.snap.Pools) < 2 {
 		cols = slices.DeleteFunc(cols, func(c column) bool { return c.title == "POOL" })
 	}
 	if !m.anyPSS() {

@@ -18,17 +18,23 @@ import (
 	"github.com/muesli/termenv"
 )
 
+// conf is the master of the pools of snapshot.
+const conf = "/etc/php/8.2/fpm/php-fpm.conf"
+
+// www is pool www of snapshot.
+var www = supervisor.PoolID{Pool: "www", Master: conf}
+
 // snapshot is a snapshot set by hand: pools of n workers each, the first
 // hung with a hostile URI, the second busy.
 func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 	s := &watch.Snapshot{Time: at, Self: watch.Self{Interval: time.Second, LagSeconds: 0.01 * cpu},
-		Nginx: map[nginxlog.Key]uint64{{Pool: "www", Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
+		Nginx: map[nginxlog.Key]uint64{{Pool: www, Status: 502, Cause: nginxlog.CauseReset}: uint64(cpu)}}
 	for i := range pools {
 		name := "www"
 		if i > 0 {
 			name = fmt.Sprintf("api%d", i)
 		}
-		r := &supervisor.PoolReport{Name: name, Address: "unix:///run/php/" + name + ".sock",
+		r := &supervisor.PoolReport{Name: name, MasterName: conf, Address: "unix:///run/php/" + name + ".sock",
 			Heartbeat:   supervisor.Heartbeat{OK: true, LatencySeconds: 0.0002 + 0.0001*cpu},
 			Status:      supervisor.StatusRead{OK: true, Via: "status_listen"},
 			Master:      &supervisor.MasterReport{PID: 100, Alive: true},
@@ -49,7 +55,7 @@ func snapshot(at time.Time, pools, n int, cpu float64) *watch.Snapshot {
 		supervisor.Judge(r, nil, supervisor.Thresholds{HungAfter: 30 * time.Second})
 		s.Pools = append(s.Pools, watch.PoolView{Report: r, LastProbe: at})
 	}
-	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
+	s.Opcache = []supervisor.OpcacheReport{{MasterPID: 100, Master: conf, Pools: []string{"www"}, Enabled: true, FillRatio: 0.07, HitRate: 0.885, Health: supervisor.HealthOK}}
 	return s
 }
 
@@ -66,9 +72,23 @@ func TestOnceFrame(t *testing.T) {
 	if strings.ContainsAny(out, "\x1b\a") {
 		t.Errorf("raw control character in the frame")
 	}
-	lines := strings.Split(out, "\n")
-	if !strings.HasPrefix(lines[4], "      101 ") || !strings.HasPrefix(lines[5], "      102 ") || strings.Contains(lines[4], "token") {
-		t.Errorf("not sorted by age, or query shown: %q %q", lines[4], lines[5])
+	// The worker rows, wherever the header puts them: sorted by age, the
+	// hung worker (101, 45 s) before the busy one (102, 2.5 s), and no
+	// query string.
+	row := map[int]int{}
+	for i, l := range strings.Split(out, "\n") {
+		for _, pid := range []int{101, 102, 103, 104} {
+			if !strings.HasPrefix(strings.TrimLeft(l, " "), fmt.Sprintf("%d ", pid)) {
+				continue
+			}
+			row[pid] = i
+			if strings.Contains(l, "token") {
+				t.Errorf("query shown: %q", l)
+			}
+		}
+	}
+	if len(row) != 4 || row[101] > row[102] || row[102] > row[103] || row[102] > row[104] {
+		t.Errorf("worker rows %v (pid: line): want 4 of them, sorted by age\n%s", row, out)
 	}
 }
 
@@ -100,13 +120,13 @@ func TestNarrowTerminal(t *testing.T) {
 
 // fakeControl records what the view asks for.
 type fakeControl struct {
-	killed []workerKey
+	killed []string // pool and pid
 	who    []string
 	res    watch.KillResult
 }
 
 func (f *fakeControl) KillWorker(_ context.Context, pool string, pid int, who string) (watch.KillResult, error) {
-	f.killed = append(f.killed, workerKey{pool, pid})
+	f.killed = append(f.killed, fmt.Sprint(pool, " ", pid))
 	f.who = append(f.who, who)
 	return f.res, nil
 }
@@ -157,11 +177,11 @@ func TestKeys(t *testing.T) {
 	m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: ctl, Who: "top test", Refresh: time.Second}, renderer())
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
 	m.Init()
-	if m.sel != (workerKey{"www", 101}) && m.sel != (workerKey{"api1", 1101}) {
+	if m.sel != (workerKey{www, 101}) && m.sel != (workerKey{supervisor.PoolID{Pool: "api1", Master: conf}, 1101}) {
 		t.Fatalf("selected %v, want the oldest request", m.sel)
 	}
 	press(m, "p")
-	if m.pool != "www" || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
+	if m.pool != www || len(m.rows) != 3 || !strings.HasPrefix(m.View(), "POOL www fpmguard top") {
 		t.Errorf("filter: pool %q, %d rows", m.pool, len(m.rows))
 	}
 	press(m, "m")
@@ -204,7 +224,7 @@ func TestKeys(t *testing.T) {
 	}
 	press(m, "x")
 	press(m, "y")
-	if len(ctl.killed) != 1 || ctl.killed[0] != (workerKey{"www", 102}) || ctl.who[0] != "top test" || !strings.Contains(m.View(), "an idle worker is never killed") {
+	if len(ctl.killed) != 1 || ctl.killed[0] != "www@"+conf+" 102" || ctl.who[0] != "top test" || !strings.Contains(m.View(), "an idle worker is never killed") {
 		t.Errorf("kill: %v\n%s", ctl.killed, m.View())
 	}
 	// An idle worker: the key is not offered, and pressed anyway it says
@@ -214,7 +234,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("selected %v; the kill key is offered for an idle worker:\n%s", m.sel, m.View())
 	}
 	press(m, "x")
-	if v := m.View(); len(ctl.killed) != 1 || m.mode == modeConfirm || !strings.Contains(v, "worker 103 of pool www is not killed: it is idle, and an idle worker is never killed") {
+	if v := m.View(); len(ctl.killed) != 1 || m.mode == modeConfirm || !strings.Contains(v, "worker 103 of pool www is not killed: it runs no request (php-fpm says \"Idle\"), and an idle worker is never killed") {
 		t.Errorf("x on an idle worker: asked %v, mode %v\n%s", ctl.killed, m.mode, v)
 	}
 	press(m, " ")

@@ -2,6 +2,7 @@ package top
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,7 +131,7 @@ func (m *model) header() string {
 		}
 		var ps []string
 		for _, p := range s.Pools {
-			ps = append(ps, safe(p.Report.Name)+" "+m.st.health[p.Report.Health].Render(strings.ToUpper(string(p.Report.Health))))
+			ps = append(ps, safe(m.label(p.Report.ID()))+" "+m.st.health[p.Report.Health].Render(strings.ToUpper(string(p.Report.Health))))
 		}
 		parts = append(parts, strings.Join(ps, ", "))
 	}
@@ -138,8 +139,8 @@ func (m *model) header() string {
 		parts = append(parts, safe(m.opts.Source))
 	}
 	line := strings.Join(parts, " · ")
-	if m.pool != "" {
-		line = m.st.title.Render("POOL "+safe(m.pool)) + " " + line
+	if m.pool != (supervisor.PoolID{}) {
+		line = m.st.title.Render("POOL "+safe(m.label(m.pool))) + " " + line
 	}
 	if m.pause {
 		line = m.st.title.Render("PAUSED") + " " + line
@@ -208,7 +209,7 @@ func pack(segs []string, width, n int) []string {
 
 // poolTitle is the pool's name and verdict.
 func (m *model) poolTitle(r *supervisor.PoolReport) string {
-	return "pool " + safe(r.Name) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))
+	return "pool " + safe(m.label(r.ID())) + " " + m.st.health[r.Health].Render(strings.ToUpper(string(r.Health)))
 }
 
 func (m *model) poolSegments(r *supervisor.PoolReport) []string {
@@ -223,17 +224,17 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	case h.Idle:
 		segs = append(segs, "heartbeat not sent (idle ondemand pool)")
 	case h.OK:
-		segs = append(segs, "heartbeat "+human.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, "heartbeat "+human.FormatSeconds(h.LatencySeconds)+" "+m.hist.sparkline(r.ID()))
 	case h.Inconclusive != "":
-		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.warn.Render("heartbeat not judged (fpmguard starved)")+" "+m.hist.sparkline(r.ID()))
 	case h.Misconfigured():
-		segs = append(segs, m.st.warn.Render(fmt.Sprintf("heartbeat MISCONFIGURED (%s)", h.Failure.Class))+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.warn.Render(fmt.Sprintf("heartbeat MISCONFIGURED (%s)", h.Failure.Class))+" "+m.hist.sparkline(r.ID()))
 	case h.WaitsBehindHung > 0:
-		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (not sent: all %d workers hung)", h.WaitsBehindHung))+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (not sent: all %d workers hung)", h.WaitsBehindHung))+" "+m.hist.sparkline(r.ID()))
 	case h.Failure != nil:
-		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (%s, nginx %d)", h.Failure.Class, h.Failure.NginxStatus))+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.bad.Render(fmt.Sprintf("heartbeat FAILED (%s, nginx %d)", h.Failure.Class, h.Failure.NginxStatus))+" "+m.hist.sparkline(r.ID()))
 	default:
-		segs = append(segs, m.st.bad.Render("heartbeat FAILED")+" "+m.hist.sparkline(r.Name))
+		segs = append(segs, m.st.bad.Render("heartbeat FAILED")+" "+m.hist.sparkline(r.ID()))
 	}
 	if r.Status.OK {
 		// Counted from the process list, when it was read: fpmguard's own
@@ -263,7 +264,7 @@ func (m *model) poolSegments(r *supervisor.PoolReport) []string {
 	if c := r.Counters; c != nil {
 		segs = append(segs, fmt.Sprintf("max children reached %d", c.MaxChildrenReached))
 	}
-	if n, ok := m.hist.nginx5xx(r.Name); ok {
+	if n, ok := m.hist.nginx5xx(r.ID()); ok {
 		s := fmt.Sprintf("nginx 5xx/min %d", n)
 		if n > 0 {
 			s = m.st.bad.Render(s)
@@ -293,11 +294,12 @@ func (m *model) opcacheOf(r *supervisor.PoolReport) *supervisor.OpcacheReport {
 			return o
 		}
 	}
+	// The master's name, when its pid is not known: the name alone may be
+	// another master's pool's too.
 	for i := range m.snap.Opcache {
-		for _, name := range m.snap.Opcache[i].Pools {
-			if name == r.Name {
-				return &m.snap.Opcache[i]
-			}
+		o := &m.snap.Opcache[i]
+		if o.Master == r.MasterName && slices.Contains(o.Pools, r.Name) {
+			return o
 		}
 	}
 	return nil
@@ -313,7 +315,7 @@ func (m *model) message() (string, lipgloss.Style) {
 		if !p.Idle() {
 			what = safe(p.RequestMethod) + " " + m.uri(p) + " for " + ageText(p)
 		}
-		return fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.confirm.key.pool), what), m.st.title
+		return fmt.Sprintf("Kill worker %d of pool %s (%s)? SIGTERM; the master starts another. y/N", p.PID, safe(m.label(m.confirm.key.pool)), what), m.st.title
 	case m.msg != "" && m.msgOK:
 		return safe(m.msg), m.st.good
 	case m.msg != "":
@@ -364,7 +366,7 @@ func (m *model) helpLines(room int) []string {
 }
 
 func (m *model) slowlogLines(room int) []string {
-	lines := []string{m.st.title.Render(fmt.Sprintf("slowlog of worker %d of pool %s (esc to close)", m.slowlogFor.pid, safe(m.slowlogFor.pool)))}
+	lines := []string{m.st.title.Render(fmt.Sprintf("slowlog of worker %d of pool %s (esc to close)", m.slowlogFor.pid, safe(m.label(m.slowlogFor.pool))))}
 	for _, l := range m.slowlog {
 		lines = append(lines, safe(l))
 	}

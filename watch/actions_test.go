@@ -116,7 +116,8 @@ func TestKillHungSpinningWorker(t *testing.T) {
 		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
 		Files: map[string]string{"spin.php": fpmtest.SpinPHP},
 	})
-	w := watcherFor(t, fpm, Config{Interval: 500 * time.Millisecond, Actions: ActionConfig{KillHungAfter: 2 * time.Second}})
+	w := watcherFor(t, fpm, Config{Interval: 500 * time.Millisecond, Actions: ActionConfig{KillHungAfter: 3 * time.Second}})
+	w.th.HungAfter = time.Second // judged hung first, then killed
 	run(t, w)
 	fpm.Background(t, 1, "spin.php", "s=30")
 	ev := fpmtest.Poll(t, 30*time.Second, func() ([]event.Event, bool) {
@@ -126,7 +127,6 @@ func TestKillHungSpinningWorker(t *testing.T) {
 	if !strings.Contains(ev[0].Message, "(spinning)") || ev[0].Worker.HungKind != "spinning" {
 		t.Errorf("kill event %q, want spinning", ev[0].Message)
 	}
-	// The hung event is recorded later in the same tick than the kill.
 	hung := fpmtest.Poll(t, 30*time.Second, func() ([]event.Event, bool) {
 		ev := eventsOf(w, event.KindHung)
 		return ev, len(ev) > 0
@@ -157,10 +157,10 @@ func TestKillCap(t *testing.T) {
 	})
 	w.tick(context.Background(), w.pools[0])
 	counts := w.actions.Counts()
-	if got := counts[ActionKey{"www", ActionKill, ResultOK}]; got != 2 {
+	if got := counts[ActionKey{w.pools[0].id, ActionKill, ResultOK}]; got != 2 {
 		t.Errorf("one interval killed %d workers, want 2; counts %v", got, counts)
 	}
-	if counts[ActionKey{"www", ActionKill, ResultCapped}] != 1 {
+	if counts[ActionKey{w.pools[0].id, ActionKill, ResultCapped}] != 1 {
 		t.Errorf("the cap was not reported: %v", counts)
 	}
 }
@@ -248,7 +248,7 @@ func TestDryRunSignalsNothing(t *testing.T) {
 	fpm.Background(t, 1, "sleep.php", "ms=30000")
 	fpmtest.Poll(t, 30*time.Second, func() (uint64, bool) {
 		w.tick(context.Background(), w.pools[0])
-		n := w.actions.Counts()[ActionKey{"www", ActionKill, ResultDryRun}]
+		n := w.actions.Counts()[ActionKey{w.pools[0].id, ActionKill, ResultDryRun}]
 		return n, n > 0
 	})
 	if len(signalled) > 0 {
@@ -273,7 +273,7 @@ func TestForgedStatusPageNeverSignalsAStranger(t *testing.T) {
 		_ = stranger.Process.Kill()
 		_ = stranger.Wait()
 	})
-	forged := forgeStatus(t, stranger.Process.Pid)
+	forged := forgeStatus(t, stranger.Process.Pid, "Running")
 	tg := fpmTargets(t, fpm)["www"]
 	tg.StatusAddress = forged
 	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}
@@ -324,7 +324,7 @@ func TestReloadUnhealthy(t *testing.T) {
 			}
 			counts := w.actions.Counts()
 			if broken {
-				if len(signalled) != 0 || counts[ActionKey{"www", ActionReload, ResultConfigInvalid}] != 1 {
+				if len(signalled) != 0 || counts[ActionKey{w.pools[0].id, ActionReload, ResultConfigInvalid}] != 1 {
 					t.Errorf("signals %v counts %v, want a refused reload", signalled, counts)
 				}
 				ev := eventsOf(w, event.KindActionRefused)
@@ -333,9 +333,81 @@ func TestReloadUnhealthy(t *testing.T) {
 				}
 				return
 			}
-			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{"www", ActionReload, ResultOK}] != 1 {
+			if !slices.Equal(signalled, []syscall.Signal{syscall.SIGUSR2}) || counts[ActionKey{w.pools[0].id, ActionReload, ResultOK}] != 1 {
 				t.Errorf("signals %v counts %v, want one SIGUSR2", signalled, counts)
 			}
 		})
+	}
+}
+
+// TestSameRequest: a kill goes to the request judged, and to no other:
+// the worker must show, on the page read again, the same request by
+// php-fpm's count, the same URI and the same start.
+func TestSameRequest(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
+		Files: map[string]string{"wait.php": waitPHP},
+	})
+	hold(t, fpm)
+	fpm.WaitWorker(t, "www", fpmtest.Running)
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: 10 * time.Second}, Procs: supervisor.SystemProcs}
+	r := pr.Observe(context.Background(), fpmTargets(t, fpm)["www"])
+	i := slices.IndexFunc(r.Processes, func(p supervisor.ProcessState) bool { return p.RequestURI == "/wait.php" })
+	if i < 0 {
+		t.Fatalf("no worker runs /wait.php: %+v", r.Processes)
+	}
+	p := r.Processes[i]
+	start, _ := r.RequestStart(p)
+	at := start.Add(5 * time.Second) // read again 5 s after the request began
+	seen := fastcgi.Process{PID: p.PID, State: "Running", Requests: p.Requests, RequestURI: "/wait.php?f=x", RequestDuration: 5 * time.Second}
+	for _, tc := range []struct {
+		name string
+		edit func(*fastcgi.Process)
+		want bool
+	}{
+		{"the same request", func(*fastcgi.Process) {}, true},
+		{"the same request, finishing", func(q *fastcgi.Process) { q.State = "Finishing" }, true},
+		{"idle since", func(q *fastcgi.Process) { q.State = "Idle" }, false},
+		{"the worker's next request", func(q *fastcgi.Process) { q.Requests++; q.RequestDuration = time.Second }, false},
+		{"the next request, same start by chance", func(q *fastcgi.Process) { q.Requests++ }, false},
+		{"another URI", func(q *fastcgi.Process) { q.RequestURI = "/index.php" }, false},
+		{"another start", func(q *fastcgi.Process) { q.RequestDuration = 2 * time.Second }, false},
+		{"a fresh worker on the pid", func(q *fastcgi.Process) { q.State = "(null)" }, false},
+	} {
+		q := seen
+		tc.edit(&q)
+		now := running{procs: map[int]fastcgi.Process{q.PID: q}, at: at}
+		if got := now.same(&r, p); got != tc.want {
+			t.Errorf("%s: same = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if (running{procs: map[int]fastcgi.Process{}, at: at}).same(&r, p) {
+		t.Error("a worker gone from the page: same")
+	}
+}
+
+// TestFreshWorkerIsNotHung: a worker fresh from fork shows no stage on the
+// status page ("(null)"), with a duration php-fpm counts from the clock's
+// zero: the time since boot. It runs no request: it is neither hung nor
+// killed, though it is the pool's own worker.
+func TestFreshWorkerIsNotHung(t *testing.T) {
+	fpm := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{StatusListen: true}}})
+	pid := fpm.WorkerPIDs("www")[0]
+	tg := fpmTargets(t, fpm)["www"]
+	tg.StatusAddress = forgeStatus(t, pid, "(null)")
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs}
+	w := New(pr, []supervisor.Target{tg}, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: time.Second}}, event.NewLog(nil))
+	var sig signals
+	sig.hook(w)
+	w.tick(context.Background(), w.pools[0])
+	r := w.pools[0].view.Load().Report
+	if len(r.Processes) != 1 || r.Processes[0].Hung || r.Processes[0].RequestDurationSeconds != 0 || !r.Processes[0].ParentOK {
+		t.Errorf("fresh worker %+v, want the pool's, not hung, with no request age", r.Processes)
+	}
+	if got := sig.list(); len(got) > 0 || len(eventsOf(w, event.KindActionRefused)) > 0 {
+		t.Errorf("signals %v, refusals %v: a fresh worker was a kill candidate", got, eventsOf(w, event.KindActionRefused))
+	}
+	if !w.pools[0].deadline.IsZero() {
+		t.Errorf("deadline %v armed for a worker with no request", w.pools[0].deadline)
 	}
 }

@@ -32,9 +32,9 @@ var _ Control = (*Watcher)(nil)
 // error says why there is none: the pool has no slowlog, it cannot be
 // read (and what to do), or it has no entry for that worker.
 func (w *Watcher) Slowlog(ctx context.Context, pool string, pid int) (string, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return "", fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return "", err
 	}
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -58,9 +58,9 @@ var ErrNotAWorker = errors.New("not a worker of the pool")
 // title and start time are still the worker's. Its memory is read, never
 // stopped.
 func (w *Watcher) Stack(ctx context.Context, pool string, pid int) (*supervisor.Stack, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return nil, fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return nil, err
 	}
 	d := w.prober.Diagnoser
 	if d == nil {

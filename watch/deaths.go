@@ -31,7 +31,7 @@ import (
 
 // ExitKey labels a count of worker exits.
 type ExitKey struct {
-	Pool  string
+	Pool  supervisor.PoolID
 	Cause fpmlog.Cause
 }
 
@@ -63,7 +63,7 @@ type deathWatch struct {
 	ctx     context.Context // Run's, once it runs
 	logs    map[int]*masterLog
 	seen    map[int]seenWorker
-	recent  map[string][]supervisor.WorkerDeath // by pool, newest first
+	recent  map[supervisor.PoolID][]supervisor.WorkerDeath // by pool, newest first
 	counts  map[ExitKey]uint64
 	running sync.WaitGroup // followers, and deaths waiting for nginx
 }
@@ -87,13 +87,13 @@ type masterLog struct {
 // seenWorker is the request a worker was last seen running.
 type seenWorker struct {
 	start   uint64
-	pool    string
+	pool    supervisor.PoolID
 	request string // "GET /x.php", "" while idle
 	at      time.Time
 }
 
 func newDeathWatch(w *Watcher) *deathWatch {
-	return &deathWatch{w: w, logs: map[int]*masterLog{}, seen: map[int]seenWorker{}, recent: map[string][]supervisor.WorkerDeath{}, counts: map[ExitKey]uint64{}}
+	return &deathWatch{w: w, logs: map[int]*masterLog{}, seen: map[int]seenWorker{}, recent: map[supervisor.PoolID][]supervisor.WorkerDeath{}, counts: map[ExitKey]uint64{}}
 }
 
 // run scans the pools every second until ctx ends, then stops every
@@ -133,7 +133,7 @@ func (dw *deathWatch) scan() {
 	if dw.ctx == nil {
 		return
 	}
-	for _, pw := range dw.w.pools {
+	for _, pw := range dw.w.watched() {
 		v := pw.view.Load()
 		if v == nil {
 			continue
@@ -153,7 +153,7 @@ func (dw *deathWatch) scan() {
 			if p.StartTicks() == 0 {
 				continue
 			}
-			sw := seenWorker{start: p.StartTicks(), pool: r.Name, at: now}
+			sw := seenWorker{start: p.StartTicks(), pool: pw.id, at: now}
 			if !p.Idle() && !p.ProbeRequest() {
 				sw.request = requestText(p)
 			}
@@ -260,7 +260,7 @@ func (dw *deathWatch) feed(line string) {
 	dw.mu.Lock()
 	var ml *masterLog
 	if dw.ctx != nil {
-		for _, pw := range dw.w.pools {
+		for _, pw := range dw.w.watched() {
 			pw.mu.Lock()
 			t := pw.target
 			pw.mu.Unlock()
@@ -295,13 +295,15 @@ func (dw *deathWatch) signalled(pid int) {
 // died counts a death of a watched pool of ml's master, and reports a
 // failure, once nginx's lines of the moment are read.
 func (dw *deathWatch) died(ml *masterLog, d fpmlog.Death) {
-	if !dw.watchedPool(ml.pid, d.Pool) {
+	pw := dw.watchedPool(ml.pid, d.Pool)
+	if pw == nil {
 		return // a line may name any pool: only the watched are counted
 	}
+	id := pw.id
 	dw.mu.Lock()
-	dw.counts[ExitKey{Pool: d.Pool, Cause: d.Cause}]++
+	dw.counts[ExitKey{Pool: id, Cause: d.Cause}]++
 	req := ""
-	if s, ok := dw.seen[d.PID]; ok && s.pool == d.Pool {
+	if s, ok := dw.seen[d.PID]; ok && s.pool == id {
 		req = s.request
 	}
 	ctx := dw.ctx
@@ -309,39 +311,35 @@ func (dw *deathWatch) died(ml *masterLog, d fpmlog.Death) {
 	if !d.Failure() {
 		return // pm.max_requests, an idle worker retired: how php-fpm works
 	}
-	for _, pw := range dw.w.pools {
-		if v := pw.view.Load(); v != nil && v.Report.Name == d.Pool {
-			if r := pw.diag.reports.request(d.PID); r != "" {
-				req = r
-			}
-		}
+	if r := pw.diag.reports.request(d.PID); r != "" {
+		req = r
 	}
 	dw.running.Go(func() {
 		select {
 		case <-ctx.Done():
 		case <-time.After(nginxSettle):
 		}
-		wd := supervisor.NewWorkerDeath(d, req, dw.nginxAt(d))
+		wd := supervisor.NewWorkerDeath(d, req, dw.nginxAt(id, d))
 		dw.mu.Lock()
-		list := append([]supervisor.WorkerDeath{wd}, dw.recent[d.Pool]...)
-		dw.recent[d.Pool] = list[:min(len(list), recentDeaths)]
+		list := append([]supervisor.WorkerDeath{wd}, dw.recent[id]...)
+		dw.recent[id] = list[:min(len(list), recentDeaths)]
 		dw.mu.Unlock()
-		dw.w.events.Add(event.Event{Pool: d.Pool, Master: ml.pid, PID: d.PID, Kind: event.KindWorkerExit, Message: wd.Line})
+		dw.w.events.Add(event.Event{Pool: id.Pool, MasterName: id.Master, Master: ml.pid, PID: d.PID, Kind: event.KindWorkerExit, Message: wd.Line})
 	})
 }
 
-// nginxAt returns the 502s nginx answered for d's pool at the moment it
+// nginxAt returns the 502s nginx answered for pool at the moment d
 // died: read within a second before its second and two after (php-fpm's
 // log says the second; nginx's lines are read a poll after they are
 // written).
-func (dw *deathWatch) nginxAt(d fpmlog.Death) []supervisor.NginxCount {
+func (dw *deathWatch) nginxAt(pool supervisor.PoolID, d fpmlog.Death) []supervisor.NginxCount {
 	n := dw.w.nginx
 	if n == nil {
 		return nil
 	}
 	sec := d.Time.Truncate(time.Second)
 	var out []supervisor.NginxCount
-	for k, c := range n.Between(d.Pool, sec.Add(-time.Second), sec.Add(2*time.Second)) {
+	for k, c := range n.Between(pool, sec.Add(-time.Second), sec.Add(2*time.Second)) {
 		if k.Status == 502 {
 			out = append(out, supervisor.NginxCount{Status: k.Status, Cause: string(k.Cause), Text: k.Cause.Text(), Count: c})
 		}
@@ -350,10 +348,10 @@ func (dw *deathWatch) nginxAt(d fpmlog.Death) []supervisor.NginxCount {
 	return out
 }
 
-// watchedPool reports whether a pool of that name, under master pid, is
-// watched.
-func (dw *deathWatch) watchedPool(master int, name string) bool {
-	for _, pw := range dw.w.pools {
+// watchedPool is the watched pool of that name under master pid, nil if
+// none.
+func (dw *deathWatch) watchedPool(master int, name string) *poolWatch {
+	for _, pw := range dw.w.watched() {
 		pw.mu.Lock()
 		t := pw.target
 		pw.mu.Unlock()
@@ -361,19 +359,19 @@ func (dw *deathWatch) watchedPool(master int, name string) bool {
 			continue
 		}
 		if t.MasterPID == master {
-			return true
+			return pw
 		}
 		if v := pw.view.Load(); v != nil && v.Report.Master != nil && v.Report.Master.PID == master {
-			return true
+			return pw
 		}
 	}
-	return false
+	return nil
 }
 
-// latest is the latest report of the pool named name, nil if none.
-func (w *Watcher) latest(name string) *supervisor.PoolReport {
-	for _, pw := range w.pools {
-		if v := pw.view.Load(); v != nil && v.Report.Name == name {
+// latest is the latest report of pool, nil if none.
+func (w *Watcher) latest(pool supervisor.PoolID) *supervisor.PoolReport {
+	for _, pw := range w.watched() {
+		if v := pw.view.Load(); v != nil && pw.id == pool {
 			return v.Report
 		}
 	}
@@ -389,7 +387,7 @@ func (dw *deathWatch) attach(s *Snapshot) {
 	for i := range s.Pools {
 		v := &s.Pools[i]
 		var keep []supervisor.WorkerDeath
-		for _, d := range dw.recent[v.Report.Name] {
+		for _, d := range dw.recent[v.Report.ID()] {
 			if now.Sub(d.Time) <= recentFor {
 				keep = append(keep, d)
 			}
@@ -412,13 +410,13 @@ func (dw *deathWatch) exitsLocked() map[ExitKey]uint64 {
 		if !ml.fed && (ml.path == "" || !ml.follower.Opened()) {
 			continue
 		}
-		for _, pw := range dw.w.pools {
+		for _, pw := range dw.w.watched() {
 			v := pw.view.Load()
 			if v == nil || v.Report.Master == nil || v.Report.Master.PID != ml.pid {
 				continue
 			}
 			for _, c := range fpmlog.Causes {
-				k := ExitKey{Pool: v.Report.Name, Cause: c}
+				k := ExitKey{Pool: pw.id, Cause: c}
 				out[k] += 0
 			}
 		}
@@ -429,7 +427,7 @@ func (dw *deathWatch) exitsLocked() map[ExitKey]uint64 {
 // lately says in a few words which workers of pool died in the last d,
 // for the events that report nginx's failures: "worker 4711 was
 // OOM-killed while running POST /import.php".
-func (dw *deathWatch) lately(pool string, d time.Duration) string {
+func (dw *deathWatch) lately(pool supervisor.PoolID, d time.Duration) string {
 	dw.mu.Lock()
 	defer dw.mu.Unlock()
 	var parts []string
@@ -443,7 +441,7 @@ func (dw *deathWatch) lately(pool string, d time.Duration) string {
 
 // describe says what fpmguard saw of a pool, for nginx's events: the
 // workers that died just before, then what its workers do.
-func (w *Watcher) describe(pool string) string {
+func (w *Watcher) describe(pool supervisor.PoolID) string {
 	r := w.latest(pool)
 	if r == nil {
 		return ""
@@ -453,6 +451,19 @@ func (w *Watcher) describe(pool string) string {
 		s = d + "; " + s
 	}
 	return s
+}
+
+// forget drops the exit counts and recent deaths of a pool no longer
+// watched.
+func (dw *deathWatch) forget(pool supervisor.PoolID) {
+	dw.mu.Lock()
+	defer dw.mu.Unlock()
+	delete(dw.recent, pool)
+	for k := range dw.counts {
+		if k.Pool == pool {
+			delete(dw.counts, k)
+		}
+	}
 }
 
 // FeedErrorLog reads a line php-fpm wrote to its stderr, under run: its

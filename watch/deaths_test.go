@@ -21,12 +21,13 @@ func TestDeathOfAKilledWorker(t *testing.T) {
 		Files: map[string]string{"sleep.php": fpmtest.SleepPHP},
 	})
 	w := watcherFor(t, fpm, Config{Interval: 200 * time.Millisecond})
+	www := w.pools[0].id
 	run(t, w)
 	fpm.Background(t, 1, "sleep.php", "ms=600000")
 	pid := fpm.WaitWorker(t, "www", func(p fastcgi.Process) bool { return fpmtest.Running(p) && strings.HasSuffix(p.Script, "/sleep.php") })
 	// Once the watcher saw it in its request.
 	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) {
-		r := w.latest("www")
+		r := w.latest(www)
 		if r == nil {
 			return false, false
 		}
@@ -52,7 +53,7 @@ func TestDeathOfAKilledWorker(t *testing.T) {
 	if e.PID != pid || !strings.Contains(e.Message, want) {
 		t.Errorf("event %+v, want %q", e, want)
 	}
-	if n := w.Snapshot().Exits[ExitKey{Pool: "www", Cause: "killed"}]; n != 1 {
+	if n := w.Snapshot().Exits[ExitKey{Pool: www, Cause: "killed"}]; n != 1 {
 		t.Errorf("%d killed exits counted", n)
 	}
 	_ = context.Background

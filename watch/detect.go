@@ -14,12 +14,14 @@ import (
 // detect records the events between prev and r. Only the pool's loop
 // calls it.
 func (w *Watcher) detect(pw *poolWatch, prev, r *supervisor.PoolReport) {
-	pool, master := r.Name, 0
+	// pool is the pool's name in the messages: with its master's when
+	// another pool watched has the same name.
+	pool, master := pw.name(), 0
 	if r.Master != nil {
 		master = r.Master.PID
 	}
 	add := func(kind event.Kind, pid int, format string, args ...any) {
-		w.events.Add(event.Event{Pool: pool, Master: master, PID: pid, Kind: kind, Message: fmt.Sprintf(format, args...)})
+		w.events.Add(event.Event{Pool: r.Name, MasterName: r.MasterName, Master: master, PID: pid, Kind: kind, Message: fmt.Sprintf(format, args...)})
 	}
 	// once reports a condition when it starts, and forgets it when it ends.
 	once := func(key condition, on bool) bool {

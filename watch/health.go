@@ -17,17 +17,17 @@ func (w *Watcher) Live() (bool, []string) {
 	var reasons []string
 	interval := w.pace.Interval()
 	window := time.Duration(w.cfg.UnhealthyAfter) * interval
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		v := pw.view.Load()
 		if v == nil {
-			if time.Since(w.started) > window+w.stuckAfter() {
-				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", w.name(pw)))
+			if time.Since(pw.since) > window+w.stuckAfter() {
+				reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished yet", pw.name()))
 			}
 			continue
 		}
-		r := v.Report
+		r, name := v.Report, pw.name()
 		if r.Master != nil && r.Master.Gone() {
-			reasons = append(reasons, fmt.Sprintf("pool %s: master is gone", r.Name))
+			reasons = append(reasons, fmt.Sprintf("pool %s: master is gone", name))
 			continue
 		}
 		if r.Heartbeat.Skipped {
@@ -35,9 +35,9 @@ func (w *Watcher) Live() (bool, []string) {
 		}
 		switch {
 		case v.Failures >= w.cfg.UnhealthyAfter:
-			reasons = append(reasons, fmt.Sprintf("pool %s: heartbeat failed %d times in a row: %s", r.Name, v.Failures, r.Heartbeat.Error))
+			reasons = append(reasons, fmt.Sprintf("pool %s: heartbeat failed %d times in a row: %s", name, v.Failures, r.Heartbeat.Error))
 		case w.stuck(v.LastProbe, interval):
-			reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished for %s", r.Name, human.FormatDuration(time.Since(v.LastProbe))))
+			reasons = append(reasons, fmt.Sprintf("pool %s: no probe finished for %s", name, human.FormatDuration(time.Since(v.LastProbe))))
 		}
 	}
 	return len(reasons) == 0, reasons
@@ -58,8 +58,8 @@ func (w *Watcher) stuck(last time.Time, interval time.Duration) bool {
 // Ready answers the readiness probe: every pool can take a request now.
 func (w *Watcher) Ready() (bool, []string) {
 	var reasons []string
-	for _, pw := range w.pools {
-		name := w.name(pw)
+	for _, pw := range w.watched() {
+		name := pw.name()
 		if start := pw.probeStart.Load(); start != 0 {
 			began := time.Unix(0, start)
 			// A heartbeat outstanding while fpmguard could not run proves
@@ -81,15 +81,10 @@ func (w *Watcher) Ready() (bool, []string) {
 		case r.Saturated(w.cfg.ReadyMaxQueue):
 			reasons = append(reasons, fmt.Sprintf("pool %s: saturated: no idle worker and %d requests waiting", name, r.Queue()))
 		case r.Health == supervisor.HealthUnhealthy || r.Health == supervisor.HealthDown:
-			reasons = append(reasons, fmt.Sprintf("pool %s: %s: %s", name, r.Health, strings.Join(r.Reasons, "; ")))
+			// Only what makes the verdict: /readyz is open to every
+			// client, and a hung worker's reason quotes its URI.
+			reasons = append(reasons, fmt.Sprintf("pool %s: %s: %s", name, r.Health, strings.Join(r.DecisiveReasons(), "; ")))
 		}
 	}
 	return len(reasons) == 0, reasons
-}
-
-// name is the pool's name.
-func (w *Watcher) name(pw *poolWatch) string {
-	pw.mu.Lock()
-	defer pw.mu.Unlock()
-	return pw.target.Name
 }

@@ -2,8 +2,8 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/supervisor"
@@ -19,25 +19,30 @@ type KillResult struct {
 // --dry-run.
 func (k KillResult) Done() bool { return k.Result == ResultOK || k.Result == ResultDryRun }
 
-// ErrUnknownPool is returned for a pool the watcher does not watch.
-var ErrUnknownPool = errors.New("no such pool")
+// ErrUnknownPool is returned for a pool the watcher does not watch, and
+// ErrAmbiguousPool for a name more than one pool has.
+var (
+	ErrUnknownPool   = supervisor.ErrUnknownPool
+	ErrAmbiguousPool = supervisor.ErrAmbiguousPool
+)
 
 // KillWorker SIGTERMs worker pid of pool because a person asked (the kill
 // key of `fpmguard top`, or POST /kill of serve), through the rules the
-// watchdog obeys: only a worker php-fpm calls busy on a status page read
-// again now, never one serving fpmguard's own probe; its parent the pool's
-// master, its title the pool's, its start time the one observed; the
-// master alive; no more of the pool's workers on their way out at once
-// than --max-kill-ratio allows; within the action budget; nothing but a
-// report under --dry-run. SIGKILL follows after the grace when it is still
-// there. who names the person's side, for the event. Every outcome is
-// counted and recorded as the watchdog's are; a pool that is not watched
-// is refused with ErrUnknownPool and counted nowhere, so a caller cannot
-// invent label values.
+// watchdog obeys: only a worker that still runs, on a status page read
+// again now, the request the latest probe showed, never one serving
+// fpmguard's own probe; its parent the pool's master, its title the
+// pool's, its start time the one observed; the master alive; no more of
+// the pool's workers on their way out at once than --max-kill-ratio
+// allows (the watchdog's kill cap, which counts these too); within the
+// action budget; nothing but a report under --dry-run. SIGKILL follows
+// after the grace when it is still there. who names the person's side,
+// for the event. Every outcome is counted and recorded as the watchdog's
+// are; a pool that is not watched is refused with ErrUnknownPool and
+// counted nowhere, so a caller cannot invent label values.
 func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who string) (KillResult, error) {
-	pw := w.poolNamed(pool)
-	if pw == nil {
-		return KillResult{}, fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	pw, err := w.findPool(pool)
+	if err != nil {
+		return KillResult{}, err
 	}
 	pw.mu.Lock()
 	t := pw.target
@@ -55,46 +60,35 @@ func (w *Watcher) KillWorker(ctx context.Context, pool string, pid int, who stri
 }
 
 // killByHand is KillWorker's part in the actor: the watchdog's checks, in
-// its order, with the pool's kill cap counted over the workers already on
-// their way out.
+// its order, under the same kill cap.
 func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervisor.PoolReport, p supervisor.ProcessState, who string) KillResult {
 	refuse := func(result Result, kind event.Kind, format string, args ...any) KillResult {
-		a.count(t.Name, ActionKill, result)
+		a.count(t.ID(), ActionKill, result)
 		return KillResult{Result: result, Message: a.event(t, r, kind, p.PID, nil, format, args...)}
 	}
 	if why := Unkillable(r, &p); why != "" {
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): %s", p.PID, t.Name, who, why)
 	}
-	a.mu.Lock()
-	_, already := a.pending[p.PID]
-	dying := 0
-	for _, q := range r.Processes {
-		if _, ok := a.pending[q.PID]; ok {
-			dying++
-		}
-	}
-	a.mu.Unlock()
-	limit := a.killLimit(len(r.Processes))
-	switch {
-	case already:
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s again (asked by %s): it was sent SIGTERM already, and gets SIGKILL if still there %s after it", p.PID, t.Name, who, a.cfg.KillGrace)
-	case dying >= limit:
-		return refuse(ResultCapped, event.KindActionRefused, "not killing worker %d of pool %s now (asked by %s): %d of its %d workers are being killed already, and at most %d are at once (--max-kill-ratio %.2f); try again in a few seconds",
-			p.PID, t.Name, who, dying, len(r.Processes), limit, a.cfg.MaxKillRatio)
-	}
 	// The snapshot may be an interval old: read the status page again, so
-	// that a request that ended meanwhile does not cost an idle worker
-	// its life.
-	busy, err := a.stillBusy(ctx, t)
+	// that a request that ended meanwhile does not cost an idle worker, or
+	// the worker's next request, its life.
+	now, err := a.running(ctx, t)
 	if err != nil {
 		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): cannot re-read its status page to check it is still busy: %v", p.PID, t.Name, who, err)
 	}
-	if !busy[p.PID] {
-		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): its request ended a moment ago, and an idle worker is never killed", p.PID, t.Name, who)
+	if !now.same(r, p) {
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s (asked by %s): the request it ran has ended since fpmguard last looked, and another is never killed in its place", p.PID, t.Name, who)
+	}
+	switch res, dying, limit := a.claim(now, p); res {
+	case ResultRefused:
+		return refuse(ResultRefused, event.KindActionRefused, "not killing worker %d of pool %s again (asked by %s): it was sent SIGTERM already, and gets SIGKILL if still there %s after it", p.PID, t.Name, who, a.cfg.KillGrace)
+	case ResultCapped:
+		return refuse(ResultCapped, event.KindActionRefused, "not killing worker %d of pool %s now (asked by %s): %d of its %d workers are on their way out, and at most %d are at once (--max-kill-ratio %.2f); try again in a few seconds",
+			p.PID, t.Name, who, dying, len(now.procs), limit, a.cfg.MaxKillRatio)
 	}
 	// The escalation to SIGKILL outlives the request that asked: it ends
 	// by itself after the grace, and Run waits for it.
-	res, msg := a.killOne(context.WithoutCancel(ctx), t, r, p, "on request of "+who)
+	res, msg := a.killOne(context.WithoutCancel(ctx), t, r, p, "on request of "+who, now.at)
 	return KillResult{Result: res, Message: msg}
 }
 
@@ -105,8 +99,8 @@ func (a *Actor) killByHand(ctx context.Context, t supervisor.Target, r *supervis
 // killByHand before anything else.
 func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
 	switch {
-	case p.Idle():
-		return "it is idle, and an idle worker is never killed"
+	case !supervisor.InRequest(p.State):
+		return fmt.Sprintf("it runs no request (php-fpm says %q), and an idle worker is never killed", p.State)
 	case p.ProbeRequest():
 		return "it is serving one of fpmguard's own probes"
 	case r.Master == nil || !r.Master.Alive:
@@ -115,12 +109,17 @@ func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
 	return ""
 }
 
-// poolNamed is the watched pool of that name, nil if none.
-func (w *Watcher) poolNamed(name string) *poolWatch {
-	for _, pw := range w.pools {
-		if w.name(pw) == name {
-			return pw
-		}
+// findPool is the watched pool a person named (supervisor.FindPool): by
+// its name when no other pool has it, else by its ID.
+func (w *Watcher) findPool(ref string) (*poolWatch, error) {
+	pools := w.watched()
+	ids := make([]supervisor.PoolID, len(pools))
+	for i, pw := range pools {
+		ids[i] = pw.id
 	}
-	return nil
+	id, err := supervisor.FindPool(ids, ref)
+	if err != nil {
+		return nil, err
+	}
+	return pools[slices.IndexFunc(pools, func(pw *poolWatch) bool { return pw.id == id })], nil
 }

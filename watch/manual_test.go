@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 	"github.com/fpmguard/fpmguard/supervisor"
 )
@@ -82,7 +83,7 @@ func TestKillWorkerByHand(t *testing.T) {
 		return now, len(now) == 2 && !slices.Contains(now, busy[1].PID)
 	})
 	counts := w.actions.Counts()
-	if counts[ActionKey{"www", ActionKill, ResultOK}] != 1 || counts[ActionKey{"www", ActionKill, ResultCapped}] != 1 || counts[ActionKey{"www", ActionKill, ResultRefused}] != 2 {
+	if counts[ActionKey{w.pools[0].id, ActionKill, ResultOK}] != 1 || counts[ActionKey{w.pools[0].id, ActionKill, ResultCapped}] != 1 || counts[ActionKey{w.pools[0].id, ActionKill, ResultRefused}] != 2 {
 		t.Errorf("counts: %v", counts)
 	}
 	var acts []event.Event
@@ -113,5 +114,60 @@ func TestKillWorkerDryRun(t *testing.T) {
 	}
 	if after := fpm.WorkerPIDs("www"); !slices.Equal(before, after) {
 		t.Errorf("workers changed: %v -> %v", before, after)
+	}
+}
+
+// TestKillWorkerAcrossMasters: two masters each with a pool www. A person
+// who names www alone is asked which; a pid is looked for in the pool
+// named, never in the other www; and the kill is counted and recorded for
+// that pool only.
+func TestKillWorkerAcrossMasters(t *testing.T) {
+	opts := fpmtest.Options{Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}}, Files: map[string]string{"sleep.php": fpmtest.SleepPHP}}
+	a, b := fpmtest.Start(t, opts), fpmtest.Start(t, opts)
+	pr := &supervisor.Prober{Client: fastcgi.Client{Timeout: time.Second}, Procs: supervisor.SystemProcs, Thresholds: supervisor.Thresholds{HungAfter: 30 * time.Second}}
+	ta, tb := fpmTargets(t, a)["www"], fpmTargets(t, b)["www"]
+	w := New(pr, []supervisor.Target{ta, tb}, Config{Interval: time.Hour, Actions: ActionConfig{KillGrace: time.Second}}, event.NewLog(nil))
+	t.Cleanup(w.actions.wait)
+	ctx := context.Background()
+	wwwA, wwwB := "www@"+a.Conf, "www@"+b.Conf
+
+	b.Background(t, 1, "sleep.php", "ms=60000")
+	busy := fpmtest.Poll(t, 30*time.Second, func() (supervisor.ProcessState, bool) {
+		w.tick(ctx, w.pools[1])
+		for _, p := range w.Snapshot().Pools[1].Report.Processes {
+			if p.State == "Running" && !p.ProbeRequest() {
+				return p, true
+			}
+		}
+		return supervisor.ProcessState{}, false
+	})
+	w.tick(ctx, w.pools[0])
+
+	_, err := w.KillWorker(ctx, "www", busy.PID, "a test")
+	if !errors.Is(err, ErrAmbiguousPool) || !strings.Contains(err.Error(), wwwA) || !strings.Contains(err.Error(), wwwB) {
+		t.Errorf("www alone: %v", err)
+	}
+	if _, err := w.Slowlog(ctx, "www", busy.PID); !errors.Is(err, ErrAmbiguousPool) {
+		t.Errorf("slowlog of www alone: %v", err)
+	}
+	if res, err := w.KillWorker(ctx, wwwA, busy.PID, "a test"); err != nil || res.Result != ResultRefused || !strings.Contains(res.Message, "does not name it") {
+		t.Errorf("a worker of the other www: %+v %v", res, err)
+	}
+	res, err := w.KillWorker(ctx, wwwB, busy.PID, "a test")
+	if err != nil || !res.Done() {
+		t.Fatalf("kill in %s: %+v %v", wwwB, res, err)
+	}
+	fpmtest.Poll(t, 30*time.Second, func() ([]int, bool) {
+		now := b.WorkerPIDs("www")
+		return now, !slices.Contains(now, busy.PID)
+	})
+	counts := w.actions.Counts()
+	if counts[ActionKey{tb.ID(), ActionKill, ResultOK}] != 1 || counts[ActionKey{ta.ID(), ActionKill, ResultOK}] != 0 {
+		t.Errorf("counts: %v", counts)
+	}
+	for _, e := range w.Events().Recent(0) {
+		if e.Kind == event.KindAction && (e.Pool != "www" || e.MasterName != b.Conf) {
+			t.Errorf("event of the kill: %+v", e)
+		}
 	}
 }

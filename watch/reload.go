@@ -32,7 +32,7 @@ func (a *Actor) maybeReload(ctx context.Context, t supervisor.Target, r *supervi
 		return
 	}
 	a.mu.Lock()
-	quiet := time.Since(a.lastKill[t.Name]) > a.cfg.KillGrace+time.Second && time.Since(a.lastReload[t.Name]) > reloadCooldown
+	quiet := time.Since(a.lastKill[t.ID()]) > a.cfg.KillGrace+time.Second && time.Since(a.lastReload[t.ID()]) > reloadCooldown
 	a.mu.Unlock()
 	if quiet {
 		a.reload(ctx, t, r)
@@ -49,10 +49,10 @@ func (a *Actor) reload(ctx context.Context, t supervisor.Target, r *supervisor.P
 		return // nothing to reload; the verdict already says the master is gone
 	}
 	a.mu.Lock()
-	a.lastReload[t.Name] = time.Now()
+	a.lastReload[t.ID()] = time.Now()
 	a.mu.Unlock()
 	refuse := func(result Result, format string, args ...any) {
-		a.count(t.Name, ActionReload, result)
+		a.count(t.ID(), ActionReload, result)
 		a.event(t, r, event.KindActionRefused, 0, nil, format, args...)
 	}
 	if t.Root != "" {
@@ -72,8 +72,8 @@ func (a *Actor) reload(ctx context.Context, t supervisor.Target, r *supervisor.P
 		refuse(ResultRefused, "not reloading pid %d of pool %s: %v", m.PID, t.Name, err)
 		return
 	}
-	if !a.takeBudget(t.Name) {
-		a.count(t.Name, ActionReload, ResultBudget)
+	if !a.takeBudget(t.ID()) {
+		a.count(t.ID(), ActionReload, ResultBudget)
 		a.event(t, r, event.KindBudget, 0, nil, "action budget of pool %s spent (%d per %s): reporting only, not reloading master %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, m.PID)
 		return
 	}
@@ -86,7 +86,7 @@ func (a *Actor) reload(ctx context.Context, t supervisor.Target, r *supervisor.P
 		return
 	}
 	if a.cfg.DryRun {
-		a.count(t.Name, ActionReload, ResultDryRun)
+		a.count(t.ID(), ActionReload, ResultDryRun)
 		a.event(t, r, event.KindAction, 0, nil, "dry run: would SIGUSR2 master %d of pool %s (heartbeat failing, config test passed)", m.PID, t.Name)
 		return
 	}
@@ -95,11 +95,11 @@ func (a *Actor) reload(ctx context.Context, t supervisor.Target, r *supervisor.P
 		return
 	}
 	if err := a.signal(m.PID, syscall.SIGUSR2); err != nil {
-		a.count(t.Name, ActionReload, ResultError)
+		a.count(t.ID(), ActionReload, ResultError)
 		a.event(t, r, event.KindAction, 0, nil, "SIGUSR2 to master %d failed: %v", m.PID, err)
 		return
 	}
-	a.count(t.Name, ActionReload, ResultOK)
+	a.count(t.ID(), ActionReload, ResultOK)
 	a.event(t, r, event.KindAction, 0, nil, "SIGUSR2 master %d of pool %s: graceful reload, since the heartbeat kept failing and no hung worker was left to kill (config test passed)", m.PID, t.Name)
 }
 

@@ -40,8 +40,8 @@ type PoolView struct {
 	// that says so: health unknown, and nothing measured.
 	Report *supervisor.PoolReport
 	Stats  PoolStats
-	// ScrapeURI names the status page as the established exporter does:
-	// ADDRESS;STATUS_PATH.
+	// ScrapeURI names the status page as the established exporter does
+	// (supervisor.Target.ScrapeURI).
 	ScrapeURI string
 	// Failures is the heartbeat failures in a row; inconclusive ones are
 	// not counted.
@@ -64,8 +64,9 @@ type Self struct {
 
 // Snapshot returns what the watcher knows now, never waiting on php-fpm.
 func (w *Watcher) Snapshot() *Snapshot {
-	s := &Snapshot{Time: time.Now().UTC(), Pools: make([]PoolView, len(w.pools)), Actions: w.actions.Counts()}
-	for i, pw := range w.pools {
+	pools := w.watched()
+	s := &Snapshot{Time: time.Now().UTC(), Pools: make([]PoolView, len(pools)), Actions: w.actions.Counts()}
+	for i, pw := range pools {
 		if v := pw.view.Load(); v != nil {
 			s.Pools[i] = *v
 			continue
@@ -74,7 +75,7 @@ func (w *Watcher) Snapshot() *Snapshot {
 		t := pw.target
 		pw.mu.Unlock()
 		r := supervisor.NotProbed(t, "not probed yet")
-		s.Pools[i] = PoolView{Report: &r, ScrapeURI: t.StatusVia().String() + ";" + t.StatusPath}
+		s.Pools[i] = PoolView{Report: &r, ScrapeURI: t.ScrapeURI()}
 	}
 	w.mu.Lock()
 	s.Opcache = w.opcache

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,11 +80,16 @@ type Watcher struct {
 	th      supervisor.Thresholds
 	events  *event.Log
 	actions *Actor
+	// pools is replaced whole by SetTargets (targets.go), never changed
+	// in place, under poolsMu and sched.mu both: read it through watched,
+	// or under sched.mu.
 	pools   []*poolWatch
+	poolsMu sync.RWMutex
 	nginx   *nginxlog.Follower // nil unless nginx logs are followed
+	// changed is signalled when php-fpm changed under a pool (follow.go).
+	changed chan struct{}
 	// pace stretches the interval while fpmguard is starved of CPU.
-	pace    *lag.Pacer
-	started time.Time
+	pace *lag.Pacer
 	// probed is closed when every pool has finished its first probe.
 	probed     chan struct{}
 	unprobed   atomic.Int64
@@ -92,6 +98,8 @@ type Watcher struct {
 	sched schedule
 	// deaths follows php-fpm's error logs: why workers die (deaths.go).
 	deaths *deathWatch
+	// runCtx is Run's: the kill timers act within it. nil until Run.
+	runCtx context.Context
 
 	mu      sync.Mutex
 	opcache []supervisor.OpcacheReport
@@ -108,8 +116,25 @@ type masterSeen struct {
 // poolWatch is one pool's state. One tick of a pool runs at a time, and
 // only it touches the loop state; what others read is published in view.
 type poolWatch struct {
-	mu     sync.Mutex // guards target, which SetMasterPID changes
+	mu     sync.Mutex // guards target, which SetMasterPID changes, label, moved and removed
 	target supervisor.Target
+	// moved is when SetTargets gave the pool another address, zero if
+	// not since its last tick; removed, that the pool is no longer
+	// watched (targets.go).
+	moved   time.Time
+	removed bool
+	// slot is the pool's place in the schedule, -1 once removed; guarded
+	// by the schedule's lock.
+	slot int
+	// counted: its first probe, or its removal, was counted in unprobed.
+	counted atomic.Bool
+	// since is when the pool was first watched.
+	since time.Time
+	// id is the pool's identity: the master's pid is no part of it. label
+	// is its name for people (name), which SetTargets changes: its name
+	// alone, or its ID when another pool watched has the same name.
+	id    supervisor.PoolID
+	label string
 
 	// probeStart is when the probe in flight began (Unix ns), 0 if none.
 	probeStart atomic.Int64
@@ -122,7 +147,28 @@ type poolWatch struct {
 	lastBeat  time.Time
 	dSince    map[int]time.Time
 	standIns  int                // heartbeats in a row the status read stood in for
+	listened  time.Time          // the last read through pm.status_listen
 	announced map[condition]bool // conditions already reported, to report each once
+	// deadline is when a request the last probe saw grows older than
+	// --hung-after, if before the next probe: the pool is probed then
+	// (sched.go), and judged. Zero when none does.
+	deadline time.Time
+	// atDeadline: this tick runs at a deadline, not on the pool's
+	// interval.
+	atDeadline bool
+
+	// kills are the requests armed to be killed at their deadline
+	// (deadline.go); the loop arms them, their timer acts.
+	kills killTimers
+
+	// What followMaster saw of the pool's master, and when php-fpm last
+	// changed under the pool, and how (follow.go).
+	masterPID  int    // as last seen alive
+	masterExec uint64 // its program's ExecID
+	masterGone bool
+	started    time.Time // the status page's start time
+	reloadedAt time.Time
+	reloadWhy  string
 
 	diag poolDiagnosis // what held-up workers wait for (diagnose.go)
 }
@@ -138,21 +184,45 @@ type condition struct {
 // may be shared with other parts of fpmguard.
 func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events *event.Log) *Watcher {
 	cfg.fill()
-	w := &Watcher{prober: pr, cfg: cfg, events: events, started: time.Now(), masters: map[string]*masterSeen{}, probed: make(chan struct{})}
+	w := &Watcher{prober: pr, cfg: cfg, events: events, masters: map[string]*masterSeen{}, probed: make(chan struct{}), changed: make(chan struct{}, 1)}
 	w.th = pr.Thresholds
 	w.th.HungAfter = hungAfter(pr.Thresholds.HungAfter, cfg.Actions.KillHungAfter)
 	w.actions = newActor(cfg.Actions, pr, events)
+	w.actions.gone = w.workerGone
 	w.pace = lag.NewPacer(pr.Lag, cfg.Interval)
 	w.pace.OnChange = func(_ time.Duration, why string) { events.Add(event.Event{Kind: event.KindStarved, Message: why}) }
 	w.unprobed.Store(int64(len(targets)))
 	if len(targets) == 0 {
 		close(w.probed)
 	}
-	for _, t := range targets {
-		w.pools = append(w.pools, &poolWatch{target: t, dSince: map[int]time.Time{}, announced: map[condition]bool{}})
+	ids := make([]supervisor.PoolID, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID()
+	}
+	labels := supervisor.Labels(ids)
+	for i, t := range targets {
+		w.pools = append(w.pools, newPoolWatch(t, i, labels[ids[i]]))
 	}
 	w.setupDiagnosis()
 	return w
+}
+
+func newPoolWatch(t supervisor.Target, slot int, label string) *poolWatch {
+	return &poolWatch{target: t, slot: slot, id: t.ID(), label: label, since: time.Now(), dSince: map[int]time.Time{}, announced: map[condition]bool{}}
+}
+
+// name is the pool's name for people: its label.
+func (pw *poolWatch) name() string {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.label
+}
+
+// watched is the pools watched now.
+func (w *Watcher) watched() []*poolWatch {
+	w.poolsMu.RLock()
+	defer w.poolsMu.RUnlock()
+	return w.pools
 }
 
 // UseOutput runs the commands the watcher runs (php-fpm -t) through
@@ -164,7 +234,7 @@ func (w *Watcher) UseOutput(output func(ctx context.Context, name string, args .
 // SetMasterPID tells every pool the pid of its master, for `run`, which
 // starts a new master after each crash.
 func (w *Watcher) SetMasterPID(pid int) {
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		pw.mu.Lock()
 		pw.target.MasterPID = pid
 		pw.mu.Unlock()
@@ -180,8 +250,9 @@ func (w *Watcher) Events() *event.Log { return w.events }
 // FollowNginx makes the watcher follow nginx's error logs at paths, with
 // what it saw of each pool in the events.
 func (w *Watcher) FollowNginx(paths []string) {
-	targets := make([]supervisor.Target, len(w.pools))
-	for i, pw := range w.pools {
+	pools := w.watched()
+	targets := make([]supervisor.Target, len(pools))
+	for i, pw := range pools {
 		targets[i] = pw.target
 	}
 	n := nginxlog.NewFollower(paths, targets, w.events)
@@ -194,14 +265,14 @@ func (w *Watcher) FollowNginx(paths []string) {
 // Run watches until ctx ends. The pools are probed one after the other,
 // and a hung pool's probe goes on beside the others (sched.go).
 func (w *Watcher) Run(ctx context.Context) {
+	w.runCtx = ctx
 	var wg sync.WaitGroup
 	if w.prober.Lag != nil {
 		wg.Go(func() { w.prober.Lag.Run(ctx) })
 	}
-	if len(w.pools) > 0 {
-		w.startSchedule()
-		wg.Go(func() { w.probeLoop(ctx, &wg) })
-	}
+	// With no pool yet, the loop waits for SetTargets to give it some.
+	w.startSchedule()
+	wg.Go(func() { w.probeLoop(ctx, &wg) })
 	if w.prober.Opcache != nil {
 		wg.Go(func() { w.watchOpcache(ctx) })
 	}
@@ -210,6 +281,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	wg.Go(func() { w.deaths.run(ctx) })
 	wg.Wait()
+	w.stopKillTimers()
 	w.actions.wait()
 }
 
@@ -217,7 +289,7 @@ func (w *Watcher) Run(ctx context.Context) {
 // are spread over the first interval (at most a second), with jitter, so
 // that a thousand of them never fire at once. Each then keeps its place.
 func (w *Watcher) offset(i int) time.Duration {
-	n := len(w.pools)
+	n := len(w.pools) // under sched.mu
 	spread := min(w.cfg.Interval, time.Second)
 	each := spread / time.Duration(n)
 	jitter := time.Duration(0)
@@ -255,31 +327,64 @@ const pingEvery = 10
 // heartbeat takes its whole timeout.
 func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	pw.mu.Lock()
-	target := pw.target
+	target, moved := pw.target, pw.moved
+	pw.moved = time.Time{}
 	pw.mu.Unlock()
 	var prev *supervisor.PoolReport
 	if v := pw.view.Load(); v != nil {
 		prev = v.Report
 	}
+	atDeadline := pw.atDeadline
+	pw.atDeadline, pw.deadline = false, time.Time{}
 
 	if r, ok := w.prober.Idle(ctx, target); ok {
 		// An idle ondemand pool: judged without waking a worker.
+		w.followMaster(ctx, pw, &r, moved)
 		supervisor.Judge(&r, prev, w.th)
 		w.detect(pw, prev, &r)
+		pw.kills.run.Lock()
+		w.armKills(pw, &r, nil)
+		pw.kills.run.Unlock()
 		w.publish(pw, target, &r, prev == nil)
 		return
 	}
 	pw.probeStart.Store(time.Now().UnixNano())
-	r := w.prober.Observe(ctx, target)
+	var r supervisor.PoolReport
+	// own is a status read through the pool's own socket that waited the
+	// client's whole timeout: it stands in for the heartbeat, failed too.
+	var own supervisor.StatusRead
+	switch {
+	case target.StatusAddress.IsZero():
+		r = w.prober.Observe(ctx, target)
+		own = r.Status
+	case w.throughOwnSocket(target, prev, atDeadline, pw.listened):
+		if r = w.prober.ObserveThrough(ctx, target, target.Address, ownSocketWait); !r.Status.OK {
+			// No worker answered it at once: the status listener shows
+			// why, and a ping will say what nginx would see.
+			r = w.prober.Observe(ctx, target)
+			pw.listened = time.Now()
+		}
+	default:
+		r = w.prober.Observe(ctx, target)
+		pw.listened = time.Now()
+	}
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
 	diagnosed := w.startDiagnosis(ctx, pw, target, &r)
-	killed := w.actions.killHung(ctx, target, &r)
-	if killed == 0 && supervisor.BeatFromHung(target, &r) {
+	// Kills now, and the kill timer armed, before the heartbeat, which may
+	// wait behind busy workers: a deadline during it goes off on time.
+	pw.kills.run.Lock()
+	killed, capped := w.actions.killHung(ctx, target, &r)
+	w.armKills(pw, &r, capped)
+	pw.kills.run.Unlock()
+	switch {
+	case killed == 0 && supervisor.BeatFromHung(target, &r):
 		pw.standIns = 0
-	} else if pw.standIns < pingEvery-1 && prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == "" && supervisor.BeatFromStatus(target, &r) {
+	case supervisor.BeatFromTimeout(target, &r, own):
+		pw.standIns = 0
+	case pw.standIns < pingEvery-1 && cleanBeat(prev) && supervisor.BeatFromStatus(target, &r):
 		pw.standIns++
-	} else {
+	default:
 		w.prober.Beat(ctx, target, &r)
 		pw.standIns = 0
 	}
@@ -288,6 +393,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 		return
 	}
 	diagnosed()
+	w.followMaster(ctx, pw, &r, moved)
 	supervisor.Judge(&r, prev, w.th)
 
 	pw.stats.add(&r)
@@ -304,21 +410,112 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	w.detect(pw, prev, &r)
 	w.actions.maybeReload(ctx, target, &r, pw.failures >= w.cfg.UnhealthyAfter, killed)
 	w.seeMaster(&r)
+	pw.deadline = w.nextDeadline(&r)
 
 	w.publish(pw, target, &r, prev == nil)
+}
+
+// cleanBeat reports a previous report whose heartbeat succeeded and proved
+// it.
+func cleanBeat(prev *supervisor.PoolReport) bool {
+	return prev != nil && prev.Heartbeat.OK && prev.Heartbeat.Inconclusive == ""
+}
+
+// ownSocketWait is how long a read through the own socket of a pool with
+// pm.status_listen is waited for before its listener is read instead. A
+// free worker answers within a millisecond, and a read that has not
+// answered within 10 ms stands in for no ping (BeatFromStatus); waiting
+// longer holds back what the listener shows (hung workers, and their kill
+// timers), waiting less reads the listener whenever php-fpm is slow to
+// answer on a loaded machine, and each read of it after its idle timeout
+// (10 s) forks a worker of its hidden pool: at 100 pools with a wait of
+// 100 ms, php-fpm spent a third of a core on that.
+const ownSocketWait = 500 * time.Millisecond
+
+// listenEvery is how often a healthy pool's status listener is read: within
+// the idle timeout (10 s) of its hidden ondemand pool, with room for a late
+// probe on a loaded machine, so that its worker stays. A read after the worker idled out forks another (at 100 pools,
+// reads every 10 s cost php-fpm a third of a core), and a read that comes
+// while php-fpm is ending the idle worker can wait in the listener's
+// queue until the next connection: the listener would be slow exactly when
+// the pool's own workers are busy and it is needed.
+const listenEvery = 8 * time.Second
+
+// throughOwnSocket says whether a tick reads the status page of a pool
+// with pm.status_listen through the pool's own socket, as a pool without
+// it always does: the read then stands in for the heartbeat, and most
+// healthy ticks cost one FastCGI exchange instead of two. It does while a
+// worker is free: the last look saw an idle one and a clean heartbeat, and
+// nothing waits in the socket's queue now; and while the listener was read
+// within listenEvery (that tick reads it, and pings). The listener is read
+// instead on the first tick, on every one after a heartbeat that was not a
+// clean success, and at a deadline, when the page must answer whatever the
+// workers do; and when the read through the pool's socket fails or does
+// not answer at once (ownSocketWait), in the same tick.
+func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolReport, atDeadline bool, listened time.Time) bool {
+	if t.StatusAddress.IsZero() {
+		return true
+	}
+	if atDeadline || t.PingPath == "" || time.Since(listened) >= listenEvery || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
+		return false
+	}
+	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {
+		return false
+	}
+	q, err := supervisor.ReadSocketQueue(t.Address)
+	return err == nil && q.Length == 0
+}
+
+// nextDeadline is the first moment a request in flight on r's status page
+// grows older than --hung-after, after the page was read (the probe judged
+// what came before); zero when none does. The probe loop probes the pool
+// then, if that comes before its interval: a hung worker is judged on
+// time whatever the interval. (Kills have timers of their own:
+// deadline.go.) A pool with no long request costs nothing more.
+func (w *Watcher) nextDeadline(r *supervisor.PoolReport) time.Time {
+	var first time.Time
+	if w.th.HungAfter <= 0 {
+		return first
+	}
+	for _, p := range r.Processes {
+		start, ok := r.RequestStart(p)
+		if !ok || p.ProbeRequest() {
+			continue
+		}
+		// A millisecond past: judged older than the threshold, not as old.
+		at := start.Add(w.th.HungAfter + time.Millisecond)
+		if at.After(r.StatusAt()) && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
 }
 
 // publish makes r the pool's latest view, and keeps it in the history.
 func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor.PoolReport, first bool) {
 	if w.cfg.History != nil {
-		w.cfg.History.AddPool(target, r, time.Now())
+		// Not for a pool SetTargets removed meanwhile: its history is gone.
+		pw.mu.Lock()
+		if !pw.removed {
+			w.cfg.History.AddPool(target, r, time.Now())
+		}
+		pw.mu.Unlock()
 	}
 	pw.view.Store(&PoolView{
-		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.StatusVia().String() + ";" + target.StatusPath,
+		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.ScrapeURI(),
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
 	pw.diag.reports.keep(r)
-	if first && w.unprobed.Add(-1) == 0 {
+	if first {
+		w.countProbed(pw)
+	}
+}
+
+// countProbed counts a pool as probed once, for the opcache's first read:
+// at its first probe, or when SetTargets removed it before. Pools added
+// later were never waited for.
+func (w *Watcher) countProbed(pw *poolWatch) {
+	if pw.counted.CompareAndSwap(false, true) && w.unprobed.Add(-1) == 0 {
 		w.probedOnce.Do(func() { close(w.probed) })
 	}
 }
@@ -329,7 +526,7 @@ func (w *Watcher) seeMaster(r *supervisor.PoolReport) {
 	if m == nil || !m.Alive || m.PID == 0 {
 		return
 	}
-	name := r.MasterName()
+	name := r.MasterName
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seen := w.masters[name]
@@ -377,7 +574,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 		for i := range reports {
 			o := &reports[i]
 			if p := prev[o.MasterPID]; (p == nil && o.Health != supervisor.HealthOK) || (p != nil && p.Health != o.Health) {
-				w.events.Add(event.Event{Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
+				w.events.Add(event.Event{MasterName: o.Master, Master: o.MasterPID, Kind: event.KindOpcache, Message: fmt.Sprintf("opcache of master %d is %s: %s", o.MasterPID, o.Health, strings.Join(o.Reasons, "; "))})
 			}
 			next[o.MasterPID] = o
 		}
@@ -396,7 +593,7 @@ func (w *Watcher) watchOpcache(ctx context.Context) {
 func (w *Watcher) probedPools() ([]supervisor.Target, []supervisor.PoolReport) {
 	var targets []supervisor.Target
 	var pools []supervisor.PoolReport
-	for _, pw := range w.pools {
+	for _, pw := range w.watched() {
 		v := pw.view.Load()
 		if v == nil {
 			continue

@@ -58,7 +58,9 @@ type Policy struct {
 	Log *slog.Logger
 }
 
-// KillRequest is the body of POST /kill.
+// KillRequest is the body of POST /kill. Pool names the pool as
+// supervisor.FindPool reads it: its name alone when no other pool has it,
+// else NAME@MASTER.
 type KillRequest struct {
 	Pool string `json:"pool"`
 	PID  int    `json:"pid"`
@@ -154,11 +156,7 @@ func WithControl(h http.Handler, current func() watch.Control, policy Policy) ht
 		}
 		res, err := c.KillWorker(r.Context(), req.Pool, req.PID, asker(r))
 		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, watch.ErrUnknownPool) {
-				code = http.StatusNotFound
-			}
-			http.Error(rw, err.Error(), code)
+			http.Error(rw, err.Error(), poolErrorCode(err, http.StatusInternalServerError))
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
@@ -174,18 +172,29 @@ func WithControl(h http.Handler, current func() watch.Control, policy Policy) ht
 	return policy.guard(mux)
 }
 
-// controlStatus is the HTTP status of an error of a worker's read: 404
-// for what does not exist (a pool, a worker, a slowlog or its entry), 500
-// for what fpmguard could not read.
+// controlStatus is the HTTP status of an error of a worker's read: 400
+// for a pool name more than one pool has, 404 for what does not exist (a
+// pool, a worker, a slowlog or its entry), 500 for what fpmguard could not
+// read.
 func controlStatus(err error) int {
 	var se *supervisor.SlowlogError
-	switch {
-	case errors.Is(err, watch.ErrUnknownPool), errors.Is(err, watch.ErrNotAWorker):
-		return http.StatusNotFound
-	case errors.As(err, &se) && se.Reason != supervisor.SlowlogUnreadable:
+	if errors.Is(err, watch.ErrNotAWorker) || errors.As(err, &se) && se.Reason != supervisor.SlowlogUnreadable {
 		return http.StatusNotFound
 	}
-	return http.StatusInternalServerError
+	return poolErrorCode(err, http.StatusInternalServerError)
+}
+
+// poolErrorCode is the status of a request that failed with err: a pool
+// not watched is 404, a name more than one pool has (www under two
+// masters) 400, as the client must name one; else code.
+func poolErrorCode(err error, code int) int {
+	switch {
+	case errors.Is(err, watch.ErrUnknownPool):
+		return http.StatusNotFound
+	case errors.Is(err, watch.ErrAmbiguousPool):
+		return http.StatusBadRequest
+	}
+	return code
 }
 
 // guard makes the checks every route shares: the Host, then worker

@@ -34,8 +34,20 @@ func (f *fakeWatcher) Snapshot() *watch.Snapshot { return f.snap }
 func (f *fakeWatcher) Live() (bool, []string)    { return true, nil }
 func (f *fakeWatcher) Ready() (bool, []string)   { return true, nil }
 func (f *fakeWatcher) Events() *event.Log        { return event.NewLog(nil) }
+
+// find looks pool up among the snapshot's pools as the watcher does.
+func (f *fakeWatcher) find(pool string) (supervisor.PoolID, error) {
+	var ids []supervisor.PoolID
+	for _, p := range f.snap.Pools {
+		ids = append(ids, p.Report.ID())
+	}
+	return supervisor.FindPool(ids, pool)
+}
+
 func (f *fakeWatcher) KillWorker(_ context.Context, pool string, pid int, who string) (watch.KillResult, error) {
-	if pool != "pool0" {
+	if id, err := f.find(pool); err != nil {
+		return watch.KillResult{}, err
+	} else if id.Pool != "pool0" {
 		return watch.KillResult{}, watch.ErrUnknownPool
 	}
 	f.killed = append(f.killed, who)
@@ -45,6 +57,9 @@ func (f *fakeWatcher) KillWorker(_ context.Context, pool string, pid int, who st
 	return watch.KillResult{Result: watch.ResultOK, Message: "SIGTERM worker 101"}, nil
 }
 func (f *fakeWatcher) Slowlog(_ context.Context, pool string, pid int) (string, error) {
+	if _, err := f.find(pool); err != nil {
+		return "", err
+	}
 	switch pid {
 	case 102:
 		return "", &supervisor.SlowlogError{Pool: pool, Path: "/var/log/www.slow", PID: pid, Reason: supervisor.SlowlogNoEntry}
@@ -63,7 +78,7 @@ func (f *fakeWatcher) Stack(_ context.Context, pool string, pid int) (*superviso
 func serveFake(t *testing.T, policy Policy) (*fakeWatcher, *Remote) {
 	t.Helper()
 	snap := fixedSnapshot(2, 3)
-	snap.Nginx = map[nginxlog.Key]uint64{{Pool: "pool0", Status: 502, Cause: nginxlog.CauseReset}: 4}
+	snap.Nginx = map[nginxlog.Key]uint64{{Pool: snap.Pools[0].Report.ID(), Status: 502, Cause: nginxlog.CauseReset}: 4}
 	snap.Pools[0].Report.Processes[0].RequestURI = "/a\x1b]0;x\a\u009b"
 	f := &fakeWatcher{snap: snap}
 	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() watch.Control { return f }, policy)
@@ -159,6 +174,20 @@ func TestKillOverHTTP(t *testing.T) {
 	if res, _ := r.KillWorker(ctx, "nope", 101, ""); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 404") {
 		t.Errorf("unknown pool: %+v", res)
 	}
+	// A second pool0, under another master: pool0 alone names neither,
+	// and the answer says how to name each.
+	other := f.snap.Pools[1].Report
+	other.Name, other.MasterName = "pool0", "/etc/php/7.4/fpm/php-fpm.conf"
+	if res, _ := r.KillWorker(ctx, "pool0", 101, ""); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 400") ||
+		!strings.Contains(res.Message, "pool0@/etc/php/7.4/fpm/php-fpm.conf") || !strings.Contains(res.Message, "pool0@"+fixedConf) {
+		t.Errorf("pool0 under two masters: %+v", res)
+	}
+	if _, err := r.Slowlog(ctx, "pool0", 101); err == nil || !strings.Contains(err.Error(), "HTTP 400") {
+		t.Errorf("slowlog of pool0 under two masters: %v", err)
+	}
+	if res, err := r.KillWorker(ctx, "pool0@"+fixedConf, 101, ""); err != nil || res.Result != watch.ResultOK {
+		t.Errorf("kill of pool0@%s: %+v %v", fixedConf, res, err)
+	}
 	// GET and a form post (what a web page can send) do nothing.
 	resp, err := http.Get(r.url("/kill", nil))
 	if err == nil {
@@ -171,7 +200,7 @@ func TestKillOverHTTP(t *testing.T) {
 	if err == nil {
 		resp.Body.Close()
 	}
-	if err != nil || resp.StatusCode != http.StatusUnsupportedMediaType || len(f.killed) != 2 {
+	if err != nil || resp.StatusCode != http.StatusUnsupportedMediaType || len(f.killed) != 3 {
 		t.Errorf("form POST /kill: %v %v (kills %v)", resp, err, f.killed)
 	}
 	// The rest stays read-only.

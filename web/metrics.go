@@ -150,14 +150,21 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// byName lists the pools in label order, which spares the writer (and the
-// registry) most of its sorting.
+// byName lists the pools in label order, master before pool as the
+// registry sorts their labels, which spares the writer (and the registry)
+// most of its sorting.
 func byName(s *watch.Snapshot) []*watch.PoolView {
 	out := make([]*watch.PoolView, len(s.Pools))
 	for i := range s.Pools {
 		out[i] = &s.Pools[i]
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Report.Name < out[b].Report.Name })
+	sort.Slice(out, func(a, b int) bool {
+		ra, rb := out[a].Report, out[b].Report
+		if ra.MasterName != rb.MasterName {
+			return ra.MasterName < rb.MasterName
+		}
+		return ra.Name < rb.Name
+	})
 	return out
 }
 

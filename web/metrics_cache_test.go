@@ -38,10 +38,13 @@ func oddSnapshot() *watch.Snapshot {
 	s.Pools = append(s.Pools, watch.PoolView{Report: &supervisor.PoolReport{Name: "a-new-pool", Health: supervisor.HealthUnhealthy,
 		Processes: []supervisor.ProcessState{}}, ScrapeURI: "tcp://127.0.0.1:9000;/status"})
 	s.Pools[1].Report.Master = &supervisor.MasterReport{PID: 7, Alive: true, Config: "/etc/other.conf"}
+	s.Pools[1].Report.MasterName = "/etc/other.conf"
 	s.MasterRestarts["/etc/other.conf"] = 2
-	s.Actions[watch.ActionKey{Pool: "pool1", Action: watch.ActionKill, Result: watch.ResultOK}] = 3
-	s.Actions[watch.ActionKey{Pool: "pool0", Action: watch.ActionReload, Result: watch.ResultOK}] = 1
-	s.Nginx = map[nginxlog.Key]uint64{{Pool: "pool1", Status: 504, Cause: "timeout"}: 4, {Pool: "pool0", Status: 502, Cause: "refused"}: 1}
+	// Two pools of one name under two masters: two sets of series.
+	s.Pools[2].Report.Name = "pool1"
+	s.Actions[watch.ActionKey{Pool: supervisor.PoolID{Pool: "pool1", Master: fixedConf}, Action: watch.ActionKill, Result: watch.ResultOK}] = 3
+	s.Actions[watch.ActionKey{Pool: supervisor.PoolID{Pool: "pool0", Master: fixedConf}, Action: watch.ActionReload, Result: watch.ResultOK}] = 1
+	s.Nginx = map[nginxlog.Key]uint64{{Pool: supervisor.PoolID{Pool: "pool1", Master: fixedConf}, Status: 504, Cause: "timeout"}: 4, {Pool: supervisor.PoolID{Pool: "pool1", Master: "/etc/other.conf"}, Status: 504, Cause: "timeout"}: 5, {Pool: supervisor.PoolID{Pool: "pool0", Master: fixedConf}, Status: 502, Cause: "refused"}: 1}
 	s.Self.LagSeconds = 0.25
 	return s
 }
@@ -148,7 +151,17 @@ func TestScrapeCache(t *testing.T) {
 	snap := fixedSnapshot(2, 3)
 	current := snap
 	h, renders, _ := counted(func() *watch.Snapshot { return current })
+	// young makes the renders young whatever the time between scrapes on
+	// a loaded machine: only renderMaxAge's own check below ages them.
+	young := func() {
+		h.mu.Lock()
+		for _, r := range h.latest {
+			r.at = time.Now().Add(time.Hour)
+		}
+		h.mu.Unlock()
+	}
 	first := scrape(t, h)
+	young()
 	if again := scrape(t, h); again != first || *renders != 1 {
 		t.Fatalf("second scrape of one snapshot: %d renders, same bytes %v", *renders, again == first)
 	}
@@ -164,6 +177,7 @@ func TestScrapeCache(t *testing.T) {
 	same.Pools = append([]watch.PoolView(nil), snap.Pools...)
 	same.Actions, same.MasterRestarts = maps.Clone(snap.Actions), maps.Clone(snap.MasterRestarts)
 	current = &same
+	young()
 	if scrape(t, h) != first || *renders != 0 {
 		t.Errorf("a snapshot of the same reports rendered again (%d)", *renders)
 	}
@@ -176,10 +190,11 @@ func TestScrapeCache(t *testing.T) {
 		t.Errorf("a new snapshot: %d renders, process_requests %v", *renders, metricValue(t, out, "phpfpm_process_requests", `pool="pool1"`, `child="2"`))
 	}
 	counts := maps.Clone(next.Actions)
-	counts[watch.ActionKey{Pool: "pool1", Action: watch.ActionKill, Result: watch.ResultOK}] = 1
+	counts[watch.ActionKey{Pool: supervisor.PoolID{Pool: "pool1", Master: fixedConf}, Action: watch.ActionKill, Result: watch.ResultOK}] = 1
 	moreActions := *next
 	moreActions.Actions = counts
 	current = &moreActions
+	young()
 	if scrape(t, h); *renders != 2 {
 		t.Errorf("a new action count: %d renders, want 2", *renders)
 	}
@@ -188,7 +203,7 @@ func TestScrapeCache(t *testing.T) {
 	// served, even of the same snapshot.
 	h.mu.Lock()
 	for _, r := range h.latest {
-		r.at = r.at.Add(-renderMaxAge)
+		r.at = time.Now().Add(-renderMaxAge)
 	}
 	h.mu.Unlock()
 	if scrape(t, h); *renders != 3 {

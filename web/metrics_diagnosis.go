@@ -21,10 +21,10 @@ func newDiagnosisCollector() *diagnosisCollector {
 	return &diagnosisCollector{
 		hungByWait: desc("phpfpm", "hung_processes_by_wait", fmt.Sprintf(
 			"Hung workers (as phpfpm_hung_processes) by what they wait for: wait is one of %d kinds (network-read, network-write, connect, dns, lock, sleep, disk, futex, child, stopped, running, unknown: not read or not proved), service the peer's by its port or socket name (mysql, postgresql, redis, memcached, dns, http, https, fastcgi, other) or none: at most %d series a pool, one for each pair present now.",
-			len(waits.Kinds), len(waits.Kinds)*(len(waits.Services)+1)), "pool", "wait", "service"),
+			len(waits.Kinds), len(waits.Kinds)*(len(waits.Services)+1)), "pool", "master", "wait", "service"),
 		exits: desc("phpfpm", "worker_exits_total", fmt.Sprintf(
 			"Workers that exited, by cause, as php-fpm's error log says and fpmguard classifies (oom_kill, fpmguard_kill, terminate_timeout, crash, killed, signal, exit_code; max_requests and idle are how php-fpm retires workers, never failures): %d series a pool whose master's error log fpmguard follows, none for the others.",
-			len(fpmlog.Causes)), "pool", "cause"),
+			len(fpmlog.Causes)), "pool", "master", "cause"),
 	}
 }
 
@@ -67,7 +67,7 @@ func (c *diagnosisCollector) collect(s *watch.Snapshot, m emitter) {
 			return keys[i].wait < keys[j].wait
 		})
 		for _, k := range keys {
-			m.gauge(c.hungByWait, float64(counts[k]), p.Name, string(k.wait), k.service)
+			m.gauge(c.hungByWait, float64(counts[k]), p.Name, p.MasterName, string(k.wait), k.service)
 		}
 	}
 	keys := make([]watch.ExitKey, 0, len(s.Exits))
@@ -75,12 +75,12 @@ func (c *diagnosisCollector) collect(s *watch.Snapshot, m emitter) {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].Pool != keys[j].Pool {
-			return keys[i].Pool < keys[j].Pool
+		if c := keys[i].Pool.Compare(keys[j].Pool); c != 0 {
+			return c < 0
 		}
 		return keys[i].Cause < keys[j].Cause
 	})
 	for _, k := range keys {
-		m.counter(c.exits, float64(s.Exits[k]), k.Pool, string(k.Cause))
+		m.counter(c.exits, float64(s.Exits[k]), k.Pool.Pool, k.Pool.Master, string(k.Cause))
 	}
 }

@@ -19,9 +19,9 @@ func newProcessCollector(on bool) *processCollector {
 	}
 	return &processCollector{
 		on:      on,
-		procCPU: d("process_cpu_seconds_total", "CPU time the worker used, user and system.", "pool", "child"),
-		procRSS: d("process_resident_memory_bytes", "Resident memory of the worker; counts the shared opcache again in every worker.", "pool", "child"),
-		procPSS: d("process_proportional_memory_bytes", "Proportional memory of the worker: shared pages divided among their sharers.", "pool", "child"),
+		procCPU: d("process_cpu_seconds_total", "CPU time the worker used, user and system.", "pool", "master", "child"),
+		procRSS: d("process_resident_memory_bytes", "Resident memory of the worker; counts the shared opcache again in every worker.", "pool", "master", "child"),
+		procPSS: d("process_proportional_memory_bytes", "Proportional memory of the worker: shared pages divided among their sharers.", "pool", "master", "child"),
 	}
 }
 
@@ -44,10 +44,10 @@ func (c *processCollector) collect(s *watch.Snapshot, m emitter) {
 				continue
 			}
 			w := &p.Processes[i]
-			m.counter(c.procCPU, w.CPUSeconds, p.Name, child)
-			m.gauge(c.procRSS, float64(w.RSSBytes), p.Name, child)
+			m.counter(c.procCPU, w.CPUSeconds, p.Name, p.MasterName, child)
+			m.gauge(c.procRSS, float64(w.RSSBytes), p.Name, p.MasterName, child)
 			if w.PSSBytes > 0 {
-				m.gauge(c.procPSS, float64(w.PSSBytes), p.Name, child)
+				m.gauge(c.procPSS, float64(w.PSSBytes), p.Name, p.MasterName, child)
 			}
 		}
 	}

@@ -22,8 +22,10 @@ func newStatusCollector(processMetrics bool) *statusCollector {
 	d := func(name, help string, labels ...string) *metricDesc {
 		return desc("phpfpm", name, help, labels...)
 	}
-	pool := []string{"pool", "scrape_uri"}
-	child := []string{"pool", "child", "scrape_uri"}
+	// master tells apart pools of one name under two masters (Debian's
+	// www of each PHP version): see docs/metrics.md.
+	pool := []string{"pool", "master", "scrape_uri"}
+	child := []string{"pool", "master", "child", "scrape_uri"}
 	return &statusCollector{
 		processMetrics:     processMetrics,
 		up:                 d("up", "Could PHP-FPM be reached? 1 when the status page was read.", pool...),
@@ -43,7 +45,7 @@ func newStatusCollector(processMetrics bool) *statusCollector {
 		procLastMemory:     d("process_last_request_memory", "The max amount of memory the last request consumed.", child...),
 		procLastCPU:        d("process_last_request_cpu", "The %cpu the last request consumed.", child...),
 		procDuration:       d("process_request_duration", "The duration in microseconds of the requests.", child...),
-		procState:          d("process_state", "The state of the process (Idle, Running, ...).", "pool", "child", "state", "scrape_uri"),
+		procState:          d("process_state", "The state of the process (Idle, Running, ...).", "pool", "master", "child", "state", "scrape_uri"),
 	}
 }
 
@@ -59,34 +61,34 @@ func (c *statusCollector) collect(s *watch.Snapshot, m emitter) {
 	pools := byName(s)
 	for _, v := range pools {
 		p, uri := v.Report, v.ScrapeURI
-		m.untyped(c.scrapeFailures, float64(v.Stats.ScrapeFailures), p.Name, uri)
+		m.untyped(c.scrapeFailures, float64(v.Stats.ScrapeFailures), p.Name, p.MasterName, uri)
 		if st := p.Status; v.Probed() && !st.Skipped && st.Inconclusive == "" {
 			// An idle ondemand pool is reachable: its master is alive and
 			// its socket listens; its page is not read, not to wake a
 			// worker. A pool without a status page, or whose read proved
 			// nothing, is neither up nor down.
-			m.gauge(c.up, b2f(st.OK || st.Idle), p.Name, uri)
+			m.gauge(c.up, b2f(st.OK || st.Idle), p.Name, p.MasterName, uri)
 		}
 		cn := p.Counters
 		if !p.Status.OK || cn == nil {
 			continue
 		}
-		m.untyped(c.startSince, float64(cn.StartSinceSeconds), p.Name, uri)
-		m.untyped(c.acceptedConn, float64(cn.AcceptedConn), p.Name, uri)
-		m.gauge(c.listenQueue, float64(cn.ListenQueue), p.Name, uri)
-		m.untyped(c.maxListenQueue, float64(cn.MaxListenQueue), p.Name, uri)
-		m.gauge(c.listenQueueLen, float64(cn.ListenQueueLen), p.Name, uri)
+		m.untyped(c.startSince, float64(cn.StartSinceSeconds), p.Name, p.MasterName, uri)
+		m.untyped(c.acceptedConn, float64(cn.AcceptedConn), p.Name, p.MasterName, uri)
+		m.gauge(c.listenQueue, float64(cn.ListenQueue), p.Name, p.MasterName, uri)
+		m.untyped(c.maxListenQueue, float64(cn.MaxListenQueue), p.Name, p.MasterName, uri)
+		m.gauge(c.listenQueueLen, float64(cn.ListenQueueLen), p.Name, p.MasterName, uri)
 		// php-fpm's own counts can disagree with its process list ("max
 		// active processes" can be nonsense), and count the worker serving
 		// fpmguard's own status request as active: the list, less that
 		// request, is what every output of fpmguard counts.
 		active, total := p.Busy()
-		m.gauge(c.idle, float64(total-active), p.Name, uri)
-		m.gauge(c.active, float64(active), p.Name, uri)
-		m.gauge(c.total, float64(total), p.Name, uri)
-		m.untyped(c.maxActive, float64(cn.MaxActiveProcesses), p.Name, uri)
-		m.untyped(c.maxChildrenReached, float64(cn.MaxChildrenReached), p.Name, uri)
-		m.untyped(c.slowRequests, float64(cn.SlowRequests), p.Name, uri)
+		m.gauge(c.idle, float64(total-active), p.Name, p.MasterName, uri)
+		m.gauge(c.active, float64(active), p.Name, p.MasterName, uri)
+		m.gauge(c.total, float64(total), p.Name, p.MasterName, uri)
+		m.untyped(c.maxActive, float64(cn.MaxActiveProcesses), p.Name, p.MasterName, uri)
+		m.untyped(c.maxChildrenReached, float64(cn.MaxChildrenReached), p.Name, p.MasterName, uri)
+		m.untyped(c.slowRequests, float64(cn.SlowRequests), p.Name, p.MasterName, uri)
 	}
 	if c.processMetrics {
 		c.collectWorkers(pools, m)
@@ -107,13 +109,13 @@ func (c *statusCollector) collectWorkers(pools []*watch.PoolView, m emitter) {
 				continue
 			}
 			w := &p.Processes[i]
-			m.untyped(c.procRequests, float64(w.Requests), p.Name, child, uri)
-			m.gauge(c.procLastMemory, float64(w.LastRequestMemory), p.Name, child, uri)
-			m.gauge(c.procLastCPU, w.LastRequestCPU, p.Name, child, uri)
-			m.gauge(c.procDuration, float64(time.Duration(w.RequestDurationSeconds*float64(time.Second)).Microseconds()), p.Name, child, uri)
+			m.untyped(c.procRequests, float64(w.Requests), p.Name, p.MasterName, child, uri)
+			m.gauge(c.procLastMemory, float64(w.LastRequestMemory), p.Name, p.MasterName, child, uri)
+			m.gauge(c.procLastCPU, w.LastRequestCPU, p.Name, p.MasterName, child, uri)
+			m.gauge(c.procDuration, float64(time.Duration(w.RequestDurationSeconds*float64(time.Second)).Microseconds()), p.Name, p.MasterName, child, uri)
 			// Only the current state: the other states' zeros add nothing
 			// to sum by (state) and cost five series per worker.
-			m.gauge(c.procState, 1, p.Name, child, w.State, uri)
+			m.gauge(c.procState, 1, p.Name, p.MasterName, child, w.State, uri)
 		}
 	}
 }

@@ -35,16 +35,19 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // fixedSnapshot is a snapshot set by hand, not probed: pools of workers
 // each, with one of every interesting thing.
+// fixedConf is the master of fixedSnapshot's pools.
+const fixedConf = "/etc/php/8.2/fpm/php-fpm.conf"
+
 func fixedSnapshot(pools, workers int) *watch.Snapshot {
 	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
-	conf := "/etc/php/8.2/fpm/php-fpm.conf"
+	conf := fixedConf
 	s := &watch.Snapshot{
 		Time: start,
 		Opcache: []supervisor.OpcacheReport{{MasterPID: 100, Master: conf, Pools: []string{"pool0"}, Enabled: true, CacheFull: true,
 			MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 1 << 10, MemoryWastedBytes: 0, CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223,
 			Hits: 1000, Misses: 400, OOMRestarts: 1, HashRestarts: 2, ManualRestarts: 3, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
 			JITBufferFreeBytes: 0, Health: supervisor.HealthDegraded}},
-		Actions:        map[watch.ActionKey]uint64{{Pool: "pool0", Action: watch.ActionKill, Result: watch.ResultOK}: 1},
+		Actions:        map[watch.ActionKey]uint64{{Pool: supervisor.PoolID{Pool: "pool0", Master: conf}, Action: watch.ActionKill, Result: watch.ResultOK}: 1},
 		Exits:          map[watch.ExitKey]uint64{},
 		MasterRestarts: map[string]uint64{conf: 0},
 		Self:           watch.Self{Interval: time.Second},
@@ -52,10 +55,10 @@ func fixedSnapshot(pools, workers int) *watch.Snapshot {
 	for i := range pools {
 		name := fmt.Sprintf("pool%d", i)
 		for _, c := range fpmlog.Causes {
-			s.Exits[watch.ExitKey{Pool: name, Cause: c}] = map[fpmlog.Cause]uint64{fpmlog.CauseOOMKill: 2, fpmlog.CauseMaxRequests: 40}[c]
+			s.Exits[watch.ExitKey{Pool: supervisor.PoolID{Pool: name, Master: conf}, Cause: c}] = map[fpmlog.Cause]uint64{fpmlog.CauseOOMKill: 2, fpmlog.CauseMaxRequests: 40}[c]
 		}
 		r := &supervisor.PoolReport{
-			Name: name, Address: "unix:///run/php/" + name + ".sock",
+			Name: name, MasterName: conf, Address: "unix:///run/php/" + name + ".sock",
 			Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0003},
 			Status:    supervisor.StatusRead{OK: true, Via: "status_listen"},
 			Master:    &supervisor.MasterReport{PID: 100, Alive: true, Config: conf},
@@ -362,7 +365,8 @@ func TestSocketListenQueue(t *testing.T) {
 		snap := w.Snapshot()
 		r = snap.Pools[0].Report
 		out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
-		return out, strings.Contains(out, `phpfpm_socket_listen_queue{pool="www"} 3`)
+		line, ok := findSeries(out, "phpfpm_socket_listen_queue", `pool="www"`)
+		return out, ok && strings.HasSuffix(line, " 3")
 	})
 	if got := metricValue(t, out, "phpfpm_listen_queue", `pool="www"`); got != 0 {
 		t.Logf("php-fpm's own listen_queue is %v", got)

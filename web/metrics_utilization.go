@@ -12,7 +12,7 @@ type utilizationCollector struct{ ratio *metricDesc }
 func newUtilizationCollector() *utilizationCollector {
 	return &utilizationCollector{ratio: desc("phpfpm", "pool_utilization_ratio",
 		"(Busy workers, not counting fpmguard's own probes, + requests waiting in the listen queue, not counting fpmguard's own) / pm.max_children. Above 1, requests wait for a worker.",
-		"pool")}
+		"pool", "master")}
 }
 
 func (c *utilizationCollector) descs() []*metricDesc { return []*metricDesc{c.ratio} }
@@ -20,7 +20,7 @@ func (c *utilizationCollector) descs() []*metricDesc { return []*metricDesc{c.ra
 func (c *utilizationCollector) collect(s *watch.Snapshot, m emitter) {
 	for _, v := range byName(s) {
 		if ratio, ok := utilization(v); ok {
-			m.gauge(c.ratio, ratio, v.Report.Name)
+			m.gauge(c.ratio, ratio, v.Report.Name, v.Report.MasterName)
 		}
 	}
 }

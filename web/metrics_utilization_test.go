@@ -43,7 +43,7 @@ func TestUtilization(t *testing.T) {
 			snap := fixedSnapshot(1, 3)
 			tt.edit(snap.Pools[0].Report)
 			out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), false), nil))
-			line := `phpfpm_pool_utilization_ratio{pool="pool0"} ` + tt.want
+			line := `phpfpm_pool_utilization_ratio{master="` + fixedConf + `",pool="pool0"} ` + tt.want
 			if tt.want == "" {
 				line = `phpfpm_pool_utilization_ratio{`
 				if strings.Contains(out, line) {
@@ -94,7 +94,8 @@ func TestUtilizationAgainstPHPFPM(t *testing.T) {
 		fpm.Background(t, 3, "sleep.php", "ms=600000")
 		fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
 			out := scrape(t, NewMetricsHandler(NewCollector(w.Snapshot, false), nil))
-			return out, strings.Contains(out, `phpfpm_pool_utilization_ratio{pool="www"} 3`+"\n")
+			line, ok := findSeries(out, "phpfpm_pool_utilization_ratio", `pool="www"`)
+			return out, ok && strings.HasSuffix(line, " 3")
 		})
 	})
 }

@@ -502,3 +502,31 @@ func TestHeartbeatText(t *testing.T) {
 		}
 	}
 }
+
+// TestPageTwoMasters: pool0 under two masters is two rows, each named with
+// its master, as are its requests in flight (the name the kill button
+// sends) and its events.
+func TestPageTwoMasters(t *testing.T) {
+	const other = "/etc/php/7.4/fpm/php-fpm.conf"
+	s := fixedSnapshot(2, 2)
+	s.Pools[1].Report.Name, s.Pools[1].Report.MasterName = "pool0", other
+	for i := range s.Pools {
+		s.Pools[i].LastProbe = s.Time
+	}
+	events := []event.Event{{Time: s.Time, Pool: "pool0", MasterName: other, Kind: event.KindHung, Message: "worker 1101 hung"}}
+	v := buildPage(s, events, recent.New(), access{details: true, kill: true}, nil)
+	a, b := "pool0@"+fixedConf, "pool0@"+other
+	var names, workers []string
+	for _, p := range v.Pools {
+		names = append(names, p.Name)
+	}
+	for _, w := range v.Workers {
+		workers = append(workers, w.Pool)
+	}
+	if !slices.Contains(names, a) || !slices.Contains(names, b) || !slices.Contains(workers, a) || !slices.Contains(workers, b) {
+		t.Errorf("pools %q, requests in flight of %q; want %s and %s", names, workers, a, b)
+	}
+	if len(v.Events) != 1 || v.Events[0].Pool != b {
+		t.Errorf("events: %+v", v.Events)
+	}
+}

@@ -160,16 +160,23 @@ func buildPage(s *watch.Snapshot, events []event.Event, hist *recent.History, a 
 	v.LagHigh = share >= 0.01
 	v.LagTotal = human.FormatSeconds(s.Self.LagSeconds)
 
+	// A pool is named alone when no other has its name, else with its
+	// master's (www of two PHP versions): the name the kill button sends.
+	ids := make([]supervisor.PoolID, len(s.Pools))
+	for i := range s.Pools {
+		ids[i] = s.Pools[i].Report.ID()
+	}
+	labels := supervisor.Labels(ids)
 	counts := map[string]int{}
 	v.Pools = make([]poolView, 0, len(s.Pools))
 	for i := range s.Pools {
 		pv := &s.Pools[i]
-		row := poolRow(pv, hist, a.details, s.Time)
+		row := poolRow(pv, labels[ids[i]], hist, a.details, s.Time)
 		counts[row.Class]++
 		v.Hung += row.Hung
 		v.Pools = append(v.Pools, row)
 		if a.details {
-			v.Workers = appendWorkers(v.Workers, pv.Report)
+			v.Workers = appendWorkers(v.Workers, labels[ids[i]], pv.Report)
 		}
 	}
 	// The worst first, in target order within each verdict: what needs
@@ -196,6 +203,9 @@ func buildPage(s *watch.Snapshot, events []event.Event, hist *recent.History, a 
 	for i := len(events) - 1; i >= 0; i-- {
 		e := events[i]
 		ev := eventView{Time: e.Time, Pool: e.Pool, Kind: e.Kind}
+		if l, ok := labels[supervisor.PoolID{Pool: e.Pool, Master: e.MasterName}]; ok {
+			ev.Pool = l
+		}
 		if a.details {
 			ev.Message = e.Message
 		}
@@ -228,10 +238,10 @@ func verdictText(h supervisor.Health) string {
 	return strings.ToUpper(string(h))
 }
 
-func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Time) poolView {
+func poolRow(pv *watch.PoolView, name string, hist *recent.History, details bool, now time.Time) poolView {
 	r := pv.Report
 	busy, total := r.Busy()
-	row := poolView{Name: r.Name, Class: verdictClass(r.Health), Verdict: verdictText(r.Health), Hung: r.HungCount(), Inconclusive: r.Inconclusive}
+	row := poolView{Name: name, Class: verdictClass(r.Health), Verdict: verdictText(r.Health), Hung: r.HungCount(), Inconclusive: r.Inconclusive}
 	if !pv.Probed() {
 		// Whatever verdict the placeholder report carries, nothing was
 		// seen yet.
@@ -256,7 +266,7 @@ func poolRow(pv *watch.PoolView, hist *recent.History, details bool, now time.Ti
 	if pv.Probed() && !pv.LastProbe.IsZero() && now.Sub(pv.LastProbe) > 30*time.Second {
 		row.Stale = "last probe " + human.FormatDuration(now.Sub(pv.LastProbe)) + " ago"
 	}
-	row.Spark = sparkline(hist.Beats(r.Name))
+	row.Spark = sparkline(hist.Beats(r.ID()))
 	// The queue is the kernel's count, fpmguard's own connections left
 	// out, against the socket's backlog; else php-fpm's.
 	var queueLen int64
@@ -338,14 +348,14 @@ func heartbeatText(pv *watch.PoolView) (string, string) {
 }
 
 // appendWorkers adds the pool's requests in flight: its busy workers
-// that serve no probe of fpmguard's.
-func appendWorkers(out []workerView, r *supervisor.PoolReport) []workerView {
+// that serve no probe of fpmguard's. name is the pool's name on the page.
+func appendWorkers(out []workerView, name string, r *supervisor.PoolReport) []workerView {
 	for i := range r.Processes {
 		p := &r.Processes[i]
 		if !p.Serving() {
 			continue
 		}
-		w := workerView{Pool: r.Name, PID: p.PID, PIDAge: pidAgeCells(p.PID, p.RequestDurationSeconds), Hung: p.Hung,
+		w := workerView{Pool: name, PID: p.PID, PIDAge: pidAgeCells(p.PID, p.RequestDurationSeconds), Hung: p.Hung,
 			Method: p.RequestMethod, URI: dash(p.RequestURI), Script: dash(p.Script), Kind: p.State, seconds: p.RequestDurationSeconds}
 		switch p.OSState {
 		case supervisor.OSStopped, supervisor.OSZombie, supervisor.OSDiskSleep, supervisor.OSGone:

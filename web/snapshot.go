@@ -1,10 +1,11 @@
 package web
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/fpmguard/fpmguard/lag"
@@ -47,17 +48,19 @@ type poolJSON struct {
 }
 
 type actionJSON struct {
-	Pool   string       `json:"pool"`
-	Action watch.Action `json:"action"`
-	Result watch.Result `json:"result"`
-	Count  uint64       `json:"count"`
+	Pool       string       `json:"pool"`
+	MasterName string       `json:"master_name"`
+	Action     watch.Action `json:"action"`
+	Result     watch.Result `json:"result"`
+	Count      uint64       `json:"count"`
 }
 
 type nginxJSON struct {
-	Pool   string         `json:"pool"`
-	Status int            `json:"status"`
-	Cause  nginxlog.Cause `json:"cause"`
-	Count  uint64         `json:"count"`
+	Pool       string         `json:"pool"`
+	MasterName string         `json:"master_name"`
+	Status     int            `json:"status"`
+	Cause      nginxlog.Cause `json:"cause"`
+	Count      uint64         `json:"count"`
 }
 
 type selfJSON struct {
@@ -78,21 +81,19 @@ func encodeSnapshot(s *watch.Snapshot) *snapshotJSON {
 		out.Pools[i] = poolJSON{Report: p.Report, Probed: p.Probed(), ScrapeURI: p.ScrapeURI, Failures: p.Failures, LastBeat: p.LastBeat, LastProbe: p.LastProbe}
 	}
 	for k, n := range s.Actions {
-		out.Actions = append(out.Actions, actionJSON{Pool: k.Pool, Action: k.Action, Result: k.Result, Count: n})
+		out.Actions = append(out.Actions, actionJSON{Pool: k.Pool.Pool, MasterName: k.Pool.Master, Action: k.Action, Result: k.Result, Count: n})
 	}
-	sort.Slice(out.Actions, func(i, j int) bool {
-		a, b := out.Actions[i], out.Actions[j]
-		return fmt.Sprint(a.Pool, a.Action, a.Result) < fmt.Sprint(b.Pool, b.Action, b.Result)
+	slices.SortFunc(out.Actions, func(a, b actionJSON) int {
+		return cmp.Or(cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.MasterName, b.MasterName), cmp.Compare(a.Action, b.Action), cmp.Compare(a.Result, b.Result))
 	})
 	if s.Nginx != nil {
 		out.Nginx = []nginxJSON{}
 	}
 	for k, n := range s.Nginx {
-		out.Nginx = append(out.Nginx, nginxJSON{Pool: k.Pool, Status: k.Status, Cause: k.Cause, Count: n})
+		out.Nginx = append(out.Nginx, nginxJSON{Pool: k.Pool.Pool, MasterName: k.Pool.Master, Status: k.Status, Cause: k.Cause, Count: n})
 	}
-	sort.Slice(out.Nginx, func(i, j int) bool {
-		a, b := out.Nginx[i], out.Nginx[j]
-		return fmt.Sprint(a.Pool, a.Status, a.Cause) < fmt.Sprint(b.Pool, b.Status, b.Cause)
+	slices.SortFunc(out.Nginx, func(a, b nginxJSON) int {
+		return cmp.Or(cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.MasterName, b.MasterName), cmp.Compare(a.Status, b.Status), cmp.Compare(a.Cause, b.Cause))
 	})
 	return out
 }
@@ -122,13 +123,13 @@ func DecodeSnapshot(r io.Reader) (*watch.Snapshot, error) {
 		s.Pools[i] = watch.PoolView{Report: p.Report, ScrapeURI: p.ScrapeURI, Failures: p.Failures, LastBeat: p.LastBeat, LastProbe: p.LastProbe}
 	}
 	for _, a := range in.Actions {
-		s.Actions[watch.ActionKey{Pool: a.Pool, Action: a.Action, Result: a.Result}] = a.Count
+		s.Actions[watch.ActionKey{Pool: supervisor.PoolID{Pool: a.Pool, Master: a.MasterName}, Action: a.Action, Result: a.Result}] = a.Count
 	}
 	if in.Nginx != nil {
 		s.Nginx = map[nginxlog.Key]uint64{}
 	}
 	for _, n := range in.Nginx {
-		s.Nginx[nginxlog.Key{Pool: n.Pool, Status: n.Status, Cause: n.Cause}] = n.Count
+		s.Nginx[nginxlog.Key{Pool: supervisor.PoolID{Pool: n.Pool, Master: n.MasterName}, Status: n.Status, Cause: n.Cause}] = n.Count
 	}
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,8 +90,11 @@ func TestAdviseMemory(t *testing.T) {
 	if len(a.Opcache) != 1 || !a.Opcache[0].Fine {
 		t.Errorf("an opcache with memory and keys to spare: want it told it is fine: %+v", a.Opcache)
 	}
-	if mc.Change != advise.Raise || mem.RSSFormula <= got {
-		t.Errorf("a queueing pool: change %q, RSS formula %d; want raise, and the RSS formula's larger figure beside it", mc.Change, mem.RSSFormula)
+	// The RSS formula is told beside the advice, for comparison. Which is
+	// larger depends on when the workers' RSS was sampled (its mean) against
+	// their peak PSS: not asserted.
+	if mc.Change != advise.Raise || mem.RSSFormula == 0 || !slices.ContainsFunc(mc.Evidence, func(e string) bool { return strings.Contains(e, "the RSS formula") }) {
+		t.Errorf("a queueing pool: change %q, RSS formula %d; want raise, and the RSS formula's figure beside it", mc.Change, mem.RSSFormula)
 	}
 }
 

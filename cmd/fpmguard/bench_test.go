@@ -35,8 +35,9 @@ func vmRSS(b testing.TB, pid int) float64 {
 
 // BenchmarkServeRSS measures the resident memory of the fpmguard binary
 // while `serve` watches 10 pools of 5 workers each for ten intervals, with
-// the opcache read, against a baseline of `fpmguard version` (the binary
-// doing nothing).
+// the opcache read, against a baseline of `serve` watching one pool whose
+// socket does not exist: the runtime, the HTTP server and the watcher with
+// nothing to read.
 func BenchmarkServeRSS(b *testing.B) {
 	var pools []fpmtest.Pool
 	for i := range 10 {
@@ -81,7 +82,13 @@ func BenchmarkServeRSS(b *testing.B) {
 			b.Fatal(err)
 		}
 		// Once it answers, it has started its watcher and HTTP server.
+		deadline = time.Now().Add(10 * time.Second)
 		for code, _ := httpGet("http://" + idleAddr + "/healthz"); code == 0; code, _ = httpGet("http://" + idleAddr + "/healthz") {
+			if time.Now().After(deadline) {
+				_ = idle.Process.Kill()
+				_ = idle.Wait()
+				b.Fatal("serve of one missing pool did not answer /healthz within 10s")
+			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		b.ReportMetric(vmRSS(b, idle.Process.Pid)/(1<<20), "baseline-1-dead-pool-MiB")

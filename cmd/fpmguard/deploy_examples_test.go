@@ -676,6 +676,9 @@ func TestDeploySystemdUnit(t *testing.T) {
 	}
 }
 
+// deployBy finds the labels of each aggregation of a query.
+var deployBy = regexp.MustCompile(`by \(([^)]*)\)`)
+
 // deployDefaultsArgs is an ARGS line of the defaults file, commented out
 // or not.
 var deployDefaultsArgs = regexp.MustCompile(`^(#?)ARGS="([^"\\$` + "`" + `]*)"$`)
@@ -734,6 +737,7 @@ func TestDeployGrafanaDashboard(t *testing.T) {
 	for name, want := range map[string]string{
 		"DS_PROMETHEUS": "datasource prometheus",
 		"instance":      "query label_values(phpfpm_pool_health",
+		"master":        "query label_values(phpfpm_pool_health",
 		"pool":          "query label_values(phpfpm_pool_health",
 	} {
 		if !strings.HasPrefix(vars[name], want) {
@@ -766,6 +770,16 @@ func TestDeployGrafanaDashboard(t *testing.T) {
 				if !strings.Contains(tg.Expr, `pool=~"$pool"`) && !strings.Contains(tg.Expr, "phpfpm_opcache_") && !strings.Contains(tg.Expr, "phpfpm_master_") {
 					t.Errorf("%s: panel %q: query %s ignores $pool: %s", file, p.Title, tg.RefID, tg.Expr)
 				}
+				// Debian's www is in every PHP version: a pool is its name
+				// and its master.
+				if !strings.Contains(tg.Expr, `master=~"$master"`) {
+					t.Errorf("%s: panel %q: query %s ignores $master: %s", file, p.Title, tg.RefID, tg.Expr)
+				}
+				for _, by := range deployBy.FindAllStringSubmatch(tg.Expr, -1) {
+					if strings.Contains(by[1], "pool") && !strings.Contains(by[1], "master") {
+						t.Errorf("%s: panel %q: query %s merges pools of one name under two masters: by (%s)", file, p.Title, tg.RefID, by[1])
+					}
+				}
 				texts = append(texts, tg.Expr)
 			}
 		}
@@ -781,7 +795,7 @@ func TestDeployGrafanaDashboard(t *testing.T) {
 		}
 		t.Skip("promtool not found: run make deps")
 	}
-	fill := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "1m", "$__range", "1h", "$instance", ".*", "$pool", ".*")
+	fill := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "1m", "$__range", "1h", "$instance", ".*", "$master", ".*", "$pool", ".*")
 	var rules []map[string]string
 	for i, e := range texts {
 		// A variable's label_values(SELECTOR, LABEL) is Grafana's: check

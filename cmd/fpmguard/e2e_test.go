@@ -138,58 +138,41 @@ func TestE2EHungWithoutFpmguard(t *testing.T) {
 	})
 }
 
-// TestE2EHungWithFpmguard: with --kill-hung-after 2s, normal requests
-// succeed again within 2s + one interval + grace, the hung requests end in
-// 502 at once instead of waiting out fastcgi_read_timeout, and the nginx
-// log correlation counts them.
+// TestE2EHungWithFpmguard: with --kill-hung-after 2s, fpmguard kills the
+// hung workers: the hung requests end in 502 (the kill's reset) long
+// before nginx's fastcgi_read_timeout would have ended them in 504, normal
+// requests succeed again, and the nginx log correlation counts the resets.
+// How soon is a figure for the benchmarks (BenchmarkRecovery).
 //
 // PHP 7.4 has no pm.status_listen: with every worker hung no status page
 // answers, and fpmguard cannot tell which worker hangs. What it has is the
 // failing heartbeat: with --reload-unhealthy it reloads the wedged pool
 // once the heartbeat failed --unhealthy-after times, and the reload ends
-// the hung requests. That takes the heartbeat's timeouts, so 7.4 gets a
-// longer fastcgi_read_timeout here: the hung requests still end in 502,
-// long before it.
+// the hung requests, before the same fastcgi_read_timeout.
 func TestE2EHungWithFpmguard(t *testing.T) {
 	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
-		const interval, after, grace = 500 * time.Millisecond, 2 * time.Second, 5 * time.Second
-		readTimeout, recoverWithin := 5*time.Second, after+interval+grace
+		const interval, after, grace, readTimeout = 500 * time.Millisecond, 2 * time.Second, 5 * time.Second, 60 * time.Second
 		flags := []string{"--interval", interval.String(), "--kill-hung-after", after.String(), "--kill-grace", grace.String(), "--max-kill-ratio", "1"}
 		if !fpmtest.HasStatusListen(v) {
-			// Two heartbeats of 1 s fail after 2 intervals, then php-fpm -t
-			// and the reload: generous for a loaded runner.
-			readTimeout, recoverWithin = 30*time.Second, 20*time.Second
 			flags = append(flags, "--timeout", "1s", "--reload-unhealthy", "--unhealthy-after", "2")
 		}
 		s := runStackOf(t, v, fpmtest.Pool{MaxChildren: 4, StatusListen: fpmtest.HasStatusListen(v)}, readTimeout, flags...)
 		hungStart := time.Now()
-		ended := hang(s.nginx, 4, 60)
-		waitBusy(t, s.fpm, 4)
-
-		deadline := hungStart.Add(recoverWithin + time.Second)
-		var recovered time.Duration
-		for time.Now().Before(deadline) {
-			if code := s.nginx.Get("/index.php", 10*time.Second); code == 200 {
-				recovered = time.Since(hungStart)
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if recovered == 0 {
-			t.Fatalf("normal requests did not succeed within %v", recoverWithin)
-		}
-		codes, took := ended()
-		t.Logf("with fpmguard: normal requests succeed %v after the hang began; hung requests ended %v %v", recovered.Round(time.Millisecond), codes, took)
+		codes, took := hang(s.nginx, 4, 120)()
+		t.Logf("with fpmguard: the hung requests ended %v %v", codes, took)
 		for i := range codes {
 			// A reload stops the workers with SIGQUIT first: a sleep()
 			// returns early and the script may answer before it is
 			// killed, a 200 cut short. What counts is that no hung request
 			// waits for nginx's 504.
-			ended := codes[i] == 502 || (!fpmtest.HasStatusListen(v) && codes[i] == 200)
-			if !ended || took[i] >= readTimeout {
-				t.Errorf("hung request %d: %d after %v, want 502 before fastcgi_read_timeout (%v)", i, codes[i], took[i], readTimeout)
+			if ended := codes[i] == 502 || (!fpmtest.HasStatusListen(v) && codes[i] == 200); !ended {
+				t.Errorf("hung request %d: %d after %v, want 502: ended by fpmguard, not timed out by nginx (504 after %v)", i, codes[i], took[i], readTimeout)
 			}
 		}
+		recovered := fpmtest.Poll(t, readTimeout/2, func() (time.Duration, bool) {
+			return time.Since(hungStart), s.nginx.Get("/index.php", 10*time.Second) == 200
+		})
+		t.Logf("normal requests succeed again %v after the hang began", recovered.Round(time.Millisecond))
 		if s.fpm.Root != "" {
 			// nginx names the socket by its host path, fpmguard in the
 			// root by php-fpm's: the correlation matches neither. In a pod
@@ -197,7 +180,7 @@ func TestE2EHungWithFpmguard(t *testing.T) {
 			return
 		}
 		// The correlation counts the resets and says why.
-		waitMetric(t, s.metrics, `phpfpm_nginx_upstream_errors_total{cause="reset",pool="www",status="502"} 4`)
+		waitMetricMatch(t, s.metrics, `phpfpm_nginx_upstream_errors_total\{cause="reset",master="[^"]*",pool="www",status="502"\} 4$`)
 		events := waitHTTP(t, s.metrics+"/events", 200)
 		for !strings.Contains(events, "× 502 upstream closed the connection early on unix://"+s.fpm.Pools["www"].Listen) {
 			if time.Since(hungStart) > 30*time.Second {
@@ -210,12 +193,6 @@ func TestE2EHungWithFpmguard(t *testing.T) {
 			t.Error("a query string reached the events")
 		}
 	})
-}
-
-// waitMetric waits until /metrics holds line.
-func waitMetric(t *testing.T, base, line string) string {
-	t.Helper()
-	return waitMetricMatch(t, base, regexp.QuoteMeta(line))
 }
 
 // waitMetricMatch waits until a line of /metrics matches pattern.
@@ -280,19 +257,20 @@ func TestE2EMasterKilled(t *testing.T) {
 	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// Until nginx serves again after a failure, or, if the restart was so
+	// quick that no request failed, until the new master serves one.
+	fpmtest.Poll(t, 60*time.Second, func() (bool, bool) {
 		mu.Lock()
-		ok := !back.IsZero() || (firstFail.IsZero() && time.Since(killed) > 5*time.Second)
+		failed, served, last := !firstFail.IsZero(), !back.IsZero(), 0
+		if len(codes) > 0 {
+			last = codes[len(codes)-1]
+		}
 		mu.Unlock()
-		if ok {
-			break
+		if failed {
+			return served, served
 		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, last == 200 && newMaster(s.metrics, master)
+	})
 	close(stop)
 	<-done
 	failures := map[int]int{}
@@ -306,23 +284,19 @@ func TestE2EMasterKilled(t *testing.T) {
 		recovery = back.Sub(killed)
 	}
 	t.Logf("master SIGKILLed: nginx served 200 again %v later; non-200 answers meanwhile: %v of %d requests", recovery.Round(time.Millisecond), failures, len(codes))
-	if !firstFail.IsZero() && back.IsZero() {
-		t.Fatalf("nginx never served 200 again; answers %v", failures)
+	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, newMaster(s.metrics, master) })
+}
+
+// newMaster reports whether fpmguard's /status at base names a master
+// other than old.
+func newMaster(base string, old int) bool {
+	_, body := httpGet(base + "/status")
+	i := strings.Index(body, `"master": {`)
+	var pid int
+	if i >= 0 {
+		_, _ = fmt.Sscanf(body[i:], "\"master\": {\n        \"pid\": %d", &pid)
 	}
-	if recovery > 4*time.Second {
-		t.Errorf("recovery took %v, want within the 1s backoff + 2s", recovery)
-	}
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		_, body = httpGet(s.metrics + "/status")
-		if strings.Contains(body, `"master": {`) && masterPID(t, body) != master {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fpmguard still reports the killed master")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return pid != 0 && pid != old
 }
 
 func masterPID(t *testing.T, statusJSON string) int {
@@ -348,12 +322,12 @@ func TestE2ESaturation(t *testing.T) {
 	// One request runs, the backlog holds the next few, nginx gets EAGAIN
 	// for the rest.
 	for _, q := range []string{"1", "2", "3"} {
-		if _, body := httpGet(s.metrics + "/metrics"); strings.Contains(body, `phpfpm_socket_listen_queue{pool="www"} `+q) {
+		if _, body := httpGet(s.metrics + "/metrics"); regexp.MustCompile(`(?m)^phpfpm_socket_listen_queue\{master="[^"]*",pool="www"\} ` + q + `$`).MatchString(body) {
 			t.Logf("socket listen queue %s", q)
 		}
 	}
-	waitMetricMatch(t, s.metrics, `phpfpm_socket_listen_queue{pool="www"} [1-9]`)
-	waitMetricMatch(t, s.metrics, `phpfpm_nginx_upstream_errors_total{cause="backlog",pool="www",status="502"} [1-9]`)
+	waitMetricMatch(t, s.metrics, `phpfpm_socket_listen_queue\{master="[^"]*",pool="www"\} [1-9]`)
+	waitMetricMatch(t, s.metrics, `phpfpm_nginx_upstream_errors_total\{cause="backlog",master="[^"]*",pool="www",status="502"\} [1-9]`)
 	events := waitHTTP(t, s.metrics+"/events", 200)
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(events, "listen backlog full (EAGAIN)") || !strings.Contains(events, "wait in the listen queue") {

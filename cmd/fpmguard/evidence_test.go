@@ -30,14 +30,7 @@ var poolLabel = regexp.MustCompile(`\bpool="([^"]*)"`)
 // value, and returns the alerts that fire, each as "alert{pool}".
 func firingAlerts(t *testing.T, exposition string, keep func(pool string) bool) []string {
 	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		requireIntegration(t, "promtool not found: run make deps")
-	}
-	rules, err := filepath.Abs(filepath.Join("..", "..", "examples", "prometheus", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := alertRules(t)
 	type input struct {
 		Series string `yaml:"series"`
 		Values string `yaml:"values"`
@@ -84,20 +77,7 @@ func firingAlerts(t *testing.T, exposition string, keep func(pool string) bool) 
 			expects = append(expects, expect{EvalTime: "60m", Alertname: r.Alert, ExpAlerts: []any{}})
 		}
 	}
-	doc := map[string]any{
-		"rule_files":          []string{rules},
-		"evaluation_interval": "1m",
-		"tests":               []any{map[string]any{"interval": "1m", "input_series": inputs, "alert_rule_test": expects}},
-	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "alerts_test.yml")
-	if err := os.WriteFile(file, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res, err := exec.Command(promtool, "test", "rules", file).CombinedOutput()
+	res, err := testAlertRules(t, rules, inputs, expects)
 	if err == nil {
 		return nil
 	}
@@ -117,6 +97,42 @@ func firingAlerts(t *testing.T, exposition string, keep func(pool string) bool) 
 		t.Fatalf("promtool test rules: %v\n%s", err, res)
 	}
 	return fired
+}
+
+// alertRules is the path of the shipped alert rules, once promtool, which
+// tests them, is known to be there.
+func alertRules(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("promtool"); err != nil {
+		requireIntegration(t, "promtool not found: run make deps")
+	}
+	rules, err := filepath.Abs(filepath.Join("..", "..", "examples", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// testAlertRules runs promtool test rules on rules, evaluated every minute
+// over inputs, each a series and its values a minute apart, with the
+// alerts expected at given times: promtool's output, and an error when
+// they were not.
+func testAlertRules(t *testing.T, rules string, inputs, expects any) ([]byte, error) {
+	t.Helper()
+	doc := map[string]any{
+		"rule_files":          []string{rules},
+		"evaluation_interval": "1m",
+		"tests":               []any{map[string]any{"interval": "1m", "input_series": inputs, "alert_rule_test": expects}},
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "alerts_test.yml")
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return exec.Command("promtool", "test", "rules", file).CombinedOutput()
 }
 
 // nobody runs cmd as the unprivileged user nobody.
@@ -195,12 +211,14 @@ func TestCannotProbeIsNeverOK(t *testing.T) {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	})
+	m := `master="` + fpm.Conf + `",`
 	metrics := fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
 		code, body := httpGet("http://" + addr + "/metrics")
-		return body, code == 200 && !strings.Contains(body, `health="unknown",pool="pinged"} 1`) && !strings.Contains(body, `health="unknown",pool="stock"} 1`)
+		return body, code == 200 && strings.Contains(body, `health="ok",`+m+`pool="pinged"} 0`) &&
+			!strings.Contains(body, `health="unknown",`+m+`pool="pinged"} 1`) && !strings.Contains(body, `health="unknown",`+m+`pool="stock"} 1`)
 	})
-	for _, s := range []string{`phpfpm_pool_health{health="unhealthy",pool="stock"} 1`, `phpfpm_pool_health{health="unknown",pool="open"} 1`,
-		`phpfpm_heartbeat_up{pool="pinged"} 0`, `phpfpm_up{pool="pinged",`} {
+	for _, s := range []string{`phpfpm_pool_health{health="unhealthy",` + m + `pool="stock"} 1`, `phpfpm_pool_health{health="unknown",` + m + `pool="open"} 1`,
+		`phpfpm_heartbeat_up{` + m + `pool="pinged"} 0`, `phpfpm_up{` + m + `pool="pinged",`} {
 		if !strings.Contains(metrics, s) {
 			t.Errorf("/metrics lacks %s", s)
 		}
@@ -245,8 +263,8 @@ func TestNoPoolDownAtStart(t *testing.T) {
 	addr := freePort(t)
 	startBinary(t, "serve", "--fpm-config", fpm.Conf, "--interval", "5s", "--timeout", "10s", "--web.listen-address", addr, "--opcache-dir", opcacheDir(t))
 	base := "http://" + addr
-	unprobed := regexp.MustCompile(`phpfpm_pool_health\{health="unknown",pool="p\d+"\} 1`)
-	bad := regexp.MustCompile(`phpfpm_pool_health\{health="(down|unhealthy)",pool="[^"]*"\} 1|phpfpm_heartbeat_up\{[^}]*\} 0|phpfpm_up\{[^}]*\} 0`)
+	unprobed := regexp.MustCompile(`phpfpm_pool_health\{health="unknown",master="[^"]*",pool="p\d+"\} 1`)
+	bad := regexp.MustCompile(`phpfpm_pool_health\{health="(down|unhealthy)",master="[^"]*",pool="[^"]*"\} 1|phpfpm_heartbeat_up\{[^}]*\} 0|phpfpm_up\{[^}]*\} 0`)
 	scrapes, sawUnknown, first := 0, 0, ""
 	fpmtest.Poll(t, 120*time.Second, func() (bool, bool) {
 		// Readiness first: once ready, every scrape after it has every

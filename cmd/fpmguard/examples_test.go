@@ -100,3 +100,64 @@ func TestAlertRules(t *testing.T) {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 }
+
+// TestAlertRulesTellMastersApart evaluates the shipped rules with promtool
+// over two pools www under two masters (PHP 7.4's and 8.2's, as Debian
+// names them): each alert fires for its own pool, named with its master.
+// Rules that match or sum on pool alone merged the two: the saturation of
+// 8.2's www, seen only in its queue, was dropped for 7.4's, and the hung
+// workers of both summed into one alert naming neither master.
+func TestAlertRulesTellMastersApart(t *testing.T) {
+	rules := alertRules(t)
+	const m74, m82 = "/etc/php/7.4/fpm/php-fpm.conf", "/etc/php/8.2/fpm/php-fpm.conf"
+	const uri74, uri82 = "unix:///run/php/php7.4-fpm.sock;/status", "unix:///run/php/php8.2-fpm.sock;/status"
+	series := func(name, master string, labels string) string {
+		return name + `{instance="web1",master="` + master + `",pool="www"` + labels + `}`
+	}
+	uri := func(v string) string { return `,scrape_uri="` + v + `"` }
+	type input struct {
+		Series string `yaml:"series"`
+		Values string `yaml:"values"`
+	}
+	inputs := []input{
+		// 7.4's www: every worker busy, one hung.
+		{series("phpfpm_idle_processes", m74, uri(uri74)), "0x15"},
+		{series("phpfpm_active_processes", m74, uri(uri74)), "2x15"},
+		{series("phpfpm_socket_listen_queue", m74, ""), "0x15"},
+		{series("phpfpm_hung_processes", m74, `,kind="blocked"`), "1x15"},
+		// 8.2's www: idle workers, but requests wait in its queue; two hung.
+		{series("phpfpm_idle_processes", m82, uri(uri82)), "3x15"},
+		{series("phpfpm_active_processes", m82, uri(uri82)), "1x15"},
+		{series("phpfpm_socket_listen_queue", m82, ""), "4x15"},
+		{series("phpfpm_hung_processes", m82, `,kind="blocked"`), "2x15"},
+	}
+	type alert struct {
+		Labels      map[string]string `yaml:"exp_labels"`
+		Annotations map[string]string `yaml:"exp_annotations"`
+	}
+	saturated := func(master, uri string) alert {
+		l := map[string]string{"severity": "warning", "instance": "web1", "master": master, "pool": "www"}
+		if uri != "" {
+			l["scrape_uri"] = uri
+		}
+		return alert{l, map[string]string{"summary": "php-fpm pool www of " + master + " is saturated",
+			"description": "Every worker is busy or requests wait in the listen queue; when the backlog fills, nginx answers 502."}}
+	}
+	hung := func(master, n string) alert {
+		return alert{map[string]string{"severity": "warning", "instance": "web1", "master": master, "pool": "www", "kind": "blocked"},
+			map[string]string{"summary": n + " hung (blocked) workers in pool www of " + master,
+				"description": "Workers serving one request for longer than --hung-after. blocked: waiting on a database, API, lock or disk; spinning: busy on the CPU."}}
+	}
+	type expect struct {
+		EvalTime  string  `yaml:"eval_time"`
+		Alertname string  `yaml:"alertname"`
+		ExpAlerts []alert `yaml:"exp_alerts"`
+	}
+	expects := []expect{
+		{"10m", "PHPFPMSaturated", []alert{saturated(m74, uri74), saturated(m82, "")}},
+		{"10m", "PHPFPMHungWorkers", []alert{hung(m74, "1"), hung(m82, "2")}},
+	}
+	if res, err := testAlertRules(t, rules, inputs, expects); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, res)
+	}
+}

@@ -500,8 +500,14 @@ func (l *uidList) IsCumulative() bool { return true }
 // errors that name the flag at fault.
 func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 	targets, err := supervisor.ResolveTargets(ctx, c.pools, c.fpmConfigs, c.trust())
+	return targets, explainTargets(c, err)
+}
+
+// explainTargets names the flag at fault in an error of finding pools, or
+// says what to do.
+func explainTargets(c *cli, err error) error {
 	if err == nil {
-		return targets, nil
+		return nil
 	}
 	var se *supervisor.SourceError
 	switch {
@@ -519,5 +525,5 @@ func resolveTargets(ctx context.Context, c *cli) ([]supervisor.Target, error) {
 	if errors.Is(err, supervisor.ErrUntrustedUser) {
 		err = fmt.Errorf("%w; if php-fpm itself runs as that user (not only its pools), name the user with --fpm-master-user", err)
 	}
-	return targets, err
+	return err
 }

@@ -33,7 +33,7 @@ func fixedReport() *supervisor.Report {
 		Time:    time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC),
 		Pools: []supervisor.PoolReport{
 			{
-				Name: "www", Address: "unix:///run/php/www.sock", StatusAddress: "unix:///run/php/www-status.sock",
+				Name: "www", MasterName: "/etc/php/8.2/fpm/php-fpm.conf", Address: "unix:///run/php/www.sock", StatusAddress: "unix:///run/php/www-status.sock",
 				Heartbeat: supervisor.Heartbeat{Error: "heartbeat of pool www: GET /ping on unix:///run/php/www.sock: timeout after 2s",
 					Failure: &supervisor.Failure{Error: "GET /ping on unix:///run/php/www.sock: timeout after 2s", Reason: "timeout", Class: fastcgi.ClassTimeout, NginxStatus: 504, Hint: "no answer in time"}},
 				Status: supervisor.StatusRead{OK: true, Via: "status_listen"},
@@ -49,7 +49,8 @@ func fixedReport() *supervisor.Report {
 				},
 			},
 			{
-				Name: "api", Address: "tcp://127.0.0.1:9000",
+				// Given by --pool: its master is named by its address.
+				Name: "api", MasterName: "tcp://127.0.0.1:9000", Address: "tcp://127.0.0.1:9000",
 				Heartbeat: supervisor.Heartbeat{Error: "heartbeat of pool api: connection refused",
 					Failure: &supervisor.Failure{Error: "dial: connection refused", Reason: "refused", Class: fastcgi.ClassRefused, NginxStatus: 502, Hint: "nothing listens there"}},
 				Status:    supervisor.StatusRead{Skipped: true},
@@ -57,7 +58,7 @@ func fixedReport() *supervisor.Report {
 			},
 			{
 				// Debian's stock pool: no ping.path, no pm.status_path.
-				Name: "stock", Address: "unix:///run/php/php8.2-fpm.sock",
+				Name: "stock", MasterName: "/etc/php/8.2/fpm/php-fpm.conf", Address: "unix:///run/php/php8.2-fpm.sock",
 				Heartbeat: supervisor.Heartbeat{Skipped: true}, Status: supervisor.StatusRead{Skipped: true}, Connect: &supervisor.Connect{OK: true},
 				SocketQueue: &supervisor.SocketQueue{Length: 0, Max: 4096},
 				Master:      &supervisor.MasterReport{PID: 100, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/8.2/fpm/php-fpm.conf"},
@@ -74,13 +75,45 @@ func fixedReport() *supervisor.Report {
 	supervisor.Judge(&rep.Pools[2], nil, supervisor.Thresholds{})
 	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
 	rep.Opcache = []supervisor.OpcacheReport{{
-		MasterPID: 100, Pools: []string{"www"}, Via: "unix:///run/php/www-status.sock", Script: "/var/lib/fpmguard/fpmguard-opcache-0123456789ab.php",
+		MasterPID: 100, Master: "/etc/php/8.2/fpm/php-fpm.conf", Pools: []string{"www"}, Via: "unix:///run/php/www-status.sock", Script: "/var/lib/fpmguard/fpmguard-opcache-0123456789ab.php",
 		Enabled: true, CacheFull: true, MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 16 << 10, FillRatio: 0.998, MaxWastedRatio: 0.05,
 		CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
 		Hits: 1000, Misses: 400, HitRate: 1000.0 / 1400, StartTime: &start, Health: supervisor.HealthDegraded,
 		Reasons: []string{"cache full (keys 223/223) and no restart will come: wasted 0% < max_wasted_percentage 5%; new scripts compile on every request — raise opcache.max_accelerated_files to at least 446"},
 	}}
 	return rep
+}
+
+// twoMasters is fixedReport with a www pool of another master, PHP 7.4's
+// in a root of its own: Debian names the default pool www in every version.
+func twoMasters() *supervisor.Report {
+	rep := fixedReport()
+	const master = "/srv/php74//etc/php/7.4/fpm/php-fpm.conf"
+	www := supervisor.PoolReport{
+		Name: "www", MasterName: master, Address: "unix:///proc/200/root/run/php/php7.4-fpm.sock",
+		Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0004},
+		Status:    supervisor.StatusRead{OK: true, Via: "main"},
+		Master:    &supervisor.MasterReport{PID: 200, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/7.4/fpm/php-fpm.conf"},
+		Counters:  &supervisor.Counters{ProcessManager: "dynamic", AcceptedConn: 17, TotalProcesses: 1},
+		Config:    supervisor.PoolLimits{PM: "dynamic", MaxChildren: 5},
+		Processes: []supervisor.ProcessState{{PID: 201, State: "Idle", OSState: supervisor.OSSleeping, ParentOK: true, RequestMethod: "-", RequestURI: "-", Requests: 17, RSSBytes: 12 << 20}},
+	}
+	supervisor.Judge(&www, nil, supervisor.Thresholds{})
+	rep.Pools = append(rep.Pools, www)
+	rep.Opcache = append(rep.Opcache, supervisor.OpcacheReport{MasterPID: 200, Master: master, Pools: []string{"www"}, Enabled: true,
+		MemoryUsedBytes: 9 << 20, MemoryFreeBytes: 119 << 20, FillRatio: 0.07, MaxWastedRatio: 0.05, Hits: 90, Misses: 10, HitRate: 0.9, Health: supervisor.HealthOK, Reasons: []string{}})
+	return rep
+}
+
+// TestStatusOutputTwoMasters: two pools www under two masters are told
+// apart in status and check by their masters' names; a pool whose name is
+// its own is named alone, as with one master.
+func TestStatusOutputTwoMasters(t *testing.T) {
+	var table bytes.Buffer
+	writeTable(&table, twoMasters(), false)
+	fpmtest.Golden(t, "status-masters.txt", table.Bytes(), *update)
+	res := supervisor.Check(twoMasters(), supervisor.CheckThresholds{})
+	fpmtest.Golden(t, "check-masters.txt", []byte(res.Line+"\n"), *update)
 }
 
 func TestStatusOutputGolden(t *testing.T) {
@@ -194,12 +227,14 @@ func TestStatusAndCheckAgainstPHPFPM(t *testing.T) {
 
 		code, out, _ = g.run(t, "status", "--pool", spec, ocDir)
 		if code != 0 || !strings.Contains(out, "pool www  unix://"+g.path(p.Listen)+"  OK") || strings.Contains(out, "\x1b[") ||
-			!strings.Contains(out, "opcache of master "+strconv.Itoa(fpm.MasterPID())+" (pools www)  OK") {
+			!strings.Contains(out, "opcache of unix://"+g.path(p.Listen)+" (master "+strconv.Itoa(fpm.MasterPID())+", pools www)  OK") {
 			t.Errorf("table (exit %d):\n%s", code, out)
 		}
 
 		code, out, _ = g.run(t, "check", "--pool", spec, ocDir)
-		if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of master "+strconv.Itoa(fpm.MasterPID())+" ok | 'www_latency'=") {
+		// A pool given by --pool names no config: its address names its
+		// master.
+		if code != supervisor.CheckOK || !strings.HasPrefix(out, "FPMGUARD OK - www ok, opcache of unix://"+g.path(p.Listen)+" (master "+strconv.Itoa(fpm.MasterPID())+") ok | 'www_latency'=") {
 			t.Errorf("check exit %d: %q", code, out)
 		}
 		code, out, _ = g.run(t, "check", "--pool", spec, "--no-opcache", "--critical-latency", "1ns")

@@ -61,6 +61,9 @@ var healthColor = map[supervisor.Health]string{
 
 // writeTable prints the report for people.
 func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
+	// A pool's name alone when no other has it; with its master's name
+	// when one does (the www of two PHP versions).
+	labels := rep.Labels()
 	for i, p := range rep.Pools {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -69,7 +72,7 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		if color {
 			health = healthColor[p.Health] + health + "\x1b[0m"
 		}
-		fmt.Fprintf(w, "pool %s  %s  %s\n", safe(p.Name), safe(p.Address), health)
+		fmt.Fprintf(w, "pool %s  %s  %s\n", safe(labels[p.ID()]), safe(p.Address), health)
 		// What hung workers wait on first: the question after "hung".
 		for _, g := range p.Waits {
 			fmt.Fprintf(w, "  waits: %s\n", safe(g.Line))
@@ -184,7 +187,7 @@ func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "opcache of master %d (pools %s)  %s\n", o.MasterPID, safe(strings.Join(o.Pools, ", ")), strings.ToUpper(string(o.Health)))
+		fmt.Fprintf(w, "opcache of %s (master %d, pools %s)  %s\n", safe(o.Master), o.MasterPID, safe(strings.Join(o.Pools, ", ")), strings.ToUpper(string(o.Health)))
 		for _, r := range o.Reasons {
 			fmt.Fprintf(w, "  - %s\n", safe(r))
 		}

@@ -1,25 +1,45 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fpmguard/fpmguard/event"
+	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
 
 // TestScale measures what `fpmguard serve` costs, and what it costs
-// php-fpm, at 10, 100 and 1,000 pools, static and ondemand (make bench).
-// It runs only with FPMGUARD_SCALE set: it takes minutes. Environment:
-// FPMGUARD_SCALE=10,100,1000 (pool counts), SCALE_PM=static,ondemand,
-// SCALE_SECONDS=60 (each measuring window), SCALE_RUNS=3 (medians).
+// php-fpm, at 10, 100 and 1,000 pools, static and ondemand, with and
+// without pm.status_listen (make bench). It runs only with FPMGUARD_SCALE
+// set: it takes minutes. Environment:
+//   - FPMGUARD_SCALE=10,100,1000: pool counts;
+//   - SCALE_PM=static,ondemand;
+//   - SCALE_CONFIG=plain,listen: every pool without pm.status_listen, or
+//     every pool with it (but for the one pool hung without it);
+//   - SCALE_SECONDS=60: each measuring window;
+//   - SCALE_RUNS=3: runs per row, for medians;
+//   - SCALE_SCRAPES=200: scrapes of /metrics per run, for their p50 and p99;
+//   - FPMGUARD_SCALE_BASELINE=PATH: another fpmguard binary (the old code)
+//     measured the same way on the same php-fpm in every run, in turns
+//     with the one built from this tree.
+//
+// Each row is printed as a SCALE line per binary, with the commit each
+// was built from.
 func TestScale(t *testing.T) {
 	counts := os.Getenv("FPMGUARD_SCALE")
 	if counts == "" {
@@ -27,36 +47,84 @@ func TestScale(t *testing.T) {
 	}
 	window := time.Duration(envInt("SCALE_SECONDS", 60)) * time.Second
 	runs := envInt("SCALE_RUNS", 3)
-	pms := strings.Split(envOr("SCALE_PM", "static,ondemand"), ",")
-	for _, pm := range pms {
-		for _, c := range strings.Split(counts, ",") {
-			n, err := strconv.Atoi(c)
-			if err != nil {
-				t.Fatalf("FPMGUARD_SCALE=%q: want pool counts like 10,100,1000", counts)
+	scrapes := envInt("SCALE_SCRAPES", 200)
+	bins := []scaleBinary{{name: "new", path: buildBinary(t)}}
+	if base := os.Getenv("FPMGUARD_SCALE_BASELINE"); base != "" {
+		bins = append(bins, scaleBinary{name: "baseline", path: base})
+	}
+	for i := range bins {
+		bins[i].commit = binaryCommit(bins[i].path)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("SCALE-HOST cpus=%d loadavg_before=%q\n", runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
+	for _, pm := range strings.Split(envOr("SCALE_PM", "static,ondemand"), ",") {
+		for _, config := range strings.Split(envOr("SCALE_CONFIG", "plain,listen"), ",") {
+			if config != "plain" && config != "listen" {
+				t.Fatalf("SCALE_CONFIG=%q: want plain, listen or both", config)
 			}
-			var res []scaleResult
-			for range runs {
-				res = append(res, measureScale(t, pm, n, window))
+			for _, c := range strings.Split(counts, ",") {
+				n, err := strconv.Atoi(c)
+				if err != nil || n < 2 {
+					t.Fatalf("FPMGUARD_SCALE=%q: want pool counts of 2 or more, like 10,100,1000", counts)
+				}
+				res := make([][]scaleResult, len(bins))
+				for run := range runs {
+					for i, r := range measureScale(t, pm, config, n, window, scrapes, bins, run) {
+						res[i] = append(res[i], r)
+					}
+				}
+				for i, b := range bins {
+					line := medianScale(res[i]).line(b, pm, config, n)
+					t.Log(line)
+					fmt.Println(line)
+				}
 			}
-			row := medianScale(res)
-			line := fmt.Sprintf("SCALE pm=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f rss_first_mb=%.1f rss_max_mb=%.1f scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d hung_caught_s=%.1f plain_hung_unhealthy_s=%.1f",
-				pm, n, row.cpuPerTick.Seconds()*1e6, row.coreShare*100, row.rssMB, row.rssFirstMB, row.rssMaxMB, row.scrapeP50.Seconds()*1e3, row.scrapeP99.Seconds()*1e3,
-				(row.fpmShare-row.fpmBaseShare)*100, row.fpmShare*100, row.fpmBaseShare*100, row.workers, row.baseWorkers, row.caughtAfterThreshold.Seconds(), row.plainCaught.Seconds())
-			t.Log(line)
-			fmt.Println(line)
 		}
 	}
+	load, _ = os.ReadFile("/proc/loadavg")
+	fmt.Printf("SCALE-HOST loadavg_after=%q\n", strings.Join(strings.Fields(string(load))[:3], " "))
+}
+
+// scaleBinary is an fpmguard binary the scale table measures.
+type scaleBinary struct {
+	name   string // "new": built from this tree; "baseline": FPMGUARD_SCALE_BASELINE
+	path   string
+	commit string // the commit it was built from, "-dirty" when changed
+}
+
+// binaryCommit is the version a binary says it is (make builds name the
+// commit), or for one built by the tests from this tree ("dev"), this
+// tree's commit, "-dirty" when it has changes.
+func binaryCommit(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if f := strings.Fields(string(out)); err == nil && len(f) > 1 && f[1] != "dev" {
+		return f[1]
+	}
+	desc, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(desc))
 }
 
 type scaleResult struct {
 	cpuPerTick             time.Duration
 	coreShare, rssMB       float64
 	rssFirstMB, rssMaxMB   float64
+	scrapes                int
 	scrapeP50, scrapeP99   time.Duration
 	fpmShare, fpmBaseShare float64
 	workers, baseWorkers   int
-	caughtAfterThreshold   time.Duration // an all-hung pool's verdict, after --hung-after
-	plainCaught            time.Duration // an all-hung pool without pm.status_listen unhealthy, after the hang began
+	// Each on its own clock, from the moment the hang began to the event
+	// that judged its pool unhealthy.
+	listenHungJudged time.Duration // the pool with pm.status_listen, less --hung-after
+	plainHungJudged  time.Duration // the pool without it
+}
+
+func (r scaleResult) line(b scaleBinary, pm, config string, n int) string {
+	return fmt.Sprintf("SCALE binary=%s commit=%s pm=%s config=%s pools=%d cpu_per_pool_tick_us=%.0f core_share_pct=%.1f rss_mb=%.1f rss_first_mb=%.1f rss_max_mb=%.1f scrapes=%d scrape_p50_ms=%.2f scrape_p99_ms=%.2f fpm_probe_cpu_pct=%.2f fpm_cpu_pct=%.2f fpm_baseline_cpu_pct=%.2f workers=%d baseline_workers=%d listen_hung_judged_after_threshold_s=%.2f plain_hung_unhealthy_s=%.2f",
+		b.name, b.commit, pm, config, n, r.cpuPerTick.Seconds()*1e6, r.coreShare*100, r.rssMB, r.rssFirstMB, r.rssMaxMB, r.scrapes, r.scrapeP50.Seconds()*1e3, r.scrapeP99.Seconds()*1e3,
+		(r.fpmShare-r.fpmBaseShare)*100, r.fpmShare*100, r.fpmBaseShare*100, r.workers, r.baseWorkers, r.listenHungJudged.Seconds(), r.plainHungJudged.Seconds())
 }
 
 // scaleHungAfter is serve's --hung-after: short, for the all-hung pool
@@ -67,7 +135,10 @@ const scaleHungAfter = 3 * time.Second
 // holds a few descriptors.
 const poolsPerMaster = 200
 
-func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleResult {
+// measureScale starts n pools, measures php-fpm alone, then each binary in
+// turn on the same pools (the order alternates with run), and returns one
+// result per binary, in the order of bins.
+func measureScale(t *testing.T, pm, config string, n int, window time.Duration, scrapes int, bins []scaleBinary, run int) []scaleResult {
 	t.Helper()
 	var masters []*fpmtest.FPM
 	for first := 0; first < n; first += poolsPerMaster {
@@ -77,13 +148,19 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 			if pm == "ondemand" {
 				p.Extra = []string{"pm.process_idle_timeout = 3s"}
 			}
-			// The last pool has pm.status_listen: its status page answers
-			// while all its workers hang, so their age can be judged.
-			p.StatusListen = i == n-1
+			// The last two pools are hung at the end of each measurement:
+			// the last with pm.status_listen, whose status page answers
+			// while all its workers hang, and the one before without.
+			p.StatusListen = (config == "listen" && i != n-2) || i == n-1
 			pools = append(pools, p)
 		}
 		masters = append(masters, fpmtest.Start(t, fpmtest.Options{Pools: pools, Files: map[string]string{"hang.php": hangPHP}}))
 	}
+	defer func() {
+		for _, m := range masters {
+			m.Stop(t)
+		}
+	}()
 	fpmCPU := func() time.Duration {
 		var sum time.Duration
 		for _, m := range masters {
@@ -104,14 +181,44 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	}
 	base0 := fpmCPU()
 	time.Sleep(window)
-	res := scaleResult{fpmBaseShare: float64(fpmCPU()-base0) / float64(window), baseWorkers: workers()}
+	fpmBase, baseWorkers := float64(fpmCPU()-base0)/float64(window), workers()
 
+	out := make([]scaleResult, len(bins))
+	for k := range bins {
+		i := (k + run) % len(bins)
+		res := measureServe(t, bins[i], masters, n, window, scrapes, fpmCPU, workers)
+		res.fpmBaseShare, res.baseWorkers = fpmBase, baseWorkers
+		out[i] = res
+		if pm == "ondemand" {
+			time.Sleep(5 * time.Second) // let the workers the hang started idle out
+		}
+	}
+	return out
+}
+
+// measureServe runs one fpmguard binary's serve on the pools for a
+// window, then hangs the last two pools and times their verdicts.
+func measureServe(t *testing.T, bin scaleBinary, masters []*fpmtest.FPM, n int, window time.Duration, scrapes int, fpmCPU func() time.Duration, workers func() int) scaleResult {
+	t.Helper()
+	var res scaleResult
 	addr := freePort(t)
 	args := []string{"serve", "--interval", "1s", "--hung-after", scaleHungAfter.String(), "--web.listen-address", addr, "--opcache-dir", opcacheDir(t)}
 	for _, m := range masters {
 		args = append(args, "--fpm-config", m.Conf)
 	}
-	cmd, _ := startBinary(t, args...)
+	cmd := exec.Command(bin.path, args...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s fpmguard's output:\n%s", bin.name, log.String())
+		}
+	}()
 	base := "http://" + addr
 	waitHTTP(t, base+"/status", 200)
 	time.Sleep(5 * time.Second) // the first probes, the first opcache reads
@@ -130,13 +237,39 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 	res.coreShare = float64(self1-self0) / float64(window)
 	res.fpmShare = float64(fpm1-fpm0) / float64(window)
 	res.rssMB = vmRSS(t, cmd.Process.Pid) / (1 << 20)
-	var took []time.Duration
+	res.scrapes = scrapes
+	res.scrapeP50, res.scrapeP99 = scrapeTimes(t, base, scrapes)
+
+	// Every worker of the last two pools hangs, at once. The last one's
+	// status page answers through pm.status_listen: how long after
+	// --hung-after does serve judge it all hung? The other's is served by
+	// the hung workers: how long until its failed heartbeats make it
+	// unhealthy? Each is timed by the event that judged it, on its own.
+	last := masters[len(masters)-1]
+	listen, plain := fmt.Sprintf("site%d", n-1), fmt.Sprintf("site%d", n-2)
+	hangStart := time.Now()
+	releaseListen, releasePlain := hangPool(t, last, listen), hangPool(t, last, plain)
+	judged := waitJudged(t, base, hangStart, listen, plain)
+	res.listenHungJudged = judged[listen].Sub(hangStart) - scaleHungAfter
+	res.plainHungJudged = judged[plain].Sub(hangStart)
+	releaseListen()
+	releasePlain()
+	restartWorkers(t, last, listen, plain)
+	return res
+}
+
+// scrapeTimes scrapes /metrics count times and returns the median and the
+// 99th percentile (nearest rank) of their durations. The scrapes are
+// 120 ms apart: more than the probe loop's 100 ms slot, so that each one
+// sees new probes (for 10 pools and more) and none is served the last
+// one's render.
+func scrapeTimes(t *testing.T, base string, count int) (p50, p99 time.Duration) {
+	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second}
-	// A second apart: every scrape sees new probes, so none is a copy of
-	// the last one's render.
-	for i := range 11 {
+	took := make([]time.Duration, 0, count)
+	for i := range count {
 		if i > 0 {
-			time.Sleep(time.Second)
+			time.Sleep(120 * time.Millisecond)
 		}
 		start := time.Now()
 		resp, err := client.Get(base + "/metrics")
@@ -148,27 +281,90 @@ func measureScale(t *testing.T, pm string, n int, window time.Duration) scaleRes
 		took = append(took, time.Since(start))
 	}
 	slices.Sort(took)
-	res.scrapeP50, res.scrapeP99 = took[len(took)/2], took[len(took)-1]
-
-	// Every worker of the last two pools hangs. The last one's status
-	// page answers through pm.status_listen: how long after --hung-after
-	// does serve judge it all hung? The other's is served by the hung
-	// workers: how long until its failed heartbeats make it unhealthy?
-	last := masters[len(masters)-1]
-	listen, plain := fmt.Sprintf("site%d", n-1), fmt.Sprintf("site%d", n-2)
-	hangStart := time.Now()
-	releaseListen, releasePlain := hangPool(t, last, listen), hangPool(t, last, plain)
-	waitUnhealthy(t, base, plain, "heartbeat failed")
-	res.plainCaught = time.Since(hangStart)
-	waitUnhealthy(t, base, listen, "all 2 workers are hung")
-	res.caughtAfterThreshold = time.Since(hangStart) - scaleHungAfter
-	releaseListen()
-	releasePlain()
-	for _, m := range masters {
-		m.Stop(t)
+	rank := func(q float64) time.Duration {
+		i := int(q*float64(len(took))+0.999999) - 1
+		return took[max(0, min(i, len(took)-1))]
 	}
-	_ = cmd.Process.Kill()
-	return res
+	return rank(0.50), rank(0.99)
+}
+
+// waitJudged waits until serve at base has judged, after since, every
+// worker of pool allHung hung, and pool unhealthy unhealthy, and returns
+// the time of the event that said each: the second hung worker's, and the
+// pool's first unhealthy verdict.
+func waitJudged(t *testing.T, base string, since time.Time, allHung, unhealthy string) map[string]time.Time {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	return fpmtest.Poll(t, 60*time.Second, func() (map[string]time.Time, bool) {
+		at := map[string]time.Time{}
+		resp, err := client.Get(base + "/events?n=1000")
+		if err != nil {
+			return at, false
+		}
+		defer resp.Body.Close()
+		var got struct{ Events []event.Event }
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			return at, false
+		}
+		hung := map[int]time.Time{}
+		for _, e := range got.Events {
+			if !e.Time.After(since) {
+				continue
+			}
+			switch {
+			case e.Pool == allHung && e.Kind == event.KindHung:
+				hung[e.PID] = e.Time
+			case e.Pool == unhealthy && e.Kind == event.KindHealth && strings.Contains(e.Message, " is unhealthy: "):
+				if first, ok := at[unhealthy]; !ok || e.Time.Before(first) {
+					at[unhealthy] = e.Time
+				}
+			}
+		}
+		// The pools have 2 workers each (MaxChildren).
+		if len(hung) >= 2 {
+			for _, t := range hung {
+				at[allHung] = later(at[allHung], t)
+			}
+		}
+		return at, len(at) == 2
+	})
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// restartWorkers ends the workers of pools that run hang.php (which goes
+// on after its client left, and a request left in the queue starts it
+// again in the next worker) with SIGTERM, as php-fpm's own
+// request_terminate_timeout would, until each pool's status page, read
+// through its own socket, shows none: the next binary meets the pools as
+// the first did.
+func restartWorkers(t *testing.T, fpm *fpmtest.FPM, pools ...string) {
+	t.Helper()
+	for _, pool := range pools {
+		for _, pid := range fpm.WorkerPIDs(pool) {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+		at := fastcgi.Address{Network: "unix", Addr: fpm.Pools[pool].Listen}
+		fpmtest.Poll(t, 60*time.Second, func() (string, bool) {
+			st, err := fastcgi.Client{Timeout: time.Second}.Status(context.Background(), at, fpm.Pools[pool].StatusPath)
+			if err != nil {
+				return err.Error(), false
+			}
+			var hung []string
+			for _, p := range st.Processes {
+				if !p.Idle() && strings.HasPrefix(p.RequestURI, "/hang.php") && slices.Contains(fpm.WorkerPIDs(pool), p.PID) {
+					_ = syscall.Kill(p.PID, syscall.SIGTERM)
+					hung = append(hung, strconv.Itoa(p.PID))
+				}
+			}
+			return "workers still in hang.php: " + strings.Join(hung, " "), len(hung) == 0
+		})
+	}
 }
 
 func medianScale(rs []scaleResult) scaleResult {
@@ -180,20 +376,24 @@ func medianScale(rs []scaleResult) scaleResult {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
+	dur := func(f func(scaleResult) time.Duration) time.Duration {
+		return time.Duration(med(func(r scaleResult) float64 { return float64(f(r)) }))
+	}
 	return scaleResult{
-		cpuPerTick:           time.Duration(med(func(r scaleResult) float64 { return float64(r.cpuPerTick) })),
-		coreShare:            med(func(r scaleResult) float64 { return r.coreShare }),
-		rssMB:                med(func(r scaleResult) float64 { return r.rssMB }),
-		rssFirstMB:           med(func(r scaleResult) float64 { return r.rssFirstMB }),
-		rssMaxMB:             med(func(r scaleResult) float64 { return r.rssMaxMB }),
-		scrapeP50:            time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP50) })),
-		scrapeP99:            time.Duration(med(func(r scaleResult) float64 { return float64(r.scrapeP99) })),
-		fpmShare:             med(func(r scaleResult) float64 { return r.fpmShare }),
-		fpmBaseShare:         med(func(r scaleResult) float64 { return r.fpmBaseShare }),
-		workers:              int(med(func(r scaleResult) float64 { return float64(r.workers) })),
-		baseWorkers:          int(med(func(r scaleResult) float64 { return float64(r.baseWorkers) })),
-		caughtAfterThreshold: time.Duration(med(func(r scaleResult) float64 { return float64(r.caughtAfterThreshold) })),
-		plainCaught:          time.Duration(med(func(r scaleResult) float64 { return float64(r.plainCaught) })),
+		cpuPerTick:       dur(func(r scaleResult) time.Duration { return r.cpuPerTick }),
+		coreShare:        med(func(r scaleResult) float64 { return r.coreShare }),
+		rssMB:            med(func(r scaleResult) float64 { return r.rssMB }),
+		rssFirstMB:       med(func(r scaleResult) float64 { return r.rssFirstMB }),
+		rssMaxMB:         med(func(r scaleResult) float64 { return r.rssMaxMB }),
+		scrapes:          rs[0].scrapes,
+		scrapeP50:        dur(func(r scaleResult) time.Duration { return r.scrapeP50 }),
+		scrapeP99:        dur(func(r scaleResult) time.Duration { return r.scrapeP99 }),
+		fpmShare:         med(func(r scaleResult) float64 { return r.fpmShare }),
+		fpmBaseShare:     med(func(r scaleResult) float64 { return r.fpmBaseShare }),
+		workers:          int(med(func(r scaleResult) float64 { return float64(r.workers) })),
+		baseWorkers:      int(med(func(r scaleResult) float64 { return float64(r.baseWorkers) })),
+		listenHungJudged: dur(func(r scaleResult) time.Duration { return r.listenHungJudged }),
+		plainHungJudged:  dur(func(r scaleResult) time.Duration { return r.plainHungJudged }),
 	}
 }
 

@@ -54,7 +54,7 @@ func addWatchFlags(cmd *kingpin.CmdClause, f *watchFlags) {
 		&durationValue{name: "kill-hung-after", to: &a.KillHungAfter, off: true, eg: "60s"}).Default("0")
 	declare(cmd, "kill-grace", "Time from SIGTERM to SIGKILL for a hung worker.",
 		&durationValue{name: "kill-grace", to: &a.KillGrace, eg: "5s"}).Default("5s")
-	declare(cmd, "max-kill-ratio", "Share of a pool's workers killed at most at once, from 0 to 1 (at least one worker).",
+	declare(cmd, "max-kill-ratio", "Share of a pool's workers on their way out at once, killed by fpmguard or by hand, from 0 to 1 (at least one worker).",
 		&shareValue{name: "max-kill-ratio", to: &a.MaxKillRatio, over: "1 lets every worker be killed at once"}).Default("0.5")
 	declare(cmd, "reload-unhealthy", "When the heartbeat keeps failing and no hung worker is left to kill, test the config and SIGUSR2 the master.",
 		&boolValue{name: "reload-unhealthy", to: &a.ReloadUnhealthy})

@@ -22,6 +22,16 @@ import (
 // session runs one watcher at a time for serve and run, and what the HTTP
 // server reads comes from it. SIGHUP replaces the watcher: the session
 // re-reads the command line and the config file into a cli of its own.
+//
+// The session follows php-fpm as it changes. A reload (SIGUSR2) or a
+// restart may add pools, drop some or move their sockets, and a master may
+// start after fpmguard. The watcher says when a master it watches changed
+// (reloaded, restarted, gone); the session then reads php-fpm's configs
+// again and gives the watcher the pools they hold now, and the watcher
+// keeps what it knows of every pool that stayed. With no pool named,
+// discovery also scans the process table again every rescanEvery, and
+// every interval for rescanFastFor after a master went away, to find the
+// master that replaces it.
 type session struct {
 	args   []string // the command line, read again on SIGHUP
 	cmd    string   // "serve" or "run"
@@ -38,9 +48,28 @@ type session struct {
 	runPID func() int
 	// runStarted holds the latest master `run` started, not yet looked at.
 	runStarted chan int
+	// discovery follows the running masters when no pool is named; nil
+	// until the first scan, and after SIGHUP, which forgets the masters
+	// gone.
+	discovery *supervisor.Discovery
+	// missingSince is when discovery last found a known master missing.
+	missingSince time.Time
+	// waiting: no pool found yet, and that was said.
+	waiting bool
+	// targets are the pools given to the watcher last.
+	targets []supervisor.Target
 
 	current atomic.Pointer[watch.Watcher]
 }
+
+// Rescans of the process table under discovery: a scan reads every
+// process's command line (3 ms of CPU for 370 processes,
+// supervisor.BenchmarkDiscoveryScan), so it runs every rescanEvery, and
+// every interval only for rescanFastFor after a master went away.
+const (
+	rescanEvery   = 10 * time.Second
+	rescanFastFor = time.Minute
+)
 
 // source is the current watcher for the HTTP handlers, nil while none.
 func (s *session) source() web.Source {
@@ -73,7 +102,6 @@ func (s *session) flags() *watchFlags { return s.c.watchFlags(s.cmd) }
 // new one on every SIGHUP, and under `run` when php-fpm starts again in
 // another root. It returns the first resolve error.
 func (s *session) run(ctx context.Context) error {
-	waiting := false
 	for {
 		f := s.flags()
 		targets, root, err := s.resolve(ctx)
@@ -81,9 +109,9 @@ func (s *session) run(ctx context.Context) error {
 			if s.runPID != nil && root == "" && errors.Is(err, fs.ErrNotExist) {
 				// run -- chroot ROOT php-fpm -y CONF: CONF is a path of
 				// ROOT, read once php-fpm runs there.
-				if !waiting {
+				if !s.waiting {
 					s.logger.Warn("php-fpm's config is not on this side: reading it in php-fpm's root once it runs", "config", s.c.runConfig()[0])
-					waiting = true
+					s.waiting = true
 					s.onWatcher(nil)
 				}
 				select {
@@ -100,9 +128,9 @@ func (s *session) run(ctx context.Context) error {
 			}
 			// Discovery: php-fpm may start after fpmguard, as a sidecar's
 			// does. Look again every interval meanwhile.
-			if !waiting {
+			if !s.waiting {
 				s.logger.Warn("no php-fpm master to watch yet; looking again every interval", "err", oneLine(err.Error()))
-				waiting = true
+				s.waiting = true
 				s.onWatcher(nil)
 			}
 			select {
@@ -115,6 +143,8 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			s.logger.Warn("some pools were not found", "err", oneLine(err.Error()))
 		}
+		s.waiting = false
+		s.forgetRemoved(targets)
 		w := s.newWatcher(targets)
 		s.onWatcher(w)
 		s.current.Store(w)
@@ -125,7 +155,7 @@ func (s *session) run(ctx context.Context) error {
 			close(done)
 		}()
 		s.logger.Info("watching", "pools", len(targets), "names", poolNames(targets), "interval", f.cfg.Interval, "kill_hung_after", f.cfg.Actions.KillHungAfter, "dry_run", f.cfg.Actions.DryRun)
-		if !s.watch(ctx, root) {
+		if !s.watch(ctx, w, root) {
 			stop()
 			<-done
 			return nil
@@ -135,10 +165,17 @@ func (s *session) run(ctx context.Context) error {
 	}
 }
 
-// watch waits while the current watcher runs: false when ctx ends, true
-// when a new one must start: on SIGHUP, or under `run` when a master
-// starts in another root than the one run's config was read in (root).
-func (s *session) watch(ctx context.Context, root string) bool {
+// watch waits while the current watcher runs, and gives it the pools of
+// php-fpm as it changes: false when ctx ends, true on SIGHUP, when a new
+// watcher must start.
+func (s *session) watch(ctx context.Context, w *watch.Watcher, root string) bool {
+	var rescan *time.Timer
+	var rescanC <-chan time.Time
+	if s.discovery != nil {
+		rescan = time.NewTimer(s.rescanAfter())
+		defer rescan.Stop()
+		rescanC = rescan.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -147,14 +184,68 @@ func (s *session) watch(ctx context.Context, root string) bool {
 			s.rereadFlags()
 			return true
 		case pid := <-s.runStarted:
-			// A master's /proc/PID/root names its pid: a new master is a
-			// new root, whatever it holds.
-			if now, err := waitRunMaster(ctx, pid, s.c.trust()); root != "" || (err == nil && now != "") {
-				s.events.Add(event.Event{Master: pid, Kind: event.KindConfig, Message: fmt.Sprintf("php-fpm master %d started in another root: reading its config there", pid)})
-				return true
-			}
+			root = s.follow(ctx, w, root, pid)
+		case <-w.Changed():
+			root = s.follow(ctx, w, root, 0)
+		case <-rescanC:
+			root = s.follow(ctx, w, root, 0)
+		}
+		if rescan != nil {
+			rescan.Reset(s.rescanAfter())
 		}
 	}
+}
+
+// follow reads php-fpm's configs again, or scans for masters, and gives w
+// the pools found: the pools that stayed keep their state. A config that
+// cannot be read now leaves the pools as they are. started is the master
+// `run` just started, 0 for none. It returns the root run's config was
+// read in (resolve).
+func (s *session) follow(ctx context.Context, w *watch.Watcher, root string, started int) string {
+	targets, now, err := s.resolve(ctx)
+	if ctx.Err() != nil {
+		return root
+	}
+	if err != nil && (s.discovery == nil || len(targets) == 0) {
+		s.logger.Warn("php-fpm changed, but its pools could not be read again: watching the same pools", "err", oneLine(err.Error()))
+		return root
+	}
+	if err != nil {
+		s.logger.Warn("discovery", "err", oneLine(err.Error()))
+	}
+	if now != root && now != "" && started > 0 {
+		s.events.Add(event.Event{Master: started, Kind: event.KindConfig, Message: fmt.Sprintf("php-fpm master %d started in another root: its config read there", started)})
+	}
+	s.targets = targets
+	w.SetTargets(targets)
+	return now
+}
+
+// rescanAfter is when discovery scans the process table again.
+func (s *session) rescanAfter() time.Duration {
+	if !s.discovery.Missing() {
+		s.missingSince = time.Time{}
+		return rescanEvery
+	}
+	if s.missingSince.IsZero() {
+		s.missingSince = time.Now()
+	}
+	if time.Since(s.missingSince) < rescanFastFor {
+		return s.flags().cfg.Interval
+	}
+	return rescanEvery
+}
+
+// forgetRemoved drops from the history the pools of the last watcher that
+// the next one does not watch (SIGHUP named others): advice no longer
+// counts them.
+func (s *session) forgetRemoved(targets []supervisor.Target) {
+	for _, t := range s.targets {
+		if !slices.ContainsFunc(targets, func(n supervisor.Target) bool { return n.ID() == t.ID() }) {
+			s.history.RemovePool(t)
+		}
+	}
+	s.targets = targets
 }
 
 // resolve finds the pools to watch, and says where run's config was read:
@@ -174,6 +265,20 @@ func (s *session) resolve(ctx context.Context) ([]supervisor.Target, string, err
 			// Its config is then read on this side, as before it ran.
 			s.logger.Warn("not reading php-fpm's config in its root", "master", pid, "err", oneLine(err.Error()))
 		}
+	}
+	if root == "" && s.runPID == nil && len(s.c.pools) == 0 && len(s.c.fpmConfigs) == 0 {
+		if s.discovery == nil {
+			s.discovery = &supervisor.Discovery{Trust: s.c.trust()}
+		}
+		targets, _, err := s.discovery.Scan(ctx)
+		if !s.discovery.Found() {
+			if s.waiting && err != nil {
+				// Said once: what is new since the first scan.
+				s.logger.Warn("still no php-fpm master to watch", "err", oneLine(explainTargets(&s.c, err).Error()))
+			}
+			err = errors.Join(supervisor.ErrNoMaster, err)
+		}
+		return targets, "", explainTargets(&s.c, err)
 	}
 	if root == "" {
 		targets, err := resolveTargets(ctx, &s.c)
@@ -274,6 +379,7 @@ func (s *session) rereadFlags() {
 	fresh.fpmConfigs = append(fresh.fpmConfigs, s.c.runConfig()...)
 	fresh.watchFlags(s.cmd).cfg.FirstProbeAfter = s.flags().cfg.FirstProbeAfter
 	s.c = fresh
+	s.discovery, s.missingSince = nil, time.Time{}
 	s.events.Add(event.Event{Kind: event.KindConfig, Message: "SIGHUP: configuration reloaded"})
 }
 

@@ -194,7 +194,7 @@ func TestTopInTmux(t *testing.T) {
 	// full, on a screen too narrow for the sentence.
 	p.tmux("resize-window", "-t", "top", "-x", "60")
 	p.send("x")
-	whole := fmt.Sprintf("worker %d of pool www is not killed: it is idle, and an idle worker is never killed", idle)
+	whole := fmt.Sprintf(`worker %d of pool www is not killed: it runs no request (php-fpm says "Idle"), and an idle worker is never killed`, idle)
 	p.waitFor("the refusal, wrapped", 30*time.Second, func(s string) bool {
 		return strings.Contains(strings.Join(strings.Fields(s), " "), whole) && !strings.Contains(s, "x kill")
 	})

@@ -35,6 +35,7 @@ type Pool struct {
 	MaxChildren  int      // 2 if 0
 	StatusPath   string   // pm.status_path; "/status" if empty, "-" for none
 	PingPath     string   // ping.path; "/ping" if empty, "-" for none
+	Socket       string   // listen: a file name in the test's directory; NAME.sock if empty
 	StatusListen bool     // give the pool a pm.status_listen socket
 	Slowlog      bool     // request_slowlog_timeout = 1s with a slowlog file
 	Extra        []string // more "key = value" lines for the pool
@@ -288,6 +289,9 @@ func (f *FPM) config(pools []Pool) string {
 			rp.PingPath = "/ping"
 		}
 		rp.Listen = filepath.Join(f.Dir, rp.Name+".sock")
+		if p.Socket != "" {
+			rp.Listen = filepath.Join(f.Dir, p.Socket)
+		}
 		fmt.Fprintf(&b, "\n[%s]\nlisten = %q\nlisten.mode = 0666\npm = %s\npm.max_children = %d\n", rp.Name, f.InRoot(rp.Listen), rp.PM, rp.MaxChildren)
 		if rp.PM == "dynamic" {
 			fmt.Fprintf(&b, "pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = %d\n", rp.MaxChildren)
@@ -427,6 +431,31 @@ func ChildrenTitled(ppid int, title string) []int {
 // until no process of the group is left.
 // Stop stops php-fpm and every worker now, rather than when the test ends.
 func (f *FPM) Stop(t testing.TB) { f.stopOnce.Do(func() { f.stop(t) }) }
+
+// Restart stops php-fpm and starts it again on the same config, in the
+// same root: a new master pid, as a restart by an init system gives.
+func (f *FPM) Restart(t testing.TB) {
+	t.Helper()
+	f.Stop(t)
+	f.stopOnce, f.waited = sync.Once{}, make(chan struct{})
+	f.Start(t)
+}
+
+// Reconfigure writes the config again with pools, as an operator edits
+// php-fpm.conf, and tells php-fpm nothing: Signal(syscall.SIGUSR2) then
+// reloads it, and WaitSockets waits for the new pools.
+func (f *FPM) Reconfigure(t testing.TB, pools []Pool) {
+	t.Helper()
+	for _, p := range pools {
+		if p.StatusListen && !HasStatusListen(f.Version) {
+			t.Fatalf("fpmtest: pool %q asks for pm.status_listen, which PHP %s does not have", p.Name, f.PHPVersion)
+		}
+	}
+	f.Pools = map[string]*RunningPool{}
+	if err := os.WriteFile(f.Conf, []byte(f.config(pools)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func (f *FPM) stop(t testing.TB) {
 	pgid := f.cmd.Process.Pid
