@@ -151,7 +151,7 @@ func TestServeTellsOOMKill(t *testing.T) {
 	// Deaths are counted from the moment php-fpm's error log is followed.
 	fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
 		_, metrics := httpGet(base + "/metrics")
-		return metrics, strings.Contains(metrics, `phpfpm_worker_exits_total{cause="oom_kill",pool="www"} 0`)
+		return metrics, strings.Contains(metrics, `phpfpm_worker_exits_total{cause="oom_kill",master="`+f.Conf+`",pool="www"} 0`)
 	})
 
 	status := make(chan int, 1)
@@ -200,7 +200,7 @@ func TestServeTellsOOMKill(t *testing.T) {
 		t.Errorf("deaths in /status: %+v", d)
 	}
 	_, metrics := httpGet(base + "/metrics")
-	for _, line := range []string{`phpfpm_worker_exits_total{cause="oom_kill",pool="www"} 1`, `phpfpm_worker_exits_total{cause="killed",pool="www"} 0`} {
+	for _, line := range []string{`phpfpm_worker_exits_total{cause="oom_kill",master="` + f.Conf + `",pool="www"} 1`, `phpfpm_worker_exits_total{cause="killed",master="` + f.Conf + `",pool="www"} 0`} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("metrics lack %s", line)
 		}
@@ -238,7 +238,7 @@ func TestE2EHungOnMariaDB(t *testing.T) {
 	})
 	t.Logf("nginx's 504s, tied: %s", msg)
 	_, metrics := httpGet(s.metrics + "/metrics")
-	if !strings.Contains(metrics, `phpfpm_hung_processes_by_wait{pool="www",service="mysql",wait="network-read"} 4`) {
+	if !strings.Contains(metrics, `phpfpm_hung_processes_by_wait{master="`+s.fpm.Conf+`",pool="www",service="mysql",wait="network-read"} 4`) {
 		t.Errorf("metrics lack the 4 workers blocked reading from MySQL")
 	}
 }
