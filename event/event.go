@@ -43,6 +43,13 @@ type WorkerRecord struct {
 	OSState    supervisor.OSState  `json:"os_state"`
 	HungKind   supervisor.HungKind `json:"hung_kind,omitempty"`
 	Slowlog    string              `json:"slowlog,omitempty"` // the pool's slowlog entry for this pid
+	// Wait is what the worker waited for, as last read (package waits).
+	Wait string `json:"wait,omitempty"`
+	// Stack is its PHP stack read as fpmguard decided to act, innermost
+	// first: "wait_db (/var/www/db.php:4)". StackError says why it is
+	// missing, or that it is an older one.
+	Stack      []string `json:"stack,omitempty"`
+	StackError string   `json:"stack_error,omitempty"`
 }
 
 // LogValue logs the record as a group.
@@ -57,6 +64,15 @@ func (w *WorkerRecord) LogValue() slog.Value {
 	}
 	if w.Slowlog != "" {
 		attrs = append(attrs, slog.String("slowlog", w.Slowlog))
+	}
+	if w.Wait != "" {
+		attrs = append(attrs, slog.String("wait", w.Wait))
+	}
+	if len(w.Stack) > 0 {
+		attrs = append(attrs, slog.Any("stack", w.Stack))
+	}
+	if w.StackError != "" {
+		attrs = append(attrs, slog.String("stack_error", w.StackError))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -84,6 +100,8 @@ const (
 	KindNginxUpstream Kind = "nginx_upstream" // nginx logged upstream failures
 	KindStarved       Kind = "starved"        // fpmguard is starved of CPU and probes less often, or has CPU again
 	KindConfig        Kind = "config"         // SIGHUP reloaded the configuration
+	KindDiagnosis     Kind = "diagnosis"      // fpmguard cannot read what workers wait for, their stacks or a log, and how to let it
+	KindWorkerExit    Kind = "worker_exit"    // a worker died, not as php-fpm retires workers: why, mid-request or not, and nginx's failures then
 	KindPools         Kind = "pools"          // the pools watched changed: php-fpm reloaded or restarted, or a master came
 )
 

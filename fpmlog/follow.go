@@ -42,6 +42,9 @@ type Follower struct {
 	// decorate_workers_output = no, workers write to the same log), and is
 	// dropped and counted (Forged).
 	Master int
+	// Open, when set, opens the log instead of os.Open (logtail's Open):
+	// a master's log in another root is opened through package safefile.
+	Open func(path string) (*os.File, error)
 
 	c      *Classifier
 	tail   *logtail.Follower
@@ -66,6 +69,7 @@ func NewFollower(path string, c *Classifier) *Follower {
 func (f *Follower) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	if f.tail != nil {
+		f.tail.Open = f.Open
 		wg.Go(func() { f.tail.Run(ctx) })
 	}
 	wg.Go(func() {
@@ -82,6 +86,10 @@ func (f *Follower) Run(ctx context.Context) {
 	})
 	wg.Wait()
 }
+
+// Opened reports whether the log is open: before, what php-fpm wrote to
+// it is not known. A follower of no file (Feed's) is open from the start.
+func (f *Follower) Opened() bool { return f.tail == nil || f.tail.Opened() }
 
 // Feed reads one line of the log.
 func (f *Follower) Feed(line string) {

@@ -35,6 +35,10 @@ type Follower struct {
 	// MaxLine is the longest line read, in bytes; longer ones are dropped
 	// and counted (LongLines). 64 KiB if 0.
 	MaxLine int
+	// Open, when set, opens the file at Path for reading instead of
+	// os.Open: a file in another process's root, or one its directory's
+	// owner may replace, is opened through package safefile.
+	Open func(path string) (*os.File, error)
 
 	// onPass, when set, sees the end of each pass over the open files,
 	// with the rotations seen so far (tests).
@@ -101,7 +105,7 @@ func (f *Follower) Run(ctx context.Context) {
 			cur.close()
 		}
 	}()
-	cur, _ = openLog(f.Path, false) // missing yet: read it whole when it comes
+	cur, _ = f.openLog(false) // missing yet: read it whole when it comes
 	f.opened.Store(cur != nil)
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
@@ -142,7 +146,7 @@ func (f *Follower) Run(ctx context.Context) {
 			continue // rotated away and not recreated yet: keep reading the old file
 		}
 		if cur == nil {
-			cur, _ = openLog(f.Path, true) // the file appeared: read it whole
+			cur, _ = f.openLog(true) // the file appeared: read it whole
 			f.opened.Store(cur != nil)
 			continue
 		}
@@ -154,7 +158,7 @@ func (f *Follower) Run(ctx context.Context) {
 		case !os.SameFile(fi, ours) || nlink(ours) == 0:
 			// A new file at the path (a deleted file's inode may be reused:
 			// hence the link count of ours).
-			nf, err := openLog(f.Path, true)
+			nf, err := f.openLog(true)
 			if err != nil {
 				continue // gone again: try on the next poll
 			}
@@ -195,9 +199,13 @@ type logFile struct {
 	lastData time.Time // when a read last returned data
 }
 
-// openLog opens path, at its start or at its end.
-func openLog(path string, fromStart bool) (*logFile, error) {
-	f, err := os.Open(path)
+// openLog opens the file at the path, at its start or at its end.
+func (fl *Follower) openLog(fromStart bool) (*logFile, error) {
+	path, open := fl.Path, fl.Open
+	if open == nil {
+		open = os.Open
+	}
+	f, err := open(path)
 	if err != nil {
 		return nil, fmt.Errorf("following a log: %w", err)
 	}

@@ -207,13 +207,13 @@ func TestLongLineBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "error.log")
 	w := appendOnly(t, path)
 	defer w.Close()
-	l, err := openLog(path, true)
+	var lines []string
+	f := &Follower{Path: path, Line: func(line string) { lines = append(lines, line) }}
+	l, err := f.openLog(true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.close()
-	var lines []string
-	f := &Follower{Path: path, Line: func(line string) { lines = append(lines, line) }}
 	maxLine := f.maxLine()
 
 	garbage := strings.Repeat("x", 10000) // 800 writes: 8 MB

@@ -250,7 +250,7 @@ func (n *Follower) report() {
 		return items[i].k.Cause < items[j].k.Cause
 	})
 	for _, it := range items {
-		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, causeText(it.k.Cause), it.addr)
+		msg := fmt.Sprintf("%d × %d %s on %s in the last minute", it.count, it.k.Status, it.k.Cause.Text(), it.addr)
 		if n.Describe != nil {
 			if seen := n.Describe(it.k.Pool); seen != "" {
 				msg += " — " + seen
@@ -280,7 +280,9 @@ type Key struct {
 	Cause  Cause
 }
 
-func causeText(cause Cause) string {
+// Text is the cause as people read it: "upstream closed the connection
+// early".
+func (cause Cause) Text() string {
 	switch cause {
 	case CauseTimeout:
 		return "upstream timed out"
@@ -296,6 +298,27 @@ func causeText(cause Cause) string {
 		return "permission denied"
 	}
 	return string(cause)
+}
+
+// Between returns the failures nginx logged for pool that fpmguard read
+// between from and to, by status and cause: those of the last minute are
+// kept. The time of each is when fpmguard read it, a poll (250 ms) at most
+// after nginx wrote it.
+func (n *Follower) Between(pool supervisor.PoolID, from, to time.Time) map[Key]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[Key]int{}
+	for k, times := range n.recent {
+		if k.Pool != pool {
+			continue
+		}
+		for _, t := range times {
+			if !t.Before(from) && t.Before(to) {
+				out[k]++
+			}
+		}
+	}
+	return out
 }
 
 // line handles one complete line of the log.

@@ -33,8 +33,15 @@ type Config struct {
 	// BackoffMax, and starts over after HealthyReset of uptime.
 	BackoffStart, BackoffMax, HealthyReset time.Duration
 	// Stdout and Stderr receive php-fpm's output; os.Stdout and os.Stderr
-	// if nil. Files, so that no goroutine copies them.
+	// if nil. Files, so that no goroutine copies them, unless StderrLines
+	// asks for php-fpm's stderr line by line.
 	Stdout, Stderr *os.File
+	// StderrLines, when set, gets each line php-fpm writes to its stderr,
+	// which still goes on to Stderr (stderr.go): its error log, when
+	// error_log names stderr. php-fpm writes its log to a terminal rather
+	// than to error_log: leave it unset when Stderr is a terminal, so
+	// that php-fpm's choice stays the same.
+	StderrLines func(line string)
 }
 
 // Defaults of Config.
@@ -243,6 +250,15 @@ func (rn *Runner) Run(ctx context.Context, forward <-chan os.Signal) int {
 func (rn *Runner) startMaster() (int, <-chan syscall.WaitStatus, error) {
 	cmd := exec.Command(rn.cfg.Argv[0], rn.cfg.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = rn.cfg.Stdout, rn.cfg.Stderr
+	if rn.cfg.StderrLines != nil {
+		w, err := rn.stderrPipe()
+		if err != nil {
+			return 0, nil, fmt.Errorf("making php-fpm's stderr pipe: %w", err)
+		}
+		// php-fpm holds its own copy once started.
+		defer w.Close()
+		cmd.Stderr = w
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// A group of its own: the group is the master and all its
 		// workers, so orphans of a killed master can be found and stopped.

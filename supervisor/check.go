@@ -61,6 +61,13 @@ func Check(rep *Report, th CheckThresholds) CheckResult {
 			}
 			text += ")"
 		}
+		if len(p.Waits) > 0 {
+			// What the hung workers wait on: the cause an operator needs.
+			text += " — " + p.Waits[0].Line
+			if n := len(p.Waits) - 1; n > 0 {
+				text += fmt.Sprintf(" (+%d more causes)", n)
+			}
+		}
 		if len(p.Inconclusive) > 0 {
 			// fpmguard could not judge: say so, as monitoring plugins do.
 			raise(CheckUnknown)

@@ -31,6 +31,9 @@ type Prober struct {
 	Lag *lag.Monitor
 	// Trust says whose masters fpmguard acts for (trust.go).
 	Trust Trust
+	// Diagnoser reads what held-up workers wait for and their PHP stacks
+	// (diagnose.go); nil: not read.
+	Diagnoser *Diagnoser
 
 	pssMu sync.Mutex
 	pss   map[titleKey]pssSample
@@ -450,10 +453,19 @@ const headStart = 200 * time.Millisecond
 // timeout together instead of one after the other.
 func (pr *Prober) probeAtOnce(ctx context.Context, t Target, prev *PoolReport) PoolReport {
 	var r PoolReport
+	diagnosis := func() *Reading { return nil }
 	observed := make(chan struct{})
 	go func() {
 		defer close(observed)
 		r = pr.Observe(ctx, t)
+		if pr.Diagnoser != nil {
+			// Read while the heartbeat waits: with every worker hung, it
+			// waits out the whole timeout.
+			th := pr.Thresholds
+			th.fill()
+			Mark(&r, th)
+			diagnosis = pr.Diagnoser.StartDiagnosis(ctx, t, &r, th.HungAfter, &PoolDiagnosis{})
+		}
 	}()
 	timer := time.NewTimer(headStart)
 	select {
@@ -466,6 +478,7 @@ func (pr *Prober) probeAtOnce(ctx context.Context, t Target, prev *PoolReport) P
 	r.Heartbeat = hb
 	r.Advice = advice(t, r)
 	Mark(&r, pr.Thresholds)
+	diagnosis().Apply(&r)
 	Judge(&r, prev, pr.Thresholds)
 	return r
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/phpbin"
+	"github.com/fpmguard/fpmguard/waits"
 )
 
 // ReportVersion is the version of the JSON schema of Report. It changes
@@ -120,6 +121,12 @@ type PoolReport struct {
 	// the previous probe, fpmguard's own taken away. Absent on a first
 	// probe, after php-fpm restarted, and from one-shot commands.
 	RequestsPerSecond *float64 `json:"requests_per_second,omitempty"`
+	// Waits groups the hung workers by what they wait on, one line each,
+	// the largest group first (diagnose.go).
+	Waits []WaitGroup `json:"waits,omitempty"`
+	// Deaths are the pool's workers that exited lately and why, newest
+	// first: serve and run follow php-fpm's error log for them.
+	Deaths []WorkerDeath `json:"deaths,omitempty"`
 
 	at time.Time // when the OS view was read
 }
@@ -317,6 +324,16 @@ type ProcessState struct {
 	// HungKind tells a hung worker's last interval. Only the watch loop
 	// knows it.
 	HungKind HungKind `json:"hung_kind,omitempty"`
+	// Wait is what the worker waits for (package waits): read for a hung
+	// worker, and for one whose request is older than the slowlog's
+	// timeout or half of --hung-after; never for the others.
+	Wait *waits.Wait `json:"wait,omitempty"`
+	// Stack is the worker's PHP stack, read for a hung worker only.
+	Stack *Stack `json:"stack,omitempty"`
+	// SlowlogTrace is the top of php-fpm's slowlog backtrace of the
+	// request in flight, when the slowlog has one: "sleep()
+	// /var/www/report.php:3", innermost first. Client text.
+	SlowlogTrace []string `json:"slowlog_trace,omitempty"`
 
 	parent     int    // the OS parent pid
 	startTicks uint64 // the OS start time, to tell a reused pid apart
@@ -450,6 +467,13 @@ func (r *PoolReport) Summary() string {
 	}
 	busy, total := r.Busy()
 	switch {
+	case len(r.Waits) > 0:
+		// What the hung workers wait on says more than where they hang.
+		s := r.Waits[0].Line
+		if n := len(r.Waits) - 1; n > 0 {
+			s += fmt.Sprintf(" (+%d more causes)", n)
+		}
+		return s
 	case hung > 0:
 		var ks []string
 		for k := range kinds {

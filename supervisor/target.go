@@ -26,7 +26,11 @@ type Target struct {
 	MasterPID     int
 	MasterPIDFile string
 	MasterConfig  string // the php-fpm.conf the master runs
-	Root          string // /proc/PID/root when the master lives in another mount namespace
+	// ErrorLog is the master's error_log as its config names it (a path
+	// of Root), "syslog", or "" when no config was read: fpmguard
+	// follows it to tell why workers die.
+	ErrorLog string
+	Root     string // /proc/PID/root when the master lives in another mount namespace
 	// RootName names Root in MasterName: stable across restarts, unlike
 	// the pid in Root.
 	RootName string
@@ -210,6 +214,7 @@ func TargetsFromConfig(cfg *fpmconf.Config, root string, masterPID int, source s
 			MasterPID:               masterPID,
 			MasterPIDFile:           cfg.PIDFile,
 			MasterConfig:            cfg.Path,
+			ErrorLog:                cfg.ErrorLog,
 			Root:                    root,
 			RootName:                rn,
 			Chroot:                  p.Chroot,

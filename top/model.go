@@ -35,6 +35,7 @@ const (
 	modeTable   mode = iota // the workers
 	modeHelp                // every key
 	modeSlowlog             // the selected worker's slowlog entry
+	modeStack               // the selected worker's wait and PHP stack, read now
 	modeConfirm             // the kill question
 )
 
@@ -42,6 +43,7 @@ type keyMap struct {
 	Up, Down, Top, Bottom   key.Binding
 	SortAge, SortCPU, SortM key.Binding
 	Pool, Pause, Slowlog    key.Binding
+	Stack                   key.Binding
 	Kill, Help, Quit, Back  key.Binding
 	// killOffered shows the kill key in the footer: the selected worker
 	// is one the watcher may kill. Pressed anyway, the key says why not.
@@ -60,6 +62,7 @@ func newKeys() keyMap {
 		Pool:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "next pool / all")),
 		Pause:   key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "pause")),
 		Slowlog: key.NewBinding(key.WithKeys("s", "enter"), key.WithHelp("s", "slowlog")),
+		Stack:   key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "stack")),
 		// Kill is away from the keys that move, and asks first.
 		Kill: key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "kill")),
 		Help: key.NewBinding(key.WithKeys("?", "h"), key.WithHelp("?", "help")),
@@ -73,11 +76,12 @@ func (k keyMap) ShortHelp() []key.Binding {
 	if k.killOffered {
 		short = append(short, k.Kill)
 	}
-	return short
+	// Last: a narrow footer cuts it first (? lists it with the rest).
+	return append(short, k.Stack)
 }
 
 func (k keyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Top, k.Bottom}, {k.SortAge, k.SortCPU, k.SortM, k.Pool}, {k.Pause, k.Slowlog, k.Kill, k.Help, k.Back, k.Quit}}
+	return [][]key.Binding{{k.Up, k.Down, k.Top, k.Bottom}, {k.SortAge, k.SortCPU, k.SortM, k.Pool}, {k.Pause, k.Slowlog, k.Stack, k.Kill, k.Help, k.Back, k.Quit}}
 }
 
 // row is one worker of the table.
@@ -108,8 +112,12 @@ type model struct {
 	pause  bool
 	mode   mode
 
-	slowlog     []string // the entry shown, one line each
-	slowlogFor  workerKey
+	slowlog    []string // the entry shown, one line each
+	slowlogFor workerKey
+	stack      []string // the stack view, one line each
+	stackFor   workerKey
+	// ctx is Run's: what top asks ends with it.
+	ctx         context.Context
 	confirm     row
 	msg         string
 	msgOK       bool
@@ -120,7 +128,7 @@ func newModel(opts Options, r *lipgloss.Renderer) *model {
 	opts.fill()
 	h := help.New()
 	h.ShortSeparator = "  "
-	return &model{opts: opts, keys: newKeys(), help: h, st: newStyles(r), hist: newHistory()}
+	return &model{opts: opts, keys: newKeys(), help: h, st: newStyles(r), hist: newHistory(), ctx: context.Background()}
 }
 
 type tickMsg time.Time
@@ -133,6 +141,12 @@ type killMsg struct {
 type slowlogMsg struct {
 	key   workerKey
 	entry string
+	err   error
+}
+
+type stackMsg struct {
+	key   workerKey
+	stack *supervisor.Stack
 	err   error
 }
 
@@ -168,14 +182,16 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.mode != modeSlowlog || msg.key != m.slowlogFor {
 			break
 		}
-		switch {
-		case msg.err != nil:
-			m.slowlog = []string{"cannot read the slowlog: " + msg.err.Error()}
-		case msg.entry == "":
-			m.slowlog = []string{fmt.Sprintf("no slowlog entry for worker %d of pool %s (entries appear once a request runs past request_slowlog_timeout)", msg.key.pid, m.label(msg.key.pool))}
-		default:
-			m.slowlog = strings.Split(msg.entry, "\n")
+		if msg.err != nil {
+			m.slowlog = []string{msg.err.Error()}
+			break
 		}
+		m.slowlog = strings.Split(msg.entry, "\n")
+	case stackMsg:
+		if m.mode != modeStack || msg.key != m.stackFor {
+			break
+		}
+		m.stack = m.stackLines(msg)
 	case tea.KeyMsg:
 		return m, m.key(msg)
 	}
@@ -192,11 +208,12 @@ func (m *model) key(msg tea.KeyMsg) tea.Cmd {
 		}
 		c, k := m.opts.Control, m.confirm.key
 		m.msg, m.msgOK = fmt.Sprintf("asking to kill worker %d of pool %s…", k.pid, m.label(k.pool)), true
+		who := m.opts.Who
 		return func() tea.Msg {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(m.ctx, askTimeout)
 			defer cancel()
 			// The full ID: the name alone may be another master's pool too.
-			res, err := c.Kill(ctx, k.pool.String(), k.pid)
+			res, err := c.KillWorker(ctx, k.pool.String(), k.pid, who)
 			return killMsg{res, err}
 		}
 	}
@@ -227,6 +244,8 @@ func (m *model) key(msg tea.KeyMsg) tea.Cmd {
 		m.pause = !m.pause
 	case key.Matches(msg, m.keys.Slowlog):
 		return m.showSlowlog()
+	case key.Matches(msg, m.keys.Stack):
+		return m.showStack()
 	case key.Matches(msg, m.keys.Kill):
 		m.askKill()
 	}
@@ -295,11 +314,23 @@ func (m *model) showSlowlog() tea.Cmd {
 	m.slowlog = []string{fmt.Sprintf("reading the slowlog of worker %d of pool %s…", r.key.pid, m.label(r.key.pool))}
 	c, k := m.opts.Control, r.key
 	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := contextWithTimeout(m.ctx)
 		defer cancel()
 		entry, err := c.Slowlog(ctx, k.pool.String(), k.pid)
 		return slowlogMsg{k, entry, err}
 	}
+}
+
+// askTimeout bounds what top asks of the watcher or a serve: a kill (the
+// status page read again, the signal), a slowlog or stack read. The
+// answer comes in milliseconds; a serve far away over a slow link may
+// take seconds.
+const askTimeout = 30 * time.Second
+
+// contextWithTimeout is the context of one thing top asks: it ends with
+// top, or after askTimeout.
+func contextWithTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, askTimeout)
 }
 
 func (m *model) askKill() {

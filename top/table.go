@@ -62,6 +62,13 @@ var columns = []column{
 		}
 		return string(r.p.HungKind), &m.st.hung
 	}},
+	{title: "WAIT", width: 10, flex: 1, prio: 70, cell: func(m *model, r row) (string, *lipgloss.Style) {
+		w := safe(supervisor.WaitShort(r.p.Wait))
+		if r.p.Hung && w != "" {
+			return w, &m.st.hung
+		}
+		return w, nil
+	}},
 	{title: "METHOD", width: 6, prio: 50, cell: func(_ *model, r row) (string, *lipgloss.Style) { return dash(safe(r.p.RequestMethod)), nil }},
 	{title: "URI", width: 12, flex: 3, prio: 90, cell: func(m *model, r row) (string, *lipgloss.Style) { return dash(m.uri(r.p)), nil }},
 	{title: "SCRIPT", width: 12, flex: 2, prio: 40, cut: cutLeft, cell: func(_ *model, r row) (string, *lipgloss.Style) { return dash(safe(r.p.Script)), nil }},

@@ -1,6 +1,6 @@
 // Package top is `fpmguard top`: a live full-screen view of every pool and
 // worker, with a kill key behind a confirmation. It reads a snapshot
-// function, as the metrics collector does, and asks a Control to act: it
+// function, as the metrics collector does, and asks a watch.Control to act: it
 // reads nothing else of the watcher, and never acts itself. Every string
 // that came from php-fpm, a client or a file goes through termsafe before
 // it is drawn. It imports watch, supervisor, human and termsafe; only the
@@ -20,16 +20,6 @@ import (
 	"github.com/muesli/termenv"
 )
 
-// Control does what top asks on the selected worker: the watcher itself,
-// or a serve over HTTP.
-type Control interface {
-	// Kill asks for worker pid of pool to be killed through the
-	// watchdog's rules; a refusal is a result in plain words.
-	Kill(ctx context.Context, pool string, pid int) (watch.KillResult, error)
-	// Slowlog returns the pool's newest slowlog entry for pid.
-	Slowlog(ctx context.Context, pool string, pid int) (string, error)
-}
-
 // Options configure the view.
 type Options struct {
 	// Snapshot returns what is known now; nil while nothing is. It is
@@ -38,8 +28,11 @@ type Options struct {
 	// Problem says why the snapshot may be stale ("" when it is not):
 	// serve cannot be reached, say.
 	Problem func() string
-	// Control acts on a worker; nil turns the kill and slowlog keys off.
-	Control Control
+	// Control acts on a worker, or reads its slowlog entry or PHP stack:
+	// the watcher, or a serve over HTTP; nil turns those keys off.
+	Control watch.Control
+	// Who names this view in the events of the kills it asks for.
+	Who string
 	// Source names where the data comes from, for the header.
 	Source string
 	Host   string
@@ -68,6 +61,7 @@ func (o *Options) fill() {
 func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	opts.fill()
 	m := newModel(opts, lipgloss.NewRenderer(out))
+	m.ctx = ctx
 	// Signals are the caller's, through ctx: bubbletea's own handler
 	// sends its quit without watching for the end of the program, so when
 	// the program had already quit (on the same SIGTERM, through ctx) it

@@ -2,6 +2,7 @@ package top
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -120,16 +121,25 @@ func TestNarrowTerminal(t *testing.T) {
 // fakeControl records what the view asks for.
 type fakeControl struct {
 	killed []string // pool and pid
+	who    []string
 	res    watch.KillResult
 }
 
-func (f *fakeControl) Kill(_ context.Context, pool string, pid int) (watch.KillResult, error) {
+func (f *fakeControl) KillWorker(_ context.Context, pool string, pid int, who string) (watch.KillResult, error) {
 	f.killed = append(f.killed, fmt.Sprint(pool, " ", pid))
+	f.who = append(f.who, who)
 	return f.res, nil
 }
 
 func (f *fakeControl) Slowlog(_ context.Context, pool string, pid int) (string, error) {
+	if pid == 103 {
+		return "", &supervisor.SlowlogError{Pool: pool, Path: "/proc/self/fd/2", PID: pid, Reason: supervisor.SlowlogUnreadable, Err: errors.New("not a regular file")}
+	}
 	return fmt.Sprintf("[26-Nov-2026 09:00:00]  [pool %s] pid %d\nscript_filename = /var/www/x.php\n[0x1] sleep() /var/www/x.php:3", pool, pid), nil
+}
+
+func (f *fakeControl) Stack(_ context.Context, pool string, pid int) (*supervisor.Stack, error) {
+	return &supervisor.Stack{Frames: []supervisor.Frame{{Function: "sleep"}, {Function: "wait_db", File: "/var/www/db.php", Line: 4}, {Function: "<main>", File: "/var/www/x.php", Line: 9}}}, nil
 }
 
 func keyMsg(k string) tea.KeyMsg {
@@ -164,7 +174,7 @@ func TestKeys(t *testing.T) {
 	t0 := time.Now()
 	ctl := &fakeControl{res: watch.KillResult{Result: watch.ResultRefused, Message: "not killing worker 102 of pool www: its request ended a moment ago, and an idle worker is never killed"}}
 	snap := snapshot(t0, 2, 3, 1)
-	m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: ctl, Refresh: time.Second}, renderer())
+	m := newModel(Options{Snapshot: func() *watch.Snapshot { return snap }, Control: ctl, Who: "top test", Refresh: time.Second}, renderer())
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
 	m.Init()
 	if m.sel != (workerKey{www, 101}) && m.sel != (workerKey{supervisor.PoolID{Pool: "api1", Master: conf}, 1101}) {
@@ -196,6 +206,11 @@ func TestKeys(t *testing.T) {
 		t.Errorf("slowlog view:\n%s", v)
 	}
 	press(m, "esc")
+	press(m, "t")
+	if v := m.View(); !strings.Contains(v, "worker 102 of pool www (esc to close)") || !strings.Contains(v, "  wait_db (/var/www/db.php:4)") {
+		t.Errorf("stack view:\n%s", v)
+	}
+	press(m, "esc")
 	if !strings.Contains(m.View(), "x kill") {
 		t.Errorf("the kill key is not offered for a busy worker:\n%s", m.View())
 	}
@@ -209,7 +224,7 @@ func TestKeys(t *testing.T) {
 	}
 	press(m, "x")
 	press(m, "y")
-	if len(ctl.killed) != 1 || ctl.killed[0] != "www@"+conf+" 102" || !strings.Contains(m.View(), "an idle worker is never killed") {
+	if len(ctl.killed) != 1 || ctl.killed[0] != "www@"+conf+" 102" || ctl.who[0] != "top test" || !strings.Contains(m.View(), "an idle worker is never killed") {
 		t.Errorf("kill: %v\n%s", ctl.killed, m.View())
 	}
 	// An idle worker: the key is not offered, and pressed anyway it says

@@ -90,6 +90,8 @@ func (m *model) frame(height int) string {
 		add(m.helpLines(body)...)
 	case modeSlowlog:
 		add(m.slowlogLines(body)...)
+	case modeStack:
+		add(m.stackViewLines(body)...)
 	default:
 		add(m.table(body)...)
 	}
@@ -166,7 +168,15 @@ func (m *model) pools(room int) []string {
 			segs = m.poolSegments(r)
 		}
 		lines := pack(segs, m.width, min(per, 2))
-		if per == 3 && len(r.Reasons) > 0 {
+		switch {
+		case per == 3 && len(r.Waits) > 0:
+			// What the hung workers wait on says more than the first reason.
+			reason := "  ! " + safe(r.Waits[0].Line)
+			if n := len(r.Waits) - 1; n > 0 {
+				reason += fmt.Sprintf(" (+%d more causes)", n)
+			}
+			lines = append(lines, m.st.warn.Render(reason))
+		case per == 3 && len(r.Reasons) > 0:
 			reason := "  ! " + safe(r.Reasons[0])
 			if n := len(r.Reasons) - 1; n > 0 {
 				reason += fmt.Sprintf(" (+%d more)", n)
@@ -345,6 +355,8 @@ func (m *model) helpLines(room int) []string {
 		"request in flight, in red once it is past --hung-after; HUNG says whether a hung",
 		"worker spins on a CPU or waits (blocked). CPU% is over the last probe interval;",
 		"PSS counts shared memory (the opcache) once across the workers sharing it.",
+		"WAIT is what a held-up worker waits for (read once its request is older than half",
+		"of --hung-after); t shows it with the worker's PHP stack, read from its memory now.",
 		"The kill key (x, then y) sends SIGTERM through the same checks as --kill-hung-after:",
 		"parent and title, never an idle worker, at most --max-kill-ratio of a pool at once.",
 		"It is offered only for a worker the watcher would kill: busy, not serving",

@@ -138,9 +138,15 @@ func (b *batch) fromWchan(pid int, st procStat, scErr error) Wait {
 		w.Reason = fn
 	}
 	if scErr != nil {
-		note := fmt.Sprintf("its system call could not be read (%v): named from the kernel function it sleeps in", scErr)
+		why := scErr.Error()
+		if denied(scErr) {
+			// Without the worker's own path: the workers refused alike
+			// wait on something unknown for one reason, and group as one.
+			why = "permission denied"
+		}
+		note := fmt.Sprintf("its system call could not be read (%s): named from the kernel function it sleeps in", why)
 		if w.Kind == KindUnknown {
-			note = fmt.Sprintf("its system call could not be read (%v)%s", scErr, wchanNote(fn))
+			note = fmt.Sprintf("its system call could not be read (%s)%s", why, wchanNote(fn))
 		}
 		w.Reason = joinReason(w.Reason, note)
 	}

@@ -177,6 +177,10 @@ func TestClassify(t *testing.T) {
 			p.worker(pid, 'S', sysLine(t, "read", 5, 0x1000, 4096))
 			p.links["100/fd/5"] = "pipe:[123]"
 		}, "waiting on something unknown: reading from pipe:[123]", nil},
+		{"its system call refused: unknown, without the worker's own path", func(p *fakeProc, d *fakeDiag) {
+			p.worker(pid, 'S', "")
+			p.errs["100/syscall"] = &fs.PathError{Op: "open", Path: "/proc/100/syscall", Err: fs.ErrPermission}
+		}, "waiting on something unknown: its system call could not be read (permission denied)", nil},
 		{"fcntl F_SETLKW: the POSIX lock and its holder", func(p *fakeProc, d *fakeDiag) {
 			p.worker(28753, 'S', sysLine(t, "fcntl", 4, fSetLkW, 0x1000))
 			p.file(28753, 4, "/var/www/cache/app.lock", fileID{0xfe, 0, 9978592})

@@ -107,6 +107,9 @@ type Actor struct {
 	// output runs a command without a shell; under `run` it goes through
 	// the reaper, the only caller of wait.
 	output func(ctx context.Context, name string, args ...string) ([]byte, error)
+	// evidence, when set, adds to the record of a worker about to be
+	// killed what it waits for and its PHP stack (diagnose.go).
+	evidence func(r *supervisor.PoolReport, p supervisor.ProcessState, rec *event.WorkerRecord)
 	// gone, when set, is told the pool of a worker sent SIGTERM once it
 	// has gone: the kill cap has room again for the kills it held back.
 	gone func(pool supervisor.PoolID)
@@ -331,6 +334,9 @@ func (a *Actor) killOne(ctx context.Context, t supervisor.Target, r *supervisor.
 	if !a.takeBudget(t.ID()) {
 		a.count(t.ID(), ActionKill, ResultBudget)
 		return ResultBudget, a.event(t, r, event.KindBudget, p.PID, nil, "action budget of pool %s spent (%d per %s): reporting only, not killing worker %d", t.Name, a.cfg.Budget, a.cfg.BudgetWindow, p.PID)
+	}
+	if a.evidence != nil {
+		a.evidence(r, p, rec)
 	}
 	kind := p.HungKind
 	if kind == "" {

@@ -47,7 +47,7 @@ func (w *Watcher) detect(pw *poolWatch, prev, r *supervisor.PoolReport) {
 	for _, p := range r.Processes {
 		live[p.PID] = true
 		if once(condition{"hung", p.PID}, p.Hung) {
-			add(event.KindHung, p.PID, "worker %d hung (%s): %s %s for %s in %s", p.PID, p.HungKind, p.RequestMethod, p.RequestURI, p.Age(), p.Script)
+			add(event.KindHung, p.PID, "worker %d hung (%s): %s %s for %s in %s%s", p.PID, p.HungKind, p.RequestMethod, p.RequestURI, p.Age(), p.Script, waitNote(&p))
 		}
 		if once(condition{"stopped", p.PID}, p.OSState == supervisor.OSStopped) {
 			add(event.KindStopped, p.PID, "worker %d is stopped (SIGSTOP or a tracer) while php-fpm says %s: it serves nothing; SIGCONT it or kill it", p.PID, p.State)

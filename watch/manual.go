@@ -109,22 +109,6 @@ func Unkillable(r *supervisor.PoolReport, p *supervisor.ProcessState) string {
 	return ""
 }
 
-// Slowlog returns the newest entry of pool's slowlog for worker pid, ""
-// when it has none.
-func (w *Watcher) Slowlog(pool string, pid int) (string, error) {
-	pw, err := w.findPool(pool)
-	if err != nil {
-		return "", err
-	}
-	pw.mu.Lock()
-	t := pw.target
-	pw.mu.Unlock()
-	if t.Slowlog == "" {
-		return "", fmt.Errorf("pool %s has no slowlog: set slowlog and request_slowlog_timeout in its config", pool)
-	}
-	return slowlogEntry(t, pid, w.prober.Trust), nil
-}
-
 // findPool is the watched pool a person named (supervisor.FindPool): by
 // its name when no other pool has it, else by its ID.
 func (w *Watcher) findPool(ref string) (*poolWatch, error) {

@@ -147,7 +147,7 @@ func TestKillWorkerAcrossMasters(t *testing.T) {
 	if !errors.Is(err, ErrAmbiguousPool) || !strings.Contains(err.Error(), wwwA) || !strings.Contains(err.Error(), wwwB) {
 		t.Errorf("www alone: %v", err)
 	}
-	if _, err := w.Slowlog("www", busy.PID); !errors.Is(err, ErrAmbiguousPool) {
+	if _, err := w.Slowlog(ctx, "www", busy.PID); !errors.Is(err, ErrAmbiguousPool) {
 		t.Errorf("slowlog of www alone: %v", err)
 	}
 	if res, err := w.KillWorker(ctx, wwwA, busy.PID, "a test"); err != nil || res.Result != ResultRefused || !strings.Contains(res.Message, "does not name it") {

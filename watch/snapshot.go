@@ -27,6 +27,10 @@ type Snapshot struct {
 	// Nginx counts the upstream failures nginx logged, when it is followed
 	// and every log it follows has been opened; nil otherwise.
 	Nginx map[nginxlog.Key]uint64
+	// Exits counts the workers that exited, by pool and cause, for the
+	// pools whose master's error log is followed (deaths.go): every cause
+	// of such a pool is there, 0 included.
+	Exits map[ExitKey]uint64
 	Self  Self
 }
 
@@ -80,6 +84,7 @@ func (w *Watcher) Snapshot() *Snapshot {
 		s.MasterRestarts[name] = m.restarts
 	}
 	w.mu.Unlock()
+	w.deaths.attach(s)
 	if w.nginx != nil && w.nginx.Opened() {
 		// Before its log is open, nginx's failures are not known: none
 		// are shown rather than zeros.

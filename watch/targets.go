@@ -192,6 +192,7 @@ func (w *Watcher) forget(pw *poolWatch) {
 		w.cfg.History.RemovePool(t)
 	}
 	w.actions.forget(pw.id)
+	w.deaths.forget(pw.id)
 	if slices.ContainsFunc(w.watched(), func(o *poolWatch) bool { return o.id.Master == pw.id.Master }) {
 		return
 	}

@@ -96,6 +96,8 @@ type Watcher struct {
 	probedOnce sync.Once
 
 	sched schedule
+	// deaths follows php-fpm's error logs: why workers die (deaths.go).
+	deaths *deathWatch
 	// runCtx is Run's: the kill timers act within it. nil until Run.
 	runCtx context.Context
 
@@ -167,6 +169,8 @@ type poolWatch struct {
 	started    time.Time // the status page's start time
 	reloadedAt time.Time
 	reloadWhy  string
+
+	diag poolDiagnosis // what held-up workers wait for (diagnose.go)
 }
 
 // condition is something reported once when it starts: of a worker when pid
@@ -199,6 +203,7 @@ func New(pr *supervisor.Prober, targets []supervisor.Target, cfg Config, events 
 	for i, t := range targets {
 		w.pools = append(w.pools, newPoolWatch(t, i, labels[ids[i]]))
 	}
+	w.setupDiagnosis()
 	return w
 }
 
@@ -253,14 +258,7 @@ func (w *Watcher) FollowNginx(paths []string) {
 	n := nginxlog.NewFollower(paths, targets, w.events)
 	// A few intervals gather a burst of failures into one event.
 	n.ReportEvery = max(5*w.cfg.Interval, time.Second)
-	n.Describe = func(pool supervisor.PoolID) string {
-		for _, pw := range w.watched() {
-			if v := pw.view.Load(); v != nil && pw.id == pool {
-				return v.Report.Summary()
-			}
-		}
-		return ""
-	}
+	n.Describe = w.describe
 	w.nginx = n
 }
 
@@ -281,6 +279,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if w.nginx != nil {
 		wg.Go(func() { w.nginx.Run(ctx) })
 	}
+	wg.Go(func() { w.deaths.run(ctx) })
 	wg.Wait()
 	w.stopKillTimers()
 	w.actions.wait()
@@ -371,6 +370,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	}
 	supervisor.Mark(&r, w.th)
 	supervisor.Classify(&r, prev)
+	diagnosed := w.startDiagnosis(ctx, pw, target, &r)
 	// Kills now, and the kill timer armed, before the heartbeat, which may
 	// wait behind busy workers: a deadline during it goes off on time.
 	pw.kills.run.Lock()
@@ -392,6 +392,7 @@ func (w *Watcher) tick(ctx context.Context, pw *poolWatch) {
 	if ctx.Err() != nil {
 		return
 	}
+	diagnosed()
 	w.followMaster(ctx, pw, &r, moved)
 	supervisor.Judge(&r, prev, w.th)
 
@@ -504,6 +505,7 @@ func (w *Watcher) publish(pw *poolWatch, target supervisor.Target, r *supervisor
 		Report: r, Stats: pw.stats.clone(), ScrapeURI: target.ScrapeURI(),
 		Failures: pw.failures, LastBeat: pw.lastBeat, LastProbe: time.Now(),
 	})
+	pw.diag.reports.keep(r)
 	if first {
 		w.countProbed(pw)
 	}

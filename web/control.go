@@ -15,15 +15,10 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 	"go.yaml.in/yaml/v3"
 )
-
-// Controller is what the kill and slowlog endpoints ask: the watcher.
-type Controller interface {
-	KillWorker(ctx context.Context, pool string, pid int, who string) (watch.KillResult, error)
-	Slowlog(pool string, pid int) (string, error)
-}
 
 // Policy says which clients may reach what over HTTP. The reasoning is in
 // docs/security-surface.md ("HTTP").
@@ -31,8 +26,9 @@ type Controller interface {
 //   - Every answer needs a Host header that is an IP address, localhost or
 //     a name of Hosts: a web page whose own name an attacker points at
 //     fpmguard's address (DNS rebinding) sends that name, and is refused.
-//   - Worker details (/status, /snapshot, /events, /slowlog: request URIs,
-//     scripts, slowlog stacks) go to clients on loopback that name a
+//   - Worker details (/status, /snapshot, /events, /slowlog, /stack:
+//     request URIs, scripts, slowlog and PHP stacks) go to clients on
+//     loopback that name a
 //     loopback Host, or to any client when the web config authenticates
 //     every client. /metrics, /healthz, /readyz and /advice hold none; the
 //     status page (/ and /fragment) shows them to the same clients only,
@@ -76,37 +72,51 @@ const maxKillBody = 4 << 10
 var sameOrigin = http.NewCrossOriginProtection()
 
 // detailPaths are the answers that carry worker details: request URIs
-// and scripts (in reports, reasons and events) and slowlog stacks.
-var detailPaths = []string{"/status", "/snapshot", "/events", "/slowlog"}
+// and scripts (in reports, reasons and events), slowlog and PHP stacks.
+var detailPaths = []string{"/status", "/snapshot", "/events", "/slowlog", "/stack"}
 
 // WithControl serves h, the read-only handler, under policy, and adds the
-// two endpoints that `fpmguard top --from` uses besides /snapshot: GET
-// /slowlog?pool=P&pid=N, read-only like the rest, and POST /kill, the one
-// endpoint that acts. It is what fpmguard serves: the policy's checks
-// (Host, worker details, kill) are made here, around every route.
-func WithControl(h http.Handler, current func() Controller, policy Policy) http.Handler {
+// endpoints that `fpmguard top --from` uses besides /snapshot: GET
+// /slowlog?pool=P&pid=N and GET /stack?pool=P&pid=N, read-only like the
+// rest, and POST /kill, the one endpoint that acts. It is what fpmguard
+// serves: the policy's checks (Host, worker details, kill) are made here,
+// around every route.
+func WithControl(h http.Handler, current func() watch.Control, policy Policy) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.Handle("/slowlog", readOnly(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		c := current()
-		if c == nil {
-			http.Error(rw, "not watching any pool: see fpmguard's log", http.StatusServiceUnavailable)
-			return
-		}
-		pid, err := strconv.Atoi(r.URL.Query().Get("pid"))
-		if err != nil || pid <= 0 {
-			http.Error(rw, "slowlog needs ?pool=NAME&pid=N", http.StatusBadRequest)
-			return
-		}
-		entry, err := c.Slowlog(r.URL.Query().Get("pool"), pid)
-		if err != nil {
-			http.Error(rw, err.Error(), poolErrorCode(err, http.StatusNotFound))
-			return
-		}
-		writeJSON(rw, struct {
+	// worker reads pool and pid of a GET, and asks the watcher.
+	worker := func(what string, ask func(ctx context.Context, c watch.Control, pool string, pid int) (any, error)) http.Handler {
+		return readOnly(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			c := current()
+			if c == nil {
+				http.Error(rw, "not watching any pool: see fpmguard's log", http.StatusServiceUnavailable)
+				return
+			}
+			pid, err := strconv.Atoi(r.URL.Query().Get("pid"))
+			if err != nil || pid <= 0 {
+				http.Error(rw, what+" needs ?pool=NAME&pid=N", http.StatusBadRequest)
+				return
+			}
+			v, err := ask(r.Context(), c, r.URL.Query().Get("pool"), pid)
+			if err != nil {
+				http.Error(rw, err.Error(), controlStatus(err))
+				return
+			}
+			writeJSON(rw, v)
+		}))
+	}
+	mux.Handle("/slowlog", worker("slowlog", func(ctx context.Context, c watch.Control, pool string, pid int) (any, error) {
+		entry, err := c.Slowlog(ctx, pool, pid)
+		return struct {
 			Slowlog string `json:"slowlog"`
-		}{entry})
-	})))
+		}{entry}, err
+	}))
+	mux.Handle("/stack", worker("stack", func(ctx context.Context, c watch.Control, pool string, pid int) (any, error) {
+		st, err := c.Stack(ctx, pool, pid)
+		return struct {
+			Stack *supervisor.Stack `json:"stack"`
+		}{st}, err
+	}))
 	mux.HandleFunc("/kill", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("X-Content-Type-Options", "nosniff")
 		rw.Header().Set("Cache-Control", "no-store")
@@ -160,6 +170,18 @@ func WithControl(h http.Handler, current func() Controller, policy Policy) http.
 		_ = json.NewEncoder(rw).Encode(res)
 	})
 	return policy.guard(mux)
+}
+
+// controlStatus is the HTTP status of an error of a worker's read: 400
+// for a pool name more than one pool has, 404 for what does not exist (a
+// pool, a worker, a slowlog or its entry), 500 for what fpmguard could not
+// read.
+func controlStatus(err error) int {
+	var se *supervisor.SlowlogError
+	if errors.Is(err, watch.ErrNotAWorker) || errors.As(err, &se) && se.Reason != supervisor.SlowlogUnreadable {
+		return http.StatusNotFound
+	}
+	return poolErrorCode(err, http.StatusInternalServerError)
 }
 
 // poolErrorCode is the status of a request that failed with err: a pool

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/nginxlog"
+	"github.com/fpmguard/fpmguard/safefile"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
@@ -54,11 +56,23 @@ func (f *fakeWatcher) KillWorker(_ context.Context, pool string, pid int, who st
 	}
 	return watch.KillResult{Result: watch.ResultOK, Message: "SIGTERM worker 101"}, nil
 }
-func (f *fakeWatcher) Slowlog(pool string, pid int) (string, error) {
+func (f *fakeWatcher) Slowlog(_ context.Context, pool string, pid int) (string, error) {
 	if _, err := f.find(pool); err != nil {
 		return "", err
 	}
+	switch pid {
+	case 102:
+		return "", &supervisor.SlowlogError{Pool: pool, Path: "/var/log/www.slow", PID: pid, Reason: supervisor.SlowlogNoEntry}
+	case 103:
+		return "", &supervisor.SlowlogError{Pool: pool, Path: "/proc/self/fd/2", PID: pid, Reason: supervisor.SlowlogUnreadable, Err: safefile.ErrNotRegular}
+	}
 	return "[pool " + pool + "] pid 101\nscript_filename = /var/www/report.php", nil
+}
+func (f *fakeWatcher) Stack(_ context.Context, pool string, pid int) (*supervisor.Stack, error) {
+	if pid != 101 {
+		return nil, fmt.Errorf("pid %d: the latest status page of pool %s does not name it: %w", pid, pool, watch.ErrNotAWorker)
+	}
+	return &supervisor.Stack{Frames: []supervisor.Frame{{Function: "sleep"}, {Function: "wait_db", File: "/var/www/db.php", Line: 4}}}, nil
 }
 
 func serveFake(t *testing.T, policy Policy) (*fakeWatcher, *Remote) {
@@ -67,7 +81,7 @@ func serveFake(t *testing.T, policy Policy) (*fakeWatcher, *Remote) {
 	snap.Nginx = map[nginxlog.Key]uint64{{Pool: snap.Pools[0].Report.ID(), Status: 502, Cause: nginxlog.CauseReset}: 4}
 	snap.Pools[0].Report.Processes[0].RequestURI = "/a\x1b]0;x\a\u009b"
 	f := &fakeWatcher{snap: snap}
-	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() Controller { return f }, policy)
+	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() watch.Control { return f }, policy)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	r, err := NewRemote(srv.URL, "", 5*time.Second)
@@ -123,7 +137,7 @@ func TestSnapshotKeepsFailures(t *testing.T) {
 func TestKillOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	f, r := serveFake(t, Policy{})
-	res, err := r.Kill(ctx, "pool0", 101)
+	res, err := r.KillWorker(ctx, "pool0", 101, "")
 	if err != nil || res.Done() || !strings.Contains(res.Message, "--web.enable-kill") || len(f.killed) != 0 {
 		t.Errorf("kill while off: %+v %v %v", res, err, f.killed)
 	}
@@ -131,33 +145,47 @@ func TestKillOverHTTP(t *testing.T) {
 	if err != nil || !strings.Contains(entry, "script_filename") {
 		t.Errorf("slowlog: %q %v", entry, err)
 	}
+	// A slowlog without an entry, or one fpmguard cannot read, is an
+	// error that says why and what to do, not an empty entry.
+	if entry, err := r.Slowlog(ctx, "pool0", 102); err == nil || entry != "" || !strings.Contains(err.Error(), "has no entry for worker 102") || !strings.Contains(err.Error(), "HTTP 404") {
+		t.Errorf("slowlog without an entry: %q %v", entry, err)
+	}
+	if _, err := r.Slowlog(ctx, "pool0", 103); err == nil || !strings.Contains(err.Error(), "php-fpm's own output") || !strings.Contains(err.Error(), "HTTP 500") {
+		t.Errorf("slowlog that cannot be read: %v", err)
+	}
+	if st, err := r.Stack(ctx, "pool0", 101); err != nil || st.Places() != "sleep <- wait_db (/var/www/db.php:4)" {
+		t.Errorf("stack: %+v %v", st, err)
+	}
+	if _, err := r.Stack(ctx, "pool0", 999); err == nil || !strings.Contains(err.Error(), "does not name it") || !strings.Contains(err.Error(), "HTTP 404") {
+		t.Errorf("stack of a pid that is no worker: %v", err)
+	}
 
 	f, r = serveFake(t, Policy{Kill: true})
-	if res, err := r.Kill(ctx, "pool0", 101); err != nil || res.Done() || !strings.Contains(res.Message, "--web.kill-from-loopback is not given") || len(f.killed) != 0 {
+	if res, err := r.KillWorker(ctx, "pool0", 101, ""); err != nil || res.Done() || !strings.Contains(res.Message, "--web.kill-from-loopback is not given") || len(f.killed) != 0 {
 		t.Errorf("kill from loopback without --web.kill-from-loopback: %+v %v %v", res, err, f.killed)
 	}
 	f, r = serveFake(t, Policy{Kill: true, KillFromLoopback: true})
-	if res, err := r.Kill(ctx, "pool0", 101); err != nil || res.Result != watch.ResultOK || len(f.killed) != 1 || !strings.HasPrefix(f.killed[0], "HTTP client 127.0.0.1:") {
+	if res, err := r.KillWorker(ctx, "pool0", 101, ""); err != nil || res.Result != watch.ResultOK || len(f.killed) != 1 || !strings.HasPrefix(f.killed[0], "HTTP client 127.0.0.1:") {
 		t.Errorf("kill: %+v %v %v", res, err, f.killed)
 	}
-	if res, _ := r.Kill(ctx, "pool0", 102); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "idle") {
+	if res, _ := r.KillWorker(ctx, "pool0", 102, ""); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "idle") {
 		t.Errorf("refused kill: %+v", res)
 	}
-	if res, _ := r.Kill(ctx, "nope", 101); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 404") {
+	if res, _ := r.KillWorker(ctx, "nope", 101, ""); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 404") {
 		t.Errorf("unknown pool: %+v", res)
 	}
 	// A second pool0, under another master: pool0 alone names neither,
 	// and the answer says how to name each.
 	other := f.snap.Pools[1].Report
 	other.Name, other.MasterName = "pool0", "/etc/php/7.4/fpm/php-fpm.conf"
-	if res, _ := r.Kill(ctx, "pool0", 101); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 400") ||
+	if res, _ := r.KillWorker(ctx, "pool0", 101, ""); res.Result != watch.ResultRefused || !strings.Contains(res.Message, "HTTP 400") ||
 		!strings.Contains(res.Message, "pool0@/etc/php/7.4/fpm/php-fpm.conf") || !strings.Contains(res.Message, "pool0@"+fixedConf) {
 		t.Errorf("pool0 under two masters: %+v", res)
 	}
 	if _, err := r.Slowlog(ctx, "pool0", 101); err == nil || !strings.Contains(err.Error(), "HTTP 400") {
 		t.Errorf("slowlog of pool0 under two masters: %v", err)
 	}
-	if res, err := r.Kill(ctx, "pool0@"+fixedConf, 101); err != nil || res.Result != watch.ResultOK {
+	if res, err := r.KillWorker(ctx, "pool0@"+fixedConf, 101, ""); err != nil || res.Result != watch.ResultOK {
 		t.Errorf("kill of pool0@%s: %+v %v", fixedConf, res, err)
 	}
 	// GET and a form post (what a web page can send) do nothing.
@@ -214,7 +242,7 @@ func TestKillPolicy(t *testing.T) {
 func guarded(policy Policy) (*fakeWatcher, http.Handler) {
 	f := &fakeWatcher{snap: fixedSnapshot(1, 2)}
 	metrics := NewMetricsHandler(NewCollector(f.Snapshot, true), nil)
-	return f, WithControl(NewHTTPHandler(func() Source { return f }, metrics, "/metrics"), func() Controller { return f }, policy)
+	return f, WithControl(NewHTTPHandler(func() Source { return f }, metrics, "/metrics"), func() watch.Control { return f }, policy)
 }
 
 var everyPath = []string{"/", "/healthz", "/readyz", "/status", "/snapshot", "/events", "/advice", "/metrics", "/slowlog?pool=pool0&pid=101"}

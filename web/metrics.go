@@ -40,6 +40,7 @@ func NewCollector(source func() *watch.Snapshot, processMetrics bool) *Collector
 		newProcessCollector(processMetrics),
 		newOpcacheCollector(),
 		newNginxCollector(),
+		newDiagnosisCollector(),
 		newSelfCollector(),
 	}}
 	for _, f := range c.families {

@@ -268,7 +268,7 @@ func sameSnapshot(a, b *watch.Snapshot) bool {
 	if len(a.Opcache) > 0 && &a.Opcache[0] != &b.Opcache[0] {
 		return false
 	}
-	return maps.Equal(a.Actions, b.Actions) && maps.Equal(a.MasterRestarts, b.MasterRestarts) && maps.Equal(a.Nginx, b.Nginx)
+	return maps.Equal(a.Actions, b.Actions) && maps.Equal(a.MasterRestarts, b.MasterRestarts) && maps.Equal(a.Nginx, b.Nginx) && maps.Equal(a.Exits, b.Exits)
 }
 
 // gzipWriters keeps gzip's state, about a megabyte, between renders.

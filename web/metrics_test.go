@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,8 +20,10 @@ import (
 	"github.com/fpmguard/fpmguard/event"
 	"github.com/fpmguard/fpmguard/fastcgi"
 	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
+	"github.com/fpmguard/fpmguard/fpmlog"
 	"github.com/fpmguard/fpmguard/opcache"
 	"github.com/fpmguard/fpmguard/supervisor"
+	"github.com/fpmguard/fpmguard/waits"
 	"github.com/fpmguard/fpmguard/watch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -45,11 +48,15 @@ func fixedSnapshot(pools, workers int) *watch.Snapshot {
 			Hits: 1000, Misses: 400, OOMRestarts: 1, HashRestarts: 2, ManualRestarts: 3, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
 			JITBufferFreeBytes: 0, Health: supervisor.HealthDegraded}},
 		Actions:        map[watch.ActionKey]uint64{{Pool: supervisor.PoolID{Pool: "pool0", Master: conf}, Action: watch.ActionKill, Result: watch.ResultOK}: 1},
+		Exits:          map[watch.ExitKey]uint64{},
 		MasterRestarts: map[string]uint64{conf: 0},
 		Self:           watch.Self{Interval: time.Second},
 	}
 	for i := range pools {
 		name := fmt.Sprintf("pool%d", i)
+		for _, c := range fpmlog.Causes {
+			s.Exits[watch.ExitKey{Pool: supervisor.PoolID{Pool: name, Master: conf}, Cause: c}] = map[fpmlog.Cause]uint64{fpmlog.CauseOOMKill: 2, fpmlog.CauseMaxRequests: 40}[c]
+		}
 		r := &supervisor.PoolReport{
 			Name: name, MasterName: conf, Address: "unix:///run/php/" + name + ".sock",
 			Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0003},
@@ -66,6 +73,8 @@ func fixedSnapshot(pools, workers int) *watch.Snapshot {
 			switch j {
 			case 0:
 				p.State, p.RequestDurationSeconds, p.RequestMethod, p.RequestURI, p.Hung, p.HungKind = "Running", 45.2, "GET", "/report.php", true, supervisor.HungBlocked
+				p.Wait = &waits.Wait{PID: p.PID, Kind: waits.KindNetRead, FD: 7, Peer: &waits.Peer{Transport: waits.TransportTCP,
+					Remote: netip.MustParseAddrPort("10.0.0.5:3306"), Service: waits.ServiceMySQL}}
 			case 1:
 				p.State, p.RequestDurationSeconds, p.OSState, p.RequestMethod, p.RequestURI = "Running", 0.5, supervisor.OSRunning, "POST", "/api"
 			}

@@ -265,7 +265,7 @@ func TestPageInBrowser(t *testing.T) {
 	w := watch.New(pr, targets, watch.Config{Interval: time.Second}, event.NewLog(nil))
 	runWatcher(t, w)
 	h := WithControl(NewHTTPHandler(func() Source { return w }, NewMetricsHandler(NewCollector(w.Snapshot, true), nil), "/metrics"),
-		func() Controller { return w }, Policy{Kill: true, KillFromLoopback: true})
+		func() watch.Control { return w }, Policy{Kill: true, KillFromLoopback: true})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

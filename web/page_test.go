@@ -33,6 +33,9 @@ const (
 	evilScript = `/var/www/"><svg onload=alert(3)>.php`
 	evilPool   = `shop</th><script>alert(4)</script>`
 	evilMethod = `G<b>ET`
+	// evilFunction is a PHP function name as the worker's memory holds
+	// it: the application's text.
+	evilFunction = `x<img src=y onerror=alert(5)>`
 )
 
 // pageSnapshot is fixedSnapshot with hostile strings where clients and
@@ -45,8 +48,11 @@ func pageSnapshot(i int) *watch.Snapshot {
 	w := &s.Pools[0].Report.Processes[0]
 	w.RequestURI, w.Script, w.RequestMethod = evilURI, evilScript, evilMethod
 	w.PSSBytes = 0
+	w.Stack = &supervisor.Stack{Frames: []supervisor.Frame{{Function: "sleep"}, {Function: evilFunction, File: evilScript, Line: 4}}}
+	w.SlowlogTrace = []string{"sleep() " + evilScript + ":4"}
 	r := s.Pools[0].Report
 	supervisor.Judge(r, nil, supervisor.Thresholds{})
+	r.Waits = []supervisor.WaitGroup{{Wait: *w.Wait, PIDs: []int{w.PID}, Workers: 2, Line: "worker 101 blocked reading from 10.0.0.5:3306 (MySQL) for 31s, in sleep <- " + evilFunction}}
 	s.Pools[1].Report.Name = evilPool
 	notYet := supervisor.NotProbed(supervisor.Target{Name: "api", PingPath: "/ping", StatusPath: "/status"}, "not probed yet")
 	s.Pools[2] = watch.PoolView{Report: &notYet}
@@ -128,6 +134,8 @@ func TestPageEscapes(t *testing.T) {
 		"G&lt;b&gt;ET", // method
 		`<td data-label="Pool" class="inl">shop&lt;/th&gt;&lt;script&gt;alert(4)&lt;/script&gt;</td>`, // the worker's pool
 		"/etc/php/&lt;b&gt;fpm&lt;/b&gt;.conf",                                                        // opcache master
+		"x&lt;img src=y onerror=alert(5)&gt; (/var/www/&#34;&gt;&lt;svg onload=alert(3)&gt;.php:4)",   // a PHP stack's frame
+		"in sleep &lt;- x&lt;img src=y onerror=alert(5)&gt;</strong>",                                 // the cause of the pool's hung workers
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page does not hold %q", want)
@@ -181,7 +189,7 @@ func TestPageDetails(t *testing.T) {
 		{"authenticated network client", Policy{Authenticated: true, Kill: true}, "10.1.2.3:5000", "10.1.2.4:9253", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := WithControl(NewHTTPHandler(func() Source { return src }, nil, ""), func() Controller { return f }, tc.policy)
+			h := WithControl(NewHTTPHandler(func() Source { return src }, nil, ""), func() watch.Control { return f }, tc.policy)
 			for _, path := range []string{"/", pageFragmentPath} {
 				r := httptest.NewRequest(http.MethodGet, path, nil)
 				r.RemoteAddr, r.Host = tc.peer, tc.host
@@ -323,7 +331,7 @@ func TestPageUnknown(t *testing.T) {
 // clients that are not browsers (top --from, curl), go through.
 func TestKillSameOrigin(t *testing.T) {
 	f := &fakeWatcher{snap: pageSnapshot(1)}
-	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() Controller { return f }, Policy{Kill: true, KillFromLoopback: true})
+	h := WithControl(NewHTTPHandler(func() Source { return f }, nil, ""), func() watch.Control { return f }, Policy{Kill: true, KillFromLoopback: true})
 	for _, tc := range []struct {
 		name    string
 		headers map[string]string
@@ -366,7 +374,7 @@ func TestPageWebConfig(t *testing.T) {
 		t.Fatalf("AuthenticatesClients: %v %v", auth, err)
 	}
 	f := &fakeWatcher{snap: pageSnapshot(1)}
-	h := WithControl(NewHTTPHandler(func() Source { return fakeSource{snap: f.snap, events: pageEventsLog()} }, nil, ""), func() Controller { return f },
+	h := WithControl(NewHTTPHandler(func() Source { return fakeSource{snap: f.snap, events: pageEventsLog()} }, nil, ""), func() watch.Control { return f },
 		Policy{Authenticated: auth})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -58,6 +58,11 @@ type poolView struct {
 	Class   string // ok, degraded, unhealthy, down or unknown
 	Verdict string // the verdict as shown: OK, UNHEALTHY, NOT PROBED YET
 	Reasons []string
+	// Waits are the hung workers' causes, one line each (what they wait
+	// on and their PHP stack), and Deaths the workers that died lately:
+	// worker details, for a client that may read them.
+	Waits  []string
+	Deaths []string
 	// Withheld counts the reasons left out for a client without worker
 	// details: they quote a request URI or a script.
 	Withheld     int
@@ -82,11 +87,13 @@ type workerView struct {
 	Method string
 	URI    string
 	Script string
-	// Wait says what a hung worker waits on (issue 21), and Stack is its
-	// PHP stack, innermost first (issue 24). The page draws them under
-	// the worker when set; the snapshot carries neither yet.
+	// Wait says what a held-up worker waits on (issue 21), Stack is the
+	// PHP stack of a hung one, innermost first (issue 24), and Slowlog
+	// the top of php-fpm's slowlog backtrace of its request. The page
+	// draws them under the worker when set.
 	Wait    string
 	Stack   []string
+	Slowlog string
 	seconds float64 // the request's age, for the order
 }
 
@@ -243,8 +250,18 @@ func poolRow(pv *watch.PoolView, name string, hist *recent.History, details bool
 	row.Reasons, row.Withheld = r.Reasons, 0
 	if !details {
 		row.Reasons, row.Withheld = withholdDetails(r)
+		// What workers wait on names peers, lock files and PHP functions;
+		// a death names its request.
+		row.Withheld += len(r.Waits) + len(r.Deaths)
+	} else {
+		for _, g := range r.Waits {
+			row.Waits = append(row.Waits, g.Line)
+		}
+		for _, d := range r.Deaths {
+			row.Deaths = append(row.Deaths, d.Time.UTC().Format("15:04:05")+" "+d.Line)
+		}
 	}
-	row.Why = len(row.Reasons) > 0 || row.Withheld > 0 || len(row.Inconclusive) > 0
+	row.Why = len(row.Waits) > 0 || len(row.Reasons) > 0 || len(row.Deaths) > 0 || row.Withheld > 0 || len(row.Inconclusive) > 0
 	row.Beat, row.BeatClass = heartbeatText(pv)
 	if pv.Probed() && !pv.LastProbe.IsZero() && now.Sub(pv.LastProbe) > 30*time.Second {
 		row.Stale = "last probe " + human.FormatDuration(now.Sub(pv.LastProbe)) + " ago"
@@ -350,6 +367,21 @@ func appendWorkers(out []workerView, name string, r *supervisor.PoolReport) []wo
 				w.Kind = "hung, " + string(p.HungKind)
 			}
 		}
+		if p.Wait != nil {
+			w.Wait = p.Wait.What()
+			if !p.Wait.Since.IsZero() {
+				w.Wait += ", seen since " + p.Wait.Since.UTC().Format("15:04:05") + " UTC"
+			}
+		}
+		if st := p.Stack; st != nil {
+			for _, f := range st.Frames {
+				w.Stack = append(w.Stack, f.String())
+			}
+			if st.Error != "" {
+				w.Stack = append(w.Stack, "not read: "+st.Error)
+			}
+		}
+		w.Slowlog = strings.Join(p.SlowlogTrace, " <- ")
 		out = append(out, w)
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/watch"
 )
 
@@ -68,28 +69,52 @@ func (r *Remote) Snapshot(ctx context.Context) (*watch.Snapshot, error) {
 	return DecodeSnapshot(bytes.NewReader(body))
 }
 
-// Slowlog reads the newest slowlog entry of worker pid of pool.
+var _ watch.Control = (*Remote)(nil)
+
+// Slowlog reads the newest slowlog entry of worker pid of pool. An error
+// is the remote's word on why there is none.
 func (r *Remote) Slowlog(ctx context.Context, pool string, pid int) (string, error) {
-	body, code, err := r.do(ctx, http.MethodGet, r.url("/slowlog", url.Values{"pool": {pool}, "pid": {strconv.Itoa(pid)}}), nil)
-	if err != nil {
-		return "", err
-	}
-	if code != http.StatusOK {
-		return "", fmt.Errorf("%s (HTTP %d)", oneLine(body), code)
-	}
 	var out struct {
 		Slowlog string `json:"slowlog"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return "", fmt.Errorf("reading the slowlog answer: %w", err)
-	}
-	return out.Slowlog, nil
+	err := r.getWorker(ctx, "/slowlog", pool, pid, &out)
+	return out.Slowlog, err
 }
 
-// Kill asks the remote to kill worker pid of pool with POST /kill. A
-// refusal, the remote's rules' or its policy's, is a result in plain
-// words; an error means the remote could not be asked.
-func (r *Remote) Kill(ctx context.Context, pool string, pid int) (watch.KillResult, error) {
+// Stack asks the remote to read the PHP stack of worker pid of pool now.
+func (r *Remote) Stack(ctx context.Context, pool string, pid int) (*supervisor.Stack, error) {
+	var out struct {
+		Stack *supervisor.Stack `json:"stack"`
+	}
+	if err := r.getWorker(ctx, "/stack", pool, pid, &out); err != nil {
+		return nil, err
+	}
+	if out.Stack == nil {
+		return nil, fmt.Errorf("%s/stack answered no stack", r)
+	}
+	return out.Stack, nil
+}
+
+// getWorker reads one of the remote's answers on a worker into out.
+func (r *Remote) getWorker(ctx context.Context, path, pool string, pid int, out any) error {
+	body, code, err := r.do(ctx, http.MethodGet, r.url(path, url.Values{"pool": {pool}, "pid": {strconv.Itoa(pid)}}), nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("%s (HTTP %d from %s)", oneLine(body), code, r)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("reading %s's answer to %s: %w", r, path, err)
+	}
+	return nil
+}
+
+// KillWorker asks the remote to kill worker pid of pool with POST /kill.
+// The remote names the asker itself, by its HTTP client: who is not
+// sent. A refusal, the remote's rules' or its policy's, is a result in
+// plain words; an error means the remote could not be asked.
+func (r *Remote) KillWorker(ctx context.Context, pool string, pid int, _ string) (watch.KillResult, error) {
 	req, _ := json.Marshal(KillRequest{Pool: pool, PID: pid})
 	body, code, err := r.do(ctx, http.MethodPost, r.url("/kill", nil), req)
 	if err != nil {

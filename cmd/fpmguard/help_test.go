@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/fpmguard/fpmguard/watch"
 	fpmweb "github.com/fpmguard/fpmguard/web"
 )
 
@@ -82,7 +83,7 @@ func TestServeHelpNamesEveryEndpoint(t *testing.T) {
 		t.Fatalf("serve --help names %d endpoints: %q\n%s", len(paths), paths, help)
 	}
 	handler := fpmweb.WithControl(fpmweb.NewHTTPHandler(func() fpmweb.Source { return nil }, http.NotFoundHandler(), "/metrics"),
-		func() fpmweb.Controller { return nil }, fpmweb.Policy{})
+		func() watch.Control { return nil }, fpmweb.Policy{})
 	for _, p := range paths {
 		if p == "/metrics" {
 			continue // the handler given above

@@ -129,6 +129,7 @@ HTTP, on --web.listen-address:
   /events    the recent events as JSON (?n=100)
   /advice    the settings of fpmguard advise, as JSON
   /slowlog   a worker's newest slowlog entry (?pool=P&pid=N)
+  /stack     a worker's PHP stack, read now (?pool=P&pid=N)
   /kill      POST: kill a worker by hand; off unless --web.enable-kill
 
 SIGHUP reads the flags, --config and php-fpm's configs again.`
@@ -282,6 +283,7 @@ func newProber(c *cli) *supervisor.Prober {
 		ShowQuery:  c.showQuery,
 		Lag:        self,
 		Trust:      c.trust(),
+		Diagnoser:  supervisor.NewDiagnoser(c.trust()),
 	}
 	if c.opcache {
 		pr.Opcache = &supervisor.OpcacheProber{Client: client, Script: c.opcacheScript, Dir: c.opcacheDir, Lag: self}

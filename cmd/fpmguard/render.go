@@ -13,6 +13,7 @@ import (
 	"github.com/fpmguard/fpmguard/human"
 	"github.com/fpmguard/fpmguard/supervisor"
 	"github.com/fpmguard/fpmguard/termsafe"
+	"github.com/fpmguard/fpmguard/waits"
 	"golang.org/x/term"
 )
 
@@ -72,11 +73,18 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 			health = healthColor[p.Health] + health + "\x1b[0m"
 		}
 		fmt.Fprintf(w, "pool %s  %s  %s\n", safe(labels[p.ID()]), safe(p.Address), health)
+		// What hung workers wait on first: the question after "hung".
+		for _, g := range p.Waits {
+			fmt.Fprintf(w, "  waits: %s\n", safe(g.Line))
+		}
 		for _, r := range p.Reasons {
 			fmt.Fprintf(w, "  - %s\n", safe(r))
 		}
 		for _, r := range p.Inconclusive {
 			fmt.Fprintf(w, "  ? %s\n", safe(r))
+		}
+		for _, d := range p.Deaths {
+			fmt.Fprintf(w, "  died %s: %s\n", d.Time.Local().Format("15:04:05"), safe(d.Line))
 		}
 		fmt.Fprintf(w, "  heartbeat: %s   status: %s", heartbeatText(p.Heartbeat), statusText(p.Status))
 		if c := p.Connect; c != nil {
@@ -91,7 +99,7 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		}
 		if len(p.Processes) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "  PID\tSTATE\tOS\tAGE\tMETHOD\tURI\tSCRIPT\tCPU\tRSS\tHUNG")
+			fmt.Fprintln(tw, "  PID\tSTATE\tOS\tAGE\tMETHOD\tURI\tSCRIPT\tCPU\tRSS\tHUNG\tWAIT")
 			for _, pr := range p.Processes {
 				age := "-"
 				if !pr.Idle() {
@@ -101,10 +109,12 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 				if pr.Hung {
 					hung = "yes"
 				}
-				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pr.PID, safe(pr.State), pr.OSState, age,
-					dash(safe(pr.RequestMethod)), dash(safe(pr.RequestURI)), dash(safe(pr.Script)), duration(pr.CPUSeconds), bytesText(pr.RSSBytes), hung)
+				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pr.PID, safe(pr.State), pr.OSState, age,
+					dash(safe(pr.RequestMethod)), dash(safe(pr.RequestURI)), dash(safe(pr.Script)), duration(pr.CPUSeconds), bytesText(pr.RSSBytes), hung,
+					dash(safe(supervisor.WaitShort(pr.Wait))))
 			}
 			tw.Flush()
+			writeDiagnosis(w, p.Processes)
 		}
 		for _, a := range p.Advice {
 			fmt.Fprintf(w, "  advice: %s\n", safe(a))
@@ -114,6 +124,61 @@ func writeTable(w io.Writer, rep *supervisor.Report, color bool) {
 		fmt.Fprintln(w)
 		writeOpcacheTable(w, rep.Opcache)
 	}
+}
+
+// writeDiagnosis prints what was read of each held-up worker under the
+// worker table: its wait, its PHP stack with files and lines, and the top
+// of php-fpm's slowlog backtrace of its request. A stack error shared by
+// several workers (a permission fpmguard lacks) is said once.
+func writeDiagnosis(w io.Writer, procs []supervisor.ProcessState) {
+	said := map[string]bool{}
+	for i := range procs {
+		p := &procs[i]
+		if p.Wait == nil && p.Stack == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  worker %d", p.PID)
+		if p.Wait != nil {
+			fmt.Fprintf(w, " %s", safe(waitDetail(p.Wait)))
+		}
+		fmt.Fprintln(w)
+		if s := p.Stack; s != nil {
+			switch {
+			case s.Error != "" && said[s.Error]:
+			case s.Error != "":
+				said[s.Error] = true
+				fmt.Fprintf(w, "    stack: not read: %s\n", safe(s.Error))
+			case len(s.Frames) == 0:
+				fmt.Fprintln(w, "    stack: no PHP code running")
+			default:
+				fmt.Fprintf(w, "    stack: %s\n", safe(s.Places()))
+			}
+		}
+		if len(p.SlowlogTrace) > 0 {
+			fmt.Fprintf(w, "    slowlog: %s\n", safe(strings.Join(p.SlowlogTrace, " <- ")))
+		}
+	}
+}
+
+// waitDetail is a worker's wait with what a table leaves out: the system
+// call, the descriptor, and since when it has been seen.
+func waitDetail(wt *waits.Wait) string {
+	s := wt.What()
+	var notes []string
+	if wt.Syscall != "" {
+		notes = append(notes, "in "+wt.Syscall)
+	}
+	if wt.FD >= 0 {
+		fd := fmt.Sprintf("fd %d", wt.FD)
+		if wt.FDGuessed {
+			fd += ", guessed: the newest socket"
+		}
+		notes = append(notes, fd)
+	}
+	if len(notes) > 0 {
+		s += " (" + strings.Join(notes, ", ") + ")"
+	}
+	return s
 }
 
 // writeOpcacheTable prints one block per master.

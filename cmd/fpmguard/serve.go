@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // watchFlags are the flags of serve and run.
@@ -229,7 +230,19 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 		return exitConfig
 	}
 	events := event.NewLog(logger)
-	rn, err := runner.New(runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}, events)
+	// php-fpm's stderr, line by line, to the watcher: its error log when
+	// error_log names stderr, for why workers die. Not on a terminal,
+	// where php-fpm writes its log rather than to error_log.
+	var s *session
+	rcfg := runner.Config{Argv: c.runArgv, StopTimeout: c.stopTimeout}
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		rcfg.StderrLines = func(line string) {
+			if w := s.current.Load(); w != nil {
+				w.FeedErrorLog(line)
+			}
+		}
+	}
+	rn, err := runner.New(rcfg, events)
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmguard: error: %s\n", errLine(err))
 		return 2
@@ -265,7 +278,7 @@ func cmdRun(ctx context.Context, args []string, c *cli, stderr io.Writer, logger
 	var wg sync.WaitGroup
 	ready := make(chan struct{})
 	var readyOnce sync.Once
-	s := &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup, history: history.New(),
+	s = &session{args: args, cmd: "run", c: *c, events: events, logger: logger, reload: hup, history: history.New(),
 		runPID: rn.PID, runStarted: make(chan int, 1),
 		onWatcher: func(w *watch.Watcher) {
 			if w != nil {

@@ -81,7 +81,7 @@ func (s *session) source() web.Source {
 
 // controller is the current watcher for the kill and slowlog endpoints,
 // nil while none.
-func (s *session) controller() web.Controller {
+func (s *session) controller() watch.Control {
 	if w := s.current.Load(); w != nil {
 		return w
 	}

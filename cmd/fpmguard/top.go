@@ -41,7 +41,7 @@ func addTopFlags(cmd *kingpin.CmdClause, f *topFlags) {
 type feed struct {
 	snapshot func() *watch.Snapshot
 	problem  func() string
-	control  top.Control
+	control  watch.Control
 	source   string
 	stop     func()
 	// events holds the kills asked for here, printed when top ends; nil
@@ -70,7 +70,7 @@ func cmdTop(ctx context.Context, c *cli, stdout, stderr io.Writer) int {
 	defer fd.stop()
 	host, _ := os.Hostname()
 	opts := top.Options{Snapshot: fd.snapshot, Problem: fd.problem, Control: fd.control, Source: fd.source, Host: host,
-		ShowQuery: c.showQuery, Refresh: f.interval}
+		ShowQuery: c.showQuery, Refresh: f.interval, Who: fmt.Sprintf("fpmguard top (pid %d, uid %d)", os.Getpid(), os.Getuid())}
 	if f.from == "" {
 		opts.HungAfter = c.hungAfter // serve's own is not known here
 	}
@@ -190,22 +190,11 @@ func localFeed(ctx context.Context, c *cli) (*feed, error) {
 		w.Run(wctx)
 		close(done)
 	}()
-	return &feed{snapshot: w.Snapshot, problem: func() string { return problem }, control: watcherControl{w}, source: "standalone", events: events,
+	return &feed{snapshot: w.Snapshot, problem: func() string { return problem }, control: w, source: "standalone", events: events,
 		stop: func() {
 			cancel()
 			<-done
 		}}, nil
-}
-
-// watcherControl is top's own watcher as a top.Control.
-type watcherControl struct{ w *watch.Watcher }
-
-func (c watcherControl) Kill(ctx context.Context, pool string, pid int) (watch.KillResult, error) {
-	return c.w.KillWorker(ctx, pool, pid, fmt.Sprintf("fpmguard top (pid %d, uid %d)", os.Getpid(), os.Getuid()))
-}
-
-func (c watcherControl) Slowlog(_ context.Context, pool string, pid int) (string, error) {
-	return c.w.Slowlog(pool, pid)
 }
 
 // remoteFeed reads a running serve every interval, in the background: the

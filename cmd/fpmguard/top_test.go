@@ -299,7 +299,7 @@ func TestTopFrom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := r.Kill(context.Background(), "www", busy)
+	res, err := r.KillWorker(context.Background(), "www", busy, "")
 	if err != nil || res.Done() || !strings.Contains(res.Message, "killing over HTTP is off: start fpmguard serve (or run) with --web.enable-kill") {
 		t.Errorf("kill without --web.enable-kill: %+v %v", res, err)
 	}
@@ -311,7 +311,7 @@ func TestTopFrom(t *testing.T) {
 	startBinary(t, append(serveFlags, "--web.listen-address", addr, "--web.enable-kill", "--web.kill-from-loopback")...)
 	waitHTTP(t, "http://"+addr+"/readyz", 200)
 	r, _ = web.NewRemote("http://"+addr, "", 10*time.Second)
-	res, err = r.Kill(context.Background(), "www", busy)
+	res, err = r.KillWorker(context.Background(), "www", busy, "")
 	if err != nil || res.Result != watch.ResultOK || !strings.Contains(res.Message, "on request of HTTP client 127.0.0.1:") {
 		t.Fatalf("kill with --web.enable-kill: %+v %v", res, err)
 	}
