@@ -1,26 +1,16 @@
 package advise
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
 
-// fakeHost writes files below a temporary root: path → content.
+// fakeHost is a host whose files (path → content) are below a temporary
+// root.
 func fakeHost(t *testing.T, files map[string]string) Host {
-	t.Helper()
-	root := t.TempDir()
-	for p, body := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return Host{Root: root}
+	return Host{Root: fpmtest.Tree(t, files)}
 }
 
 // The cgroup mounts of the fake hosts, as fpmguard's own mountinfo shows

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
 
 func read(t *testing.T, name string) []byte {
@@ -52,22 +54,6 @@ func TestFindCgroup(t *testing.T) {
 	}
 }
 
-// host writes files below a temporary root: path → content.
-func host(t *testing.T, files map[string]string) string {
-	t.Helper()
-	root := t.TempDir()
-	for p, body := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
-
 const (
 	mountsV1 = "35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n36 30 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
 	mountsV2 = "26 1 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
@@ -108,7 +94,7 @@ func TestLimits(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := host(t, tc.files)
+			root := fpmtest.Tree(t, tc.files)
 			mem, ok := FindCgroup(root, 7, Memory)
 			if !ok {
 				t.Fatalf("no memory cgroup found below %s", root)

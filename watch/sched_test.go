@@ -161,19 +161,29 @@ func TestDeadlines(t *testing.T) {
 	}
 }
 
+// killAtDeadline starts a pool of maxChildren workers with a status
+// listener and wait.php, and a running watcher of it that probes once an
+// hour and kills after --kill-hung-after after, its signals recorded; it
+// returns once the first probe is in.
+func killAtDeadline(t *testing.T, maxChildren int, after time.Duration) (*fpmtest.FPM, *Watcher, *signals) {
+	t.Helper()
+	fpm := fpmtest.Start(t, fpmtest.Options{
+		Pools: []fpmtest.Pool{{MaxChildren: maxChildren, StatusListen: true}},
+		Files: map[string]string{"wait.php": waitPHP},
+	})
+	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: after}})
+	sig := &signals{}
+	sig.hook(w)
+	run(t, w)
+	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
+	return fpm, w, sig
+}
+
 // TestKillAtDeadline: with --interval 1h, a request seen in flight is
 // killed when it grows older than --kill-hung-after: the probe comes at
 // its deadline, not on the interval.
 func TestKillAtDeadline(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"wait.php": waitPHP},
-	})
-	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: 2 * time.Second}})
-	var sig signals
-	sig.hook(w)
-	run(t, w)
-	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
+	fpm, w, sig := killAtDeadline(t, 2, 2*time.Second)
 	hold(t, fpm)
 	pid := fpm.WaitWorker(t, "www", fpmtest.Running)
 	probeNow(t, w) // a probe now, to see the request: the interval is an hour
@@ -192,16 +202,8 @@ func TestKillAtDeadline(t *testing.T) {
 // TestEndedRequestIsNotKilled: a request that ends before its deadline is
 // not killed at the deadline, nor is the worker that served it.
 func TestEndedRequestIsNotKilled(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools: []fpmtest.Pool{{MaxChildren: 2, StatusListen: true}},
-		Files: map[string]string{"wait.php": waitPHP},
-	})
 	const after = 5 * time.Second
-	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: after}})
-	var sig signals
-	sig.hook(w)
-	run(t, w)
-	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
+	fpm, w, sig := killAtDeadline(t, 2, after)
 	h := hold(t, fpm)
 	fpm.WaitWorker(t, "www", fpmtest.Running)
 	probeNow(t, w)
@@ -228,16 +230,8 @@ func TestEndedRequestIsNotKilled(t *testing.T) {
 // replaced by a new process before the deadline, the new one, running a
 // request of its own, is not killed at the old request's deadline.
 func TestReplacedWorkerIsNotKilled(t *testing.T) {
-	fpm := fpmtest.Start(t, fpmtest.Options{
-		Pools: []fpmtest.Pool{{MaxChildren: 1, StatusListen: true}},
-		Files: map[string]string{"wait.php": waitPHP},
-	})
 	const after = 5 * time.Second
-	w := watcherFor(t, fpm, Config{Interval: time.Hour, Actions: ActionConfig{KillHungAfter: after}})
-	var sig signals
-	sig.hook(w)
-	run(t, w)
-	fpmtest.Poll(t, 30*time.Second, func() (bool, bool) { return true, w.pools[0].view.Load() != nil })
+	fpm, w, sig := killAtDeadline(t, 1, after)
 	hold(t, fpm)
 	old := fpm.WaitWorker(t, "www", fpmtest.Running)
 	probeNow(t, w)
