@@ -76,6 +76,11 @@ func (pr *Prober) serving(ctx context.Context, master int, name string) bool {
 		}
 		p, err := pr.Procs.ReadProcess(ctx, pid)
 		switch {
+		case p.State == OSGone || p.State == OSZombie:
+			// A worker ended at pm.process_idle_timeout, reaped since the
+			// list was read or waiting to be: it serves nothing, and a
+			// probe now would make php-fpm start another.
+			continue
 		case err != nil:
 			return true
 		case IsMasterTitle(p.Title):
