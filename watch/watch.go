@@ -432,13 +432,16 @@ func cleanBeat(prev *supervisor.PoolReport) bool {
 // 100 ms, php-fpm spent a third of a core on that.
 const ownSocketWait = 500 * time.Millisecond
 
-// listenEvery is how often a healthy pool's status listener is read: within
-// the idle timeout (10 s) of its hidden ondemand pool, with room for a late
-// probe on a loaded machine, so that its worker stays. A read after the worker idled out forks another (at 100 pools,
+// listenEvery is the longest time between two reads of a healthy pool's
+// status listener: within the idle timeout (10 s) of its hidden ondemand
+// pool, with room for a late probe on a loaded machine, so that its worker
+// stays. A read after the worker idled out forks another (at 100 pools,
 // reads every 10 s cost php-fpm a third of a core), and a read that comes
 // while php-fpm is ending the idle worker can wait in the listener's
 // queue until the next connection: the listener would be slow exactly when
-// the pool's own workers are busy and it is needed.
+// the pool's own workers are busy and it is needed. The tick that reads it
+// is the last one before listenEvery would pass: with the interval
+// stretched while fpmguard is starved (2 s, 4 s), the reads come sooner.
 const listenEvery = 8 * time.Second
 
 // throughOwnSocket says whether a tick reads the status page of a pool
@@ -446,8 +449,9 @@ const listenEvery = 8 * time.Second
 // it always does: the read then stands in for the heartbeat, and most
 // healthy ticks cost one FastCGI exchange instead of two. It does while a
 // worker is free: the last look saw an idle one and a clean heartbeat, and
-// nothing waits in the socket's queue now; and while the listener was read
-// within listenEvery (that tick reads it, and pings). The listener is read
+// nothing waits in the socket's queue now; and while the next tick would
+// still come within listenEvery of the last read of the listener (else
+// this tick reads it, and pings). The listener is read
 // instead on the first tick, on every one after a heartbeat that was not a
 // clean success, and at a deadline, when the page must answer whatever the
 // workers do; and when the read through the pool's socket fails or does
@@ -456,7 +460,7 @@ func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolRep
 	if t.StatusAddress.IsZero() {
 		return true
 	}
-	if atDeadline || t.PingPath == "" || time.Since(listened) >= listenEvery || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
+	if atDeadline || t.PingPath == "" || w.listenerDue(listened) || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
 		return false
 	}
 	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {
@@ -464,6 +468,16 @@ func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolRep
 	}
 	q, err := supervisor.ReadSocketQueue(t.Address)
 	return err == nil && q.Length == 0
+}
+
+// listenerDue says whether a tick reads a healthy pool's status listener to
+// keep its worker (listenEvery): when it was last read listenEvery ago, or
+// when the next tick, an interval away, would come later than that. An
+// interval longer than listenEvery keeps no worker: the listener is then
+// read when listenEvery has passed.
+func (w *Watcher) listenerDue(listened time.Time) bool {
+	since, interval := time.Since(listened), w.pace.Interval()
+	return since >= listenEvery || (interval < listenEvery && since+interval > listenEvery)
 }
 
 // nextDeadline is the first moment a request in flight on r's status page

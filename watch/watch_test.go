@@ -419,3 +419,28 @@ func TestHungPoolDelaysNoOther(t *testing.T) {
 		t.Errorf("the hung pool finished a probe: %+v", v.Report)
 	}
 }
+
+// TestListenerDue: a healthy pool's status listener is read on the last
+// tick before listenEvery would pass, so with the interval stretched (a
+// starved fpmguard probes every 2 s or 4 s) it is read sooner, never after
+// its hidden pool's worker idled out; an interval longer than listenEvery
+// keeps no worker, and reads it once listenEvery has passed.
+func TestListenerDue(t *testing.T) {
+	for _, tc := range []struct {
+		interval, since time.Duration
+		want            bool
+	}{
+		{time.Second, 6 * time.Second, false},
+		{time.Second, 7500 * time.Millisecond, true},
+		{time.Second, listenEvery, true},
+		{4 * time.Second, 3 * time.Second, false},
+		{4 * time.Second, 5 * time.Second, true},
+		{time.Hour, 5 * time.Second, false},
+		{time.Hour, listenEvery, true},
+	} {
+		w := New(&supervisor.Prober{}, nil, Config{Interval: tc.interval}, event.NewLog(nil))
+		if got := w.listenerDue(time.Now().Add(-tc.since)); got != tc.want {
+			t.Errorf("interval %v, listener read %v ago: due %v, want %v", tc.interval, tc.since, got, tc.want)
+		}
+	}
+}
