@@ -142,11 +142,8 @@ func (w *Watcher) killDue(pw *poolWatch, waiting bool) {
 // workerGone acts on the kills of pool that the kill cap held back: one of
 // its workers on its way out has gone.
 func (w *Watcher) workerGone(pool supervisor.PoolID) {
-	for _, pw := range w.watched() {
-		if pw.id == pool {
-			w.killDue(pw, true)
-			return
-		}
+	if pw := w.poolByID(pool); pw != nil {
+		w.killDue(pw, true)
 	}
 }
 

@@ -370,8 +370,8 @@ func (dw *deathWatch) watchedPool(master int, name string) *poolWatch {
 
 // latest is the latest report of pool, nil if none.
 func (w *Watcher) latest(pool supervisor.PoolID) *supervisor.PoolReport {
-	for _, pw := range w.watched() {
-		if v := pw.view.Load(); v != nil && pw.id == pool {
+	if pw := w.poolByID(pool); pw != nil {
+		if v := pw.view.Load(); v != nil {
 			return v.Report
 		}
 	}

@@ -225,6 +225,16 @@ func (w *Watcher) watched() []*poolWatch {
 	return w.pools
 }
 
+// poolByID is the watched pool of that ID, nil if none.
+func (w *Watcher) poolByID(id supervisor.PoolID) *poolWatch {
+	for _, pw := range w.watched() {
+		if pw.id == id {
+			return pw
+		}
+	}
+	return nil
+}
+
 // UseOutput runs the commands the watcher runs (php-fpm -t) through
 // output: under `run`, the reaper's, the only caller of wait.
 func (w *Watcher) UseOutput(output func(ctx context.Context, name string, args ...string) ([]byte, error)) {
