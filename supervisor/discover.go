@@ -35,8 +35,8 @@ func FindMasters(ctx context.Context) ([]Master, error) {
 }
 
 // ScanMasters scans the process table once for processes with a master's
-// title. It returns the masters tr trusts, and why each other one is not
-// trusted (an *UntrustedMasterError each).
+// title. It returns the masters tr trusts and discovers, and why each
+// process it does not trust is skipped (an *UntrustedMasterError each).
 func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []error, err error) {
 	pids, err := process.PidsWithContext(ctx)
 	if err != nil {
@@ -67,6 +67,9 @@ func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []e
 			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
 				m.Config = path.Join(cwd, m.Config)
 			}
+		}
+		if !tr.Discovers(configKey(m)) {
+			continue
 		}
 		trusted = append(trusted, m)
 	}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -48,10 +49,7 @@ func TestDiscoverRunningMaster(t *testing.T) {
 		}
 		// The master is named by its config, and by its root's path on the
 		// host (the chroot's) when it has one of its own: never its pid.
-		master := fpm.Conf
-		if fpm.Root != "" {
-			master = fpm.Root + "/" + fpm.InRoot(fpm.Conf)
-		}
+		master := fpm.MasterName()
 		rep := testProber(time.Second).ProbeAll(context.Background(), []Target{found["alpha"], found["beta"]}, nil)
 		for _, p := range rep.Pools {
 			if p.Health != HealthOK || len(p.Processes) != 2 {
@@ -68,6 +66,40 @@ func TestDiscoverRunningMaster(t *testing.T) {
 			t.Errorf("opcache through the root: %+v", oc)
 		}
 	})
+}
+
+// TestDiscoverOnlyConfigs: with Trust.Configs, discovery keeps the masters
+// whose name matches a pattern, and no other: here an 8.2 master on the
+// host and one of the first version run in a root of its own, while the
+// machine's other masters (other tests') are never kept.
+func TestDiscoverOnlyConfigs(t *testing.T) {
+	host := fpmtest.Start(t, fpmtest.Options{Pools: []fpmtest.Pool{{Name: "onhost"}}})
+	rooted := fpmtest.Start(t, fpmtest.Options{Version: fpmtest.Versions[0], Pools: []fpmtest.Pool{{Name: "inroot"}}})
+	for _, tc := range []struct {
+		name     string
+		patterns []string
+		want     []string // pools, sorted
+	}{
+		{"one config", []string{host.MasterName()}, []string{"onhost"}},
+		{"a glob over the root's path", []string{filepath.Dir(rooted.Root) + "/*/" + rooted.InRoot(rooted.Conf)}, []string{"inroot"}},
+		{"both", []string{host.MasterName(), rooted.MasterName()}, []string{"inroot", "onhost"}},
+		{"none matches", []string{"/etc/php/*/fpm/nothing.conf"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			targets, err := Discover(context.Background(), Trust{Configs: tc.patterns})
+			var got []string
+			for _, tg := range targets {
+				got = append(got, tg.Name)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("discovered pools %q (err %v), want %q", got, err, tc.want)
+			}
+			if tc.want == nil && !errors.Is(err, ErrNoMaster) {
+				t.Errorf("no master matching: err %v, want ErrNoMaster", err)
+			}
+		})
+	}
 }
 
 // TestDiscoveryFollowsMasters scans again and again as serve does with no

@@ -32,6 +32,26 @@ type Trust struct {
 	// such a user (its pool's PHP code, often) can pass for its master, so
 	// fpmguard reads for such a master only what that user may read.
 	MasterUsers []uint32
+	// Configs, when set, narrows discovery to the masters whose name (the
+	// config they run, as MasterName gives it) matches one of these
+	// path.Match patterns: one fpmguard per application on a host or in a
+	// pod that runs several. Other masters are left alone: not probed, not
+	// reported. Pools named by their socket or config are not discovery's,
+	// and are kept whatever their master.
+	Configs []string
+}
+
+// Discovers reports whether discovery keeps the master of this name.
+func (tr Trust) Discovers(name string) bool {
+	if len(tr.Configs) == 0 {
+		return true
+	}
+	for _, pattern := range tr.Configs {
+		if ok, _ := path.Match(pattern, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // ownUID is fpmguard's own user.

@@ -361,12 +361,13 @@ func TestSocketListenQueue(t *testing.T) {
 	// queue never shrinks between the reads below.
 	fpm.Background(t, 4, "sleep.php", "ms=600000")
 	var r *supervisor.PoolReport
-	out := fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
+	var out string
+	fpmtest.Poll(t, 30*time.Second, func() (string, bool) {
 		snap := w.Snapshot()
 		r = snap.Pools[0].Report
-		out := scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
+		out = scrape(t, NewMetricsHandler(NewCollector(fixed(snap), true), nil))
 		line, ok := findSeries(out, "phpfpm_socket_listen_queue", `pool="www"`)
-		return out, ok && strings.HasSuffix(line, " 3")
+		return fmt.Sprintf("%q (pool %s %q)", line, r.Health, r.Reasons), ok && strings.HasSuffix(line, " 3")
 	})
 	if got := metricValue(t, out, "phpfpm_listen_queue", `pool="www"`); got != 0 {
 		t.Logf("php-fpm's own listen_queue is %v", got)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -323,6 +324,19 @@ func absolutePath(example string) func(string) (string, error) {
 	}
 }
 
+// configPattern is a pattern of the masters' names discovery keeps: an
+// absolute path, with the wildcards of path.Match.
+func configPattern(s string) (string, error) {
+	const eg = "/etc/php/8.*/fpm/php-fpm.conf"
+	if !strings.HasPrefix(s, "/") {
+		return "", fmt.Errorf("must be an absolute path or pattern, e.g. %s", eg)
+	}
+	if _, err := path.Match(s, ""); err != nil {
+		return "", fmt.Errorf("not a valid pattern (an unclosed [, or a backslash at its end); write e.g. %s", eg)
+	}
+	return s, nil
+}
+
 // fromAddress is where a running serve answers: a URL, or HOST:PORT.
 // HOST:PORT is read as http://HOST:PORT, and a bare host as its port
 // 9253.
@@ -393,6 +407,8 @@ func (c *cli) commonFlags(cmd *kingpin.CmdClause, uses ...string) {
 			&textValue{name: "fpm-config", list: &c.fpmConfigs, check: existingFile("/etc/php/8.2/fpm/php-fpm.conf")}).PlaceHolder("PATH"),
 		declare(cmd, "fpm-master-user", "Also act for php-fpm masters running as this user (name or uid), as in a container where php-fpm runs as a user of its own. By default only masters of root and of fpmguard's own user are watched; any other process with a master's title is skipped, since a pool's PHP code could start it. Repeatable.",
 			&namedValue{name: "fpm-master-user", Value: &c.masterUsers}).PlaceHolder("USER"),
+		declare(cmd, "discover-config", "Without --pool or --fpm-config, watch only the masters whose name, as status shows it, matches this pattern (* stays within one path element), e.g. /etc/php/8.*/fpm/php-fpm.conf; a master in a root of its own is named by the root's path, //, and its config: /srv/app//etc/php-fpm.conf. Other masters are left alone. Repeatable.",
+			&textValue{name: "discover-config", list: &c.discoverConfigs, check: configPattern}).PlaceHolder("GLOB"),
 		declare(cmd, "timeout", "Bound on each FastCGI request to php-fpm: a hung pool never hangs fpmguard.",
 			&durationValue{name: "timeout", to: &c.timeout, eg: "2s"}).Default("2s"),
 		declare(cmd, "hung-after", "A request older than this makes its worker hung.",
@@ -416,7 +432,7 @@ func (c *cli) commonFlags(cmd *kingpin.CmdClause, uses ...string) {
 }
 
 // targetFlags are the common flags of the commands that probe pools once.
-var targetFlags = []string{"config", "pool", "fpm-config", "fpm-master-user", "timeout", "opcache-script", "opcache-dir"}
+var targetFlags = []string{"config", "pool", "fpm-config", "fpm-master-user", "discover-config", "timeout", "opcache-script", "opcache-dir"}
 
 func opcacheFlag(cmd flagger, to *bool) {
 	declare(cmd, "opcache", "Read the opcache of each master (--no-opcache: do not).", &boolValue{name: "opcache", to: to}).Default("true")
@@ -497,7 +513,12 @@ func (c *cli) validate(cmd string) error {
 			return errors.New("opcache invalidate needs paths or --glob, e.g. fpmguard opcache invalidate /var/www/app/index.php")
 		}
 	case "serve", "run":
-		return c.watchFlags(cmd).validate()
+		if err := c.watchFlags(cmd).validate(); err != nil {
+			return err
+		}
+	}
+	if len(c.discoverConfigs) > 0 && (len(c.pools) > 0 || len(c.fpmConfigs) > 0 || cmd == "run") {
+		return &badFlag{"discover-config", c.discoverConfigs[0], "narrows discovery, which --pool, --fpm-config and run's own php-fpm leave out: drop it, or drop those"}
 	}
 	return nil
 }

@@ -267,16 +267,16 @@ func grepLines(text, s string) string {
 // through /proc/PID/root): the master is found once it runs, its restart
 // (a new pid, and a new /proc/PID/root) is followed, not left down as
 // the packaged unit's `systemctl restart` left it, and once stopped for
-// good its pool is reported down, not dropped. The machine's other
-// masters are probed too, read only (no action flag, no opcache script);
-// only this test's master is looked at.
+// good its pool is reported down, not dropped. --discover-config names
+// this test's master before it runs: the machine's other masters (other
+// tests') are left alone.
 func TestServeDiscoveryFollowsMasters(t *testing.T) {
 	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
 		f := fpmtest.New(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{Name: "discovered", StatusListen: fpmtest.HasStatusListen(v)}}})
 		conf := f.InRoot(f.Conf)
 		addr := freePort(t)
 		base := "http://" + addr
-		startBinary(t, "serve", "--web.listen-address", addr, "--interval", "500ms", "--no-opcache")
+		startBinary(t, "serve", "--web.listen-address", addr, "--interval", "500ms", "--no-opcache", "--discover-config", f.MasterName())
 		// serve runs before php-fpm does.
 		fpmtest.Poll(t, 60*time.Second, func() (int, bool) { code, _ := httpGet(base + "/healthz"); return code, code != 0 })
 		wait := func(what string, ok func(p statusPool) bool) {

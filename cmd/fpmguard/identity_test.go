@@ -34,19 +34,22 @@ func startWWWs(t *testing.T) []masterOf {
 		n := i + 2
 		f := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: n, StatusListen: fpmtest.HasStatusListen(v)}},
 			Files: map[string]string{"sleep.php": fpmtest.SleepPHP}})
-		// Discovery names a master by its config as php-fpm sees it, after
-		// its root's path on the host when it lives in a root of its own.
-		name := f.Conf
-		if f.Root != "" {
-			name = f.Root + "/" + f.InRoot(f.Conf)
-		}
-		ms = append(ms, masterOf{f: f, name: name, maxChildren: n})
+		ms = append(ms, masterOf{f: f, name: f.MasterName(), maxChildren: n})
 	}
 	return ms
 }
 
-// ourPools keeps the pools of rep whose master is one of ms: discovery on
-// a shared machine also finds other tests' masters, some with a www.
+// discoverOurs narrows discovery to the masters of ms: other tests'
+// masters, probed, would get pings queued behind their busy workers.
+func discoverOurs(ms []masterOf, args ...string) []string {
+	for _, m := range ms {
+		args = append(args, "--discover-config", m.name)
+	}
+	return args
+}
+
+// ourPools maps the pools of rep whose master is one of ms by master; a
+// pool of another master fails the test (--discover-config left it out).
 func ourPools(t *testing.T, ms []masterOf, rep *supervisor.Report) map[string]supervisor.PoolReport {
 	t.Helper()
 	out := map[string]supervisor.PoolReport{}
@@ -56,7 +59,9 @@ func ourPools(t *testing.T, ms []masterOf, rep *supervisor.Report) map[string]su
 				t.Errorf("master %s has two pools %s", p.MasterName, p.Name)
 			}
 			out[p.MasterName] = p
+			continue
 		}
+		t.Errorf("pool %s@%s was discovered: not a master of this test", p.Name, p.MasterName)
 	}
 	return out
 }
@@ -81,18 +86,18 @@ func perfdataOf(ms []masterOf, line string) []string {
 
 // TestPoolsApartAcrossMasters: a www pool under each of three masters,
 // PHP 7.4 and 8.4 in roots of their own and 8.2 on the host, found by
-// discovery with no flags, are three pools in status (table and JSON),
-// check, top --once, serve's /metrics (scraped), /status and /events, and
-// its log, each with its own figures. Their names survive a restart of
+// discovery (narrowed to them by --discover-config), are three pools in
+// status (table and JSON), check, top --once, serve's /metrics (scraped),
+// /status and /events, and its log, each with its own figures. Their names survive a restart of
 // every master.
 func TestPoolsApartAcrossMasters(t *testing.T) {
 	ms := startWWWs(t)
 
-	// status -o json: three www, each with its own workers. Other masters
-	// on the machine decide the exit code: it is not asserted. A verdict
-	// may be unknown, not ok, where fpmguard itself was starved of CPU
-	// (a loaded runner): what is asserted is which pool is which.
-	_, out, stderr := runCLI(t, "status", "-o", "json", "--no-opcache", "--timeout", "10s")
+	// status -o json: three www, each with its own workers, and no other
+	// master's. A verdict may be unknown, not ok, where fpmguard itself
+	// was starved of CPU (a loaded runner): what is asserted is which pool
+	// is which.
+	_, out, stderr := runCLI(t, discoverOurs(ms, "status", "-o", "json", "--no-opcache", "--timeout", "10s")...)
 	var rep supervisor.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("status -o json: %v\n%s\n%s", err, out, stderr)
@@ -106,7 +111,7 @@ func TestPoolsApartAcrossMasters(t *testing.T) {
 	}
 
 	// The table names each www with its master.
-	_, out, _ = runCLI(t, "status", "--no-opcache", "--color", "never", "--timeout", "10s")
+	_, out, _ = runCLI(t, discoverOurs(ms, "status", "--no-opcache", "--color", "never", "--timeout", "10s")...)
 	for _, m := range ms {
 		if !strings.Contains(out, "pool www@"+m.name+"  unix://") {
 			t.Errorf("status does not name www@%s:\n%s", m.name, out)
@@ -114,7 +119,7 @@ func TestPoolsApartAcrossMasters(t *testing.T) {
 	}
 
 	// check: a text and perfdata of each, with its own figures.
-	_, out, _ = runCLI(t, "check", "--no-opcache", "--timeout", "10s")
+	_, out, _ = runCLI(t, discoverOurs(ms, "check", "--no-opcache", "--timeout", "10s")...)
 	for _, m := range ms {
 		for _, want := range []string{"www@" + m.name + " ", fmt.Sprintf("'www@%s_total'=%d;;;0;%d", m.name, m.maxChildren, m.maxChildren)} {
 			if !strings.Contains(out, want) {
@@ -128,7 +133,7 @@ func TestPoolsApartAcrossMasters(t *testing.T) {
 	}
 
 	// top --once: each pool's line.
-	_, out, _ = runCLI(t, "top", "--once", "--width", "600", "--interval", "200ms", "--no-opcache", "--timeout", "10s")
+	_, out, _ = runCLI(t, discoverOurs(ms, "top", "--once", "--width", "600", "--interval", "200ms", "--no-opcache", "--timeout", "10s")...)
 	for _, m := range ms {
 		if !strings.Contains(out, "pool www@"+m.name+" ") {
 			t.Errorf("top --once does not show www@%s:\n%s", m.name, out)
@@ -142,7 +147,7 @@ func TestPoolsApartAcrossMasters(t *testing.T) {
 	for _, m := range ms {
 		m.f.Restart(t)
 	}
-	_, out, _ = runCLI(t, "status", "-o", "json", "--no-opcache", "--timeout", "10s")
+	_, out, _ = runCLI(t, discoverOurs(ms, "status", "-o", "json", "--no-opcache", "--timeout", "10s")...)
 	rep = supervisor.Report{}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("status -o json after the restarts: %v\n%s", err, out)
@@ -154,7 +159,7 @@ func TestPoolsApartAcrossMasters(t *testing.T) {
 			t.Errorf("master %s after its restart: %+v", m.name, a.Master)
 		}
 	}
-	_, out, _ = runCLI(t, "check", "--no-opcache", "--timeout", "10s")
+	_, out, _ = runCLI(t, discoverOurs(ms, "check", "--no-opcache", "--timeout", "10s")...)
 	if again := perfdataOf(ms, out); !slices.Equal(again, perf) {
 		t.Errorf("perfdata labels changed with the restarts:\nbefore %v\nafter  %v", perf, again)
 	}
@@ -167,7 +172,7 @@ var seriesLabels = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
 // a worker of each www hung in a request.
 func serveAcrossMasters(t *testing.T, ms []masterOf) {
 	addr := freePort(t)
-	cmd, log := startBinary(t, "serve", "--web.listen-address", addr, "--interval", "300ms", "--no-opcache", "--hung-after", "2s", "--timeout", "5s")
+	cmd, log := startBinary(t, discoverOurs(ms, "serve", "--web.listen-address", addr, "--interval", "300ms", "--no-opcache", "--hung-after", "2s", "--timeout", "5s")...)
 	base := "http://" + addr
 	for _, m := range ms {
 		m.f.Background(t, 1, "sleep.php", "ms=600000")

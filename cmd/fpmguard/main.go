@@ -66,6 +66,8 @@ type cli struct {
 	// masterUsers are the users, besides root and fpmguard's own, whose
 	// php-fpm masters fpmguard acts for.
 	masterUsers uidList
+	// discoverConfigs narrow discovery to the masters whose name matches.
+	discoverConfigs []string
 
 	opcacheScript string
 	opcacheDir    string
@@ -185,7 +187,8 @@ func newApp(c *cli) *kingpin.Application {
 	opcacheFlag(serve, &c.opcache)
 	addWatchFlags(serve, &c.serve)
 	run := app.Command("run", runHelp)
-	c.commonFlags(run, all...)
+	// run watches the php-fpm it starts: nothing to discover.
+	c.commonFlags(run, slices.DeleteFunc(slices.Clone(all), func(f string) bool { return f == "discover-config" })...)
 	opcacheFlag(run, &c.opcache)
 	addWatchFlags(run, &c.run)
 	declare(run, "stop-timeout", "On SIGTERM: time php-fpm gets after SIGQUIT to finish its requests, before SIGTERM.",
@@ -463,7 +466,7 @@ func cmdOpcacheAction(ctx context.Context, c *cli, cmd string, stdout, stderr io
 
 // trust is whose masters fpmguard acts for.
 func (c *cli) trust() supervisor.Trust {
-	return supervisor.Trust{MasterUsers: c.masterUsers}
+	return supervisor.Trust{MasterUsers: c.masterUsers, Configs: c.discoverConfigs}
 }
 
 // uidList is the value of a repeatable flag naming users, by name or uid.
@@ -517,6 +520,8 @@ func explainTargets(c *cli, err error) error {
 		err = fmt.Errorf("php-fpm's config %q (run's -y): %w", se.Value, se.Err)
 	case errors.As(err, &se):
 		err = fmt.Errorf("--fpm-config %q: %w", se.Value, se.Err)
+	case errors.Is(err, supervisor.ErrNoMaster) && len(c.discoverConfigs) > 0:
+		err = fmt.Errorf("%w whose config matches --discover-config %s: check the pattern against the master names fpmguard status shows without it", err, strings.Join(c.discoverConfigs, ", "))
 	case errors.Is(err, supervisor.ErrNoMaster):
 		err = fmt.Errorf("%w: start php-fpm, or name pools with --pool or --fpm-config", err)
 	case errors.Is(err, supervisor.ErrTitleCut):

@@ -180,6 +180,16 @@ func (f *FPM) InRoot(hostPath string) string {
 	return filepath.Join("/", rel)
 }
 
+// MasterName is the name fpmguard gives f's master when it discovers it:
+// its config as php-fpm sees it, after its root's path on the host when it
+// has a root of its own.
+func (f *FPM) MasterName() string {
+	if f.Root == "" {
+		return f.Conf
+	}
+	return f.Root + "/" + f.InRoot(f.Conf)
+}
+
 // Script is the SCRIPT_FILENAME of a file of the document root, as php-fpm
 // sees it.
 func (f *FPM) Script(name string) string { return f.InRoot(filepath.Join(f.DocRoot, name)) }
