@@ -93,7 +93,9 @@ func twoMasters() *supervisor.Report {
 		Name: "www", MasterName: master, Address: "unix:///proc/200/root/run/php/php7.4-fpm.sock",
 		Heartbeat: supervisor.Heartbeat{OK: true, LatencySeconds: 0.0004},
 		Status:    supervisor.StatusRead{OK: true, Via: "main"},
-		Master:    &supervisor.MasterReport{PID: 200, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/7.4/fpm/php-fpm.conf"},
+		// Found through its workers: the pool user wrote over the pid file.
+		Master: &supervisor.MasterReport{PID: 200, Alive: true, OSState: supervisor.OSSleeping, Config: "/etc/php/7.4/fpm/php-fpm.conf",
+			Error: "php-fpm pid file /run/php/php7.4-fpm.pid does not hold a pid"},
 		Counters:  &supervisor.Counters{ProcessManager: "dynamic", AcceptedConn: 17, TotalProcesses: 1},
 		Config:    supervisor.PoolLimits{PM: "dynamic", MaxChildren: 5},
 		Processes: []supervisor.ProcessState{{PID: 201, State: "Idle", OSState: supervisor.OSSleeping, ParentOK: true, RequestMethod: "-", RequestURI: "-", Requests: 17, RSSBytes: 12 << 20}},

@@ -344,6 +344,11 @@ func masterText(m *supervisor.MasterReport) string {
 	if m.Config != "" {
 		s += " " + safe(m.Config)
 	}
+	if m.Alive && m.Error != "" {
+		// Found through its workers, not where it should have been (a
+		// pid file that names no master, or a forged one): say why.
+		s += "; " + safe(m.Error)
+	}
 	return s
 }
 
