@@ -139,6 +139,10 @@ func opcacheNotes(o history.OpcacheSummary) []string {
 	if !o.JITEnabled && o.JITBufferBytes > 0 {
 		notes = append(notes, fmt.Sprintf("opcache.jit_buffer_size reserves %s of shared memory, but the JIT is off", size(uint64(o.JITBufferBytes))))
 	}
+	if o.PoolMemoryConsumptionBytes > 0 {
+		notes = append(notes, fmt.Sprintf("a pool sets opcache.memory_consumption to %d, which php-fpm ignores: the shared memory was sized at the master's start (%d); set it in php.ini (or with -d), and remove it from the pool",
+			mib(o.PoolMemoryConsumptionBytes), mib(o.MemoryConsumptionBytes)))
+	}
 	if span := o.To.Sub(o.From); span < 20*time.Hour {
 		notes = append(notes, fmt.Sprintf("based on %s: a deploy, or code paths not run yet, need more", human.Duration(span)))
 	}

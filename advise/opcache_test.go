@@ -39,6 +39,8 @@ func TestOpcache(t *testing.T) {
 		{"interned full", func(o *history.OpcacheSummary) { o.InternedUsedMaxBytes = 8 * MiB }, false, map[string]string{"opcache.interned_strings_buffer": "12"}, ""},
 		{"stat every request", func(o *history.OpcacheSummary) { o.RevalidateFreqSeconds = 0 }, true, nil, "on every request"},
 		{"JIT full", func(o *history.OpcacheSummary) { o.JITEnabled, o.JITBufferBytes, o.JITFillMax = true, 64*MiB, 0.97 }, true, nil, "raise opcache.jit_buffer_size"},
+		{"a pool's own memory_consumption", func(o *history.OpcacheSummary) { o.PoolMemoryConsumptionBytes = 16 * MiB }, true,
+			map[string]string{"opcache.memory_consumption": "128"}, "a pool sets opcache.memory_consumption to 16, which php-fpm ignores: the shared memory was sized at the master's start (128)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -92,15 +92,18 @@ type OpcacheSummary struct {
 
 	UsedWastedMaxBytes     int64 `json:"used_wasted_max_bytes"`
 	MemoryConsumptionBytes int64 `json:"memory_consumption_bytes"`
-	KeysMax                int64 `json:"keys_max"`
-	ScriptsMax             int64 `json:"scripts_max"`
-	MaxCachedKeys          int64 `json:"max_cached_keys"`
-	MaxAcceleratedFiles    int64 `json:"max_accelerated_files"`
-	InternedUsedMaxBytes   int64 `json:"interned_used_max_bytes"`
-	InternedBufferBytes    int64 `json:"interned_buffer_bytes"`
-	CacheFull              bool  `json:"cache_full"`
-	OOMRestarts            int64 `json:"oom_restarts"` // in the window
-	HashRestarts           int64 `json:"hash_restarts"`
+	// PoolMemoryConsumptionBytes: a pool's own opcache.memory_consumption,
+	// which php-fpm ignores (0: none).
+	PoolMemoryConsumptionBytes int64 `json:"pool_memory_consumption_bytes,omitempty"`
+	KeysMax                    int64 `json:"keys_max"`
+	ScriptsMax                 int64 `json:"scripts_max"`
+	MaxCachedKeys              int64 `json:"max_cached_keys"`
+	MaxAcceleratedFiles        int64 `json:"max_accelerated_files"`
+	InternedUsedMaxBytes       int64 `json:"interned_used_max_bytes"`
+	InternedBufferBytes        int64 `json:"interned_buffer_bytes"`
+	CacheFull                  bool  `json:"cache_full"`
+	OOMRestarts                int64 `json:"oom_restarts"` // in the window
+	HashRestarts               int64 `json:"hash_restarts"`
 	// Since the opcache started, which may be before the window.
 	OOMRestartsSinceStart  int64 `json:"oom_restarts_since_start"`
 	HashRestartsSinceStart int64 `json:"hash_restarts_since_start"`
@@ -221,7 +224,7 @@ func (p *pool) summary() PoolSummary {
 func (w *opcacheWindow) summary(name string) OpcacheSummary {
 	o := w.last
 	s := OpcacheSummary{Master: name, MasterPID: o.MasterPID, Pools: o.Pools,
-		MemoryConsumptionBytes: o.MemoryConsumptionBytes, MaxCachedKeys: o.MaxCachedKeys, MaxAcceleratedFiles: o.MaxAcceleratedFiles,
+		MemoryConsumptionBytes: o.MemoryConsumptionBytes, PoolMemoryConsumptionBytes: o.PoolMemoryConsumptionBytes, MaxCachedKeys: o.MaxCachedKeys, MaxAcceleratedFiles: o.MaxAcceleratedFiles,
 		InternedBufferBytes: o.InternedStringsBufferBytes, CacheFull: o.CacheFull,
 		ValidateTimestamps: o.ValidateTimestamps, RevalidateFreqSeconds: o.RevalidateFreqSeconds,
 		JITEnabled: o.JITEnabled, JITBufferBytes: o.JITBufferSizeBytes}

@@ -76,6 +76,14 @@ if (is_array($config)) {
 }
 $out['status'] = $status === false ? null : $status;
 $out['configuration'] = $config === false ? null : $config;
+// The size the master gave the shared memory at its start (php.ini or -d;
+// false: PHP's default). A pool's php_admin_value cannot change it, yet
+// PHP computes used_memory from the pool's own value.
+$out['cfg_memory_consumption'] = get_cfg_var('opcache.memory_consumption');
+// The size the master gave the shared memory at its start (php.ini or -d;
+// false: PHP's default). A pool's php_admin_value cannot change it, yet
+// PHP computes used_memory from the pool's own value.
+$out['cfg_memory_consumption'] = get_cfg_var('opcache.memory_consumption');
 // A disabled opcache has no status to give; that is not an error.
 if ($status === false && ini_get('opcache.enable')) {
     $err = error_get_last();

@@ -64,6 +64,9 @@ func FuzzAnswer(f *testing.F) {
 			d := m["configuration"].(map[string]any)["directives"].(map[string]any)
 			d["opcache.max_wasted_percentage"], d["opcache.interned_strings_buffer"] = -0.5, -1
 		},
+		func(m map[string]any) { m["cfg_memory_consumption"] = "48" }, // a pool's own value, 128, ignored
+		func(m map[string]any) { m["cfg_memory_consumption"] = "99999999999999999999" },
+		func(m map[string]any) { m["cfg_memory_consumption"] = []any{1} },
 		func(m map[string]any) { // file_cache_only, and a JIT that is not a string
 			m["configuration"].(map[string]any)["directives"].(map[string]any)["opcache.file_cache_only"] = true
 			m["configuration"].(map[string]any)["directives"].(map[string]any)["opcache.jit"] = map[string]any{"x": []any{1, nil}}
@@ -112,4 +115,28 @@ func FuzzAnswer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSegmentBytes: the size of the shared memory, from what
+// get_cfg_var('opcache.memory_consumption') gave the script.
+func TestSegmentBytes(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  any
+		want int64
+	}{
+		{"48", 48 << 20},
+		{"256M", 256 << 20}, // PHP reads the digits (atoi)
+		{" 64", 64 << 20},
+		{false, 128 << 20}, // not set: PHP's default
+		{"4", 0},           // below PHP's 8 MB: left as PHP says
+		{"lots", 0},
+		{nil, 0}, // an answer without it
+		{float64(64), 0},
+		{"99999999999", 0}, // more digits than any memory: not trusted
+	} {
+		a := answer{CfgMemoryConsumption: tt.cfg}
+		if got := a.segmentBytes(); got != tt.want {
+			t.Errorf("cfg %#v: %d bytes, want %d", tt.cfg, got, tt.want)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,11 @@ type Status struct {
 	RestartInProgress bool
 
 	MemoryUsed, MemoryFree, MemoryWasted int64 // bytes
+	// PoolMemoryConsumption is the opcache.memory_consumption the pool
+	// the script ran in set for itself (php_admin_value), in bytes, when
+	// it differs from the size the master gave the shared memory
+	// (Config.MemoryConsumption): PHP ignores it. 0 otherwise.
+	PoolMemoryConsumption int64
 
 	InternedSize, InternedUsed, InternedFree int64 // bytes
 	InternedStrings                          int64
@@ -206,7 +212,11 @@ type answer struct {
 	Restricted bool            `json:"restricted"`
 	Error      string          `json:"error"`
 	Result     json.RawMessage `json:"result"`
-	Status     *struct {
+	// CfgMemoryConsumption is get_cfg_var('opcache.memory_consumption'):
+	// a string of megabytes, false for PHP's default, absent from an
+	// answer without it.
+	CfgMemoryConsumption any `json:"cfg_memory_consumption"`
+	Status               *struct {
 		Enabled           bool `json:"opcache_enabled"`
 		CacheFull         bool `json:"cache_full"`
 		RestartPending    bool `json:"restart_pending"`
@@ -292,5 +302,42 @@ func (a *answer) status() *Status {
 		s.LastRestartTime = time.Unix(st.Stats.LastRestart, 0).UTC()
 	}
 	s.JITEnabled, s.JITBufferSize, s.JITBufferFree = st.JIT.Enabled, st.JIT.BufferSize, st.JIT.BufferFree
+	if seg := a.segmentBytes(); seg > 0 && s.Config.MemoryConsumption > 0 && seg != s.Config.MemoryConsumption {
+		// The pool set its own opcache.memory_consumption: PHP ignores it
+		// for the shared memory, but takes used_memory as that value less
+		// the free and wasted memory (negative for a smaller one).
+		s.MemoryUsed += seg - s.Config.MemoryConsumption
+		s.PoolMemoryConsumption, s.Config.MemoryConsumption = s.Config.MemoryConsumption, seg
+	}
 	return s
+}
+
+// segmentBytes is the size of the shared memory, as the master read
+// opcache.memory_consumption at its start and as PHP applies it: whole
+// megabytes (atoi); 0 when the answer does not say, or says less than
+// the 8 MB PHP requires (PHP's own handling of that differs by version).
+func (a *answer) segmentBytes() int64 {
+	mb := int64(128) // PHP's default: get_cfg_var() gave false
+	switch v := a.CfgMemoryConsumption.(type) {
+	case string:
+		v = strings.TrimSpace(v)
+		end := 0
+		for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+			end++
+		}
+		if end > 7 {
+			return 0 // 10 TB or more: no shared memory is that large
+		}
+		mb, _ = strconv.ParseInt(v[:end], 10, 64)
+	case bool:
+		if v {
+			return 0
+		}
+	default:
+		return 0
+	}
+	if mb < 8 {
+		return 0
+	}
+	return mb << 20
 }

@@ -149,6 +149,37 @@ func TestReadMatchesPHP(t *testing.T) {
 	})
 }
 
+// TestPoolMemoryConsumptionIgnored: a pool's own opcache.memory_consumption
+// (php_admin_value) does not resize the shared memory the master made at
+// its start, yet PHP takes used_memory as the pool's value less the free
+// and wasted memory: with 16 MB in the pool and 48 MB at the master's start,
+// PHP says -24 MB used, in each version. fpmguard gives the figures of the
+// 48 MB the cache has, and names the pool's value.
+func TestPoolMemoryConsumptionIgnored(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		fpm := fpmtest.Start(t, fpmtest.Options{Version: v, Pools: []fpmtest.Pool{{MaxChildren: 1, Extra: []string{"php_admin_value[opcache.memory_consumption] = 16"}}},
+			Defines: map[string]string{"opcache.memory_consumption": "48"}, Files: map[string]string{"own.php": ownStatusPHP}})
+		addr := fastcgi.Address{Network: "unix", Addr: fpm.Pools["www"].Listen}
+		var php map[string]any
+		if err := json.Unmarshal([]byte(get(t, addr, fpm, "own.php")), &php); err != nil {
+			t.Fatal(err)
+		}
+		if used := num(php["memory_usage"].(map[string]any)["used_memory"]); used >= 0 {
+			t.Fatalf("PHP says %d bytes used: the pool's value was not taken, nothing to correct", used)
+		}
+		st, err := newClientIn(t, fpm).Read(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Config.MemoryConsumption != 48<<20 || st.PoolMemoryConsumption != 16<<20 {
+			t.Errorf("memory_consumption %d, the pool's %d; want 48 MB and 16 MB", st.Config.MemoryConsumption, st.PoolMemoryConsumption)
+		}
+		if st.MemoryUsed <= 0 || st.MemoryUsed+st.MemoryFree+st.MemoryWasted != 48<<20 || st.FillRatio() <= 0 || st.FillRatio() >= 1 {
+			t.Errorf("used %d, free %d, wasted %d (fill %.3f): want the 48 MB segment's", st.MemoryUsed, st.MemoryFree, st.MemoryWasted, st.FillRatio())
+		}
+	})
+}
+
 func num(v any) int64 {
 	f, _ := v.(float64)
 	return int64(f)

@@ -58,9 +58,12 @@ type OpcacheReport struct {
 
 	// The settings behind the figures, for advice.
 	MemoryConsumptionBytes int64 `json:"memory_consumption_bytes,omitempty"`
-	MaxAcceleratedFiles    int64 `json:"max_accelerated_files,omitempty"` // as written; MaxCachedKeys is what php-fpm uses
-	ValidateTimestamps     bool  `json:"validate_timestamps"`
-	RevalidateFreqSeconds  int64 `json:"revalidate_freq_seconds"`
+	// PoolMemoryConsumptionBytes is the opcache.memory_consumption the pool
+	// read through set for itself, which php-fpm ignores; 0 when none.
+	PoolMemoryConsumptionBytes int64 `json:"pool_memory_consumption_bytes,omitempty"`
+	MaxAcceleratedFiles        int64 `json:"max_accelerated_files,omitempty"` // as written; MaxCachedKeys is what php-fpm uses
+	ValidateTimestamps         bool  `json:"validate_timestamps"`
+	RevalidateFreqSeconds      int64 `json:"revalidate_freq_seconds"`
 
 	StartTime       *time.Time `json:"start_time,omitempty"`
 	LastRestartTime *time.Time `json:"last_restart_time,omitempty"`
@@ -345,6 +348,7 @@ func fillOpcache(r *OpcacheReport, st *opcache.Status) {
 	r.OOMRestarts, r.HashRestarts, r.ManualRestarts = st.OOMRestarts, st.HashRestarts, st.ManualRestarts
 	r.JITEnabled, r.JITBufferSizeBytes, r.JITBufferFreeBytes = st.JITEnabled, st.JITBufferSize, st.JITBufferFree
 	r.MemoryConsumptionBytes, r.MaxAcceleratedFiles = st.Config.MemoryConsumption, st.Config.MaxAcceleratedFiles
+	r.PoolMemoryConsumptionBytes = st.PoolMemoryConsumption
 	r.ValidateTimestamps, r.RevalidateFreqSeconds = st.Config.ValidateTimestamps, st.Config.RevalidateFreq
 	if st.JITBufferSize > 0 {
 		r.JITBufferFill = 1 - float64(st.JITBufferFree)/float64(st.JITBufferSize)
