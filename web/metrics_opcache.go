@@ -75,5 +75,9 @@ func (c *opcacheCollector) collectOne(o *supervisor.OpcacheReport, m emitter) {
 	m.counter(c.restarts, float64(o.ManualRestarts), name, "manual")
 	m.gauge(c.internedUsed, float64(o.InternedStringsUsedBytes), name)
 	m.gauge(c.internedSize, float64(o.InternedStringsBufferBytes), name)
-	m.gauge(c.jitFree, float64(o.JITBufferFreeBytes), name)
+	if o.JITBufferSizeBytes > 0 {
+		// No buffer (PHP 7.4, or opcache.jit_buffer_size 0) has no free
+		// space either: 0 would read as a full one.
+		m.gauge(c.jitFree, float64(o.JITBufferFreeBytes), name)
+	}
 }
