@@ -246,7 +246,10 @@ type answer struct {
 			ManualRestarts int64 `json:"manual_restarts"`
 		} `json:"opcache_statistics"`
 		JIT struct {
-			Enabled    bool  `json:"enabled"`
+			Enabled bool `json:"enabled"` // a buffer was made at start
+			// On: the JIT compiles (opcache.jit is not disable or off).
+			// 8.4 makes a 64 MB buffer by default with the JIT off.
+			On         *bool `json:"on"`
 			BufferSize int64 `json:"buffer_size"`
 			BufferFree int64 `json:"buffer_free"`
 		} `json:"jit"`
@@ -302,6 +305,9 @@ func (a *answer) status() *Status {
 		s.LastRestartTime = time.Unix(st.Stats.LastRestart, 0).UTC()
 	}
 	s.JITEnabled, s.JITBufferSize, s.JITBufferFree = st.JIT.Enabled, st.JIT.BufferSize, st.JIT.BufferFree
+	if st.JIT.On != nil {
+		s.JITEnabled = st.JIT.Enabled && *st.JIT.On
+	}
 	if seg := a.segmentBytes(); seg > 0 && s.Config.MemoryConsumption > 0 && seg != s.Config.MemoryConsumption {
 		// The pool set its own opcache.memory_consumption: PHP ignores it
 		// for the shared memory, but takes used_memory as that value less

@@ -141,9 +141,10 @@ func TestReadMatchesPHP(t *testing.T) {
 			t.Errorf("status %+v", st)
 		}
 		// PHP 8.0 brought the JIT; 8.4 gives it a 64 MB buffer by default
-		// (jit.enabled), while the JIT itself stays off (jit.on).
+		// (jit.enabled), while the JIT itself stays off (jit.on): off is
+		// what fpmguard says.
 		jit, _ := php["jit"].(map[string]any)
-		if (v == "7.4") != (jit == nil) || (v == "8.4") != (st.JITBufferSize > 0) || st.JITBufferSize != num(jit["buffer_size"]) || st.JITEnabled != (jit["enabled"] == true) {
+		if (v == "7.4") != (jit == nil) || (v == "8.4") != (st.JITBufferSize > 0) || st.JITBufferSize != num(jit["buffer_size"]) || st.JITEnabled || jit["on"] == true {
 			t.Errorf("JIT: buffer %d, enabled %v; PHP says %v", st.JITBufferSize, st.JITEnabled, php["jit"])
 		}
 	})
@@ -176,6 +177,24 @@ func TestPoolMemoryConsumptionIgnored(t *testing.T) {
 		}
 		if st.MemoryUsed <= 0 || st.MemoryUsed+st.MemoryFree+st.MemoryWasted != 48<<20 || st.FillRatio() <= 0 || st.FillRatio() >= 1 {
 			t.Errorf("used %d, free %d, wasted %d (fill %.3f): want the 48 MB segment's", st.MemoryUsed, st.MemoryFree, st.MemoryWasted, st.FillRatio())
+		}
+	})
+}
+
+// TestJITOn: with opcache.jit=tracing and a buffer, the JIT is on in each
+// version that has one, and its buffer is read.
+func TestJITOn(t *testing.T) {
+	fpmtest.ForEachVersion(t, func(t *testing.T, v string) {
+		if v == "7.4" {
+			return // no JIT before PHP 8.0
+		}
+		fpm, addr := startFPMOf(t, v, map[string]string{"opcache.jit": "tracing", "opcache.jit_buffer_size": "32M"}, nil)
+		st, err := newClientIn(t, fpm).Read(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.JITEnabled || st.JITBufferSize < 32<<20-1024 || st.JITBufferFree <= 0 || st.JITBufferFree > st.JITBufferSize {
+			t.Errorf("JIT on %v, buffer %d, free %d", st.JITEnabled, st.JITBufferSize, st.JITBufferFree)
 		}
 	})
 }

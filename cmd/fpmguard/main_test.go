@@ -79,6 +79,7 @@ func fixedReport() *supervisor.Report {
 		Enabled: true, CacheFull: true, MemoryUsedBytes: 8 << 20, MemoryFreeBytes: 16 << 10, FillRatio: 0.998, MaxWastedRatio: 0.05,
 		CachedScripts: 222, CachedKeys: 223, MaxCachedKeys: 223, InternedStringsUsedBytes: 1 << 20, InternedStringsBufferBytes: 8 << 20,
 		Hits: 1000, Misses: 400, HitRate: 1000.0 / 1400, StartTime: &start, Health: supervisor.HealthDegraded,
+		JITBufferSizeBytes: 64 << 20, JITBufferFreeBytes: 64<<20 - 2500, // a buffer made, the JIT off (8.4's default)
 		Reasons: []string{"cache full (keys 223/223) and no restart will come: wasted 0% < max_wasted_percentage 5%; new scripts compile on every request — raise opcache.max_accelerated_files to at least 446"},
 	}}
 	return rep

@@ -210,8 +210,12 @@ func writeOpcacheTable(w io.Writer, reports []supervisor.OpcacheReport) {
 			fmt.Fprintf(w, "  (last %s)", o.LastRestartTime.Format(time.RFC3339))
 		}
 		fmt.Fprintln(w)
-		if o.JITEnabled {
+		switch {
+		case o.JITEnabled:
 			fmt.Fprintf(w, "  jit buffer %s, %.0f%% full\n", bytesText(uint64(o.JITBufferSizeBytes)), 100*o.JITBufferFill)
+		case o.JITBufferSizeBytes > 0:
+			// PHP 8.4's default: a buffer made, the JIT off.
+			fmt.Fprintf(w, "  jit off, with a buffer of %s made for it (opcache.jit_buffer_size)\n", bytesText(uint64(o.JITBufferSizeBytes)))
 		}
 	}
 }
