@@ -200,6 +200,16 @@ func BenchmarkDiscoveryScan(b *testing.B) {
 		benchCPU(b, func() { _, _, _ = d.Scan(b.Context()) })
 		b.ReportMetric(float64(len(pids)), "procs/op")
 	})
+	b.Run("scan-narrowed", func(b *testing.B) {
+		// --discover-config naming one master: the others are read as far
+		// as their names, and no further.
+		d := &Discovery{Trust: Trust{Configs: []string{fpm.MasterName()}}}
+		if _, _, err := d.Scan(b.Context()); err != nil {
+			b.Logf("first scan: %v", err)
+		}
+		benchCPU(b, func() { _, _, _ = d.Scan(b.Context()) })
+		b.ReportMetric(float64(len(pids)), "procs/op")
+	})
 	b.Run("gopsutil-titles", func(b *testing.B) {
 		benchCPU(b, func() {
 			ps, _ := process.PidsWithContext(b.Context())
