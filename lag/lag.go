@@ -48,6 +48,18 @@ type Monitor struct {
 	lateTotal time.Duration
 	first     Throttling // the cgroup's counters when sampling began
 	last      Throttling
+	// throttled are the cgroup's throttled time as read once a second,
+	// oldest first, within keep: the kernel's own count of the time
+	// fpmguard wanted a CPU and its quota gave none. The sampler alone
+	// misses much of it: under a quota it wakes on its grid, and is only
+	// as late as the start of the next quota period is after that.
+	throttled []throttleRead
+}
+
+// throttleRead is the cgroup's total throttled time at one moment.
+type throttleRead struct {
+	at    time.Time
+	total time.Duration
 }
 
 // Throttling is the cgroup cpu controller's count of fpmguard's cgroup.
@@ -79,6 +91,7 @@ func (m *Monitor) Run(ctx context.Context) {
 	if m.cgroup != nil {
 		m.first, _ = m.cgroup.read()
 		m.last = m.first
+		m.throttled = append(m.throttled[:0], throttleRead{now, m.first.Time})
 	}
 	m.mu.Unlock()
 	defer func() {
@@ -109,6 +122,7 @@ func (m *Monitor) Run(ctx context.Context) {
 		m.record(m.next, now)
 		if ok {
 			m.last = th
+			m.noteThrottled(now, th.Time)
 		}
 		m.next = aligned(now.Add(m.period), m.period)
 		m.mu.Unlock()
@@ -153,6 +167,53 @@ func (m *Monitor) refind() {
 	}
 	m.last = th
 	m.cgroup = c
+	// Another group's total: no time between the two is known.
+	m.throttled = append(m.throttled[:0], throttleRead{time.Now(), th.Time})
+}
+
+// noteThrottled keeps one read of the cgroup's throttled time. m.mu is
+// held.
+func (m *Monitor) noteThrottled(at time.Time, total time.Duration) {
+	cut := 0
+	for cut < len(m.throttled) && at.Sub(m.throttled[cut].at) > keep {
+		cut++
+	}
+	if len(m.throttled)-cut >= maxSpans {
+		cut++
+	}
+	m.throttled = append(m.throttled[cut:], throttleRead{at, total})
+}
+
+// throttledIn is how much of [from, to] the cgroup was throttled, by its
+// reads: the throttled time between two reads, spread evenly over the
+// time between them (the kernel adds each CPU's, so it is capped there).
+// The time since the last read, a second at most (reading more often
+// would cost more than the sampling), is taken at the share of the
+// second before it: a quota that throttles fpmguard goes on doing so,
+// and one that stopped is counted a second too long at most. m.mu is
+// held.
+func (m *Monitor) throttledIn(from, to time.Time) time.Duration {
+	n := len(m.throttled)
+	if n < 2 {
+		return 0
+	}
+	share := func(a, b throttleRead) float64 {
+		wall, d := b.at.Sub(a.at), b.total-a.total
+		if wall <= 0 || d <= 0 {
+			return 0
+		}
+		return float64(min(d, wall)) / float64(wall)
+	}
+	last := m.throttled[n-1]
+	sum := time.Duration(share(m.throttled[n-2], last) * float64(overlap(last.at, to, from, to)))
+	for i := n - 1; i > 0; i-- {
+		a, b := m.throttled[i-1], m.throttled[i]
+		if !b.at.After(from) {
+			break
+		}
+		sum += time.Duration(share(a, b) * float64(overlap(a.at, b.at, from, to)))
+	}
+	return sum
 }
 
 // aligned is the first multiple of period at or after t. The sampler wakes
@@ -183,7 +244,8 @@ func (m *Monitor) record(want, got time.Time) {
 
 // Starved returns how much of [from, to] fpmguard spent unable to run: the
 // late spans of the sampler within it, and the lateness of a sampler that
-// has not woken yet. A nil Monitor is never starved.
+// has not woken yet, or the time the kernel throttled its cgroup within it
+// when that is more. A nil Monitor is never starved.
 func (m *Monitor) Starved(from, to time.Time) time.Duration {
 	if m == nil || !to.After(from) {
 		return 0
@@ -204,7 +266,8 @@ func (m *Monitor) Starved(from, to time.Time) time.Duration {
 			sum += overlap(m.next, now, from, to)
 		}
 	}
-	return sum
+	// Two measures of one starvation: the larger, not their sum.
+	return max(sum, m.throttledIn(from, to))
 }
 
 func overlap(a0, a1, b0, b1 time.Time) time.Duration {

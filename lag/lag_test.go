@@ -1,10 +1,16 @@
 package lag
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fpmguard/fpmguard/fastcgi/fpmtest"
 )
 
 func TestStarved(t *testing.T) {
@@ -36,6 +42,115 @@ func TestStarved(t *testing.T) {
 	if got := m.LateTotal(); got != 950*time.Millisecond {
 		t.Errorf("LateTotal = %v, want 950ms", got)
 	}
+}
+
+// TestStarvedByThrottling: the cgroup's throttled time between two reads
+// counts as starvation over the time between them, capped there (the
+// kernel adds each CPU's), and only where it is more than the sampler saw;
+// the time since the last read, at the share of the second before it.
+func TestStarvedByThrottling(t *testing.T) {
+	base := time.Now().Add(-time.Minute)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	m := New(0)
+	m.cgroup = nil
+	m.mu.Lock()
+	for _, r := range []struct {
+		ms    int
+		total time.Duration
+	}{{0, 0}, {1000, 900 * time.Millisecond}, {2000, 900 * time.Millisecond}, {3000, 3 * time.Second}} {
+		m.noteThrottled(at(r.ms), r.total)
+	}
+	// The sampler saw 300 ms of the second without throttling.
+	m.record(at(1100), at(1400))
+	m.mu.Unlock()
+	for _, tc := range []struct {
+		from, to int
+		want     time.Duration
+	}{
+		{0, 1000, 900 * time.Millisecond},
+		{500, 1000, 450 * time.Millisecond},   // spread evenly
+		{1000, 2000, 300 * time.Millisecond},  // the sampler's, not throttled
+		{2000, 3000, time.Second},             // 2.1 s counted over 1 s: capped
+		{2500, 4000, 1500 * time.Millisecond}, // after the last read: at the share before it
+		{-1000, 0, 0},
+	} {
+		if got := m.Starved(at(tc.from), at(tc.to)); got != tc.want {
+			t.Errorf("Starved(%d ms, %d ms) = %v, want %v", tc.from, tc.to, got, tc.want)
+		}
+	}
+}
+
+// TestStarvedUnderQuota: a process held to 2% of a core while it wants a
+// whole one is starved nearly all the time, and its Monitor says so,
+// whatever the phase of its sampler's grid against the quota's periods.
+// The process is this test binary run again, in a cgroup of the test's own.
+func TestStarvedUnderQuota(t *testing.T) {
+	if os.Getenv("FPMGUARD_LAG_CHILD") != "" {
+		quotaChild()
+		return
+	}
+	group, err := fpmtest.CPUQuota(t, 2)
+	if err != nil {
+		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
+			t.Fatalf("a cgroup with a CPU quota: %v", err)
+		}
+		t.Skipf("a cgroup with a CPU quota: %v", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStarvedUnderQuota$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "FPMGUARD_LAG_CHILD=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	if err := group.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	// Only now in the group: it starts its Monitor and its work.
+	fmt.Fprintln(stdin, "go")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the child: %v\n%s", err, out.String())
+	}
+	var starved, window, late time.Duration
+	if _, err := fmt.Sscanf(out.String(), "starved %d of %d, sampler late %d", &starved, &window, &late); err != nil {
+		t.Fatalf("the child said %q: %v", out.String(), err)
+	}
+	t.Logf("at 2%% of a core: starved %v of %v; the sampler alone saw %v late", starved, window, late)
+	if window <= 0 || float64(starved) < 0.5*float64(window) {
+		t.Errorf("starved %v of %v, want most of it", starved, window)
+	}
+}
+
+// quotaChild is TestStarvedUnderQuota's process in the group: it waits to
+// be moved there, then wants a whole CPU for 4 s and says how much of the
+// time its Monitor counts starved.
+func quotaChild() {
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	m := New(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		m.Run(ctx)
+		close(done)
+	}()
+	start := time.Now()
+	for x := 0; time.Since(start) < 4*time.Second; x++ {
+	}
+	// The first second goes to the Monitor's first reads.
+	from, to := start.Add(time.Second), time.Now()
+	starved := m.Starved(from, to)
+	cancel()
+	<-done
+	fmt.Printf("starved %d of %d, sampler late %d\n", starved, to.Sub(from), m.LateTotal())
+	os.Exit(0)
 }
 
 func TestJudge(t *testing.T) {
@@ -118,4 +233,33 @@ func TestRunStops(t *testing.T) {
 	<-second
 	cancel()
 	<-done
+}
+
+// BenchmarkSample: what one wake-up of the sampler costs, with and without
+// a read of the cgroup's counters (cpu.stat).
+func BenchmarkSample(b *testing.B) {
+	m := New(0)
+	b.Run("record", func(b *testing.B) {
+		for b.Loop() {
+			now := time.Now()
+			m.mu.Lock()
+			m.record(now, now)
+			m.mu.Unlock()
+		}
+	})
+	if m.cgroup == nil {
+		return
+	}
+	b.Run("record+cpu.stat", func(b *testing.B) {
+		for b.Loop() {
+			now := time.Now()
+			th, err := m.cgroup.read()
+			m.mu.Lock()
+			m.record(now, now)
+			if err == nil {
+				m.noteThrottled(now, th.Time)
+			}
+			m.mu.Unlock()
+		}
+	})
 }
