@@ -174,14 +174,21 @@ func (m *Monitor) refind() {
 // noteThrottled keeps one read of the cgroup's throttled time. m.mu is
 // held.
 func (m *Monitor) noteThrottled(at time.Time, total time.Duration) {
+	m.throttled = appendRecent(m.throttled, at, func(r throttleRead) time.Time { return r.at }, throttleRead{at, total})
+}
+
+// appendRecent appends v to s, an oldest-first list, after dropping the
+// entries more than keep older than at (when gives an entry's time), and
+// the oldest one when maxSpans are left.
+func appendRecent[T any](s []T, at time.Time, when func(T) time.Time, v T) []T {
 	cut := 0
-	for cut < len(m.throttled) && at.Sub(m.throttled[cut].at) > keep {
+	for cut < len(s) && at.Sub(when(s[cut])) > keep {
 		cut++
 	}
-	if len(m.throttled)-cut >= maxSpans {
+	if len(s)-cut >= maxSpans {
 		cut++
 	}
-	m.throttled = append(m.throttled[cut:], throttleRead{at, total})
+	return append(s[cut:], v)
 }
 
 // throttledIn is how much of [from, to] the cgroup was throttled, by its
@@ -232,14 +239,7 @@ func (m *Monitor) record(want, got time.Time) {
 		return
 	}
 	m.lateTotal += late
-	cut := 0
-	for cut < len(m.spans) && got.Sub(m.spans[cut].to) > keep {
-		cut++
-	}
-	if len(m.spans)-cut >= maxSpans {
-		cut++
-	}
-	m.spans = append(m.spans[cut:], span{want, got})
+	m.spans = appendRecent(m.spans, got, func(s span) time.Time { return s.to }, span{want, got})
 }
 
 // Starved returns how much of [from, to] fpmguard spent unable to run: the
