@@ -212,7 +212,12 @@ func (m *Monitor) throttledIn(from, to time.Time) time.Duration {
 		return float64(min(d, wall)) / float64(wall)
 	}
 	last := m.throttled[n-1]
-	sum := time.Duration(share(m.throttled[n-2], last) * float64(overlap(last.at, to, from, to)))
+	// Reads that stopped (a cgroup file gone) extend no share for ever.
+	end := last.at.Add(2 * time.Second)
+	if to.Before(end) {
+		end = to
+	}
+	sum := time.Duration(share(m.throttled[n-2], last) * float64(overlap(last.at, end, from, to)))
 	for i := n - 1; i > 0; i-- {
 		a, b := m.throttled[i-1], m.throttled[i]
 		if !b.at.After(from) {

@@ -72,6 +72,7 @@ func TestStarvedByThrottling(t *testing.T) {
 		{1000, 2000, 300 * time.Millisecond},  // the sampler's, not throttled
 		{2000, 3000, time.Second},             // 2.1 s counted over 1 s: capped
 		{2500, 4000, 1500 * time.Millisecond}, // after the last read: at the share before it
+		{2500, 9000, 2500 * time.Millisecond}, // for 2 s after it at most
 		{-1000, 0, 0},
 	} {
 		if got := m.Starved(at(tc.from), at(tc.to)); got != tc.want {
