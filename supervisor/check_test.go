@@ -21,8 +21,11 @@ func TestCheck(t *testing.T) {
 			line: "FPMGUARD OK - www ok | 'www_latency'=0.000200s;;;0 'www_queue'=0;;;0 'www_busy'=0;;;0;2 'www_total'=2;;;0;2 'www_hung'=0;;;0",
 		},
 		{
-			name: "degraded is a warning", spoil: func(r *PoolReport) { r.Counters.ListenQueue = 2 }, code: CheckWarning,
-			line: "FPMGUARD WARNING - www degraded (listen queue 2: requests are waiting for a worker)",
+			name: "degraded is a warning", spoil: func(r *PoolReport) {
+				r.Counters.ListenQueue, r.Processes[0] = 2, running(101, 1, "/a.php")
+				r.Processes[1] = running(102, 1, "/b.php")
+			}, code: CheckWarning,
+			line: "FPMGUARD WARNING - www degraded (listen queue 2: requests are waiting for a worker; +1 more)",
 		},
 		{
 			name: "down is critical", spoil: func(r *PoolReport) { r.Heartbeat = failedHeartbeat(fastcgi.ReasonRefused, fastcgi.ClassRefused, 502) }, code: CheckCritical,
@@ -94,6 +97,10 @@ func TestCheckNamesPoolsApart(t *testing.T) {
 			r.MasterName = m
 			r.Master.PID = firstPID + i
 			r.Counters.ListenQueue = int64(i)
+			if i > 0 {
+				// Requests wait only while no worker is idle.
+				r.Processes = []ProcessState{running(101, 1, "/a.php"), running(102, 1, "/b.php")}
+			}
 			Judge(&r, nil, Thresholds{})
 			rep.Pools = append(rep.Pools, r)
 			rep.Opcache = append(rep.Opcache, OpcacheReport{MasterPID: firstPID + i, Master: m, Pools: []string{"www"}, Enabled: true, FillRatio: 0.5, HitRate: 0.9, Health: HealthOK})

@@ -438,6 +438,18 @@ func (r *PoolReport) Queue() int64 {
 	return q
 }
 
+// Waiting is the listen queue as a finding: Queue, unless the status page,
+// read after the queue, shows a worker idle. An idle worker takes a
+// waiting connection at once, so a queue beside one is the moment between
+// a client's connect and a worker's accept, not requests waiting for a
+// worker: judged, it made a healthy pool flap to degraded and back.
+func (r *PoolReport) Waiting() int64 {
+	if r.Status.OK && slices.ContainsFunc(r.Processes, func(p ProcessState) bool { return p.Idle() }) {
+		return 0
+	}
+	return r.Queue()
+}
+
 // Saturated: no idle worker, and more requests waiting than allowed.
 func (r *PoolReport) Saturated(maxQueue int64) bool {
 	if !r.Status.OK {

@@ -102,7 +102,7 @@ func Judge(r *PoolReport, prev *PoolReport, th Thresholds) {
 			worse(HealthDegraded, "worker %d is a zombie: it exited and its master has not reaped it", p.PID)
 		}
 	}
-	if q := r.Queue(); q > 0 {
+	if q := r.Waiting(); q > 0 {
 		worse(HealthDegraded, "listen queue %d: requests are waiting for a worker", q)
 	}
 	if c := r.Counters; c != nil {

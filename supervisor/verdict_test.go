@@ -125,8 +125,28 @@ func TestJudge(t *testing.T) {
 			spoil: func(r *PoolReport) {
 				r.Counters.ListenQueue = 0
 				r.SocketQueue = &SocketQueue{Length: 3, Max: 511}
+				r.Processes = []ProcessState{running(101, 1, "/a.php"), running(102, 2, "/b.php")}
 			},
 			health: HealthDegraded, reason: "listen queue 3",
+		},
+		{
+			// The status page, read after the queue, shows a worker idle:
+			// the queue was a connect not yet accepted.
+			name: "a queue beside an idle worker",
+			spoil: func(r *PoolReport) {
+				r.SocketQueue = &SocketQueue{Length: 1, Max: 511}
+				r.Processes[0] = running(101, 1, "/a.php")
+			},
+			health: HealthOK,
+		},
+		{
+			name: "a queue with the workers not seen",
+			spoil: func(r *PoolReport) {
+				r.SocketQueue = &SocketQueue{Length: 1, Max: 511}
+				r.Status = StatusRead{Skipped: true}
+				r.Processes = []ProcessState{}
+			},
+			health: HealthDegraded, reason: "listen queue 1",
 		},
 		{
 			name:   "hung worker",
@@ -166,8 +186,11 @@ func TestJudge(t *testing.T) {
 			health: HealthDegraded, reason: "worker 102 is a zombie",
 		},
 		{
-			name:   "listen queue",
-			spoil:  func(r *PoolReport) { r.Counters.ListenQueue = 3 },
+			name: "listen queue",
+			spoil: func(r *PoolReport) {
+				r.Counters.ListenQueue = 3
+				r.Processes = []ProcessState{running(101, 1, "/a.php"), running(102, 2, "/b.php")}
+			},
 			health: HealthDegraded, reason: "listen queue 3",
 		},
 		{

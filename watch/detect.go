@@ -101,7 +101,7 @@ func (w *Watcher) detect(pw *poolWatch, prev, r *supervisor.PoolReport) {
 	if prev != nil && prev.Counters != nil && r.Counters != nil && r.Counters.MaxChildrenReached > prev.Counters.MaxChildrenReached {
 		add(event.KindMaxChildren, 0, "pool %s reached pm.max_children (%d) again: %d times since start", pool, r.Config.MaxChildren, r.Counters.MaxChildrenReached)
 	}
-	if q := r.Queue(); once(condition{what: "queue"}, q > 0) {
+	if q := r.Waiting(); once(condition{what: "queue"}, q > 0) {
 		add(event.KindListenQueue, 0, "%d requests wait in the listen queue of pool %s", q, pool)
 	}
 }
