@@ -132,11 +132,7 @@ func TestParseCPUStat(t *testing.T) {
 func TestThisHost(t *testing.T) {
 	c := findCgroupCPU()
 	if c == nil {
-		const why = "no cgroup cpu controller mounted here"
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal(why)
-		}
-		t.Skip(why)
+		fpmtest.RequireIntegration(t, "no cgroup cpu controller mounted here")
 	}
 	a, err := c.read()
 	if err != nil {

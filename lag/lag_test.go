@@ -92,10 +92,7 @@ func TestStarvedUnderQuota(t *testing.T) {
 	}
 	group, err := fpmtest.CPUQuota(t, 2)
 	if err != nil {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatalf("a cgroup with a CPU quota: %v", err)
-		}
-		t.Skipf("a cgroup with a CPU quota: %v", err)
+		fpmtest.RequireIntegration(t, "a cgroup with a CPU quota: "+err.Error())
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStarvedUnderQuota$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "FPMGUARD_LAG_CHILD=1")

@@ -25,10 +25,7 @@ func needRoot(t *testing.T) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-		t.Fatal("this test needs root")
-	}
-	t.Skip("this test needs root")
+	fpmtest.RequireIntegration(t, "this test needs root")
 }
 
 func mustMkdir(t *testing.T, dirs ...string) {

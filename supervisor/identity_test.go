@@ -126,10 +126,7 @@ func TestRootName(t *testing.T) {
 		err = errors.New("chroot and mount namespaces need root")
 	}
 	if err != nil {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		fpmtest.RequireIntegration(t, err.Error())
 	}
 	// In another mount namespace, the root is bound to a directory that is
 	// empty in fpmguard's: the kernel names that directory, which here is

@@ -55,10 +55,7 @@ type chrootFPM struct {
 func startChrootFPM(t *testing.T, prepare func(root string)) *chrootFPM {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("a chroot needs root")
-		}
-		t.Skip("a chroot needs root")
+		fpmtest.RequireIntegration(t, "a chroot needs root")
 	}
 	bin, err := fpmtest.Binary()
 	if err != nil {

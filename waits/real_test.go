@@ -405,10 +405,7 @@ func TestRealMariaDBTableLock(t *testing.T) {
 // (TestHelperReadAsNobody).
 func TestRealNoPermission(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("integration test cannot run: switching to an unprivileged user needs root")
-		}
-		t.Skip("switching to an unprivileged user needs root")
+		fpmtest.RequireIntegration(t, "switching to an unprivileged user needs root")
 	}
 	f := startPool(t, 2, map[string]string{"net.php": `<?php $s = stream_socket_client("tcp://` + silentTCP(t, "127.0.0.1:0") + `"); fread($s, 1);`})
 	f.Background(t, 2, "net.php", "")
@@ -496,10 +493,7 @@ func TestHelperReadAsNobody(t *testing.T) {
 // the same address is nobody's.
 func TestRealOtherNetworkNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("integration test cannot run: a network namespace needs root")
-		}
-		t.Skip("a network namespace needs root")
+		fpmtest.RequireIntegration(t, "a network namespace needs root")
 	}
 	f := fpmtest.New(t, fpmtest.Options{
 		Pools: []fpmtest.Pool{{MaxChildren: 3, StatusListen: true}},

@@ -36,10 +36,7 @@ func chromiumPath(t *testing.T) string {
 	}
 	if _, err := exec.LookPath(bin); err != nil {
 		why := fmt.Sprintf("no Chromium at %s (run make deps, or set CHROMIUM): %v", bin, err)
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal(why)
-		}
-		t.Skip(why)
+		fpmtest.RequireIntegration(t, why)
 	}
 	return bin
 }

@@ -125,10 +125,7 @@ func TestDeployGrafanaDashboard(t *testing.T) {
 	// promtool parses every query, with Grafana's variables filled in.
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("promtool not found: run make deps")
-		}
-		t.Skip("promtool not found: run make deps")
+		requireIntegration(t, "promtool not found: run make deps")
 	}
 	fill := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "1m", "$__range", "1h", "$instance", ".*", "$master", ".*", "$pool", ".*")
 	var rules []map[string]string

@@ -73,10 +73,7 @@ func TestDeployHPAExample(t *testing.T) {
 
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("promtool not found: run make deps")
-		}
-		t.Skip("promtool not found: run make deps")
+		requireIntegration(t, "promtool not found: run make deps")
 	}
 	out, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "hpa", "rules": []any{
 		map[string]string{"record": "hpa:php_app_sidecar:utilization", "expr": query}}}}})

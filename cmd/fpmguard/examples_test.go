@@ -91,10 +91,7 @@ func TestAlertRules(t *testing.T) {
 
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-			t.Fatal("promtool not found: run make deps")
-		}
-		t.Skip("promtool not found: run make deps")
+		requireIntegration(t, "promtool not found: run make deps")
 	}
 	if out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, out)

@@ -406,10 +406,7 @@ func buildBinary(t testing.TB) string {
 // make test asked for every integration test to run.
 func requireIntegration(t *testing.T, why string) {
 	t.Helper()
-	if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
-		t.Fatalf("integration test cannot run: %s", why)
-	}
-	t.Skip(why)
+	fpmtest.RequireIntegration(t, why)
 }
 
 func freePort(t testing.TB) string {

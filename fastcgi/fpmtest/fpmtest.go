@@ -620,3 +620,15 @@ func (f *FPM) WaitWorker(t testing.TB, pool string, want func(fastcgi.Process) b
 
 // Running is WaitWorker's test for a worker serving a request.
 func Running(p fastcgi.Process) bool { return p.State == "Running" }
+
+// RequireIntegration skips a test that cannot run on this machine (no
+// root, no cgroup controller, a tool missing), saying why, but fails it
+// when make test asked for every integration test to run
+// (FPMGUARD_INTEGRATION=require).
+func RequireIntegration(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("FPMGUARD_INTEGRATION") == "require" {
+		t.Fatalf("integration test cannot run: %s", why)
+	}
+	t.Skip(why)
+}
