@@ -89,9 +89,14 @@ func (m *Monitor) Run(ctx context.Context) {
 	m.next = now.Add(m.period)
 	m.running = true
 	if m.cgroup != nil {
-		m.first, _ = m.cgroup.read()
+		var err error
+		m.first, err = m.cgroup.read()
 		m.last = m.first
-		m.throttled = append(m.throttled[:0], throttleRead{now, m.first.Time})
+		if err == nil {
+			// A failed read is no base: the next read's whole total
+			// would count as throttled in its first second.
+			m.throttled = append(m.throttled[:0], throttleRead{now, m.first.Time})
+		}
 	}
 	m.mu.Unlock()
 	defer func() {

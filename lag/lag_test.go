@@ -266,3 +266,57 @@ func BenchmarkSample(b *testing.B) {
 		}
 	})
 }
+
+// TestFailedFirstRead: a cgroup whose counters cannot be read when
+// sampling begins gives no base: a later read's whole total, throttled
+// since the group was made, must not count as throttled in one second.
+func TestFailedFirstRead(t *testing.T) {
+	dir := t.TempDir()
+	stat := dir + "/cpu.stat"
+	// The default period: reads once a second, and no look for this
+	// process's own cgroup (refind) before 5 s.
+	m := New(0)
+	m.cgroup = &cgroupCPU{path: stat, v2: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		m.Run(ctx)
+		close(done)
+	}()
+	// cpu.stat appears once the first read has failed: an hour throttled.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		m.mu.Lock()
+		running := m.running
+		m.mu.Unlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run never started")
+		}
+	}
+	if err := os.WriteFile(stat, []byte("nr_periods 10\nnr_throttled 10\nthrottled_usec 3600000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for deadline := start.Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		m.mu.Lock()
+		n := len(m.throttled)
+		m.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d throttled reads after 30 s", n)
+		}
+	}
+	cancel()
+	<-done
+	// The cgroup's count alone: the sampler's own lateness is not in question.
+	m.mu.Lock()
+	got := m.throttledIn(start.Add(-time.Hour), time.Now())
+	m.mu.Unlock()
+	if got != 0 {
+		t.Errorf("throttled %v: a read that failed was taken as a base of 0", got)
+	}
+}
