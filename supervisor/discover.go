@@ -68,7 +68,9 @@ func ScanMasters(ctx context.Context, tr Trust) (trusted []Master, untrusted []e
 				m.Config = path.Join(cwd, m.Config)
 			}
 		}
-		if !tr.Discovers(configKey(m)) {
+		// Named only when a pattern asks: naming a master in another
+		// root stats it.
+		if len(tr.Configs) > 0 && !tr.Discovers(configKey(m)) {
 			continue
 		}
 		trusted = append(trusted, m)
