@@ -444,10 +444,16 @@ func (r *PoolReport) Queue() int64 {
 // a client's connect and a worker's accept, not requests waiting for a
 // worker: judged, it made a healthy pool flap to degraded and back.
 func (r *PoolReport) Waiting() int64 {
-	if r.Status.OK && slices.ContainsFunc(r.Processes, func(p ProcessState) bool { return p.Idle() }) {
+	if r.Status.OK && r.AnyIdle() {
 		return 0
 	}
 	return r.Queue()
+}
+
+// AnyIdle says whether the status page shows a worker php-fpm calls Idle:
+// one waiting in accept(), not one serving fpmguard's own request.
+func (r *PoolReport) AnyIdle() bool {
+	return slices.ContainsFunc(r.Processes, func(p ProcessState) bool { return p.Idle() })
 }
 
 // Saturated: no idle worker, and more requests waiting than allowed.

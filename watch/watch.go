@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,7 +472,7 @@ func (w *Watcher) throughOwnSocket(t supervisor.Target, prev *supervisor.PoolRep
 	if atDeadline || t.PingPath == "" || w.listenerDue(listened) || !cleanBeat(prev) || !prev.Status.OK || prev.Queue() > 0 {
 		return false
 	}
-	if !slices.ContainsFunc(prev.Processes, func(p supervisor.ProcessState) bool { return p.Idle() }) {
+	if !prev.AnyIdle() {
 		return false
 	}
 	q, err := supervisor.ReadSocketQueue(t.Address)
